@@ -1,0 +1,86 @@
+//! The lineage store: what was materialized, from which inputs, by which run.
+//!
+//! This crate owns every fact the engine remembers, and it is the only crate that knows sqlx.
+//! It exposes the [`LineageStore`] trait (the port the engine talks to), the facts it stores
+//! ([`model`]) and the SQLite implementation ([`SqliteStore`]). A PostgreSQL implementation
+//! serves the same trait and passes the same behaviour suite.
+//!
+//! It deliberately knows nothing about partitions definitions, graphs or compute: asset and
+//! partition keys are plain strings here, validated by the engine before they arrive.
+#![warn(missing_docs)]
+
+pub mod model;
+mod sqlite;
+mod store;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+pub use store::LineageStore;
+
+use std::sync::Arc;
+
+/// The one error type of the lineage store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database rejected or failed a statement.
+    #[error("lineage store query failed")]
+    Database(#[from] sqlx::Error),
+    /// A migration could not be applied.
+    #[error("lineage store migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be decoded (a corrupt row or an incompatible version).
+    #[error("lineage store holds an undecodable value in {what}: {detail}")]
+    Decode {
+        /// Which column or value.
+        what: &'static str,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// The URL names a backend this build does not serve.
+    #[error("unsupported lineage store URL {url} (expected sqlite://PATH)")]
+    UnsupportedUrl {
+        /// The URL, with any password redacted.
+        url: String,
+    },
+    /// Something referred to a run that does not exist.
+    #[error("no run with id {0}")]
+    UnknownRun(RunId),
+}
+
+/// Result alias for the lineage store.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Opens the store named by `url` and applies pending migrations.
+///
+/// `sqlite://PATH` opens (creating if needed) a SQLite database in WAL mode.
+pub async fn open(url: &str) -> Result<Arc<dyn LineageStore>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let store = SqliteStore::open(std::path::Path::new(path)).await?;
+        return Ok(Arc::new(store));
+    }
+    Err(Error::UnsupportedUrl { url: redact_url(url) })
+}
+
+/// Replaces the password of a URL like `postgres://user:secret@host/db` with `***`.
+///
+/// Used wherever a connection string could be printed or stored.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &authority[..at];
+    let redacted = match userinfo.find(':') {
+        Some(colon) => format!("{}:***", &userinfo[..colon]),
+        None => return url.to_owned(),
+    };
+    format!("{}://{}{}", &url[..scheme_end], redacted, &rest[at..])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,429 @@
+//! The facts the lineage store records and returns.
+//!
+//! These are plain data: no behaviour beyond formatting and parsing of ids and states.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The id of a run: a UUIDv7, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub Uuid);
+
+impl RunId {
+    /// A new, time-ordered run id.
+    pub fn new() -> RunId {
+        RunId(Uuid::now_v7())
+    }
+}
+
+impl Default for RunId {
+    fn default() -> Self {
+        RunId::new()
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for RunId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(RunId)
+    }
+}
+
+/// The id of one recorded materialization; also the store's global, monotonic cursor.
+pub type MaterializationId = i64;
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Created, no step started yet.
+    Queued,
+    /// At least one step started and the run has not ended.
+    Running,
+    /// Every step materialized.
+    Succeeded,
+    /// At least one step failed for good (others may have succeeded).
+    Failed,
+    /// Stopped on request (Ctrl-C or cancel) before every step finished.
+    Canceled,
+}
+
+impl RunStatus {
+    /// The name stored in the database and printed by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Canceled => "canceled",
+        }
+    }
+
+    /// Whether the run has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Canceled)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "canceled" => RunStatus::Canceled,
+            other => {
+                return Err(format!(
+                    "unknown run status {other:?} (valid: queued, running, succeeded, failed, canceled)"
+                ));
+            }
+        })
+    }
+}
+
+/// A run about to be created.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Its id.
+    pub id: RunId,
+    /// What asked for it: `manual`, `schedule`, `sensor`, `backfill`.
+    pub trigger: String,
+    /// The selection as the user wrote it, for display.
+    pub selection: String,
+    /// How many steps the plan holds.
+    pub n_steps: i64,
+    /// Free-form tags (JSON object).
+    pub tags: serde_json::Value,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// Its id.
+    pub id: RunId,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// What asked for it.
+    pub trigger: String,
+    /// The selection as written.
+    pub selection: String,
+    /// How many steps the plan held.
+    pub n_steps: i64,
+    /// Free-form tags.
+    pub tags: serde_json::Value,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// When the first step started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The kinds of entries in a run's event log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The run started.
+    RunStarted,
+    /// A step started its first attempt.
+    StepStarted,
+    /// A step attempt failed and will be retried.
+    StepRetried,
+    /// A step materialized its output.
+    StepSucceeded,
+    /// A step failed for good.
+    StepFailed,
+    /// A step was not run because an upstream step failed or the run was canceled.
+    StepSkipped,
+    /// The run ended successfully.
+    RunSucceeded,
+    /// The run ended with failures.
+    RunFailed,
+    /// The run was canceled.
+    RunCanceled,
+}
+
+impl EventKind {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RunStarted => "run_started",
+            EventKind::StepStarted => "step_started",
+            EventKind::StepRetried => "step_retried",
+            EventKind::StepSucceeded => "step_succeeded",
+            EventKind::StepFailed => "step_failed",
+            EventKind::StepSkipped => "step_skipped",
+            EventKind::RunSucceeded => "run_succeeded",
+            EventKind::RunFailed => "run_failed",
+            EventKind::RunCanceled => "run_canceled",
+        }
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "run_started" => EventKind::RunStarted,
+            "step_started" => EventKind::StepStarted,
+            "step_retried" => EventKind::StepRetried,
+            "step_succeeded" => EventKind::StepSucceeded,
+            "step_failed" => EventKind::StepFailed,
+            "step_skipped" => EventKind::StepSkipped,
+            "run_succeeded" => EventKind::RunSucceeded,
+            "run_failed" => EventKind::RunFailed,
+            "run_canceled" => EventKind::RunCanceled,
+            other => return Err(format!("unknown event kind {other:?}")),
+        })
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of a run's structured event log.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunEvent {
+    /// The run it belongs to.
+    pub run_id: RunId,
+    /// When it happened.
+    pub ts: DateTime<Utc>,
+    /// What happened.
+    pub kind: EventKind,
+    /// The asset of a step event.
+    pub asset_key: Option<String>,
+    /// The partition of a step event (`""` for an unpartitioned asset).
+    pub partition_key: Option<String>,
+    /// A human-readable message (an error, a retry delay).
+    pub message: String,
+    /// Structured details (JSON object).
+    pub body: serde_json::Value,
+}
+
+impl RunEvent {
+    /// A run-level event.
+    pub fn run(run_id: RunId, ts: DateTime<Utc>, kind: EventKind, message: impl Into<String>) -> RunEvent {
+        RunEvent {
+            run_id,
+            ts,
+            kind,
+            asset_key: None,
+            partition_key: None,
+            message: message.into(),
+            body: serde_json::json!({}),
+        }
+    }
+
+    /// A step-level event.
+    pub fn step(
+        run_id: RunId,
+        ts: DateTime<Utc>,
+        kind: EventKind,
+        asset_key: &str,
+        partition_key: &str,
+        message: impl Into<String>,
+    ) -> RunEvent {
+        RunEvent {
+            run_id,
+            ts,
+            kind,
+            asset_key: Some(asset_key.to_owned()),
+            partition_key: Some(partition_key.to_owned()),
+            message: message.into(),
+            body: serde_json::json!({}),
+        }
+    }
+}
+
+/// One upstream (asset, partition) version that a materialization read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InputVersion {
+    /// The upstream asset.
+    pub asset_key: String,
+    /// The upstream partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// The upstream materialization read, if it is known to the store.
+    pub materialization_id: Option<MaterializationId>,
+    /// The upstream data version read.
+    pub data_version: String,
+}
+
+/// A materialization about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewMaterialization {
+    /// The asset.
+    pub asset_key: String,
+    /// The partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// The run that produced it.
+    pub run_id: RunId,
+    /// Which attempt of the step succeeded (1-based).
+    pub attempt: i64,
+    /// Content version: blake3 of the output bytes, or user-provided.
+    pub data_version: String,
+    /// Hash of the code version and the ordered input versions.
+    pub logical_version: String,
+    /// The asset's code version at the time.
+    pub code_version: String,
+    /// Every input read, in a stable order (asset, then partition).
+    pub inputs: Vec<InputVersion>,
+    /// blake3 over the ordered inputs, so wide fan-in compares in O(1).
+    pub inputs_hash: String,
+    /// Where the output lives (`file://…`, `s3://…`), if it has one.
+    pub storage_uri: Option<String>,
+    /// Output size in bytes.
+    pub bytes: Option<i64>,
+    /// Output rows.
+    pub row_count: Option<i64>,
+    /// Output schema (JSON).
+    pub schema: Option<serde_json::Value>,
+    /// User metadata (JSON object); never secrets.
+    pub metadata: serde_json::Value,
+    /// When the step started.
+    pub started_at: DateTime<Utc>,
+    /// When the output was stored.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// A recorded materialization.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaterializationRecord {
+    /// Its id (the global cursor).
+    pub id: MaterializationId,
+    /// The asset.
+    pub asset_key: String,
+    /// The partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// The run that produced it.
+    pub run_id: RunId,
+    /// Which attempt succeeded.
+    pub attempt: i64,
+    /// Content version.
+    pub data_version: String,
+    /// Logical version.
+    pub logical_version: String,
+    /// Code version.
+    pub code_version: String,
+    /// How many inputs it read.
+    pub n_inputs: i64,
+    /// blake3 over the ordered inputs.
+    pub inputs_hash: String,
+    /// Where the output lives.
+    pub storage_uri: Option<String>,
+    /// Output size in bytes.
+    pub bytes: Option<i64>,
+    /// Output rows.
+    pub row_count: Option<i64>,
+    /// Output schema.
+    pub schema: Option<serde_json::Value>,
+    /// User metadata.
+    pub metadata: serde_json::Value,
+    /// Step start.
+    pub started_at: DateTime<Utc>,
+    /// Output stored.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// The outcome of the latest attempt at an (asset, partition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    /// A step is running now.
+    Running,
+    /// The last attempt materialized.
+    Materialized,
+    /// The last attempt failed.
+    Failed,
+}
+
+impl AttemptStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Running => "running",
+            AttemptStatus::Materialized => "materialized",
+            AttemptStatus::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for AttemptStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "running" => AttemptStatus::Running,
+            "materialized" => AttemptStatus::Materialized,
+            "failed" => AttemptStatus::Failed,
+            other => return Err(format!("unknown attempt status {other:?}")),
+        })
+    }
+}
+
+/// The current state of one (asset, partition): a point lookup, kept in step with history.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionState {
+    /// The asset.
+    pub asset_key: String,
+    /// The partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// The latest successful materialization, if any.
+    pub current_materialization_id: Option<MaterializationId>,
+    /// Its data version.
+    pub data_version: Option<String>,
+    /// Its logical version.
+    pub logical_version: Option<String>,
+    /// Its code version.
+    pub code_version: Option<String>,
+    /// When it was recorded.
+    pub materialized_at: Option<DateTime<Utc>>,
+    /// The run of the latest attempt.
+    pub last_run_id: Option<RunId>,
+    /// The outcome of the latest attempt.
+    pub last_attempt_status: AttemptStatus,
+    /// The error of the latest attempt, when it failed.
+    pub last_error: Option<String>,
+    /// When this row last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A step that failed for good, to be recorded with its error.
+#[derive(Debug, Clone)]
+pub struct StepFailure {
+    /// The run.
+    pub run_id: RunId,
+    /// The asset.
+    pub asset_key: String,
+    /// The partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// How many attempts were made.
+    pub attempts: i64,
+    /// The last error, as shown to people.
+    pub error: String,
+    /// When it failed.
+    pub ts: DateTime<Utc>,
+}

@@ -1,0 +1,588 @@
+//! The SQLite lineage store: one file in WAL mode, the embedded default.
+//!
+//! Every write transaction starts with `BEGIN IMMEDIATE`, so it takes the write lock up front
+//! and waits on `busy_timeout` instead of failing with a stale snapshot.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool};
+
+use crate::model::*;
+use crate::store::LineageStore;
+use crate::{Error, Result};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// The lineage store on a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::Database(sqlx::Error::Io(e)))?;
+            }
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a commit is durable once the WAL is fsynced at checkpoint; a power
+            // loss can drop the last commits but never corrupts the file (BENCHMARKS.md).
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore { pool, path: path.display().to_string() })
+    }
+
+    /// The underlying pool, for tests that inspect tables directly.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[derive(FromRow)]
+struct RunRow {
+    id: String,
+    status: String,
+    trigger: String,
+    selection: String,
+    n_steps: i64,
+    tags: String,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl RunRow {
+    fn into_record(self) -> Result<RunRecord> {
+        Ok(RunRecord {
+            id: parse_run_id(&self.id)?,
+            status: RunStatus::from_str(&self.status).map_err(|detail| Error::Decode { what: "runs.status", detail })?,
+            trigger: self.trigger,
+            selection: self.selection,
+            n_steps: self.n_steps,
+            tags: parse_json("runs.tags", &self.tags)?,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct EventRow {
+    run_id: String,
+    ts: DateTime<Utc>,
+    kind: String,
+    asset_key: Option<String>,
+    partition_key: Option<String>,
+    message: String,
+    body: String,
+}
+
+#[derive(FromRow)]
+struct MaterializationRow {
+    id: i64,
+    asset_key: String,
+    partition_key: String,
+    run_id: String,
+    attempt: i64,
+    data_version: String,
+    logical_version: String,
+    code_version: String,
+    n_inputs: i64,
+    inputs_hash: String,
+    storage_uri: Option<String>,
+    bytes: Option<i64>,
+    row_count: Option<i64>,
+    schema: Option<String>,
+    metadata: String,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+}
+
+impl MaterializationRow {
+    fn into_record(self) -> Result<MaterializationRecord> {
+        Ok(MaterializationRecord {
+            id: self.id,
+            asset_key: self.asset_key,
+            partition_key: self.partition_key,
+            run_id: parse_run_id(&self.run_id)?,
+            attempt: self.attempt,
+            data_version: self.data_version,
+            logical_version: self.logical_version,
+            code_version: self.code_version,
+            n_inputs: self.n_inputs,
+            inputs_hash: self.inputs_hash,
+            storage_uri: self.storage_uri,
+            bytes: self.bytes,
+            row_count: self.row_count,
+            schema: self.schema.as_deref().map(|s| parse_json("materializations.schema", s)).transpose()?,
+            metadata: parse_json("materializations.metadata", &self.metadata)?,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct PartitionRow {
+    asset_key: String,
+    partition_key: String,
+    current_materialization_id: Option<i64>,
+    data_version: Option<String>,
+    logical_version: Option<String>,
+    code_version: Option<String>,
+    materialized_at: Option<DateTime<Utc>>,
+    last_run_id: Option<String>,
+    last_attempt_status: String,
+    last_error: Option<String>,
+    updated_at: DateTime<Utc>,
+}
+
+impl PartitionRow {
+    fn into_state(self) -> Result<PartitionState> {
+        Ok(PartitionState {
+            asset_key: self.asset_key,
+            partition_key: self.partition_key,
+            current_materialization_id: self.current_materialization_id,
+            data_version: self.data_version,
+            logical_version: self.logical_version,
+            code_version: self.code_version,
+            materialized_at: self.materialized_at,
+            last_run_id: self.last_run_id.as_deref().map(parse_run_id).transpose()?,
+            last_attempt_status: AttemptStatus::from_str(&self.last_attempt_status)
+                .map_err(|detail| Error::Decode { what: "asset_partitions.last_attempt_status", detail })?,
+            last_error: self.last_error,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct InputRow {
+    upstream_asset_key: String,
+    upstream_partition_key: String,
+    upstream_materialization_id: Option<i64>,
+    upstream_data_version: String,
+}
+
+fn parse_run_id(s: &str) -> Result<RunId> {
+    RunId::from_str(s).map_err(|e| Error::Decode { what: "run id", detail: e.to_string() })
+}
+
+fn parse_json(what: &'static str, s: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(s).map_err(|e| Error::Decode { what, detail: e.to_string() })
+}
+
+/// The columns of a [`MaterializationRow`], as a literal so queries stay `&'static str`.
+macro_rules! materialization_columns {
+    () => {
+        "id, asset_key, partition_key, run_id, attempt, data_version, logical_version, code_version, \
+         n_inputs, inputs_hash, storage_uri, bytes, row_count, schema, metadata, started_at, finished_at"
+    };
+}
+
+async fn insert_event(conn: &mut sqlx::SqliteConnection, event: &RunEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO run_events (run_id, ts, kind, asset_key, partition_key, message, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .bind(event.run_id.to_string())
+    .bind(event.ts)
+    .bind(event.kind.as_str())
+    .bind(event.asset_key.as_deref())
+    .bind(event.partition_key.as_deref())
+    .bind(&event.message)
+    .bind(event.body.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl LineageStore for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite://{}", self.path)
+    }
+
+    async fn create_run(&self, run: &NewRun) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO runs (id, status, trigger, selection, n_steps, tags, created_at) \
+             VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(run.id.to_string())
+        .bind(&run.trigger)
+        .bind(&run.selection)
+        .bind(run.n_steps)
+        .bind(run.tags.to_string())
+        .bind(run.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_run_status(&self, run_id: RunId, status: RunStatus, event: &RunEvent) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let res = sqlx::query(
+            "UPDATE runs SET status = ?2, \
+                 started_at = CASE WHEN ?2 = 'running' THEN coalesce(started_at, ?3) ELSE started_at END, \
+                 finished_at = CASE WHEN ?2 IN ('succeeded', 'failed', 'canceled') THEN ?3 ELSE finished_at END \
+             WHERE id = ?1",
+        )
+        .bind(run_id.to_string())
+        .bind(status.as_str())
+        .bind(event.ts)
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(Error::UnknownRun(run_id));
+        }
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn append_event(&self, event: &RunEvent) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        insert_event(&mut conn, event).await
+    }
+
+    async fn record_step_started(&self, event: &RunEvent) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        insert_event(&mut tx, event).await?;
+        sqlx::query(
+            "INSERT INTO asset_partitions (asset_key, partition_key, last_run_id, last_attempt_status, updated_at) \
+             VALUES (?1, ?2, ?3, 'running', ?4) \
+             ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+                 last_run_id = excluded.last_run_id, last_attempt_status = 'running', \
+                 last_error = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(event.asset_key.as_deref().unwrap_or_default())
+        .bind(event.partition_key.as_deref().unwrap_or_default())
+        .bind(event.run_id.to_string())
+        .bind(event.ts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_materialization(&self, m: &NewMaterialization) -> Result<MaterializationId> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO materializations (asset_key, partition_key, run_id, attempt, data_version, \
+                 logical_version, code_version, n_inputs, inputs_hash, storage_uri, bytes, row_count, \
+                 schema, metadata, started_at, finished_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+             RETURNING id",
+        )
+        .bind(&m.asset_key)
+        .bind(&m.partition_key)
+        .bind(m.run_id.to_string())
+        .bind(m.attempt)
+        .bind(&m.data_version)
+        .bind(&m.logical_version)
+        .bind(&m.code_version)
+        .bind(m.inputs.len() as i64)
+        .bind(&m.inputs_hash)
+        .bind(m.storage_uri.as_deref())
+        .bind(m.bytes)
+        .bind(m.row_count)
+        .bind(m.schema.as_ref().map(|s| s.to_string()))
+        .bind(m.metadata.to_string())
+        .bind(m.started_at)
+        .bind(m.finished_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        for input in &m.inputs {
+            sqlx::query(
+                "INSERT INTO materialization_inputs (materialization_id, upstream_asset_key, \
+                     upstream_partition_key, upstream_materialization_id, upstream_data_version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(id)
+            .bind(&input.asset_key)
+            .bind(&input.partition_key)
+            .bind(input.materialization_id)
+            .bind(&input.data_version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO asset_partitions (asset_key, partition_key, current_materialization_id, data_version, \
+                 logical_version, code_version, materialized_at, last_run_id, last_attempt_status, \
+                 last_error, stale_inputs, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'materialized', NULL, 0, ?7) \
+             ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+                 current_materialization_id = excluded.current_materialization_id, \
+                 data_version = excluded.data_version, logical_version = excluded.logical_version, \
+                 code_version = excluded.code_version, materialized_at = excluded.materialized_at, \
+                 last_run_id = excluded.last_run_id, last_attempt_status = 'materialized', \
+                 last_error = NULL, stale_inputs = 0, updated_at = excluded.updated_at",
+        )
+        .bind(&m.asset_key)
+        .bind(&m.partition_key)
+        .bind(id)
+        .bind(&m.data_version)
+        .bind(&m.logical_version)
+        .bind(&m.code_version)
+        .bind(m.finished_at)
+        .bind(m.run_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let mut event = RunEvent::step(
+            m.run_id,
+            m.finished_at,
+            EventKind::StepSucceeded,
+            &m.asset_key,
+            &m.partition_key,
+            "",
+        );
+        event.body = serde_json::json!({
+            "materialization_id": id,
+            "data_version": m.data_version,
+            "attempt": m.attempt,
+            "storage_uri": m.storage_uri,
+        });
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn record_step_failed(&self, failure: &StepFailure) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut event = RunEvent::step(
+            failure.run_id,
+            failure.ts,
+            EventKind::StepFailed,
+            &failure.asset_key,
+            &failure.partition_key,
+            failure.error.clone(),
+        );
+        event.body = serde_json::json!({ "attempts": failure.attempts });
+        insert_event(&mut tx, &event).await?;
+        sqlx::query(
+            "INSERT INTO asset_partitions (asset_key, partition_key, last_run_id, last_attempt_status, \
+                 last_error, updated_at) \
+             VALUES (?1, ?2, ?3, 'failed', ?4, ?5) \
+             ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+                 last_run_id = excluded.last_run_id, last_attempt_status = 'failed', \
+                 last_error = excluded.last_error, updated_at = excluded.updated_at",
+        )
+        .bind(&failure.asset_key)
+        .bind(&failure.partition_key)
+        .bind(failure.run_id.to_string())
+        .bind(&failure.error)
+        .bind(failure.ts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_step_canceled(&self, event: &RunEvent) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        insert_event(&mut tx, event).await?;
+        let asset_key = event.asset_key.as_deref().unwrap_or_default();
+        let partition_key = event.partition_key.as_deref().unwrap_or_default();
+        sqlx::query(
+            "DELETE FROM asset_partitions WHERE asset_key = ?1 AND partition_key = ?2 \
+                 AND current_materialization_id IS NULL AND last_attempt_status = 'running' AND last_run_id = ?3",
+        )
+        .bind(asset_key)
+        .bind(partition_key)
+        .bind(event.run_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE asset_partitions SET last_attempt_status = 'materialized', updated_at = ?4 \
+             WHERE asset_key = ?1 AND partition_key = ?2 AND last_attempt_status = 'running' AND last_run_id = ?3",
+        )
+        .bind(asset_key)
+        .bind(partition_key)
+        .bind(event.run_id.to_string())
+        .bind(event.ts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn partition_states(&self, asset_key: &str) -> Result<Vec<PartitionState>> {
+        let rows: Vec<PartitionRow> = sqlx::query_as(
+            "SELECT asset_key, partition_key, current_materialization_id, data_version, logical_version, \
+                 code_version, materialized_at, last_run_id, last_attempt_status, last_error, updated_at \
+             FROM asset_partitions WHERE asset_key = ?1 ORDER BY partition_key",
+        )
+        .bind(asset_key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(PartitionRow::into_state).collect()
+    }
+
+    async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (asset_key, partition_key) in keys {
+            let row: Option<PartitionRow> = sqlx::query_as(
+                "SELECT asset_key, partition_key, current_materialization_id, data_version, logical_version, \
+                     code_version, materialized_at, last_run_id, last_attempt_status, last_error, updated_at \
+                 FROM asset_partitions WHERE asset_key = ?1 AND partition_key = ?2",
+            )
+            .bind(asset_key)
+            .bind(partition_key)
+            .fetch_optional(&mut *conn)
+            .await?;
+            out.push(row.map(PartitionRow::into_state).transpose()?);
+        }
+        Ok(out)
+    }
+
+    async fn history(&self, asset_key: &str, partition_key: Option<&str>, limit: i64) -> Result<Vec<MaterializationRecord>> {
+        let rows: Vec<MaterializationRow> = match partition_key {
+            Some(pk) => {
+                sqlx::query_as(concat!("SELECT ", materialization_columns!(), " FROM materializations \
+                     WHERE asset_key = ?1 AND partition_key = ?2 ORDER BY id DESC LIMIT ?3"))
+                .bind(asset_key)
+                .bind(pk)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(concat!("SELECT ", materialization_columns!(), " FROM materializations \
+                     WHERE asset_key = ?1 ORDER BY id DESC LIMIT ?2"))
+                .bind(asset_key)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter().map(MaterializationRow::into_record).collect()
+    }
+
+    async fn materialization(&self, id: MaterializationId) -> Result<Option<MaterializationRecord>> {
+        let row: Option<MaterializationRow> = sqlx::query_as(concat!("SELECT ", materialization_columns!(), " FROM materializations WHERE id = ?1"))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(MaterializationRow::into_record).transpose()
+    }
+
+    async fn inputs_of(&self, id: MaterializationId) -> Result<Vec<InputVersion>> {
+        let rows: Vec<InputRow> = sqlx::query_as(
+            "SELECT upstream_asset_key, upstream_partition_key, upstream_materialization_id, upstream_data_version \
+             FROM materialization_inputs WHERE materialization_id = ?1 \
+             ORDER BY upstream_asset_key, upstream_partition_key",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| InputVersion {
+                asset_key: r.upstream_asset_key,
+                partition_key: r.upstream_partition_key,
+                materialization_id: r.upstream_materialization_id,
+                data_version: r.upstream_data_version,
+            })
+            .collect())
+    }
+
+    async fn runs(&self, status: Option<RunStatus>, limit: i64) -> Result<Vec<RunRecord>> {
+        let rows: Vec<RunRow> = sqlx::query_as(
+            "SELECT id, status, trigger, selection, n_steps, tags, created_at, started_at, finished_at \
+             FROM runs WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2",
+        )
+        .bind(status.map(RunStatus::as_str))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(RunRow::into_record).collect()
+    }
+
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>> {
+        let row: Option<RunRow> = sqlx::query_as(
+            "SELECT id, status, trigger, selection, n_steps, tags, created_at, started_at, finished_at \
+             FROM runs WHERE id = ?1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(RunRow::into_record).transpose()
+    }
+
+    async fn run_events(&self, id: RunId) -> Result<Vec<RunEvent>> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT run_id, ts, kind, asset_key, partition_key, message, body \
+             FROM run_events WHERE run_id = ?1 ORDER BY id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(RunEvent {
+                    run_id: parse_run_id(&r.run_id)?,
+                    ts: r.ts,
+                    kind: EventKind::from_str(&r.kind).map_err(|detail| Error::Decode { what: "run_events.kind", detail })?,
+                    asset_key: r.asset_key,
+                    partition_key: r.partition_key,
+                    message: r.message,
+                    body: parse_json("run_events.body", &r.body)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn run_materializations(&self, id: RunId) -> Result<Vec<MaterializationRecord>> {
+        let rows: Vec<MaterializationRow> = sqlx::query_as(concat!("SELECT ", materialization_columns!(), " FROM materializations WHERE run_id = ?1 ORDER BY id"))
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(MaterializationRow::into_record).collect()
+    }
+
+    async fn add_dynamic_partitions(&self, partitions_def: &str, keys: &[String], now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut added = 0;
+        for key in keys {
+            let res = sqlx::query(
+                "INSERT INTO dynamic_partitions (partitions_def, partition_key, created_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(partitions_def)
+            .bind(key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            added += res.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn dynamic_partitions(&self, partitions_def: &str) -> Result<Vec<String>> {
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT partition_key FROM dynamic_partitions WHERE partitions_def = ?1 ORDER BY created_at, rowid",
+        )
+        .bind(partitions_def)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(keys)
+    }
+}

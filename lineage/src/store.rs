@@ -1,0 +1,78 @@
+//! The [`LineageStore`] trait: the only way the engine reads or writes what it remembers.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::model::*;
+use crate::Result;
+
+/// Everything the engine remembers, behind one trait that SQLite and PostgreSQL both serve.
+///
+/// Every method is one transaction: a caller never sees half of a write.
+#[async_trait]
+pub trait LineageStore: Send + Sync + 'static {
+    /// A short name of the backend and where it lives, with secrets redacted.
+    fn describe(&self) -> String;
+
+    /// Creates a run in `queued` state.
+    async fn create_run(&self, run: &NewRun) -> Result<()>;
+
+    /// Moves a run to `status`, appending `event` to its log in the same transaction.
+    ///
+    /// `running` sets `started_at`; a terminal status sets `finished_at`.
+    async fn set_run_status(&self, run_id: RunId, status: RunStatus, event: &RunEvent) -> Result<()>;
+
+    /// Appends one event to a run's log.
+    async fn append_event(&self, event: &RunEvent) -> Result<()>;
+
+    /// Marks (asset, partition) as running in `run_id`, logging `step_started`.
+    async fn record_step_started(&self, event: &RunEvent) -> Result<()>;
+
+    /// Records a materialization, its inputs, the current-state row and a `step_succeeded`
+    /// event, all in one transaction.
+    async fn record_materialization(&self, m: &NewMaterialization) -> Result<MaterializationId>;
+
+    /// Records a step that failed for good: the current-state row keeps its last successful
+    /// materialization, and its latest attempt becomes `failed` with the error.
+    async fn record_step_failed(&self, failure: &StepFailure) -> Result<()>;
+
+    /// Forgets that a step is running without recording an outcome (a canceled step).
+    ///
+    /// Restores the latest attempt status from history: `materialized` if a current
+    /// materialization exists, otherwise the row is removed.
+    async fn record_step_canceled(&self, event: &RunEvent) -> Result<()>;
+
+    /// The current state of every known partition of `asset_key`.
+    async fn partition_states(&self, asset_key: &str) -> Result<Vec<PartitionState>>;
+
+    /// The current state of each requested (asset, partition), in the order asked; `None` when
+    /// the store has never seen it.
+    async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>>;
+
+    /// Materializations of an asset (optionally one partition), newest first.
+    async fn history(&self, asset_key: &str, partition_key: Option<&str>, limit: i64) -> Result<Vec<MaterializationRecord>>;
+
+    /// One materialization by id.
+    async fn materialization(&self, id: MaterializationId) -> Result<Option<MaterializationRecord>>;
+
+    /// The inputs a materialization read, ordered by asset then partition.
+    async fn inputs_of(&self, id: MaterializationId) -> Result<Vec<InputVersion>>;
+
+    /// Runs, newest first, optionally only those with `status`.
+    async fn runs(&self, status: Option<RunStatus>, limit: i64) -> Result<Vec<RunRecord>>;
+
+    /// One run.
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>>;
+
+    /// A run's event log, oldest first.
+    async fn run_events(&self, id: RunId) -> Result<Vec<RunEvent>>;
+
+    /// Materializations recorded by a run, in recording order.
+    async fn run_materializations(&self, id: RunId) -> Result<Vec<MaterializationRecord>>;
+
+    /// Adds keys to a dynamic partitions definition; returns how many were new.
+    async fn add_dynamic_partitions(&self, partitions_def: &str, keys: &[String], now: DateTime<Utc>) -> Result<u64>;
+
+    /// The keys of a dynamic partitions definition, in the order they were added.
+    async fn dynamic_partitions(&self, partitions_def: &str) -> Result<Vec<String>>;
+}
