@@ -1,1 +1,29 @@
-//! stub
+//! The asset engine: definitions, partitions, the graph, the planner and the executor.
+//!
+//! `engine` decides *what* to materialize and runs it. It never opens a connection or a socket:
+//! it reaches facts only through [`lineage::LineageStore`] and data only through the
+//! [`IoManager`] port it defines, which `resources` implements. The planner is pure; time comes
+//! from an injected [`Clock`].
+#![warn(missing_docs)]
+
+pub mod context;
+pub mod definition;
+pub mod exec;
+pub mod graph;
+pub mod io;
+pub mod mapping;
+pub mod partition;
+pub mod plan;
+pub mod retry;
+pub mod selection;
+
+pub use context::{AssetContext, Clock, FixedClock, Inputs, ResourceError, Resources, SystemClock};
+pub use definition::{AssetDef, AssetDep, AssetError, AssetKey, Definitions, Output, asset};
+pub use exec::{ExecEvent, Executor, NoObserver, Observer, RunConfig, RunOutcome, StepOutcome, StepStatus};
+pub use graph::{AssetGraph, AssetId, DefinitionsError, LookupError};
+pub use io::{IoError, IoManager, StoredOutput};
+pub use mapping::PartitionMapping;
+pub use partition::{Cadence, PartitionKeyError, PartitionsContext, PartitionsDef, TimeWindow};
+pub use plan::{LineageSnapshot, Plan, PlanError, PlanOptions, PartitionSpec, Step};
+pub use retry::RetryPolicy;
+pub use selection::SelectionError;

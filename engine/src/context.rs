@@ -1,0 +1,171 @@
+//! What a compute function is handed: its partition, its inputs, resources, and the clock.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use chrono::{DateTime, Utc};
+use lineage::{InputVersion, RunId};
+use tokio_util::sync::CancellationToken;
+
+use crate::definition::{AssetError, AssetKey};
+use crate::io::IoManager;
+use crate::partition::TimeWindow;
+
+/// The source of "now", injected so tests and simulations control time.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that always says the same time.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub DateTime<Utc>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+/// A resource key that no resource was bound to, or bound with another type.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("resource {key:?} is not bound{detail}")]
+pub struct ResourceError {
+    /// The key asked for.
+    pub key: String,
+    /// What went wrong beyond absence.
+    pub detail: String,
+}
+
+/// Resources by key (Dagster's resource keys): configured once by the binary, handed to every
+/// compute function. Assets ask for a key and a trait-object type, never a concrete type.
+#[derive(Clone, Default)]
+pub struct Resources {
+    map: HashMap<&'static str, Arc<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Resources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut keys: Vec<_> = self.map.keys().collect();
+        keys.sort();
+        f.debug_struct("Resources").field("keys", &keys).finish()
+    }
+}
+
+impl Resources {
+    /// Binds `key` to `value` (e.g. an `Arc<dyn AppDb>`).
+    pub fn with<T: Any + Send + Sync>(mut self, key: &'static str, value: T) -> Resources {
+        self.map.insert(key, Arc::new(value));
+        self
+    }
+
+    /// The resource bound to `key`, as `T`.
+    pub fn get<T: Any + Send + Sync + Clone>(&self, key: &str) -> Result<T, ResourceError> {
+        let value = self.map.get(key).ok_or_else(|| ResourceError { key: key.to_owned(), detail: String::new() })?;
+        value.downcast_ref::<T>().cloned().ok_or_else(|| ResourceError {
+            key: key.to_owned(),
+            detail: format!(" as {}", std::any::type_name::<T>()),
+        })
+    }
+}
+
+/// The inputs of one step: for each upstream asset, the partitions and versions it reads.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub(crate) by_asset: Vec<(AssetKey, Vec<InputVersion>)>,
+}
+
+impl Inputs {
+    /// Every input version, ordered by asset then partition order.
+    pub fn versions(&self) -> impl Iterator<Item = &InputVersion> {
+        self.by_asset.iter().flat_map(|(_, v)| v.iter())
+    }
+
+    /// The partitions of `upstream` this step reads.
+    pub fn partitions_of(&self, upstream: &str) -> Vec<String> {
+        self.find(upstream).map(|v| v.iter().map(|i| i.partition_key.clone()).collect()).unwrap_or_default()
+    }
+
+    fn find(&self, upstream: &str) -> Option<&[InputVersion]> {
+        self.by_asset
+            .iter()
+            .find(|(k, _)| k.as_str() == upstream || k.name() == upstream)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// The context of one attempt at one (asset, partition).
+#[derive(Clone)]
+pub struct AssetContext {
+    /// The asset.
+    pub key: AssetKey,
+    /// The partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// The partition's time window, for time-window partitions.
+    pub time_window: Option<TimeWindow>,
+    /// The run.
+    pub run_id: RunId,
+    /// Which attempt this is (1-based).
+    pub attempt: u32,
+    /// The upstream versions this step reads (recorded with the materialization).
+    pub inputs: Arc<Inputs>,
+    /// Resources by key.
+    pub resources: Resources,
+    /// Canceled when the run is canceled; long computations should watch it.
+    pub cancel: CancellationToken,
+    pub(crate) io: Arc<dyn IoManager>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for AssetContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssetContext")
+            .field("key", &self.key)
+            .field("partition_key", &self.partition_key)
+            .field("run_id", &self.run_id)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AssetContext {
+    /// Loads every partition of `upstream` this step reads, in partition order.
+    pub async fn load(&self, upstream: &str) -> Result<Vec<(String, RecordBatch)>, AssetError> {
+        let versions = self
+            .inputs
+            .find(upstream)
+            .ok_or_else(|| format!("asset {} does not depend on {upstream:?}", self.key))?;
+        let key = self.inputs.by_asset.iter().find(|(_, v)| std::ptr::eq(v.as_slice(), versions)).map(|(k, _)| k.clone());
+        let key = key.expect("found above");
+        let mut out = Vec::with_capacity(versions.len());
+        for input in versions {
+            let batch = self.io.load(&key, &input.partition_key).await.map_err(|e| {
+                format!("loading {key} partition {:?}: {e}", input.partition_key)
+            })?;
+            out.push((input.partition_key.clone(), batch));
+        }
+        Ok(out)
+    }
+
+    /// The resource bound to `key`.
+    pub fn resource<T: Any + Send + Sync + Clone>(&self, key: &str) -> Result<T, ResourceError> {
+        self.resources.get(key)
+    }
+
+    /// The current time from the injected clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}

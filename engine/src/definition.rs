@@ -1,0 +1,296 @@
+//! Asset definitions: the builder people write, and the validated [`Definitions`] value.
+//!
+//! Defining an asset reads like Dagster's `@asset`:
+//!
+//! ```ignore
+//! asset("storage_bill")
+//!     .group("billing")
+//!     .code_version("2")
+//!     .partitions(PartitionsDef::daily("2025-01-01"))
+//!     .dep("usage_snapshot")
+//!     .compute(|ctx| async move { bill(ctx).await })
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use serde::Serialize;
+
+use crate::context::AssetContext;
+use crate::graph::{AssetGraph, DefinitionsError};
+use crate::mapping::PartitionMapping;
+use crate::partition::PartitionsDef;
+use crate::retry::RetryPolicy;
+
+/// An asset key: `snake_case` segments joined by `/` (`billing/storage_bill`).
+///
+/// The last segment is the asset's name; it may stand for the key when it is unique.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct AssetKey(String);
+
+impl AssetKey {
+    /// Parses and validates a key.
+    pub fn parse(s: &str) -> Result<AssetKey, String> {
+        let valid_segment = |seg: &str| {
+            !seg.is_empty()
+                && seg.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && seg.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if s.split('/').all(valid_segment) {
+            Ok(AssetKey(s.to_owned()))
+        } else {
+            Err(format!("invalid asset key {s:?}: use snake_case segments joined by '/', like billing/storage_bill"))
+        }
+    }
+
+    /// The whole key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The last segment.
+    pub fn name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for AssetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The error an asset's compute function returns: anything, boxed.
+pub type AssetError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The compute function of an asset.
+pub type ComputeFn = Arc<dyn Fn(AssetContext) -> BoxFuture<Result<Output, AssetError>> + Send + Sync>;
+
+/// What a compute function returns: a table (stored by the IO manager), metadata, and
+/// optionally a data version of its own (otherwise blake3 of the stored bytes).
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// The table to store, if the asset has one.
+    pub table: Option<RecordBatch>,
+    /// Metadata recorded with the materialization (numbers, text, URLs, tables); never secrets.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// A user-provided data version, for assets without a table.
+    pub data_version: Option<String>,
+}
+
+impl Output {
+    /// An output holding `table`.
+    pub fn table(table: RecordBatch) -> Output {
+        Output { table: Some(table), ..Output::default() }
+    }
+
+    /// An output with no table; its data version is the hash of its metadata unless set.
+    pub fn none() -> Output {
+        Output::default()
+    }
+
+    /// Adds one metadata entry.
+    pub fn with_metadata(mut self, key: &str, value: impl Into<serde_json::Value>) -> Output {
+        self.metadata.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Sets the data version.
+    pub fn with_data_version(mut self, version: impl Into<String>) -> Output {
+        self.data_version = Some(version.into());
+        self
+    }
+}
+
+/// One declared upstream dependency.
+#[derive(Debug, Clone)]
+pub struct AssetDep {
+    /// The key as written (full key or unique name); resolved when definitions are built.
+    pub key: String,
+    /// The mapping, or `None` to infer the default.
+    pub mapping: Option<PartitionMapping>,
+}
+
+/// A complete asset definition.
+#[derive(Clone)]
+pub struct AssetDef {
+    /// The key.
+    pub key: AssetKey,
+    /// What it is, for people.
+    pub description: String,
+    /// Its group (`billing`); `default` unless set.
+    pub group: String,
+    /// Who to ask about it.
+    pub owners: Vec<String>,
+    /// Free-form tags, selectable with `tag:k=v`.
+    pub tags: BTreeMap<String, String>,
+    /// Bumped by people when the logic changes; part of the logical version.
+    pub code_version: String,
+    /// Upstream dependencies.
+    pub deps: Vec<AssetDep>,
+    /// Its partitions, if any.
+    pub partitions: Option<PartitionsDef>,
+    /// How failed attempts are retried.
+    pub retry: RetryPolicy,
+    /// A concurrency pool that limits how many of its steps run at once across the cluster.
+    pub pool: Option<String>,
+    /// The compute function.
+    pub compute: ComputeFn,
+}
+
+impl fmt::Debug for AssetDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AssetDef")
+            .field("key", &self.key)
+            .field("group", &self.group)
+            .field("code_version", &self.code_version)
+            .field("deps", &self.deps)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts an asset definition.
+///
+/// # Panics
+/// If `key` is not a valid [`AssetKey`]: definitions are code, caught by the first test.
+pub fn asset(key: &str) -> AssetBuilder {
+    let key = AssetKey::parse(key).unwrap_or_else(|e| panic!("{e}"));
+    AssetBuilder {
+        key,
+        description: String::new(),
+        group: "default".to_owned(),
+        owners: Vec::new(),
+        tags: BTreeMap::new(),
+        code_version: "1".to_owned(),
+        deps: Vec::new(),
+        partitions: None,
+        retry: RetryPolicy::default(),
+        pool: None,
+    }
+}
+
+/// Builds an [`AssetDef`]; finish with [`AssetBuilder::compute`].
+#[derive(Debug, Clone)]
+#[must_use = "an asset is defined only once .compute(..) is called"]
+pub struct AssetBuilder {
+    key: AssetKey,
+    description: String,
+    group: String,
+    owners: Vec<String>,
+    tags: BTreeMap<String, String>,
+    code_version: String,
+    deps: Vec<AssetDep>,
+    partitions: Option<PartitionsDef>,
+    retry: RetryPolicy,
+    pool: Option<String>,
+}
+
+impl AssetBuilder {
+    /// What it is, for people.
+    pub fn description(mut self, text: &str) -> Self {
+        self.description = text.to_owned();
+        self
+    }
+
+    /// Its group.
+    pub fn group(mut self, group: &str) -> Self {
+        self.group = group.to_owned();
+        self
+    }
+
+    /// Adds an owner.
+    pub fn owner(mut self, owner: &str) -> Self {
+        self.owners.push(owner.to_owned());
+        self
+    }
+
+    /// Adds a tag.
+    pub fn tag(mut self, key: &str, value: &str) -> Self {
+        self.tags.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Its code version (default `"1"`).
+    pub fn code_version(mut self, version: &str) -> Self {
+        self.code_version = version.to_owned();
+        self
+    }
+
+    /// Depends on `key` with the default partition mapping.
+    pub fn dep(mut self, key: &str) -> Self {
+        self.deps.push(AssetDep { key: key.to_owned(), mapping: None });
+        self
+    }
+
+    /// Depends on `key` with an explicit partition mapping.
+    pub fn dep_mapped(mut self, key: &str, mapping: PartitionMapping) -> Self {
+        self.deps.push(AssetDep { key: key.to_owned(), mapping: Some(mapping) });
+        self
+    }
+
+    /// Its partitions.
+    pub fn partitions(mut self, def: PartitionsDef) -> Self {
+        self.partitions = Some(def);
+        self
+    }
+
+    /// Its retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Its concurrency pool.
+    pub fn pool(mut self, pool: &str) -> Self {
+        self.pool = Some(pool.to_owned());
+        self
+    }
+
+    /// Finishes the definition with its compute function.
+    pub fn compute<F, Fut>(self, f: F) -> AssetDef
+    where
+        F: Fn(AssetContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Output, AssetError>> + Send + 'static,
+    {
+        AssetDef {
+            key: self.key,
+            description: self.description,
+            group: self.group,
+            owners: self.owners,
+            tags: self.tags,
+            code_version: self.code_version,
+            deps: self.deps,
+            partitions: self.partitions,
+            retry: self.retry,
+            pool: self.pool,
+            compute: Arc::new(move |ctx| Box::pin(f(ctx))),
+        }
+    }
+}
+
+/// Every asset of a deployment, validated: keys unique, deps known, no cycles, mappings compatible.
+#[derive(Debug, Clone)]
+pub struct Definitions {
+    graph: Arc<AssetGraph>,
+}
+
+impl Definitions {
+    /// Validates `assets` into a graph; the error names every asset involved.
+    pub fn new(assets: Vec<AssetDef>) -> Result<Definitions, DefinitionsError> {
+        Ok(Definitions { graph: Arc::new(AssetGraph::build(assets)?) })
+    }
+
+    /// The validated asset graph.
+    pub fn graph(&self) -> &AssetGraph {
+        &self.graph
+    }
+}

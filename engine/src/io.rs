@@ -1,0 +1,42 @@
+//! Ports for data: the [`IoManager`] that stores and loads asset outputs.
+//!
+//! The engine defines the port; `resources` implements it (Parquet on a local directory or S3).
+
+use arrow_array::RecordBatch;
+use async_trait::async_trait;
+
+use crate::definition::AssetKey;
+
+/// The error of an IO manager: anything, boxed, shown to people as is.
+pub type IoError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What storing an output produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredOutput {
+    /// Where it lives (`file:///…`, `s3://bucket/…`).
+    pub uri: String,
+    /// Size of the stored bytes.
+    pub bytes: u64,
+    /// Rows in the table.
+    pub rows: u64,
+    /// The table's schema (JSON: field names, types, nullability).
+    pub schema: serde_json::Value,
+    /// blake3 of the stored bytes, hex.
+    pub data_version: String,
+}
+
+/// Stores and loads asset outputs.
+///
+/// `store` must be atomic: after it returns, the object is complete; if it fails or is
+/// dropped midway, no partial object is visible under the final name.
+#[async_trait]
+pub trait IoManager: Send + Sync + 'static {
+    /// Stores the output of (asset, partition), replacing any previous one.
+    async fn store(&self, asset: &AssetKey, partition_key: &str, table: &RecordBatch) -> Result<StoredOutput, IoError>;
+
+    /// Loads the stored output of (asset, partition).
+    async fn load(&self, asset: &AssetKey, partition_key: &str) -> Result<RecordBatch, IoError>;
+
+    /// Describes where outputs go, for people (`local directory …`, `s3://bucket/prefix`).
+    fn describe(&self) -> String;
+}
