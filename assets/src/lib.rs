@@ -1,1 +1,26 @@
-//! stub
+//! The RoboSystems assets: what the billing pipelines produce, as asset definitions.
+//!
+//! Assets name the resources they use by key ([`APP_DB`], [`GRAPH_STORAGE`]) and trait type;
+//! the binary binds concrete implementations. Money math lives in [`billing`], pure and exact.
+
+pub mod billing;
+mod storage_bill;
+mod usage_snapshot;
+
+use engine::{Definitions, DefinitionsError};
+
+/// Resource key of the app database (`Arc<dyn resources::AppDb>`).
+pub const APP_DB: &str = "app_db";
+/// Resource key of the graph storage source (`Arc<dyn resources::GraphStorage>`).
+pub const GRAPH_STORAGE: &str = "graph_storage";
+
+/// The first partition of every RoboSystems time-partitioned asset.
+pub const START_DATE: &str = "2025-01-01";
+
+/// Every RoboSystems asset, validated.
+pub fn definitions() -> Result<Definitions, DefinitionsError> {
+    Definitions::new(vec![usage_snapshot::definition(), storage_bill::definition()])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,19 @@
-//! stub
+//! Resources: the outside world the assets talk to, behind small traits.
+//!
+//! * [`object_store`]: where outputs live (a local directory, atomically written).
+//! * [`parquet_io`]: the engine's `IoManager` port, writing Parquet through an object store.
+//! * [`appdb`]: the RoboSystems application database (tenants, plans, the credits ledger).
+//! * [`graph_storage`]: how big each graph is (a labeled dev source in embedded mode).
+//!
+//! Only this crate knows parquet, the object stores and the app database's SQL. It knows nothing
+//! of plans, runs or the lineage store.
+
+pub mod appdb;
+pub mod graph_storage;
+pub mod object_store;
+pub mod parquet_io;
+
+pub use appdb::{AppDb, SqliteAppDb};
+pub use graph_storage::{DevGraphStorage, GraphStorage};
+pub use object_store::{LocalObjectStore, ObjectStore, ObjectStoreError};
+pub use parquet_io::ParquetIoManager;

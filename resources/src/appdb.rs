@@ -1,0 +1,373 @@
+//! The RoboSystems application database: tenants, plans, subscriptions, graphs and the credits
+//! ledger. SQLite in embedded mode (seeded with labeled demo data); PostgreSQL in production.
+//!
+//! Money is `i64` millicredits end to end. Every ledger entry has a UNIQUE idempotency key, so
+//! writing the same charge twice revises it instead of adding it again.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/app/sqlite");
+
+/// Why an app database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppDbError {
+    /// The database failed.
+    #[error("app database query failed")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("app database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A graph whose storage is billed.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ActiveGraph {
+    /// The graph.
+    pub graph_id: String,
+    /// Its tenant.
+    pub tenant_id: String,
+}
+
+/// The storage terms of a tenant's active subscription.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct TenantPlan {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The plan.
+    pub plan_id: String,
+    /// Storage included in the plan, in GB (10^9 bytes).
+    pub included_storage_gb: i64,
+    /// Price of storage above that, per GB-day.
+    pub storage_millicredits_per_gb_day: i64,
+}
+
+/// A ledger entry to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The tenant.
+    pub tenant_id: String,
+    /// Unique key: writing it again revises, never duplicates.
+    pub idempotency_key: String,
+    /// `storage_charge`, `allocation`, `overage`.
+    pub kind: String,
+    /// The partition the entry belongs to.
+    pub period: String,
+    /// Negative for a debit.
+    pub amount_millicredits: i64,
+    /// For people.
+    pub description: String,
+}
+
+/// A stored ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct LedgerRow {
+    /// The tenant.
+    pub tenant_id: String,
+    /// Its key.
+    pub idempotency_key: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its period.
+    pub period: String,
+    /// The amount.
+    pub amount_millicredits: i64,
+    /// How often it was revised (1 = never).
+    pub revision: i64,
+}
+
+/// What a ledger write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerWrite {
+    /// New entries.
+    pub inserted: u64,
+    /// Entries whose amount changed.
+    pub revised: u64,
+    /// Entries written again with the same amount.
+    pub unchanged: u64,
+    /// Entries of the period no longer charged, set to zero.
+    pub zeroed: u64,
+}
+
+/// The app database, as the assets need it.
+#[async_trait]
+pub trait AppDb: Send + Sync + 'static {
+    /// Where it lives, with secrets redacted.
+    fn describe(&self) -> String;
+    /// Graphs whose storage is billed, ordered by id.
+    async fn active_graphs(&self) -> Result<Vec<ActiveGraph>, AppDbError>;
+    /// Storage terms of every tenant with an active subscription, ordered by tenant.
+    async fn tenant_plans(&self) -> Result<Vec<TenantPlan>, AppDbError>;
+    /// Makes `entries` the complete set of `kind` entries for `period`, in one transaction:
+    /// upserts each by idempotency key and zeroes entries of that kind and period not given.
+    async fn replace_period_entries(&self, kind: &str, period: &str, entries: &[LedgerEntry], now: DateTime<Utc>) -> Result<LedgerWrite, AppDbError>;
+    /// Ledger entries, optionally of one tenant, ordered by tenant and key.
+    async fn ledger(&self, tenant_id: Option<&str>) -> Result<Vec<LedgerRow>, AppDbError>;
+    /// A tenant's balance: the sum of its ledger entries.
+    async fn balance(&self, tenant_id: &str) -> Result<i64, AppDbError>;
+}
+
+/// The embedded app database on SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteAppDb {
+    pool: SqlitePool,
+    path: String,
+}
+
+/// A demo tenant: (tenant id, name, plan id, [(graph id, bytes)]).
+pub type DemoTenant = (&'static str, &'static str, &'static str, &'static [(&'static str, u64)]);
+
+/// The labeled demo data set of the embedded mode.
+pub const DEMO_TENANTS: &[DemoTenant] = &[
+    ("acme", "Acme Corp (demo)", "starter", &[("acme-main", 14_500_000_000), ("acme-staging", 2_000_000_000)]),
+    ("globex", "Globex (demo)", "pro", &[("globex-prod", 250_000_000_000)]),
+    ("initech", "Initech (demo)", "starter", &[("initech-ledger", 3_000_000_000)]),
+];
+
+/// Demo plans: (id, name, monthly millicredits, included GB, millicredits per GB-day).
+pub const DEMO_PLANS: &[(&str, &str, i64, i64, i64)] = &[
+    ("starter", "Starter", 10_000_000, 10, 1_500),
+    ("pro", "Pro", 100_000_000, 100, 1_000),
+];
+
+impl SqliteAppDb {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<SqliteAppDb, AppDbError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| AppDbError::Database(sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteAppDb { pool, path: path.display().to_string() })
+    }
+
+    /// The pool, for tests and seeding.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Seeds the demo data set if the database has no tenants; returns whether it did.
+    pub async fn seed_demo(&self, now: DateTime<Utc>) -> Result<bool, AppDbError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut *tx).await?;
+        if n > 0 {
+            return Ok(false);
+        }
+        for (id, name, monthly, included, rate) in DEMO_PLANS {
+            sqlx::query(
+                "INSERT INTO plans (id, name, monthly_millicredits, included_storage_gb, storage_millicredits_per_gb_day) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(id)
+            .bind(name)
+            .bind(monthly)
+            .bind(included)
+            .bind(rate)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (tenant, name, plan, graphs) in DEMO_TENANTS {
+            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)")
+                .bind(tenant)
+                .bind(name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let subscription = format!("sub-{tenant}");
+            sqlx::query("INSERT INTO subscriptions (id, tenant_id, plan_id, status, created_at) VALUES (?1, ?2, ?3, 'active', ?4)")
+                .bind(&subscription)
+                .bind(tenant)
+                .bind(plan)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            for (graph, _) in graphs.iter() {
+                sqlx::query("INSERT INTO graphs (id, tenant_id, subscription_id, status, created_at) VALUES (?1, ?2, ?3, 'active', ?4)")
+                    .bind(graph)
+                    .bind(tenant)
+                    .bind(&subscription)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl AppDb for SqliteAppDb {
+    fn describe(&self) -> String {
+        format!("sqlite://{}", self.path)
+    }
+
+    async fn active_graphs(&self) -> Result<Vec<ActiveGraph>, AppDbError> {
+        Ok(sqlx::query_as(
+            "SELECT g.id AS graph_id, g.tenant_id FROM graphs g \
+             WHERE g.status = 'active' ORDER BY g.id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn tenant_plans(&self) -> Result<Vec<TenantPlan>, AppDbError> {
+        Ok(sqlx::query_as(
+            "SELECT s.tenant_id, p.id AS plan_id, p.included_storage_gb, p.storage_millicredits_per_gb_day \
+             FROM subscriptions s JOIN plans p ON p.id = s.plan_id \
+             WHERE s.status = 'active' ORDER BY s.tenant_id, s.created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn replace_period_entries(&self, kind: &str, period: &str, entries: &[LedgerEntry], now: DateTime<Utc>) -> Result<LedgerWrite, AppDbError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut out = LedgerWrite::default();
+        let mut keep = Vec::with_capacity(entries.len());
+        for e in entries {
+            keep.push(e.idempotency_key.clone());
+            let existing: Option<(i64, i64, i64)> =
+                sqlx::query_as("SELECT id, amount_millicredits, revision FROM credit_ledger WHERE idempotency_key = ?1")
+                    .bind(&e.idempotency_key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match existing {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO credit_ledger (tenant_id, idempotency_key, kind, period, amount_millicredits, \
+                             description, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                    )
+                    .bind(&e.tenant_id)
+                    .bind(&e.idempotency_key)
+                    .bind(&e.kind)
+                    .bind(&e.period)
+                    .bind(e.amount_millicredits)
+                    .bind(&e.description)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    out.inserted += 1;
+                }
+                Some((_, amount, _)) if amount == e.amount_millicredits => out.unchanged += 1,
+                Some((id, amount, revision)) => {
+                    revise(&mut tx, id, amount, revision, e.amount_millicredits, &e.description, now).await?;
+                    out.revised += 1;
+                }
+            }
+        }
+        let others: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT id, idempotency_key, amount_millicredits, revision FROM credit_ledger \
+             WHERE kind = ?1 AND period = ?2 AND amount_millicredits <> 0",
+        )
+        .bind(kind)
+        .bind(period)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, key, amount, revision) in others {
+            if !keep.contains(&key) {
+                revise(&mut tx, id, amount, revision, 0, "no longer charged", now).await?;
+                out.zeroed += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn ledger(&self, tenant_id: Option<&str>) -> Result<Vec<LedgerRow>, AppDbError> {
+        Ok(sqlx::query_as(
+            "SELECT tenant_id, idempotency_key, kind, period, amount_millicredits, revision FROM credit_ledger \
+             WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY tenant_id, idempotency_key",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn balance(&self, tenant_id: &str) -> Result<i64, AppDbError> {
+        Ok(sqlx::query_scalar("SELECT coalesce(sum(amount_millicredits), 0) FROM credit_ledger WHERE tenant_id = ?1")
+            .bind(tenant_id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
+
+async fn revise(
+    tx: &mut sqlx::SqliteConnection,
+    id: i64,
+    old_amount: i64,
+    old_revision: i64,
+    new_amount: i64,
+    description: &str,
+    now: DateTime<Utc>,
+) -> Result<(), AppDbError> {
+    sqlx::query("INSERT INTO credit_ledger_revisions (ledger_id, revision, amount_millicredits, replaced_at) VALUES (?1, ?2, ?3, ?4)")
+        .bind(id)
+        .bind(old_revision)
+        .bind(old_amount)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE credit_ledger SET amount_millicredits = ?2, description = ?3, revision = revision + 1, updated_at = ?4 WHERE id = ?1")
+        .bind(id)
+        .bind(new_amount)
+        .bind(description)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(tenant: &str, amount: i64) -> LedgerEntry {
+        LedgerEntry {
+            tenant_id: tenant.into(),
+            idempotency_key: format!("storage_bill:{tenant}:2025-12-15"),
+            kind: "storage_charge".into(),
+            period: "2025-12-15".into(),
+            amount_millicredits: amount,
+            description: "storage".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn rewriting_a_period_revises_instead_of_double_charging() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteAppDb::open(&dir.path().join("app.db")).await.unwrap();
+        let now = Utc::now();
+        assert!(db.seed_demo(now).await.unwrap());
+        assert!(!db.seed_demo(now).await.unwrap(), "seeding twice is a no-op");
+
+        let w = db.replace_period_entries("storage_charge", "2025-12-15", &[entry("acme", -9_750), entry("globex", -150_000)], now).await.unwrap();
+        assert_eq!(w, LedgerWrite { inserted: 2, ..LedgerWrite::default() });
+        let w = db.replace_period_entries("storage_charge", "2025-12-15", &[entry("acme", -9_750), entry("globex", -150_000)], now).await.unwrap();
+        assert_eq!(w, LedgerWrite { unchanged: 2, ..LedgerWrite::default() });
+        assert_eq!(db.balance("acme").await.unwrap(), -9_750);
+
+        // globex's graph was deleted: its charge for the day goes to zero, acme's is revised.
+        let w = db.replace_period_entries("storage_charge", "2025-12-15", &[entry("acme", -12_000)], now).await.unwrap();
+        assert_eq!(w, LedgerWrite { revised: 1, zeroed: 1, ..LedgerWrite::default() });
+        assert_eq!(db.balance("acme").await.unwrap(), -12_000);
+        assert_eq!(db.balance("globex").await.unwrap(), 0);
+        let ledger = db.ledger(None).await.unwrap();
+        assert_eq!(ledger.len(), 2, "entries are never deleted");
+        assert_eq!(ledger[0].revision, 2);
+        let revisions: i64 = sqlx::query_scalar("SELECT count(*) FROM credit_ledger_revisions").fetch_one(db.pool()).await.unwrap();
+        assert_eq!(revisions, 2);
+    }
+}

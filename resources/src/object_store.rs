@@ -1,0 +1,211 @@
+//! Object stores: put/get/list of whole objects under validated keys.
+//!
+//! Keys are relative, `/`-separated and may not escape the store's root (`..`, absolute paths,
+//! empty segments and backslashes are rejected). Writes are atomic: a reader sees the old object
+//! or the new one, never a part.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// Why an object store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectStoreError {
+    /// The key could escape the store's root or is otherwise unusable.
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// No object under this key.
+    #[error("no object at {uri}")]
+    NotFound {
+        /// Where it was looked for.
+        uri: String,
+    },
+    /// The filesystem failed.
+    #[error("object store io failed at {uri}")]
+    Io {
+        /// Where.
+        uri: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Checks that `key` stays inside the store: relative, no `.`/`..`/empty segments, no `\`.
+pub fn validate_key(key: &str) -> Result<(), ObjectStoreError> {
+    let invalid = |reason| Err(ObjectStoreError::InvalidKey { key: key.to_owned(), reason });
+    if key.is_empty() {
+        return invalid("it is empty");
+    }
+    if key.starts_with('/') {
+        return invalid("it is absolute");
+    }
+    if key.contains('\\') || key.contains('\0') {
+        return invalid("it contains a backslash or NUL");
+    }
+    if key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return invalid("it has an empty, '.' or '..' segment");
+    }
+    Ok(())
+}
+
+/// Whole-object storage.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Stores `bytes` under `key` atomically, replacing any previous object; returns its URI.
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<String, ObjectStoreError>;
+    /// Reads the object under `key`.
+    async fn get(&self, key: &str) -> Result<Bytes, ObjectStoreError>;
+    /// Keys under `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError>;
+    /// The URI an object would have.
+    fn uri(&self, key: &str) -> String;
+    /// Where objects go, for people.
+    fn describe(&self) -> String;
+}
+
+/// Objects as files under a root directory; writes go to a temp file, then `rename`.
+#[derive(Debug, Clone)]
+pub struct LocalObjectStore {
+    root: PathBuf,
+}
+
+impl LocalObjectStore {
+    /// A store rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> LocalObjectStore {
+        LocalObjectStore { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, ObjectStoreError> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+#[async_trait]
+impl ObjectStore for LocalObjectStore {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<String, ObjectStoreError> {
+        let path = self.path(key)?;
+        let uri = self.uri(key);
+        let io = |source| ObjectStoreError::Io { uri: uri.clone(), source };
+        let dir = path.parent().expect("a key has a file name").to_owned();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            std::fs::create_dir_all(&dir)?;
+            // A unique temp name in the same directory, so `rename` is atomic.
+            let file_name = path.file_name().expect("a key has a file name").to_string_lossy();
+            let tmp = dir.join(format!(".{file_name}.{}.{}.tmp", std::process::id(), fastrand::u64(..)));
+            let res = (|| {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_data()?;
+                std::fs::rename(&tmp, &path)
+            })();
+            if res.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            res
+        })
+        .await
+        .expect("put task does not panic")
+        .map_err(io)?;
+        Ok(uri)
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, ObjectStoreError> {
+        let path = self.path(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Bytes::from(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ObjectStoreError::NotFound { uri: self.uri(key) }),
+            Err(source) => Err(ObjectStoreError::Io { uri: self.uri(key), source }),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        let uri = self.uri(&prefix);
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let mut stack = vec![root.clone()];
+            while let Some(dir) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    let path = entry.path();
+                    if entry.file_type()?.is_dir() {
+                        stack.push(path);
+                    } else if let Ok(rel) = path.strip_prefix(&root) {
+                        let key = rel.to_string_lossy().replace('\\', "/");
+                        let hidden = key.rsplit('/').next().is_some_and(|n| n.starts_with('.'));
+                        if !hidden && key.starts_with(&prefix) {
+                            out.push(key);
+                        }
+                    }
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+        .expect("list task does not panic")
+        .map_err(|source| ObjectStoreError::Io { uri, source })
+    }
+
+    fn uri(&self, key: &str) -> String {
+        format!("file://{}", absolute(&self.root.join(key)).display())
+    }
+
+    fn describe(&self) -> String {
+        format!("local directory {}", absolute(&self.root).display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_get_list_and_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::new(dir.path());
+        let uri = store.put("usage_snapshot/2025-12-15T00:00.parquet", Bytes::from_static(b"one")).await.unwrap();
+        assert!(uri.starts_with("file:///") && uri.ends_with("usage_snapshot/2025-12-15T00:00.parquet"));
+        store.put("usage_snapshot/2025-12-15T00:00.parquet", Bytes::from_static(b"two")).await.unwrap();
+        store.put("storage_bill/2025-12-15.parquet", Bytes::from_static(b"bill")).await.unwrap();
+        assert_eq!(&store.get("usage_snapshot/2025-12-15T00:00.parquet").await.unwrap()[..], b"two");
+        assert_eq!(store.list("usage_snapshot/").await.unwrap(), ["usage_snapshot/2025-12-15T00:00.parquet"]);
+        assert_eq!(store.list("").await.unwrap().len(), 2, "temp files never show up");
+        assert!(matches!(store.get("nope.parquet").await, Err(ObjectStoreError::NotFound { .. })));
+    }
+
+    #[tokio::test]
+    async fn keys_that_escape_the_root_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::new(dir.path().join("storage"));
+        for key in ["../x", "a/../../x", "/etc/passwd", "a//b", "a\\b", "", "./a"] {
+            let err = store.put(key, Bytes::from_static(b"x")).await.unwrap_err();
+            assert!(matches!(err, ObjectStoreError::InvalidKey { .. }), "{key:?} was accepted");
+        }
+        assert!(!dir.path().join("x").exists());
+    }
+}
