@@ -136,13 +136,13 @@ pub enum PartitionKeyError {
         valid: String,
     },
     /// A key was given for an unpartitioned asset.
-    #[error("asset is not partitioned, so it takes no partition key (got {key:?})")]
+    #[error("it is not partitioned, so it takes no partition key (got {key:?})")]
     NotPartitioned {
         /// The key as given.
         key: String,
     },
     /// A partitioned asset needs a key.
-    #[error("asset is partitioned ({def}): give a partition key with --partition or a range with --from/--to")]
+    #[error("it is partitioned ({def}): give a partition key with --partition or a range with --from/--to")]
     KeyRequired {
         /// The definition, described.
         def: String,

@@ -289,7 +289,7 @@ impl Plan {
             let def = graph.asset(asset);
             let ranges = compress_ranges(def.partitions.as_ref(), &keys);
             let shown = if def.partitions.is_none() { "(unpartitioned)".to_owned() } else { ranges.join(", ") };
-            let _ = writeln!(out, "{:<20} {:>5} step{}  {}", def.key, keys.len(), if keys.len() == 1 { " " } else { "s" }, shown);
+            let _ = writeln!(out, "{:<20} {:>5} step{}  {}", def.key.as_str(), keys.len(), if keys.len() == 1 { " " } else { "s" }, shown);
         }
         out
     }

@@ -503,6 +503,19 @@ impl LineageStore for SqliteStore {
             .collect())
     }
 
+    async fn readers_of(&self, id: MaterializationId) -> Result<Vec<MaterializationRecord>> {
+        let rows: Vec<MaterializationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            materialization_columns!(),
+            " FROM materializations WHERE id IN \
+             (SELECT materialization_id FROM materialization_inputs WHERE upstream_materialization_id = ?1) ORDER BY id"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(MaterializationRow::into_record).collect()
+    }
+
     async fn runs(&self, status: Option<RunStatus>, limit: i64) -> Result<Vec<RunRecord>> {
         let rows: Vec<RunRow> = sqlx::query_as(
             "SELECT id, status, trigger, selection, n_steps, tags, created_at, started_at, finished_at \

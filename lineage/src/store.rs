@@ -58,6 +58,9 @@ pub trait LineageStore: Send + Sync + 'static {
     /// The inputs a materialization read, ordered by asset then partition.
     async fn inputs_of(&self, id: MaterializationId) -> Result<Vec<InputVersion>>;
 
+    /// Materializations that read materialization `id` as an input, oldest first (impact).
+    async fn readers_of(&self, id: MaterializationId) -> Result<Vec<MaterializationRecord>>;
+
     /// Runs, newest first, optionally only those with `status`.
     async fn runs(&self, status: Option<RunStatus>, limit: i64) -> Result<Vec<RunRecord>>;
 

@@ -90,6 +90,8 @@ async fn inputs_are_recorded_exactly_in_order() {
     assert_eq!(store.inputs_of(bill).await.unwrap(), inputs);
     assert_eq!(store.materialization(bill).await.unwrap().unwrap().n_inputs, 24);
     assert_eq!(store.run_materializations(run_id).await.unwrap().len(), 25);
+    let readers = store.readers_of(inputs[3].materialization_id.unwrap()).await.unwrap();
+    assert_eq!(readers.iter().map(|m| m.id).collect::<Vec<_>>(), [bill]);
 }
 
 #[tokio::test]

@@ -1,0 +1,175 @@
+//! The command line, as clap types only. Doc comments are the help text.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// robo-assets: an asset-centric materialization engine with a lineage store.
+///
+/// Every job is an asset: a named, versioned, usually partitioned piece of data with declared
+/// upstream dependencies. The lineage store records every materialization, so robo-assets can
+/// say what is missing, stale or late, and why.
+#[derive(Debug, Parser)]
+#[command(name = "robo-assets", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List assets: groups, partitions, dependencies and code versions.
+    List(ListArgs),
+    /// Materialize a selection of assets for a partition or a range.
+    Materialize(MaterializeArgs),
+    /// Show which partitions are materialized, failed, in progress or missing.
+    Status(StatusArgs),
+    /// Show the materializations of an asset, newest first.
+    History(HistoryArgs),
+    /// List runs, or show one run and its event log.
+    Runs(RunsArgs),
+    /// Show what an asset (or one partition of it) was built from, and what reads it.
+    Lineage(LineageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which partitions: one key, or an inclusive range.
+#[derive(Debug, Clone, Args)]
+pub struct PartitionArgs {
+    /// One partition key: 2025-12-15 (daily), 2025-12-15T02:00 (hourly), 2025-12 (monthly).
+    #[arg(long, short = 'p', conflicts_with_all = ["from", "to"])]
+    pub partition: Option<String>,
+    /// First partition of a range (inclusive); needs --to.
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// Last partition of a range (inclusive); needs --from.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MaterializeArgs {
+    /// What to materialize: NAME, +NAME (with upstream), NAME+ (with downstream), N+NAME,
+    /// group:G, tag:K=V, * ; a comma means union.
+    pub selection: String,
+    #[command(flatten)]
+    pub partitions: PartitionArgs,
+    /// Also materialize upstream partitions that are missing.
+    #[arg(long)]
+    pub with_upstream: bool,
+    /// Print the plan and exit without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run at most this many steps at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Print the run's outcome as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Which assets (default: all).
+    #[arg(default_value = "*")]
+    pub selection: String,
+    #[command(flatten)]
+    pub partitions: PartitionArgs,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The asset.
+    pub asset: String,
+    /// Only this partition.
+    #[arg(long, short = 'p')]
+    pub partition: Option<String>,
+    /// At most this many materializations.
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
+    /// Only runs with this status: queued, running, succeeded, failed, canceled.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Show one run: its steps, materializations and event log.
+    Show {
+        /// The run id.
+        run_id: String,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one run's event log.
+    Logs {
+        /// The run id.
+        run_id: String,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LineageFormat {
+    /// An indented tree.
+    Tree,
+    /// JSON.
+    Json,
+    /// Graphviz DOT (`| dot -Tsvg > lineage.svg`).
+    Dot,
+}
+
+#[derive(Debug, Args)]
+pub struct LineageArgs {
+    /// The asset.
+    pub asset: String,
+    /// Show the lineage of this partition's current materialization (versions read).
+    #[arg(long, short = 'p')]
+    pub partition: Option<String>,
+    /// How many levels upstream to show.
+    #[arg(long, default_value_t = 3)]
+    pub upstream: usize,
+    /// How many levels downstream to show.
+    #[arg(long, default_value_t = 1)]
+    pub downstream: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = LineageFormat::Tree)]
+    pub format: LineageFormat,
+}

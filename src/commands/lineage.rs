@@ -1,0 +1,322 @@
+//! `robo-assets lineage ASSET [--partition K]`: the asset graph around an asset, or the exact
+//! versions a partition's current materialization read (and who read it), as a tree, JSON or DOT.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use engine::AssetId;
+use engine::partition::compress_ranges;
+use lineage::{MaterializationId, MaterializationRecord};
+use serde::Serialize;
+
+use crate::ExitStatus;
+use crate::app::App;
+use crate::cli::{LineageArgs, LineageFormat};
+use crate::commands::{lookup, print_json, short, show_key};
+use crate::user_error;
+
+#[derive(Debug, Serialize)]
+struct AssetNode {
+    asset: String,
+    partitions: Option<String>,
+    /// The mapping on the edge to the parent node.
+    mapping: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    children: Vec<AssetNode>,
+}
+
+#[derive(Debug, Serialize)]
+struct AssetLineage {
+    asset: String,
+    upstream: Vec<AssetNode>,
+    downstream: Vec<AssetNode>,
+}
+
+#[derive(Debug, Serialize)]
+struct VersionNode {
+    asset: String,
+    partition: String,
+    materialization_id: MaterializationId,
+    data_version: String,
+    code_version: String,
+    run_id: String,
+    finished_at: chrono::DateTime<chrono::Utc>,
+    /// Whether this is still the partition's current materialization.
+    current: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    inputs: Vec<InputGroup>,
+}
+
+#[derive(Debug, Serialize)]
+struct InputGroup {
+    asset: String,
+    count: usize,
+    ranges: Vec<String>,
+    versions: Vec<VersionNode>,
+}
+
+#[derive(Debug, Serialize)]
+struct PartitionLineage {
+    materialization: VersionNode,
+    read_by: Vec<VersionNode>,
+}
+
+fn asset_tree(app: &App, id: AssetId, depth: usize, upstream: bool, mapping: Option<String>) -> AssetNode {
+    let graph = app.defs.graph();
+    let def = graph.asset(id);
+    let edges = if upstream { graph.upstream(id) } else { graph.downstream(id) };
+    AssetNode {
+        asset: def.key.to_string(),
+        partitions: def.partitions.as_ref().map(|p| p.describe()),
+        mapping,
+        children: if depth == 0 {
+            Vec::new()
+        } else {
+            edges.iter().map(|e| asset_tree(app, e.asset, depth - 1, upstream, Some(mapping_text(&e.mapping)))).collect()
+        },
+    }
+}
+
+fn mapping_text(m: &engine::PartitionMapping) -> String {
+    match m {
+        engine::PartitionMapping::TimeWindow { start_offset: 0, end_offset: 0 } => "time_window".to_owned(),
+        engine::PartitionMapping::TimeWindow { start_offset, end_offset } => format!("time_window({start_offset}, {end_offset})"),
+        other => other.name().to_owned(),
+    }
+}
+
+async fn version_node(app: &App, m: MaterializationRecord, depth: usize) -> anyhow::Result<VersionNode> {
+    let current = app
+        .store
+        .partition_states_of(&[(m.asset_key.clone(), m.partition_key.clone())])
+        .await?
+        .pop()
+        .flatten()
+        .and_then(|s| s.current_materialization_id)
+        == Some(m.id);
+    let mut inputs: Vec<InputGroup> = Vec::new();
+    if depth > 0 {
+        for input in app.store.inputs_of(m.id).await? {
+            let record = match input.materialization_id {
+                Some(id) => app.store.materialization(id).await?,
+                None => None,
+            };
+            let group = match inputs.last_mut() {
+                Some(g) if g.asset == input.asset_key => g,
+                _ => {
+                    inputs.push(InputGroup { asset: input.asset_key.clone(), count: 0, ranges: Vec::new(), versions: Vec::new() });
+                    inputs.last_mut().expect("just pushed")
+                }
+            };
+            group.count += 1;
+            if let Some(record) = record {
+                group.versions.push(Box::pin(version_node(app, record, depth - 1)).await?);
+            }
+        }
+        for group in &mut inputs {
+            let def = app.defs.graph().lookup(&group.asset).ok().map(|id| app.defs.graph().asset(id));
+            let keys: Vec<String> = group.versions.iter().map(|v| v.partition.clone()).collect();
+            group.ranges = compress_ranges(def.and_then(|d| d.partitions.as_ref()), &keys);
+        }
+    }
+    Ok(VersionNode {
+        asset: m.asset_key,
+        partition: m.partition_key,
+        materialization_id: m.id,
+        data_version: m.data_version,
+        code_version: m.code_version,
+        run_id: m.run_id.to_string(),
+        finished_at: m.finished_at,
+        current,
+        inputs,
+    })
+}
+
+async fn readers(app: &App, id: MaterializationId, depth: usize) -> anyhow::Result<Vec<VersionNode>> {
+    let mut out = Vec::new();
+    if depth == 0 {
+        return Ok(out);
+    }
+    for reader in app.store.readers_of(id).await? {
+        let rid = reader.id;
+        let mut node = version_node(app, reader, 0).await?;
+        // Downstream of downstream, shown as the readers' own inputs list would be too wide.
+        let next = Box::pin(readers(app, rid, depth - 1)).await?;
+        node.inputs = next
+            .into_iter()
+            .map(|n| InputGroup { asset: n.asset.clone(), count: 1, ranges: vec![n.partition.clone()], versions: vec![n] })
+            .collect();
+        out.push(node);
+    }
+    Ok(out)
+}
+
+pub async fn lineage(app: &App, args: &LineageArgs) -> anyhow::Result<ExitStatus> {
+    let graph = app.defs.graph();
+    let id = lookup(app, &args.asset)?;
+    let def = graph.asset(id);
+    let Some(partition) = &args.partition else {
+        let value = AssetLineage {
+            asset: def.key.to_string(),
+            upstream: graph.upstream(id).iter().map(|e| asset_tree(app, e.asset, args.upstream.saturating_sub(1), true, Some(mapping_text(&e.mapping)))).collect(),
+            downstream: graph.downstream(id).iter().map(|e| asset_tree(app, e.asset, args.downstream.saturating_sub(1), false, Some(mapping_text(&e.mapping)))).collect(),
+        };
+        match args.format {
+            LineageFormat::Json => print_json(&value)?,
+            LineageFormat::Dot => print!("{}", asset_dot(app, id, args)),
+            LineageFormat::Tree => {
+                let mut out = format!("{}{}\n", def.key, def.partitions.as_ref().map(|p| format!(" ({p})")).unwrap_or_default());
+                if !value.upstream.is_empty() {
+                    out.push_str("upstream:\n");
+                    render_assets(&mut out, &value.upstream, "  ");
+                }
+                if !value.downstream.is_empty() {
+                    out.push_str("downstream:\n");
+                    render_assets(&mut out, &value.downstream, "  ");
+                }
+                print!("{out}");
+            }
+        }
+        return Ok(ExitStatus::Success);
+    };
+
+    let key = match &def.partitions {
+        Some(p) => p.resolve(partition, &app.partitions_context().await?).map_err(|e| user_error(format!("asset {}: {e}", def.key)))?,
+        None => return Err(user_error(format!("asset {} is not partitioned, so it takes no partition key (got {partition:?})", def.key))),
+    };
+    let state = app.store.partition_states_of(&[(def.key.to_string(), key.clone())]).await?.pop().flatten();
+    let Some(current) = state.and_then(|s| s.current_materialization_id) else {
+        return Err(user_error(format!(
+            "{} {key} has not been materialized; run `robo-assets materialize {} --partition {key} --with-upstream`",
+            def.key,
+            def.key.name()
+        )));
+    };
+    let record = app.store.materialization(current).await?.expect("current materialization exists");
+    let value = PartitionLineage {
+        materialization: version_node(app, record, args.upstream).await?,
+        read_by: readers(app, current, args.downstream).await?,
+    };
+    match args.format {
+        LineageFormat::Json => print_json(&value)?,
+        LineageFormat::Dot => print!("{}", version_dot(&value)),
+        LineageFormat::Tree => {
+            let mut out = String::new();
+            render_version_line(&mut out, "", &value.materialization, true);
+            render_inputs(&mut out, &value.materialization.inputs, "");
+            if !value.read_by.is_empty() {
+                out.push_str("read by:\n");
+                for (i, r) in value.read_by.iter().enumerate() {
+                    let last = i + 1 == value.read_by.len();
+                    render_version_line(&mut out, if last { "└── " } else { "├── " }, r, true);
+                    render_inputs(&mut out, &r.inputs, if last { "    " } else { "│   " });
+                }
+            }
+            print!("{out}");
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn render_assets(out: &mut String, nodes: &[AssetNode], prefix: &str) {
+    for (i, n) in nodes.iter().enumerate() {
+        let last = i + 1 == nodes.len();
+        let _ = writeln!(
+            out,
+            "{prefix}{}{}{}  [{}]",
+            if last { "└── " } else { "├── " },
+            n.asset,
+            n.partitions.as_ref().map(|p| format!(" ({p})")).unwrap_or_default(),
+            n.mapping.as_deref().unwrap_or("")
+        );
+        render_assets(out, &n.children, &format!("{prefix}{}", if last { "    " } else { "│   " }));
+    }
+}
+
+fn render_version_line(out: &mut String, prefix: &str, v: &VersionNode, root: bool) {
+    // Run ids are UUIDv7: their first digits are a timestamp, so only whole ids tell runs apart.
+    let (name, run) = if root {
+        (format!("{} {}", v.asset, show_key(&v.partition)), format!("  run {}", v.run_id))
+    } else {
+        (show_key(&v.partition).to_owned(), String::new())
+    };
+    let _ = writeln!(
+        out,
+        "{prefix}{name}  data {}  code {}{run}  at {}{}",
+        short(&v.data_version),
+        v.code_version,
+        v.finished_at.format("%Y-%m-%d %H:%M:%S"),
+        if v.current { "" } else { "  (superseded: a newer materialization exists)" }
+    );
+}
+
+fn render_inputs(out: &mut String, groups: &[InputGroup], prefix: &str) {
+    for (i, g) in groups.iter().enumerate() {
+        let last = i + 1 == groups.len();
+        let _ = writeln!(
+            out,
+            "{prefix}{}{} ← {} partition{}: {}",
+            if last { "└── " } else { "├── " },
+            g.asset,
+            g.count,
+            if g.count == 1 { "" } else { "s" },
+            g.ranges.join(", ")
+        );
+        let inner = format!("{prefix}{}", if last { "    " } else { "│   " });
+        for (j, v) in g.versions.iter().enumerate() {
+            let vlast = j + 1 == g.versions.len();
+            render_version_line(out, &format!("{inner}{}", if vlast { "└── " } else { "├── " }), v, false);
+            render_inputs(out, &v.inputs, &format!("{inner}{}", if vlast { "    " } else { "│   " }));
+        }
+    }
+}
+
+fn asset_dot(app: &App, id: AssetId, args: &LineageArgs) -> String {
+    let graph = app.defs.graph();
+    let root = BTreeSet::from([id]);
+    let nodes: BTreeSet<AssetId> = graph
+        .upstream_closure(&root, Some(args.upstream))
+        .union(&graph.downstream_closure(&root, Some(args.downstream)))
+        .copied()
+        .collect();
+    let mut out = String::from("digraph lineage {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
+    for &n in &nodes {
+        let def = graph.asset(n);
+        let label = match &def.partitions {
+            Some(p) => format!("{}\\n{}", def.key, p),
+            None => def.key.to_string(),
+        };
+        let bold = if n == id { ", penwidth=2" } else { "" };
+        let _ = writeln!(out, "  \"{}\" [label=\"{label}\"{bold}];", def.key);
+    }
+    for &n in &nodes {
+        for e in graph.upstream(n).iter().filter(|e| nodes.contains(&e.asset)) {
+            let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{}\"];", graph.asset(e.asset).key, graph.asset(n).key, mapping_text(&e.mapping));
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn version_dot(value: &PartitionLineage) -> String {
+    fn id(v: &VersionNode) -> String {
+        format!("{}[{}]", v.asset, v.partition)
+    }
+    fn walk(out: &mut String, v: &VersionNode) {
+        let _ = writeln!(out, "  \"{}\" [label=\"{} {}\\n{}\"];", id(v), v.asset, show_key(&v.partition), short(&v.data_version));
+        for g in &v.inputs {
+            for i in &g.versions {
+                walk(out, i);
+                let _ = writeln!(out, "  \"{}\" -> \"{}\";", id(i), id(v));
+            }
+        }
+    }
+    let mut out = String::from("digraph lineage {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
+    walk(&mut out, &value.materialization);
+    for r in &value.read_by {
+        walk(&mut out, r);
+        let _ = writeln!(out, "  \"{}\" -> \"{}\";", id(&value.materialization), id(r));
+    }
+    out.push_str("}\n");
+    out
+}

@@ -1,0 +1,59 @@
+//! `robo-assets list`.
+
+use serde_json::json;
+
+use crate::ExitStatus;
+use crate::app::App;
+use crate::cli::ListArgs;
+
+pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitStatus> {
+    let graph = app.defs.graph();
+    let ctx = app.partitions_context().await?;
+    let rows: Vec<_> = graph
+        .topo_order()
+        .iter()
+        .map(|&id| {
+            let def = graph.asset(id);
+            let deps: Vec<String> = graph.upstream(id).iter().map(|e| graph.asset(e.asset).key.to_string()).collect();
+            let partitions = def.partitions.as_ref().map(|p| {
+                let keys = p.len(&ctx);
+                let first_last = match p.as_time_window() {
+                    Some(tw) => format!("from {}", tw.key(0)),
+                    None => String::new(),
+                };
+                (p.describe(), first_last, keys)
+            });
+            (def, deps, partitions)
+        })
+        .collect();
+    if args.json {
+        let value: Vec<_> = rows
+            .iter()
+            .map(|(def, deps, partitions)| {
+                json!({
+                    "key": def.key,
+                    "group": def.group,
+                    "description": def.description,
+                    "owners": def.owners,
+                    "tags": def.tags,
+                    "code_version": def.code_version,
+                    "deps": deps,
+                    "partitions": partitions.as_ref().map(|(d, _, n)| json!({"def": d, "count": n})),
+                    "retry": def.retry,
+                })
+            })
+            .collect();
+        crate::commands::print_json(&value)?;
+        return Ok(ExitStatus::Success);
+    }
+    println!("{:<20} {:<10} {:<38} {:<20} {}", "ASSET", "GROUP", "PARTITIONS", "DEPS", "CODE");
+    for (def, deps, partitions) in &rows {
+        let parts = match partitions {
+            Some((d, from, n)) => format!("{d} {from} ({n})"),
+            None => "-".to_owned(),
+        };
+        let deps = if deps.is_empty() { "-".to_owned() } else { deps.join(", ") };
+        println!("{:<20} {:<10} {:<38} {:<20} {}", def.key.as_str(), def.group, parts, deps, def.code_version);
+    }
+    Ok(ExitStatus::Success)
+}

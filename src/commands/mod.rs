@@ -1,0 +1,77 @@
+//! One module per verb; each takes its parsed args and the wired [`App`] and returns an
+//! [`ExitStatus`]. Data goes to stdout, everything else to stderr.
+
+mod history;
+mod lineage;
+mod list;
+mod materialize;
+mod runs;
+mod status;
+
+use std::collections::BTreeSet;
+
+use engine::{AssetId, PartitionSpec};
+
+use crate::app::App;
+use crate::cli::{Cli, Command, PartitionArgs};
+use crate::config::Config;
+use crate::{ExitStatus, user_error};
+
+/// Runs the command `cli` names.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
+    let app = App::open(Config::from_env()?).await?;
+    match cli.command {
+        Command::List(args) => list::list(&app, &args).await,
+        Command::Materialize(args) => materialize::materialize(&app, &args).await,
+        Command::Status(args) => status::status(&app, &args).await,
+        Command::History(args) => history::history(&app, &args).await,
+        Command::Runs(args) => runs::runs(&app, &args).await,
+        Command::Lineage(args) => lineage::lineage(&app, &args).await,
+    }
+}
+
+/// Resolves a selection, turning its errors into user errors.
+fn select(app: &App, selection: &str) -> anyhow::Result<BTreeSet<AssetId>> {
+    engine::selection::resolve(app.defs.graph(), selection).map_err(|e| user_error(e.to_string()))
+}
+
+/// Finds one asset by key or name.
+fn lookup(app: &App, name: &str) -> anyhow::Result<AssetId> {
+    app.defs.graph().lookup(name).map_err(|e| user_error(e.to_string()))
+}
+
+fn partition_spec(args: &PartitionArgs) -> PartitionSpec {
+    match (&args.partition, &args.from, &args.to) {
+        (Some(k), _, _) => PartitionSpec::Key(k.clone()),
+        (None, Some(a), Some(b)) => PartitionSpec::Range(a.clone(), b.clone()),
+        _ => PartitionSpec::None,
+    }
+}
+
+/// The first 12 hex digits of a version.
+fn short(version: &str) -> &str {
+    &version[..version.len().min(12)]
+}
+
+/// Prints a value as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A partition key for display: `(unpartitioned)` for `""`.
+fn show_key(key: &str) -> &str {
+    if key.is_empty() { "(unpartitioned)" } else { key }
+}
+
+/// Formats a byte count: `1.2 KiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}

@@ -1,0 +1,190 @@
+//! `robo-assets status`: per asset, how many partitions are materialized, failed, in progress
+//! or missing, with a strip of the latest partitions; per partition with `--partition/--from`.
+
+use std::collections::HashMap;
+
+use lineage::{AttemptStatus, PartitionState};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::cli::StatusArgs;
+use crate::commands::{partition_spec, print_json, select, short, show_key};
+use crate::{ExitStatus, user_error};
+
+/// How many partitions the strip shows.
+const STRIP: usize = 48;
+/// How many partitions are listed per asset with `--partition/--from/--to`.
+const MAX_LISTED: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Status {
+    Missing,
+    Materialized,
+    Failed,
+    InProgress,
+}
+
+impl Status {
+    fn of(state: Option<&PartitionState>) -> Status {
+        match state {
+            None => Status::Missing,
+            Some(s) => match s.last_attempt_status {
+                AttemptStatus::Running => Status::InProgress,
+                AttemptStatus::Failed => Status::Failed,
+                AttemptStatus::Materialized if s.current_materialization_id.is_some() => Status::Materialized,
+                AttemptStatus::Materialized => Status::Missing,
+            },
+        }
+    }
+
+    fn glyph(self) -> char {
+        match self {
+            Status::Missing => '·',
+            Status::Materialized => '█',
+            Status::Failed => '✗',
+            Status::InProgress => '▶',
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Status::Missing => "missing",
+            Status::Materialized => "materialized",
+            Status::Failed => "failed",
+            Status::InProgress => "in progress",
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Counts {
+    partitions: usize,
+    materialized: usize,
+    failed: usize,
+    in_progress: usize,
+    missing: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct PartitionRow {
+    partition: String,
+    status: Status,
+    data_version: Option<String>,
+    materialized_at: Option<chrono::DateTime<chrono::Utc>>,
+    last_run_id: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct AssetStatus {
+    asset: String,
+    partitions_def: Option<String>,
+    counts: Counts,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    partitions_listed: Vec<PartitionRow>,
+    #[serde(skip)]
+    strip: String,
+}
+
+pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
+    let graph = app.defs.graph();
+    let selected = select(app, &args.selection)?;
+    let ctx = app.partitions_context().await?;
+    let spec = partition_spec(&args.partitions);
+    let listing = spec != engine::PartitionSpec::None;
+    let keys_of: HashMap<usize, Vec<String>> = if listing {
+        engine::plan::targets(graph, &selected, &spec, &ctx).map_err(|e| user_error(e.to_string()))?.into_iter().collect()
+    } else {
+        HashMap::new()
+    };
+
+    let mut out = Vec::new();
+    for &id in graph.topo_order().iter().filter(|id| selected.contains(id)) {
+        let def = graph.asset(id);
+        let states: HashMap<String, PartitionState> =
+            app.store.partition_states(def.key.as_str()).await?.into_iter().map(|s| (s.partition_key.clone(), s)).collect();
+        let keys = match keys_of.get(&id) {
+            Some(keys) => keys.clone(),
+            None => match &def.partitions {
+                Some(p) => p.keys(&ctx),
+                None => vec![String::new()],
+            },
+        };
+        let mut counts = Counts { partitions: keys.len(), ..Counts::default() };
+        let mut strip = String::new();
+        let mut listed = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let state = states.get(key);
+            let status = Status::of(state);
+            match status {
+                Status::Missing => counts.missing += 1,
+                Status::Materialized => counts.materialized += 1,
+                Status::Failed => counts.failed += 1,
+                Status::InProgress => counts.in_progress += 1,
+            }
+            if i + STRIP >= keys.len() {
+                strip.push(status.glyph());
+            }
+            if listing && listed.len() < MAX_LISTED {
+                listed.push(PartitionRow {
+                    partition: key.clone(),
+                    status,
+                    data_version: state.and_then(|s| s.data_version.clone()),
+                    materialized_at: state.and_then(|s| s.materialized_at),
+                    last_run_id: state.and_then(|s| s.last_run_id.map(|r| r.to_string())),
+                    error: state.and_then(|s| s.last_error.clone()),
+                });
+            }
+        }
+        out.push(AssetStatus {
+            asset: def.key.to_string(),
+            partitions_def: def.partitions.as_ref().map(|p| p.describe()),
+            counts,
+            partitions_listed: listed,
+            strip,
+        });
+    }
+
+    if args.json {
+        print_json(&out)?;
+        return Ok(ExitStatus::Success);
+    }
+    println!(
+        "{:<20} {:<12} {:>10} {:>12} {:>7} {:>11} {:>9}  LATEST (█ materialized · missing ✗ failed ▶ in progress)",
+        "ASSET", "PARTITIONS", "TOTAL", "MATERIALIZED", "FAILED", "IN PROGRESS", "MISSING"
+    );
+    for a in &out {
+        println!(
+            "{:<20} {:<12} {:>10} {:>12} {:>7} {:>11} {:>9}  {}",
+            a.asset,
+            a.partitions_def.as_deref().unwrap_or("-"),
+            a.counts.partitions,
+            a.counts.materialized,
+            a.counts.failed,
+            a.counts.in_progress,
+            a.counts.missing,
+            a.strip
+        );
+    }
+    for a in out.iter().filter(|a| !a.partitions_listed.is_empty()) {
+        println!("\n{}:", a.asset);
+        for p in &a.partitions_listed {
+            let detail = match p.status {
+                Status::Materialized => format!(
+                    "data {}  at {}",
+                    p.data_version.as_deref().map(short).unwrap_or("-"),
+                    p.materialized_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+                ),
+                Status::Failed => format!("run {}: {}", p.last_run_id.as_deref().unwrap_or("-"), p.error.as_deref().unwrap_or("")),
+                Status::InProgress => format!("run {}", p.last_run_id.as_deref().unwrap_or("-")),
+                Status::Missing => String::new(),
+            };
+            println!("  {} {:<20} {:<13} {detail}", p.status.glyph(), show_key(&p.partition), p.status.name());
+        }
+        if a.counts.partitions > a.partitions_listed.len() {
+            println!("  … {} more", a.counts.partitions - a.partitions_listed.len());
+        }
+    }
+    Ok(ExitStatus::Success)
+}

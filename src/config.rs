@@ -1,0 +1,74 @@
+//! Configuration from the environment, with the names RoboSystems already uses.
+//!
+//! Precedence: environment variable (empty = unset) > embedded default. Every URL that could
+//! hold a secret is shown redacted.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use crate::user_error;
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The state directory (`ROBO_ASSETS_HOME`, default `./.robo-assets`).
+    pub home: PathBuf,
+    /// The lineage store URL (`ROBO_ASSETS_LINEAGE_URL`).
+    pub lineage_url: String,
+    /// The app database file (embedded SQLite).
+    pub app_db_path: PathBuf,
+    /// Where outputs go.
+    pub storage_dir: PathBuf,
+    /// A fixed "now" for reproducible runs and tests (`ROBO_ASSETS_NOW`, RFC 3339).
+    pub now: Option<DateTime<Utc>>,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Reads the environment.
+    pub fn from_env() -> anyhow::Result<Config> {
+        let home = PathBuf::from(var("ROBO_ASSETS_HOME").unwrap_or_else(|| "./.robo-assets".to_owned()));
+        let lineage_url = var("ROBO_ASSETS_LINEAGE_URL").unwrap_or_else(|| format!("sqlite://{}", home.join("lineage.db").display()));
+        if !lineage_url.starts_with("sqlite://") {
+            return Err(user_error(format!(
+                "ROBO_ASSETS_LINEAGE_URL={} is not supported by this build: use sqlite://PATH (PostgreSQL arrives with production mode)",
+                lineage::redact_url(&lineage_url)
+            )));
+        }
+        let app_db_path = match var("DATABASE_URL") {
+            None => home.join("app.db"),
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(path) => PathBuf::from(path),
+                None => {
+                    return Err(user_error(format!(
+                        "DATABASE_URL={} is not supported by this build: use sqlite://PATH or unset it for the embedded demo database",
+                        lineage::redact_url(&url)
+                    )));
+                }
+            },
+        };
+        if let Some(bucket) = var("S3_BUCKET_NAME") {
+            return Err(user_error(format!(
+                "S3_BUCKET_NAME={bucket} is set, but this build writes outputs only to $ROBO_ASSETS_HOME/storage; unset it"
+            )));
+        }
+        if var("GRAPH_API_URL").is_some() {
+            return Err(user_error(
+                "GRAPH_API_URL is set, but this build reads graph sizes only from the dev source; unset it",
+            ));
+        }
+        let now = match var("ROBO_ASSETS_NOW") {
+            None => None,
+            Some(s) => Some(
+                DateTime::parse_from_rfc3339(&s)
+                    .map_err(|e| user_error(format!("ROBO_ASSETS_NOW={s:?} is not an RFC 3339 time like 2026-01-01T00:00:00Z: {e}")))?
+                    .with_timezone(&Utc),
+            ),
+        };
+        Ok(Config { storage_dir: home.join("storage"), home, lineage_url, app_db_path, now })
+    }
+}
