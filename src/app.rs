@@ -4,9 +4,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use engine::{AssetId, Clock, Definitions, Executor, FixedClock, LineageSnapshot, PartitionsContext, PartitionsDef, Resources, SystemClock};
+use engine::{
+    AssetId, Clock, Definitions, Executor, FixedClock, LineageSnapshot, PartitionsContext,
+    PartitionsDef, Resources, SystemClock,
+};
 use lineage::LineageStore;
-use resources::{AppDb, DevGraphStorage, GraphStorage, LocalObjectStore, ParquetIoManager, SqliteAppDb};
+use resources::{
+    AppDb, DevGraphStorage, GraphStorage, LocalObjectStore, ParquetIoManager, SqliteAppDb,
+};
 
 use crate::config::Config;
 
@@ -22,14 +27,22 @@ impl App {
     /// Loads definitions and opens the lineage store (no resources: read-only commands).
     pub async fn open(config: Config) -> anyhow::Result<App> {
         let defs = assets::definitions().context("validating asset definitions")?;
-        let store = lineage::open(&config.lineage_url)
-            .await
-            .with_context(|| format!("opening lineage store {}", lineage::redact_url(&config.lineage_url)))?;
+        let store = lineage::open(&config.lineage_url).await.with_context(|| {
+            format!(
+                "opening lineage store {}",
+                lineage::redact_url(&config.lineage_url)
+            )
+        })?;
         let clock: Arc<dyn Clock> = match config.now {
             Some(now) => Arc::new(FixedClock(now)),
             None => Arc::new(SystemClock),
         };
-        Ok(App { config, defs, store, clock })
+        Ok(App {
+            config,
+            defs,
+            store,
+            clock,
+        })
     }
 
     /// Dynamic partition keys of every dynamic definition in the graph.
@@ -47,11 +60,17 @@ impl App {
 
     /// The partitions context now.
     pub async fn partitions_context(&self) -> anyhow::Result<PartitionsContext> {
-        Ok(PartitionsContext { now: self.clock.now(), dynamic: self.dynamic_keys().await? })
+        Ok(PartitionsContext {
+            now: self.clock.now(),
+            dynamic: self.dynamic_keys().await?,
+        })
     }
 
     /// Which partitions of `assets` are materialized, for the planner.
-    pub async fn snapshot(&self, assets: impl IntoIterator<Item = AssetId>) -> anyhow::Result<LineageSnapshot> {
+    pub async fn snapshot(
+        &self,
+        assets: impl IntoIterator<Item = AssetId>,
+    ) -> anyhow::Result<LineageSnapshot> {
         let mut snapshot = LineageSnapshot::default();
         for id in assets {
             let key = self.defs.graph().asset(id).key.to_string();
@@ -68,10 +87,15 @@ impl App {
     pub async fn executor(&self) -> anyhow::Result<Executor> {
         let app_db = SqliteAppDb::open(&self.config.app_db_path)
             .await
-            .with_context(|| format!("opening app database {}", self.config.app_db_path.display()))?;
+            .with_context(|| {
+                format!("opening app database {}", self.config.app_db_path.display())
+            })?;
         let graphs = DevGraphStorage::new(self.config.home.join("graphs"));
         if app_db.seed_demo(self.clock.now()).await? {
-            let sizes: Vec<(&str, u64)> = resources::appdb::DEMO_TENANTS.iter().flat_map(|t| t.3.iter().copied()).collect();
+            let sizes: Vec<(&str, u64)> = resources::appdb::DEMO_TENANTS
+                .iter()
+                .flat_map(|t| t.3.iter().copied())
+                .collect();
             graphs.seed(&sizes).context("seeding demo graph folders")?;
             tracing::info!(
                 message = "Seeded the embedded app database with demo tenants (dev source).",
@@ -80,7 +104,9 @@ impl App {
         }
         let app_db: Arc<dyn AppDb> = Arc::new(app_db);
         let graph_storage: Arc<dyn GraphStorage> = Arc::new(graphs);
-        let resources = Resources::default().with(assets::APP_DB, app_db).with(assets::GRAPH_STORAGE, graph_storage);
+        let resources = Resources::default()
+            .with(assets::APP_DB, app_db)
+            .with(assets::GRAPH_STORAGE, graph_storage);
         let io = ParquetIoManager::new(Arc::new(LocalObjectStore::new(&self.config.storage_dir)));
         Ok(Executor {
             defs: self.defs.clone(),

@@ -35,7 +35,15 @@ impl Progress {
             bar
         });
         let now = Instant::now();
-        Progress { bar, lines: Mutex::new(LineState { total: 0, done: 0, started: now, last: now }) }
+        Progress {
+            bar,
+            lines: Mutex::new(LineState {
+                total: 0,
+                done: 0,
+                started: now,
+                last: now,
+            }),
+        }
     }
 
     /// Removes the bar, leaving the terminal clean for the summary.
@@ -61,16 +69,29 @@ impl Observer for Progress {
                 }
             }
             ExecEvent::StepStarted { .. } => {}
-            ExecEvent::StepRetrying { asset, partition_key, attempt, delay, error } => {
-                let text = format!("retrying {asset} {partition_key} after attempt {attempt} in {delay:.1?}: {error}");
+            ExecEvent::StepRetrying {
+                asset,
+                partition_key,
+                attempt,
+                delay,
+                error,
+            } => {
+                let text = format!(
+                    "retrying {asset} {partition_key} after attempt {attempt} in {delay:.1?}: {error}"
+                );
                 match &self.bar {
                     Some(bar) => bar.println(format!("  ↻ {text}")),
-                    None => tracing::warn!(message = "Step attempt failed; retrying.", %asset, partition = partition_key, attempt, error),
+                    None => {
+                        tracing::warn!(message = "Step attempt failed; retrying.", %asset, partition = partition_key, attempt, error)
+                    }
                 }
             }
             ExecEvent::StepFinished(outcome) => {
                 let failed = match &outcome.status {
-                    StepStatus::Failed { error, .. } => Some(format!("failed {} {}: {error}", outcome.asset, outcome.partition_key)),
+                    StepStatus::Failed { error, .. } => Some(format!(
+                        "failed {} {}: {error}",
+                        outcome.asset, outcome.partition_key
+                    )),
                     _ => None,
                 };
                 if let Some(bar) = &self.bar {
@@ -89,10 +110,13 @@ impl Observer for Progress {
                 // print none (the summary says it all).
                 let tenth = (lines.total / 10).max(1);
                 let now = Instant::now();
-                if (lines.done % tenth == 0 && now - lines.last >= Duration::from_secs(2)) || now - lines.last >= Duration::from_secs(10) {
+                if (lines.done % tenth == 0 && now - lines.last >= Duration::from_secs(2))
+                    || now - lines.last >= Duration::from_secs(10)
+                {
                     lines.last = now;
                     let elapsed = now - lines.started;
-                    let eta = elapsed.mul_f64((lines.total - lines.done) as f64 / lines.done as f64);
+                    let eta =
+                        elapsed.mul_f64((lines.total - lines.done) as f64 / lines.done as f64);
                     tracing::info!(
                         message = "Progress.",
                         steps = format!("{}/{}", lines.done, lines.total),

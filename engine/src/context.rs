@@ -73,11 +73,17 @@ impl Resources {
 
     /// The resource bound to `key`, as `T`.
     pub fn get<T: Any + Send + Sync + Clone>(&self, key: &str) -> Result<T, ResourceError> {
-        let value = self.map.get(key).ok_or_else(|| ResourceError { key: key.to_owned(), detail: String::new() })?;
-        value.downcast_ref::<T>().cloned().ok_or_else(|| ResourceError {
+        let value = self.map.get(key).ok_or_else(|| ResourceError {
             key: key.to_owned(),
-            detail: format!(" as {}", std::any::type_name::<T>()),
-        })
+            detail: String::new(),
+        })?;
+        value
+            .downcast_ref::<T>()
+            .cloned()
+            .ok_or_else(|| ResourceError {
+                key: key.to_owned(),
+                detail: format!(" as {}", std::any::type_name::<T>()),
+            })
     }
 }
 
@@ -95,7 +101,9 @@ impl Inputs {
 
     /// The partitions of `upstream` this step reads.
     pub fn partitions_of(&self, upstream: &str) -> Vec<String> {
-        self.find(upstream).map(|v| v.iter().map(|i| i.partition_key.clone()).collect()).unwrap_or_default()
+        self.find(upstream)
+            .map(|v| v.iter().map(|i| i.partition_key.clone()).collect())
+            .unwrap_or_default()
     }
 
     fn find(&self, upstream: &str) -> Option<&[InputVersion]> {
@@ -147,13 +155,20 @@ impl AssetContext {
             .inputs
             .find(upstream)
             .ok_or_else(|| format!("asset {} does not depend on {upstream:?}", self.key))?;
-        let key = self.inputs.by_asset.iter().find(|(_, v)| std::ptr::eq(v.as_slice(), versions)).map(|(k, _)| k.clone());
+        let key = self
+            .inputs
+            .by_asset
+            .iter()
+            .find(|(_, v)| std::ptr::eq(v.as_slice(), versions))
+            .map(|(k, _)| k.clone());
         let key = key.expect("found above");
         let mut out = Vec::with_capacity(versions.len());
         for input in versions {
-            let batch = self.io.load(&key, &input.partition_key).await.map_err(|e| {
-                format!("loading {key} partition {:?}: {e}", input.partition_key)
-            })?;
+            let batch = self
+                .io
+                .load(&key, &input.partition_key)
+                .await
+                .map_err(|e| format!("loading {key} partition {:?}: {e}", input.partition_key))?;
             out.push((input.partition_key.clone(), batch));
         }
         Ok(out)

@@ -39,12 +39,16 @@ impl AssetKey {
         let valid_segment = |seg: &str| {
             !seg.is_empty()
                 && seg.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-                && seg.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         };
         if s.split('/').all(valid_segment) {
             Ok(AssetKey(s.to_owned()))
         } else {
-            Err(format!("invalid asset key {s:?}: use snake_case segments joined by '/', like billing/storage_bill"))
+            Err(format!(
+                "invalid asset key {s:?}: use snake_case segments joined by '/', like billing/storage_bill"
+            ))
         }
     }
 
@@ -72,7 +76,8 @@ pub type AssetError = Box<dyn std::error::Error + Send + Sync>;
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The compute function of an asset.
-pub type ComputeFn = Arc<dyn Fn(AssetContext) -> BoxFuture<Result<Output, AssetError>> + Send + Sync>;
+pub type ComputeFn =
+    Arc<dyn Fn(AssetContext) -> BoxFuture<Result<Output, AssetError>> + Send + Sync>;
 
 /// What a compute function returns: a table (stored by the IO manager), metadata, and
 /// optionally a data version of its own (otherwise blake3 of the stored bytes).
@@ -89,7 +94,10 @@ pub struct Output {
 impl Output {
     /// An output holding `table`.
     pub fn table(table: RecordBatch) -> Output {
-        Output { table: Some(table), ..Output::default() }
+        Output {
+            table: Some(table),
+            ..Output::default()
+        }
     }
 
     /// An output with no table; its data version is the hash of its metadata unless set.
@@ -227,13 +235,19 @@ impl AssetBuilder {
 
     /// Depends on `key` with the default partition mapping.
     pub fn dep(mut self, key: &str) -> Self {
-        self.deps.push(AssetDep { key: key.to_owned(), mapping: None });
+        self.deps.push(AssetDep {
+            key: key.to_owned(),
+            mapping: None,
+        });
         self
     }
 
     /// Depends on `key` with an explicit partition mapping.
     pub fn dep_mapped(mut self, key: &str, mapping: PartitionMapping) -> Self {
-        self.deps.push(AssetDep { key: key.to_owned(), mapping: Some(mapping) });
+        self.deps.push(AssetDep {
+            key: key.to_owned(),
+            mapping: Some(mapping),
+        });
         self
     }
 
@@ -286,7 +300,9 @@ pub struct Definitions {
 impl Definitions {
     /// Validates `assets` into a graph; the error names every asset involved.
     pub fn new(assets: Vec<AssetDef>) -> Result<Definitions, DefinitionsError> {
-        Ok(Definitions { graph: Arc::new(AssetGraph::build(assets)?) })
+        Ok(Definitions {
+            graph: Arc::new(AssetGraph::build(assets)?),
+        })
     }
 
     /// The validated asset graph.

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lineage::{
-    EventKind, InputVersion, LineageStore, MaterializationId, NewMaterialization, NewRun, RunEvent, RunId, RunStatus,
-    StepFailure,
+    EventKind, InputVersion, LineageStore, MaterializationId, NewMaterialization, NewRun, RunEvent,
+    RunId, RunStatus, StepFailure,
 };
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -53,7 +53,12 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { concurrency: 4, trigger: "manual".to_owned(), selection: String::new(), tags: serde_json::json!({}) }
+        RunConfig {
+            concurrency: 4,
+            trigger: "manual".to_owned(),
+            selection: String::new(),
+            tags: serde_json::json!({}),
+        }
     }
 }
 
@@ -223,7 +228,10 @@ pub fn logical_version(code_version: &str, inputs_hash: &str) -> String {
 impl Executor {
     /// The partitions context at the clock's current time.
     pub fn partitions_context(&self) -> PartitionsContext {
-        PartitionsContext { now: self.clock.now(), dynamic: self.dynamic.clone() }
+        PartitionsContext {
+            now: self.clock.now(),
+            dynamic: self.dynamic.clone(),
+        }
     }
 
     /// Runs `plan` to the end (or until `cancel`), recording everything in the lineage store.
@@ -250,12 +258,28 @@ impl Executor {
             .await
             .map_err(err)?;
         self.store
-            .set_run_status(run_id, RunStatus::Running, &RunEvent::run(run_id, now, EventKind::RunStarted, format!("{} steps", plan.steps.len())))
+            .set_run_status(
+                run_id,
+                RunStatus::Running,
+                &RunEvent::run(
+                    run_id,
+                    now,
+                    EventKind::RunStarted,
+                    format!("{} steps", plan.steps.len()),
+                ),
+            )
             .await
             .map_err(err)?;
-        observer.on_event(ExecEvent::RunStarted { run_id, n_steps: plan.steps.len() });
+        observer.on_event(ExecEvent::RunStarted {
+            run_id,
+            n_steps: plan.steps.len(),
+        });
 
-        let shared = Arc::new(Shared { exec: self.clone(), run_id, observer: observer.clone() });
+        let shared = Arc::new(Shared {
+            exec: self.clone(),
+            run_id,
+            observer: observer.clone(),
+        });
         let n = plan.steps.len();
         let mut waiting: Vec<usize> = plan.steps.iter().map(|s| s.deps.len()).collect();
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -276,7 +300,13 @@ impl Executor {
             while !canceled && tasks.len() < concurrency {
                 let Some(i) = ready.pop_front() else { break };
                 let step = &plan.steps[i];
-                let handle = tasks.spawn(run_step(shared.clone(), i, step.asset, step.partition_key.clone(), step_cancel.clone()));
+                let handle = tasks.spawn(run_step(
+                    shared.clone(),
+                    i,
+                    step.asset,
+                    step.partition_key.clone(),
+                    step_cancel.clone(),
+                ));
                 task_step.insert(handle.id(), i);
             }
             if tasks.is_empty() {
@@ -352,16 +382,43 @@ impl Executor {
                 })
             })
             .collect();
-        let n_failed = steps.iter().filter(|s| matches!(s.status, StepStatus::Failed { .. })).count();
+        let n_failed = steps
+            .iter()
+            .filter(|s| matches!(s.status, StepStatus::Failed { .. }))
+            .count();
         let (status, kind, message) = if canceled {
-            (RunStatus::Canceled, EventKind::RunCanceled, format!("canceled; {n_canceled} steps not run"))
+            (
+                RunStatus::Canceled,
+                EventKind::RunCanceled,
+                format!("canceled; {n_canceled} steps not run"),
+            )
         } else if n_failed > 0 {
-            (RunStatus::Failed, EventKind::RunFailed, format!("{n_failed} steps failed"))
+            (
+                RunStatus::Failed,
+                EventKind::RunFailed,
+                format!("{n_failed} steps failed"),
+            )
         } else {
-            (RunStatus::Succeeded, EventKind::RunSucceeded, format!("{} steps materialized", steps.len()))
+            (
+                RunStatus::Succeeded,
+                EventKind::RunSucceeded,
+                format!("{} steps materialized", steps.len()),
+            )
         };
-        self.store.set_run_status(run_id, status, &RunEvent::run(run_id, self.clock.now(), kind, message)).await.map_err(err)?;
-        Ok(RunOutcome { run_id, status, steps, duration: started.elapsed() })
+        self.store
+            .set_run_status(
+                run_id,
+                status,
+                &RunEvent::run(run_id, self.clock.now(), kind, message),
+            )
+            .await
+            .map_err(err)?;
+        Ok(RunOutcome {
+            run_id,
+            status,
+            steps,
+            duration: started.elapsed(),
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -384,7 +441,14 @@ impl Executor {
             let asset = self.defs.graph().asset(step.asset).key.clone();
             let reason = format!("upstream step {failed} failed");
             self.store
-                .append_event(&RunEvent::step(run_id, self.clock.now(), EventKind::StepSkipped, asset.as_str(), &step.partition_key, reason.clone()))
+                .append_event(&RunEvent::step(
+                    run_id,
+                    self.clock.now(),
+                    EventKind::StepSkipped,
+                    asset.as_str(),
+                    &step.partition_key,
+                    reason.clone(),
+                ))
                 .await?;
             let outcome = StepOutcome {
                 step_idx: d,
@@ -402,18 +466,30 @@ impl Executor {
 }
 
 /// Gathers the current upstream versions a step reads.
-async fn gather_inputs(exec: &Executor, asset: AssetId, partition_key: &str) -> Result<Result<Inputs, String>, lineage::Error> {
+async fn gather_inputs(
+    exec: &Executor,
+    asset: AssetId,
+    partition_key: &str,
+) -> Result<Result<Inputs, String>, lineage::Error> {
     let graph = exec.defs.graph();
     let def = graph.asset(asset);
     let ctx = exec.partitions_context();
     let mut inputs = Inputs::default();
     for edge in graph.upstream(asset) {
         let up = graph.asset(edge.asset);
-        let keys = match edge.mapping.upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), partition_key, &ctx) {
+        let keys = match edge.mapping.upstream_keys(
+            up.partitions.as_ref(),
+            def.partitions.as_ref(),
+            partition_key,
+            &ctx,
+        ) {
             Ok(keys) => keys,
             Err(e) => return Ok(Err(format!("mapping {} onto {}: {e}", def.key, up.key))),
         };
-        let wanted: Vec<(String, String)> = keys.iter().map(|k| (up.key.to_string(), k.clone())).collect();
+        let wanted: Vec<(String, String)> = keys
+            .iter()
+            .map(|k| (up.key.to_string(), k.clone()))
+            .collect();
         let states = exec.store.partition_states_of(&wanted).await?;
         let mut versions = Vec::with_capacity(keys.len());
         for ((_, key), state) in wanted.into_iter().zip(states) {
@@ -424,7 +500,12 @@ async fn gather_inputs(exec: &Executor, asset: AssetId, partition_key: &str) -> 
                     materialization_id: Some(id),
                     data_version,
                 }),
-                None => return Ok(Err(format!("upstream {} partition {key:?} has no materialization", up.key))),
+                None => {
+                    return Ok(Err(format!(
+                        "upstream {} partition {key:?} has no materialization",
+                        up.key
+                    )));
+                }
             }
         }
         inputs.by_asset.push((up.key.clone(), versions));
@@ -454,7 +535,13 @@ async fn record_failure(
 }
 
 fn metadata_version(metadata: &serde_json::Map<String, serde_json::Value>) -> String {
-    blake3::hash(serde_json::Value::Object(metadata.clone()).to_string().as_bytes()).to_hex().to_string()
+    blake3::hash(
+        serde_json::Value::Object(metadata.clone())
+            .to_string()
+            .as_bytes(),
+    )
+    .to_hex()
+    .to_string()
 }
 
 async fn run_step(
@@ -477,19 +564,34 @@ async fn run_step(
         duration: started.elapsed(),
     };
     exec.store
-        .record_step_started(&RunEvent::step(run_id, started_at, EventKind::StepStarted, def.key.as_str(), &partition_key, ""))
+        .record_step_started(&RunEvent::step(
+            run_id,
+            started_at,
+            EventKind::StepStarted,
+            def.key.as_str(),
+            &partition_key,
+            "",
+        ))
         .await?;
-    shared.observer.on_event(ExecEvent::StepStarted { asset: &def.key, partition_key: &partition_key });
+    shared.observer.on_event(ExecEvent::StepStarted {
+        asset: &def.key,
+        partition_key: &partition_key,
+    });
 
     let inputs = match gather_inputs(exec, asset, &partition_key).await? {
         Ok(inputs) => Arc::new(inputs),
         Err(error) => {
-            let o = outcome(record_failure(exec, run_id, def.key.as_str(), &partition_key, error, 0).await?);
+            let o = outcome(
+                record_failure(exec, run_id, def.key.as_str(), &partition_key, error, 0).await?,
+            );
             shared.observer.on_event(ExecEvent::StepFinished(&o));
             return Ok(o);
         }
     };
-    let time_window = def.partitions.as_ref().and_then(|p| p.window_of(&partition_key));
+    let time_window = def
+        .partitions
+        .as_ref()
+        .and_then(|p| p.window_of(&partition_key));
 
     let mut attempt = 1u32;
     let status = loop {
@@ -510,7 +612,12 @@ async fn run_step(
         let work = async {
             let output = (def.compute)(ctx).await.map_err(|e| e.to_string())?;
             let stored = match &output.table {
-                Some(table) => Some(exec.io.store(&def.key, &partition_key, table).await.map_err(|e| format!("storing output: {e}"))?),
+                Some(table) => Some(
+                    exec.io
+                        .store(&def.key, &partition_key, table)
+                        .await
+                        .map_err(|e| format!("storing output: {e}"))?,
+                ),
                 None => None,
             };
             Ok::<_, String>((output, stored))
@@ -562,9 +669,23 @@ async fn run_step(
             }
             Err(error) if def.retry.should_retry(attempt) => {
                 let delay = def.retry.backoff(attempt, fastrand::f64());
-                shared.observer.on_event(ExecEvent::StepRetrying { asset: &def.key, partition_key: &partition_key, attempt, delay, error: &error });
-                let mut event = RunEvent::step(run_id, exec.clock.now(), EventKind::StepRetried, def.key.as_str(), &partition_key, error);
-                event.body = serde_json::json!({ "attempt": attempt, "delay_ms": delay.as_millis() as u64 });
+                shared.observer.on_event(ExecEvent::StepRetrying {
+                    asset: &def.key,
+                    partition_key: &partition_key,
+                    attempt,
+                    delay,
+                    error: &error,
+                });
+                let mut event = RunEvent::step(
+                    run_id,
+                    exec.clock.now(),
+                    EventKind::StepRetried,
+                    def.key.as_str(),
+                    &partition_key,
+                    error,
+                );
+                event.body =
+                    serde_json::json!({ "attempt": attempt, "delay_ms": delay.as_millis() as u64 });
                 exec.store.append_event(&event).await?;
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -575,13 +696,20 @@ async fn run_step(
                 }
                 attempt += 1;
             }
-            Err(error) => break record_failure(exec, run_id, def.key.as_str(), &partition_key, error, attempt).await?,
+            Err(error) => {
+                break record_failure(
+                    exec,
+                    run_id,
+                    def.key.as_str(),
+                    &partition_key,
+                    error,
+                    attempt,
+                )
+                .await?;
+            }
         }
     };
     let o = outcome(status);
     shared.observer.on_event(ExecEvent::StepFinished(&o));
     Ok(o)
 }
-
-#[cfg(test)]
-mod tests;

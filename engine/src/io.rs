@@ -32,7 +32,12 @@ pub struct StoredOutput {
 #[async_trait]
 pub trait IoManager: Send + Sync + 'static {
     /// Stores the output of (asset, partition), replacing any previous one.
-    async fn store(&self, asset: &AssetKey, partition_key: &str, table: &RecordBatch) -> Result<StoredOutput, IoError>;
+    async fn store(
+        &self,
+        asset: &AssetKey,
+        partition_key: &str,
+        table: &RecordBatch,
+    ) -> Result<StoredOutput, IoError>;
 
     /// Loads the stored output of (asset, partition).
     async fn load(&self, asset: &AssetKey, partition_key: &str) -> Result<RecordBatch, IoError>;

@@ -19,11 +19,13 @@ pub mod selection;
 
 pub use context::{AssetContext, Clock, FixedClock, Inputs, ResourceError, Resources, SystemClock};
 pub use definition::{AssetDef, AssetDep, AssetError, AssetKey, Definitions, Output, asset};
-pub use exec::{ExecEvent, Executor, NoObserver, Observer, RunConfig, RunOutcome, StepOutcome, StepStatus};
+pub use exec::{
+    ExecEvent, Executor, NoObserver, Observer, RunConfig, RunOutcome, StepOutcome, StepStatus,
+};
 pub use graph::{AssetGraph, AssetId, DefinitionsError, LookupError};
 pub use io::{IoError, IoManager, StoredOutput};
 pub use mapping::PartitionMapping;
 pub use partition::{Cadence, PartitionKeyError, PartitionsContext, PartitionsDef, TimeWindow};
-pub use plan::{LineageSnapshot, Plan, PlanError, PlanOptions, PartitionSpec, Step};
+pub use plan::{LineageSnapshot, PartitionSpec, Plan, PlanError, PlanOptions, Step};
 pub use retry::RetryPolicy;
 pub use selection::SelectionError;

@@ -39,15 +39,23 @@ fn describe(def: Option<&PartitionsDef>) -> String {
 impl PartitionMapping {
     /// A time-window mapping shifted by `start_offset` and `end_offset` downstream partitions.
     pub fn time_window(start_offset: i64, end_offset: i64) -> PartitionMapping {
-        PartitionMapping::TimeWindow { start_offset, end_offset }
+        PartitionMapping::TimeWindow {
+            start_offset,
+            end_offset,
+        }
     }
 
     /// The default mapping between two definitions, as Dagster infers it: time→time is a time
     /// window, the same static or dynamic set is identity, and an unpartitioned side is all.
-    pub fn infer(upstream: Option<&PartitionsDef>, downstream: Option<&PartitionsDef>) -> Result<PartitionMapping, IncompatibleMapping> {
+    pub fn infer(
+        upstream: Option<&PartitionsDef>,
+        downstream: Option<&PartitionsDef>,
+    ) -> Result<PartitionMapping, IncompatibleMapping> {
         match (upstream, downstream) {
             (None, _) | (_, None) => Ok(PartitionMapping::AllPartitions),
-            (Some(PartitionsDef::TimeWindow(_)), Some(PartitionsDef::TimeWindow(_))) => Ok(PartitionMapping::time_window(0, 0)),
+            (Some(PartitionsDef::TimeWindow(_)), Some(PartitionsDef::TimeWindow(_))) => {
+                Ok(PartitionMapping::time_window(0, 0))
+            }
             (Some(up), Some(down)) if up == down => Ok(PartitionMapping::Identity),
             (Some(up), Some(down)) => Err(IncompatibleMapping(format!(
                 "no default mapping from {} to {}; declare one (identity, time_window, all or last)",
@@ -58,16 +66,28 @@ impl PartitionMapping {
     }
 
     /// Checks that this mapping can connect `upstream` to `downstream`.
-    pub fn validate(&self, upstream: Option<&PartitionsDef>, downstream: Option<&PartitionsDef>) -> Result<(), IncompatibleMapping> {
+    pub fn validate(
+        &self,
+        upstream: Option<&PartitionsDef>,
+        downstream: Option<&PartitionsDef>,
+    ) -> Result<(), IncompatibleMapping> {
         let ok = match self {
             PartitionMapping::Identity => match (upstream, downstream) {
                 (None, None) => true,
-                (Some(PartitionsDef::Static(up)), Some(PartitionsDef::Static(down))) => down.iter().all(|k| up.contains(k)),
+                (Some(PartitionsDef::Static(up)), Some(PartitionsDef::Static(down))) => {
+                    down.iter().all(|k| up.contains(k))
+                }
                 (Some(up), Some(down)) => up == down,
                 _ => false,
             },
             PartitionMapping::TimeWindow { .. } => {
-                matches!((upstream, downstream), (Some(PartitionsDef::TimeWindow(_)), Some(PartitionsDef::TimeWindow(_))))
+                matches!(
+                    (upstream, downstream),
+                    (
+                        Some(PartitionsDef::TimeWindow(_)),
+                        Some(PartitionsDef::TimeWindow(_))
+                    )
+                )
             }
             PartitionMapping::AllPartitions | PartitionMapping::LastPartition => true,
         };
@@ -111,8 +131,13 @@ impl PartitionMapping {
             PartitionMapping::AllPartitions => Ok(up.keys(ctx)),
             PartitionMapping::LastPartition => Ok(up.keys(ctx).pop().into_iter().collect()),
             PartitionMapping::Identity => Ok(vec![down_key.to_owned()]),
-            PartitionMapping::TimeWindow { start_offset, end_offset } => {
-                let (Some(PartitionsDef::TimeWindow(up)), Some(PartitionsDef::TimeWindow(down))) = (upstream, downstream) else {
+            PartitionMapping::TimeWindow {
+                start_offset,
+                end_offset,
+            } => {
+                let (Some(PartitionsDef::TimeWindow(up)), Some(PartitionsDef::TimeWindow(down))) =
+                    (upstream, downstream)
+                else {
                     return Ok(Vec::new());
                 };
                 let d = down.parse_index(down_key)?;
@@ -142,19 +167,26 @@ impl PartitionMapping {
         match self {
             PartitionMapping::AllPartitions => Ok(down.keys(ctx)),
             PartitionMapping::LastPartition => {
-                let is_last = upstream.is_none_or(|up| up.keys(ctx).last().map(String::as_str) == Some(up_key));
+                let is_last = upstream
+                    .is_none_or(|up| up.keys(ctx).last().map(String::as_str) == Some(up_key));
                 Ok(if is_last { down.keys(ctx) } else { Vec::new() })
             }
             PartitionMapping::Identity => Ok(vec![up_key.to_owned()]),
-            PartitionMapping::TimeWindow { start_offset, end_offset } => {
-                let (Some(PartitionsDef::TimeWindow(up)), Some(PartitionsDef::TimeWindow(down))) = (upstream, downstream) else {
+            PartitionMapping::TimeWindow {
+                start_offset,
+                end_offset,
+            } => {
+                let (Some(PartitionsDef::TimeWindow(up)), Some(PartitionsDef::TimeWindow(down))) =
+                    (upstream, downstream)
+                else {
                     return Ok(Vec::new());
                 };
                 let u = up.parse_index(up_key)?;
                 let w = up.window(u);
                 // Downstream d reads [start(d + so), end(d + eo)); it overlaps w when
                 // start(d + so) < w.end and end(d + eo) > w.start.
-                let hi = down.index_containing(w.end - chrono::Duration::nanoseconds(1)) - start_offset;
+                let hi =
+                    down.index_containing(w.end - chrono::Duration::nanoseconds(1)) - start_offset;
                 let lo = down.index_containing(w.start) - end_offset;
                 let lo = lo.max(0);
                 Ok((lo..=hi).map(|i| down.key(i)).collect())

@@ -31,12 +31,17 @@ pub struct LineageSnapshot {
 impl LineageSnapshot {
     /// Notes that (asset, partition) has a current materialization.
     pub fn insert(&mut self, asset: AssetId, partition_key: String) {
-        self.materialized.entry(asset).or_default().insert(partition_key);
+        self.materialized
+            .entry(asset)
+            .or_default()
+            .insert(partition_key);
     }
 
     /// Whether (asset, partition) has a current materialization.
     pub fn is_materialized(&self, asset: AssetId, partition_key: &str) -> bool {
-        self.materialized.get(&asset).is_some_and(|keys| keys.contains(partition_key))
+        self.materialized
+            .get(&asset)
+            .is_some_and(|keys| keys.contains(partition_key))
     }
 }
 
@@ -101,20 +106,32 @@ pub enum PlanError {
 fn missing_text(missing: &[MissingUpstream]) -> String {
     let mut s = String::from("missing upstream partitions:");
     for m in missing {
-        let _ = write!(s, "\n  {} ({} partition{}) needed by {}: {}", m.upstream, m.count, if m.count == 1 { "" } else { "s" }, m.needed_by.join(", "), m.keys.join(", "));
+        let _ = write!(
+            s,
+            "\n  {} ({} partition{}) needed by {}: {}",
+            m.upstream,
+            m.count,
+            if m.count == 1 { "" } else { "s" },
+            m.needed_by.join(", "),
+            m.keys.join(", ")
+        );
         if m.not_yet_available {
             s.push_str(" (some do not exist yet: their windows have not closed)");
         }
     }
     if missing.iter().all(|m| !m.not_yet_available) {
-        s.push_str("\nmaterialize them first, or add --with-upstream (or select +ASSET) to include them");
+        s.push_str(
+            "\nmaterialize them first, or add --with-upstream (or select +ASSET) to include them",
+        );
     }
     s
 }
 
-/// The partitions of each selected asset that `spec` designates, downstream-first derivation:
-/// an asset whose own partitions accept the key takes it; an upstream asset that does not
-/// (hourly under `--partition 2025-12-15`) takes the partitions its selected downstream assets read.
+/// The partitions of each selected asset that `spec` designates.
+///
+/// An asset whose own partitions accept the key takes it. One that does not (an hourly asset
+/// under `--partition 2025-12-15`) takes the partitions its selected downstream assets read,
+/// or else the partitions of it that read its selected upstream assets' keys.
 pub fn targets(
     graph: &AssetGraph,
     selected: &BTreeSet<AssetId>,
@@ -122,50 +139,137 @@ pub fn targets(
     ctx: &PartitionsContext,
 ) -> Result<Vec<(AssetId, Vec<String>)>, PlanError> {
     let mut keys_of: HashMap<AssetId, Vec<String>> = HashMap::new();
-    for &id in graph.topo_order().iter().rev().filter(|id| selected.contains(id)) {
+    let mut unresolved: HashMap<AssetId, PartitionKeyError> = HashMap::new();
+    for &id in selected {
         let def = graph.asset(id);
         let Some(partitions) = def.partitions.as_ref() else {
             keys_of.insert(id, vec![String::new()]);
             continue;
         };
-        let key_error = |source| PlanError::Key { asset: def.key.to_string(), source };
         let own = match spec {
-            PartitionSpec::None => Err(PartitionKeyError::KeyRequired { def: partitions.describe() }),
+            PartitionSpec::None => Err(PartitionKeyError::KeyRequired {
+                def: partitions.describe(),
+            }),
             PartitionSpec::Key(k) => partitions.resolve(k, ctx).map(|k| vec![k]),
             PartitionSpec::Range(a, b) => partitions.range(a, b, ctx),
         };
-        let derived: Vec<&crate::graph::Edge> =
-            graph.downstream(id).iter().filter(|e| selected.contains(&e.asset) && keys_of.contains_key(&e.asset)).collect();
-        let keys = match own {
-            Ok(keys) => keys,
-            Err(err) if derived.is_empty() || !matches!(err, PartitionKeyError::Malformed { .. } | PartitionKeyError::KeyRequired { .. }) => {
-                return Err(key_error(err));
+        match own {
+            Ok(keys) => {
+                keys_of.insert(id, keys);
             }
-            Err(_) => {
-                let mut seen = HashSet::new();
-                let mut keys = Vec::new();
-                for edge in derived {
-                    let down = graph.asset(edge.asset);
-                    for down_key in &keys_of[&edge.asset] {
-                        let ups = edge
-                            .mapping
-                            .upstream_keys(Some(partitions), down.partitions.as_ref(), down_key, ctx)
-                            .map_err(key_error)?;
-                        for k in ups {
-                            if seen.insert(k.clone()) {
-                                keys.push(k);
-                            }
-                        }
-                    }
-                }
-                keys
+            Err(
+                err @ (PartitionKeyError::Malformed { .. } | PartitionKeyError::KeyRequired { .. }),
+            ) => {
+                unresolved.insert(id, err);
             }
-        };
-        keys_of.insert(id, keys);
+            Err(err) => {
+                return Err(PlanError::Key {
+                    asset: def.key.to_string(),
+                    source: err,
+                });
+            }
+        }
     }
-    let mut out: Vec<(AssetId, Vec<String>)> = keys_of.into_iter().collect();
+    let key_error = |id: AssetId, source| PlanError::Key {
+        asset: graph.asset(id).key.to_string(),
+        source,
+    };
+    // Upstream of a resolved asset: the partitions it reads.
+    for &id in graph.topo_order().iter().rev() {
+        if !unresolved.contains_key(&id) {
+            continue;
+        }
+        let partitions = graph.asset(id).partitions.as_ref();
+        let mut keys = KeySet::default();
+        for edge in graph
+            .downstream(id)
+            .iter()
+            .filter(|e| keys_of.contains_key(&e.asset))
+        {
+            let down = graph.asset(edge.asset).partitions.as_ref();
+            for down_key in &keys_of[&edge.asset] {
+                keys.extend(
+                    edge.mapping
+                        .upstream_keys(partitions, down, down_key, ctx)
+                        .map_err(|e| key_error(id, e))?,
+                );
+            }
+        }
+        if keys.seen.is_empty()
+            && !graph
+                .downstream(id)
+                .iter()
+                .any(|e| keys_of.contains_key(&e.asset))
+        {
+            continue;
+        }
+        unresolved.remove(&id);
+        keys_of.insert(id, keys.ordered);
+    }
+    // Downstream of a resolved asset: its partitions that read the resolved keys.
+    for &id in graph.topo_order() {
+        if !unresolved.contains_key(&id) {
+            continue;
+        }
+        let partitions = graph
+            .asset(id)
+            .partitions
+            .as_ref()
+            .expect("only partitioned assets are unresolved");
+        let mut keys = KeySet::default();
+        let edges: Vec<_> = graph
+            .upstream(id)
+            .iter()
+            .filter(|e| keys_of.contains_key(&e.asset))
+            .collect();
+        if edges.is_empty() {
+            continue;
+        }
+        for edge in edges {
+            let up = graph.asset(edge.asset).partitions.as_ref();
+            for up_key in &keys_of[&edge.asset] {
+                let downs = edge
+                    .mapping
+                    .downstream_keys(up, Some(partitions), up_key, ctx)
+                    .map_err(|e| key_error(id, e))?;
+                // Only partitions that exist: an hour late in the month does not make the
+                // month's partition exist before the month closes.
+                keys.extend(
+                    downs
+                        .into_iter()
+                        .filter(|k| partitions.resolve(k, ctx).is_ok()),
+                );
+            }
+        }
+        unresolved.remove(&id);
+        keys_of.insert(id, keys.ordered);
+    }
+    if let Some((&id, err)) = unresolved.iter().min_by_key(|(id, _)| graph.rank(**id)) {
+        return Err(key_error(id, err.clone()));
+    }
+    let mut out: Vec<(AssetId, Vec<String>)> = keys_of
+        .into_iter()
+        .filter(|(_, keys)| !keys.is_empty())
+        .collect();
     out.sort_by_key(|(id, _)| graph.rank(*id));
     Ok(out)
+}
+
+/// Keys in first-seen order, without duplicates.
+#[derive(Default)]
+struct KeySet {
+    seen: HashSet<String>,
+    ordered: Vec<String>,
+}
+
+impl KeySet {
+    fn extend(&mut self, keys: impl IntoIterator<Item = String>) {
+        for k in keys {
+            if self.seen.insert(k.clone()) {
+                self.ordered.push(k);
+            }
+        }
+    }
 }
 
 /// Plans `targets`, adding missing upstream partitions when `options.with_upstream`.
@@ -184,12 +288,17 @@ pub fn plan(
             if !index.contains_key(&(*asset, key.clone())) {
                 index.insert((*asset, key.clone()), steps.len());
                 queue.push_back(steps.len());
-                steps.push(Step { asset: *asset, partition_key: key.clone(), deps: Vec::new() });
+                steps.push(Step {
+                    asset: *asset,
+                    partition_key: key.clone(),
+                    deps: Vec::new(),
+                });
             }
         }
     }
     // (upstream asset) -> (missing keys in order, needed-by set, any not yet available)
-    let mut missing: HashMap<AssetId, (Vec<String>, HashSet<String>, BTreeSet<String>, bool)> = HashMap::new();
+    let mut missing: HashMap<AssetId, (Vec<String>, HashSet<String>, BTreeSet<String>, bool)> =
+        HashMap::new();
     while let Some(step_idx) = queue.pop_front() {
         let (asset, key) = (steps[step_idx].asset, steps[step_idx].partition_key.clone());
         let def = graph.asset(asset);
@@ -199,20 +308,30 @@ pub fn plan(
             let up_keys = edge
                 .mapping
                 .upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), &key, ctx)
-                .map_err(|source| PlanError::Key { asset: def.key.to_string(), source })?;
+                .map_err(|source| PlanError::Key {
+                    asset: def.key.to_string(),
+                    source,
+                })?;
             for up_key in up_keys {
                 if let Some(&dep) = index.get(&(edge.asset, up_key.clone())) {
                     deps.push(dep);
                     continue;
                 }
-                let exists = up.partitions.as_ref().is_none_or(|p| p.resolve(&up_key, ctx).is_ok());
+                let exists = up
+                    .partitions
+                    .as_ref()
+                    .is_none_or(|p| p.resolve(&up_key, ctx).is_ok());
                 if exists && snapshot.is_materialized(edge.asset, &up_key) {
                     continue;
                 }
                 if exists && options.with_upstream {
                     let dep = steps.len();
                     index.insert((edge.asset, up_key.clone()), dep);
-                    steps.push(Step { asset: edge.asset, partition_key: up_key, deps: Vec::new() });
+                    steps.push(Step {
+                        asset: edge.asset,
+                        partition_key: up_key,
+                        deps: Vec::new(),
+                    });
                     queue.push_back(dep);
                     deps.push(dep);
                     continue;
@@ -247,7 +366,13 @@ pub fn plan(
     // Order by asset rank (a topological order of assets), keeping discovery order within an
     // asset; dependencies always point to a lower rank, so the order is valid.
     let mut order: Vec<usize> = (0..steps.len()).collect();
-    order.sort_by_key(|i| (graph.rank(steps[*i].asset), partition_order(graph, &steps[*i]), *i));
+    order.sort_by_key(|i| {
+        (
+            graph.rank(steps[*i].asset),
+            partition_order(graph, &steps[*i]),
+            *i,
+        )
+    });
     let mut new_index = vec![0; steps.len()];
     for (new, old) in order.iter().enumerate() {
         new_index[*old] = new;
@@ -280,7 +405,9 @@ impl Plan {
         let mut by_asset: Vec<(AssetId, Vec<String>)> = Vec::new();
         for step in &self.steps {
             match by_asset.last_mut() {
-                Some((asset, keys)) if *asset == step.asset => keys.push(step.partition_key.clone()),
+                Some((asset, keys)) if *asset == step.asset => {
+                    keys.push(step.partition_key.clone())
+                }
                 _ => by_asset.push((step.asset, vec![step.partition_key.clone()])),
             }
         }
@@ -288,8 +415,19 @@ impl Plan {
         for (asset, keys) in by_asset {
             let def = graph.asset(asset);
             let ranges = compress_ranges(def.partitions.as_ref(), &keys);
-            let shown = if def.partitions.is_none() { "(unpartitioned)".to_owned() } else { ranges.join(", ") };
-            let _ = writeln!(out, "{:<20} {:>5} step{}  {}", def.key.as_str(), keys.len(), if keys.len() == 1 { " " } else { "s" }, shown);
+            let shown = if def.partitions.is_none() {
+                "(unpartitioned)".to_owned()
+            } else {
+                ranges.join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "{:<20} {:>5} step{}  {}",
+                def.key.as_str(),
+                keys.len(),
+                if keys.len() == 1 { " " } else { "s" },
+                shown
+            );
         }
         out
     }

@@ -58,7 +58,9 @@ pub async fn open(url: &str) -> Result<Arc<dyn LineageStore>> {
         let store = SqliteStore::open(std::path::Path::new(path)).await?;
         return Ok(Arc::new(store));
     }
-    Err(Error::UnsupportedUrl { url: redact_url(url) })
+    Err(Error::UnsupportedUrl {
+        url: redact_url(url),
+    })
 }
 
 /// Replaces the password of a URL like `postgres://user:secret@host/db` with `***`.

@@ -42,9 +42,15 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool, path: path.display().to_string() })
+        Ok(SqliteStore {
+            pool,
+            path: path.display().to_string(),
+        })
     }
 
     /// The underlying pool, for tests that inspect tables directly.
@@ -70,7 +76,10 @@ impl RunRow {
     fn into_record(self) -> Result<RunRecord> {
         Ok(RunRecord {
             id: parse_run_id(&self.id)?,
-            status: RunStatus::from_str(&self.status).map_err(|detail| Error::Decode { what: "runs.status", detail })?,
+            status: RunStatus::from_str(&self.status).map_err(|detail| Error::Decode {
+                what: "runs.status",
+                detail,
+            })?,
             trigger: self.trigger,
             selection: self.selection,
             n_steps: self.n_steps,
@@ -130,7 +139,11 @@ impl MaterializationRow {
             storage_uri: self.storage_uri,
             bytes: self.bytes,
             row_count: self.row_count,
-            schema: self.schema.as_deref().map(|s| parse_json("materializations.schema", s)).transpose()?,
+            schema: self
+                .schema
+                .as_deref()
+                .map(|s| parse_json("materializations.schema", s))
+                .transpose()?,
             metadata: parse_json("materializations.metadata", &self.metadata)?,
             started_at: self.started_at,
             finished_at: self.finished_at,
@@ -164,8 +177,12 @@ impl PartitionRow {
             code_version: self.code_version,
             materialized_at: self.materialized_at,
             last_run_id: self.last_run_id.as_deref().map(parse_run_id).transpose()?,
-            last_attempt_status: AttemptStatus::from_str(&self.last_attempt_status)
-                .map_err(|detail| Error::Decode { what: "asset_partitions.last_attempt_status", detail })?,
+            last_attempt_status: AttemptStatus::from_str(&self.last_attempt_status).map_err(
+                |detail| Error::Decode {
+                    what: "asset_partitions.last_attempt_status",
+                    detail,
+                },
+            )?,
             last_error: self.last_error,
             updated_at: self.updated_at,
         })
@@ -181,11 +198,17 @@ struct InputRow {
 }
 
 fn parse_run_id(s: &str) -> Result<RunId> {
-    RunId::from_str(s).map_err(|e| Error::Decode { what: "run id", detail: e.to_string() })
+    RunId::from_str(s).map_err(|e| Error::Decode {
+        what: "run id",
+        detail: e.to_string(),
+    })
 }
 
 fn parse_json(what: &'static str, s: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(s).map_err(|e| Error::Decode { what, detail: e.to_string() })
+    serde_json::from_str(s).map_err(|e| Error::Decode {
+        what,
+        detail: e.to_string(),
+    })
 }
 
 /// The columns of a [`MaterializationRow`], as a literal so queries stay `&'static str`.
@@ -235,7 +258,12 @@ impl LineageStore for SqliteStore {
         Ok(())
     }
 
-    async fn set_run_status(&self, run_id: RunId, status: RunStatus, event: &RunEvent) -> Result<()> {
+    async fn set_run_status(
+        &self,
+        run_id: RunId,
+        status: RunStatus,
+        event: &RunEvent,
+    ) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let res = sqlx::query(
             "UPDATE runs SET status = ?2, \
@@ -434,7 +462,10 @@ impl LineageStore for SqliteStore {
         rows.into_iter().map(PartitionRow::into_state).collect()
     }
 
-    async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>> {
+    async fn partition_states_of(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<Option<PartitionState>>> {
         let mut conn = self.pool.acquire().await?;
         let mut out = Vec::with_capacity(keys.len());
         for (asset_key, partition_key) in keys {
@@ -452,11 +483,20 @@ impl LineageStore for SqliteStore {
         Ok(out)
     }
 
-    async fn history(&self, asset_key: &str, partition_key: Option<&str>, limit: i64) -> Result<Vec<MaterializationRecord>> {
+    async fn history(
+        &self,
+        asset_key: &str,
+        partition_key: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<MaterializationRecord>> {
         let rows: Vec<MaterializationRow> = match partition_key {
             Some(pk) => {
-                sqlx::query_as(concat!("SELECT ", materialization_columns!(), " FROM materializations \
-                     WHERE asset_key = ?1 AND partition_key = ?2 ORDER BY id DESC LIMIT ?3"))
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    materialization_columns!(),
+                    " FROM materializations \
+                     WHERE asset_key = ?1 AND partition_key = ?2 ORDER BY id DESC LIMIT ?3"
+                ))
                 .bind(asset_key)
                 .bind(pk)
                 .bind(limit)
@@ -464,19 +504,32 @@ impl LineageStore for SqliteStore {
                 .await?
             }
             None => {
-                sqlx::query_as(concat!("SELECT ", materialization_columns!(), " FROM materializations \
-                     WHERE asset_key = ?1 ORDER BY id DESC LIMIT ?2"))
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    materialization_columns!(),
+                    " FROM materializations \
+                     WHERE asset_key = ?1 ORDER BY id DESC LIMIT ?2"
+                ))
                 .bind(asset_key)
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?
             }
         };
-        rows.into_iter().map(MaterializationRow::into_record).collect()
+        rows.into_iter()
+            .map(MaterializationRow::into_record)
+            .collect()
     }
 
-    async fn materialization(&self, id: MaterializationId) -> Result<Option<MaterializationRecord>> {
-        let row: Option<MaterializationRow> = sqlx::query_as(concat!("SELECT ", materialization_columns!(), " FROM materializations WHERE id = ?1"))
+    async fn materialization(
+        &self,
+        id: MaterializationId,
+    ) -> Result<Option<MaterializationRecord>> {
+        let row: Option<MaterializationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            materialization_columns!(),
+            " FROM materializations WHERE id = ?1"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
@@ -513,7 +566,9 @@ impl LineageStore for SqliteStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(MaterializationRow::into_record).collect()
+        rows.into_iter()
+            .map(MaterializationRow::into_record)
+            .collect()
     }
 
     async fn runs(&self, status: Option<RunStatus>, limit: i64) -> Result<Vec<RunRecord>> {
@@ -552,7 +607,10 @@ impl LineageStore for SqliteStore {
                 Ok(RunEvent {
                     run_id: parse_run_id(&r.run_id)?,
                     ts: r.ts,
-                    kind: EventKind::from_str(&r.kind).map_err(|detail| Error::Decode { what: "run_events.kind", detail })?,
+                    kind: EventKind::from_str(&r.kind).map_err(|detail| Error::Decode {
+                        what: "run_events.kind",
+                        detail,
+                    })?,
                     asset_key: r.asset_key,
                     partition_key: r.partition_key,
                     message: r.message,
@@ -563,14 +621,25 @@ impl LineageStore for SqliteStore {
     }
 
     async fn run_materializations(&self, id: RunId) -> Result<Vec<MaterializationRecord>> {
-        let rows: Vec<MaterializationRow> = sqlx::query_as(concat!("SELECT ", materialization_columns!(), " FROM materializations WHERE run_id = ?1 ORDER BY id"))
+        let rows: Vec<MaterializationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            materialization_columns!(),
+            " FROM materializations WHERE run_id = ?1 ORDER BY id"
+        ))
         .bind(id.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(MaterializationRow::into_record).collect()
+        rows.into_iter()
+            .map(MaterializationRow::into_record)
+            .collect()
     }
 
-    async fn add_dynamic_partitions(&self, partitions_def: &str, keys: &[String], now: DateTime<Utc>) -> Result<u64> {
+    async fn add_dynamic_partitions(
+        &self,
+        partitions_def: &str,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut added = 0;
         for key in keys {

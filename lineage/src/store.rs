@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::model::*;
 use crate::Result;
+use crate::model::*;
 
 /// Everything the engine remembers, behind one trait that SQLite and PostgreSQL both serve.
 ///
@@ -20,7 +20,12 @@ pub trait LineageStore: Send + Sync + 'static {
     /// Moves a run to `status`, appending `event` to its log in the same transaction.
     ///
     /// `running` sets `started_at`; a terminal status sets `finished_at`.
-    async fn set_run_status(&self, run_id: RunId, status: RunStatus, event: &RunEvent) -> Result<()>;
+    async fn set_run_status(
+        &self,
+        run_id: RunId,
+        status: RunStatus,
+        event: &RunEvent,
+    ) -> Result<()>;
 
     /// Appends one event to a run's log.
     async fn append_event(&self, event: &RunEvent) -> Result<()>;
@@ -47,13 +52,22 @@ pub trait LineageStore: Send + Sync + 'static {
 
     /// The current state of each requested (asset, partition), in the order asked; `None` when
     /// the store has never seen it.
-    async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>>;
+    async fn partition_states_of(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<Option<PartitionState>>>;
 
     /// Materializations of an asset (optionally one partition), newest first.
-    async fn history(&self, asset_key: &str, partition_key: Option<&str>, limit: i64) -> Result<Vec<MaterializationRecord>>;
+    async fn history(
+        &self,
+        asset_key: &str,
+        partition_key: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<MaterializationRecord>>;
 
     /// One materialization by id.
-    async fn materialization(&self, id: MaterializationId) -> Result<Option<MaterializationRecord>>;
+    async fn materialization(&self, id: MaterializationId)
+    -> Result<Option<MaterializationRecord>>;
 
     /// The inputs a materialization read, ordered by asset then partition.
     async fn inputs_of(&self, id: MaterializationId) -> Result<Vec<InputVersion>>;
@@ -74,7 +88,12 @@ pub trait LineageStore: Send + Sync + 'static {
     async fn run_materializations(&self, id: RunId) -> Result<Vec<MaterializationRecord>>;
 
     /// Adds keys to a dynamic partitions definition; returns how many were new.
-    async fn add_dynamic_partitions(&self, partitions_def: &str, keys: &[String], now: DateTime<Utc>) -> Result<u64>;
+    async fn add_dynamic_partitions(
+        &self,
+        partitions_def: &str,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
 
     /// The keys of a dynamic partitions definition, in the order they were added.
     async fn dynamic_partitions(&self, partitions_def: &str) -> Result<Vec<String>>;

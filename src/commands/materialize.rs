@@ -19,10 +19,21 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
     let graph = app.defs.graph();
     let selected = select(app, &args.selection)?;
     let ctx = app.partitions_context().await?;
-    let targets = engine::plan::targets(graph, &selected, &partition_spec(&args.partitions), &ctx).map_err(|e| user_error(e.to_string()))?;
-    let snapshot = app.snapshot(graph.upstream_closure(&selected, None)).await?;
-    let plan = engine::plan::plan(graph, &targets, &snapshot, &ctx, PlanOptions { with_upstream: args.with_upstream })
+    let targets = engine::plan::targets(graph, &selected, &partition_spec(&args.partitions), &ctx)
         .map_err(|e| user_error(e.to_string()))?;
+    let snapshot = app
+        .snapshot(graph.upstream_closure(&selected, None))
+        .await?;
+    let plan = engine::plan::plan(
+        graph,
+        &targets,
+        &snapshot,
+        &ctx,
+        PlanOptions {
+            with_upstream: args.with_upstream,
+        },
+    )
+    .map_err(|e| user_error(e.to_string()))?;
 
     if args.dry_run {
         if args.json {
@@ -33,7 +44,11 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
                 .collect();
             print_json(&serde_json::json!({ "steps": steps }))?;
         } else {
-            println!("Plan: {} step{} (dry run, nothing was run)", plan.steps.len(), if plan.steps.len() == 1 { "" } else { "s" });
+            println!(
+                "Plan: {} step{} (dry run, nothing was run)",
+                plan.steps.len(),
+                if plan.steps.len() == 1 { "" } else { "s" }
+            );
             print!("{}", plan.render(graph));
         }
         return Ok(ExitStatus::Success);
@@ -49,7 +64,9 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
         selection: args.selection.clone(),
         tags: serde_json::json!({ "partition": args.partitions.partition, "from": args.partitions.from, "to": args.partitions.to }),
     };
-    let outcome = exec.execute(&plan, &config, progress.clone(), cancel).await?;
+    let outcome = exec
+        .execute(&plan, &config, progress.clone(), cancel)
+        .await?;
     progress.finish();
 
     if args.json {
@@ -68,7 +85,8 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
 async fn cancel_on_signal(cancel: CancellationToken) {
     let terminate = async {
         #[cfg(unix)]
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
             return;
         }
@@ -105,7 +123,10 @@ fn print_summary(outcome: &RunOutcome) {
         let mut per_asset: Vec<(String, usize, u64)> = Vec::new();
         for step in &outcome.steps {
             if let StepStatus::Succeeded { bytes, .. } = &step.status {
-                match per_asset.iter_mut().find(|(a, _, _)| a == step.asset.as_str()) {
+                match per_asset
+                    .iter_mut()
+                    .find(|(a, _, _)| a == step.asset.as_str())
+                {
                     Some(entry) => {
                         entry.1 += 1;
                         entry.2 += bytes.unwrap_or(0);
@@ -117,26 +138,50 @@ fn print_summary(outcome: &RunOutcome) {
         for (asset, n, bytes) in per_asset {
             println!("  {asset:<20} {n:>6} materialized  {}", human_bytes(bytes));
         }
-        outcome.steps.iter().filter(|s| !matches!(s.status, StepStatus::Succeeded { .. } | StepStatus::Canceled)).collect()
+        outcome
+            .steps
+            .iter()
+            .filter(|s| {
+                !matches!(
+                    s.status,
+                    StepStatus::Succeeded { .. } | StepStatus::Canceled
+                )
+            })
+            .collect()
     };
     for step in listed {
         let name = format!("{} {}", step.asset, show_key(&step.partition_key));
         let time = format!("{:.1?}", step.duration);
         match &step.status {
-            StepStatus::Succeeded { data_version, storage_uri, bytes, rows, attempt, .. } => {
+            StepStatus::Succeeded {
+                data_version,
+                storage_uri,
+                bytes,
+                rows,
+                attempt,
+                ..
+            } => {
                 let size = match (bytes, rows) {
                     (Some(b), Some(r)) => format!(" ({}, {r} rows)", human_bytes(*b)),
                     _ => String::new(),
                 };
-                let retried = if *attempt > 1 { format!(" after {attempt} attempts") } else { String::new() };
+                let retried = if *attempt > 1 {
+                    format!(" after {attempt} attempts")
+                } else {
+                    String::new()
+                };
                 println!(
                     "  ✓ {name:<36} {time:>9}  {}  {}{size}{retried}",
                     short(data_version),
                     storage_uri.as_deref().unwrap_or("(no output)")
                 );
             }
-            StepStatus::Failed { error, attempts } => println!("  ✗ {name:<36} {time:>9}  failed after {attempts} attempt(s): {error}"),
-            StepStatus::Skipped { reason } => println!("  - {name:<36} {:>9}  skipped: {reason}", ""),
+            StepStatus::Failed { error, attempts } => {
+                println!("  ✗ {name:<36} {time:>9}  failed after {attempts} attempt(s): {error}")
+            }
+            StepStatus::Skipped { reason } => {
+                println!("  - {name:<36} {:>9}  skipped: {reason}", "")
+            }
             StepStatus::Canceled => println!("  - {name:<36} {:>9}  canceled", ""),
         }
     }

@@ -32,7 +32,9 @@ impl Status {
             Some(s) => match s.last_attempt_status {
                 AttemptStatus::Running => Status::InProgress,
                 AttemptStatus::Failed => Status::Failed,
-                AttemptStatus::Materialized if s.current_materialization_id.is_some() => Status::Materialized,
+                AttemptStatus::Materialized if s.current_materialization_id.is_some() => {
+                    Status::Materialized
+                }
                 AttemptStatus::Materialized => Status::Missing,
             },
         }
@@ -94,7 +96,10 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
     let spec = partition_spec(&args.partitions);
     let listing = spec != engine::PartitionSpec::None;
     let keys_of: HashMap<usize, Vec<String>> = if listing {
-        engine::plan::targets(graph, &selected, &spec, &ctx).map_err(|e| user_error(e.to_string()))?.into_iter().collect()
+        engine::plan::targets(graph, &selected, &spec, &ctx)
+            .map_err(|e| user_error(e.to_string()))?
+            .into_iter()
+            .collect()
     } else {
         HashMap::new()
     };
@@ -102,8 +107,13 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
     let mut out = Vec::new();
     for &id in graph.topo_order().iter().filter(|id| selected.contains(id)) {
         let def = graph.asset(id);
-        let states: HashMap<String, PartitionState> =
-            app.store.partition_states(def.key.as_str()).await?.into_iter().map(|s| (s.partition_key.clone(), s)).collect();
+        let states: HashMap<String, PartitionState> = app
+            .store
+            .partition_states(def.key.as_str())
+            .await?
+            .into_iter()
+            .map(|s| (s.partition_key.clone(), s))
+            .collect();
         let keys = match keys_of.get(&id) {
             Some(keys) => keys.clone(),
             None => match &def.partitions {
@@ -111,7 +121,10 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
                 None => vec![String::new()],
             },
         };
-        let mut counts = Counts { partitions: keys.len(), ..Counts::default() };
+        let mut counts = Counts {
+            partitions: keys.len(),
+            ..Counts::default()
+        };
         let mut strip = String::new();
         let mut listed = Vec::new();
         for (i, key) in keys.iter().enumerate() {
@@ -174,16 +187,30 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
                 Status::Materialized => format!(
                     "data {}  at {}",
                     p.data_version.as_deref().map(short).unwrap_or("-"),
-                    p.materialized_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+                    p.materialized_at
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_default()
                 ),
-                Status::Failed => format!("run {}: {}", p.last_run_id.as_deref().unwrap_or("-"), p.error.as_deref().unwrap_or("")),
+                Status::Failed => format!(
+                    "run {}: {}",
+                    p.last_run_id.as_deref().unwrap_or("-"),
+                    p.error.as_deref().unwrap_or("")
+                ),
                 Status::InProgress => format!("run {}", p.last_run_id.as_deref().unwrap_or("-")),
                 Status::Missing => String::new(),
             };
-            println!("  {} {:<20} {:<13} {detail}", p.status.glyph(), show_key(&p.partition), p.status.name());
+            println!(
+                "  {} {:<20} {:<13} {detail}",
+                p.status.glyph(),
+                show_key(&p.partition),
+                p.status.name()
+            );
         }
         if a.counts.partitions > a.partitions_listed.len() {
-            println!("  … {} more", a.counts.partitions - a.partitions_listed.len());
+            println!(
+                "  … {} more",
+                a.counts.partitions - a.partitions_listed.len()
+            );
         }
     }
     Ok(ExitStatus::Success)

@@ -1,1 +1,215 @@
+use chrono::TimeZone;
+use proptest::prelude::*;
+
 use super::*;
+
+fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+}
+
+fn ctx() -> PartitionsContext {
+    PartitionsContext::at(at(2026, 1, 1, 0))
+}
+
+fn tw(def: &PartitionsDef) -> &TimeWindowPartitions {
+    def.as_time_window().unwrap()
+}
+
+fn defs() -> Vec<PartitionsDef> {
+    vec![
+        PartitionsDef::hourly("2024-01-01"),
+        PartitionsDef::daily("2024-01-01"),
+        PartitionsDef::weekly("2024-01-01"),
+        PartitionsDef::monthly("2024-01-01"),
+        PartitionsDef::hourly("2024-01-01").timezone("America/New_York"),
+        PartitionsDef::daily("2024-01-01").timezone("America/New_York"),
+        PartitionsDef::weekly("2024-01-07").timezone("Europe/Berlin"),
+        PartitionsDef::monthly("2024-01-01").timezone("Australia/Lord_Howe"),
+        PartitionsDef::daily("2024-01-01").timezone("Asia/Kolkata"),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn windows_tile_without_gaps_or_overlaps(def_idx in 0usize..9, idx in 0i64..20_000) {
+        let def = &defs()[def_idx];
+        let tw = tw(def);
+        let (a, b) = (tw.window(idx), tw.window(idx + 1));
+        prop_assert!(a.start < a.end, "window {idx} of {def} is empty");
+        prop_assert_eq!(a.end, b.start);
+    }
+
+    #[test]
+    fn key_window_key_round_trips(def_idx in 0usize..9, idx in 0i64..20_000) {
+        let def = &defs()[def_idx];
+        let tw = tw(def);
+        let key = tw.key(idx);
+        prop_assert_eq!(tw.parse_index(&key), Ok(idx), "key {} of {}", key, def);
+        let w = tw.window(idx);
+        prop_assert_eq!(tw.index_containing(w.start), idx);
+        prop_assert_eq!(tw.index_containing(w.end - Duration::nanoseconds(1)), idx);
+    }
+
+}
+
+proptest! {
+    // Listing every key of a definition is O(keys); fewer cases keep the suite fast.
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn a_range_expands_to_exactly_the_listed_keys(def_idx in 0usize..4, a in 0i64..200, len in 0i64..200) {
+        let def = &defs()[def_idx];
+        let all = def.keys(&ctx());
+        let (a, b) = (a as usize, (a + len) as usize);
+        prop_assume!(b < all.len());
+        prop_assert_eq!(def.range(&all[a], &all[b], &ctx()).unwrap(), all[a..=b].to_vec());
+    }
+}
+
+#[test]
+fn new_york_days_have_23_and_25_hours_on_dst_transitions() {
+    let day = PartitionsDef::daily("2025-01-01").timezone("America/New_York");
+    let hours = |key: &str| {
+        let w = day.window_of(key).unwrap();
+        (w.end - w.start).num_hours()
+    };
+    assert_eq!(hours("2025-03-09"), 23);
+    assert_eq!(hours("2025-11-02"), 25);
+    assert_eq!(hours("2025-12-15"), 24);
+    // The 2025-03-09 window starts at local midnight, 05:00 UTC.
+    assert_eq!(
+        day.window_of("2025-03-09").unwrap().start,
+        at(2025, 3, 9, 5)
+    );
+}
+
+#[test]
+fn hourly_keys_in_a_dst_zone_carry_their_offset() {
+    let hourly = PartitionsDef::hourly("2025-01-01").timezone("America/New_York");
+    let tw = tw(&hourly);
+    // 01:00 happens twice on 2025-11-02; the offset tells them apart.
+    let first = tw.index_containing(at(2025, 11, 2, 5));
+    let second = tw.index_containing(at(2025, 11, 2, 6));
+    assert_eq!(tw.key(first), "2025-11-02T01:00-04:00");
+    assert_eq!(tw.key(second), "2025-11-02T01:00-05:00");
+    assert_eq!(tw.parse_index("2025-11-02T01:00-05:00"), Ok(second));
+    // Without an offset, an ambiguous wall time means the first occurrence.
+    assert_eq!(tw.parse_index("2025-11-02T01:00"), Ok(first));
+    // 02:30 on 2025-03-09 never happens in New York.
+    assert!(tw.parse_index("2025-03-09T02:00").is_err());
+}
+
+#[test]
+fn month_ends_and_leap_years() {
+    let month = PartitionsDef::monthly("2024-01-01");
+    let days = |key: &str| {
+        let w = month.window_of(key).unwrap();
+        (w.end - w.start).num_days()
+    };
+    assert_eq!(days("2024-02"), 29);
+    assert_eq!(days("2025-02"), 28);
+    assert_eq!(days("2025-12"), 31);
+    let day = PartitionsDef::daily("2024-01-01");
+    assert_eq!(
+        day.resolve("2024-02-29", &ctx()),
+        Ok("2024-02-29".to_owned())
+    );
+    assert!(matches!(
+        day.resolve("2025-02-29", &ctx()),
+        Err(PartitionKeyError::Malformed { .. })
+    ));
+    // The day after the last day of a month is the first of the next.
+    let i = tw(&day).parse_index("2025-01-31").unwrap();
+    assert_eq!(tw(&day).key(i + 1), "2025-02-01");
+}
+
+#[test]
+fn dagster_style_aliases_resolve_to_canonical_keys() {
+    let c = ctx();
+    assert_eq!(
+        PartitionsDef::hourly("2025-01-01").resolve("2025-12-15-02:00", &c),
+        Ok("2025-12-15T02:00".to_owned())
+    );
+    assert_eq!(
+        PartitionsDef::monthly("2025-01-01").resolve("2025-12-01", &c),
+        Ok("2025-12".to_owned())
+    );
+    assert!(
+        PartitionsDef::monthly("2025-01-01")
+            .resolve("2025-12-15", &c)
+            .is_err(),
+        "a mid-month date is not a month"
+    );
+    assert!(
+        PartitionsDef::hourly("2025-01-01")
+            .resolve("2025-12-15T02:30", &c)
+            .is_err(),
+        "not on the hour"
+    );
+    assert!(
+        PartitionsDef::weekly("2025-12-01")
+            .resolve("2025-12-09", &c)
+            .is_err(),
+        "not a week start (Mondays)"
+    );
+    assert_eq!(
+        PartitionsDef::weekly("2025-12-01").resolve("2025-12-08", &c),
+        Ok("2025-12-08".to_owned())
+    );
+}
+
+#[test]
+fn a_partition_exists_once_its_window_closes_unless_the_end_offset_says_otherwise() {
+    let now = PartitionsContext::at(at(2025, 12, 15, 10));
+    let day = PartitionsDef::daily("2025-12-01");
+    assert_eq!(day.keys(&now).last().unwrap(), "2025-12-14");
+    let err = day.resolve("2025-12-15", &now).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "partition \"2025-12-15\" is out of range for daily partitions: its window closes at \
+         2025-12-16T00:00:00+00:00 and does not exist yet; valid range is 2025-12-01 ..= 2025-12-14"
+    );
+    let ahead = PartitionsDef::daily("2025-12-01").end_offset(1);
+    assert_eq!(ahead.keys(&now).last().unwrap(), "2025-12-15");
+    assert!(PartitionsDef::daily("2025-12-20").keys(&now).is_empty());
+    let hourly = PartitionsDef::hourly("2025-12-15");
+    assert_eq!(hourly.len(&now), 10);
+}
+
+#[test]
+fn static_and_dynamic_keys() {
+    let mut c = ctx();
+    let realms = PartitionsDef::fixed(["us", "eu"]);
+    assert_eq!(realms.resolve("eu", &c), Ok("eu".to_owned()));
+    let err = realms.resolve("apac", &c).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown partition \"apac\" for static [us, eu] partitions; valid keys: us, eu"
+    );
+    let subs = PartitionsDef::dynamic("subscriptions");
+    assert!(subs.resolve("sub_1", &c).is_err());
+    c.dynamic
+        .insert("subscriptions".into(), vec!["sub_1".into(), "sub_2".into()]);
+    assert_eq!(subs.resolve("sub_1", &c), Ok("sub_1".to_owned()));
+    assert_eq!(
+        subs.range("sub_1", "sub_2", &c).unwrap(),
+        ["sub_1", "sub_2"]
+    );
+}
+
+#[test]
+fn ranges_are_compressed_for_display() {
+    let hourly = PartitionsDef::hourly("2025-01-01");
+    let keys: Vec<String> = [
+        "2025-12-15T00:00",
+        "2025-12-15T01:00",
+        "2025-12-15T02:00",
+        "2025-12-15T05:00",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(
+        compress_ranges(Some(&hourly), &keys),
+        ["2025-12-15T00:00..2025-12-15T02:00 (3)", "2025-12-15T05:00"]
+    );
+}
