@@ -623,12 +623,28 @@ async fn run_step(
             Ok::<_, String>((output, stored))
         };
         let res = tokio::select! {
-            res = work => res,
+            // Cancellation wins a tie: an attempt that ends because the run was canceled is
+            // canceled, not failed.
+            biased;
             _ = cancel.cancelled() => {
                 exec.store.record_step_canceled(&RunEvent::step(run_id, exec.clock.now(), EventKind::StepSkipped, def.key.as_str(), &partition_key, "canceled while running")).await?;
                 break StepStatus::Canceled;
             }
+            res = work => res,
         };
+        if res.is_err() && cancel.is_cancelled() {
+            exec.store
+                .record_step_canceled(&RunEvent::step(
+                    run_id,
+                    exec.clock.now(),
+                    EventKind::StepSkipped,
+                    def.key.as_str(),
+                    &partition_key,
+                    "canceled while running",
+                ))
+                .await?;
+            break StepStatus::Canceled;
+        }
         match res {
             Ok((output, stored)) => {
                 let input_versions: Vec<InputVersion> = inputs.versions().cloned().collect();
