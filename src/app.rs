@@ -5,13 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use engine::{
-    AssetId, Clock, Definitions, Executor, FixedClock, LineageSnapshot, PartitionsContext,
-    PartitionsDef, Resources, SystemClock,
+    AssetId, Clock, Definitions, Executor, FixedClock, LineageSnapshot, PartitionsContext, PartitionsDef, Resources,
+    SystemClock,
 };
 use lineage::LineageStore;
-use resources::{
-    AppDb, DevGraphStorage, GraphStorage, LocalObjectStore, ParquetIoManager, SqliteAppDb,
-};
+use resources::{AppDb, DevGraphStorage, GraphStorage, LocalObjectStore, ParquetIoManager, SqliteAppDb};
 
 use crate::config::Config;
 
@@ -26,23 +24,15 @@ pub struct App {
 impl App {
     /// Loads definitions and opens the lineage store (no resources: read-only commands).
     pub async fn open(config: Config) -> anyhow::Result<App> {
-        let defs = assets::definitions().context("validating asset definitions")?;
-        let store = lineage::open(&config.lineage_url).await.with_context(|| {
-            format!(
-                "opening lineage store {}",
-                lineage::redact_url(&config.lineage_url)
-            )
-        })?;
+        let defs = assets::definitions().map_err(|e| crate::user_error(format!("invalid asset definitions: {e}")))?;
+        let store = lineage::open(&config.lineage_url)
+            .await
+            .with_context(|| format!("opening lineage store {}", lineage::redact_url(&config.lineage_url)))?;
         let clock: Arc<dyn Clock> = match config.now {
             Some(now) => Arc::new(FixedClock(now)),
             None => Arc::new(SystemClock),
         };
-        Ok(App {
-            config,
-            defs,
-            store,
-            clock,
-        })
+        Ok(App { config, defs, store, clock })
     }
 
     /// Dynamic partition keys of every dynamic definition in the graph.
@@ -60,17 +50,11 @@ impl App {
 
     /// The partitions context now.
     pub async fn partitions_context(&self) -> anyhow::Result<PartitionsContext> {
-        Ok(PartitionsContext {
-            now: self.clock.now(),
-            dynamic: self.dynamic_keys().await?,
-        })
+        Ok(PartitionsContext { now: self.clock.now(), dynamic: self.dynamic_keys().await? })
     }
 
     /// Which partitions of `assets` are materialized, for the planner.
-    pub async fn snapshot(
-        &self,
-        assets: impl IntoIterator<Item = AssetId>,
-    ) -> anyhow::Result<LineageSnapshot> {
+    pub async fn snapshot(&self, assets: impl IntoIterator<Item = AssetId>) -> anyhow::Result<LineageSnapshot> {
         let mut snapshot = LineageSnapshot::default();
         for id in assets {
             let key = self.defs.graph().asset(id).key.to_string();
@@ -87,15 +71,11 @@ impl App {
     pub async fn executor(&self) -> anyhow::Result<Executor> {
         let app_db = SqliteAppDb::open(&self.config.app_db_path)
             .await
-            .with_context(|| {
-                format!("opening app database {}", self.config.app_db_path.display())
-            })?;
+            .with_context(|| format!("opening app database {}", self.config.app_db_path.display()))?;
         let graphs = DevGraphStorage::new(self.config.home.join("graphs"));
         if app_db.seed_demo(self.clock.now()).await? {
-            let sizes: Vec<(&str, u64)> = resources::appdb::DEMO_TENANTS
-                .iter()
-                .flat_map(|t| t.3.iter().copied())
-                .collect();
+            let sizes: Vec<(&str, u64)> =
+                resources::appdb::DEMO_TENANTS.iter().flat_map(|t| t.3.iter().copied()).collect();
             graphs.seed(&sizes).context("seeding demo graph folders")?;
             tracing::info!(
                 message = "Seeded the embedded app database with demo tenants (dev source).",
@@ -104,9 +84,7 @@ impl App {
         }
         let app_db: Arc<dyn AppDb> = Arc::new(app_db);
         let graph_storage: Arc<dyn GraphStorage> = Arc::new(graphs);
-        let resources = Resources::default()
-            .with(assets::APP_DB, app_db)
-            .with(assets::GRAPH_STORAGE, graph_storage);
+        let resources = Resources::default().with(assets::APP_DB, app_db).with(assets::GRAPH_STORAGE, graph_storage);
         let io = ParquetIoManager::new(Arc::new(LocalObjectStore::new(&self.config.storage_dir)));
         Ok(Executor {
             defs: self.defs.clone(),

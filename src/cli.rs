@@ -8,12 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// upstream dependencies. The lineage store records every materialization, so robo-assets can
 /// say what is missing, stale or late, and why.
 #[derive(Debug, Parser)]
-#[command(
-    name = "robo-assets",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "robo-assets", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

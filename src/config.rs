@@ -31,10 +31,9 @@ fn var(name: &str) -> Option<String> {
 impl Config {
     /// Reads the environment.
     pub fn from_env() -> anyhow::Result<Config> {
-        let home =
-            PathBuf::from(var("ROBO_ASSETS_HOME").unwrap_or_else(|| "./.robo-assets".to_owned()));
-        let lineage_url = var("ROBO_ASSETS_LINEAGE_URL")
-            .unwrap_or_else(|| format!("sqlite://{}", home.join("lineage.db").display()));
+        let home = PathBuf::from(var("ROBO_ASSETS_HOME").unwrap_or_else(|| "./.robo-assets".to_owned()));
+        let lineage_url =
+            var("ROBO_ASSETS_LINEAGE_URL").unwrap_or_else(|| format!("sqlite://{}", home.join("lineage.db").display()));
         if !lineage_url.starts_with("sqlite://") {
             return Err(user_error(format!(
                 "ROBO_ASSETS_LINEAGE_URL={} is not supported by this build: use sqlite://PATH (PostgreSQL arrives with production mode)",
@@ -67,16 +66,14 @@ impl Config {
             None => None,
             Some(s) => Some(
                 DateTime::parse_from_rfc3339(&s)
-                    .map_err(|e| user_error(format!("ROBO_ASSETS_NOW={s:?} is not an RFC 3339 time like 2026-01-01T00:00:00Z: {e}")))?
+                    .map_err(|e| {
+                        user_error(format!(
+                            "ROBO_ASSETS_NOW={s:?} is not an RFC 3339 time like 2026-01-01T00:00:00Z: {e}"
+                        ))
+                    })?
                     .with_timezone(&Utc),
             ),
         };
-        Ok(Config {
-            storage_dir: home.join("storage"),
-            home,
-            lineage_url,
-            app_db_path,
-            now,
-        })
+        Ok(Config { storage_dir: home.join("storage"), home, lineage_url, app_db_path, now })
     }
 }

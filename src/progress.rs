@@ -28,22 +28,16 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:32.cyan/blue} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
-                    .expect("valid template")
-                    .progress_chars("█▉▊▋▌▍▎▏ "),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:32.cyan/blue} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("█▉▊▋▌▍▎▏ "),
             );
             bar
         });
         let now = Instant::now();
-        Progress {
-            bar,
-            lines: Mutex::new(LineState {
-                total: 0,
-                done: 0,
-                started: now,
-                last: now,
-            }),
-        }
+        Progress { bar, lines: Mutex::new(LineState { total: 0, done: 0, started: now, last: now }) }
     }
 
     /// Removes the bar, leaving the terminal clean for the summary.
@@ -69,16 +63,8 @@ impl Observer for Progress {
                 }
             }
             ExecEvent::StepStarted { .. } => {}
-            ExecEvent::StepRetrying {
-                asset,
-                partition_key,
-                attempt,
-                delay,
-                error,
-            } => {
-                let text = format!(
-                    "retrying {asset} {partition_key} after attempt {attempt} in {delay:.1?}: {error}"
-                );
+            ExecEvent::StepRetrying { asset, partition_key, attempt, delay, error } => {
+                let text = format!("retrying {asset} {partition_key} after attempt {attempt} in {delay:.1?}: {error}");
                 match &self.bar {
                     Some(bar) => bar.println(format!("  ↻ {text}")),
                     None => {
@@ -88,10 +74,9 @@ impl Observer for Progress {
             }
             ExecEvent::StepFinished(outcome) => {
                 let failed = match &outcome.status {
-                    StepStatus::Failed { error, .. } => Some(format!(
-                        "failed {} {}: {error}",
-                        outcome.asset, outcome.partition_key
-                    )),
+                    StepStatus::Failed { error, .. } => {
+                        Some(format!("failed {} {}: {error}", outcome.asset, outcome.partition_key))
+                    }
                     _ => None,
                 };
                 if let Some(bar) = &self.bar {
@@ -115,8 +100,7 @@ impl Observer for Progress {
                 {
                     lines.last = now;
                     let elapsed = now - lines.started;
-                    let eta =
-                        elapsed.mul_f64((lines.total - lines.done) as f64 / lines.done as f64);
+                    let eta = elapsed.mul_f64((lines.total - lines.done) as f64 / lines.done as f64);
                     tracing::info!(
                         message = "Progress.",
                         steps = format!("{}/{}", lines.done, lines.total),

@@ -34,10 +34,7 @@ pub fn storage_charge_millicredits(
     }
     let included_byte_hours = included_gb as i128 * BYTES_PER_GB * n_hours;
     let excess = (byte_hours - included_byte_hours).max(0);
-    let charge = div_round_half_up(
-        excess * rate_millicredits_per_gb_day as i128,
-        n_hours * BYTES_PER_GB,
-    );
+    let charge = div_round_half_up(excess * rate_millicredits_per_gb_day as i128, n_hours * BYTES_PER_GB);
     i64::try_from(charge).expect("a day's charge fits in i64 millicredits")
 }
 
@@ -65,29 +62,14 @@ mod tests {
     #[test]
     fn demo_tenants_are_billed_exactly() {
         // acme: 16.5 GB all day, 10 GB included, 1.5 credits per GB-day → 6.5 × 1.5 = 9.75 credits.
-        assert_eq!(
-            storage_charge_millicredits(16_500_000_000 * 24, 24, 10, 1_500),
-            9_750
-        );
+        assert_eq!(storage_charge_millicredits(16_500_000_000 * 24, 24, 10, 1_500), 9_750);
         // Within the included storage: nothing.
-        assert_eq!(
-            storage_charge_millicredits(3_000_000_000 * 24, 24, 10, 1_500),
-            0
-        );
+        assert_eq!(storage_charge_millicredits(3_000_000_000 * 24, 24, 10, 1_500), 0);
         // A 25-hour DST day with the same storage costs the same as a 24-hour day.
-        assert_eq!(
-            storage_charge_millicredits(16_500_000_000 * 25, 25, 10, 1_500),
-            9_750
-        );
+        assert_eq!(storage_charge_millicredits(16_500_000_000 * 25, 25, 10, 1_500), 9_750);
         // Half a millicredit rounds up, less rounds down: 1 byte-day over at 1 mc/GB-day is 0.
-        assert_eq!(
-            storage_charge_millicredits(10_000_000_000 * 24 + 500_000_000 * 24, 24, 10, 1),
-            1
-        );
-        assert_eq!(
-            storage_charge_millicredits(10_000_000_000 * 24 + 499_999_999 * 24, 24, 10, 1),
-            0
-        );
+        assert_eq!(storage_charge_millicredits(10_000_000_000 * 24 + 500_000_000 * 24, 24, 10, 1), 1);
+        assert_eq!(storage_charge_millicredits(10_000_000_000 * 24 + 499_999_999 * 24, 24, 10, 1), 0);
     }
 
     #[test]

@@ -19,10 +19,7 @@ pub const START_DATE: &str = "2025-01-01";
 
 /// Every RoboSystems asset, validated.
 pub fn definitions() -> Result<Definitions, DefinitionsError> {
-    Definitions::new(vec![
-        usage_snapshot::definition(),
-        storage_bill::definition(),
-    ])
+    Definitions::new(vec![usage_snapshot::definition(), storage_bill::definition()])
 }
 
 #[cfg(test)]

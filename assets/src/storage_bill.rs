@@ -19,7 +19,9 @@ use crate::{APP_DB, START_DATE};
 
 pub(crate) fn definition() -> AssetDef {
     asset("storage_bill")
-        .description("Daily storage credits per tenant: average GB over the plan's included storage, from 24 hourly snapshots.")
+        .description(
+            "Daily storage credits per tenant: average GB over the plan's included storage, from 24 hourly snapshots.",
+        )
         .group("billing")
         .owner("platform@robosystems.ai")
         .tag("team", "billing")
@@ -76,25 +78,18 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
             .ok_or_else(|| format!("snapshot {hour} has no bytes"))?
             .as_primitive::<Int64Type>();
         for row in 0..batch.num_rows() {
-            *byte_hours.entry(tenants.value(row).to_owned()).or_default() +=
-                bytes.value(row) as i128;
+            *byte_hours.entry(tenants.value(row).to_owned()).or_default() += bytes.value(row) as i128;
         }
     }
-    let plans: BTreeMap<String, resources::appdb::TenantPlan> = app_db
-        .tenant_plans()
-        .await?
-        .into_iter()
-        .map(|p| (p.tenant_id.clone(), p))
-        .collect();
+    let plans: BTreeMap<String, resources::appdb::TenantPlan> =
+        app_db.tenant_plans().await?.into_iter().map(|p| (p.tenant_id.clone(), p)).collect();
 
     let mut rows = Vec::new();
     let mut entries = Vec::new();
     let (mut total, mut total_excess) = (0i64, 0i64);
     for (tenant, byte_hours) in &byte_hours {
         let plan = plans.get(tenant);
-        let (included, rate) = plan.map_or((0, 0), |p| {
-            (p.included_storage_gb, p.storage_millicredits_per_gb_day)
-        });
+        let (included, rate) = plan.map_or((0, 0), |p| (p.included_storage_gb, p.storage_millicredits_per_gb_day));
         let charge = storage_charge_millicredits(*byte_hours, n_hours, included, rate);
         let excess = excess_milli_gb_days(*byte_hours, n_hours, included);
         let key = format!("storage_bill:{tenant}:{day}");
@@ -106,10 +101,7 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
             kind: "storage_charge".to_owned(),
             period: day.clone(),
             amount_millicredits: -charge,
-            description: format!(
-                "storage {day}: {} GB-days over the included {included} GB",
-                format_milli(excess)
-            ),
+            description: format!("storage {day}: {} GB-days over the included {included} GB", format_milli(excess)),
         });
         rows.push(BillRow {
             tenant_id: tenant.clone(),
@@ -122,9 +114,7 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
             ledger_key: key,
         });
     }
-    let write = app_db
-        .replace_period_entries("storage_charge", &day, &entries, ctx.now())
-        .await?;
+    let write = app_db.replace_period_entries("storage_charge", &day, &entries, ctx.now()).await?;
 
     let n = rows.len();
     let i64s = |f: fn(&BillRow) -> i64| Arc::new(Int64Array::from_iter_values(rows.iter().map(f)));
@@ -133,12 +123,8 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
         schema(),
         vec![
             Arc::new(StringArray::from(vec![day.as_str(); n])),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.tenant_id.as_str()),
-            )),
-            Arc::new(StringArray::from_iter(
-                rows.iter().map(|r| r.plan_id.as_deref()),
-            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.tenant_id.as_str()))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.plan_id.as_deref()))),
             Arc::new(Int64Array::from(vec![n_hours as i64; n])),
             i64s(|r| i64::try_from(r.byte_hours).unwrap_or(i64::MAX)),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(avg))),
@@ -146,9 +132,7 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
             i64s(|r| r.excess_milli_gb_days),
             i64s(|r| r.rate),
             i64s(|r| r.charge),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.ledger_key.as_str()),
-            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.ledger_key.as_str()))),
         ],
     )?;
     Ok(Output::table(table)

@@ -37,24 +37,14 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
     let graphs = app_db.active_graphs().await?;
     let ids: Vec<String> = graphs.iter().map(|g| g.graph_id.clone()).collect();
     let sizes = storage.storage_bytes(&ids).await?;
-    let bytes: Vec<i64> = sizes
-        .iter()
-        .map(|b| i64::try_from(*b).unwrap_or(i64::MAX))
-        .collect();
+    let bytes: Vec<i64> = sizes.iter().map(|b| i64::try_from(*b).unwrap_or(i64::MAX)).collect();
     let total: i64 = bytes.iter().sum();
     let table = RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(StringArray::from(vec![
-                ctx.partition_key.as_str();
-                graphs.len()
-            ])),
-            Arc::new(StringArray::from_iter_values(
-                graphs.iter().map(|g| g.tenant_id.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(String::as_str),
-            )),
+            Arc::new(StringArray::from(vec![ctx.partition_key.as_str(); graphs.len()])),
+            Arc::new(StringArray::from_iter_values(graphs.iter().map(|g| g.tenant_id.as_str()))),
+            Arc::new(StringArray::from_iter_values(ids.iter().map(String::as_str))),
             Arc::new(Int64Array::from(bytes)),
         ],
     )?;

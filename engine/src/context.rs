@@ -73,17 +73,11 @@ impl Resources {
 
     /// The resource bound to `key`, as `T`.
     pub fn get<T: Any + Send + Sync + Clone>(&self, key: &str) -> Result<T, ResourceError> {
-        let value = self.map.get(key).ok_or_else(|| ResourceError {
-            key: key.to_owned(),
-            detail: String::new(),
-        })?;
+        let value = self.map.get(key).ok_or_else(|| ResourceError { key: key.to_owned(), detail: String::new() })?;
         value
             .downcast_ref::<T>()
             .cloned()
-            .ok_or_else(|| ResourceError {
-                key: key.to_owned(),
-                detail: format!(" as {}", std::any::type_name::<T>()),
-            })
+            .ok_or_else(|| ResourceError { key: key.to_owned(), detail: format!(" as {}", std::any::type_name::<T>()) })
     }
 }
 
@@ -101,16 +95,14 @@ impl Inputs {
 
     /// The partitions of `upstream` this step reads.
     pub fn partitions_of(&self, upstream: &str) -> Vec<String> {
-        self.find(upstream)
-            .map(|v| v.iter().map(|i| i.partition_key.clone()).collect())
-            .unwrap_or_default()
+        self.find(upstream).map(|(_, v)| v.iter().map(|i| i.partition_key.clone()).collect()).unwrap_or_default()
     }
 
-    fn find(&self, upstream: &str) -> Option<&[InputVersion]> {
+    fn find(&self, upstream: &str) -> Option<(&AssetKey, &[InputVersion])> {
         self.by_asset
             .iter()
             .find(|(k, _)| k.as_str() == upstream || k.name() == upstream)
-            .map(|(_, v)| v.as_slice())
+            .map(|(k, v)| (k, v.as_slice()))
     }
 }
 
@@ -151,24 +143,28 @@ impl std::fmt::Debug for AssetContext {
 impl AssetContext {
     /// Loads every partition of `upstream` this step reads, in partition order.
     pub async fn load(&self, upstream: &str) -> Result<Vec<(String, RecordBatch)>, AssetError> {
-        let versions = self
-            .inputs
-            .find(upstream)
-            .ok_or_else(|| format!("asset {} does not depend on {upstream:?}", self.key))?;
-        let key = self
-            .inputs
-            .by_asset
-            .iter()
-            .find(|(_, v)| std::ptr::eq(v.as_slice(), versions))
-            .map(|(k, _)| k.clone());
-        let key = key.expect("found above");
+        let (key, versions) =
+            self.inputs.find(upstream).ok_or_else(|| format!("asset {} does not depend on {upstream:?}", self.key))?;
         let mut out = Vec::with_capacity(versions.len());
         for input in versions {
-            let batch = self
+            let (batch, version) = self
                 .io
                 .load(&key, &input.partition_key)
                 .await
                 .map_err(|e| format!("loading {key} partition {:?}: {e}", input.partition_key))?;
+            // Outputs are stored in place; one rewritten by a run that died before recording it
+            // no longer holds the recorded version. Refuse to read it rather than record a lie.
+            if version != input.data_version {
+                return Err(format!(
+                    "the stored output of {key} partition {:?} is not the recorded version \
+                     (file has {}, lineage has {}): a run that did not finish rewrote it; \
+                     re-materialize {key} for that partition",
+                    input.partition_key,
+                    &version[..12.min(version.len())],
+                    &input.data_version[..12.min(input.data_version.len())],
+                )
+                .into());
+            }
             out.push((input.partition_key.clone(), batch));
         }
         Ok(out)

@@ -39,16 +39,12 @@ impl AssetKey {
         let valid_segment = |seg: &str| {
             !seg.is_empty()
                 && seg.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-                && seg
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && seg.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         };
         if s.split('/').all(valid_segment) {
             Ok(AssetKey(s.to_owned()))
         } else {
-            Err(format!(
-                "invalid asset key {s:?}: use snake_case segments joined by '/', like billing/storage_bill"
-            ))
+            Err(format!("invalid asset key {s:?}: use snake_case segments joined by '/', like billing/storage_bill"))
         }
     }
 
@@ -76,28 +72,28 @@ pub type AssetError = Box<dyn std::error::Error + Send + Sync>;
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The compute function of an asset.
-pub type ComputeFn =
-    Arc<dyn Fn(AssetContext) -> BoxFuture<Result<Output, AssetError>> + Send + Sync>;
+pub type ComputeFn = Arc<dyn Fn(AssetContext) -> BoxFuture<Result<Output, AssetError>> + Send + Sync>;
 
 /// What a compute function returns: a table (stored by the IO manager), metadata, and
-/// optionally a data version of its own (otherwise blake3 of the stored bytes).
+/// optionally a data version of its own.
+///
+/// The data version of an output with a table is always blake3 of the stored bytes, so that a
+/// reader can verify it read the recorded version; `data_version` applies to outputs without a
+/// table (otherwise their version is the hash of their metadata).
 #[derive(Debug, Clone, Default)]
 pub struct Output {
     /// The table to store, if the asset has one.
     pub table: Option<RecordBatch>,
     /// Metadata recorded with the materialization (numbers, text, URLs, tables); never secrets.
     pub metadata: serde_json::Map<String, serde_json::Value>,
-    /// A user-provided data version, for assets without a table.
+    /// A user-provided data version, used only when there is no table.
     pub data_version: Option<String>,
 }
 
 impl Output {
     /// An output holding `table`.
     pub fn table(table: RecordBatch) -> Output {
-        Output {
-            table: Some(table),
-            ..Output::default()
-        }
+        Output { table: Some(table), ..Output::default() }
     }
 
     /// An output with no table; its data version is the hash of its metadata unless set.
@@ -235,19 +231,13 @@ impl AssetBuilder {
 
     /// Depends on `key` with the default partition mapping.
     pub fn dep(mut self, key: &str) -> Self {
-        self.deps.push(AssetDep {
-            key: key.to_owned(),
-            mapping: None,
-        });
+        self.deps.push(AssetDep { key: key.to_owned(), mapping: None });
         self
     }
 
     /// Depends on `key` with an explicit partition mapping.
     pub fn dep_mapped(mut self, key: &str, mapping: PartitionMapping) -> Self {
-        self.deps.push(AssetDep {
-            key: key.to_owned(),
-            mapping: Some(mapping),
-        });
+        self.deps.push(AssetDep { key: key.to_owned(), mapping: Some(mapping) });
         self
     }
 
@@ -300,9 +290,7 @@ pub struct Definitions {
 impl Definitions {
     /// Validates `assets` into a graph; the error names every asset involved.
     pub fn new(assets: Vec<AssetDef>) -> Result<Definitions, DefinitionsError> {
-        Ok(Definitions {
-            graph: Arc::new(AssetGraph::build(assets)?),
-        })
+        Ok(Definitions { graph: Arc::new(AssetGraph::build(assets)?) })
     }
 
     /// The validated asset graph.

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lineage::{
-    EventKind, InputVersion, LineageStore, MaterializationId, NewMaterialization, NewRun, RunEvent,
-    RunId, RunStatus, StepFailure,
+    EventKind, InputVersion, LineageStore, MaterializationId, NewMaterialization, NewRun, RunEvent, RunId, RunStatus,
+    StepFailure,
 };
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -200,6 +200,8 @@ struct Shared {
     exec: Executor,
     run_id: RunId,
     observer: Arc<dyn Observer>,
+    /// The partitions context the plan was made with.
+    ctx: PartitionsContext,
 }
 
 /// blake3 over the ordered input versions: (asset, partition, data version) per line.
@@ -228,10 +230,7 @@ pub fn logical_version(code_version: &str, inputs_hash: &str) -> String {
 impl Executor {
     /// The partitions context at the clock's current time.
     pub fn partitions_context(&self) -> PartitionsContext {
-        PartitionsContext {
-            now: self.clock.now(),
-            dynamic: self.dynamic.clone(),
-        }
+        PartitionsContext { now: self.clock.now(), dynamic: self.dynamic.clone() }
     }
 
     /// Runs `plan` to the end (or until `cancel`), recording everything in the lineage store.
@@ -261,25 +260,14 @@ impl Executor {
             .set_run_status(
                 run_id,
                 RunStatus::Running,
-                &RunEvent::run(
-                    run_id,
-                    now,
-                    EventKind::RunStarted,
-                    format!("{} steps", plan.steps.len()),
-                ),
+                &RunEvent::run(run_id, now, EventKind::RunStarted, format!("{} steps", plan.steps.len())),
             )
             .await
             .map_err(err)?;
-        observer.on_event(ExecEvent::RunStarted {
-            run_id,
-            n_steps: plan.steps.len(),
-        });
+        observer.on_event(ExecEvent::RunStarted { run_id, n_steps: plan.steps.len() });
 
-        let shared = Arc::new(Shared {
-            exec: self.clone(),
-            run_id,
-            observer: observer.clone(),
-        });
+        let ctx = PartitionsContext { now: plan.now, dynamic: self.dynamic.clone() };
+        let shared = Arc::new(Shared { exec: self.clone(), run_id, observer: observer.clone(), ctx });
         let n = plan.steps.len();
         let mut waiting: Vec<usize> = plan.steps.iter().map(|s| s.deps.len()).collect();
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -296,6 +284,9 @@ impl Executor {
         let concurrency = config.concurrency.max(1);
         let mut canceled = false;
 
+        // A lineage-store failure stops the run: cancel the running steps, let them clear their
+        // `running` marks, then record the run as failed (best effort) and return the error.
+        let mut store_error: Option<lineage::Error> = None;
         loop {
             while !canceled && tasks.len() < concurrency {
                 let Some(i) = ready.pop_front() else { break };
@@ -318,27 +309,27 @@ impl Executor {
                 }
                 Some(joined) = tasks.join_next_with_id() => {
                     let outcome = match joined {
-                        Ok((_, res)) => res.map_err(err)?,
+                        Ok((_, Ok(outcome))) => outcome,
+                        Ok((_, Err(e))) => {
+                            store_error.get_or_insert(e);
+                            canceled = true;
+                            step_cancel.cancel();
+                            continue;
+                        }
                         Err(join_error) => {
                             let i = task_step[&join_error.id()];
-                            let step = &plan.steps[i];
-                            let outcome = StepOutcome {
-                                step_idx: i,
-                                asset: self.defs.graph().asset(step.asset).key.clone(),
-                                partition_key: step.partition_key.clone(),
-                                status: StepStatus::Failed { error: format!("step task panicked: {join_error}"), attempts: 1 },
-                                duration: Duration::ZERO,
-                            };
-                            self.store.record_step_failed(&StepFailure {
-                                run_id,
-                                asset_key: outcome.asset.to_string(),
-                                partition_key: outcome.partition_key.clone(),
-                                attempts: 1,
-                                error: format!("step task panicked: {join_error}"),
-                                ts: self.clock.now(),
-                            }).await.map_err(err)?;
-                            observer.on_event(ExecEvent::StepFinished(&outcome));
-                            outcome
+                            match self.record_panic(plan, i, &join_error, run_id).await {
+                                Ok(outcome) => {
+                                    observer.on_event(ExecEvent::StepFinished(&outcome));
+                                    outcome
+                                }
+                                Err(e) => {
+                                    store_error.get_or_insert(e);
+                                    canceled = true;
+                                    step_cancel.cancel();
+                                    continue;
+                                }
+                            }
                         }
                     };
                     let i = outcome.step_idx;
@@ -353,7 +344,10 @@ impl Executor {
                         }
                         StepStatus::Failed { .. } => {
                             let failed = format!("{} {}", outcome.asset, outcome.partition_key).trim_end().to_owned();
-                            self.skip_downstream(plan, &dependents, i, &failed, &mut outcomes, &observer, run_id).await.map_err(err)?;
+                            if let Err(e) = self.skip_downstream(plan, &dependents, i, &failed, &mut outcomes, &observer, run_id).await {
+                                store_error.get_or_insert(e);
+                                canceled = true;
+                            }
                         }
                         StepStatus::Skipped { .. } | StepStatus::Canceled => {}
                     }
@@ -364,7 +358,18 @@ impl Executor {
                 step_cancel.cancel();
             }
         }
-
+        if let Some(source) = store_error {
+            let event = RunEvent::run(
+                run_id,
+                self.clock.now(),
+                EventKind::RunFailed,
+                format!("lineage store failed: {source}"),
+            );
+            if let Err(e) = self.store.set_run_status(run_id, RunStatus::Failed, &event).await {
+                tracing::error!(message = "Could not record the run as failed.", %run_id, error = %e);
+            }
+            return Err(ExecError { run_id, source });
+        }
         let mut n_canceled = 0;
         let steps: Vec<StepOutcome> = outcomes
             .into_iter()
@@ -382,43 +387,49 @@ impl Executor {
                 })
             })
             .collect();
-        let n_failed = steps
-            .iter()
-            .filter(|s| matches!(s.status, StepStatus::Failed { .. }))
-            .count();
+        let n_failed = steps.iter().filter(|s| matches!(s.status, StepStatus::Failed { .. })).count();
         let (status, kind, message) = if canceled {
-            (
-                RunStatus::Canceled,
-                EventKind::RunCanceled,
-                format!("canceled; {n_canceled} steps not run"),
-            )
+            (RunStatus::Canceled, EventKind::RunCanceled, format!("canceled; {n_canceled} steps not run"))
         } else if n_failed > 0 {
-            (
-                RunStatus::Failed,
-                EventKind::RunFailed,
-                format!("{n_failed} steps failed"),
-            )
+            (RunStatus::Failed, EventKind::RunFailed, format!("{n_failed} steps failed"))
         } else {
-            (
-                RunStatus::Succeeded,
-                EventKind::RunSucceeded,
-                format!("{} steps materialized", steps.len()),
-            )
+            (RunStatus::Succeeded, EventKind::RunSucceeded, format!("{} steps materialized", steps.len()))
         };
         self.store
-            .set_run_status(
-                run_id,
-                status,
-                &RunEvent::run(run_id, self.clock.now(), kind, message),
-            )
+            .set_run_status(run_id, status, &RunEvent::run(run_id, self.clock.now(), kind, message))
             .await
             .map_err(err)?;
-        Ok(RunOutcome {
-            run_id,
-            status,
-            steps,
-            duration: started.elapsed(),
-        })
+        Ok(RunOutcome { run_id, status, steps, duration: started.elapsed() })
+    }
+
+    /// Records a step whose task panicked as failed.
+    async fn record_panic(
+        &self,
+        plan: &Plan,
+        i: usize,
+        join_error: &tokio::task::JoinError,
+        run_id: RunId,
+    ) -> Result<StepOutcome, lineage::Error> {
+        let step = &plan.steps[i];
+        let error = format!("step task panicked: {join_error}");
+        let outcome = StepOutcome {
+            step_idx: i,
+            asset: self.defs.graph().asset(step.asset).key.clone(),
+            partition_key: step.partition_key.clone(),
+            status: StepStatus::Failed { error: error.clone(), attempts: 1 },
+            duration: Duration::ZERO,
+        };
+        self.store
+            .record_step_failed(&StepFailure {
+                run_id,
+                asset_key: outcome.asset.to_string(),
+                partition_key: outcome.partition_key.clone(),
+                attempts: 1,
+                error,
+                ts: self.clock.now(),
+            })
+            .await?;
+        Ok(outcome)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -468,28 +479,21 @@ impl Executor {
 /// Gathers the current upstream versions a step reads.
 async fn gather_inputs(
     exec: &Executor,
+    ctx: &PartitionsContext,
     asset: AssetId,
     partition_key: &str,
 ) -> Result<Result<Inputs, String>, lineage::Error> {
     let graph = exec.defs.graph();
     let def = graph.asset(asset);
-    let ctx = exec.partitions_context();
     let mut inputs = Inputs::default();
     for edge in graph.upstream(asset) {
         let up = graph.asset(edge.asset);
-        let keys = match edge.mapping.upstream_keys(
-            up.partitions.as_ref(),
-            def.partitions.as_ref(),
-            partition_key,
-            &ctx,
-        ) {
+        let keys = match edge.mapping.upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), partition_key, ctx)
+        {
             Ok(keys) => keys,
             Err(e) => return Ok(Err(format!("mapping {} onto {}: {e}", def.key, up.key))),
         };
-        let wanted: Vec<(String, String)> = keys
-            .iter()
-            .map(|k| (up.key.to_string(), k.clone()))
-            .collect();
+        let wanted: Vec<(String, String)> = keys.iter().map(|k| (up.key.to_string(), k.clone())).collect();
         let states = exec.store.partition_states_of(&wanted).await?;
         let mut versions = Vec::with_capacity(keys.len());
         for ((_, key), state) in wanted.into_iter().zip(states) {
@@ -501,10 +505,7 @@ async fn gather_inputs(
                     data_version,
                 }),
                 None => {
-                    return Ok(Err(format!(
-                        "upstream {} partition {key:?} has no materialization",
-                        up.key
-                    )));
+                    return Ok(Err(format!("upstream {} partition {key:?} has no materialization", up.key)));
                 }
             }
         }
@@ -535,13 +536,7 @@ async fn record_failure(
 }
 
 fn metadata_version(metadata: &serde_json::Map<String, serde_json::Value>) -> String {
-    blake3::hash(
-        serde_json::Value::Object(metadata.clone())
-            .to_string()
-            .as_bytes(),
-    )
-    .to_hex()
-    .to_string()
+    blake3::hash(serde_json::Value::Object(metadata.clone()).to_string().as_bytes()).to_hex().to_string()
 }
 
 async fn run_step(
@@ -573,25 +568,17 @@ async fn run_step(
             "",
         ))
         .await?;
-    shared.observer.on_event(ExecEvent::StepStarted {
-        asset: &def.key,
-        partition_key: &partition_key,
-    });
+    shared.observer.on_event(ExecEvent::StepStarted { asset: &def.key, partition_key: &partition_key });
 
-    let inputs = match gather_inputs(exec, asset, &partition_key).await? {
+    let inputs = match gather_inputs(exec, &shared.ctx, asset, &partition_key).await? {
         Ok(inputs) => Arc::new(inputs),
         Err(error) => {
-            let o = outcome(
-                record_failure(exec, run_id, def.key.as_str(), &partition_key, error, 0).await?,
-            );
+            let o = outcome(record_failure(exec, run_id, def.key.as_str(), &partition_key, error, 0).await?);
             shared.observer.on_event(ExecEvent::StepFinished(&o));
             return Ok(o);
         }
     };
-    let time_window = def
-        .partitions
-        .as_ref()
-        .and_then(|p| p.window_of(&partition_key));
+    let time_window = def.partitions.as_ref().and_then(|p| p.window_of(&partition_key));
 
     let mut attempt = 1u32;
     let status = loop {
@@ -613,10 +600,7 @@ async fn run_step(
             let output = (def.compute)(ctx).await.map_err(|e| e.to_string())?;
             let stored = match &output.table {
                 Some(table) => Some(
-                    exec.io
-                        .store(&def.key, &partition_key, table)
-                        .await
-                        .map_err(|e| format!("storing output: {e}"))?,
+                    exec.io.store(&def.key, &partition_key, table).await.map_err(|e| format!("storing output: {e}"))?,
                 ),
                 None => None,
             };
@@ -650,8 +634,8 @@ async fn run_step(
                 let input_versions: Vec<InputVersion> = inputs.versions().cloned().collect();
                 let inputs_hash = inputs_hash(&input_versions);
                 let data_version = match (&stored, &output.data_version) {
-                    (_, Some(v)) => v.clone(),
-                    (Some(s), None) => s.data_version.clone(),
+                    (Some(s), _) => s.data_version.clone(),
+                    (None, Some(v)) => v.clone(),
                     (None, None) => metadata_version(&output.metadata),
                 };
                 let record = NewMaterialization {
@@ -700,8 +684,7 @@ async fn run_step(
                     &partition_key,
                     error,
                 );
-                event.body =
-                    serde_json::json!({ "attempt": attempt, "delay_ms": delay.as_millis() as u64 });
+                event.body = serde_json::json!({ "attempt": attempt, "delay_ms": delay.as_millis() as u64 });
                 exec.store.append_event(&event).await?;
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -713,15 +696,7 @@ async fn run_step(
                 attempt += 1;
             }
             Err(error) => {
-                break record_failure(
-                    exec,
-                    run_id,
-                    def.key.as_str(),
-                    &partition_key,
-                    error,
-                    attempt,
-                )
-                .await?;
+                break record_failure(exec, run_id, def.key.as_str(), &partition_key, error, attempt).await?;
             }
         }
     };

@@ -69,11 +69,7 @@ pub enum DefinitionsError {
 }
 
 fn suggestion_text(suggestions: &[String]) -> String {
-    if suggestions.is_empty() {
-        String::new()
-    } else {
-        format!(" (did you mean {}?)", suggestions.join(", "))
-    }
+    if suggestions.is_empty() { String::new() } else { format!(" (did you mean {}?)", suggestions.join(", ")) }
 }
 
 /// An asset name that matched nothing, with close matches.
@@ -90,10 +86,7 @@ pub struct LookupError {
 
 fn lookup_hint(suggestions: &[String], ambiguous: &bool) -> String {
     if *ambiguous {
-        format!(
-            ": it matches several assets, name one of {}",
-            suggestions.join(", ")
-        )
+        format!(": it matches several assets, name one of {}", suggestions.join(", "))
     } else if suggestions.is_empty() {
         "; run `robo-assets list` to see every asset".to_owned()
     } else {
@@ -108,17 +101,12 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .filter_map(|c| {
             let score = strsim::jaro_winkler(name, c);
             let substring = !name.is_empty() && (c.contains(name) || name.contains(c));
-            (score >= 0.8 || substring)
-                .then_some((if substring { score.max(0.9) } else { score }, c))
+            (score >= 0.8 || substring).then_some((if substring { score.max(0.9) } else { score }, c))
         })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored
-        .into_iter()
-        .take(3)
-        .map(|(_, c)| c.to_owned())
-        .collect()
+    scored.into_iter().take(3).map(|(_, c)| c.to_owned()).collect()
 }
 
 /// The validated graph of assets.
@@ -139,14 +127,9 @@ impl AssetGraph {
         let mut by_name: HashMap<String, Vec<AssetId>> = HashMap::new();
         for (id, def) in assets.iter().enumerate() {
             if by_key.insert(def.key.as_str().to_owned(), id).is_some() {
-                return Err(DefinitionsError::DuplicateKey {
-                    key: def.key.to_string(),
-                });
+                return Err(DefinitionsError::DuplicateKey { key: def.key.to_string() });
             }
-            by_name
-                .entry(def.key.name().to_owned())
-                .or_default()
-                .push(id);
+            by_name.entry(def.key.name().to_owned()).or_default().push(id);
         }
         let mut graph = AssetGraph {
             upstream: vec![Vec::new(); assets.len()],
@@ -187,13 +170,9 @@ impl AssetGraph {
                 };
                 let mapping = match dep.mapping {
                     Some(m) => m,
-                    None => {
-                        PartitionMapping::infer(up_def, down_def).map_err(|e| incompatible(e.0))?
-                    }
+                    None => PartitionMapping::infer(up_def, down_def).map_err(|e| incompatible(e.0))?,
                 };
-                mapping
-                    .validate(up_def, down_def)
-                    .map_err(|e| incompatible(e.0))?;
+                mapping.validate(up_def, down_def).map_err(|e| incompatible(e.0))?;
                 graph.upstream[id].push(Edge { asset: up, mapping });
                 graph.downstream[up].push(Edge { asset: id, mapping });
                 dag.add_edge(nodes[up], nodes[id], ());
@@ -204,13 +183,8 @@ impl AssetGraph {
             let self_loop = scc.len() == 1 && dag.contains_edge(scc[0], scc[0]);
             if scc.len() > 1 || self_loop {
                 let members: BTreeSet<AssetId> = scc.iter().map(|n| dag[*n]).collect();
-                let first = *members
-                    .iter()
-                    .min_by_key(|id| graph.assets[**id].key.as_str())
-                    .expect("non-empty");
-                return Err(DefinitionsError::Cycle {
-                    assets: graph.cycle_from(first, &members),
-                });
+                let first = *members.iter().min_by_key(|id| graph.assets[**id].key.as_str()).expect("non-empty");
+                return Err(DefinitionsError::Cycle { assets: graph.cycle_from(first, &members) });
             }
         }
         let order = petgraph::algo::toposort(&dag, None).expect("cycles were rejected above");
@@ -230,13 +204,7 @@ impl AssetGraph {
                 .iter()
                 .map(|e| e.asset)
                 .filter(|a| members.contains(a))
-                .min_by_key(|a| {
-                    if *a == start {
-                        0
-                    } else {
-                        1 + self.assets[*a].key.as_str().len()
-                    }
-                })
+                .min_by_key(|a| if *a == start { 0 } else { 1 + self.assets[*a].key.as_str().len() })
                 .expect("a member of a cycle has a successor in it");
             if next == start || path.contains(&next) {
                 path.push(next);
@@ -245,9 +213,7 @@ impl AssetGraph {
             path.push(next);
             current = next;
         }
-        path.into_iter()
-            .map(|a| self.assets[a].key.to_string())
-            .collect()
+        path.into_iter().map(|a| self.assets[a].key.to_string()).collect()
     }
 
     /// Finds an asset by full key or unique name.
@@ -259,20 +225,14 @@ impl AssetGraph {
             Some([id]) => Ok(*id),
             Some(ids) => Err(LookupError {
                 name: name.to_owned(),
-                suggestions: ids
-                    .iter()
-                    .map(|id| self.assets[*id].key.to_string())
-                    .collect(),
+                suggestions: ids.iter().map(|id| self.assets[*id].key.to_string()).collect(),
                 ambiguous: true,
             }),
             None => Err(LookupError {
                 name: name.to_owned(),
                 suggestions: suggest(
                     name,
-                    self.assets
-                        .iter()
-                        .map(|a| a.key.as_str())
-                        .chain(self.by_name.keys().map(String::as_str)),
+                    self.assets.iter().map(|a| a.key.as_str()).chain(self.by_name.keys().map(String::as_str)),
                 ),
                 ambiguous: false,
             }),
@@ -320,20 +280,12 @@ impl AssetGraph {
     }
 
     /// `roots` and their ancestors up to `depth` hops (`None`: all).
-    pub fn upstream_closure(
-        &self,
-        roots: &BTreeSet<AssetId>,
-        depth: Option<usize>,
-    ) -> BTreeSet<AssetId> {
+    pub fn upstream_closure(&self, roots: &BTreeSet<AssetId>, depth: Option<usize>) -> BTreeSet<AssetId> {
         self.closure(roots, depth, |id| &self.upstream[id])
     }
 
     /// `roots` and their descendants up to `depth` hops (`None`: all).
-    pub fn downstream_closure(
-        &self,
-        roots: &BTreeSet<AssetId>,
-        depth: Option<usize>,
-    ) -> BTreeSet<AssetId> {
+    pub fn downstream_closure(&self, roots: &BTreeSet<AssetId>, depth: Option<usize>) -> BTreeSet<AssetId> {
         self.closure(roots, depth, |id| &self.downstream[id])
     }
 

@@ -32,15 +32,11 @@ pub struct StoredOutput {
 #[async_trait]
 pub trait IoManager: Send + Sync + 'static {
     /// Stores the output of (asset, partition), replacing any previous one.
-    async fn store(
-        &self,
-        asset: &AssetKey,
-        partition_key: &str,
-        table: &RecordBatch,
-    ) -> Result<StoredOutput, IoError>;
+    async fn store(&self, asset: &AssetKey, partition_key: &str, table: &RecordBatch) -> Result<StoredOutput, IoError>;
 
-    /// Loads the stored output of (asset, partition).
-    async fn load(&self, asset: &AssetKey, partition_key: &str) -> Result<RecordBatch, IoError>;
+    /// Loads the stored output of (asset, partition), with the data version of the bytes read
+    /// (blake3, hex), so the caller can check it is the version the lineage store recorded.
+    async fn load(&self, asset: &AssetKey, partition_key: &str) -> Result<(RecordBatch, String), IoError>;
 
     /// Describes where outputs go, for people (`local directory …`, `s3://bucket/prefix`).
     fn describe(&self) -> String;

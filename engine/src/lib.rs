@@ -19,9 +19,7 @@ pub mod selection;
 
 pub use context::{AssetContext, Clock, FixedClock, Inputs, ResourceError, Resources, SystemClock};
 pub use definition::{AssetDef, AssetDep, AssetError, AssetKey, Definitions, Output, asset};
-pub use exec::{
-    ExecEvent, Executor, NoObserver, Observer, RunConfig, RunOutcome, StepOutcome, StepStatus,
-};
+pub use exec::{ExecEvent, Executor, NoObserver, Observer, RunConfig, RunOutcome, StepOutcome, StepStatus};
 pub use graph::{AssetGraph, AssetId, DefinitionsError, LookupError};
 pub use io::{IoError, IoManager, StoredOutput};
 pub use mapping::PartitionMapping;

@@ -39,10 +39,7 @@ fn describe(def: Option<&PartitionsDef>) -> String {
 impl PartitionMapping {
     /// A time-window mapping shifted by `start_offset` and `end_offset` downstream partitions.
     pub fn time_window(start_offset: i64, end_offset: i64) -> PartitionMapping {
-        PartitionMapping::TimeWindow {
-            start_offset,
-            end_offset,
-        }
+        PartitionMapping::TimeWindow { start_offset, end_offset }
     }
 
     /// The default mapping between two definitions, as Dagster infers it: time→time is a time
@@ -83,10 +80,7 @@ impl PartitionMapping {
             PartitionMapping::TimeWindow { .. } => {
                 matches!(
                     (upstream, downstream),
-                    (
-                        Some(PartitionsDef::TimeWindow(_)),
-                        Some(PartitionsDef::TimeWindow(_))
-                    )
+                    (Some(PartitionsDef::TimeWindow(_)), Some(PartitionsDef::TimeWindow(_)))
                 )
             }
             PartitionMapping::AllPartitions | PartitionMapping::LastPartition => true,
@@ -131,10 +125,7 @@ impl PartitionMapping {
             PartitionMapping::AllPartitions => Ok(up.keys(ctx)),
             PartitionMapping::LastPartition => Ok(up.keys(ctx).pop().into_iter().collect()),
             PartitionMapping::Identity => Ok(vec![down_key.to_owned()]),
-            PartitionMapping::TimeWindow {
-                start_offset,
-                end_offset,
-            } => {
+            PartitionMapping::TimeWindow { start_offset, end_offset } => {
                 let (Some(PartitionsDef::TimeWindow(up)), Some(PartitionsDef::TimeWindow(down))) =
                     (upstream, downstream)
                 else {
@@ -167,15 +158,11 @@ impl PartitionMapping {
         match self {
             PartitionMapping::AllPartitions => Ok(down.keys(ctx)),
             PartitionMapping::LastPartition => {
-                let is_last = upstream
-                    .is_none_or(|up| up.keys(ctx).last().map(String::as_str) == Some(up_key));
+                let is_last = upstream.is_none_or(|up| up.keys(ctx).last().map(String::as_str) == Some(up_key));
                 Ok(if is_last { down.keys(ctx) } else { Vec::new() })
             }
             PartitionMapping::Identity => Ok(vec![up_key.to_owned()]),
-            PartitionMapping::TimeWindow {
-                start_offset,
-                end_offset,
-            } => {
+            PartitionMapping::TimeWindow { start_offset, end_offset } => {
                 let (Some(PartitionsDef::TimeWindow(up)), Some(PartitionsDef::TimeWindow(down))) =
                     (upstream, downstream)
                 else {
@@ -185,8 +172,7 @@ impl PartitionMapping {
                 let w = up.window(u);
                 // Downstream d reads [start(d + so), end(d + eo)); it overlaps w when
                 // start(d + so) < w.end and end(d + eo) > w.start.
-                let hi =
-                    down.index_containing(w.end - chrono::Duration::nanoseconds(1)) - start_offset;
+                let hi = down.index_containing(w.end - chrono::Duration::nanoseconds(1)) - start_offset;
                 let lo = down.index_containing(w.start) - end_offset;
                 let lo = lo.max(0);
                 Ok((lo..=hi).map(|i| down.key(i)).collect())

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{
-    DateTime, Datelike, Days, Duration, LocalResult, Months, NaiveDate, NaiveDateTime, NaiveTime,
-    TimeZone, Timelike, Utc,
+    DateTime, Datelike, Days, Duration, LocalResult, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike,
+    Utc,
 };
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -43,9 +43,7 @@ impl Cadence {
 
     fn format_hint(self) -> &'static str {
         match self {
-            Cadence::Hourly => {
-                "YYYY-MM-DDTHH:00 (e.g. 2025-12-15T02:00; 2025-12-15-02:00 also accepted)"
-            }
+            Cadence::Hourly => "YYYY-MM-DDTHH:00 (e.g. 2025-12-15T02:00; 2025-12-15-02:00 also accepted)",
             Cadence::Daily => "YYYY-MM-DD (e.g. 2025-12-15)",
             Cadence::Weekly => "YYYY-MM-DD, the first day of the week",
             Cadence::Monthly => "YYYY-MM (e.g. 2025-12; 2025-12-01 also accepted)",
@@ -101,10 +99,7 @@ pub struct PartitionsContext {
 impl PartitionsContext {
     /// A context at `now` with no dynamic keys.
     pub fn at(now: DateTime<Utc>) -> PartitionsContext {
-        PartitionsContext {
-            now,
-            dynamic: HashMap::new(),
-        }
+        PartitionsContext { now, dynamic: HashMap::new() }
     }
 }
 
@@ -122,9 +117,7 @@ pub enum PartitionKeyError {
         expected: String,
     },
     /// The key is well-formed but outside the partitions that exist.
-    #[error(
-        "partition {key:?} is out of range for {def} partitions: {reason}; valid range is {range}"
-    )]
+    #[error("partition {key:?} is out of range for {def} partitions: {reason}; valid range is {range}")]
     OutOfRange {
         /// The key as given.
         key: String,
@@ -134,6 +127,14 @@ pub enum PartitionKeyError {
         reason: String,
         /// The valid range, or "none yet".
         range: String,
+    },
+    /// The wall time does not exist in the zone (it falls into a DST gap).
+    #[error("partition {key:?} does not exist in {tz}: that wall time is skipped by a daylight-saving change")]
+    NonexistentTime {
+        /// The key as given.
+        key: String,
+        /// The zone.
+        tz: String,
     },
     /// The key is not in a static or dynamic set.
     #[error("unknown partition {key:?} for {def} partitions; valid keys: {valid}")]
@@ -152,9 +153,7 @@ pub enum PartitionKeyError {
         key: String,
     },
     /// A partitioned asset needs a key.
-    #[error(
-        "it is partitioned ({def}): give a partition key with --partition or a range with --from/--to"
-    )]
+    #[error("it is partitioned ({def}): give a partition key with --partition or a range with --from/--to")]
     KeyRequired {
         /// The definition, described.
         def: String,
@@ -171,11 +170,7 @@ fn local_to_utc(tz: &Tz, local: NaiveDateTime) -> DateTime<Utc> {
             LocalResult::Ambiguous(a, _) => return a.with_timezone(&Utc),
             LocalResult::None => {
                 // Inside a gap: the first valid instant is the first full hour after it.
-                probe = probe
-                    .date()
-                    .and_hms_opt(probe.hour(), 0, 0)
-                    .expect("valid time")
-                    + Duration::hours(1);
+                probe = probe.date().and_hms_opt(probe.hour(), 0, 0).expect("valid time") + Duration::hours(1);
             }
         }
     }
@@ -189,21 +184,17 @@ fn months_between(from: NaiveDate, to: NaiveDate) -> i64 {
 
 fn add_months(date: NaiveDate, n: i64) -> NaiveDate {
     if n >= 0 {
-        date.checked_add_months(Months::new(n as u32))
-            .expect("date in range")
+        date.checked_add_months(Months::new(n as u32)).expect("date in range")
     } else {
-        date.checked_sub_months(Months::new((-n) as u32))
-            .expect("date in range")
+        date.checked_sub_months(Months::new((-n) as u32)).expect("date in range")
     }
 }
 
 fn add_days(date: NaiveDate, n: i64) -> NaiveDate {
     if n >= 0 {
-        date.checked_add_days(Days::new(n as u64))
-            .expect("date in range")
+        date.checked_add_days(Days::new(n as u64)).expect("date in range")
     } else {
-        date.checked_sub_days(Days::new((-n) as u64))
-            .expect("date in range")
+        date.checked_sub_days(Days::new((-n) as u64)).expect("date in range")
     }
 }
 
@@ -217,13 +208,7 @@ impl TimeWindowPartitions {
         };
         let start = date.and_time(NaiveTime::MIN);
         let tz = Tz::UTC;
-        TimeWindowPartitions {
-            cadence,
-            tz,
-            start,
-            start_utc: local_to_utc(&tz, start),
-            end_offset: 0,
-        }
+        TimeWindowPartitions { cadence, tz, start, start_utc: local_to_utc(&tz, start), end_offset: 0 }
     }
 
     /// The cadence.
@@ -274,16 +259,15 @@ impl TimeWindowPartitions {
 
     /// The window of partition `idx`.
     pub fn window(&self, idx: i64) -> TimeWindow {
-        TimeWindow {
-            start: self.utc_start(idx),
-            end: self.utc_start(idx + 1),
-        }
+        TimeWindow { start: self.utc_start(idx), end: self.utc_start(idx + 1) }
     }
 
     /// The index of the window containing `t` (negative before the start).
     pub fn index_containing(&self, t: DateTime<Utc>) -> i64 {
         match self.cadence {
-            Cadence::Hourly => (t - self.start_utc).num_seconds().div_euclid(3600),
+            // Whole seconds, rounded down (not towards zero), so an instant just before the start
+            // belongs to window -1.
+            Cadence::Hourly => (t.timestamp() - self.start_utc.timestamp()).div_euclid(3600),
             Cadence::Daily | Cadence::Weekly | Cadence::Monthly => {
                 let local = t.with_timezone(&self.tz).naive_local();
                 let days = (local.date() - self.start.date()).num_days();
@@ -294,11 +278,7 @@ impl TimeWindowPartitions {
                 };
                 // A window whose local midnight fell into a DST gap starts later than midnight;
                 // an instant before that start still belongs to the previous window.
-                if t < self.utc_start(idx) {
-                    idx - 1
-                } else {
-                    idx
-                }
+                if t < self.utc_start(idx) { idx - 1 } else { idx }
             }
         }
     }
@@ -314,11 +294,7 @@ impl TimeWindowPartitions {
         let local = self.local_start(idx);
         match self.cadence {
             Cadence::Hourly if self.tz == Tz::UTC => local.format("%Y-%m-%dT%H:%M").to_string(),
-            Cadence::Hourly => self
-                .utc_start(idx)
-                .with_timezone(&self.tz)
-                .format("%Y-%m-%dT%H:%M%:z")
-                .to_string(),
+            Cadence::Hourly => self.utc_start(idx).with_timezone(&self.tz).format("%Y-%m-%dT%H:%M%:z").to_string(),
             Cadence::Daily | Cadence::Weekly => local.format("%Y-%m-%d").to_string(),
             Cadence::Monthly => local.format("%Y-%m").to_string(),
         }
@@ -344,23 +320,24 @@ impl TimeWindowPartitions {
                         .or_else(|_| NaiveDateTime::parse_from_str(key, "%Y-%m-%d-%H:%M"))
                         .map_err(|_| self.malformed(key))?;
                     if self.tz.from_local_datetime(&naive) == LocalResult::None {
-                        return Err(self.malformed(key));
+                        return Err(PartitionKeyError::NonexistentTime {
+                            key: key.to_owned(),
+                            tz: self.tz.name().to_owned(),
+                        });
                     }
                     local_to_utc(&self.tz, naive)
                 };
                 if utc.minute() != self.start_utc.minute() || utc.second() != 0 {
                     return Err(self.malformed(key));
                 }
-                (utc - self.start_utc).num_seconds().div_euclid(3600)
+                (utc.timestamp() - self.start_utc.timestamp()).div_euclid(3600)
             }
             Cadence::Daily => {
-                let date =
-                    NaiveDate::parse_from_str(key, "%Y-%m-%d").map_err(|_| self.malformed(key))?;
+                let date = NaiveDate::parse_from_str(key, "%Y-%m-%d").map_err(|_| self.malformed(key))?;
                 (date - self.start.date()).num_days()
             }
             Cadence::Weekly => {
-                let date =
-                    NaiveDate::parse_from_str(key, "%Y-%m-%d").map_err(|_| self.malformed(key))?;
+                let date = NaiveDate::parse_from_str(key, "%Y-%m-%d").map_err(|_| self.malformed(key))?;
                 let days = (date - self.start.date()).num_days();
                 if days.rem_euclid(7) != 0 {
                     return Err(PartitionKeyError::Malformed {
@@ -373,12 +350,7 @@ impl TimeWindowPartitions {
             }
             Cadence::Monthly => {
                 let date = NaiveDate::parse_from_str(&format!("{key}-01"), "%Y-%m-%d")
-                    .or_else(|_| {
-                        NaiveDate::parse_from_str(key, "%Y-%m-%d")
-                            .ok()
-                            .filter(|d| d.day() == 1)
-                            .ok_or(())
-                    })
+                    .or_else(|_| NaiveDate::parse_from_str(key, "%Y-%m-%d").ok().filter(|d| d.day() == 1).ok_or(()))
                     .map_err(|_| self.malformed(key))?;
                 months_between(self.start.date(), date)
             }
@@ -389,10 +361,7 @@ impl TimeWindowPartitions {
     fn range_text(&self, now: DateTime<Utc>) -> String {
         match self.last_index(now) {
             Some(last) => format!("{} ..= {}", self.key(0), self.key(last)),
-            None => format!(
-                "none yet (the first partition, {}, has not closed)",
-                self.key(0)
-            ),
+            None => format!("none yet (the first partition, {}, has not closed)", self.key(0)),
         }
     }
 
@@ -406,10 +375,7 @@ impl TimeWindowPartitions {
             range: self.range_text(now),
         };
         if idx < 0 {
-            return Err(out_of_range(format!(
-                "it is before the first partition {}",
-                self.key(0)
-            )));
+            return Err(out_of_range(format!("it is before the first partition {}", self.key(0))));
         }
         match self.last_index(now) {
             Some(last) if idx <= last => Ok(idx),
@@ -454,9 +420,7 @@ impl PartitionsDef {
 
     /// Keys stored in the lineage store under `name`.
     pub fn dynamic(name: &str) -> PartitionsDef {
-        PartitionsDef::Dynamic {
-            name: name.to_owned(),
-        }
+        PartitionsDef::Dynamic { name: name.to_owned() }
     }
 
     /// Sets the IANA time zone of a time-window definition (default UTC).
@@ -464,19 +428,14 @@ impl PartitionsDef {
     /// # Panics
     /// If `tz` is not an IANA zone name, or the definition is not a time window.
     pub fn timezone(self, tz: &str) -> PartitionsDef {
-        let tz: Tz = tz
-            .parse()
-            .unwrap_or_else(|_| panic!("{tz:?} is not an IANA time zone"));
+        let tz: Tz = tz.parse().unwrap_or_else(|_| panic!("{tz:?} is not an IANA time zone"));
         match self {
             PartitionsDef::TimeWindow(mut tw) => {
                 tw.tz = tz;
                 tw.start_utc = local_to_utc(&tz, tw.start);
                 PartitionsDef::TimeWindow(tw)
             }
-            other => panic!(
-                "timezone() applies to time-window partitions, not {}",
-                other.describe()
-            ),
+            other => panic!("timezone() applies to time-window partitions, not {}", other.describe()),
         }
     }
 
@@ -490,10 +449,7 @@ impl PartitionsDef {
                 tw.end_offset = n;
                 PartitionsDef::TimeWindow(tw)
             }
-            other => panic!(
-                "end_offset() applies to time-window partitions, not {}",
-                other.describe()
-            ),
+            other => panic!("end_offset() applies to time-window partitions, not {}", other.describe()),
         }
     }
 
@@ -556,11 +512,7 @@ impl PartitionsDef {
                     Err(PartitionKeyError::Unknown {
                         key: key.to_owned(),
                         def: self.describe(),
-                        valid: if valid.is_empty() {
-                            "none yet".to_owned()
-                        } else {
-                            valid.join(", ")
-                        },
+                        valid: if valid.is_empty() { "none yet".to_owned() } else { valid.join(", ") },
                     })
                 }
             }
@@ -568,12 +520,7 @@ impl PartitionsDef {
     }
 
     /// The keys from `from` to `to`, both included, in canonical form: O(result).
-    pub fn range(
-        &self,
-        from: &str,
-        to: &str,
-        ctx: &PartitionsContext,
-    ) -> Result<Vec<String>, PartitionKeyError> {
+    pub fn range(&self, from: &str, to: &str, ctx: &PartitionsContext) -> Result<Vec<String>, PartitionKeyError> {
         match self {
             PartitionsDef::TimeWindow(tw) => {
                 let a = tw.resolve(from, ctx.now)?;
@@ -584,14 +531,8 @@ impl PartitionsDef {
                 let keys = self.keys(ctx);
                 let a = self.resolve(from, ctx)?;
                 let b = self.resolve(to, ctx)?;
-                let ia = keys
-                    .iter()
-                    .position(|k| *k == a)
-                    .expect("resolved key is listed");
-                let ib = keys
-                    .iter()
-                    .position(|k| *k == b)
-                    .expect("resolved key is listed");
+                let ia = keys.iter().position(|k| *k == a).expect("resolved key is listed");
+                let ib = keys.iter().position(|k| *k == b).expect("resolved key is listed");
                 Ok(keys[ia.min(ib)..=ia.max(ib)].to_vec())
             }
         }
@@ -617,10 +558,7 @@ pub fn compress_ranges(def: Option<&PartitionsDef>, keys: &[String]) -> Vec<Stri
     let Some(PartitionsDef::TimeWindow(tw)) = def else {
         return keys.to_vec();
     };
-    let mut idx: Vec<(i64, &String)> = keys
-        .iter()
-        .filter_map(|k| tw.parse_index(k).ok().map(|i| (i, k)))
-        .collect();
+    let mut idx: Vec<(i64, &String)> = keys.iter().filter_map(|k| tw.parse_index(k).ok().map(|i| (i, k))).collect();
     idx.sort();
     let mut out = Vec::new();
     let mut i = 0;

@@ -31,17 +31,12 @@ pub struct LineageSnapshot {
 impl LineageSnapshot {
     /// Notes that (asset, partition) has a current materialization.
     pub fn insert(&mut self, asset: AssetId, partition_key: String) {
-        self.materialized
-            .entry(asset)
-            .or_default()
-            .insert(partition_key);
+        self.materialized.entry(asset).or_default().insert(partition_key);
     }
 
     /// Whether (asset, partition) has a current materialization.
     pub fn is_materialized(&self, asset: AssetId, partition_key: &str) -> bool {
-        self.materialized
-            .get(&asset)
-            .is_some_and(|keys| keys.contains(partition_key))
+        self.materialized.get(&asset).is_some_and(|keys| keys.contains(partition_key))
     }
 }
 
@@ -68,6 +63,9 @@ pub struct Step {
 pub struct Plan {
     /// The steps.
     pub steps: Vec<Step>,
+    /// The time the plan was made for: the executor maps partitions as of this time, so an
+    /// hour closing mid-run cannot change what a step reads.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 /// Upstream partitions a plan needs that are neither materialized nor planned.
@@ -120,9 +118,7 @@ fn missing_text(missing: &[MissingUpstream]) -> String {
         }
     }
     if missing.iter().all(|m| !m.not_yet_available) {
-        s.push_str(
-            "\nmaterialize them first, or add --with-upstream (or select +ASSET) to include them",
-        );
+        s.push_str("\nmaterialize them first, or add --with-upstream (or select +ASSET) to include them");
     }
     s
 }
@@ -147,9 +143,7 @@ pub fn targets(
             continue;
         };
         let own = match spec {
-            PartitionSpec::None => Err(PartitionKeyError::KeyRequired {
-                def: partitions.describe(),
-            }),
+            PartitionSpec::None => Err(PartitionKeyError::KeyRequired { def: partitions.describe() }),
             PartitionSpec::Key(k) => partitions.resolve(k, ctx).map(|k| vec![k]),
             PartitionSpec::Range(a, b) => partitions.range(a, b, ctx),
         };
@@ -157,23 +151,15 @@ pub fn targets(
             Ok(keys) => {
                 keys_of.insert(id, keys);
             }
-            Err(
-                err @ (PartitionKeyError::Malformed { .. } | PartitionKeyError::KeyRequired { .. }),
-            ) => {
+            Err(err @ (PartitionKeyError::Malformed { .. } | PartitionKeyError::KeyRequired { .. })) => {
                 unresolved.insert(id, err);
             }
             Err(err) => {
-                return Err(PlanError::Key {
-                    asset: def.key.to_string(),
-                    source: err,
-                });
+                return Err(PlanError::Key { asset: def.key.to_string(), source: err });
             }
         }
     }
-    let key_error = |id: AssetId, source| PlanError::Key {
-        asset: graph.asset(id).key.to_string(),
-        source,
-    };
+    let key_error = |id: AssetId, source| PlanError::Key { asset: graph.asset(id).key.to_string(), source };
     // Upstream of a resolved asset: the partitions it reads.
     for &id in graph.topo_order().iter().rev() {
         if !unresolved.contains_key(&id) {
@@ -181,26 +167,16 @@ pub fn targets(
         }
         let partitions = graph.asset(id).partitions.as_ref();
         let mut keys = KeySet::default();
-        for edge in graph
-            .downstream(id)
-            .iter()
-            .filter(|e| keys_of.contains_key(&e.asset))
-        {
+        for edge in graph.downstream(id).iter().filter(|e| keys_of.contains_key(&e.asset)) {
             let down = graph.asset(edge.asset).partitions.as_ref();
             for down_key in &keys_of[&edge.asset] {
-                keys.extend(
-                    edge.mapping
-                        .upstream_keys(partitions, down, down_key, ctx)
-                        .map_err(|e| key_error(id, e))?,
-                );
+                let ups = edge.mapping.upstream_keys(partitions, down, down_key, ctx).map_err(|e| key_error(id, e))?;
+                // Only partitions that exist: with an end offset downstream, today's bill may
+                // exist before today's last hours do; `plan` reports those as not yet available.
+                keys.extend(ups.into_iter().filter(|k| partitions.is_none_or(|p| p.resolve(k, ctx).is_ok())));
             }
         }
-        if keys.seen.is_empty()
-            && !graph
-                .downstream(id)
-                .iter()
-                .any(|e| keys_of.contains_key(&e.asset))
-        {
+        if keys.seen.is_empty() && !graph.downstream(id).iter().any(|e| keys_of.contains_key(&e.asset)) {
             continue;
         }
         unresolved.remove(&id);
@@ -211,34 +187,20 @@ pub fn targets(
         if !unresolved.contains_key(&id) {
             continue;
         }
-        let partitions = graph
-            .asset(id)
-            .partitions
-            .as_ref()
-            .expect("only partitioned assets are unresolved");
+        let partitions = graph.asset(id).partitions.as_ref().expect("only partitioned assets are unresolved");
         let mut keys = KeySet::default();
-        let edges: Vec<_> = graph
-            .upstream(id)
-            .iter()
-            .filter(|e| keys_of.contains_key(&e.asset))
-            .collect();
+        let edges: Vec<_> = graph.upstream(id).iter().filter(|e| keys_of.contains_key(&e.asset)).collect();
         if edges.is_empty() {
             continue;
         }
         for edge in edges {
             let up = graph.asset(edge.asset).partitions.as_ref();
             for up_key in &keys_of[&edge.asset] {
-                let downs = edge
-                    .mapping
-                    .downstream_keys(up, Some(partitions), up_key, ctx)
-                    .map_err(|e| key_error(id, e))?;
+                let downs =
+                    edge.mapping.downstream_keys(up, Some(partitions), up_key, ctx).map_err(|e| key_error(id, e))?;
                 // Only partitions that exist: an hour late in the month does not make the
                 // month's partition exist before the month closes.
-                keys.extend(
-                    downs
-                        .into_iter()
-                        .filter(|k| partitions.resolve(k, ctx).is_ok()),
-                );
+                keys.extend(downs.into_iter().filter(|k| partitions.resolve(k, ctx).is_ok()));
             }
         }
         unresolved.remove(&id);
@@ -247,10 +209,7 @@ pub fn targets(
     if let Some((&id, err)) = unresolved.iter().min_by_key(|(id, _)| graph.rank(**id)) {
         return Err(key_error(id, err.clone()));
     }
-    let mut out: Vec<(AssetId, Vec<String>)> = keys_of
-        .into_iter()
-        .filter(|(_, keys)| !keys.is_empty())
-        .collect();
+    let mut out: Vec<(AssetId, Vec<String>)> = keys_of.into_iter().filter(|(_, keys)| !keys.is_empty()).collect();
     out.sort_by_key(|(id, _)| graph.rank(*id));
     Ok(out)
 }
@@ -288,17 +247,12 @@ pub fn plan(
             if !index.contains_key(&(*asset, key.clone())) {
                 index.insert((*asset, key.clone()), steps.len());
                 queue.push_back(steps.len());
-                steps.push(Step {
-                    asset: *asset,
-                    partition_key: key.clone(),
-                    deps: Vec::new(),
-                });
+                steps.push(Step { asset: *asset, partition_key: key.clone(), deps: Vec::new() });
             }
         }
     }
     // (upstream asset) -> (missing keys in order, needed-by set, any not yet available)
-    let mut missing: HashMap<AssetId, (Vec<String>, HashSet<String>, BTreeSet<String>, bool)> =
-        HashMap::new();
+    let mut missing: HashMap<AssetId, (Vec<String>, HashSet<String>, BTreeSet<String>, bool)> = HashMap::new();
     while let Some(step_idx) = queue.pop_front() {
         let (asset, key) = (steps[step_idx].asset, steps[step_idx].partition_key.clone());
         let def = graph.asset(asset);
@@ -308,30 +262,20 @@ pub fn plan(
             let up_keys = edge
                 .mapping
                 .upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), &key, ctx)
-                .map_err(|source| PlanError::Key {
-                    asset: def.key.to_string(),
-                    source,
-                })?;
+                .map_err(|source| PlanError::Key { asset: def.key.to_string(), source })?;
             for up_key in up_keys {
                 if let Some(&dep) = index.get(&(edge.asset, up_key.clone())) {
                     deps.push(dep);
                     continue;
                 }
-                let exists = up
-                    .partitions
-                    .as_ref()
-                    .is_none_or(|p| p.resolve(&up_key, ctx).is_ok());
+                let exists = up.partitions.as_ref().is_none_or(|p| p.resolve(&up_key, ctx).is_ok());
                 if exists && snapshot.is_materialized(edge.asset, &up_key) {
                     continue;
                 }
                 if exists && options.with_upstream {
                     let dep = steps.len();
                     index.insert((edge.asset, up_key.clone()), dep);
-                    steps.push(Step {
-                        asset: edge.asset,
-                        partition_key: up_key,
-                        deps: Vec::new(),
-                    });
+                    steps.push(Step { asset: edge.asset, partition_key: up_key, deps: Vec::new() });
                     queue.push_back(dep);
                     deps.push(dep);
                     continue;
@@ -366,13 +310,7 @@ pub fn plan(
     // Order by asset rank (a topological order of assets), keeping discovery order within an
     // asset; dependencies always point to a lower rank, so the order is valid.
     let mut order: Vec<usize> = (0..steps.len()).collect();
-    order.sort_by_key(|i| {
-        (
-            graph.rank(steps[*i].asset),
-            partition_order(graph, &steps[*i]),
-            *i,
-        )
-    });
+    order.sort_by_key(|i| (graph.rank(steps[*i].asset), partition_order(graph, &steps[*i]), *i));
     let mut new_index = vec![0; steps.len()];
     for (new, old) in order.iter().enumerate() {
         new_index[*old] = new;
@@ -386,7 +324,7 @@ pub fn plan(
             step
         })
         .collect();
-    Ok(Plan { steps })
+    Ok(Plan { steps, now: ctx.now })
 }
 
 fn partition_order(graph: &AssetGraph, step: &Step) -> i64 {
@@ -405,9 +343,7 @@ impl Plan {
         let mut by_asset: Vec<(AssetId, Vec<String>)> = Vec::new();
         for step in &self.steps {
             match by_asset.last_mut() {
-                Some((asset, keys)) if *asset == step.asset => {
-                    keys.push(step.partition_key.clone())
-                }
+                Some((asset, keys)) if *asset == step.asset => keys.push(step.partition_key.clone()),
                 _ => by_asset.push((step.asset, vec![step.partition_key.clone()])),
             }
         }
@@ -415,11 +351,7 @@ impl Plan {
         for (asset, keys) in by_asset {
             let def = graph.asset(asset);
             let ranges = compress_ranges(def.partitions.as_ref(), &keys);
-            let shown = if def.partitions.is_none() {
-                "(unpartitioned)".to_owned()
-            } else {
-                ranges.join(", ")
-            };
+            let shown = if def.partitions.is_none() { "(unpartitioned)".to_owned() } else { ranges.join(", ") };
             let _ = writeln!(
                 out,
                 "{:<20} {:>5} step{}  {}",

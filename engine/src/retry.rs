@@ -20,22 +20,14 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// No retries: a failing asset fails its step at once unless it asks for more.
     fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 1,
-            initial_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
-        }
+        RetryPolicy { max_attempts: 1, initial_delay: Duration::from_secs(1), max_delay: Duration::from_secs(60) }
     }
 }
 
 impl RetryPolicy {
     /// Up to `max_attempts` attempts, the delay doubling from `initial_delay` up to 60 s.
     pub fn exponential(max_attempts: u32, initial_delay: Duration) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: max_attempts.max(1),
-            initial_delay,
-            ..RetryPolicy::default()
-        }
+        RetryPolicy { max_attempts: max_attempts.max(1), initial_delay, ..RetryPolicy::default() }
     }
 
     /// The delay before attempt `attempt + 1`, after `attempt` (1-based) failed.
@@ -45,10 +37,7 @@ impl RetryPolicy {
     /// so retries from many workers do not arrive together but never retry at once.
     pub fn backoff(&self, attempt: u32, unit: f64) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
-        let ceiling = self
-            .initial_delay
-            .saturating_mul(1u32 << exp)
-            .min(self.max_delay);
+        let ceiling = self.initial_delay.saturating_mul(1u32 << exp).min(self.max_delay);
         let unit = unit.clamp(0.0, 1.0);
         ceiling.div_f64(2.0) + ceiling.div_f64(2.0).mul_f64(unit)
     }

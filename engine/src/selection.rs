@@ -35,12 +35,10 @@ fn parse_depth(s: &str, term: &str) -> Result<Option<usize>, SelectionError> {
     if s.is_empty() {
         return Ok(None);
     }
-    s.parse::<usize>()
-        .map(Some)
-        .map_err(|_| SelectionError::Malformed {
-            term: term.to_owned(),
-            reason: format!("{s:?} is not a depth (a whole number)"),
-        })
+    s.parse::<usize>().map(Some).map_err(|_| SelectionError::Malformed {
+        term: term.to_owned(),
+        reason: format!("{s:?} is not a depth (a whole number)"),
+    })
 }
 
 /// Resolves a selection against the graph into a set of assets.
@@ -48,22 +46,16 @@ pub fn resolve(graph: &AssetGraph, selection: &str) -> Result<BTreeSet<AssetId>,
     let mut out = BTreeSet::new();
     for term in selection.split(',').map(str::trim) {
         if term.is_empty() {
-            return Err(SelectionError::Malformed {
-                term: selection.to_owned(),
-                reason: "empty term".to_owned(),
-            });
+            return Err(SelectionError::Malformed { term: selection.to_owned(), reason: "empty term".to_owned() });
         }
         if term == "*" {
             out.extend(0..graph.len());
             continue;
         }
         if let Some(group) = term.strip_prefix("group:") {
-            let ids: Vec<AssetId> = (0..graph.len())
-                .filter(|id| graph.asset(*id).group == group)
-                .collect();
+            let ids: Vec<AssetId> = (0..graph.len()).filter(|id| graph.asset(*id).group == group).collect();
             if ids.is_empty() {
-                let groups: BTreeSet<&str> =
-                    graph.assets().iter().map(|a| a.group.as_str()).collect();
+                let groups: BTreeSet<&str> = graph.assets().iter().map(|a| a.group.as_str()).collect();
                 return Err(SelectionError::NoMatch {
                     what: format!("group {group:?}"),
                     known: groups.into_iter().map(str::to_owned).collect(),
@@ -78,20 +70,11 @@ pub fn resolve(graph: &AssetGraph, selection: &str) -> Result<BTreeSet<AssetId>,
                 None => (tag, None),
             };
             let ids: Vec<AssetId> = (0..graph.len())
-                .filter(|id| {
-                    graph
-                        .asset(*id)
-                        .tags
-                        .get(k)
-                        .is_some_and(|value| v.is_none_or(|v| v == value))
-                })
+                .filter(|id| graph.asset(*id).tags.get(k).is_some_and(|value| v.is_none_or(|v| v == value)))
                 .collect();
             if ids.is_empty() {
-                let tags: BTreeSet<String> = graph
-                    .assets()
-                    .iter()
-                    .flat_map(|a| a.tags.iter().map(|(k, v)| format!("{k}={v}")))
-                    .collect();
+                let tags: BTreeSet<String> =
+                    graph.assets().iter().flat_map(|a| a.tags.iter().map(|(k, v)| format!("{k}={v}"))).collect();
                 return Err(SelectionError::NoMatch {
                     what: format!("tag {tag:?}"),
                     known: tags.into_iter().collect(),
@@ -103,10 +86,7 @@ pub fn resolve(graph: &AssetGraph, selection: &str) -> Result<BTreeSet<AssetId>,
         let (up, rest) = match term.find(|c: char| c.is_ascii_lowercase()) {
             Some(i) => term.split_at(i),
             None => {
-                return Err(SelectionError::Malformed {
-                    term: term.to_owned(),
-                    reason: "no asset name".to_owned(),
-                });
+                return Err(SelectionError::Malformed { term: term.to_owned(), reason: "no asset name".to_owned() });
             }
         };
         let (name, down) = match rest.find('+') {

@@ -58,30 +58,41 @@ pub async fn open(url: &str) -> Result<Arc<dyn LineageStore>> {
         let store = SqliteStore::open(std::path::Path::new(path)).await?;
         return Ok(Arc::new(store));
     }
-    Err(Error::UnsupportedUrl {
-        url: redact_url(url),
-    })
+    Err(Error::UnsupportedUrl { url: redact_url(url) })
 }
 
-/// Replaces the password of a URL like `postgres://user:secret@host/db` with `***`.
+/// Replaces the password of a connection string with `***`, for anything printed or stored.
 ///
-/// Used wherever a connection string could be printed or stored.
+/// `scheme://user:secret@host/db` keeps the user; everything between the first `:` of the
+/// userinfo and the *last* `@` is hidden, so a password containing `/`, `?` or `@` is hidden
+/// too. A `key=value` DSN has its `password=` value hidden. When in doubt, more is hidden.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
+        return redact_dsn(url);
     };
     let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
+    let Some(at) = rest.rfind('@') else {
         return url.to_owned();
     };
-    let userinfo = &authority[..at];
-    let redacted = match userinfo.find(':') {
-        Some(colon) => format!("{}:***", &userinfo[..colon]),
-        None => return url.to_owned(),
+    let userinfo = &rest[..at];
+    let user = userinfo.split(':').next().unwrap_or_default();
+    let redacted = if userinfo.contains(':') || user.contains(['/', '?', '#']) {
+        format!("{}:***", user.split(['/', '?', '#']).next().unwrap_or_default())
+    } else {
+        user.to_owned()
     };
     format!("{}://{}{}", &url[..scheme_end], redacted, &rest[at..])
+}
+
+/// Hides `password=…` values in a `key=value` connection string.
+fn redact_dsn(dsn: &str) -> String {
+    dsn.split(' ')
+        .map(|part| match part.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -73,10 +73,7 @@ impl RunStatus {
 
     /// Whether the run has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Canceled
-        )
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Canceled)
     }
 }
 
@@ -230,12 +227,7 @@ pub struct RunEvent {
 
 impl RunEvent {
     /// A run-level event.
-    pub fn run(
-        run_id: RunId,
-        ts: DateTime<Utc>,
-        kind: EventKind,
-        message: impl Into<String>,
-    ) -> RunEvent {
+    pub fn run(run_id: RunId, ts: DateTime<Utc>, kind: EventKind, message: impl Into<String>) -> RunEvent {
         RunEvent {
             run_id,
             ts,

@@ -42,15 +42,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore {
-            pool,
-            path: path.display().to_string(),
-        })
+        Ok(SqliteStore { pool, path: path.display().to_string() })
     }
 
     /// The underlying pool, for tests that inspect tables directly.
@@ -76,10 +70,8 @@ impl RunRow {
     fn into_record(self) -> Result<RunRecord> {
         Ok(RunRecord {
             id: parse_run_id(&self.id)?,
-            status: RunStatus::from_str(&self.status).map_err(|detail| Error::Decode {
-                what: "runs.status",
-                detail,
-            })?,
+            status: RunStatus::from_str(&self.status)
+                .map_err(|detail| Error::Decode { what: "runs.status", detail })?,
             trigger: self.trigger,
             selection: self.selection,
             n_steps: self.n_steps,
@@ -139,11 +131,7 @@ impl MaterializationRow {
             storage_uri: self.storage_uri,
             bytes: self.bytes,
             row_count: self.row_count,
-            schema: self
-                .schema
-                .as_deref()
-                .map(|s| parse_json("materializations.schema", s))
-                .transpose()?,
+            schema: self.schema.as_deref().map(|s| parse_json("materializations.schema", s)).transpose()?,
             metadata: parse_json("materializations.metadata", &self.metadata)?,
             started_at: self.started_at,
             finished_at: self.finished_at,
@@ -177,12 +165,8 @@ impl PartitionRow {
             code_version: self.code_version,
             materialized_at: self.materialized_at,
             last_run_id: self.last_run_id.as_deref().map(parse_run_id).transpose()?,
-            last_attempt_status: AttemptStatus::from_str(&self.last_attempt_status).map_err(
-                |detail| Error::Decode {
-                    what: "asset_partitions.last_attempt_status",
-                    detail,
-                },
-            )?,
+            last_attempt_status: AttemptStatus::from_str(&self.last_attempt_status)
+                .map_err(|detail| Error::Decode { what: "asset_partitions.last_attempt_status", detail })?,
             last_error: self.last_error,
             updated_at: self.updated_at,
         })
@@ -198,17 +182,11 @@ struct InputRow {
 }
 
 fn parse_run_id(s: &str) -> Result<RunId> {
-    RunId::from_str(s).map_err(|e| Error::Decode {
-        what: "run id",
-        detail: e.to_string(),
-    })
+    RunId::from_str(s).map_err(|e| Error::Decode { what: "run id", detail: e.to_string() })
 }
 
 fn parse_json(what: &'static str, s: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(s).map_err(|e| Error::Decode {
-        what,
-        detail: e.to_string(),
-    })
+    serde_json::from_str(s).map_err(|e| Error::Decode { what, detail: e.to_string() })
 }
 
 /// The columns of a [`MaterializationRow`], as a literal so queries stay `&'static str`.
@@ -258,12 +236,7 @@ impl LineageStore for SqliteStore {
         Ok(())
     }
 
-    async fn set_run_status(
-        &self,
-        run_id: RunId,
-        status: RunStatus,
-        event: &RunEvent,
-    ) -> Result<()> {
+    async fn set_run_status(&self, run_id: RunId, status: RunStatus, event: &RunEvent) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let res = sqlx::query(
             "UPDATE runs SET status = ?2, \
@@ -296,6 +269,7 @@ impl LineageStore for SqliteStore {
             "INSERT INTO asset_partitions (asset_key, partition_key, last_run_id, last_attempt_status, updated_at) \
              VALUES (?1, ?2, ?3, 'running', ?4) \
              ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+                 prev_attempt_status = asset_partitions.last_attempt_status, prev_error = asset_partitions.last_error, \
                  last_run_id = excluded.last_run_id, last_attempt_status = 'running', \
                  last_error = NULL, updated_at = excluded.updated_at",
         )
@@ -372,14 +346,8 @@ impl LineageStore for SqliteStore {
         .bind(m.run_id.to_string())
         .execute(&mut *tx)
         .await?;
-        let mut event = RunEvent::step(
-            m.run_id,
-            m.finished_at,
-            EventKind::StepSucceeded,
-            &m.asset_key,
-            &m.partition_key,
-            "",
-        );
+        let mut event =
+            RunEvent::step(m.run_id, m.finished_at, EventKind::StepSucceeded, &m.asset_key, &m.partition_key, "");
         event.body = serde_json::json!({
             "materialization_id": id,
             "data_version": m.data_version,
@@ -429,7 +397,8 @@ impl LineageStore for SqliteStore {
         let partition_key = event.partition_key.as_deref().unwrap_or_default();
         sqlx::query(
             "DELETE FROM asset_partitions WHERE asset_key = ?1 AND partition_key = ?2 \
-                 AND current_materialization_id IS NULL AND last_attempt_status = 'running' AND last_run_id = ?3",
+                 AND current_materialization_id IS NULL AND prev_attempt_status IS NULL \
+                 AND last_attempt_status = 'running' AND last_run_id = ?3",
         )
         .bind(asset_key)
         .bind(partition_key)
@@ -437,7 +406,8 @@ impl LineageStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE asset_partitions SET last_attempt_status = 'materialized', updated_at = ?4 \
+            "UPDATE asset_partitions SET last_attempt_status = coalesce(prev_attempt_status, 'materialized'), \
+                 last_error = prev_error, updated_at = ?4 \
              WHERE asset_key = ?1 AND partition_key = ?2 AND last_attempt_status = 'running' AND last_run_id = ?3",
         )
         .bind(asset_key)
@@ -462,10 +432,7 @@ impl LineageStore for SqliteStore {
         rows.into_iter().map(PartitionRow::into_state).collect()
     }
 
-    async fn partition_states_of(
-        &self,
-        keys: &[(String, String)],
-    ) -> Result<Vec<Option<PartitionState>>> {
+    async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>> {
         let mut conn = self.pool.acquire().await?;
         let mut out = Vec::with_capacity(keys.len());
         for (asset_key, partition_key) in keys {
@@ -516,23 +483,15 @@ impl LineageStore for SqliteStore {
                 .await?
             }
         };
-        rows.into_iter()
-            .map(MaterializationRow::into_record)
-            .collect()
+        rows.into_iter().map(MaterializationRow::into_record).collect()
     }
 
-    async fn materialization(
-        &self,
-        id: MaterializationId,
-    ) -> Result<Option<MaterializationRecord>> {
-        let row: Option<MaterializationRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            materialization_columns!(),
-            " FROM materializations WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+    async fn materialization(&self, id: MaterializationId) -> Result<Option<MaterializationRecord>> {
+        let row: Option<MaterializationRow> =
+            sqlx::query_as(concat!("SELECT ", materialization_columns!(), " FROM materializations WHERE id = ?1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(MaterializationRow::into_record).transpose()
     }
 
@@ -566,9 +525,7 @@ impl LineageStore for SqliteStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(MaterializationRow::into_record)
-            .collect()
+        rows.into_iter().map(MaterializationRow::into_record).collect()
     }
 
     async fn runs(&self, status: Option<RunStatus>, limit: i64) -> Result<Vec<RunRecord>> {
@@ -607,10 +564,8 @@ impl LineageStore for SqliteStore {
                 Ok(RunEvent {
                     run_id: parse_run_id(&r.run_id)?,
                     ts: r.ts,
-                    kind: EventKind::from_str(&r.kind).map_err(|detail| Error::Decode {
-                        what: "run_events.kind",
-                        detail,
-                    })?,
+                    kind: EventKind::from_str(&r.kind)
+                        .map_err(|detail| Error::Decode { what: "run_events.kind", detail })?,
                     asset_key: r.asset_key,
                     partition_key: r.partition_key,
                     message: r.message,
@@ -629,17 +584,10 @@ impl LineageStore for SqliteStore {
         .bind(id.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(MaterializationRow::into_record)
-            .collect()
+        rows.into_iter().map(MaterializationRow::into_record).collect()
     }
 
-    async fn add_dynamic_partitions(
-        &self,
-        partitions_def: &str,
-        keys: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<u64> {
+    async fn add_dynamic_partitions(&self, partitions_def: &str, keys: &[String], now: DateTime<Utc>) -> Result<u64> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut added = 0;
         for key in keys {

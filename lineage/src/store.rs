@@ -20,12 +20,7 @@ pub trait LineageStore: Send + Sync + 'static {
     /// Moves a run to `status`, appending `event` to its log in the same transaction.
     ///
     /// `running` sets `started_at`; a terminal status sets `finished_at`.
-    async fn set_run_status(
-        &self,
-        run_id: RunId,
-        status: RunStatus,
-        event: &RunEvent,
-    ) -> Result<()>;
+    async fn set_run_status(&self, run_id: RunId, status: RunStatus, event: &RunEvent) -> Result<()>;
 
     /// Appends one event to a run's log.
     async fn append_event(&self, event: &RunEvent) -> Result<()>;
@@ -43,8 +38,8 @@ pub trait LineageStore: Send + Sync + 'static {
 
     /// Forgets that a step is running without recording an outcome (a canceled step).
     ///
-    /// Restores the latest attempt status from history: `materialized` if a current
-    /// materialization exists, otherwise the row is removed.
+    /// Restores the attempt status and error the partition had before this attempt started;
+    /// a partition that had never been attempted goes back to having no row.
     async fn record_step_canceled(&self, event: &RunEvent) -> Result<()>;
 
     /// The current state of every known partition of `asset_key`.
@@ -52,10 +47,7 @@ pub trait LineageStore: Send + Sync + 'static {
 
     /// The current state of each requested (asset, partition), in the order asked; `None` when
     /// the store has never seen it.
-    async fn partition_states_of(
-        &self,
-        keys: &[(String, String)],
-    ) -> Result<Vec<Option<PartitionState>>>;
+    async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>>;
 
     /// Materializations of an asset (optionally one partition), newest first.
     async fn history(
@@ -66,8 +58,7 @@ pub trait LineageStore: Send + Sync + 'static {
     ) -> Result<Vec<MaterializationRecord>>;
 
     /// One materialization by id.
-    async fn materialization(&self, id: MaterializationId)
-    -> Result<Option<MaterializationRecord>>;
+    async fn materialization(&self, id: MaterializationId) -> Result<Option<MaterializationRecord>>;
 
     /// The inputs a materialization read, ordered by asset then partition.
     async fn inputs_of(&self, id: MaterializationId) -> Result<Vec<InputVersion>>;
@@ -88,12 +79,7 @@ pub trait LineageStore: Send + Sync + 'static {
     async fn run_materializations(&self, id: RunId) -> Result<Vec<MaterializationRecord>>;
 
     /// Adds keys to a dynamic partitions definition; returns how many were new.
-    async fn add_dynamic_partitions(
-        &self,
-        partitions_def: &str,
-        keys: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<u64>;
+    async fn add_dynamic_partitions(&self, partitions_def: &str, keys: &[String], now: DateTime<Utc>) -> Result<u64>;
 
     /// The keys of a dynamic partitions definition, in the order they were added.
     async fn dynamic_partitions(&self, partitions_def: &str) -> Result<Vec<String>>;

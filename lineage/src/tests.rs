@@ -6,9 +6,7 @@ use super::*;
 
 async fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("lineage.db"))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap();
     (dir, store)
 }
 
@@ -64,24 +62,12 @@ async fn materialization_updates_current_state_and_keeps_history() {
     let (_dir, store) = store().await;
     let run_id = new_run(&store).await;
     let first = store
-        .record_materialization(&materialization(
-            run_id,
-            "usage_snapshot",
-            "2025-12-15T00:00",
-            "v1",
-            vec![],
-        ))
+        .record_materialization(&materialization(run_id, "usage_snapshot", "2025-12-15T00:00", "v1", vec![]))
         .await
         .unwrap();
     let run2 = new_run(&store).await;
     let second = store
-        .record_materialization(&materialization(
-            run2,
-            "usage_snapshot",
-            "2025-12-15T00:00",
-            "v2",
-            vec![],
-        ))
+        .record_materialization(&materialization(run2, "usage_snapshot", "2025-12-15T00:00", "v2", vec![]))
         .await
         .unwrap();
     assert!(second > first);
@@ -92,17 +78,8 @@ async fn materialization_updates_current_state_and_keeps_history() {
     assert_eq!(states[0].data_version.as_deref(), Some("v2"));
     assert_eq!(states[0].last_attempt_status, AttemptStatus::Materialized);
 
-    let history = store
-        .history("usage_snapshot", Some("2025-12-15T00:00"), 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        history
-            .iter()
-            .map(|m| m.data_version.as_str())
-            .collect::<Vec<_>>(),
-        ["v2", "v1"]
-    );
+    let history = store.history("usage_snapshot", Some("2025-12-15T00:00"), 10).await.unwrap();
+    assert_eq!(history.iter().map(|m| m.data_version.as_str()).collect::<Vec<_>>(), ["v2", "v1"]);
     assert_eq!(history[0].metadata["tenants"], 2);
 }
 
@@ -114,13 +91,7 @@ async fn inputs_are_recorded_exactly_in_order() {
     for h in 0..24 {
         let pk = format!("2025-12-15T{h:02}:00");
         let id = store
-            .record_materialization(&materialization(
-                run_id,
-                "usage_snapshot",
-                &pk,
-                &format!("h{h}"),
-                vec![],
-            ))
+            .record_materialization(&materialization(run_id, "usage_snapshot", &pk, &format!("h{h}"), vec![]))
             .await
             .unwrap();
         inputs.push(InputVersion {
@@ -131,25 +102,13 @@ async fn inputs_are_recorded_exactly_in_order() {
         });
     }
     let bill = store
-        .record_materialization(&materialization(
-            run_id,
-            "storage_bill",
-            "2025-12-15",
-            "b1",
-            inputs.clone(),
-        ))
+        .record_materialization(&materialization(run_id, "storage_bill", "2025-12-15", "b1", inputs.clone()))
         .await
         .unwrap();
     assert_eq!(store.inputs_of(bill).await.unwrap(), inputs);
-    assert_eq!(
-        store.materialization(bill).await.unwrap().unwrap().n_inputs,
-        24
-    );
+    assert_eq!(store.materialization(bill).await.unwrap().unwrap().n_inputs, 24);
     assert_eq!(store.run_materializations(run_id).await.unwrap().len(), 25);
-    let readers = store
-        .readers_of(inputs[3].materialization_id.unwrap())
-        .await
-        .unwrap();
+    let readers = store.readers_of(inputs[3].materialization_id.unwrap()).await.unwrap();
     assert_eq!(readers.iter().map(|m| m.id).collect::<Vec<_>>(), [bill]);
 }
 
@@ -158,13 +117,7 @@ async fn failure_keeps_the_last_good_materialization() {
     let (_dir, store) = store().await;
     let run_id = new_run(&store).await;
     let id = store
-        .record_materialization(&materialization(
-            run_id,
-            "storage_bill",
-            "2025-12-15",
-            "b1",
-            vec![],
-        ))
+        .record_materialization(&materialization(run_id, "storage_bill", "2025-12-15", "b1", vec![]))
         .await
         .unwrap();
     let run2 = new_run(&store).await;
@@ -179,11 +132,7 @@ async fn failure_keeps_the_last_good_materialization() {
         })
         .await
         .unwrap();
-    let state = store
-        .partition_states("storage_bill")
-        .await
-        .unwrap()
-        .remove(0);
+    let state = store.partition_states("storage_bill").await.unwrap().remove(0);
     assert_eq!(state.last_attempt_status, AttemptStatus::Failed);
     assert_eq!(state.current_materialization_id, Some(id));
     assert_eq!(state.last_error.as_deref(), Some("graph api unavailable"));
@@ -196,75 +145,25 @@ async fn failure_keeps_the_last_good_materialization() {
 async fn canceled_step_leaves_no_trace_in_current_state() {
     let (_dir, store) = store().await;
     let run_id = new_run(&store).await;
-    let started = RunEvent::step(
-        run_id,
-        ts(2),
-        EventKind::StepStarted,
-        "storage_bill",
-        "2025-12-15",
-        "",
-    );
+    let started = RunEvent::step(run_id, ts(2), EventKind::StepStarted, "storage_bill", "2025-12-15", "");
     store.record_step_started(&started).await.unwrap();
-    assert_eq!(
-        store.partition_states("storage_bill").await.unwrap()[0].last_attempt_status,
-        AttemptStatus::Running
-    );
-    let canceled = RunEvent::step(
-        run_id,
-        ts(3),
-        EventKind::StepSkipped,
-        "storage_bill",
-        "2025-12-15",
-        "canceled",
-    );
+    assert_eq!(store.partition_states("storage_bill").await.unwrap()[0].last_attempt_status, AttemptStatus::Running);
+    let canceled = RunEvent::step(run_id, ts(3), EventKind::StepSkipped, "storage_bill", "2025-12-15", "canceled");
     store.record_step_canceled(&canceled).await.unwrap();
-    assert!(
-        store
-            .partition_states("storage_bill")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.partition_states("storage_bill").await.unwrap().is_empty());
 
     // With a previous materialization, cancel restores `materialized`.
-    store
-        .record_materialization(&materialization(
-            run_id,
-            "storage_bill",
-            "2025-12-15",
-            "b1",
-            vec![],
-        ))
-        .await
-        .unwrap();
+    store.record_materialization(&materialization(run_id, "storage_bill", "2025-12-15", "b1", vec![])).await.unwrap();
     let run2 = new_run(&store).await;
     store
-        .record_step_started(&RunEvent::step(
-            run2,
-            ts(4),
-            EventKind::StepStarted,
-            "storage_bill",
-            "2025-12-15",
-            "",
-        ))
+        .record_step_started(&RunEvent::step(run2, ts(4), EventKind::StepStarted, "storage_bill", "2025-12-15", ""))
         .await
         .unwrap();
     store
-        .record_step_canceled(&RunEvent::step(
-            run2,
-            ts(5),
-            EventKind::StepSkipped,
-            "storage_bill",
-            "2025-12-15",
-            "",
-        ))
+        .record_step_canceled(&RunEvent::step(run2, ts(5), EventKind::StepSkipped, "storage_bill", "2025-12-15", ""))
         .await
         .unwrap();
-    let state = store
-        .partition_states("storage_bill")
-        .await
-        .unwrap()
-        .remove(0);
+    let state = store.partition_states("storage_bill").await.unwrap().remove(0);
     assert_eq!(state.last_attempt_status, AttemptStatus::Materialized);
     assert_eq!(state.data_version.as_deref(), Some("b1"));
 }
@@ -274,56 +173,25 @@ async fn run_status_transitions_are_logged() {
     let (_dir, store) = store().await;
     let run_id = new_run(&store).await;
     store
-        .set_run_status(
-            run_id,
-            RunStatus::Running,
-            &RunEvent::run(run_id, ts(2), EventKind::RunStarted, ""),
-        )
+        .set_run_status(run_id, RunStatus::Running, &RunEvent::run(run_id, ts(2), EventKind::RunStarted, ""))
         .await
         .unwrap();
     store
-        .set_run_status(
-            run_id,
-            RunStatus::Canceled,
-            &RunEvent::run(run_id, ts(4), EventKind::RunCanceled, "ctrl-c"),
-        )
+        .set_run_status(run_id, RunStatus::Canceled, &RunEvent::run(run_id, ts(4), EventKind::RunCanceled, "ctrl-c"))
         .await
         .unwrap();
     let run = store.run(run_id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Canceled);
     assert_eq!(run.started_at, Some(ts(2)));
     assert_eq!(run.finished_at, Some(ts(4)));
-    let kinds: Vec<_> = store
-        .run_events(run_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds: Vec<_> = store.run_events(run_id).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [EventKind::RunStarted, EventKind::RunCanceled]);
-    assert_eq!(
-        store
-            .runs(Some(RunStatus::Canceled), 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert!(
-        store
-            .runs(Some(RunStatus::Succeeded), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(store.runs(Some(RunStatus::Canceled), 10).await.unwrap().len(), 1);
+    assert!(store.runs(Some(RunStatus::Succeeded), 10).await.unwrap().is_empty());
 
     let missing = RunId::new();
     let err = store
-        .set_run_status(
-            missing,
-            RunStatus::Running,
-            &RunEvent::run(missing, ts(2), EventKind::RunStarted, ""),
-        )
+        .set_run_status(missing, RunStatus::Running, &RunEvent::run(missing, ts(2), EventKind::RunStarted, ""))
         .await;
     assert!(matches!(err, Err(Error::UnknownRun(_))));
 }
@@ -332,63 +200,23 @@ async fn run_status_transitions_are_logged() {
 async fn a_run_records_one_materialization_per_partition() {
     let (_dir, store) = store().await;
     let run_id = new_run(&store).await;
-    store
-        .record_materialization(&materialization(
-            run_id,
-            "storage_bill",
-            "2025-12-15",
-            "b1",
-            vec![],
-        ))
-        .await
-        .unwrap();
-    let again = store
-        .record_materialization(&materialization(
-            run_id,
-            "storage_bill",
-            "2025-12-15",
-            "b2",
-            vec![],
-        ))
-        .await;
-    assert!(
-        again.is_err(),
-        "the UNIQUE(run, asset, partition) fence must reject a second effect"
-    );
-    assert_eq!(
-        store.partition_states("storage_bill").await.unwrap()[0]
-            .data_version
-            .as_deref(),
-        Some("b1")
-    );
+    store.record_materialization(&materialization(run_id, "storage_bill", "2025-12-15", "b1", vec![])).await.unwrap();
+    let again =
+        store.record_materialization(&materialization(run_id, "storage_bill", "2025-12-15", "b2", vec![])).await;
+    assert!(again.is_err(), "the UNIQUE(run, asset, partition) fence must reject a second effect");
+    assert_eq!(store.partition_states("storage_bill").await.unwrap()[0].data_version.as_deref(), Some("b1"));
 }
 
 #[tokio::test]
 async fn dynamic_partitions_are_added_once_in_order() {
     let (_dir, store) = store().await;
     let keys = vec!["sub_b".to_owned(), "sub_a".to_owned()];
+    assert_eq!(store.add_dynamic_partitions("subscriptions", &keys, ts(1)).await.unwrap(), 2);
     assert_eq!(
-        store
-            .add_dynamic_partitions("subscriptions", &keys, ts(1))
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        store
-            .add_dynamic_partitions(
-                "subscriptions",
-                &["sub_a".to_owned(), "sub_c".to_owned()],
-                ts(2)
-            )
-            .await
-            .unwrap(),
+        store.add_dynamic_partitions("subscriptions", &["sub_a".to_owned(), "sub_c".to_owned()], ts(2)).await.unwrap(),
         1
     );
-    assert_eq!(
-        store.dynamic_partitions("subscriptions").await.unwrap(),
-        ["sub_b", "sub_a", "sub_c"]
-    );
+    assert_eq!(store.dynamic_partitions("subscriptions").await.unwrap(), ["sub_b", "sub_a", "sub_c"]);
 }
 
 #[tokio::test]
@@ -399,13 +227,7 @@ async fn reopening_keeps_everything() {
         let store = SqliteStore::open(&path).await.unwrap();
         let run_id = new_run(&store).await;
         store
-            .record_materialization(&materialization(
-                run_id,
-                "storage_bill",
-                "2025-12-15",
-                "b1",
-                vec![],
-            ))
+            .record_materialization(&materialization(run_id, "storage_bill", "2025-12-15", "b1", vec![]))
             .await
             .unwrap();
         store.pool().close().await;
@@ -417,17 +239,43 @@ async fn reopening_keeps_everything() {
 
 #[test]
 fn urls_are_redacted() {
-    assert_eq!(
-        redact_url("postgres://app:s3cret@db:5432/x"),
-        "postgres://app:***@db:5432/x"
-    );
+    assert_eq!(redact_url("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
     assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
-    assert_eq!(
-        redact_url("sqlite://./.robo-assets/lineage.db"),
-        "sqlite://./.robo-assets/lineage.db"
-    );
-    assert_eq!(
-        redact_url("postgres://u:p@ss@h/db?sslmode=require"),
-        "postgres://u:***@h/db?sslmode=require"
-    );
+    assert_eq!(redact_url("sqlite://./.robo-assets/lineage.db"), "sqlite://./.robo-assets/lineage.db");
+    assert_eq!(redact_url("postgres://u:p@ss@h/db?sslmode=require"), "postgres://u:***@h/db?sslmode=require");
+    assert_eq!(redact_url("postgres://app:pa/ss@db/x"), "postgres://app:***@db/x");
+    assert_eq!(redact_url("postgres://app:p?a#s@db/x"), "postgres://app:***@db/x");
+    assert_eq!(redact_url("host=db user=app password=s3cret dbname=x"), "host=db user=app password=*** dbname=x");
+    for url in ["postgres://app:pa/ss@db/x", "postgres://app:p?a#s@db/x", "host=db password=s3cret"] {
+        assert!(!redact_url(url).contains("ss@") && !redact_url(url).contains("s3cret"), "{url} leaks");
+    }
+}
+
+#[tokio::test]
+async fn canceling_a_retry_of_a_failed_partition_keeps_it_failed() {
+    let (_dir, store) = store().await;
+    let run_id = new_run(&store).await;
+    store
+        .record_step_failed(&StepFailure {
+            run_id,
+            asset_key: "storage_bill".into(),
+            partition_key: "2025-12-15".into(),
+            attempts: 1,
+            error: "quota exceeded".into(),
+            ts: ts(2),
+        })
+        .await
+        .unwrap();
+    let run2 = new_run(&store).await;
+    store
+        .record_step_started(&RunEvent::step(run2, ts(3), EventKind::StepStarted, "storage_bill", "2025-12-15", ""))
+        .await
+        .unwrap();
+    store
+        .record_step_canceled(&RunEvent::step(run2, ts(4), EventKind::StepSkipped, "storage_bill", "2025-12-15", ""))
+        .await
+        .unwrap();
+    let state = store.partition_states("storage_bill").await.unwrap().remove(0);
+    assert_eq!(state.last_attempt_status, AttemptStatus::Failed);
+    assert_eq!(state.last_error.as_deref(), Some("quota exceeded"));
 }

@@ -71,6 +71,9 @@ CREATE TABLE asset_partitions (
     last_run_id                TEXT,
     last_attempt_status        TEXT NOT NULL CHECK (last_attempt_status IN ('running', 'materialized', 'failed')),
     last_error                 TEXT,
+    -- The attempt status and error before the running attempt, restored if it is canceled.
+    prev_attempt_status        TEXT,
+    prev_error                 TEXT,
     stale_inputs               INTEGER NOT NULL DEFAULT 0,
     updated_at                 TEXT NOT NULL,
     PRIMARY KEY (asset_key, partition_key)

@@ -126,50 +126,24 @@ pub struct SqliteAppDb {
 }
 
 /// A demo tenant: (tenant id, name, plan id, [(graph id, bytes)]).
-pub type DemoTenant = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static [(&'static str, u64)],
-);
+pub type DemoTenant = (&'static str, &'static str, &'static str, &'static [(&'static str, u64)]);
 
 /// The labeled demo data set of the embedded mode.
 pub const DEMO_TENANTS: &[DemoTenant] = &[
-    (
-        "acme",
-        "Acme Corp (demo)",
-        "starter",
-        &[
-            ("acme-main", 14_500_000_000),
-            ("acme-staging", 2_000_000_000),
-        ],
-    ),
-    (
-        "globex",
-        "Globex (demo)",
-        "pro",
-        &[("globex-prod", 250_000_000_000)],
-    ),
-    (
-        "initech",
-        "Initech (demo)",
-        "starter",
-        &[("initech-ledger", 3_000_000_000)],
-    ),
+    ("acme", "Acme Corp (demo)", "starter", &[("acme-main", 14_500_000_000), ("acme-staging", 2_000_000_000)]),
+    ("globex", "Globex (demo)", "pro", &[("globex-prod", 250_000_000_000)]),
+    ("initech", "Initech (demo)", "starter", &[("initech-ledger", 3_000_000_000)]),
 ];
 
 /// Demo plans: (id, name, monthly millicredits, included GB, millicredits per GB-day).
-pub const DEMO_PLANS: &[(&str, &str, i64, i64, i64)] = &[
-    ("starter", "Starter", 10_000_000, 10, 1_500),
-    ("pro", "Pro", 100_000_000, 100, 1_000),
-];
+pub const DEMO_PLANS: &[(&str, &str, i64, i64, i64)] =
+    &[("starter", "Starter", 10_000_000, 10, 1_500), ("pro", "Pro", 100_000_000, 100, 1_000)];
 
 impl SqliteAppDb {
     /// Opens (creating if needed) the database at `path` and applies migrations.
     pub async fn open(path: &Path) -> Result<SqliteAppDb, AppDbError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| AppDbError::Database(sqlx::Error::Io(e)))?;
+            std::fs::create_dir_all(parent).map_err(|e| AppDbError::Database(sqlx::Error::Io(e)))?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -178,15 +152,9 @@ impl SqliteAppDb {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteAppDb {
-            pool,
-            path: path.display().to_string(),
-        })
+        Ok(SqliteAppDb { pool, path: path.display().to_string() })
     }
 
     /// The pool, for tests and seeding.
@@ -197,9 +165,7 @@ impl SqliteAppDb {
     /// Seeds the demo data set if the database has no tenants; returns whether it did.
     pub async fn seed_demo(&self, now: DateTime<Utc>) -> Result<bool, AppDbError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
-            .fetch_one(&mut *tx)
-            .await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut *tx).await?;
         if n > 0 {
             return Ok(false);
         }
@@ -283,11 +249,12 @@ impl AppDb for SqliteAppDb {
         let mut keep = Vec::with_capacity(entries.len());
         for e in entries {
             keep.push(e.idempotency_key.clone());
-            let existing: Option<(i64, i64, i64)> =
-                sqlx::query_as("SELECT id, amount_millicredits, revision FROM credit_ledger WHERE idempotency_key = ?1")
-                    .bind(&e.idempotency_key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let existing: Option<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT id, amount_millicredits, revision FROM credit_ledger WHERE idempotency_key = ?1",
+            )
+            .bind(&e.idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await?;
             match existing {
                 None => {
                     sqlx::query(
@@ -307,16 +274,7 @@ impl AppDb for SqliteAppDb {
                 }
                 Some((_, amount, _)) if amount == e.amount_millicredits => out.unchanged += 1,
                 Some((id, amount, revision)) => {
-                    revise(
-                        &mut tx,
-                        id,
-                        amount,
-                        revision,
-                        e.amount_millicredits,
-                        &e.description,
-                        now,
-                    )
-                    .await?;
+                    revise(&mut tx, id, amount, revision, e.amount_millicredits, &e.description, now).await?;
                     out.revised += 1;
                 }
             }
@@ -350,12 +308,10 @@ impl AppDb for SqliteAppDb {
     }
 
     async fn balance(&self, tenant_id: &str) -> Result<i64, AppDbError> {
-        Ok(sqlx::query_scalar(
-            "SELECT coalesce(sum(amount_millicredits), 0) FROM credit_ledger WHERE tenant_id = ?1",
-        )
-        .bind(tenant_id)
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar("SELECT coalesce(sum(amount_millicredits), 0) FROM credit_ledger WHERE tenant_id = ?1")
+            .bind(tenant_id)
+            .fetch_one(&self.pool)
+            .await?)
     }
 }
 
@@ -406,10 +362,7 @@ mod tests {
         let db = SqliteAppDb::open(&dir.path().join("app.db")).await.unwrap();
         let now = Utc::now();
         assert!(db.seed_demo(now).await.unwrap());
-        assert!(
-            !db.seed_demo(now).await.unwrap(),
-            "seeding twice is a no-op"
-        );
+        assert!(!db.seed_demo(now).await.unwrap(), "seeding twice is a no-op");
 
         let w = db
             .replace_period_entries(
@@ -420,13 +373,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(
-            w,
-            LedgerWrite {
-                inserted: 2,
-                ..LedgerWrite::default()
-            }
-        );
+        assert_eq!(w, LedgerWrite { inserted: 2, ..LedgerWrite::default() });
         let w = db
             .replace_period_entries(
                 "storage_charge",
@@ -436,42 +383,20 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(
-            w,
-            LedgerWrite {
-                unchanged: 2,
-                ..LedgerWrite::default()
-            }
-        );
+        assert_eq!(w, LedgerWrite { unchanged: 2, ..LedgerWrite::default() });
         assert_eq!(db.balance("acme").await.unwrap(), -9_750);
 
         // globex's graph was deleted: its charge for the day goes to zero, acme's is revised.
-        let w = db
-            .replace_period_entries(
-                "storage_charge",
-                "2025-12-15",
-                &[entry("acme", -12_000)],
-                now,
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            w,
-            LedgerWrite {
-                revised: 1,
-                zeroed: 1,
-                ..LedgerWrite::default()
-            }
-        );
+        let w =
+            db.replace_period_entries("storage_charge", "2025-12-15", &[entry("acme", -12_000)], now).await.unwrap();
+        assert_eq!(w, LedgerWrite { revised: 1, zeroed: 1, ..LedgerWrite::default() });
         assert_eq!(db.balance("acme").await.unwrap(), -12_000);
         assert_eq!(db.balance("globex").await.unwrap(), 0);
         let ledger = db.ledger(None).await.unwrap();
         assert_eq!(ledger.len(), 2, "entries are never deleted");
         assert_eq!(ledger[0].revision, 2);
-        let revisions: i64 = sqlx::query_scalar("SELECT count(*) FROM credit_ledger_revisions")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
+        let revisions: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM credit_ledger_revisions").fetch_one(db.pool()).await.unwrap();
         assert_eq!(revisions, 2);
     }
 }

@@ -70,11 +70,7 @@ fn dir_size(path: &Path) -> std::io::Result<u64> {
     for entry in entries {
         let entry = entry?;
         let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_size(&entry.path())?
-        } else {
-            meta.len()
-        };
+        total += if meta.is_dir() { dir_size(&entry.path())? } else { meta.len() };
     }
     Ok(total)
 }
@@ -113,21 +109,11 @@ mod tests {
     async fn sizes_are_apparent_folder_sizes() {
         let dir = tempfile::tempdir().unwrap();
         let source = DevGraphStorage::new(dir.path());
-        assert_eq!(
-            source.seed(&[("g1", 5_000_000_000), ("g2", 10)]).unwrap(),
-            2
-        );
-        assert_eq!(
-            source.seed(&[("g1", 1)]).unwrap(),
-            0,
-            "existing folders are left alone"
-        );
+        assert_eq!(source.seed(&[("g1", 5_000_000_000), ("g2", 10)]).unwrap(), 2);
+        assert_eq!(source.seed(&[("g1", 1)]).unwrap(), 0, "existing folders are left alone");
         std::fs::create_dir_all(dir.path().join("g2/sub")).unwrap();
         std::fs::write(dir.path().join("g2/sub/extra"), b"12345").unwrap();
-        let sizes = source
-            .storage_bytes(&["g1".into(), "g2".into(), "missing".into()])
-            .await
-            .unwrap();
+        let sizes = source.storage_bytes(&["g1".into(), "g2".into(), "missing".into()]).await.unwrap();
         assert_eq!(sizes, [5_000_000_000, 15, 0]);
         assert!(source.describe().starts_with("dev source"));
     }

@@ -39,12 +39,7 @@ pub enum ObjectStoreError {
 
 /// Checks that `key` stays inside the store: relative, no `.`/`..`/empty segments, no `\`.
 pub fn validate_key(key: &str) -> Result<(), ObjectStoreError> {
-    let invalid = |reason| {
-        Err(ObjectStoreError::InvalidKey {
-            key: key.to_owned(),
-            reason,
-        })
-    };
+    let invalid = |reason| Err(ObjectStoreError::InvalidKey { key: key.to_owned(), reason });
     if key.is_empty() {
         return invalid("it is empty");
     }
@@ -54,10 +49,7 @@ pub fn validate_key(key: &str) -> Result<(), ObjectStoreError> {
     if key.contains('\\') || key.contains('\0') {
         return invalid("it contains a backslash or NUL");
     }
-    if key
-        .split('/')
-        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
+    if key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
         return invalid("it has an empty, '.' or '..' segment");
     }
     Ok(())
@@ -110,24 +102,14 @@ impl ObjectStore for LocalObjectStore {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<String, ObjectStoreError> {
         let path = self.path(key)?;
         let uri = self.uri(key);
-        let io = |source| ObjectStoreError::Io {
-            uri: uri.clone(),
-            source,
-        };
+        let io = |source| ObjectStoreError::Io { uri: uri.clone(), source };
         let dir = path.parent().expect("a key has a file name").to_owned();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write;
             std::fs::create_dir_all(&dir)?;
             // A unique temp name in the same directory, so `rename` is atomic.
-            let file_name = path
-                .file_name()
-                .expect("a key has a file name")
-                .to_string_lossy();
-            let tmp = dir.join(format!(
-                ".{file_name}.{}.{}.tmp",
-                std::process::id(),
-                fastrand::u64(..)
-            ));
+            let file_name = path.file_name().expect("a key has a file name").to_string_lossy();
+            let tmp = dir.join(format!(".{file_name}.{}.{}.tmp", std::process::id(), fastrand::u64(..)));
             let res = (|| {
                 let mut f = std::fs::File::create(&tmp)?;
                 f.write_all(&bytes)?;
@@ -152,10 +134,7 @@ impl ObjectStore for LocalObjectStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(ObjectStoreError::NotFound { uri: self.uri(key) })
             }
-            Err(source) => Err(ObjectStoreError::Io {
-                uri: self.uri(key),
-                source,
-            }),
+            Err(source) => Err(ObjectStoreError::Io { uri: self.uri(key), source }),
         }
     }
 
@@ -211,70 +190,23 @@ mod tests {
     async fn put_get_list_and_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalObjectStore::new(dir.path());
-        let uri = store
-            .put(
-                "usage_snapshot/2025-12-15T00:00.parquet",
-                Bytes::from_static(b"one"),
-            )
-            .await
-            .unwrap();
-        assert!(
-            uri.starts_with("file:///") && uri.ends_with("usage_snapshot/2025-12-15T00:00.parquet")
-        );
-        store
-            .put(
-                "usage_snapshot/2025-12-15T00:00.parquet",
-                Bytes::from_static(b"two"),
-            )
-            .await
-            .unwrap();
-        store
-            .put(
-                "storage_bill/2025-12-15.parquet",
-                Bytes::from_static(b"bill"),
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            &store
-                .get("usage_snapshot/2025-12-15T00:00.parquet")
-                .await
-                .unwrap()[..],
-            b"two"
-        );
-        assert_eq!(
-            store.list("usage_snapshot/").await.unwrap(),
-            ["usage_snapshot/2025-12-15T00:00.parquet"]
-        );
-        assert_eq!(
-            store.list("").await.unwrap().len(),
-            2,
-            "temp files never show up"
-        );
-        assert!(matches!(
-            store.get("nope.parquet").await,
-            Err(ObjectStoreError::NotFound { .. })
-        ));
+        let uri = store.put("usage_snapshot/2025-12-15T00:00.parquet", Bytes::from_static(b"one")).await.unwrap();
+        assert!(uri.starts_with("file:///") && uri.ends_with("usage_snapshot/2025-12-15T00:00.parquet"));
+        store.put("usage_snapshot/2025-12-15T00:00.parquet", Bytes::from_static(b"two")).await.unwrap();
+        store.put("storage_bill/2025-12-15.parquet", Bytes::from_static(b"bill")).await.unwrap();
+        assert_eq!(&store.get("usage_snapshot/2025-12-15T00:00.parquet").await.unwrap()[..], b"two");
+        assert_eq!(store.list("usage_snapshot/").await.unwrap(), ["usage_snapshot/2025-12-15T00:00.parquet"]);
+        assert_eq!(store.list("").await.unwrap().len(), 2, "temp files never show up");
+        assert!(matches!(store.get("nope.parquet").await, Err(ObjectStoreError::NotFound { .. })));
     }
 
     #[tokio::test]
     async fn keys_that_escape_the_root_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalObjectStore::new(dir.path().join("storage"));
-        for key in [
-            "../x",
-            "a/../../x",
-            "/etc/passwd",
-            "a//b",
-            "a\\b",
-            "",
-            "./a",
-        ] {
+        for key in ["../x", "a/../../x", "/etc/passwd", "a//b", "a\\b", "", "./a"] {
             let err = store.put(key, Bytes::from_static(b"x")).await.unwrap_err();
-            assert!(
-                matches!(err, ObjectStoreError::InvalidKey { .. }),
-                "{key:?} was accepted"
-            );
+            assert!(matches!(err, ObjectStoreError::InvalidKey { .. }), "{key:?} was accepted");
         }
         assert!(!dir.path().join("x").exists());
     }

@@ -25,24 +25,17 @@ pub struct ParquetIoManager {
 
 impl std::fmt::Debug for ParquetIoManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ParquetIoManager")
-            .field("store", &self.store.describe())
-            .finish()
+        f.debug_struct("ParquetIoManager").field("store", &self.store.describe()).finish()
     }
 }
 
 /// The object key of (asset, partition).
 pub fn object_key(asset: &AssetKey, partition_key: &str) -> Result<String, IoError> {
-    let name = if partition_key.is_empty() {
-        "unpartitioned"
-    } else {
-        partition_key
-    };
+    let name = if partition_key.is_empty() { "unpartitioned" } else { partition_key };
     if name.contains('/') || name.starts_with('.') {
-        return Err(format!(
-            "partition key {partition_key:?} is not path-safe (it contains '/' or starts with '.')"
-        )
-        .into());
+        return Err(
+            format!("partition key {partition_key:?} is not path-safe (it contains '/' or starts with '.')").into()
+        );
     }
     let key = format!("{}/{name}.parquet", asset.as_str());
     validate_key(&key)?;
@@ -50,12 +43,8 @@ pub fn object_key(asset: &AssetKey, partition_key: &str) -> Result<String, IoErr
 }
 
 /// Encodes a batch as zstd Parquet; returns the bytes and the schema as JSON.
-pub fn encode(
-    batch: &RecordBatch,
-) -> Result<(Vec<u8>, serde_json::Value), parquet::errors::ParquetError> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
+pub fn encode(batch: &RecordBatch) -> Result<(Vec<u8>, serde_json::Value), parquet::errors::ParquetError> {
+    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
     let mut buf = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
     writer.write(batch)?;
@@ -79,10 +68,7 @@ pub fn decode(bytes: Bytes) -> Result<RecordBatch, IoError> {
     Ok(arrow_select_concat(schema, &batches)?)
 }
 
-fn arrow_select_concat(
-    schema: arrow_schema::SchemaRef,
-    batches: &[RecordBatch],
-) -> Result<RecordBatch, IoError> {
+fn arrow_select_concat(schema: arrow_schema::SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch, IoError> {
     match batches {
         [] => Ok(RecordBatch::new_empty(schema)),
         [one] => Ok(one.clone()),
@@ -90,8 +76,7 @@ fn arrow_select_concat(
             // Large outputs come back in several batches; concatenate them column by column.
             let columns = (0..schema.fields().len())
                 .map(|i| {
-                    let arrays: Vec<&dyn arrow_array::Array> =
-                        many.iter().map(|b| b.column(i).as_ref()).collect();
+                    let arrays: Vec<&dyn arrow_array::Array> = many.iter().map(|b| b.column(i).as_ref()).collect();
                     arrow_select::concat::concat(&arrays)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -109,12 +94,7 @@ impl ParquetIoManager {
 
 #[async_trait]
 impl IoManager for ParquetIoManager {
-    async fn store(
-        &self,
-        asset: &AssetKey,
-        partition_key: &str,
-        table: &RecordBatch,
-    ) -> Result<StoredOutput, IoError> {
+    async fn store(&self, asset: &AssetKey, partition_key: &str, table: &RecordBatch) -> Result<StoredOutput, IoError> {
         let key = object_key(asset, partition_key)?;
         let batch = table.clone();
         let (bytes, schema, data_version) = tokio::task::spawn_blocking(move || {
@@ -125,19 +105,17 @@ impl IoManager for ParquetIoManager {
         .await??;
         let n_bytes = bytes.len() as u64;
         let uri = self.store.put(&key, Bytes::from(bytes)).await?;
-        Ok(StoredOutput {
-            uri,
-            bytes: n_bytes,
-            rows: table.num_rows() as u64,
-            schema,
-            data_version,
-        })
+        Ok(StoredOutput { uri, bytes: n_bytes, rows: table.num_rows() as u64, schema, data_version })
     }
 
-    async fn load(&self, asset: &AssetKey, partition_key: &str) -> Result<RecordBatch, IoError> {
+    async fn load(&self, asset: &AssetKey, partition_key: &str) -> Result<(RecordBatch, String), IoError> {
         let key = object_key(asset, partition_key)?;
         let bytes = self.store.get(&key).await?;
-        tokio::task::spawn_blocking(move || decode(bytes)).await?
+        tokio::task::spawn_blocking(move || {
+            let version = blake3::hash(&bytes).to_hex().to_string();
+            decode(bytes).map(|batch| (batch, version))
+        })
+        .await?
     }
 
     fn describe(&self) -> String {
@@ -159,10 +137,7 @@ mod tests {
         ]));
         RecordBatch::try_new(
             schema,
-            vec![
-                Arc::new(StringArray::from(vec!["g1", "g2"])),
-                Arc::new(Int64Array::from(vec![10, 20_000_000_000])),
-            ],
+            vec![Arc::new(StringArray::from(vec!["g1", "g2"])), Arc::new(Int64Array::from(vec![10, 20_000_000_000]))],
         )
         .unwrap()
     }
@@ -172,31 +147,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let io = ParquetIoManager::new(Arc::new(LocalObjectStore::new(dir.path())));
         let asset = AssetKey::parse("usage_snapshot").unwrap();
-        let stored = io
-            .store(&asset, "2025-12-15T02:00", &batch())
-            .await
-            .unwrap();
+        let stored = io.store(&asset, "2025-12-15T02:00", &batch()).await.unwrap();
         let path = dir.path().join("usage_snapshot/2025-12-15T02:00.parquet");
         let on_disk = std::fs::read(&path).unwrap();
         assert_eq!(stored.bytes, on_disk.len() as u64);
-        assert_eq!(
-            stored.data_version,
-            blake3::hash(&on_disk).to_hex().to_string()
-        );
+        assert_eq!(stored.data_version, blake3::hash(&on_disk).to_hex().to_string());
         assert_eq!(stored.rows, 2);
         assert_eq!(stored.schema["fields"][1]["type"], "Int64");
         assert_eq!(&on_disk[..4], b"PAR1");
 
-        let back = io.load(&asset, "2025-12-15T02:00").await.unwrap();
+        let (back, version) = io.load(&asset, "2025-12-15T02:00").await.unwrap();
         assert_eq!(back, batch());
-        let again = io
-            .store(&asset, "2025-12-15T02:00", &batch())
-            .await
-            .unwrap();
-        assert_eq!(
-            again.data_version, stored.data_version,
-            "same table, same bytes, same version"
-        );
+        assert_eq!(version, stored.data_version);
+        let again = io.store(&asset, "2025-12-15T02:00", &batch()).await.unwrap();
+        assert_eq!(again.data_version, stored.data_version, "same table, same bytes, same version");
     }
 
     #[test]
@@ -204,9 +168,6 @@ mod tests {
         let asset = AssetKey::parse("storage_bill").unwrap();
         assert!(object_key(&asset, "../../etc").is_err());
         assert!(object_key(&asset, "..").is_err());
-        assert_eq!(
-            object_key(&asset, "").unwrap(),
-            "storage_bill/unpartitioned.parquet"
-        );
+        assert_eq!(object_key(&asset, "").unwrap(), "storage_bill/unpartitioned.parquet");
     }
 }

@@ -22,10 +22,7 @@ pub async fn history(app: &App, args: &HistoryArgs) -> anyhow::Result<ExitStatus
         }
         (None, _) => None,
     };
-    let records = app
-        .store
-        .history(def.key.as_str(), partition.as_deref(), args.limit.max(1))
-        .await?;
+    let records = app.store.history(def.key.as_str(), partition.as_deref(), args.limit.max(1)).await?;
     if args.json {
         print_json(&records)?;
         return Ok(ExitStatus::Success);
@@ -34,9 +31,7 @@ pub async fn history(app: &App, args: &HistoryArgs) -> anyhow::Result<ExitStatus
         println!(
             "{} has no materializations{}",
             def.key,
-            partition
-                .map(|p| format!(" for partition {p}"))
-                .unwrap_or_default()
+            partition.map(|p| format!(" for partition {p}")).unwrap_or_default()
         );
         return Ok(ExitStatus::Success);
     }
@@ -52,12 +47,8 @@ pub async fn history(app: &App, args: &HistoryArgs) -> anyhow::Result<ExitStatus
             m.finished_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             short(&m.data_version),
             m.code_version,
-            m.row_count
-                .map(|r| r.to_string())
-                .unwrap_or_else(|| "-".into()),
-            m.bytes
-                .map(|b| human_bytes(b as u64))
-                .unwrap_or_else(|| "-".into()),
+            m.row_count.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+            m.bytes.map(|b| human_bytes(b as u64)).unwrap_or_else(|| "-".into()),
             m.run_id
         );
     }

@@ -61,20 +61,10 @@ struct PartitionLineage {
     read_by: Vec<VersionNode>,
 }
 
-fn asset_tree(
-    app: &App,
-    id: AssetId,
-    depth: usize,
-    upstream: bool,
-    mapping: Option<String>,
-) -> AssetNode {
+fn asset_tree(app: &App, id: AssetId, depth: usize, upstream: bool, mapping: Option<String>) -> AssetNode {
     let graph = app.defs.graph();
     let def = graph.asset(id);
-    let edges = if upstream {
-        graph.upstream(id)
-    } else {
-        graph.downstream(id)
-    };
+    let edges = if upstream { graph.upstream(id) } else { graph.downstream(id) };
     AssetNode {
         asset: def.key.to_string(),
         partitions: def.partitions.as_ref().map(|p| p.describe()),
@@ -84,15 +74,7 @@ fn asset_tree(
         } else {
             edges
                 .iter()
-                .map(|e| {
-                    asset_tree(
-                        app,
-                        e.asset,
-                        depth - 1,
-                        upstream,
-                        Some(mapping_text(&e.mapping)),
-                    )
-                })
+                .map(|e| asset_tree(app, e.asset, depth - 1, upstream, Some(mapping_text(&e.mapping))))
                 .collect()
         },
     }
@@ -100,23 +82,15 @@ fn asset_tree(
 
 fn mapping_text(m: &engine::PartitionMapping) -> String {
     match m {
-        engine::PartitionMapping::TimeWindow {
-            start_offset: 0,
-            end_offset: 0,
-        } => "time_window".to_owned(),
-        engine::PartitionMapping::TimeWindow {
-            start_offset,
-            end_offset,
-        } => format!("time_window({start_offset}, {end_offset})"),
+        engine::PartitionMapping::TimeWindow { start_offset: 0, end_offset: 0 } => "time_window".to_owned(),
+        engine::PartitionMapping::TimeWindow { start_offset, end_offset } => {
+            format!("time_window({start_offset}, {end_offset})")
+        }
         other => other.name().to_owned(),
     }
 }
 
-async fn version_node(
-    app: &App,
-    m: MaterializationRecord,
-    depth: usize,
-) -> anyhow::Result<VersionNode> {
+async fn version_node(app: &App, m: MaterializationRecord, depth: usize) -> anyhow::Result<VersionNode> {
     let current = app
         .store
         .partition_states_of(&[(m.asset_key.clone(), m.partition_key.clone())])
@@ -146,18 +120,11 @@ async fn version_node(
             };
             group.count += 1;
             if let Some(record) = record {
-                group
-                    .versions
-                    .push(Box::pin(version_node(app, record, depth - 1)).await?);
+                group.versions.push(Box::pin(version_node(app, record, depth - 1)).await?);
             }
         }
         for group in &mut inputs {
-            let def = app
-                .defs
-                .graph()
-                .lookup(&group.asset)
-                .ok()
-                .map(|id| app.defs.graph().asset(id));
+            let def = app.defs.graph().lookup(&group.asset).ok().map(|id| app.defs.graph().asset(id));
             let keys: Vec<String> = group.versions.iter().map(|v| v.partition.clone()).collect();
             group.ranges = compress_ranges(def.and_then(|d| d.partitions.as_ref()), &keys);
         }
@@ -175,11 +142,7 @@ async fn version_node(
     })
 }
 
-async fn readers(
-    app: &App,
-    id: MaterializationId,
-    depth: usize,
-) -> anyhow::Result<Vec<VersionNode>> {
+async fn readers(app: &App, id: MaterializationId, depth: usize) -> anyhow::Result<Vec<VersionNode>> {
     let mut out = Vec::new();
     if depth == 0 {
         return Ok(out);
@@ -214,26 +177,14 @@ pub async fn lineage(app: &App, args: &LineageArgs) -> anyhow::Result<ExitStatus
                 .upstream(id)
                 .iter()
                 .map(|e| {
-                    asset_tree(
-                        app,
-                        e.asset,
-                        args.upstream.saturating_sub(1),
-                        true,
-                        Some(mapping_text(&e.mapping)),
-                    )
+                    asset_tree(app, e.asset, args.upstream.saturating_sub(1), true, Some(mapping_text(&e.mapping)))
                 })
                 .collect(),
             downstream: graph
                 .downstream(id)
                 .iter()
                 .map(|e| {
-                    asset_tree(
-                        app,
-                        e.asset,
-                        args.downstream.saturating_sub(1),
-                        false,
-                        Some(mapping_text(&e.mapping)),
-                    )
+                    asset_tree(app, e.asset, args.downstream.saturating_sub(1), false, Some(mapping_text(&e.mapping)))
                 })
                 .collect(),
         };
@@ -241,14 +192,8 @@ pub async fn lineage(app: &App, args: &LineageArgs) -> anyhow::Result<ExitStatus
             LineageFormat::Json => print_json(&value)?,
             LineageFormat::Dot => print!("{}", asset_dot(app, id, args)),
             LineageFormat::Tree => {
-                let mut out = format!(
-                    "{}{}\n",
-                    def.key,
-                    def.partitions
-                        .as_ref()
-                        .map(|p| format!(" ({p})"))
-                        .unwrap_or_default()
-                );
+                let mut out =
+                    format!("{}{}\n", def.key, def.partitions.as_ref().map(|p| format!(" ({p})")).unwrap_or_default());
                 if !value.upstream.is_empty() {
                     out.push_str("upstream:\n");
                     render_assets(&mut out, &value.upstream, "  ");
@@ -274,12 +219,7 @@ pub async fn lineage(app: &App, args: &LineageArgs) -> anyhow::Result<ExitStatus
             )));
         }
     };
-    let state = app
-        .store
-        .partition_states_of(&[(def.key.to_string(), key.clone())])
-        .await?
-        .pop()
-        .flatten();
+    let state = app.store.partition_states_of(&[(def.key.to_string(), key.clone())]).await?.pop().flatten();
     let Some(current) = state.and_then(|s| s.current_materialization_id) else {
         return Err(user_error(format!(
             "{} {key} has not been materialized; run `robo-assets materialize {} --partition {key} --with-upstream`",
@@ -287,11 +227,7 @@ pub async fn lineage(app: &App, args: &LineageArgs) -> anyhow::Result<ExitStatus
             def.key.name()
         )));
     };
-    let record = app
-        .store
-        .materialization(current)
-        .await?
-        .expect("current materialization exists");
+    let record = app.store.materialization(current).await?.expect("current materialization exists");
     let value = PartitionLineage {
         materialization: version_node(app, record, args.upstream).await?,
         read_by: readers(app, current, args.downstream).await?,
@@ -325,27 +261,17 @@ fn render_assets(out: &mut String, nodes: &[AssetNode], prefix: &str) {
             "{prefix}{}{}{}  [{}]",
             if last { "└── " } else { "├── " },
             n.asset,
-            n.partitions
-                .as_ref()
-                .map(|p| format!(" ({p})"))
-                .unwrap_or_default(),
+            n.partitions.as_ref().map(|p| format!(" ({p})")).unwrap_or_default(),
             n.mapping.as_deref().unwrap_or("")
         );
-        render_assets(
-            out,
-            &n.children,
-            &format!("{prefix}{}", if last { "    " } else { "│   " }),
-        );
+        render_assets(out, &n.children, &format!("{prefix}{}", if last { "    " } else { "│   " }));
     }
 }
 
 fn render_version_line(out: &mut String, prefix: &str, v: &VersionNode, root: bool) {
     // Run ids are UUIDv7: their first digits are a timestamp, so only whole ids tell runs apart.
     let (name, run) = if root {
-        (
-            format!("{} {}", v.asset, show_key(&v.partition)),
-            format!("  run {}", v.run_id),
-        )
+        (format!("{} {}", v.asset, show_key(&v.partition)), format!("  run {}", v.run_id))
     } else {
         (show_key(&v.partition).to_owned(), String::new())
     };
@@ -355,11 +281,7 @@ fn render_version_line(out: &mut String, prefix: &str, v: &VersionNode, root: bo
         short(&v.data_version),
         v.code_version,
         v.finished_at.format("%Y-%m-%d %H:%M:%S"),
-        if v.current {
-            ""
-        } else {
-            "  (superseded: a newer materialization exists)"
-        }
+        if v.current { "" } else { "  (superseded: a newer materialization exists)" }
     );
 }
 
@@ -378,17 +300,8 @@ fn render_inputs(out: &mut String, groups: &[InputGroup], prefix: &str) {
         let inner = format!("{prefix}{}", if last { "    " } else { "│   " });
         for (j, v) in g.versions.iter().enumerate() {
             let vlast = j + 1 == g.versions.len();
-            render_version_line(
-                out,
-                &format!("{inner}{}", if vlast { "└── " } else { "├── " }),
-                v,
-                false,
-            );
-            render_inputs(
-                out,
-                &v.inputs,
-                &format!("{inner}{}", if vlast { "    " } else { "│   " }),
-            );
+            render_version_line(out, &format!("{inner}{}", if vlast { "└── " } else { "├── " }), v, false);
+            render_inputs(out, &v.inputs, &format!("{inner}{}", if vlast { "    " } else { "│   " }));
         }
     }
 }
@@ -401,8 +314,7 @@ fn asset_dot(app: &App, id: AssetId, args: &LineageArgs) -> String {
         .union(&graph.downstream_closure(&root, Some(args.downstream)))
         .copied()
         .collect();
-    let mut out =
-        String::from("digraph lineage {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
+    let mut out = String::from("digraph lineage {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
     for &n in &nodes {
         let def = graph.asset(n);
         let label = match &def.partitions {
@@ -413,11 +325,7 @@ fn asset_dot(app: &App, id: AssetId, args: &LineageArgs) -> String {
         let _ = writeln!(out, "  \"{}\" [label=\"{label}\"{bold}];", def.key);
     }
     for &n in &nodes {
-        for e in graph
-            .upstream(n)
-            .iter()
-            .filter(|e| nodes.contains(&e.asset))
-        {
+        for e in graph.upstream(n).iter().filter(|e| nodes.contains(&e.asset)) {
             let _ = writeln!(
                 out,
                 "  \"{}\" -> \"{}\" [label=\"{}\"];",
@@ -451,17 +359,11 @@ fn version_dot(value: &PartitionLineage) -> String {
             }
         }
     }
-    let mut out =
-        String::from("digraph lineage {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
+    let mut out = String::from("digraph lineage {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
     walk(&mut out, &value.materialization);
     for r in &value.read_by {
         walk(&mut out, r);
-        let _ = writeln!(
-            out,
-            "  \"{}\" -> \"{}\";",
-            id(&value.materialization),
-            id(r)
-        );
+        let _ = writeln!(out, "  \"{}\" -> \"{}\";", id(&value.materialization), id(r));
     }
     out.push_str("}\n");
     out

@@ -14,11 +14,7 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitStatus> {
         .iter()
         .map(|&id| {
             let def = graph.asset(id);
-            let deps: Vec<String> = graph
-                .upstream(id)
-                .iter()
-                .map(|e| graph.asset(e.asset).key.to_string())
-                .collect();
+            let deps: Vec<String> = graph.upstream(id).iter().map(|e| graph.asset(e.asset).key.to_string()).collect();
             let partitions = def.partitions.as_ref().map(|p| {
                 let keys = p.len(&ctx);
                 let first_last = match p.as_time_window() {
@@ -50,28 +46,14 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitStatus> {
         crate::commands::print_json(&value)?;
         return Ok(ExitStatus::Success);
     }
-    println!(
-        "{:<20} {:<10} {:<38} {:<20} {}",
-        "ASSET", "GROUP", "PARTITIONS", "DEPS", "CODE"
-    );
+    println!("{:<20} {:<10} {:<38} {:<20} {}", "ASSET", "GROUP", "PARTITIONS", "DEPS", "CODE");
     for (def, deps, partitions) in &rows {
         let parts = match partitions {
             Some((d, from, n)) => format!("{d} {from} ({n})"),
             None => "-".to_owned(),
         };
-        let deps = if deps.is_empty() {
-            "-".to_owned()
-        } else {
-            deps.join(", ")
-        };
-        println!(
-            "{:<20} {:<10} {:<38} {:<20} {}",
-            def.key.as_str(),
-            def.group,
-            parts,
-            deps,
-            def.code_version
-        );
+        let deps = if deps.is_empty() { "-".to_owned() } else { deps.join(", ") };
+        println!("{:<20} {:<10} {:<38} {:<20} {}", def.key.as_str(), def.group, parts, deps, def.code_version);
     }
     Ok(ExitStatus::Success)
 }

@@ -21,19 +21,9 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
     let ctx = app.partitions_context().await?;
     let targets = engine::plan::targets(graph, &selected, &partition_spec(&args.partitions), &ctx)
         .map_err(|e| user_error(e.to_string()))?;
-    let snapshot = app
-        .snapshot(graph.upstream_closure(&selected, None))
-        .await?;
-    let plan = engine::plan::plan(
-        graph,
-        &targets,
-        &snapshot,
-        &ctx,
-        PlanOptions {
-            with_upstream: args.with_upstream,
-        },
-    )
-    .map_err(|e| user_error(e.to_string()))?;
+    let snapshot = app.snapshot(graph.upstream_closure(&selected, None)).await?;
+    let plan = engine::plan::plan(graph, &targets, &snapshot, &ctx, PlanOptions { with_upstream: args.with_upstream })
+        .map_err(|e| user_error(e.to_string()))?;
 
     if args.dry_run {
         if args.json {
@@ -64,9 +54,7 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
         selection: args.selection.clone(),
         tags: serde_json::json!({ "partition": args.partitions.partition, "from": args.partitions.from, "to": args.partitions.to }),
     };
-    let outcome = exec
-        .execute(&plan, &config, progress.clone(), cancel)
-        .await?;
+    let outcome = exec.execute(&plan, &config, progress.clone(), cancel).await?;
     progress.finish();
 
     if args.json {
@@ -85,8 +73,7 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
 async fn cancel_on_signal(cancel: CancellationToken) {
     let terminate = async {
         #[cfg(unix)]
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
             return;
         }
@@ -123,10 +110,7 @@ fn print_summary(outcome: &RunOutcome) {
         let mut per_asset: Vec<(String, usize, u64)> = Vec::new();
         for step in &outcome.steps {
             if let StepStatus::Succeeded { bytes, .. } = &step.status {
-                match per_asset
-                    .iter_mut()
-                    .find(|(a, _, _)| a == step.asset.as_str())
-                {
+                match per_asset.iter_mut().find(|(a, _, _)| a == step.asset.as_str()) {
                     Some(entry) => {
                         entry.1 += 1;
                         entry.2 += bytes.unwrap_or(0);
@@ -141,35 +125,19 @@ fn print_summary(outcome: &RunOutcome) {
         outcome
             .steps
             .iter()
-            .filter(|s| {
-                !matches!(
-                    s.status,
-                    StepStatus::Succeeded { .. } | StepStatus::Canceled
-                )
-            })
+            .filter(|s| !matches!(s.status, StepStatus::Succeeded { .. } | StepStatus::Canceled))
             .collect()
     };
     for step in listed {
         let name = format!("{} {}", step.asset, show_key(&step.partition_key));
         let time = format!("{:.1?}", step.duration);
         match &step.status {
-            StepStatus::Succeeded {
-                data_version,
-                storage_uri,
-                bytes,
-                rows,
-                attempt,
-                ..
-            } => {
+            StepStatus::Succeeded { data_version, storage_uri, bytes, rows, attempt, .. } => {
                 let size = match (bytes, rows) {
                     (Some(b), Some(r)) => format!(" ({}, {r} rows)", human_bytes(*b)),
                     _ => String::new(),
                 };
-                let retried = if *attempt > 1 {
-                    format!(" after {attempt} attempts")
-                } else {
-                    String::new()
-                };
+                let retried = if *attempt > 1 { format!(" after {attempt} attempts") } else { String::new() };
                 println!(
                     "  ✓ {name:<36} {time:>9}  {}  {}{size}{retried}",
                     short(data_version),

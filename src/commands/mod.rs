@@ -37,10 +37,7 @@ fn select(app: &App, selection: &str) -> anyhow::Result<BTreeSet<AssetId>> {
 
 /// Finds one asset by key or name.
 fn lookup(app: &App, name: &str) -> anyhow::Result<AssetId> {
-    app.defs
-        .graph()
-        .lookup(name)
-        .map_err(|e| user_error(e.to_string()))
+    app.defs.graph().lookup(name).map_err(|e| user_error(e.to_string()))
 }
 
 fn partition_spec(args: &PartitionArgs) -> PartitionSpec {
@@ -64,11 +61,7 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 /// A partition key for display: `(unpartitioned)` for `""`.
 fn show_key(key: &str) -> &str {
-    if key.is_empty() {
-        "(unpartitioned)"
-    } else {
-        key
-    }
+    if key.is_empty() { "(unpartitioned)" } else { key }
 }
 
 /// Formats a byte count: `1.2 KiB`.
@@ -80,9 +73,5 @@ fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }

@@ -11,19 +11,13 @@ use crate::commands::{print_json, short, show_key};
 use crate::user_error;
 
 fn parse_run_id(s: &str) -> anyhow::Result<RunId> {
-    RunId::from_str(s).map_err(|_| {
-        user_error(format!(
-            "{s:?} is not a run id (a UUID like 0193f1c2-…; see `robo-assets runs`)"
-        ))
-    })
+    RunId::from_str(s)
+        .map_err(|_| user_error(format!("{s:?} is not a run id (a UUID like 0193f1c2-…; see `robo-assets runs`)")))
 }
 
 async fn find(app: &App, s: &str) -> anyhow::Result<RunRecord> {
     let id = parse_run_id(s)?;
-    app.store
-        .run(id)
-        .await?
-        .ok_or_else(|| user_error(format!("no run with id {id}; see `robo-assets runs`")))
+    app.store.run(id).await?.ok_or_else(|| user_error(format!("no run with id {id}; see `robo-assets runs`")))
 }
 
 fn duration(run: &RunRecord) -> String {
@@ -68,9 +62,7 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
             let materializations = app.store.run_materializations(run.id).await?;
             let events = app.store.run_events(run.id).await?;
             if *json {
-                print_json(
-                    &serde_json::json!({ "run": run, "materializations": materializations, "events": events }),
-                )?;
+                print_json(&serde_json::json!({ "run": run, "materializations": materializations, "events": events }))?;
                 return Ok(ExitStatus::Success);
             }
             println!("Run {}", run.id);
@@ -113,12 +105,6 @@ fn print_events(events: &[lineage::RunEvent]) {
             (Some(a), Some(p)) => format!("{a} {}", show_key(p)),
             _ => String::new(),
         };
-        println!(
-            "  {}  {:<15} {:<36} {}",
-            e.ts.format("%H:%M:%S%.3f"),
-            e.kind.as_str(),
-            subject,
-            e.message
-        );
+        println!("  {}  {:<15} {:<36} {}", e.ts.format("%H:%M:%S%.3f"), e.kind.as_str(), subject, e.message);
     }
 }

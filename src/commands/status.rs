@@ -32,9 +32,7 @@ impl Status {
             Some(s) => match s.last_attempt_status {
                 AttemptStatus::Running => Status::InProgress,
                 AttemptStatus::Failed => Status::Failed,
-                AttemptStatus::Materialized if s.current_materialization_id.is_some() => {
-                    Status::Materialized
-                }
+                AttemptStatus::Materialized if s.current_materialization_id.is_some() => Status::Materialized,
                 AttemptStatus::Materialized => Status::Missing,
             },
         }
@@ -121,10 +119,7 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
                 None => vec![String::new()],
             },
         };
-        let mut counts = Counts {
-            partitions: keys.len(),
-            ..Counts::default()
-        };
+        let mut counts = Counts { partitions: keys.len(), ..Counts::default() };
         let mut strip = String::new();
         let mut listed = Vec::new();
         for (i, key) in keys.iter().enumerate() {
@@ -187,30 +182,18 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
                 Status::Materialized => format!(
                     "data {}  at {}",
                     p.data_version.as_deref().map(short).unwrap_or("-"),
-                    p.materialized_at
-                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                        .unwrap_or_default()
+                    p.materialized_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
                 ),
-                Status::Failed => format!(
-                    "run {}: {}",
-                    p.last_run_id.as_deref().unwrap_or("-"),
-                    p.error.as_deref().unwrap_or("")
-                ),
+                Status::Failed => {
+                    format!("run {}: {}", p.last_run_id.as_deref().unwrap_or("-"), p.error.as_deref().unwrap_or(""))
+                }
                 Status::InProgress => format!("run {}", p.last_run_id.as_deref().unwrap_or("-")),
                 Status::Missing => String::new(),
             };
-            println!(
-                "  {} {:<20} {:<13} {detail}",
-                p.status.glyph(),
-                show_key(&p.partition),
-                p.status.name()
-            );
+            println!("  {} {:<20} {:<13} {detail}", p.status.glyph(), show_key(&p.partition), p.status.name());
         }
         if a.counts.partitions > a.partitions_listed.len() {
-            println!(
-                "  … {} more",
-                a.counts.partitions - a.partitions_listed.len()
-            );
+            println!("  … {} more", a.counts.partitions - a.partitions_listed.len());
         }
     }
     Ok(ExitStatus::Success)

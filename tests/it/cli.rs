@@ -1,7 +1,5 @@
 //! The CLI as a new user drives it: a fresh home, the README's first command, then inspection.
 
-use std::sync::Arc;
-
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -19,10 +17,7 @@ const EXPECTED_CHARGES: [(&str, i64); 3] = [("acme", 9_750), ("globex", 150_000)
 
 fn read_parquet(path: &std::path::Path) -> arrow_array::RecordBatch {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
     let batches: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
     assert_eq!(batches.len(), 1);
     batches.into_iter().next().unwrap()
@@ -31,51 +26,27 @@ fn read_parquet(path: &std::path::Path) -> arrow_array::RecordBatch {
 #[tokio::test]
 async fn materialize_with_upstream_writes_parquet_lineage_and_ledger() {
     let robo = Robo::new();
-    let run = robo.ok(&[
-        "materialize",
-        "storage_bill",
-        "--partition",
-        DAY,
-        "--with-upstream",
-    ]);
+    let run = robo.ok(&["materialize", "storage_bill", "--partition", DAY, "--with-upstream"]);
     assert!(run.stdout.contains("succeeded: 25 steps"), "{}", run.stdout);
-    assert_eq!(
-        run.stdout
-            .lines()
-            .filter(|l| l.trim_start().starts_with('✓'))
-            .count(),
-        25
-    );
+    assert_eq!(run.stdout.lines().filter(|l| l.trim_start().starts_with('✓')).count(), 25);
 
     // 24 hourly snapshots and one bill, as Parquet.
     let storage = robo.home().join("storage");
     for h in 0..24 {
-        let snapshot =
-            read_parquet(&storage.join(format!("usage_snapshot/{DAY}T{h:02}:00.parquet")));
+        let snapshot = read_parquet(&storage.join(format!("usage_snapshot/{DAY}T{h:02}:00.parquet")));
         assert_eq!(snapshot.num_rows(), 4, "one row per demo graph");
     }
     let bill = read_parquet(&storage.join(format!("storage_bill/{DAY}.parquet")));
     let tenants = bill.column_by_name("tenant_id").unwrap().as_string::<i32>();
-    let charges = bill
-        .column_by_name("charge_millicredits")
-        .unwrap()
-        .as_primitive::<Int64Type>();
-    let hours = bill
-        .column_by_name("hours")
-        .unwrap()
-        .as_primitive::<Int64Type>();
-    let got: Vec<(&str, i64)> = (0..bill.num_rows())
-        .map(|i| (tenants.value(i), charges.value(i)))
-        .collect();
+    let charges = bill.column_by_name("charge_millicredits").unwrap().as_primitive::<Int64Type>();
+    let hours = bill.column_by_name("hours").unwrap().as_primitive::<Int64Type>();
+    let got: Vec<(&str, i64)> = (0..bill.num_rows()).map(|i| (tenants.value(i), charges.value(i))).collect();
     assert_eq!(got, EXPECTED_CHARGES);
     assert!(hours.values().iter().all(|h| *h == 24));
 
     // The lineage store: 25 materializations; the bill read exactly the 24 hours, with versions.
     let mut db = robo.lineage_db().await;
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM materializations")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM materializations").fetch_one(&mut db).await.unwrap();
     assert_eq!(n, 25);
     let inputs = sqlx::query(
         "SELECT i.upstream_partition_key, i.upstream_data_version, u.data_version AS current \
@@ -89,24 +60,15 @@ async fn materialize_with_upstream_writes_parquet_lineage_and_ledger() {
     assert_eq!(inputs.len(), 24);
     assert_eq!(inputs[0].get::<String, _>(0), format!("{DAY}T00:00"));
     for row in &inputs {
-        assert_eq!(
-            row.get::<String, _>(1),
-            row.get::<String, _>(2),
-            "the recorded input version is the one stored"
-        );
+        assert_eq!(row.get::<String, _>(1), row.get::<String, _>(2), "the recorded input version is the one stored");
     }
-    let (version, uri): (String, String) = sqlx::query_as(
-        "SELECT data_version, storage_uri FROM materializations WHERE asset_key = 'storage_bill'",
-    )
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
+    let (version, uri): (String, String) =
+        sqlx::query_as("SELECT data_version, storage_uri FROM materializations WHERE asset_key = 'storage_bill'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
     let bytes = std::fs::read(storage.join(format!("storage_bill/{DAY}.parquet"))).unwrap();
-    assert_eq!(
-        version,
-        blake3::hash(&bytes).to_hex().to_string(),
-        "data version is blake3 of the output bytes"
-    );
+    assert_eq!(version, blake3::hash(&bytes).to_hex().to_string(), "data version is blake3 of the output bytes");
     assert!(uri.starts_with("file://") && uri.ends_with("storage_bill/2025-12-15.parquet"));
 
     // The ledger: one debit per tenant for the day, keyed for idempotency.
@@ -116,61 +78,43 @@ async fn materialize_with_upstream_writes_parquet_lineage_and_ledger() {
             .fetch_all(&mut app)
             .await
             .unwrap();
-    let expected: Vec<(String, String, i64)> = EXPECTED_CHARGES
-        .iter()
-        .map(|(t, c)| (t.to_string(), format!("storage_bill:{t}:{DAY}"), -c))
-        .collect();
+    let expected: Vec<(String, String, i64)> =
+        EXPECTED_CHARGES.iter().map(|(t, c)| (t.to_string(), format!("storage_bill:{t}:{DAY}"), -c)).collect();
     assert_eq!(ledger, expected);
 }
 
 #[tokio::test]
 async fn rematerializing_a_bill_replaces_the_charge_instead_of_adding_it() {
     let robo = Robo::new();
-    robo.ok(&[
-        "materialize",
-        "storage_bill",
-        "--partition",
-        DAY,
-        "--with-upstream",
-    ]);
+    robo.ok(&["materialize", "storage_bill", "--partition", DAY, "--with-upstream"]);
     robo.ok(&["materialize", "storage_bill", "--partition", DAY]);
     robo.ok(&["materialize", "storage_bill", "--partition", DAY]);
     let balance = |tenant: &'static str| {
         let home = robo.home();
         async move {
             let mut app = crate::common::connect(&home.join("app.db")).await;
-            sqlx::query_scalar::<_, i64>(
-                "SELECT sum(amount_millicredits) FROM credit_ledger WHERE tenant_id = ?1",
-            )
-            .bind(tenant)
-            .fetch_one(&mut app)
-            .await
-            .unwrap()
+            sqlx::query_scalar::<_, i64>("SELECT sum(amount_millicredits) FROM credit_ledger WHERE tenant_id = ?1")
+                .bind(tenant)
+                .fetch_one(&mut app)
+                .await
+                .unwrap()
         }
     };
-    assert_eq!(
-        balance("acme").await,
-        -9_750,
-        "three bills of the same day charge once"
-    );
+    assert_eq!(balance("acme").await, -9_750, "three bills of the same day charge once");
 
     // acme's main graph grows by 5 GB; the day is re-collected and re-billed.
     let grown = robo.home().join("graphs/acme-main/more.bin");
-    std::fs::File::create(&grown)
-        .unwrap()
-        .set_len(5_000_000_000)
-        .unwrap();
+    std::fs::File::create(&grown).unwrap().set_len(5_000_000_000).unwrap();
     robo.ok(&["materialize", "+storage_bill", "--partition", DAY]);
     // 21.5 GB − 10 included = 11.5 GB-days × 1,500 = 17,250 millicredits.
     assert_eq!(balance("acme").await, -17_250);
     assert_eq!(balance("globex").await, -150_000);
     let mut app = robo.app_db().await;
-    let (entries, revision): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), max(revision) FROM credit_ledger WHERE tenant_id = 'acme'",
-    )
-    .fetch_one(&mut app)
-    .await
-    .unwrap();
+    let (entries, revision): (i64, i64) =
+        sqlx::query_as("SELECT count(*), max(revision) FROM credit_ledger WHERE tenant_id = 'acme'")
+            .fetch_one(&mut app)
+            .await
+            .unwrap();
     assert_eq!((entries, revision), (1, 2), "one entry, revised once");
     let old: i64 = sqlx::query_scalar("SELECT amount_millicredits FROM credit_ledger_revisions")
         .fetch_one(&mut app)
@@ -195,53 +139,26 @@ async fn bad_input_exits_2_and_records_nothing() {
             &["materialize", "storage_bill", "--partition", "2026-03-01"],
             "does not exist yet; valid range is 2025-01-01 ..= 2026-01-14",
         ),
-        (
-            &["materialize", "storage_bill", "--partition", "2024-12-31"],
-            "it is before the first partition 2025-01-01",
-        ),
+        (&["materialize", "storage_bill", "--partition", "2024-12-31"], "it is before the first partition 2025-01-01"),
         (
             &["materialize", "storage_bill", "--partition", DAY],
             "usage_snapshot (24 partitions) needed by storage_bill: 2025-12-15T00:00..2025-12-15T23:00 (24)",
         ),
-        (
-            &["materialize", "storage_bill"],
-            "it is partitioned (daily): give a partition key",
-        ),
+        (&["materialize", "storage_bill"], "it is partitioned (daily): give a partition key"),
     ];
     for (args, expected) in cases {
         let run = robo.run(args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-        assert!(
-            run.stderr.contains(expected),
-            "{args:?}: expected {expected:?} in\n{}",
-            run.stderr
-        );
+        assert!(run.stderr.contains(expected), "{args:?}: expected {expected:?} in\n{}", run.stderr);
         assert!(run.stdout.is_empty(), "errors go to stderr");
     }
     let mut db = robo.lineage_db().await;
-    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM runs")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM runs").fetch_one(&mut db).await.unwrap();
     assert_eq!(runs, 0);
-    assert!(
-        !robo.home().join("storage").exists(),
-        "no output was written"
-    );
+    assert!(!robo.home().join("storage").exists(), "no output was written");
 
-    let run = robo.run(&[
-        "materialize",
-        "storage_bill",
-        "--partition",
-        DAY,
-        "--concurrency",
-        "0",
-    ]);
-    assert_eq!(
-        run.code, 2,
-        "clap rejects a zero concurrency: {}",
-        run.stderr
-    );
+    let run = robo.run(&["materialize", "storage_bill", "--partition", DAY, "--concurrency", "0"]);
+    assert_eq!(run.code, 2, "clap rejects a zero concurrency: {}", run.stderr);
     let run = robo.run(&["runs", "show", "not-a-run"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("is not a run id"));
@@ -250,43 +167,19 @@ async fn bad_input_exits_2_and_records_nothing() {
 #[tokio::test]
 async fn dry_run_prints_the_plan_and_runs_nothing() {
     let robo = Robo::new();
-    let run = robo.ok(&[
-        "materialize",
-        "+storage_bill",
-        "--from",
-        "2025-12-01",
-        "--to",
-        "2025-12-31",
-        "--dry-run",
-    ]);
+    let run = robo.ok(&["materialize", "+storage_bill", "--from", "2025-12-01", "--to", "2025-12-31", "--dry-run"]);
     robo_snapshot!(robo, "dry_run_month", run.stdout);
     let mut db = robo.lineage_db().await;
-    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM runs")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM runs").fetch_one(&mut db).await.unwrap();
     assert_eq!(runs, 0);
 }
 
 #[tokio::test]
 async fn inspection_commands_show_what_was_materialized() {
     let robo = Robo::new();
-    robo.ok(&[
-        "materialize",
-        "storage_bill",
-        "--partition",
-        DAY,
-        "--with-upstream",
-    ]);
+    robo.ok(&["materialize", "storage_bill", "--partition", DAY, "--with-upstream"]);
 
-    let status = robo.ok(&[
-        "status",
-        "storage_bill",
-        "--from",
-        "2025-12-14",
-        "--to",
-        "2025-12-16",
-    ]);
+    let status = robo.ok(&["status", "storage_bill", "--from", "2025-12-14", "--to", "2025-12-16"]);
     robo_snapshot!(robo, "status_range", status.stdout);
     let status = robo.ok(&["status", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
@@ -296,54 +189,17 @@ async fn inspection_commands_show_what_was_materialized() {
     assert_eq!(json[1]["counts"]["partitions"], 379);
 
     let lineage = robo.ok(&["lineage", "storage_bill", "--partition", DAY]);
-    assert_eq!(
-        lineage
-            .stdout
-            .lines()
-            .filter(|l| l.contains("2025-12-15T") && l.contains("data "))
-            .count(),
-        24
-    );
+    assert_eq!(lineage.stdout.lines().filter(|l| l.contains("2025-12-15T") && l.contains("data ")).count(), 24);
     robo_snapshot!(robo, "lineage_partition_tree", lineage.stdout);
-    let lineage = robo.ok(&[
-        "lineage",
-        "storage_bill",
-        "--partition",
-        DAY,
-        "--format",
-        "json",
-    ]);
+    let lineage = robo.ok(&["lineage", "storage_bill", "--partition", DAY, "--format", "json"]);
     let json: serde_json::Value = serde_json::from_str(&lineage.stdout).unwrap();
-    assert_eq!(
-        json["materialization"]["inputs"][0]["asset"],
-        "usage_snapshot"
-    );
+    assert_eq!(json["materialization"]["inputs"][0]["asset"], "usage_snapshot");
     assert_eq!(json["materialization"]["inputs"][0]["count"], 24);
     let dot = robo.ok(&["lineage", "storage_bill", "--format", "dot"]);
-    assert!(
-        dot.stdout
-            .contains(r#""usage_snapshot" -> "storage_bill" [label="time_window"];"#),
-        "{}",
-        dot.stdout
-    );
-    let impact = robo.ok(&[
-        "lineage",
-        "usage_snapshot",
-        "--partition",
-        "2025-12-15T07:00",
-    ]);
-    assert!(
-        impact
-            .stdout
-            .contains("read by:\n└── storage_bill 2025-12-15"),
-        "{}",
-        impact.stdout
-    );
-    robo_snapshot!(
-        robo,
-        "lineage_asset_tree",
-        robo.ok(&["lineage", "storage_bill"]).stdout
-    );
+    assert!(dot.stdout.contains(r#""usage_snapshot" -> "storage_bill" [label="time_window"];"#), "{}", dot.stdout);
+    let impact = robo.ok(&["lineage", "usage_snapshot", "--partition", "2025-12-15T07:00"]);
+    assert!(impact.stdout.contains("read by:\n└── storage_bill 2025-12-15"), "{}", impact.stdout);
+    robo_snapshot!(robo, "lineage_asset_tree", robo.ok(&["lineage", "storage_bill"]).stdout);
 
     let history = robo.ok(&["history", "storage_bill", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
@@ -356,11 +212,7 @@ async fn inspection_commands_show_what_was_materialized() {
     let run_id = json[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(json[0]["status"], "succeeded");
     let show = robo.ok(&["runs", "show", &run_id]);
-    assert!(
-        show.stdout.contains("Materializations (25):"),
-        "{}",
-        show.stdout
-    );
+    assert!(show.stdout.contains("Materializations (25):"), "{}", show.stdout);
     assert_eq!(show.stdout.matches("step_succeeded").count(), 25);
     robo_snapshot!(robo, "list", robo.ok(&["list"]).stdout);
 }
@@ -369,48 +221,54 @@ async fn inspection_commands_show_what_was_materialized() {
 fn help_is_complete() {
     let robo = Robo::new();
     robo_snapshot!(robo, "help", robo.ok(&["--help"]).stdout);
-    robo_snapshot!(
-        robo,
-        "help_materialize",
-        robo.ok(&["materialize", "--help"]).stdout
-    );
+    robo_snapshot!(robo, "help_materialize", robo.ok(&["materialize", "--help"]).stdout);
 }
 
 #[tokio::test]
 async fn parquet_outputs_open_in_other_tools() {
     // pyarrow reads the bill and sums the charges; .ci/run installs it into a venv.
-    let Some(python) = std::env::var("ROBO_ASSETS_TEST_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-    else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must set ROBO_ASSETS_TEST_PYTHON to a python with pyarrow"
-        );
+    let Some(python) = std::env::var("ROBO_ASSETS_TEST_PYTHON").ok().filter(|p| !p.is_empty()) else {
+        assert!(std::env::var("CI").is_err(), "CI must set ROBO_ASSETS_TEST_PYTHON to a python with pyarrow");
         eprintln!("skipped: set ROBO_ASSETS_TEST_PYTHON to a python with pyarrow to run this test");
         return;
     };
     let robo = Robo::new();
-    robo.ok(&[
-        "materialize",
-        "storage_bill",
-        "--partition",
-        DAY,
-        "--with-upstream",
-    ]);
-    let bill = robo
-        .home()
-        .join(format!("storage/storage_bill/{DAY}.parquet"));
+    robo.ok(&["materialize", "storage_bill", "--partition", DAY, "--with-upstream"]);
+    let bill = robo.home().join(format!("storage/storage_bill/{DAY}.parquet"));
     let out = std::process::Command::new(python)
         .args(["-c", "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.num_rows, sum(t.column('charge_millicredits').to_pylist()))"])
         .arg(&bill)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3 159750");
-    let _ = Arc::new(());
+}
+
+#[tokio::test]
+async fn an_output_rewritten_behind_the_lineage_stores_back_is_refused_not_read() {
+    let robo = Robo::new();
+    robo.ok(&["materialize", "storage_bill", "--partition", DAY, "--with-upstream"]);
+    // Simulate a run that died after rewriting 03:00 but before recording it.
+    let hour = robo.home().join(format!("storage/usage_snapshot/{DAY}T03:00.parquet"));
+    let other = robo.home().join(format!("storage/usage_snapshot/{DAY}T04:00.parquet"));
+    std::fs::copy(&other, &hour).unwrap();
+
+    let run = robo.run(&["materialize", "storage_bill", "--partition", DAY]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("the stored output of usage_snapshot partition \"2025-12-15T03:00\" is not the recorded version"),
+        "{}",
+        run.stdout
+    );
+    let mut db = robo.lineage_db().await;
+    let bills: i64 = sqlx::query_scalar("SELECT count(*) FROM materializations WHERE asset_key = 'storage_bill'")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(bills, 1, "no bill was recorded from an input it could not vouch for");
+
+    // Re-materializing the hour repairs it.
+    robo.ok(&["materialize", "usage_snapshot", "--partition", "2025-12-15T03:00"]);
+    robo.ok(&["materialize", "storage_bill", "--partition", DAY]);
 }

@@ -24,9 +24,7 @@ pub struct Run {
 
 impl Robo {
     pub fn new() -> Robo {
-        Robo {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        Robo { dir: tempfile::tempdir().expect("temp dir") }
     }
 
     pub fn home(&self) -> PathBuf {
@@ -60,11 +58,7 @@ impl Robo {
     /// Runs and asserts exit code 0.
     pub fn ok(&self, args: &[&str]) -> Run {
         let run = self.run(args);
-        assert_eq!(
-            run.code, 0,
-            "robo-assets {args:?} failed:\n{}\n{}",
-            run.stdout, run.stderr
-        );
+        assert_eq!(run.code, 0, "robo-assets {args:?} failed:\n{}\n{}", run.stdout, run.stderr);
         run
     }
 
@@ -78,12 +72,7 @@ impl Robo {
 }
 
 pub async fn connect(path: &Path) -> SqliteConnection {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .connect()
-        .await
-        .expect("database opens")
+    SqliteConnectOptions::new().filename(path).read_only(true).connect().await.expect("database opens")
 }
 
 /// insta settings that replace what changes between runs (ids, times, durations, versions,
@@ -93,14 +82,8 @@ pub fn settings(home: &Path) -> insta::Settings {
     settings.set_snapshot_path("snapshots");
     settings.set_prepend_module_to_snapshot(false);
     settings.add_filter(&regex_escape(&home.display().to_string()), "[HOME]");
-    settings.add_filter(
-        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-        "[RUN_ID]",
-    );
-    settings.add_filter(
-        r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)?",
-        "[TIMESTAMP]",
-    );
+    settings.add_filter(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[RUN_ID]");
+    settings.add_filter(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)?", "[TIMESTAMP]");
     settings.add_filter(r"\d+(\.\d+)?(ns|µs|ms|s)\b", "[DURATION]");
     settings.add_filter(r"\b[0-9a-f]{12}\b", "[VERSION]");
     settings
@@ -108,13 +91,7 @@ pub fn settings(home: &Path) -> insta::Settings {
 
 fn regex_escape(s: &str) -> String {
     s.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '/' || c == '_' || c == '-' {
-                c.to_string()
-            } else {
-                format!("\\{c}")
-            }
-        })
+        .map(|c| if c.is_alphanumeric() || c == '/' || c == '_' || c == '-' { c.to_string() } else { format!("\\{c}") })
         .collect()
 }
 

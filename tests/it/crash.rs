@@ -6,35 +6,21 @@ use std::time::{Duration, Instant};
 use crate::common::Robo;
 
 /// Three months of the billing chain: 2,208 hours and 92 days, long enough to interrupt.
-const ARGS: [&str; 8] = [
-    "materialize",
-    "+storage_bill",
-    "--from",
-    "2025-10-01",
-    "--to",
-    "2025-12-31",
-    "--concurrency",
-    "2",
-];
+const ARGS: [&str; 8] =
+    ["materialize", "+storage_bill", "--from", "2025-10-01", "--to", "2025-12-31", "--concurrency", "2"];
 const TOTAL_STEPS: i64 = 2_208 + 92;
 
 /// Starts the long run and waits until it has recorded some materializations.
 async fn start_and_wait(robo: &Robo) -> Child {
-    let child = robo
-        .command(&ARGS)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = robo.command(&ARGS).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let db = robo.home().join("lineage.db");
     loop {
         assert!(Instant::now() < deadline, "the run never got going");
         if db.exists() {
             let mut conn = crate::common::connect(&db).await;
-            let n: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM materializations")
-                .fetch_one(&mut conn)
-                .await;
+            let n: Result<i64, _> =
+                sqlx::query_scalar("SELECT count(*) FROM materializations").fetch_one(&mut conn).await;
             if n.is_ok_and(|n| n >= 20) {
                 return child;
             }
@@ -44,10 +30,7 @@ async fn start_and_wait(robo: &Robo) -> Child {
 }
 
 fn signal(child: &Child, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -55,19 +38,11 @@ fn signal(child: &Child, sig: &str) {
 async fn assert_no_orphan_lineage_rows(robo: &Robo) -> i64 {
     let mut db = robo.lineage_db().await;
     let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT storage_uri, data_version FROM materializations")
-            .fetch_all(&mut db)
-            .await
-            .unwrap();
+        sqlx::query_as("SELECT storage_uri, data_version FROM materializations").fetch_all(&mut db).await.unwrap();
     for (uri, version) in &rows {
         let path = uri.strip_prefix("file://").unwrap();
-        let bytes =
-            std::fs::read(path).unwrap_or_else(|e| panic!("lineage row points at {path}: {e}"));
-        assert_eq!(
-            &blake3::hash(&bytes).to_hex().to_string(),
-            version,
-            "{path} is not the recorded output"
-        );
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("lineage row points at {path}: {e}"));
+        assert_eq!(&blake3::hash(&bytes).to_hex().to_string(), version, "{path} is not the recorded output");
     }
     rows.len() as i64
 }
@@ -79,33 +54,21 @@ async fn ctrl_c_cancels_the_run_cleanly() {
     signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(130), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(" canceled: 2300 steps"), "{stdout}");
 
     let recorded = assert_no_orphan_lineage_rows(&robo).await;
-    assert!(
-        recorded > 0 && recorded < TOTAL_STEPS,
-        "{recorded} materializations"
-    );
+    assert!(recorded > 0 && recorded < TOTAL_STEPS, "{recorded} materializations");
     let mut db = robo.lineage_db().await;
     let (status, finished): (String, Option<String>) =
-        sqlx::query_as("SELECT status, finished_at FROM runs")
+        sqlx::query_as("SELECT status, finished_at FROM runs").fetch_one(&mut db).await.unwrap();
+    assert_eq!(status, "canceled");
+    assert!(finished.is_some());
+    let running: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM asset_partitions WHERE last_attempt_status = 'running'")
             .fetch_one(&mut db)
             .await
             .unwrap();
-    assert_eq!(status, "canceled");
-    assert!(finished.is_some());
-    let running: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM asset_partitions WHERE last_attempt_status = 'running'",
-    )
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
     assert_eq!(running, 0);
 }
 
@@ -139,29 +102,16 @@ async fn kill_9_leaves_no_orphan_lineage_rows_and_the_rerun_completes_the_rest()
         "--json",
     ]);
     let plan: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let hours_planned = plan["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["asset"] == "usage_snapshot")
-        .count() as i64;
+    let hours_planned =
+        plan["steps"].as_array().unwrap().iter().filter(|s| s["asset"] == "usage_snapshot").count() as i64;
     assert_eq!(hours_planned, 2_208 - hours_before);
-    robo.ok(&[
-        "materialize",
-        "storage_bill",
-        "--from",
-        "2025-10-01",
-        "--to",
-        "2025-12-31",
-        "--with-upstream",
-    ]);
+    robo.ok(&["materialize", "storage_bill", "--from", "2025-10-01", "--to", "2025-12-31", "--with-upstream"]);
     let mut db = robo.lineage_db().await;
-    let current: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM asset_partitions WHERE current_materialization_id IS NOT NULL",
-    )
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
+    let current: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM asset_partitions WHERE current_materialization_id IS NOT NULL")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
     assert_eq!(current, TOTAL_STEPS, "every cell ends materialized");
     let twice: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT asset_key, partition_key FROM materializations WHERE asset_key = 'usage_snapshot' \

@@ -9,9 +9,8 @@ use arrow_array::{RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use chrono::TimeZone;
 use engine::{
-    AssetContext, AssetDef, AssetError, Definitions, Executor, FixedClock, NoObserver, Output,
-    PartitionSpec, PartitionsDef, PlanOptions, Resources, RetryPolicy, RunConfig, StepStatus,
-    asset,
+    AssetContext, AssetDef, AssetError, Definitions, Executor, FixedClock, NoObserver, Output, PartitionSpec,
+    PartitionsDef, PlanOptions, Resources, RetryPolicy, RunConfig, StepStatus, asset,
 };
 use lineage::{EventKind, LineageStore, RunStatus, SqliteStore};
 use resources::{LocalObjectStore, ParquetIoManager};
@@ -25,28 +24,16 @@ struct Harness {
 
 async fn harness(assets: Vec<AssetDef>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("lineage.db"))
-            .await
-            .unwrap(),
-    );
+    let store = Arc::new(SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap());
     let exec = Executor {
         defs: Definitions::new(assets).unwrap(),
         store: store.clone(),
-        io: Arc::new(ParquetIoManager::new(Arc::new(LocalObjectStore::new(
-            dir.path().join("storage"),
-        )))),
+        io: Arc::new(ParquetIoManager::new(Arc::new(LocalObjectStore::new(dir.path().join("storage"))))),
         resources: Resources::default(),
-        clock: Arc::new(FixedClock(
-            chrono::Utc.with_ymd_and_hms(2026, 1, 15, 0, 0, 0).unwrap(),
-        )),
+        clock: Arc::new(FixedClock(chrono::Utc.with_ymd_and_hms(2026, 1, 15, 0, 0, 0).unwrap())),
         dynamic: Default::default(),
     };
-    Harness {
-        _dir: dir,
-        exec,
-        store,
-    }
+    Harness { _dir: dir, exec, store }
 }
 
 impl Harness {
@@ -55,55 +42,24 @@ impl Harness {
         let ctx = self.exec.partitions_context();
         let selected = engine::selection::resolve(graph, selection).unwrap();
         let targets = engine::plan::targets(graph, &selected, &spec, &ctx).unwrap();
-        engine::plan::plan(
-            graph,
-            &targets,
-            &Default::default(),
-            &ctx,
-            PlanOptions {
-                with_upstream: true,
-            },
-        )
-        .unwrap()
+        engine::plan::plan(graph, &targets, &Default::default(), &ctx, PlanOptions { with_upstream: true }).unwrap()
     }
 
-    async fn run(
-        &self,
-        plan: &engine::Plan,
-        concurrency: usize,
-        cancel: CancellationToken,
-    ) -> engine::RunOutcome {
-        let config = RunConfig {
-            concurrency,
-            ..RunConfig::default()
-        };
-        self.exec
-            .execute(plan, &config, Arc::new(NoObserver), cancel)
-            .await
-            .unwrap()
+    async fn run(&self, plan: &engine::Plan, concurrency: usize, cancel: CancellationToken) -> engine::RunOutcome {
+        let config = RunConfig { concurrency, ..RunConfig::default() };
+        self.exec.execute(plan, &config, Arc::new(NoObserver), cancel).await.unwrap()
     }
 
     async fn count(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(self.store.pool())
-            .await
-            .unwrap()
+        sqlx::query_scalar(sql).fetch_one(self.store.pool()).await.unwrap()
     }
 }
 
 /// A one-row table holding the partition key.
 fn table(ctx: &AssetContext) -> Output {
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "partition",
-        DataType::Utf8,
-        false,
-    )]));
+    let schema = Arc::new(Schema::new(vec![Field::new("partition", DataType::Utf8, false)]));
     Output::table(
-        RecordBatch::try_new(
-            schema,
-            vec![Arc::new(StringArray::from(vec![ctx.partition_key.clone()]))],
-        )
-        .unwrap(),
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![ctx.partition_key.clone()]))]).unwrap(),
     )
 }
 
@@ -130,27 +86,11 @@ async fn a_flaky_asset_is_retried_until_it_succeeds() {
             }),
     ])
     .await;
-    let outcome = h
-        .run(
-            &h.plan("flaky", key("2025-12-15")),
-            4,
-            CancellationToken::new(),
-        )
-        .await;
+    let outcome = h.run(&h.plan("flaky", key("2025-12-15")), 4, CancellationToken::new()).await;
     assert_eq!(outcome.status, RunStatus::Succeeded);
-    assert!(
-        matches!(
-            outcome.steps[0].status,
-            StepStatus::Succeeded { attempt: 3, .. }
-        ),
-        "{:?}",
-        outcome.steps[0]
-    );
+    assert!(matches!(outcome.steps[0].status, StepStatus::Succeeded { attempt: 3, .. }), "{:?}", outcome.steps[0]);
     let events = h.store.run_events(outcome.run_id).await.unwrap();
-    let retries: Vec<_> = events
-        .iter()
-        .filter(|e| e.kind == EventKind::StepRetried)
-        .collect();
+    let retries: Vec<_> = events.iter().filter(|e| e.kind == EventKind::StepRetried).collect();
     assert_eq!(retries.len(), 2);
     assert_eq!(retries[0].message, "graph api returned 503");
     assert_eq!(retries[1].body["attempt"], 2);
@@ -175,34 +115,16 @@ async fn a_failed_hour_skips_its_day_and_nothing_else() {
             .compute(|ctx| async move { Ok(table(&ctx)) }),
     ])
     .await;
-    let plan = h.plan(
-        "bill",
-        PartitionSpec::Range("2025-12-14".into(), "2025-12-15".into()),
-    );
+    let plan = h.plan("bill", PartitionSpec::Range("2025-12-14".into(), "2025-12-15".into()));
     assert_eq!(plan.steps.len(), 50);
     let outcome = h.run(&plan, 4, CancellationToken::new()).await;
     assert_eq!(outcome.status, RunStatus::Failed);
-    let by_status =
-        |f: fn(&StepStatus) -> bool| outcome.steps.iter().filter(|s| f(&s.status)).count();
-    assert_eq!(
-        by_status(|s| matches!(s, StepStatus::Succeeded { .. })),
-        48,
-        "47 hours and the 14th's bill"
-    );
-    assert_eq!(
-        by_status(|s| matches!(s, StepStatus::Failed { attempts: 2, .. })),
-        1
-    );
-    let skipped: Vec<_> = outcome
-        .steps
-        .iter()
-        .filter(|s| matches!(s.status, StepStatus::Skipped { .. }))
-        .collect();
+    let by_status = |f: fn(&StepStatus) -> bool| outcome.steps.iter().filter(|s| f(&s.status)).count();
+    assert_eq!(by_status(|s| matches!(s, StepStatus::Succeeded { .. })), 48, "47 hours and the 14th's bill");
+    assert_eq!(by_status(|s| matches!(s, StepStatus::Failed { attempts: 2, .. })), 1);
+    let skipped: Vec<_> = outcome.steps.iter().filter(|s| matches!(s.status, StepStatus::Skipped { .. })).collect();
     assert_eq!(skipped.len(), 1);
-    assert_eq!(
-        (skipped[0].asset.as_str(), skipped[0].partition_key.as_str()),
-        ("bill", "2025-12-15")
-    );
+    assert_eq!((skipped[0].asset.as_str(), skipped[0].partition_key.as_str()), ("bill", "2025-12-15"));
     assert!(
         matches!(&skipped[0].status, StepStatus::Skipped { reason } if reason == "upstream step usage 2025-12-15T03:00 failed")
     );
@@ -217,61 +139,34 @@ async fn a_failed_hour_skips_its_day_and_nothing_else() {
         .unwrap();
     assert_eq!(failed.last_attempt_status, lineage::AttemptStatus::Failed);
     assert_eq!(failed.last_error.as_deref(), Some("disk quota exceeded"));
-    assert!(
-        h.store
-            .partition_states("bill")
-            .await
-            .unwrap()
-            .iter()
-            .all(|s| s.partition_key == "2025-12-14")
-    );
-    assert_eq!(
-        h.store.run(outcome.run_id).await.unwrap().unwrap().status,
-        RunStatus::Failed
-    );
+    assert!(h.store.partition_states("bill").await.unwrap().iter().all(|s| s.partition_key == "2025-12-14"));
+    assert_eq!(h.store.run(outcome.run_id).await.unwrap().unwrap().status, RunStatus::Failed);
 }
 
 #[tokio::test]
 async fn cancel_stops_the_run_and_records_nothing_half_written() {
-    let h = harness(vec![
-        asset("usage")
-            .partitions(PartitionsDef::hourly("2025-01-01"))
-            .compute(|ctx| async move {
-                // Hours after 05:00 hang until canceled: they are running when the cancel comes.
-                if ctx.partition_key.as_str() > "2025-12-15T05:00" {
-                    ctx.cancel.cancelled().await;
-                    return Err::<Output, AssetError>("interrupted".into());
-                }
-                Ok(table(&ctx))
-            }),
-    ])
+    let h = harness(vec![asset("usage").partitions(PartitionsDef::hourly("2025-01-01")).compute(|ctx| async move {
+        // Hours after 05:00 hang until canceled: they are running when the cancel comes.
+        if ctx.partition_key.as_str() > "2025-12-15T05:00" {
+            ctx.cancel.cancelled().await;
+            return Err::<Output, AssetError>("interrupted".into());
+        }
+        Ok(table(&ctx))
+    })])
     .await;
-    let plan = h.plan(
-        "usage",
-        PartitionSpec::Range("2025-12-15T00:00".into(), "2025-12-15T23:00".into()),
-    );
+    let plan = h.plan("usage", PartitionSpec::Range("2025-12-15T00:00".into(), "2025-12-15T23:00".into()));
     let cancel = CancellationToken::new();
     let run = {
         let (h_exec, plan, cancel) = (h.exec.clone(), plan.clone(), cancel.clone());
         tokio::spawn(async move {
             h_exec
-                .execute(
-                    &plan,
-                    &RunConfig {
-                        concurrency: 3,
-                        ..RunConfig::default()
-                    },
-                    Arc::new(NoObserver),
-                    cancel,
-                )
+                .execute(&plan, &RunConfig { concurrency: 3, ..RunConfig::default() }, Arc::new(NoObserver), cancel)
                 .await
         })
     };
     // Wait until the six quick hours are recorded and three slow ones are running.
     for _ in 0..500 {
-        if h.count("SELECT count(*) FROM asset_partitions WHERE last_attempt_status = 'running'")
-            .await
-            == 3
+        if h.count("SELECT count(*) FROM asset_partitions WHERE last_attempt_status = 'running'").await == 3
             && h.count("SELECT count(*) FROM materializations").await == 6
         {
             break;
@@ -281,26 +176,11 @@ async fn cancel_stops_the_run_and_records_nothing_half_written() {
     cancel.cancel();
     let outcome = run.await.unwrap().unwrap();
     assert_eq!(outcome.status, RunStatus::Canceled);
-    assert_eq!(
-        outcome
-            .steps
-            .iter()
-            .filter(|s| matches!(s.status, StepStatus::Succeeded { .. }))
-            .count(),
-        6
-    );
-    assert_eq!(
-        outcome
-            .steps
-            .iter()
-            .filter(|s| s.status == StepStatus::Canceled)
-            .count(),
-        18
-    );
+    assert_eq!(outcome.steps.iter().filter(|s| matches!(s.status, StepStatus::Succeeded { .. })).count(), 6);
+    assert_eq!(outcome.steps.iter().filter(|s| s.status == StepStatus::Canceled).count(), 18);
     assert_eq!(h.count("SELECT count(*) FROM materializations").await, 6);
     assert_eq!(
-        h.count("SELECT count(*) FROM asset_partitions WHERE last_attempt_status = 'running'")
-            .await,
+        h.count("SELECT count(*) FROM asset_partitions WHERE last_attempt_status = 'running'").await,
         0,
         "no partition is left 'running'"
     );
@@ -315,51 +195,34 @@ async fn concurrency_is_bounded() {
     let gauge = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let (g, p) = (gauge.clone(), peak.clone());
-    let h = harness(vec![
-        asset("usage")
-            .partitions(PartitionsDef::hourly("2025-01-01"))
-            .compute(move |ctx| {
-                let (g, p) = (g.clone(), p.clone());
-                async move {
-                    let now = g.fetch_add(1, Ordering::SeqCst) + 1;
-                    p.fetch_max(now, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(15)).await;
-                    g.fetch_sub(1, Ordering::SeqCst);
-                    Ok(table(&ctx))
-                }
-            }),
-    ])
+    let h = harness(vec![asset("usage").partitions(PartitionsDef::hourly("2025-01-01")).compute(move |ctx| {
+        let (g, p) = (g.clone(), p.clone());
+        async move {
+            let now = g.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            g.fetch_sub(1, Ordering::SeqCst);
+            Ok(table(&ctx))
+        }
+    })])
     .await;
-    let plan = h.plan(
-        "usage",
-        PartitionSpec::Range("2025-12-15T00:00".into(), "2025-12-15T23:00".into()),
-    );
+    let plan = h.plan("usage", PartitionSpec::Range("2025-12-15T00:00".into(), "2025-12-15T23:00".into()));
     let outcome = h.run(&plan, 3, CancellationToken::new()).await;
     assert_eq!(outcome.status, RunStatus::Succeeded);
     let peak = peak.load(Ordering::SeqCst);
-    assert!(
-        (2..=3).contains(&peak),
-        "peak concurrency {peak} with --concurrency 3"
-    );
+    assert!((2..=3).contains(&peak), "peak concurrency {peak} with --concurrency 3");
 }
 
 #[tokio::test]
 async fn a_panicking_asset_fails_its_step_not_the_run() {
-    let h = harness(vec![
-        asset("usage")
-            .partitions(PartitionsDef::hourly("2025-01-01"))
-            .compute(|ctx| async move {
-                if ctx.partition_key == "2025-12-15T01:00" {
-                    panic!("bug in asset code");
-                }
-                Ok(table(&ctx))
-            }),
-    ])
+    let h = harness(vec![asset("usage").partitions(PartitionsDef::hourly("2025-01-01")).compute(|ctx| async move {
+        if ctx.partition_key == "2025-12-15T01:00" {
+            panic!("bug in asset code");
+        }
+        Ok(table(&ctx))
+    })])
     .await;
-    let plan = h.plan(
-        "usage",
-        PartitionSpec::Range("2025-12-15T00:00".into(), "2025-12-15T02:00".into()),
-    );
+    let plan = h.plan("usage", PartitionSpec::Range("2025-12-15T00:00".into(), "2025-12-15T02:00".into()));
     let outcome = h.run(&plan, 2, CancellationToken::new()).await;
     assert_eq!(outcome.status, RunStatus::Failed);
     assert!(

@@ -25,11 +25,7 @@ fn check(assets: Vec<AssetDef>) -> String {
 #[test]
 fn a_valid_graph_is_ordered_by_dependencies() {
     let out = check(vec![
-        noop(
-            asset("billing/storage_bill")
-                .partitions(PartitionsDef::daily("2025-01-01"))
-                .dep("usage_snapshot"),
-        ),
+        noop(asset("billing/storage_bill").partitions(PartitionsDef::daily("2025-01-01")).dep("usage_snapshot")),
         noop(asset("usage_snapshot").partitions(PartitionsDef::hourly("2025-01-01"))),
     ]);
     assert_eq!(out, "usage_snapshot -> billing/storage_bill");
@@ -43,22 +39,13 @@ fn cycles_name_every_asset_on_them() {
         noop(asset("c").dep("b")),
         noop(asset("d").dep("a")),
     ]);
-    assert_eq!(
-        out,
-        "error: assets form a dependency cycle: a -> b -> c -> a"
-    );
-    assert_eq!(
-        check(vec![noop(asset("a").dep("a"))]),
-        "error: assets form a dependency cycle: a -> a"
-    );
+    assert_eq!(out, "error: assets form a dependency cycle: a -> b -> c -> a");
+    assert_eq!(check(vec![noop(asset("a").dep("a"))]), "error: assets form a dependency cycle: a -> a");
 }
 
 #[test]
 fn unknown_dependencies_suggest_close_names() {
-    let out = check(vec![
-        noop(asset("usage_snapshot")),
-        noop(asset("storage_bill").dep("usage_snapshots")),
-    ]);
+    let out = check(vec![noop(asset("usage_snapshot")), noop(asset("storage_bill").dep("usage_snapshots"))]);
     assert_eq!(
         out,
         r#"error: asset "storage_bill" depends on unknown asset "usage_snapshots" (did you mean usage_snapshot?)"#
@@ -67,30 +54,16 @@ fn unknown_dependencies_suggest_close_names() {
 
 #[test]
 fn duplicate_keys_and_ambiguous_names_are_rejected() {
-    assert_eq!(
-        check(vec![noop(asset("a")), noop(asset("a"))]),
-        r#"error: asset key "a" is defined twice"#
-    );
-    let out = check(vec![
-        noop(asset("x/bill")),
-        noop(asset("y/bill")),
-        noop(asset("report").dep("bill")),
-    ]);
-    assert_eq!(
-        out,
-        r#"error: asset "report" depends on "bill", which is ambiguous: x/bill, y/bill"#
-    );
+    assert_eq!(check(vec![noop(asset("a")), noop(asset("a"))]), r#"error: asset key "a" is defined twice"#);
+    let out = check(vec![noop(asset("x/bill")), noop(asset("y/bill")), noop(asset("report").dep("bill"))]);
+    assert_eq!(out, r#"error: asset "report" depends on "bill", which is ambiguous: x/bill, y/bill"#);
 }
 
 #[test]
 fn incompatible_mappings_name_both_assets() {
     let out = check(vec![
         noop(asset("realms").partitions(PartitionsDef::fixed(["us", "eu"]))),
-        noop(
-            asset("daily")
-                .partitions(PartitionsDef::daily("2025-01-01"))
-                .dep("realms"),
-        ),
+        noop(asset("daily").partitions(PartitionsDef::daily("2025-01-01")).dep("realms")),
     ]);
     assert_eq!(
         out,
@@ -113,18 +86,8 @@ fn incompatible_mappings_name_both_assets() {
 fn chain() -> Definitions {
     Definitions::new(vec![
         noop(asset("raw").group("ingest").tag("team", "data")),
-        noop(
-            asset("usage")
-                .group("billing")
-                .tag("team", "billing")
-                .dep("raw"),
-        ),
-        noop(
-            asset("bill")
-                .group("billing")
-                .tag("team", "billing")
-                .dep("usage"),
-        ),
+        noop(asset("usage").group("billing").tag("team", "billing").dep("raw")),
+        noop(asset("bill").group("billing").tag("team", "billing").dep("usage")),
         noop(asset("report").group("reports").dep("bill")),
     ])
     .unwrap()
@@ -133,11 +96,7 @@ fn chain() -> Definitions {
 fn select(selection: &str) -> String {
     let defs = chain();
     match selection::resolve(defs.graph(), selection) {
-        Ok(ids) => ids
-            .iter()
-            .map(|id| defs.graph().asset(*id).key.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
+        Ok(ids) => ids.iter().map(|id| defs.graph().asset(*id).key.to_string()).collect::<Vec<_>>().join(","),
         Err(e) => format!("error: {e}"),
     }
 }
@@ -157,22 +116,9 @@ fn the_selection_syntax() {
 
 #[test]
 fn selection_errors_say_what_is_valid() {
-    assert_eq!(
-        select("bil"),
-        r#"error: unknown asset "bil" (did you mean bill?)"#
-    );
-    assert_eq!(
-        select("zzz"),
-        r#"error: unknown asset "zzz"; run `robo-assets list` to see every asset"#
-    );
-    assert_eq!(
-        select("group:finance"),
-        r#"error: group "finance" matches no asset (known: billing, ingest, reports)"#
-    );
-    assert!(
-        select("x+bill").starts_with(r#"error: malformed selection term "x+bill""#),
-        "{}",
-        select("x+bill")
-    );
+    assert_eq!(select("bil"), r#"error: unknown asset "bil" (did you mean bill?)"#);
+    assert_eq!(select("zzz"), r#"error: unknown asset "zzz"; run `robo-assets list` to see every asset"#);
+    assert_eq!(select("group:finance"), r#"error: group "finance" matches no asset (known: billing, ingest, reports)"#);
+    assert!(select("x+bill").starts_with(r#"error: malformed selection term "x+bill""#), "{}", select("x+bill"));
     assert!(select("bill,").starts_with("error: malformed selection term"));
 }

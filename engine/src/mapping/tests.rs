@@ -7,15 +7,8 @@ fn ctx() -> PartitionsContext {
     PartitionsContext::at(chrono::Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap())
 }
 
-fn up(
-    mapping: PartitionMapping,
-    upstream: &PartitionsDef,
-    downstream: &PartitionsDef,
-    key: &str,
-) -> Vec<String> {
-    mapping
-        .upstream_keys(Some(upstream), Some(downstream), key, &ctx())
-        .unwrap()
+fn up(mapping: PartitionMapping, upstream: &PartitionsDef, downstream: &PartitionsDef, key: &str) -> Vec<String> {
+    mapping.upstream_keys(Some(upstream), Some(downstream), key, &ctx()).unwrap()
 }
 
 #[test]
@@ -27,10 +20,7 @@ fn a_day_reads_its_24_hours() {
         "2025-12-15",
     );
     assert_eq!(keys.len(), 24);
-    assert_eq!(
-        (keys[0].as_str(), keys[23].as_str()),
-        ("2025-12-15T00:00", "2025-12-15T23:00")
-    );
+    assert_eq!((keys[0].as_str(), keys[23].as_str()), ("2025-12-15T00:00", "2025-12-15T23:00"));
 }
 
 #[test]
@@ -52,10 +42,7 @@ fn a_month_with_offset_minus_one_reads_the_previous_months_days() {
         "2025-03",
     );
     assert_eq!(keys.len(), 28);
-    assert_eq!(
-        (keys[0].as_str(), keys[27].as_str()),
-        ("2025-02-01", "2025-02-28")
-    );
+    assert_eq!((keys[0].as_str(), keys[27].as_str()), ("2025-02-01", "2025-02-28"));
     // Before the upstream's first partition there is nothing to read.
     assert!(
         up(
@@ -66,6 +53,16 @@ fn a_month_with_offset_minus_one_reads_the_previous_months_days() {
         )
         .is_empty()
     );
+}
+
+#[test]
+fn an_upstream_that_starts_later_is_not_read_before_its_start() {
+    let hourly = PartitionsDef::hourly("2025-02-01");
+    let daily = PartitionsDef::daily("2025-01-01");
+    assert!(up(PartitionMapping::time_window(0, 0), &hourly, &daily, "2025-01-31").is_empty());
+    assert_eq!(up(PartitionMapping::time_window(0, 0), &hourly, &daily, "2025-02-01").len(), 24);
+    let m = PartitionMapping::time_window(0, 0);
+    assert_eq!(m.downstream_keys(Some(&hourly), Some(&daily), "2025-02-01T00:00", &ctx()).unwrap(), ["2025-02-01"]);
 }
 
 #[test]
@@ -84,58 +81,24 @@ fn defaults_are_inferred_as_in_dagster() {
     let hourly = PartitionsDef::hourly("2025-01-01");
     let daily = PartitionsDef::daily("2025-01-01");
     let realms = PartitionsDef::fixed(["us", "eu"]);
-    assert_eq!(
-        PartitionMapping::infer(Some(&hourly), Some(&daily)),
-        Ok(PartitionMapping::time_window(0, 0))
-    );
-    assert_eq!(
-        PartitionMapping::infer(Some(&realms), Some(&realms)),
-        Ok(PartitionMapping::Identity)
-    );
-    assert_eq!(
-        PartitionMapping::infer(None, Some(&daily)),
-        Ok(PartitionMapping::AllPartitions)
-    );
-    assert_eq!(
-        PartitionMapping::infer(Some(&daily), None),
-        Ok(PartitionMapping::AllPartitions)
-    );
+    assert_eq!(PartitionMapping::infer(Some(&hourly), Some(&daily)), Ok(PartitionMapping::time_window(0, 0)));
+    assert_eq!(PartitionMapping::infer(Some(&realms), Some(&realms)), Ok(PartitionMapping::Identity));
+    assert_eq!(PartitionMapping::infer(None, Some(&daily)), Ok(PartitionMapping::AllPartitions));
+    assert_eq!(PartitionMapping::infer(Some(&daily), None), Ok(PartitionMapping::AllPartitions));
     let err = PartitionMapping::infer(Some(&realms), Some(&daily)).unwrap_err();
-    assert!(
-        err.0
-            .contains("no default mapping from static [us, eu] to daily"),
-        "{}",
-        err.0
-    );
-    assert!(
-        PartitionMapping::Identity
-            .validate(Some(&hourly), Some(&daily))
-            .is_err()
-    );
-    assert!(
-        PartitionMapping::time_window(0, 0)
-            .validate(Some(&realms), Some(&daily))
-            .is_err()
-    );
+    assert!(err.0.contains("no default mapping from static [us, eu] to daily"), "{}", err.0);
+    assert!(PartitionMapping::Identity.validate(Some(&hourly), Some(&daily)).is_err());
+    assert!(PartitionMapping::time_window(0, 0).validate(Some(&realms), Some(&daily)).is_err());
 }
 
 #[test]
 fn all_and_last_partitions() {
     let daily = PartitionsDef::daily("2026-05-01");
-    let all = PartitionMapping::AllPartitions
-        .upstream_keys(Some(&daily), None, "", &ctx())
-        .unwrap();
+    let all = PartitionMapping::AllPartitions.upstream_keys(Some(&daily), None, "", &ctx()).unwrap();
     assert_eq!(all.len(), 31);
-    let last = PartitionMapping::LastPartition
-        .upstream_keys(Some(&daily), None, "", &ctx())
-        .unwrap();
+    let last = PartitionMapping::LastPartition.upstream_keys(Some(&daily), None, "", &ctx()).unwrap();
     assert_eq!(last, ["2026-05-31"]);
-    assert_eq!(
-        PartitionMapping::AllPartitions
-            .upstream_keys(None, Some(&daily), "2026-05-03", &ctx())
-            .unwrap(),
-        [""]
-    );
+    assert_eq!(PartitionMapping::AllPartitions.upstream_keys(None, Some(&daily), "2026-05-03", &ctx()).unwrap(), [""]);
 }
 
 fn time_defs() -> Vec<PartitionsDef> {

@@ -30,17 +30,35 @@ fn defs() -> Vec<PartitionsDef> {
 }
 
 proptest! {
+    /// Windows tile time: each starts where the previous ended (by construction), and each is
+    /// the calendar unit it claims to be, checked against the local calendar independently:
+    /// an hour is 3,600 s; a day, week or month starts at local midnight (or just after a DST
+    /// gap) and advances the local date by exactly one day, seven days or one month.
     #[test]
-    fn windows_tile_without_gaps_or_overlaps(def_idx in 0usize..9, idx in 0i64..20_000) {
+    fn windows_are_the_calendar_units_they_claim(def_idx in 0usize..9, idx in -500i64..20_000) {
         let def = &defs()[def_idx];
         let tw = tw(def);
         let (a, b) = (tw.window(idx), tw.window(idx + 1));
         prop_assert!(a.start < a.end, "window {idx} of {def} is empty");
         prop_assert_eq!(a.end, b.start);
+        let tz = tw.timezone();
+        let (la, lb) = (a.start.with_timezone(&tz).naive_local(), b.start.with_timezone(&tz).naive_local());
+        match tw.cadence() {
+            Cadence::Hourly => prop_assert_eq!((a.end - a.start).num_seconds(), 3600),
+            cadence => {
+                prop_assert!(la.hour() <= 1 && la.minute() == 0, "{def} window {idx} starts at local {la}");
+                let expected = match cadence {
+                    Cadence::Daily => la.date().succ_opt().unwrap(),
+                    Cadence::Weekly => la.date() + Duration::days(7),
+                    _ => la.date().checked_add_months(Months::new(1)).unwrap(),
+                };
+                prop_assert_eq!(lb.date(), expected, "{} window {} starts {}", def, idx, la);
+            }
+        }
     }
 
     #[test]
-    fn key_window_key_round_trips(def_idx in 0usize..9, idx in 0i64..20_000) {
+    fn key_window_key_round_trips(def_idx in 0usize..9, idx in -500i64..20_000) {
         let def = &defs()[def_idx];
         let tw = tw(def);
         let key = tw.key(idx);
@@ -48,6 +66,7 @@ proptest! {
         let w = tw.window(idx);
         prop_assert_eq!(tw.index_containing(w.start), idx);
         prop_assert_eq!(tw.index_containing(w.end - Duration::nanoseconds(1)), idx);
+        prop_assert_eq!(tw.index_containing(w.start - Duration::nanoseconds(1)), idx - 1, "just before window {}", idx);
     }
 
 }
@@ -77,10 +96,7 @@ fn new_york_days_have_23_and_25_hours_on_dst_transitions() {
     assert_eq!(hours("2025-11-02"), 25);
     assert_eq!(hours("2025-12-15"), 24);
     // The 2025-03-09 window starts at local midnight, 05:00 UTC.
-    assert_eq!(
-        day.window_of("2025-03-09").unwrap().start,
-        at(2025, 3, 9, 5)
-    );
+    assert_eq!(day.window_of("2025-03-09").unwrap().start, at(2025, 3, 9, 5));
 }
 
 #[test]
@@ -110,14 +126,8 @@ fn month_ends_and_leap_years() {
     assert_eq!(days("2025-02"), 28);
     assert_eq!(days("2025-12"), 31);
     let day = PartitionsDef::daily("2024-01-01");
-    assert_eq!(
-        day.resolve("2024-02-29", &ctx()),
-        Ok("2024-02-29".to_owned())
-    );
-    assert!(matches!(
-        day.resolve("2025-02-29", &ctx()),
-        Err(PartitionKeyError::Malformed { .. })
-    ));
+    assert_eq!(day.resolve("2024-02-29", &ctx()), Ok("2024-02-29".to_owned()));
+    assert!(matches!(day.resolve("2025-02-29", &ctx()), Err(PartitionKeyError::Malformed { .. })));
     // The day after the last day of a month is the first of the next.
     let i = tw(&day).parse_index("2025-01-31").unwrap();
     assert_eq!(tw(&day).key(i + 1), "2025-02-01");
@@ -126,36 +136,12 @@ fn month_ends_and_leap_years() {
 #[test]
 fn dagster_style_aliases_resolve_to_canonical_keys() {
     let c = ctx();
-    assert_eq!(
-        PartitionsDef::hourly("2025-01-01").resolve("2025-12-15-02:00", &c),
-        Ok("2025-12-15T02:00".to_owned())
-    );
-    assert_eq!(
-        PartitionsDef::monthly("2025-01-01").resolve("2025-12-01", &c),
-        Ok("2025-12".to_owned())
-    );
-    assert!(
-        PartitionsDef::monthly("2025-01-01")
-            .resolve("2025-12-15", &c)
-            .is_err(),
-        "a mid-month date is not a month"
-    );
-    assert!(
-        PartitionsDef::hourly("2025-01-01")
-            .resolve("2025-12-15T02:30", &c)
-            .is_err(),
-        "not on the hour"
-    );
-    assert!(
-        PartitionsDef::weekly("2025-12-01")
-            .resolve("2025-12-09", &c)
-            .is_err(),
-        "not a week start (Mondays)"
-    );
-    assert_eq!(
-        PartitionsDef::weekly("2025-12-01").resolve("2025-12-08", &c),
-        Ok("2025-12-08".to_owned())
-    );
+    assert_eq!(PartitionsDef::hourly("2025-01-01").resolve("2025-12-15-02:00", &c), Ok("2025-12-15T02:00".to_owned()));
+    assert_eq!(PartitionsDef::monthly("2025-01-01").resolve("2025-12-01", &c), Ok("2025-12".to_owned()));
+    assert!(PartitionsDef::monthly("2025-01-01").resolve("2025-12-15", &c).is_err(), "a mid-month date is not a month");
+    assert!(PartitionsDef::hourly("2025-01-01").resolve("2025-12-15T02:30", &c).is_err(), "not on the hour");
+    assert!(PartitionsDef::weekly("2025-12-01").resolve("2025-12-09", &c).is_err(), "not a week start (Mondays)");
+    assert_eq!(PartitionsDef::weekly("2025-12-01").resolve("2025-12-08", &c), Ok("2025-12-08".to_owned()));
 }
 
 #[test]
@@ -182,34 +168,18 @@ fn static_and_dynamic_keys() {
     let realms = PartitionsDef::fixed(["us", "eu"]);
     assert_eq!(realms.resolve("eu", &c), Ok("eu".to_owned()));
     let err = realms.resolve("apac", &c).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "unknown partition \"apac\" for static [us, eu] partitions; valid keys: us, eu"
-    );
+    assert_eq!(err.to_string(), "unknown partition \"apac\" for static [us, eu] partitions; valid keys: us, eu");
     let subs = PartitionsDef::dynamic("subscriptions");
     assert!(subs.resolve("sub_1", &c).is_err());
-    c.dynamic
-        .insert("subscriptions".into(), vec!["sub_1".into(), "sub_2".into()]);
+    c.dynamic.insert("subscriptions".into(), vec!["sub_1".into(), "sub_2".into()]);
     assert_eq!(subs.resolve("sub_1", &c), Ok("sub_1".to_owned()));
-    assert_eq!(
-        subs.range("sub_1", "sub_2", &c).unwrap(),
-        ["sub_1", "sub_2"]
-    );
+    assert_eq!(subs.range("sub_1", "sub_2", &c).unwrap(), ["sub_1", "sub_2"]);
 }
 
 #[test]
 fn ranges_are_compressed_for_display() {
     let hourly = PartitionsDef::hourly("2025-01-01");
-    let keys: Vec<String> = [
-        "2025-12-15T00:00",
-        "2025-12-15T01:00",
-        "2025-12-15T02:00",
-        "2025-12-15T05:00",
-    ]
-    .map(String::from)
-    .to_vec();
-    assert_eq!(
-        compress_ranges(Some(&hourly), &keys),
-        ["2025-12-15T00:00..2025-12-15T02:00 (3)", "2025-12-15T05:00"]
-    );
+    let keys: Vec<String> =
+        ["2025-12-15T00:00", "2025-12-15T01:00", "2025-12-15T02:00", "2025-12-15T05:00"].map(String::from).to_vec();
+    assert_eq!(compress_ranges(Some(&hourly), &keys), ["2025-12-15T00:00..2025-12-15T02:00 (3)", "2025-12-15T05:00"]);
 }

@@ -13,11 +13,7 @@ fn noop(builder: crate::definition::AssetBuilder) -> AssetDef {
 fn billing() -> Definitions {
     Definitions::new(vec![
         noop(asset("usage").partitions(PartitionsDef::hourly("2025-01-01"))),
-        noop(
-            asset("bill")
-                .partitions(PartitionsDef::daily("2025-01-01"))
-                .dep("usage"),
-        ),
+        noop(asset("bill").partitions(PartitionsDef::daily("2025-01-01")).dep("usage")),
         noop(
             asset("allocation")
                 .partitions(PartitionsDef::monthly("2025-01-01"))
@@ -29,12 +25,7 @@ fn billing() -> Definitions {
 }
 
 /// Plans `selection` for `spec` with `materialized` facts and renders the plan or the error.
-fn check(
-    selection: &str,
-    spec: PartitionSpec,
-    materialized: &[(&str, &str)],
-    with_upstream: bool,
-) -> String {
+fn check(selection: &str, spec: PartitionSpec, materialized: &[(&str, &str)], with_upstream: bool) -> String {
     let defs = billing();
     let graph = defs.graph();
     let ctx = PartitionsContext::at(chrono::Utc.with_ymd_and_hms(2026, 1, 15, 0, 0, 0).unwrap());
@@ -49,10 +40,7 @@ fn check(
         Ok(plan) => {
             // Every dependency points backwards: the order is valid.
             for (i, step) in plan.steps.iter().enumerate() {
-                assert!(
-                    step.deps.iter().all(|d| *d < i),
-                    "step {i} depends on a later step"
-                );
+                assert!(step.deps.iter().all(|d| *d < i), "step {i} depends on a later step");
             }
             plan.render(graph)
         }
@@ -61,9 +49,7 @@ fn check(
 }
 
 fn all_hours(day: &str) -> Vec<(&'static str, String)> {
-    (0..24)
-        .map(|h| ("usage", format!("{day}T{h:02}:00")))
-        .collect()
+    (0..24).map(|h| ("usage", format!("{day}T{h:02}:00"))).collect()
 }
 
 #[test]
@@ -132,12 +118,7 @@ fn downstream_assets_take_the_partitions_that_read_the_key() {
     let facts: Vec<(&str, &str)> = facts.iter().map(|(a, k)| (*a, k.as_str())).collect();
     // One hour, then the day's bill that reads it, then December's allocation that reads
     // November's bills (offset -1).
-    let out = check(
-        "usage,bill,allocation",
-        PartitionSpec::Key("2025-11-30T23:00".into()),
-        &facts,
-        false,
-    );
+    let out = check("usage,bill,allocation", PartitionSpec::Key("2025-11-30T23:00".into()), &facts, false);
     insta::assert_snapshot!(out, @r"
     usage                    1 step   2025-11-30T23:00
     bill                     1 step   2025-11-30
@@ -147,18 +128,7 @@ fn downstream_assets_take_the_partitions_that_read_the_key() {
 
 #[test]
 fn an_unpartitioned_downstream_pulls_in_every_partition_with_upstream() {
-    let out = check(
-        "usage+",
-        PartitionSpec::Key("2025-11-30T23:00".into()),
-        &[],
-        true,
-    );
-    assert!(
-        out.contains("report                   1 step   (unpartitioned)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("bill                   379 steps  2025-01-01..2026-01-14 (379)"),
-        "{out}"
-    );
+    let out = check("usage+", PartitionSpec::Key("2025-11-30T23:00".into()), &[], true);
+    assert!(out.contains("report                   1 step   (unpartitioned)"), "{out}");
+    assert!(out.contains("bill                   379 steps  2025-01-01..2026-01-14 (379)"), "{out}");
 }
