@@ -53,7 +53,7 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-async fn measure(name: &str, with_table: bool, from: &str, to: &str) {
+async fn measure(name: &str, with_table: bool, from: &str, to: &str, concurrency: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap());
     let exec = Executor {
@@ -71,8 +71,15 @@ async fn measure(name: &str, with_table: bool, from: &str, to: &str) {
     let targets = engine::plan::targets(graph, &selected, &PartitionSpec::Range(from.into(), to.into()), &ctx).unwrap();
     let plan = engine::plan::plan(graph, &targets, &Default::default(), &ctx, PlanOptions::default()).unwrap();
     let planned = started.elapsed();
-    let outcome =
-        exec.execute(&plan, &RunConfig::default(), Arc::new(NoObserver), CancellationToken::new()).await.unwrap();
+    let outcome = exec
+        .execute(
+            &plan,
+            &RunConfig { concurrency, ..RunConfig::default() },
+            Arc::new(NoObserver),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
     let total = started.elapsed();
     assert_eq!(outcome.status, lineage::RunStatus::Succeeded);
     let n = plan.steps.len();
@@ -85,12 +92,98 @@ async fn measure(name: &str, with_table: bool, from: &str, to: &str) {
     );
 }
 
+/// Cost of single lineage-store operations, to see where a step's time goes.
+async fn store_ops() {
+    use lineage::{EventKind, InputVersion, LineageStore, NewMaterialization, NewRun, RunEvent, RunId};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap();
+    let now = chrono::Utc::now();
+    let run_id = RunId::new();
+    store
+        .create_run(&NewRun {
+            id: run_id,
+            trigger: "bench".into(),
+            selection: "x".into(),
+            n_steps: 0,
+            tags: serde_json::json!({}),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let n = 2000;
+    let t = Instant::now();
+    for i in 0..n {
+        let e = RunEvent::step(run_id, now, EventKind::StepStarted, "a", &i.to_string(), "");
+        store.record_step_started(&e).await.unwrap();
+    }
+    let started = t.elapsed() / n;
+    let mk = |i: u32, inputs: Vec<InputVersion>| NewMaterialization {
+        asset_key: "a".into(),
+        partition_key: i.to_string(),
+        run_id,
+        attempt: 1,
+        data_version: "v".into(),
+        logical_version: "l".into(),
+        code_version: "1".into(),
+        inputs,
+        inputs_hash: "h".into(),
+        storage_uri: None,
+        bytes: None,
+        row_count: None,
+        schema: None,
+        metadata: serde_json::json!({}),
+        started_at: now,
+        finished_at: now,
+    };
+    let t = Instant::now();
+    for i in 0..n {
+        store.record_materialization(&mk(i, Vec::new())).await.unwrap();
+    }
+    let recorded = t.elapsed() / n;
+    let inputs: Vec<InputVersion> = (0..24)
+        .map(|h| InputVersion {
+            asset_key: "u".into(),
+            partition_key: h.to_string(),
+            materialization_id: Some(1),
+            data_version: "v".into(),
+        })
+        .collect();
+    let t = Instant::now();
+    for i in n..n + 200 {
+        store.record_materialization(&mk(i, inputs.clone())).await.unwrap();
+    }
+    let recorded24 = t.elapsed() / 200;
+    let keys: Vec<(String, String)> = (0..24).map(|i| ("a".to_owned(), i.to_string())).collect();
+    let t = Instant::now();
+    for _ in 0..200 {
+        store.partition_states_of(&keys).await.unwrap();
+    }
+    let read24 = t.elapsed() / 200;
+    let t = Instant::now();
+    for _ in 0..2000 {
+        let _: i64 = sqlx::query_scalar("SELECT 1").fetch_one(store.pool()).await.unwrap();
+    }
+    let select1 = t.elapsed() / 2000;
+    let mut conn = store.pool().acquire().await.unwrap();
+    let t = Instant::now();
+    for _ in 0..2000 {
+        let _: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await.unwrap();
+    }
+    let select1_conn = t.elapsed() / 2000;
+    println!("store ops: SELECT 1 via pool {select1:.2?}, on one connection {select1_conn:.2?}");
+    println!(
+        "store ops: step started {started:.2?}, materialization (0 inputs) {recorded:.2?}, (24 inputs) {recorded24:.2?}, 24 state lookups {read24:.2?}"
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` would pass other flags: run either way.
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        measure("31 days, no output", false, "2025-12-01", "2025-12-31").await;
-        measure("31 days, one-row Parquet per step", true, "2025-12-01", "2025-12-31").await;
-        measure("365 days, no output", false, "2025-01-01", "2025-12-31").await;
+        store_ops().await;
+        measure("31 days, no output, concurrency 4", false, "2025-12-01", "2025-12-31", 4).await;
+        measure("31 days, no output, concurrency 16", false, "2025-12-01", "2025-12-31", 16).await;
+        measure("31 days, Parquet per step, conc. 4", true, "2025-12-01", "2025-12-31", 4).await;
+        measure("365 days, no output, concurrency 16", false, "2025-01-01", "2025-12-31", 16).await;
     });
 }

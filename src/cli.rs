@@ -77,7 +77,7 @@ pub struct MaterializeArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Run at most this many steps at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     /// Print the run's outcome as JSON on stdout.
     #[arg(long)]

@@ -13,6 +13,9 @@ use crate::definition::{AssetError, AssetKey};
 use crate::io::IoManager;
 use crate::partition::TimeWindow;
 
+/// How many inputs a step loads at once.
+const LOAD_CONCURRENCY: usize = 8;
+
 /// The source of "now", injected so tests and simulations control time.
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
@@ -145,13 +148,23 @@ impl AssetContext {
     pub async fn load(&self, upstream: &str) -> Result<Vec<(String, RecordBatch)>, AssetError> {
         let (key, versions) =
             self.inputs.find(upstream).ok_or_else(|| format!("asset {} does not depend on {upstream:?}", self.key))?;
-        let mut out = Vec::with_capacity(versions.len());
-        for input in versions {
-            let (batch, version) = self
-                .io
-                .load(&key, &input.partition_key)
-                .await
-                .map_err(|e| format!("loading {key} partition {:?}: {e}", input.partition_key))?;
+        // Load up to LOAD_CONCURRENCY inputs at once (a bill reads 24 files, a monthly report
+        // hundreds); results keep the partition order.
+        let permits = Arc::new(tokio::sync::Semaphore::new(LOAD_CONCURRENCY));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (idx, input) in versions.iter().cloned().enumerate() {
+            let (io, key, permits) = (self.io.clone(), key.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
+                let loaded = io.load(&key, &input.partition_key).await;
+                (idx, input, loaded)
+            });
+        }
+        let mut out: Vec<Option<(String, RecordBatch)>> = vec![None; versions.len()];
+        while let Some(joined) = tasks.join_next().await {
+            let (idx, input, loaded) = joined.map_err(|e| format!("loading {key}: {e}"))?;
+            let (batch, version) =
+                loaded.map_err(|e| format!("loading {key} partition {:?}: {e}", input.partition_key))?;
             // Outputs are stored in place; one rewritten by a run that died before recording it
             // no longer holds the recorded version. Refuse to read it rather than record a lie.
             if version != input.data_version {
@@ -165,9 +178,9 @@ impl AssetContext {
                 )
                 .into());
             }
-            out.push((input.partition_key.clone(), batch));
+            out[idx] = Some((input.partition_key, batch));
         }
-        Ok(out)
+        Ok(out.into_iter().map(|o| o.expect("every input was loaded")).collect())
     }
 
     /// The resource bound to `key`.

@@ -17,6 +17,7 @@ use lineage::{
     StepFailure,
 };
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -54,7 +55,7 @@ pub struct RunConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            concurrency: 4,
+            concurrency: 8,
             trigger: "manual".to_owned(),
             selection: String::new(),
             tags: serde_json::json!({}),
@@ -202,6 +203,71 @@ struct Shared {
     observer: Arc<dyn Observer>,
     /// The partitions context the plan was made with.
     ctx: PartitionsContext,
+    /// The group-commit recorder.
+    recorder: mpsc::UnboundedSender<Record>,
+}
+
+/// A write for the recorder, with where to send its result.
+enum Record {
+    Started(RunEvent, oneshot::Sender<Result<(), lineage::Error>>),
+    Materialized(Box<NewMaterialization>, oneshot::Sender<Result<MaterializationId, lineage::Error>>),
+}
+
+impl Shared {
+    async fn record_started(&self, event: RunEvent) -> Result<(), lineage::Error> {
+        let (tx, rx) = oneshot::channel();
+        self.recorder.send(Record::Started(event, tx)).expect("the recorder outlives the run's steps");
+        rx.await.expect("the recorder answers every record")
+    }
+
+    async fn record_materialization(&self, m: NewMaterialization) -> Result<MaterializationId, lineage::Error> {
+        let (tx, rx) = oneshot::channel();
+        self.recorder.send(Record::Materialized(Box::new(m), tx)).expect("the recorder outlives the run's steps");
+        rx.await.expect("the recorder answers every record")
+    }
+}
+
+/// Group commit: writes everything that is waiting in one transaction per kind, so steps that
+/// finish together share one commit (and SQLite's per-statement round trips) instead of each
+/// paying for its own. A record, once sent, is written even if its step task is gone.
+async fn recorder(store: Arc<dyn LineageStore>, mut rx: mpsc::UnboundedReceiver<Record>) {
+    let mut buf = Vec::new();
+    while rx.recv_many(&mut buf, 512).await > 0 {
+        let (mut started, mut started_tx, mut done, mut done_tx) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for record in buf.drain(..) {
+            match record {
+                Record::Started(event, tx) => {
+                    started.push(event);
+                    started_tx.push(tx);
+                }
+                Record::Materialized(m, tx) => {
+                    done.push(*m);
+                    done_tx.push(tx);
+                }
+            }
+        }
+        if !started.is_empty() {
+            let res = store.record_steps_started(&started).await.map_err(Arc::new);
+            for tx in started_tx {
+                let _ = tx.send(res.clone().map_err(lineage::Error::Batch));
+            }
+        }
+        if !done.is_empty() {
+            match store.record_materializations(&done).await {
+                Ok(ids) => {
+                    for (tx, id) in done_tx.into_iter().zip(ids) {
+                        let _ = tx.send(Ok(id));
+                    }
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    for tx in done_tx {
+                        let _ = tx.send(Err(lineage::Error::Batch(e.clone())));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// blake3 over the ordered input versions: (asset, partition, data version) per line.
@@ -267,7 +333,10 @@ impl Executor {
         observer.on_event(ExecEvent::RunStarted { run_id, n_steps: plan.steps.len() });
 
         let ctx = PartitionsContext { now: plan.now, dynamic: self.dynamic.clone() };
-        let shared = Arc::new(Shared { exec: self.clone(), run_id, observer: observer.clone(), ctx });
+        let (record_tx, record_rx) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(recorder(self.store.clone(), record_rx));
+        let shared =
+            Arc::new(Shared { exec: self.clone(), run_id, observer: observer.clone(), ctx, recorder: record_tx });
         let n = plan.steps.len();
         let mut waiting: Vec<usize> = plan.steps.iter().map(|s| s.deps.len()).collect();
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -358,6 +427,10 @@ impl Executor {
                 step_cancel.cancel();
             }
         }
+        // Every step task is done: close the recorder's channel and let it finish its last batch.
+        drop(tasks);
+        drop(shared);
+        let _ = recorder.await;
         if let Some(source) = store_error {
             let event = RunEvent::run(
                 run_id,
@@ -558,8 +631,8 @@ async fn run_step(
         status,
         duration: started.elapsed(),
     };
-    exec.store
-        .record_step_started(&RunEvent::step(
+    shared
+        .record_started(RunEvent::step(
             run_id,
             started_at,
             EventKind::StepStarted,
@@ -656,12 +729,14 @@ async fn run_step(
                     started_at,
                     finished_at: exec.clock.now(),
                 };
-                // Not cancelable: the materialization is recorded entirely or not at all.
-                let materialization_id = exec.store.record_materialization(&record).await?;
+                // Not cancelable: once sent, the recorder writes the materialization entirely
+                // (or not at all, if the transaction fails), whatever happens to this task.
+                let storage_uri = record.storage_uri.clone();
+                let materialization_id = shared.record_materialization(record).await?;
                 break StepStatus::Succeeded {
                     materialization_id,
                     data_version,
-                    storage_uri: record.storage_uri,
+                    storage_uri,
                     bytes: stored.as_ref().map(|s| s.bytes),
                     rows: stored.as_ref().map(|s| s.rows),
                     attempt,

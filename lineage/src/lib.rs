@@ -42,6 +42,9 @@ pub enum Error {
         /// The URL, with any password redacted.
         url: String,
     },
+    /// A batched write (group commit) failed; every step in the batch gets this error.
+    #[error("batched lineage store write failed")]
+    Batch(#[source] Arc<Error>),
     /// Something referred to a run that does not exist.
     #[error("no run with id {0}")]
     UnknownRun(RunId),

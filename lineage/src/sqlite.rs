@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, SqlitePool};
+use sqlx::{FromRow, QueryBuilder, SqlitePool};
 
 use crate::model::*;
 use crate::store::LineageStore;
@@ -19,9 +19,14 @@ use crate::{Error, Result};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// The lineage store on a SQLite file.
+///
+/// Writes go through one dedicated connection, so writers in this process queue in tokio
+/// instead of meeting SQLite's busy handler (which sleeps in whole milliseconds); reads use a
+/// small pool and see the last committed state (WAL).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
     path: String,
 }
 
@@ -42,9 +47,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool, path: path.display().to_string() })
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
+        Ok(SqliteStore { pool, writer, path: path.display().to_string() })
     }
 
     /// The underlying pool, for tests that inspect tables directly.
@@ -214,6 +224,25 @@ async fn insert_event(conn: &mut sqlx::SqliteConnection, event: &RunEvent) -> Re
     Ok(())
 }
 
+/// Rows per multi-row statement: 16 columns × 500 rows stays under SQLite's 32,766 variables.
+const ROWS_PER_STATEMENT: usize = 500;
+
+async fn insert_events(conn: &mut sqlx::SqliteConnection, events: &[RunEvent]) -> Result<()> {
+    let mut q =
+        QueryBuilder::new("INSERT INTO run_events (run_id, ts, kind, asset_key, partition_key, message, body) ");
+    q.push_values(events, |mut row, e| {
+        row.push_bind(e.run_id.to_string())
+            .push_bind(e.ts)
+            .push_bind(e.kind.as_str())
+            .push_bind(e.asset_key.as_deref())
+            .push_bind(e.partition_key.as_deref())
+            .push_bind(&e.message)
+            .push_bind(e.body.to_string());
+    });
+    q.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
 #[async_trait]
 impl LineageStore for SqliteStore {
     fn describe(&self) -> String {
@@ -231,13 +260,13 @@ impl LineageStore for SqliteStore {
         .bind(run.n_steps)
         .bind(run.tags.to_string())
         .bind(run.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
 
     async fn set_run_status(&self, run_id: RunId, status: RunStatus, event: &RunEvent) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let res = sqlx::query(
             "UPDATE runs SET status = ?2, \
                  started_at = CASE WHEN ?2 = 'running' THEN coalesce(started_at, ?3) ELSE started_at END, \
@@ -258,109 +287,161 @@ impl LineageStore for SqliteStore {
     }
 
     async fn append_event(&self, event: &RunEvent) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         insert_event(&mut conn, event).await
     }
 
-    async fn record_step_started(&self, event: &RunEvent) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        insert_event(&mut tx, event).await?;
-        sqlx::query(
-            "INSERT INTO asset_partitions (asset_key, partition_key, last_run_id, last_attempt_status, updated_at) \
-             VALUES (?1, ?2, ?3, 'running', ?4) \
-             ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
-                 prev_attempt_status = asset_partitions.last_attempt_status, prev_error = asset_partitions.last_error, \
-                 last_run_id = excluded.last_run_id, last_attempt_status = 'running', \
-                 last_error = NULL, updated_at = excluded.updated_at",
-        )
-        .bind(event.asset_key.as_deref().unwrap_or_default())
-        .bind(event.partition_key.as_deref().unwrap_or_default())
-        .bind(event.run_id.to_string())
-        .bind(event.ts)
-        .execute(&mut *tx)
-        .await?;
+    async fn record_steps_started(&self, events: &[RunEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            insert_events(&mut tx, chunk).await?;
+            let mut q = QueryBuilder::new(
+                "INSERT INTO asset_partitions (asset_key, partition_key, last_run_id, last_attempt_status, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, e| {
+                row.push_bind(e.asset_key.as_deref().unwrap_or_default())
+                    .push_bind(e.partition_key.as_deref().unwrap_or_default())
+                    .push_bind(e.run_id.to_string())
+                    .push_bind("running")
+                    .push_bind(e.ts);
+            });
+            q.push(
+                " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+                   prev_attempt_status = asset_partitions.last_attempt_status, prev_error = asset_partitions.last_error, \
+                   last_run_id = excluded.last_run_id, last_attempt_status = 'running', \
+                   last_error = NULL, updated_at = excluded.updated_at",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
-    async fn record_materialization(&self, m: &NewMaterialization) -> Result<MaterializationId> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO materializations (asset_key, partition_key, run_id, attempt, data_version, \
-                 logical_version, code_version, n_inputs, inputs_hash, storage_uri, bytes, row_count, \
-                 schema, metadata, started_at, finished_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
-             RETURNING id",
-        )
-        .bind(&m.asset_key)
-        .bind(&m.partition_key)
-        .bind(m.run_id.to_string())
-        .bind(m.attempt)
-        .bind(&m.data_version)
-        .bind(&m.logical_version)
-        .bind(&m.code_version)
-        .bind(m.inputs.len() as i64)
-        .bind(&m.inputs_hash)
-        .bind(m.storage_uri.as_deref())
-        .bind(m.bytes)
-        .bind(m.row_count)
-        .bind(m.schema.as_ref().map(|s| s.to_string()))
-        .bind(m.metadata.to_string())
-        .bind(m.started_at)
-        .bind(m.finished_at)
-        .fetch_one(&mut *tx)
-        .await?;
-        for input in &m.inputs {
-            sqlx::query(
-                "INSERT INTO materialization_inputs (materialization_id, upstream_asset_key, \
-                     upstream_partition_key, upstream_materialization_id, upstream_data_version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .bind(id)
-            .bind(&input.asset_key)
-            .bind(&input.partition_key)
-            .bind(input.materialization_id)
-            .bind(&input.data_version)
-            .execute(&mut *tx)
-            .await?;
+    async fn record_materializations(&self, ms: &[NewMaterialization]) -> Result<Vec<MaterializationId>> {
+        if ms.is_empty() {
+            return Ok(Vec::new());
         }
-        sqlx::query(
-            "INSERT INTO asset_partitions (asset_key, partition_key, current_materialization_id, data_version, \
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut ids = Vec::with_capacity(ms.len());
+        for chunk in ms.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO materializations (asset_key, partition_key, run_id, attempt, data_version, \
+                 logical_version, code_version, n_inputs, inputs_hash, storage_uri, bytes, row_count, \
+                 schema, metadata, started_at, finished_at) ",
+            );
+            q.push_values(chunk, |mut row, m| {
+                row.push_bind(&m.asset_key)
+                    .push_bind(&m.partition_key)
+                    .push_bind(m.run_id.to_string())
+                    .push_bind(m.attempt)
+                    .push_bind(&m.data_version)
+                    .push_bind(&m.logical_version)
+                    .push_bind(&m.code_version)
+                    .push_bind(m.inputs.len() as i64)
+                    .push_bind(&m.inputs_hash)
+                    .push_bind(m.storage_uri.as_deref())
+                    .push_bind(m.bytes)
+                    .push_bind(m.row_count)
+                    .push_bind(m.schema.as_ref().map(|s| s.to_string()))
+                    .push_bind(m.metadata.to_string())
+                    .push_bind(m.started_at)
+                    .push_bind(m.finished_at);
+            });
+            q.push(" RETURNING id, asset_key, partition_key, run_id");
+            let rows: Vec<(i64, String, String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            // RETURNING order is unspecified: match rows by their UNIQUE (run, asset, partition).
+            for m in chunk {
+                let run = m.run_id.to_string();
+                let id = rows
+                    .iter()
+                    .find(|(_, a, p, r)| *a == m.asset_key && *p == m.partition_key && *r == run)
+                    .map(|(id, ..)| *id)
+                    .ok_or_else(|| Error::Decode {
+                        what: "materializations RETURNING",
+                        detail: "row missing".into(),
+                    })?;
+                ids.push(id);
+            }
+        }
+        let inputs: Vec<(i64, &InputVersion)> =
+            ids.iter().zip(ms).flat_map(|(id, m)| m.inputs.iter().map(move |i| (*id, i))).collect();
+        for chunk in inputs.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO materialization_inputs (materialization_id, upstream_asset_key, \
+                 upstream_partition_key, upstream_materialization_id, upstream_data_version) ",
+            );
+            q.push_values(chunk, |mut row, (id, input)| {
+                row.push_bind(*id)
+                    .push_bind(&input.asset_key)
+                    .push_bind(&input.partition_key)
+                    .push_bind(input.materialization_id)
+                    .push_bind(&input.data_version);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        let with_ids: Vec<(i64, &NewMaterialization)> = ids.iter().copied().zip(ms).collect();
+        for chunk in with_ids.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO asset_partitions (asset_key, partition_key, current_materialization_id, data_version, \
                  logical_version, code_version, materialized_at, last_run_id, last_attempt_status, \
-                 last_error, stale_inputs, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'materialized', NULL, 0, ?7) \
-             ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
-                 current_materialization_id = excluded.current_materialization_id, \
-                 data_version = excluded.data_version, logical_version = excluded.logical_version, \
-                 code_version = excluded.code_version, materialized_at = excluded.materialized_at, \
-                 last_run_id = excluded.last_run_id, last_attempt_status = 'materialized', \
-                 last_error = NULL, stale_inputs = 0, updated_at = excluded.updated_at",
-        )
-        .bind(&m.asset_key)
-        .bind(&m.partition_key)
-        .bind(id)
-        .bind(&m.data_version)
-        .bind(&m.logical_version)
-        .bind(&m.code_version)
-        .bind(m.finished_at)
-        .bind(m.run_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let mut event =
-            RunEvent::step(m.run_id, m.finished_at, EventKind::StepSucceeded, &m.asset_key, &m.partition_key, "");
-        event.body = serde_json::json!({
-            "materialization_id": id,
-            "data_version": m.data_version,
-            "attempt": m.attempt,
-            "storage_uri": m.storage_uri,
-        });
-        insert_event(&mut tx, &event).await?;
+                 last_error, stale_inputs, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, (id, m)| {
+                row.push_bind(&m.asset_key)
+                    .push_bind(&m.partition_key)
+                    .push_bind(*id)
+                    .push_bind(&m.data_version)
+                    .push_bind(&m.logical_version)
+                    .push_bind(&m.code_version)
+                    .push_bind(m.finished_at)
+                    .push_bind(m.run_id.to_string())
+                    .push_bind("materialized")
+                    .push_bind(None::<String>)
+                    .push_bind(0i64)
+                    .push_bind(m.finished_at);
+            });
+            q.push(
+                " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+                   current_materialization_id = excluded.current_materialization_id, \
+                   data_version = excluded.data_version, logical_version = excluded.logical_version, \
+                   code_version = excluded.code_version, materialized_at = excluded.materialized_at, \
+                   last_run_id = excluded.last_run_id, last_attempt_status = 'materialized', \
+                   last_error = NULL, stale_inputs = 0, updated_at = excluded.updated_at",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        let events: Vec<RunEvent> = with_ids
+            .iter()
+            .map(|(id, m)| {
+                let mut event = RunEvent::step(
+                    m.run_id,
+                    m.finished_at,
+                    EventKind::StepSucceeded,
+                    &m.asset_key,
+                    &m.partition_key,
+                    "",
+                );
+                event.body = serde_json::json!({
+                    "materialization_id": id,
+                    "data_version": m.data_version,
+                    "attempt": m.attempt,
+                    "storage_uri": m.storage_uri,
+                });
+                event
+            })
+            .collect();
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            insert_events(&mut tx, chunk).await?;
+        }
         tx.commit().await?;
-        Ok(id)
+        Ok(ids)
     }
 
     async fn record_step_failed(&self, failure: &StepFailure) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let mut event = RunEvent::step(
             failure.run_id,
             failure.ts,
@@ -391,7 +472,7 @@ impl LineageStore for SqliteStore {
     }
 
     async fn record_step_canceled(&self, event: &RunEvent) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         insert_event(&mut tx, event).await?;
         let asset_key = event.asset_key.as_deref().unwrap_or_default();
         let partition_key = event.partition_key.as_deref().unwrap_or_default();
@@ -433,21 +514,32 @@ impl LineageStore for SqliteStore {
     }
 
     async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>> {
+        // One query per asset: its partitions go in as a JSON array.
+        let mut by_asset: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (asset, partition) in keys {
+            match by_asset.iter_mut().find(|(a, _)| a == asset) {
+                Some((_, ps)) => ps.push(partition),
+                None => by_asset.push((asset, vec![partition])),
+            }
+        }
+        let mut found: std::collections::HashMap<(String, String), PartitionState> = std::collections::HashMap::new();
         let mut conn = self.pool.acquire().await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for (asset_key, partition_key) in keys {
-            let row: Option<PartitionRow> = sqlx::query_as(
+        for (asset, partitions) in by_asset {
+            let rows: Vec<PartitionRow> = sqlx::query_as(
                 "SELECT asset_key, partition_key, current_materialization_id, data_version, logical_version, \
                      code_version, materialized_at, last_run_id, last_attempt_status, last_error, updated_at \
-                 FROM asset_partitions WHERE asset_key = ?1 AND partition_key = ?2",
+                 FROM asset_partitions WHERE asset_key = ?1 AND partition_key IN (SELECT value FROM json_each(?2))",
             )
-            .bind(asset_key)
-            .bind(partition_key)
-            .fetch_optional(&mut *conn)
+            .bind(asset)
+            .bind(serde_json::to_string(&partitions).expect("strings serialize"))
+            .fetch_all(&mut *conn)
             .await?;
-            out.push(row.map(PartitionRow::into_state).transpose()?);
+            for row in rows {
+                let state = row.into_state()?;
+                found.insert((state.asset_key.clone(), state.partition_key.clone()), state);
+            }
         }
-        Ok(out)
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
     async fn history(
@@ -588,7 +680,7 @@ impl LineageStore for SqliteStore {
     }
 
     async fn add_dynamic_partitions(&self, partitions_def: &str, keys: &[String], now: DateTime<Utc>) -> Result<u64> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let mut added = 0;
         for key in keys {
             let res = sqlx::query(

@@ -25,12 +25,23 @@ pub trait LineageStore: Send + Sync + 'static {
     /// Appends one event to a run's log.
     async fn append_event(&self, event: &RunEvent) -> Result<()>;
 
-    /// Marks (asset, partition) as running in `run_id`, logging `step_started`.
-    async fn record_step_started(&self, event: &RunEvent) -> Result<()>;
+    /// Marks each event's (asset, partition) as running in its run and logs `step_started`, all
+    /// in one transaction (group commit: the executor batches steps that start together).
+    async fn record_steps_started(&self, events: &[RunEvent]) -> Result<()>;
 
-    /// Records a materialization, its inputs, the current-state row and a `step_succeeded`
-    /// event, all in one transaction.
-    async fn record_materialization(&self, m: &NewMaterialization) -> Result<MaterializationId>;
+    /// Records materializations, their inputs, their current-state rows and their
+    /// `step_succeeded` events, all in one transaction; returns their ids in order.
+    async fn record_materializations(&self, ms: &[NewMaterialization]) -> Result<Vec<MaterializationId>>;
+
+    /// Marks one (asset, partition) as running; see [`LineageStore::record_steps_started`].
+    async fn record_step_started(&self, event: &RunEvent) -> Result<()> {
+        self.record_steps_started(std::slice::from_ref(event)).await
+    }
+
+    /// Records one materialization; see [`LineageStore::record_materializations`].
+    async fn record_materialization(&self, m: &NewMaterialization) -> Result<MaterializationId> {
+        Ok(self.record_materializations(std::slice::from_ref(m)).await?[0])
+    }
 
     /// Records a step that failed for good: the current-state row keeps its last successful
     /// materialization, and its latest attempt becomes `failed` with the error.

@@ -279,3 +279,56 @@ async fn canceling_a_retry_of_a_failed_partition_keeps_it_failed() {
     assert_eq!(state.last_attempt_status, AttemptStatus::Failed);
     assert_eq!(state.last_error.as_deref(), Some("quota exceeded"));
 }
+
+#[tokio::test]
+async fn a_batch_of_materializations_is_recorded_in_order_with_its_inputs() {
+    let (_dir, store) = store().await;
+    let run_id = new_run(&store).await;
+    let hours: Vec<NewMaterialization> = (0..600)
+        .map(|h| materialization(run_id, "usage_snapshot", &format!("h{h:03}"), &format!("v{h}"), vec![]))
+        .collect();
+    let events: Vec<RunEvent> = hours
+        .iter()
+        .map(|m| RunEvent::step(run_id, ts(2), EventKind::StepStarted, &m.asset_key, &m.partition_key, ""))
+        .collect();
+    store.record_steps_started(&events).await.unwrap();
+    assert!(
+        store
+            .partition_states("usage_snapshot")
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.last_attempt_status == AttemptStatus::Running)
+    );
+    let ids = store.record_materializations(&hours).await.unwrap();
+    assert_eq!(ids.len(), 600, "more rows than one statement holds");
+    for (id, m) in ids.iter().zip(&hours) {
+        let record = store.materialization(*id).await.unwrap().unwrap();
+        assert_eq!(
+            (record.partition_key.as_str(), record.data_version.as_str()),
+            (m.partition_key.as_str(), m.data_version.as_str())
+        );
+    }
+    let inputs: Vec<InputVersion> = ids
+        .iter()
+        .zip(&hours)
+        .map(|(id, m)| InputVersion {
+            asset_key: m.asset_key.clone(),
+            partition_key: m.partition_key.clone(),
+            materialization_id: Some(*id),
+            data_version: m.data_version.clone(),
+        })
+        .collect();
+    let month = store
+        .record_materialization(&materialization(run_id, "report", "2025-12", "r1", inputs.clone()))
+        .await
+        .unwrap();
+    assert_eq!(store.inputs_of(month).await.unwrap(), inputs);
+    let keys: Vec<(String, String)> =
+        vec![("usage_snapshot".into(), "h007".into()), ("report".into(), "2025-12".into()), ("x".into(), "y".into())];
+    let states = store.partition_states_of(&keys).await.unwrap();
+    assert_eq!(states[0].as_ref().unwrap().data_version.as_deref(), Some("v7"));
+    assert_eq!(states[1].as_ref().unwrap().current_materialization_id, Some(month));
+    assert!(states[2].is_none());
+    assert_eq!(store.run_events(run_id).await.unwrap().len(), 1201);
+}

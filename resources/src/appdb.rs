@@ -152,7 +152,7 @@ impl SqliteAppDb {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
         Ok(SqliteAppDb { pool, path: path.display().to_string() })
     }
