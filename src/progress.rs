@@ -59,7 +59,7 @@ impl Observer for Progress {
                 } else {
                     let mut lines = self.lines.lock().expect("not poisoned");
                     lines.total = n_steps;
-                    tracing::info!(message = "Run started.", %run_id, steps = n_steps);
+                    tracing::debug!(message = "Run started.", %run_id, steps = n_steps);
                 }
             }
             ExecEvent::StepStarted { .. } => {}
