@@ -40,6 +40,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Show what an asset (or one partition of it) was built from, and what reads it.
     Lineage(LineageArgs),
+    /// Apply pending lineage-store migrations (every command also does this on start).
+    Migrate,
 }
 
 #[derive(Debug, Args)]

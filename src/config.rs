@@ -34,9 +34,9 @@ impl Config {
         let home = PathBuf::from(var("ROBO_ASSETS_HOME").unwrap_or_else(|| "./.robo-assets".to_owned()));
         let lineage_url =
             var("ROBO_ASSETS_LINEAGE_URL").unwrap_or_else(|| format!("sqlite://{}", home.join("lineage.db").display()));
-        if !lineage_url.starts_with("sqlite://") {
+        if !["sqlite://", "postgres://", "postgresql://"].iter().any(|p| lineage_url.starts_with(p)) {
             return Err(user_error(format!(
-                "ROBO_ASSETS_LINEAGE_URL={} is not supported by this build: use sqlite://PATH (PostgreSQL arrives with production mode)",
+                "ROBO_ASSETS_LINEAGE_URL={} is not a lineage store URL: use sqlite://PATH or postgres://USER@HOST/DB",
                 lineage::redact_url(&lineage_url)
             )));
         }

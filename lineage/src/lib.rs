@@ -10,10 +10,13 @@
 #![warn(missing_docs)]
 
 pub mod model;
+mod postgres;
+mod rows;
 mod sqlite;
 mod store;
 
 pub use model::*;
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use store::LineageStore;
 
@@ -23,7 +26,7 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database rejected or failed a statement.
-    #[error("lineage store query failed")]
+    #[error("lineage store database error")]
     Database(#[from] sqlx::Error),
     /// A migration could not be applied.
     #[error("lineage store migration failed")]
@@ -37,7 +40,7 @@ pub enum Error {
         detail: String,
     },
     /// The URL names a backend this build does not serve.
-    #[error("unsupported lineage store URL {url} (expected sqlite://PATH)")]
+    #[error("unsupported lineage store URL {url} (expected sqlite://PATH or postgres://USER@HOST/DB)")]
     UnsupportedUrl {
         /// The URL, with any password redacted.
         url: String,
@@ -55,11 +58,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Opens the store named by `url` and applies pending migrations.
 ///
-/// `sqlite://PATH` opens (creating if needed) a SQLite database in WAL mode.
+/// `sqlite://PATH` opens (creating if needed) a SQLite database in WAL mode;
+/// `postgres://…` (or `postgresql://…`) connects to PostgreSQL.
 pub async fn open(url: &str) -> Result<Arc<dyn LineageStore>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = SqliteStore::open(std::path::Path::new(path)).await?;
         return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PgStore::connect(url).await?));
     }
     Err(Error::UnsupportedUrl { url: redact_url(url) })
 }
@@ -98,5 +105,7 @@ fn redact_dsn(dsn: &str) -> String {
         .join(" ")
 }
 
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;

@@ -4,19 +4,19 @@
 //! and waits on `busy_timeout` instead of failing with a stale snapshot.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, QueryBuilder, SqlitePool};
+use sqlx::{QueryBuilder, SqlitePool};
 
 use crate::model::*;
+use crate::rows::{EventRow, InputRow, MaterializationRow, PartitionRow, RunRow};
 use crate::store::LineageStore;
 use crate::{Error, Result};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// The lineage store on a SQLite file.
 ///
@@ -61,142 +61,6 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-}
-
-#[derive(FromRow)]
-struct RunRow {
-    id: String,
-    status: String,
-    trigger: String,
-    selection: String,
-    n_steps: i64,
-    tags: String,
-    created_at: DateTime<Utc>,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-}
-
-impl RunRow {
-    fn into_record(self) -> Result<RunRecord> {
-        Ok(RunRecord {
-            id: parse_run_id(&self.id)?,
-            status: RunStatus::from_str(&self.status)
-                .map_err(|detail| Error::Decode { what: "runs.status", detail })?,
-            trigger: self.trigger,
-            selection: self.selection,
-            n_steps: self.n_steps,
-            tags: parse_json("runs.tags", &self.tags)?,
-            created_at: self.created_at,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct EventRow {
-    run_id: String,
-    ts: DateTime<Utc>,
-    kind: String,
-    asset_key: Option<String>,
-    partition_key: Option<String>,
-    message: String,
-    body: String,
-}
-
-#[derive(FromRow)]
-struct MaterializationRow {
-    id: i64,
-    asset_key: String,
-    partition_key: String,
-    run_id: String,
-    attempt: i64,
-    data_version: String,
-    logical_version: String,
-    code_version: String,
-    n_inputs: i64,
-    inputs_hash: String,
-    storage_uri: Option<String>,
-    bytes: Option<i64>,
-    row_count: Option<i64>,
-    schema: Option<String>,
-    metadata: String,
-    started_at: DateTime<Utc>,
-    finished_at: DateTime<Utc>,
-}
-
-impl MaterializationRow {
-    fn into_record(self) -> Result<MaterializationRecord> {
-        Ok(MaterializationRecord {
-            id: self.id,
-            asset_key: self.asset_key,
-            partition_key: self.partition_key,
-            run_id: parse_run_id(&self.run_id)?,
-            attempt: self.attempt,
-            data_version: self.data_version,
-            logical_version: self.logical_version,
-            code_version: self.code_version,
-            n_inputs: self.n_inputs,
-            inputs_hash: self.inputs_hash,
-            storage_uri: self.storage_uri,
-            bytes: self.bytes,
-            row_count: self.row_count,
-            schema: self.schema.as_deref().map(|s| parse_json("materializations.schema", s)).transpose()?,
-            metadata: parse_json("materializations.metadata", &self.metadata)?,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct PartitionRow {
-    asset_key: String,
-    partition_key: String,
-    current_materialization_id: Option<i64>,
-    data_version: Option<String>,
-    logical_version: Option<String>,
-    code_version: Option<String>,
-    materialized_at: Option<DateTime<Utc>>,
-    last_run_id: Option<String>,
-    last_attempt_status: String,
-    last_error: Option<String>,
-    updated_at: DateTime<Utc>,
-}
-
-impl PartitionRow {
-    fn into_state(self) -> Result<PartitionState> {
-        Ok(PartitionState {
-            asset_key: self.asset_key,
-            partition_key: self.partition_key,
-            current_materialization_id: self.current_materialization_id,
-            data_version: self.data_version,
-            logical_version: self.logical_version,
-            code_version: self.code_version,
-            materialized_at: self.materialized_at,
-            last_run_id: self.last_run_id.as_deref().map(parse_run_id).transpose()?,
-            last_attempt_status: AttemptStatus::from_str(&self.last_attempt_status)
-                .map_err(|detail| Error::Decode { what: "asset_partitions.last_attempt_status", detail })?,
-            last_error: self.last_error,
-            updated_at: self.updated_at,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct InputRow {
-    upstream_asset_key: String,
-    upstream_partition_key: String,
-    upstream_materialization_id: Option<i64>,
-    upstream_data_version: String,
-}
-
-fn parse_run_id(s: &str) -> Result<RunId> {
-    RunId::from_str(s).map_err(|e| Error::Decode { what: "run id", detail: e.to_string() })
-}
-
-fn parse_json(what: &'static str, s: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(s).map_err(|e| Error::Decode { what, detail: e.to_string() })
 }
 
 /// The columns of a [`MaterializationRow`], as a literal so queries stay `&'static str`.
@@ -596,15 +460,7 @@ impl LineageStore for SqliteStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| InputVersion {
-                asset_key: r.upstream_asset_key,
-                partition_key: r.upstream_partition_key,
-                materialization_id: r.upstream_materialization_id,
-                data_version: r.upstream_data_version,
-            })
-            .collect())
+        Ok(rows.into_iter().map(InputRow::into_input).collect())
     }
 
     async fn readers_of(&self, id: MaterializationId) -> Result<Vec<MaterializationRecord>> {
@@ -651,20 +507,7 @@ impl LineageStore for SqliteStore {
         .bind(id.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(RunEvent {
-                    run_id: parse_run_id(&r.run_id)?,
-                    ts: r.ts,
-                    kind: EventKind::from_str(&r.kind)
-                        .map_err(|detail| Error::Decode { what: "run_events.kind", detail })?,
-                    asset_key: r.asset_key,
-                    partition_key: r.partition_key,
-                    message: r.message,
-                    body: parse_json("run_events.body", &r.body)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(EventRow::into_event).collect()
     }
 
     async fn run_materializations(&self, id: RunId) -> Result<Vec<MaterializationRecord>> {

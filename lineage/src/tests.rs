@@ -1,20 +1,16 @@
-//! Behaviour of the SQLite lineage store against a real database file.
+//! The lineage-store contract: every behaviour runs against a real SQLite file and a fresh
+//! PostgreSQL database (`ROBO_ASSETS_TEST_PG_URL`, default the server on 127.0.0.1:5432).
 
 use chrono::{TimeZone, Utc};
 
 use super::*;
-
-async fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap();
-    (dir, store)
-}
+use crate::test_support::{postgres, sqlite};
 
 fn ts(h: u32) -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 12, 16, h, 0, 0).unwrap()
 }
 
-async fn new_run(store: &SqliteStore) -> RunId {
+async fn new_run(store: &dyn LineageStore) -> RunId {
     let id = RunId::new();
     store
         .create_run(&NewRun {
@@ -57,15 +53,13 @@ fn materialization(
     }
 }
 
-#[tokio::test]
-async fn materialization_updates_current_state_and_keeps_history() {
-    let (_dir, store) = store().await;
-    let run_id = new_run(&store).await;
+async fn materialization_updates_current_state_and_keeps_history(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
     let first = store
         .record_materialization(&materialization(run_id, "usage_snapshot", "2025-12-15T00:00", "v1", vec![]))
         .await
         .unwrap();
-    let run2 = new_run(&store).await;
+    let run2 = new_run(store).await;
     let second = store
         .record_materialization(&materialization(run2, "usage_snapshot", "2025-12-15T00:00", "v2", vec![]))
         .await
@@ -83,10 +77,8 @@ async fn materialization_updates_current_state_and_keeps_history() {
     assert_eq!(history[0].metadata["tenants"], 2);
 }
 
-#[tokio::test]
-async fn inputs_are_recorded_exactly_in_order() {
-    let (_dir, store) = store().await;
-    let run_id = new_run(&store).await;
+async fn inputs_are_recorded_exactly_in_order(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
     let mut inputs = Vec::new();
     for h in 0..24 {
         let pk = format!("2025-12-15T{h:02}:00");
@@ -112,15 +104,13 @@ async fn inputs_are_recorded_exactly_in_order() {
     assert_eq!(readers.iter().map(|m| m.id).collect::<Vec<_>>(), [bill]);
 }
 
-#[tokio::test]
-async fn failure_keeps_the_last_good_materialization() {
-    let (_dir, store) = store().await;
-    let run_id = new_run(&store).await;
+async fn failure_keeps_the_last_good_materialization(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
     let id = store
         .record_materialization(&materialization(run_id, "storage_bill", "2025-12-15", "b1", vec![]))
         .await
         .unwrap();
-    let run2 = new_run(&store).await;
+    let run2 = new_run(store).await;
     store
         .record_step_failed(&StepFailure {
             run_id: run2,
@@ -141,10 +131,8 @@ async fn failure_keeps_the_last_good_materialization() {
     assert_eq!(events.last().unwrap().body["attempts"], 3);
 }
 
-#[tokio::test]
-async fn canceled_step_leaves_no_trace_in_current_state() {
-    let (_dir, store) = store().await;
-    let run_id = new_run(&store).await;
+async fn canceled_step_leaves_no_trace_in_current_state(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
     let started = RunEvent::step(run_id, ts(2), EventKind::StepStarted, "storage_bill", "2025-12-15", "");
     store.record_step_started(&started).await.unwrap();
     assert_eq!(store.partition_states("storage_bill").await.unwrap()[0].last_attempt_status, AttemptStatus::Running);
@@ -154,7 +142,7 @@ async fn canceled_step_leaves_no_trace_in_current_state() {
 
     // With a previous materialization, cancel restores `materialized`.
     store.record_materialization(&materialization(run_id, "storage_bill", "2025-12-15", "b1", vec![])).await.unwrap();
-    let run2 = new_run(&store).await;
+    let run2 = new_run(store).await;
     store
         .record_step_started(&RunEvent::step(run2, ts(4), EventKind::StepStarted, "storage_bill", "2025-12-15", ""))
         .await
@@ -168,10 +156,8 @@ async fn canceled_step_leaves_no_trace_in_current_state() {
     assert_eq!(state.data_version.as_deref(), Some("b1"));
 }
 
-#[tokio::test]
-async fn run_status_transitions_are_logged() {
-    let (_dir, store) = store().await;
-    let run_id = new_run(&store).await;
+async fn run_status_transitions_are_logged(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
     store
         .set_run_status(run_id, RunStatus::Running, &RunEvent::run(run_id, ts(2), EventKind::RunStarted, ""))
         .await
@@ -196,10 +182,8 @@ async fn run_status_transitions_are_logged() {
     assert!(matches!(err, Err(Error::UnknownRun(_))));
 }
 
-#[tokio::test]
-async fn a_run_records_one_materialization_per_partition() {
-    let (_dir, store) = store().await;
-    let run_id = new_run(&store).await;
+async fn a_run_records_one_materialization_per_partition(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
     store.record_materialization(&materialization(run_id, "storage_bill", "2025-12-15", "b1", vec![])).await.unwrap();
     let again =
         store.record_materialization(&materialization(run_id, "storage_bill", "2025-12-15", "b2", vec![])).await;
@@ -207,9 +191,7 @@ async fn a_run_records_one_materialization_per_partition() {
     assert_eq!(store.partition_states("storage_bill").await.unwrap()[0].data_version.as_deref(), Some("b1"));
 }
 
-#[tokio::test]
-async fn dynamic_partitions_are_added_once_in_order() {
-    let (_dir, store) = store().await;
+async fn dynamic_partitions_are_added_once_in_order(store: &dyn LineageStore) {
     let keys = vec!["sub_b".to_owned(), "sub_a".to_owned()];
     assert_eq!(store.add_dynamic_partitions("subscriptions", &keys, ts(1)).await.unwrap(), 2);
     assert_eq!(
@@ -251,10 +233,8 @@ fn urls_are_redacted() {
     }
 }
 
-#[tokio::test]
-async fn canceling_a_retry_of_a_failed_partition_keeps_it_failed() {
-    let (_dir, store) = store().await;
-    let run_id = new_run(&store).await;
+async fn canceling_a_retry_of_a_failed_partition_keeps_it_failed(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
     store
         .record_step_failed(&StepFailure {
             run_id,
@@ -266,7 +246,7 @@ async fn canceling_a_retry_of_a_failed_partition_keeps_it_failed() {
         })
         .await
         .unwrap();
-    let run2 = new_run(&store).await;
+    let run2 = new_run(store).await;
     store
         .record_step_started(&RunEvent::step(run2, ts(3), EventKind::StepStarted, "storage_bill", "2025-12-15", ""))
         .await
@@ -280,10 +260,8 @@ async fn canceling_a_retry_of_a_failed_partition_keeps_it_failed() {
     assert_eq!(state.last_error.as_deref(), Some("quota exceeded"));
 }
 
-#[tokio::test]
-async fn a_batch_of_materializations_is_recorded_in_order_with_its_inputs() {
-    let (_dir, store) = store().await;
-    let run_id = new_run(&store).await;
+async fn a_batch_of_materializations_is_recorded_in_order_with_its_inputs(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
     let hours: Vec<NewMaterialization> = (0..600)
         .map(|h| materialization(run_id, "usage_snapshot", &format!("h{h:03}"), &format!("v{h}"), vec![]))
         .collect();
@@ -331,4 +309,49 @@ async fn a_batch_of_materializations_is_recorded_in_order_with_its_inputs() {
     assert_eq!(states[1].as_ref().unwrap().current_materialization_id, Some(month));
     assert!(states[2].is_none());
     assert_eq!(store.run_events(run_id).await.unwrap().len(), 1201);
+}
+
+/// Instantiates each contract test for both backends.
+macro_rules! lineage_store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let fixture = super::sqlite().await;
+                    super::$name(fixture.store()).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(fixture) = super::postgres().await else { return };
+                    super::$name(fixture.store()).await;
+                    fixture.teardown().await;
+                }
+            )*
+        }
+    };
+}
+
+lineage_store_tests!(
+    materialization_updates_current_state_and_keeps_history,
+    inputs_are_recorded_exactly_in_order,
+    failure_keeps_the_last_good_materialization,
+    canceled_step_leaves_no_trace_in_current_state,
+    run_status_transitions_are_logged,
+    a_run_records_one_materialization_per_partition,
+    dynamic_partitions_are_added_once_in_order,
+    canceling_a_retry_of_a_failed_partition_keeps_it_failed,
+    a_batch_of_materializations_is_recorded_in_order_with_its_inputs,
+);
+
+#[test]
+fn both_backends_have_the_same_migration_versions() {
+    let versions =
+        |m: &sqlx::migrate::Migrator| m.iter().map(|m| (m.version, m.description.to_string())).collect::<Vec<_>>();
+    assert_eq!(versions(&crate::sqlite::MIGRATOR), versions(&crate::postgres::MIGRATOR));
+    assert!(!crate::sqlite::MIGRATOR.iter().next().is_none());
 }

@@ -27,6 +27,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::History(args) => history::history(&app, &args).await,
         Command::Runs(args) => runs::runs(&app, &args).await,
         Command::Lineage(args) => lineage::lineage(&app, &args).await,
+        Command::Migrate => {
+            // Opening the store applied any pending migration.
+            println!("lineage store {} is up to date", app.store.describe());
+            Ok(ExitStatus::Success)
+        }
     }
 }
 

@@ -47,7 +47,16 @@ impl Robo {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        let out: Output = self.command(args).output().expect("binary runs");
+        self.run_with(args, &[])
+    }
+
+    /// Runs with extra environment variables.
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out: Output = cmd.output().expect("binary runs");
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),

@@ -1,0 +1,513 @@
+//! The PostgreSQL lineage store: production mode, shared by many processes and machines.
+//!
+//! Same tables and meaning as the SQLite store (migrations at the same versions). JSON columns
+//! are `jsonb`, written from text with `::jsonb` and read back with `::text`, so both backends
+//! share their row types. Writes are ordinary transactions: PostgreSQL's row locks and unique
+//! keys do what SQLite's single writer does in embedded mode.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
+
+use crate::model::*;
+use crate::rows::{EventRow, InputRow, MaterializationRow, PartitionRow, RunRow};
+use crate::store::LineageStore;
+use crate::{Error, Result, redact_url};
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Rows per multi-row statement: 16 columns × 2,000 rows stays under 65,535 parameters.
+const ROWS_PER_STATEMENT: usize = 2_000;
+
+/// The lineage store on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    url: String,
+}
+
+impl PgStore {
+    /// Connects to `url` and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let options: PgConnectOptions = url.parse()?;
+        PgStore::connect_with(options, redact_url(url)).await
+    }
+
+    /// Connects with `options`; `shown` is how the store describes itself (no secrets).
+    pub async fn connect_with(options: PgConnectOptions, shown: String) -> Result<PgStore> {
+        // One direct connection first: a refused connection or a bad password fails at once with
+        // its real cause, instead of being retried until the pool's acquire timeout.
+        let probe = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| Error::Database(sqlx::Error::PoolTimedOut))??;
+        let _ = probe.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PgStore { pool, url: shown })
+    }
+
+    /// The pool, for tests that inspect tables directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+macro_rules! materialization_columns {
+    () => {
+        "id, asset_key, partition_key, run_id, attempt, data_version, logical_version, code_version, \
+         n_inputs, inputs_hash, storage_uri, bytes, row_count, schema::text AS schema, metadata::text AS metadata, \
+         started_at, finished_at"
+    };
+}
+
+macro_rules! partition_columns {
+    () => {
+        "asset_key, partition_key, current_materialization_id, data_version, logical_version, \
+         code_version, materialized_at, last_run_id, last_attempt_status, last_error, updated_at"
+    };
+}
+
+async fn insert_events(conn: &mut sqlx::PgConnection, events: &[RunEvent]) -> Result<()> {
+    let mut q =
+        QueryBuilder::new("INSERT INTO run_events (run_id, ts, kind, asset_key, partition_key, message, body) ");
+    q.push_values(events, |mut row, e| {
+        row.push_bind(e.run_id.to_string())
+            .push_bind(e.ts)
+            .push_bind(e.kind.as_str())
+            .push_bind(e.asset_key.as_deref())
+            .push_bind(e.partition_key.as_deref())
+            .push_bind(&e.message)
+            .push_bind(e.body.to_string())
+            .push_unseparated("::jsonb");
+    });
+    q.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl LineageStore for PgStore {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn create_run(&self, run: &NewRun) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO runs (id, status, trigger, selection, n_steps, tags, created_at) \
+             VALUES ($1, 'queued', $2, $3, $4, $5::jsonb, $6)",
+        )
+        .bind(run.id.to_string())
+        .bind(&run.trigger)
+        .bind(&run.selection)
+        .bind(run.n_steps)
+        .bind(run.tags.to_string())
+        .bind(run.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_run_status(&self, run_id: RunId, status: RunStatus, event: &RunEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query(
+            "UPDATE runs SET status = $2, \
+                 started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, $3) ELSE started_at END, \
+                 finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'canceled') THEN $3 ELSE finished_at END \
+             WHERE id = $1",
+        )
+        .bind(run_id.to_string())
+        .bind(status.as_str())
+        .bind(event.ts)
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(Error::UnknownRun(run_id));
+        }
+        insert_events(&mut tx, std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn append_event(&self, event: &RunEvent) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        insert_events(&mut conn, std::slice::from_ref(event)).await
+    }
+
+    async fn record_steps_started(&self, events: &[RunEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            insert_events(&mut tx, chunk).await?;
+            let mut q = QueryBuilder::new(
+                "INSERT INTO asset_partitions (asset_key, partition_key, last_run_id, last_attempt_status, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, e| {
+                row.push_bind(e.asset_key.as_deref().unwrap_or_default())
+                    .push_bind(e.partition_key.as_deref().unwrap_or_default())
+                    .push_bind(e.run_id.to_string())
+                    .push_bind("running")
+                    .push_bind(e.ts);
+            });
+            q.push(
+                " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+                   prev_attempt_status = asset_partitions.last_attempt_status, prev_error = asset_partitions.last_error, \
+                   last_run_id = excluded.last_run_id, last_attempt_status = 'running', \
+                   last_error = NULL, updated_at = excluded.updated_at",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_materializations(&self, ms: &[NewMaterialization]) -> Result<Vec<MaterializationId>> {
+        if ms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(ms.len());
+        for chunk in ms.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO materializations (asset_key, partition_key, run_id, attempt, data_version, \
+                 logical_version, code_version, n_inputs, inputs_hash, storage_uri, bytes, row_count, \
+                 schema, metadata, started_at, finished_at) ",
+            );
+            q.push_values(chunk, |mut row, m| {
+                row.push_bind(&m.asset_key)
+                    .push_bind(&m.partition_key)
+                    .push_bind(m.run_id.to_string())
+                    .push_bind(m.attempt)
+                    .push_bind(&m.data_version)
+                    .push_bind(&m.logical_version)
+                    .push_bind(&m.code_version)
+                    .push_bind(m.inputs.len() as i64)
+                    .push_bind(&m.inputs_hash)
+                    .push_bind(m.storage_uri.as_deref())
+                    .push_bind(m.bytes)
+                    .push_bind(m.row_count)
+                    .push_bind(m.schema.as_ref().map(|s| s.to_string()))
+                    .push_unseparated("::jsonb")
+                    .push_bind(m.metadata.to_string())
+                    .push_unseparated("::jsonb")
+                    .push_bind(m.started_at)
+                    .push_bind(m.finished_at);
+            });
+            q.push(" RETURNING id, asset_key, partition_key, run_id");
+            let rows: Vec<(i64, String, String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            // RETURNING order is unspecified: match rows by their UNIQUE (run, asset, partition).
+            for m in chunk {
+                let run = m.run_id.to_string();
+                let id = rows
+                    .iter()
+                    .find(|(_, a, p, r)| *a == m.asset_key && *p == m.partition_key && *r == run)
+                    .map(|(id, ..)| *id)
+                    .ok_or_else(|| Error::Decode {
+                        what: "materializations RETURNING",
+                        detail: "row missing".into(),
+                    })?;
+                ids.push(id);
+            }
+        }
+        let inputs: Vec<(i64, &InputVersion)> =
+            ids.iter().zip(ms).flat_map(|(id, m)| m.inputs.iter().map(move |i| (*id, i))).collect();
+        for chunk in inputs.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO materialization_inputs (materialization_id, upstream_asset_key, \
+                 upstream_partition_key, upstream_materialization_id, upstream_data_version) ",
+            );
+            q.push_values(chunk, |mut row, (id, input)| {
+                row.push_bind(*id)
+                    .push_bind(&input.asset_key)
+                    .push_bind(&input.partition_key)
+                    .push_bind(input.materialization_id)
+                    .push_bind(&input.data_version);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        let with_ids: Vec<(i64, &NewMaterialization)> = ids.iter().copied().zip(ms).collect();
+        for chunk in with_ids.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO asset_partitions (asset_key, partition_key, current_materialization_id, data_version, \
+                 logical_version, code_version, materialized_at, last_run_id, last_attempt_status, \
+                 last_error, stale_inputs, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, (id, m)| {
+                row.push_bind(&m.asset_key)
+                    .push_bind(&m.partition_key)
+                    .push_bind(*id)
+                    .push_bind(&m.data_version)
+                    .push_bind(&m.logical_version)
+                    .push_bind(&m.code_version)
+                    .push_bind(m.finished_at)
+                    .push_bind(m.run_id.to_string())
+                    .push_bind("materialized")
+                    .push_bind(None::<String>)
+                    .push_bind(0i64)
+                    .push_bind(m.finished_at);
+            });
+            q.push(
+                " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+                   current_materialization_id = excluded.current_materialization_id, \
+                   data_version = excluded.data_version, logical_version = excluded.logical_version, \
+                   code_version = excluded.code_version, materialized_at = excluded.materialized_at, \
+                   last_run_id = excluded.last_run_id, last_attempt_status = 'materialized', \
+                   last_error = NULL, stale_inputs = 0, updated_at = excluded.updated_at",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        let events: Vec<RunEvent> = with_ids
+            .iter()
+            .map(|(id, m)| {
+                let mut event = RunEvent::step(
+                    m.run_id,
+                    m.finished_at,
+                    EventKind::StepSucceeded,
+                    &m.asset_key,
+                    &m.partition_key,
+                    "",
+                );
+                event.body = serde_json::json!({
+                    "materialization_id": id,
+                    "data_version": m.data_version,
+                    "attempt": m.attempt,
+                    "storage_uri": m.storage_uri,
+                });
+                event
+            })
+            .collect();
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            insert_events(&mut tx, chunk).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn record_step_failed(&self, failure: &StepFailure) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let mut event = RunEvent::step(
+            failure.run_id,
+            failure.ts,
+            EventKind::StepFailed,
+            &failure.asset_key,
+            &failure.partition_key,
+            failure.error.clone(),
+        );
+        event.body = serde_json::json!({ "attempts": failure.attempts });
+        insert_events(&mut tx, std::slice::from_ref(&event)).await?;
+        sqlx::query(
+            "INSERT INTO asset_partitions (asset_key, partition_key, last_run_id, last_attempt_status, \
+                 last_error, updated_at) \
+             VALUES ($1, $2, $3, 'failed', $4, $5) \
+             ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+                 last_run_id = excluded.last_run_id, last_attempt_status = 'failed', \
+                 last_error = excluded.last_error, updated_at = excluded.updated_at",
+        )
+        .bind(&failure.asset_key)
+        .bind(&failure.partition_key)
+        .bind(failure.run_id.to_string())
+        .bind(&failure.error)
+        .bind(failure.ts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_step_canceled(&self, event: &RunEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_events(&mut tx, std::slice::from_ref(event)).await?;
+        let asset_key = event.asset_key.as_deref().unwrap_or_default();
+        let partition_key = event.partition_key.as_deref().unwrap_or_default();
+        sqlx::query(
+            "DELETE FROM asset_partitions WHERE asset_key = $1 AND partition_key = $2 \
+                 AND current_materialization_id IS NULL AND prev_attempt_status IS NULL \
+                 AND last_attempt_status = 'running' AND last_run_id = $3",
+        )
+        .bind(asset_key)
+        .bind(partition_key)
+        .bind(event.run_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE asset_partitions SET last_attempt_status = coalesce(prev_attempt_status, 'materialized'), \
+                 last_error = prev_error, updated_at = $4 \
+             WHERE asset_key = $1 AND partition_key = $2 AND last_attempt_status = 'running' AND last_run_id = $3",
+        )
+        .bind(asset_key)
+        .bind(partition_key)
+        .bind(event.run_id.to_string())
+        .bind(event.ts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn partition_states(&self, asset_key: &str) -> Result<Vec<PartitionState>> {
+        let rows: Vec<PartitionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            partition_columns!(),
+            " FROM asset_partitions WHERE asset_key = $1 ORDER BY partition_key"
+        ))
+        .bind(asset_key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(PartitionRow::into_state).collect()
+    }
+
+    async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>> {
+        let mut by_asset: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (asset, partition) in keys {
+            match by_asset.iter_mut().find(|(a, _)| a == asset) {
+                Some((_, ps)) => ps.push(partition),
+                None => by_asset.push((asset, vec![partition])),
+            }
+        }
+        let mut found: std::collections::HashMap<(String, String), PartitionState> = std::collections::HashMap::new();
+        for (asset, partitions) in by_asset {
+            let rows: Vec<PartitionRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                partition_columns!(),
+                " FROM asset_partitions WHERE asset_key = $1 AND partition_key = ANY($2)"
+            ))
+            .bind(asset)
+            .bind(&partitions)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in rows {
+                let state = row.into_state()?;
+                found.insert((state.asset_key.clone(), state.partition_key.clone()), state);
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
+    async fn history(
+        &self,
+        asset_key: &str,
+        partition_key: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<MaterializationRecord>> {
+        let rows: Vec<MaterializationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            materialization_columns!(),
+            " FROM materializations WHERE asset_key = $1 AND ($2::text IS NULL OR partition_key = $2) \
+             ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(asset_key)
+        .bind(partition_key)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(MaterializationRow::into_record).collect()
+    }
+
+    async fn materialization(&self, id: MaterializationId) -> Result<Option<MaterializationRecord>> {
+        let row: Option<MaterializationRow> =
+            sqlx::query_as(concat!("SELECT ", materialization_columns!(), " FROM materializations WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(MaterializationRow::into_record).transpose()
+    }
+
+    async fn inputs_of(&self, id: MaterializationId) -> Result<Vec<InputVersion>> {
+        let rows: Vec<InputRow> = sqlx::query_as(
+            "SELECT upstream_asset_key, upstream_partition_key, upstream_materialization_id, upstream_data_version \
+             FROM materialization_inputs WHERE materialization_id = $1 \
+             ORDER BY upstream_asset_key, upstream_partition_key",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(InputRow::into_input).collect())
+    }
+
+    async fn readers_of(&self, id: MaterializationId) -> Result<Vec<MaterializationRecord>> {
+        let rows: Vec<MaterializationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            materialization_columns!(),
+            " FROM materializations WHERE id IN \
+             (SELECT materialization_id FROM materialization_inputs WHERE upstream_materialization_id = $1) ORDER BY id"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(MaterializationRow::into_record).collect()
+    }
+
+    async fn runs(&self, status: Option<RunStatus>, limit: i64) -> Result<Vec<RunRecord>> {
+        let rows: Vec<RunRow> = sqlx::query_as(
+            "SELECT id, status, trigger, selection, n_steps, tags::text AS tags, created_at, started_at, finished_at \
+             FROM runs WHERE ($1::text IS NULL OR status = $1) ORDER BY created_at DESC, id DESC LIMIT $2",
+        )
+        .bind(status.map(RunStatus::as_str))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(RunRow::into_record).collect()
+    }
+
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>> {
+        let row: Option<RunRow> = sqlx::query_as(
+            "SELECT id, status, trigger, selection, n_steps, tags::text AS tags, created_at, started_at, finished_at \
+             FROM runs WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(RunRow::into_record).transpose()
+    }
+
+    async fn run_events(&self, id: RunId) -> Result<Vec<RunEvent>> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT run_id, ts, kind, asset_key, partition_key, message, body::text AS body \
+             FROM run_events WHERE run_id = $1 ORDER BY id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(EventRow::into_event).collect()
+    }
+
+    async fn run_materializations(&self, id: RunId) -> Result<Vec<MaterializationRecord>> {
+        let rows: Vec<MaterializationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            materialization_columns!(),
+            " FROM materializations WHERE run_id = $1 ORDER BY id"
+        ))
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(MaterializationRow::into_record).collect()
+    }
+
+    async fn add_dynamic_partitions(&self, partitions_def: &str, keys: &[String], now: DateTime<Utc>) -> Result<u64> {
+        let res = sqlx::query(
+            "INSERT INTO dynamic_partitions (partitions_def, partition_key, created_at) \
+             SELECT $1, k, $3 FROM unnest($2::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(partitions_def)
+        .bind(keys)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected())
+    }
+
+    async fn dynamic_partitions(&self, partitions_def: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT partition_key FROM dynamic_partitions WHERE partitions_def = $1 ORDER BY seq")
+            .bind(partitions_def)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}

@@ -1,0 +1,174 @@
+//! Row types shared by the SQLite and PostgreSQL stores.
+//!
+//! Both backends return JSON columns as text (PostgreSQL casts `jsonb` to `text` in its
+//! queries), so one set of rows and conversions serves both.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use crate::model::*;
+use crate::{Error, Result};
+
+#[derive(FromRow)]
+pub(crate) struct RunRow {
+    pub(crate) id: String,
+    pub(crate) status: String,
+    pub(crate) trigger: String,
+    pub(crate) selection: String,
+    pub(crate) n_steps: i64,
+    pub(crate) tags: String,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) started_at: Option<DateTime<Utc>>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+}
+
+impl RunRow {
+    pub(crate) fn into_record(self) -> Result<RunRecord> {
+        Ok(RunRecord {
+            id: parse_run_id(&self.id)?,
+            status: RunStatus::from_str(&self.status)
+                .map_err(|detail| Error::Decode { what: "runs.status", detail })?,
+            trigger: self.trigger,
+            selection: self.selection,
+            n_steps: self.n_steps,
+            tags: parse_json("runs.tags", &self.tags)?,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct EventRow {
+    pub(crate) run_id: String,
+    pub(crate) ts: DateTime<Utc>,
+    pub(crate) kind: String,
+    pub(crate) asset_key: Option<String>,
+    pub(crate) partition_key: Option<String>,
+    pub(crate) message: String,
+    pub(crate) body: String,
+}
+
+#[derive(FromRow)]
+pub(crate) struct MaterializationRow {
+    pub(crate) id: i64,
+    pub(crate) asset_key: String,
+    pub(crate) partition_key: String,
+    pub(crate) run_id: String,
+    pub(crate) attempt: i64,
+    pub(crate) data_version: String,
+    pub(crate) logical_version: String,
+    pub(crate) code_version: String,
+    pub(crate) n_inputs: i64,
+    pub(crate) inputs_hash: String,
+    pub(crate) storage_uri: Option<String>,
+    pub(crate) bytes: Option<i64>,
+    pub(crate) row_count: Option<i64>,
+    pub(crate) schema: Option<String>,
+    pub(crate) metadata: String,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) finished_at: DateTime<Utc>,
+}
+
+impl MaterializationRow {
+    pub(crate) fn into_record(self) -> Result<MaterializationRecord> {
+        Ok(MaterializationRecord {
+            id: self.id,
+            asset_key: self.asset_key,
+            partition_key: self.partition_key,
+            run_id: parse_run_id(&self.run_id)?,
+            attempt: self.attempt,
+            data_version: self.data_version,
+            logical_version: self.logical_version,
+            code_version: self.code_version,
+            n_inputs: self.n_inputs,
+            inputs_hash: self.inputs_hash,
+            storage_uri: self.storage_uri,
+            bytes: self.bytes,
+            row_count: self.row_count,
+            schema: self.schema.as_deref().map(|s| parse_json("materializations.schema", s)).transpose()?,
+            metadata: parse_json("materializations.metadata", &self.metadata)?,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct PartitionRow {
+    pub(crate) asset_key: String,
+    pub(crate) partition_key: String,
+    pub(crate) current_materialization_id: Option<i64>,
+    pub(crate) data_version: Option<String>,
+    pub(crate) logical_version: Option<String>,
+    pub(crate) code_version: Option<String>,
+    pub(crate) materialized_at: Option<DateTime<Utc>>,
+    pub(crate) last_run_id: Option<String>,
+    pub(crate) last_attempt_status: String,
+    pub(crate) last_error: Option<String>,
+    pub(crate) updated_at: DateTime<Utc>,
+}
+
+impl PartitionRow {
+    pub(crate) fn into_state(self) -> Result<PartitionState> {
+        Ok(PartitionState {
+            asset_key: self.asset_key,
+            partition_key: self.partition_key,
+            current_materialization_id: self.current_materialization_id,
+            data_version: self.data_version,
+            logical_version: self.logical_version,
+            code_version: self.code_version,
+            materialized_at: self.materialized_at,
+            last_run_id: self.last_run_id.as_deref().map(parse_run_id).transpose()?,
+            last_attempt_status: AttemptStatus::from_str(&self.last_attempt_status)
+                .map_err(|detail| Error::Decode { what: "asset_partitions.last_attempt_status", detail })?,
+            last_error: self.last_error,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct InputRow {
+    pub(crate) upstream_asset_key: String,
+    pub(crate) upstream_partition_key: String,
+    pub(crate) upstream_materialization_id: Option<i64>,
+    pub(crate) upstream_data_version: String,
+}
+
+pub(crate) fn parse_run_id(s: &str) -> Result<RunId> {
+    RunId::from_str(s).map_err(|e| Error::Decode { what: "run id", detail: e.to_string() })
+}
+
+pub(crate) fn parse_json(what: &'static str, s: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(s).map_err(|e| Error::Decode { what, detail: e.to_string() })
+}
+
+impl EventRow {
+    pub(crate) fn into_event(self) -> Result<RunEvent> {
+        Ok(RunEvent {
+            run_id: parse_run_id(&self.run_id)?,
+            ts: self.ts,
+            kind: EventKind::from_str(&self.kind)
+                .map_err(|detail| Error::Decode { what: "run_events.kind", detail })?,
+            asset_key: self.asset_key,
+            partition_key: self.partition_key,
+            message: self.message,
+            body: parse_json("run_events.body", &self.body)?,
+        })
+    }
+}
+
+impl InputRow {
+    pub(crate) fn into_input(self) -> InputVersion {
+        InputVersion {
+            asset_key: self.upstream_asset_key,
+            partition_key: self.upstream_partition_key,
+            materialization_id: self.upstream_materialization_id,
+            data_version: self.upstream_data_version,
+        }
+    }
+}

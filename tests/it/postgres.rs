@@ -1,0 +1,113 @@
+//! The CLI with its lineage store on the real PostgreSQL at 127.0.0.1:5432 (or
+//! `ROBO_ASSETS_TEST_PG_URL`), each test in a fresh database; skipped with a printed reason when
+//! no server answers, and failed instead when `CI` is set.
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection};
+
+use crate::common::Robo;
+
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// Trust auth accepts any password, so a real password travels through every code path.
+const PASSWORD: &str = "s3cret-pw-4242";
+
+struct TestDb {
+    admin: PgConnectOptions,
+    name: String,
+    /// The URL the binary gets: with a password that must never be printed or stored.
+    url: String,
+}
+
+impl TestDb {
+    async fn create() -> Option<TestDb> {
+        let url = std::env::var("ROBO_ASSETS_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned());
+        let admin: PgConnectOptions = url.parse().expect("a postgres:// URL");
+        let mut conn = match PgConnection::connect_with(&admin).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                assert!(std::env::var_os("CI").is_none(), "PostgreSQL is required when CI is set: {e}");
+                eprintln!("skipped: no PostgreSQL at {DEFAULT_PG_URL} ({e})");
+                return None;
+            }
+        };
+        let name = format!("robo_it_{}", uuid_like());
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+        let url =
+            format!("postgres://{}:{PASSWORD}@{}:{}/{name}", admin.get_username(), admin.get_host(), admin.get_port());
+        Some(TestDb { admin, name, url })
+    }
+
+    async fn connect(&self) -> PgConnection {
+        PgConnection::connect_with(&self.admin.clone().database(&self.name)).await.unwrap()
+    }
+
+    async fn drop_db(self) {
+        let mut conn = PgConnection::connect_with(&self.admin).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).await.unwrap();
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{:016x}{:08x}", fastrand::u64(..), std::process::id())
+}
+
+#[tokio::test]
+async fn materialize_records_lineage_in_postgres_and_never_shows_the_password() {
+    let Some(db) = TestDb::create().await else { return };
+    let robo = Robo::new();
+    let env = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str()), ("RUST_LOG", "debug")];
+    let runs = [
+        robo.run_with(&["migrate"], &env),
+        robo.run_with(&["materialize", "storage_bill", "--partition", "2025-12-15", "--with-upstream"], &env),
+        robo.run_with(&["status", "--json"], &env),
+        robo.run_with(&["lineage", "storage_bill", "--partition", "2025-12-15"], &env),
+        robo.run_with(&["runs", "--json"], &env),
+    ];
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        assert!(
+            !run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD),
+            "the password leaked:\n{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+    assert!(runs[0].stdout.contains(":***@"), "migrate names the store, redacted: {}", runs[0].stdout);
+    let status: serde_json::Value = serde_json::from_str(&runs[2].stdout).unwrap();
+    assert_eq!(status[0]["counts"]["materialized"], 24);
+    assert_eq!(runs[3].stdout.lines().filter(|l| l.contains("2025-12-15T") && l.contains("data ")).count(), 24);
+    let run_id =
+        serde_json::from_str::<serde_json::Value>(&runs[4].stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
+    let show = robo.run_with(&["runs", "show", &run_id], &env);
+    assert!(!show.stdout.contains(PASSWORD));
+
+    let mut conn = db.connect().await;
+    let (n, inputs): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM materializations), (SELECT count(*) FROM materialization_inputs)")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((n, inputs), (25, 24));
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM materializations WHERE metadata::text LIKE '%' || $1 || '%' OR storage_uri LIKE '%' || $1 || '%') \
+              + (SELECT count(*) FROM run_events WHERE body::text LIKE '%' || $1 || '%' OR message LIKE '%' || $1 || '%') \
+              + (SELECT count(*) FROM runs WHERE tags::text LIKE '%' || $1 || '%')",
+    )
+    .bind(PASSWORD)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(leaked, 0, "the password is stored somewhere in the lineage store");
+    drop(conn);
+    db.drop_db().await;
+}
+
+#[test]
+fn an_unreachable_store_is_a_clear_error_without_the_password() {
+    let robo = Robo::new();
+    let url = format!("postgres://app:{PASSWORD}@127.0.0.1:1/lineage");
+    let run = robo.run_with(&["status"], &[("ROBO_ASSETS_LINEAGE_URL", url.as_str())]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("opening lineage store postgres://app:***@127.0.0.1:1/lineage"), "{}", run.stderr);
+    assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
+}
