@@ -9,7 +9,9 @@ use engine::{
     SystemClock,
 };
 use lineage::LineageStore;
-use resources::{AppDb, DevGraphStorage, GraphStorage, LocalObjectStore, ParquetIoManager, SqliteAppDb};
+use resources::{
+    AppDb, DevGraphStorage, GraphStorage, LocalObjectStore, ObjectStore, ParquetIoManager, S3ObjectStore, SqliteAppDb,
+};
 
 use crate::config::Config;
 
@@ -85,7 +87,11 @@ impl App {
         let app_db: Arc<dyn AppDb> = Arc::new(app_db);
         let graph_storage: Arc<dyn GraphStorage> = Arc::new(graphs);
         let resources = Resources::default().with(assets::APP_DB, app_db).with(assets::GRAPH_STORAGE, graph_storage);
-        let io = ParquetIoManager::new(Arc::new(LocalObjectStore::new(&self.config.storage_dir)));
+        let objects: Arc<dyn ObjectStore> = match &self.config.s3 {
+            Some(s3) => Arc::new(S3ObjectStore::connect(s3).await),
+            None => Arc::new(LocalObjectStore::new(&self.config.storage_dir)),
+        };
+        let io = ParquetIoManager::new(objects);
         Ok(Executor {
             defs: self.defs.clone(),
             store: self.store.clone(),

@@ -18,8 +18,10 @@ pub struct Config {
     pub lineage_url: String,
     /// The app database file (embedded SQLite).
     pub app_db_path: PathBuf,
-    /// Where outputs go.
+    /// Where outputs go when no bucket is configured.
     pub storage_dir: PathBuf,
+    /// S3 outputs (`S3_BUCKET_NAME`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `ROBO_ASSETS_S3_PREFIX`).
+    pub s3: Option<resources::S3Config>,
     /// A fixed "now" for reproducible runs and tests (`ROBO_ASSETS_NOW`, RFC 3339).
     pub now: Option<DateTime<Utc>>,
 }
@@ -52,11 +54,17 @@ impl Config {
                 }
             },
         };
-        if let Some(bucket) = var("S3_BUCKET_NAME") {
-            return Err(user_error(format!(
-                "S3_BUCKET_NAME={bucket} is set, but this build writes outputs only to $ROBO_ASSETS_HOME/storage; unset it"
-            )));
-        }
+        let s3 = var("S3_BUCKET_NAME").map(|bucket| {
+            let mut s3 = resources::S3Config::new(bucket);
+            if let Some(region) = var("AWS_REGION") {
+                s3.region = region;
+            }
+            s3.endpoint = var("AWS_ENDPOINT_URL");
+            if let Some(prefix) = var("ROBO_ASSETS_S3_PREFIX") {
+                s3.prefix = prefix;
+            }
+            s3
+        });
         if var("GRAPH_API_URL").is_some() {
             return Err(user_error(
                 "GRAPH_API_URL is set, but this build reads graph sizes only from the dev source; unset it",
@@ -74,6 +82,6 @@ impl Config {
                     .with_timezone(&Utc),
             ),
         };
-        Ok(Config { storage_dir: home.join("storage"), home, lineage_url, app_db_path, now })
+        Ok(Config { storage_dir: home.join("storage"), s3, home, lineage_url, app_db_path, now })
     }
 }

@@ -1,6 +1,7 @@
 //! Resources: the outside world the assets talk to, behind small traits.
 //!
 //! * [`object_store`]: where outputs live (a local directory, atomically written).
+//! * [`s3`]: the same on S3 or an S3-compatible server.
 //! * [`parquet_io`]: the engine's `IoManager` port, writing Parquet through an object store.
 //! * [`appdb`]: the RoboSystems application database (tenants, plans, the credits ledger).
 //! * [`graph_storage`]: how big each graph is (a labeled dev source in embedded mode).
@@ -12,8 +13,10 @@ pub mod appdb;
 pub mod graph_storage;
 pub mod object_store;
 pub mod parquet_io;
+pub mod s3;
 
 pub use appdb::{AppDb, SqliteAppDb};
 pub use graph_storage::{DevGraphStorage, GraphStorage};
 pub use object_store::{LocalObjectStore, ObjectStore, ObjectStoreError};
 pub use parquet_io::ParquetIoManager;
+pub use s3::{S3Config, S3ObjectStore};

@@ -26,6 +26,16 @@ pub enum ObjectStoreError {
         /// Where it was looked for.
         uri: String,
     },
+    /// A remote store (S3) failed, after the retries transient errors get.
+    #[error("object store {op} failed for {uri}: {message}")]
+    Remote {
+        /// The operation (`put`, `get`, `list`).
+        op: &'static str,
+        /// The object.
+        uri: String,
+        /// What the store said.
+        message: String,
+    },
     /// The filesystem failed.
     #[error("object store io failed at {uri}")]
     Io {

@@ -6,3 +6,4 @@ mod common;
 mod crash;
 mod executor;
 mod postgres;
+mod s3;
