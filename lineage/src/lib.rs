@@ -11,6 +11,7 @@
 
 pub mod model;
 mod postgres;
+mod queue;
 mod rows;
 mod sqlite;
 mod store;
@@ -18,7 +19,7 @@ mod store;
 pub use model::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use store::LineageStore;
+pub use store::{LineageStore, RequestQueue};
 
 use std::sync::Arc;
 

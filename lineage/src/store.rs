@@ -10,7 +10,7 @@ use crate::model::*;
 ///
 /// Every method is one transaction: a caller never sees half of a write.
 #[async_trait]
-pub trait LineageStore: Send + Sync + 'static {
+pub trait LineageStore: RequestQueue + Send + Sync + 'static {
     /// A short name of the backend and where it lives, with secrets redacted.
     fn describe(&self) -> String;
 
@@ -94,4 +94,84 @@ pub trait LineageStore: Send + Sync + 'static {
 
     /// The keys of a dynamic partitions definition, in the order they were added.
     async fn dynamic_partitions(&self, partitions_def: &str) -> Result<Vec<String>>;
+}
+
+/// The request queue, kept in the lineage store: requests with idempotency keys, leases,
+/// fenced completion, retries and pools. Every `LineageStore` is one.
+#[async_trait]
+pub trait RequestQueue: Send + Sync {
+    /// Submits requests and the edges between them (`(upstream index, downstream index)` into
+    /// `requests`), in one transaction. A known idempotency key returns the existing request and
+    /// adds nothing. A request with unfinished upstream requests starts `blocked`.
+    async fn submit_requests(&self, requests: &[NewRequest], edges: &[(usize, usize)]) -> Result<Vec<SubmitOutcome>>;
+
+    /// Claims up to `limit` available requests for `worker` with a lease until `lease_until`,
+    /// highest priority first, never exceeding a pool's slot limit across all workers.
+    async fn claim_requests(
+        &self,
+        worker: &str,
+        limit: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedRequest>>;
+
+    /// Extends `worker`'s leases on `ids`; returns the ones it still holds, each with whether a
+    /// cancel was requested.
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        ids: &[RequestId],
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<(RequestId, bool)>>;
+
+    /// Records finished attempts, fenced on (lease owner, attempt): a completion from a worker
+    /// that lost its lease records nothing. Recorded ones unblock their downstream requests.
+    async fn complete_requests(
+        &self,
+        worker: &str,
+        completions: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CompletionResult>>;
+
+    /// Records a failed attempt, fenced like completion: back to `available` at `retry_at` when
+    /// given and attempts remain, otherwise `failed` with its downstream `upstream_failed`.
+    /// Returns false if the lease was lost.
+    async fn fail_request(
+        &self,
+        worker: &str,
+        id: RequestId,
+        attempt: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Marks a running request whose cancel was requested as canceled (fenced).
+    async fn acknowledge_cancel(&self, worker: &str, id: RequestId, attempt: i64, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Returns expired leases to the queue (`available` at `now + backoff(attempt)`) or fails
+    /// them when attempts are exhausted; returns what it did.
+    async fn reap_expired(
+        &self,
+        now: DateTime<Utc>,
+        backoff: &(dyn Fn(i64) -> std::time::Duration + Send + Sync),
+    ) -> Result<Vec<(RequestId, RequestState)>>;
+
+    /// Cancels a request: a waiting one at once (with its downstream), a running one by asking
+    /// its worker. Returns its state after the call, or `None` if it does not exist.
+    async fn cancel_request(&self, id: RequestId, now: DateTime<Utc>) -> Result<Option<RequestState>>;
+
+    /// One request.
+    async fn request(&self, id: RequestId) -> Result<Option<RequestRecord>>;
+
+    /// Requests, newest first, optionally of one run and/or in one state.
+    async fn requests(
+        &self,
+        run_id: Option<RunId>,
+        state: Option<RequestState>,
+        limit: i64,
+    ) -> Result<Vec<RequestRecord>>;
+
+    /// Sets a pool's slot limit.
+    async fn set_pool_limit(&self, pool: &str, slot_limit: i64) -> Result<()>;
 }

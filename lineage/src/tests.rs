@@ -311,6 +311,191 @@ async fn a_batch_of_materializations_is_recorded_in_order_with_its_inputs(store:
     assert_eq!(store.run_events(run_id).await.unwrap().len(), 1201);
 }
 
+// --- The request queue ----------------------------------------------------------------------
+
+fn t(s: i64) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::seconds(s)
+}
+
+fn request(run_id: RunId, key: &str, asset: &str, partition: &str) -> NewRequest {
+    NewRequest {
+        id: RequestId::new(),
+        idempotency_key: key.to_owned(),
+        run_id,
+        asset_key: asset.to_owned(),
+        partition_key: partition.to_owned(),
+        origin: "manual".to_owned(),
+        pool: None,
+        priority: 0,
+        max_attempts: 3,
+        run_at: t(0),
+        created_at: t(0),
+    }
+}
+
+fn completion(claim: &ClaimedRequest, version: &str) -> Completion {
+    let mut m = materialization(claim.run_id, &claim.asset_key, &claim.partition_key, version, vec![]);
+    m.attempt = claim.attempt;
+    Completion { id: claim.id, attempt: claim.attempt, materialization: m }
+}
+
+async fn state_of(store: &dyn LineageStore, id: RequestId) -> RequestState {
+    store.request(id).await.unwrap().unwrap().state
+}
+
+async fn a_duplicate_idempotency_key_returns_the_first_request(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    let first =
+        store.submit_requests(&[request(run_id, "sched:bill:2025-12-15", "bill", "2025-12-15")], &[]).await.unwrap();
+    let again =
+        store.submit_requests(&[request(run_id, "sched:bill:2025-12-15", "bill", "2025-12-15")], &[]).await.unwrap();
+    assert!(first[0].inserted && !again[0].inserted);
+    assert_eq!(first[0].id, again[0].id);
+    assert_eq!(store.requests(Some(run_id), None, 10).await.unwrap().len(), 1);
+}
+
+async fn claims_are_exclusive_and_completion_is_fenced_on_the_lease(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    let reqs: Vec<NewRequest> = (0..3).map(|h| request(run_id, &format!("k{h}"), "usage", &format!("h{h}"))).collect();
+    store.submit_requests(&reqs, &[]).await.unwrap();
+    let a = store.claim_requests("worker-a", 2, t(1), t(61)).await.unwrap();
+    let b = store.claim_requests("worker-b", 5, t(1), t(61)).await.unwrap();
+    assert_eq!((a.len(), b.len()), (2, 1));
+    assert!(a.iter().all(|c| c.attempt == 1 && !b.iter().any(|d| d.id == c.id)));
+    assert!(store.claim_requests("worker-c", 5, t(1), t(61)).await.unwrap().is_empty());
+
+    // worker-b cannot complete worker-a's request; worker-a can.
+    let stolen = store.complete_requests("worker-b", &[completion(&a[0], "v")], t(2)).await.unwrap();
+    assert_eq!(stolen, [CompletionResult::LeaseLost]);
+    let done =
+        store.complete_requests("worker-a", &[completion(&a[0], "v"), completion(&a[1], "v")], t(2)).await.unwrap();
+    assert!(done.iter().all(|r| matches!(r, CompletionResult::Recorded(_))));
+    assert_eq!(state_of(store, a[0].id).await, RequestState::Succeeded);
+    assert_eq!(store.partition_states("usage").await.unwrap().len(), 2);
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Running, "one request still runs");
+    store.complete_requests("worker-b", &[completion(&b[0], "v")], t(3)).await.unwrap();
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Succeeded);
+}
+
+async fn a_request_waits_for_its_upstream_requests(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    let reqs = [
+        request(run_id, "h0", "usage", "h0"),
+        request(run_id, "h1", "usage", "h1"),
+        request(run_id, "bill", "bill", "d"),
+    ];
+    let ids = store.submit_requests(&reqs, &[(0, 2), (1, 2)]).await.unwrap();
+    assert_eq!(state_of(store, ids[2].id).await, RequestState::Blocked);
+    let claimed = store.claim_requests("w", 10, t(1), t(61)).await.unwrap();
+    assert_eq!(claimed.len(), 2, "the bill is blocked");
+    store.complete_requests("w", &[completion(&claimed[0], "v")], t(2)).await.unwrap();
+    assert_eq!(state_of(store, ids[2].id).await, RequestState::Blocked);
+    store.complete_requests("w", &[completion(&claimed[1], "v")], t(2)).await.unwrap();
+    assert_eq!(state_of(store, ids[2].id).await, RequestState::Available);
+    let bill = store.claim_requests("w", 10, t(3), t(63)).await.unwrap();
+    assert_eq!(bill.len(), 1);
+    assert_eq!(bill[0].asset_key, "bill");
+
+    // Resubmitting the same keys (a crash and a retry of the submitter) adds nothing.
+    let again = store.submit_requests(&reqs, &[(0, 2), (1, 2)]).await.unwrap();
+    assert!(again.iter().all(|o| !o.inserted));
+}
+
+async fn an_expired_lease_is_reclaimed_and_the_late_completion_rejected(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    store.submit_requests(&[request(run_id, "k", "usage", "h0")], &[]).await.unwrap();
+    let dead = store.claim_requests("dead-worker", 1, t(0), t(60)).await.unwrap().remove(0);
+    assert!(
+        store.reap_expired(t(59), &|_| std::time::Duration::from_secs(5)).await.unwrap().is_empty(),
+        "not expired yet"
+    );
+    let reaped = store.reap_expired(t(61), &|_| std::time::Duration::from_secs(5)).await.unwrap();
+    assert_eq!(reaped, [(dead.id, RequestState::Available)]);
+    let record = store.request(dead.id).await.unwrap().unwrap();
+    assert_eq!(record.last_error.as_deref(), Some("lease expired (worker dead-worker)"));
+    assert!(store.claim_requests("w2", 1, t(62), t(122)).await.unwrap().is_empty(), "backoff: not before t(66)");
+    let retry = store.claim_requests("w2", 1, t(66), t(126)).await.unwrap().remove(0);
+    assert_eq!(retry.attempt, 2);
+    assert_eq!(
+        store.complete_requests("dead-worker", &[completion(&dead, "late")], t(67)).await.unwrap(),
+        [CompletionResult::LeaseLost]
+    );
+    assert!(matches!(
+        store.complete_requests("w2", &[completion(&retry, "ok")], t(67)).await.unwrap()[0],
+        CompletionResult::Recorded(_)
+    ));
+    let history = store.history("usage", Some("h0"), 10).await.unwrap();
+    assert_eq!(history.len(), 1, "materialized exactly once");
+    assert_eq!(history[0].data_version, "ok");
+}
+
+async fn failures_retry_then_fail_and_fail_their_downstream(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    let mut up = request(run_id, "up", "usage", "h0");
+    up.max_attempts = 2;
+    let ids = store.submit_requests(&[up, request(run_id, "down", "bill", "d")], &[(0, 1)]).await.unwrap();
+    let first = store.claim_requests("w", 1, t(0), t(60)).await.unwrap().remove(0);
+    assert!(store.fail_request("w", first.id, 1, "graph api 503", Some(t(10)), t(1)).await.unwrap());
+    assert_eq!(state_of(store, first.id).await, RequestState::Available);
+    assert!(!store.fail_request("w", first.id, 1, "again", Some(t(10)), t(2)).await.unwrap(), "fenced: no longer held");
+    let second = store.claim_requests("w", 1, t(10), t(70)).await.unwrap().remove(0);
+    assert_eq!(second.attempt, 2);
+    assert!(store.fail_request("w", second.id, 2, "graph api 503", Some(t(20)), t(11)).await.unwrap());
+    assert_eq!(state_of(store, first.id).await, RequestState::Failed, "attempts exhausted");
+    assert_eq!(state_of(store, ids[1].id).await, RequestState::UpstreamFailed);
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed);
+}
+
+async fn cancel_stops_waiting_requests_at_once_and_asks_running_ones(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    let reqs =
+        [request(run_id, "a", "usage", "h0"), request(run_id, "b", "usage", "h1"), request(run_id, "c", "bill", "d")];
+    let ids = store.submit_requests(&reqs, &[(1, 2)]).await.unwrap();
+    let running = store.claim_requests("w", 1, t(0), t(60)).await.unwrap().remove(0);
+    assert_eq!(running.id, ids[0].id);
+    assert_eq!(store.cancel_request(ids[1].id, t(1)).await.unwrap(), Some(RequestState::Canceled));
+    assert_eq!(state_of(store, ids[2].id).await, RequestState::UpstreamFailed);
+    assert_eq!(store.cancel_request(running.id, t(1)).await.unwrap(), Some(RequestState::Running));
+    assert_eq!(store.heartbeat("w", &[running.id], t(90)).await.unwrap(), [(running.id, true)]);
+    assert!(store.acknowledge_cancel("w", running.id, 1, t(2)).await.unwrap());
+    assert_eq!(state_of(store, running.id).await, RequestState::Canceled);
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Canceled);
+    assert_eq!(store.cancel_request(RequestId::new(), t(3)).await.unwrap(), None);
+}
+
+async fn pool_limits_hold_across_workers(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    store.set_pool_limit("graph_api", 2).await.unwrap();
+    let reqs: Vec<NewRequest> = (0..5)
+        .map(|h| {
+            let mut r = request(run_id, &format!("p{h}"), "usage", &format!("h{h}"));
+            r.pool = Some("graph_api".to_owned());
+            r
+        })
+        .chain([request(run_id, "free", "other", "x")])
+        .collect();
+    store.submit_requests(&reqs, &[]).await.unwrap();
+    let a = store.claim_requests("a", 10, t(0), t(60)).await.unwrap();
+    assert_eq!(a.iter().filter(|c| c.asset_key == "usage").count(), 2);
+    assert_eq!(a.len(), 3, "the request outside the pool is not limited");
+    assert!(store.claim_requests("b", 10, t(0), t(60)).await.unwrap().is_empty());
+    let first = a.iter().find(|c| c.asset_key == "usage").unwrap();
+    store.complete_requests("a", &[completion(first, "v")], t(1)).await.unwrap();
+    assert_eq!(store.claim_requests("b", 10, t(1), t(61)).await.unwrap().len(), 1);
+}
+
+async fn heartbeats_extend_only_the_workers_own_leases(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    store.submit_requests(&[request(run_id, "k", "usage", "h0")], &[]).await.unwrap();
+    let c = store.claim_requests("w1", 1, t(0), t(60)).await.unwrap().remove(0);
+    assert!(store.heartbeat("w2", &[c.id], t(120)).await.unwrap().is_empty());
+    assert_eq!(store.heartbeat("w1", &[c.id], t(120)).await.unwrap(), [(c.id, false)]);
+    assert!(
+        store.reap_expired(t(100), &|_| std::time::Duration::ZERO).await.unwrap().is_empty(),
+        "the lease was extended"
+    );
+}
+
 /// Instantiates each contract test for both backends.
 macro_rules! lineage_store_tests {
     ($($name:ident),* $(,)?) => {
@@ -346,6 +531,14 @@ lineage_store_tests!(
     dynamic_partitions_are_added_once_in_order,
     canceling_a_retry_of_a_failed_partition_keeps_it_failed,
     a_batch_of_materializations_is_recorded_in_order_with_its_inputs,
+    a_duplicate_idempotency_key_returns_the_first_request,
+    claims_are_exclusive_and_completion_is_fenced_on_the_lease,
+    a_request_waits_for_its_upstream_requests,
+    an_expired_lease_is_reclaimed_and_the_late_completion_rejected,
+    failures_retry_then_fail_and_fail_their_downstream,
+    cancel_stops_waiting_requests_at_once_and_asks_running_ones,
+    pool_limits_hold_across_workers,
+    heartbeats_extend_only_the_workers_own_leases,
 );
 
 #[test]

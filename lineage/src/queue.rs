@@ -1,0 +1,526 @@
+//! The request queue's SQL, written once for both backends.
+//!
+//! Placeholders are `$N`, which both SQLite and PostgreSQL accept; timestamps are bound as
+//! `DateTime<Utc>` (RFC 3339 text on SQLite, `timestamptz` on PostgreSQL), so comparisons agree.
+//! [`queue_methods!`] expands the `LineageStore` queue methods inside each backend's impl; the
+//! backend supplies how to begin a write transaction and its row-locking clause (`FOR UPDATE
+//! SKIP LOCKED` on PostgreSQL; nothing on SQLite, whose single writer already serializes claims).
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use crate::model::*;
+use crate::rows::parse_run_id;
+use crate::{Error, Result};
+
+#[derive(FromRow)]
+pub(crate) struct RequestRow {
+    pub(crate) id: String,
+    pub(crate) idempotency_key: String,
+    pub(crate) run_id: String,
+    pub(crate) asset_key: String,
+    pub(crate) partition_key: String,
+    pub(crate) origin: String,
+    pub(crate) pool: Option<String>,
+    pub(crate) priority: i64,
+    pub(crate) state: String,
+    pub(crate) pending_deps: i64,
+    pub(crate) run_at: DateTime<Utc>,
+    pub(crate) attempt: i64,
+    pub(crate) max_attempts: i64,
+    pub(crate) lease_owner: Option<String>,
+    pub(crate) lease_expires_at: Option<DateTime<Utc>>,
+    pub(crate) cancel_requested: bool,
+    pub(crate) last_error: Option<String>,
+    pub(crate) materialization_id: Option<i64>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) started_at: Option<DateTime<Utc>>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) fn parse_request_id(s: &str) -> Result<RequestId> {
+    RequestId::from_str(s).map_err(|e| Error::Decode { what: "request id", detail: e.to_string() })
+}
+
+impl RequestRow {
+    pub(crate) fn into_record(self) -> Result<RequestRecord> {
+        Ok(RequestRecord {
+            id: parse_request_id(&self.id)?,
+            idempotency_key: self.idempotency_key,
+            run_id: parse_run_id(&self.run_id)?,
+            asset_key: self.asset_key,
+            partition_key: self.partition_key,
+            origin: self.origin,
+            pool: self.pool,
+            priority: self.priority,
+            state: RequestState::from_str(&self.state)
+                .map_err(|detail| Error::Decode { what: "request state", detail })?,
+            pending_deps: self.pending_deps,
+            run_at: self.run_at,
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            lease_owner: self.lease_owner,
+            lease_expires_at: self.lease_expires_at,
+            cancel_requested: self.cancel_requested,
+            last_error: self.last_error,
+            materialization_id: self.materialization_id,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+/// The columns of a [`RequestRow`], as a literal so queries stay `&'static str`.
+macro_rules! request_columns {
+    () => {
+        "id, idempotency_key, run_id, asset_key, partition_key, origin, pool, priority, \
+         state, pending_deps, run_at, attempt, max_attempts, lease_owner, lease_expires_at, cancel_requested, last_error, \
+         materialization_id, created_at, started_at, finished_at"
+    };
+}
+pub(crate) use request_columns;
+
+/// Marks `upstream_failed` every waiting request downstream of `$1`, transitively.
+pub(crate) const CASCADE_UPSTREAM_FAILED: &str = "WITH RECURSIVE down(id) AS ( \
+         SELECT downstream_request_id FROM request_edges WHERE upstream_request_id = $1 \
+         UNION SELECT e.downstream_request_id FROM request_edges e JOIN down ON e.upstream_request_id = down.id) \
+     UPDATE materialization_requests SET state = 'upstream_failed', finished_at = $2 \
+     WHERE id IN (SELECT id FROM down) AND state IN ('blocked', 'available')";
+
+/// Ends run `$1` when none of its requests is waiting or running.
+pub(crate) const FINISH_RUN: &str = "UPDATE runs SET \
+         status = CASE \
+             WHEN EXISTS (SELECT 1 FROM materialization_requests WHERE run_id = $1 AND state = 'canceled') THEN 'canceled' \
+             WHEN EXISTS (SELECT 1 FROM materialization_requests WHERE run_id = $1 AND state IN ('failed', 'upstream_failed')) THEN 'failed' \
+             ELSE 'succeeded' END, \
+         finished_at = $2 \
+     WHERE id = $1 AND status IN ('queued', 'running') \
+       AND NOT EXISTS (SELECT 1 FROM materialization_requests WHERE run_id = $1 AND state IN ('blocked', 'available', 'running'))";
+
+/// Expands the queue methods of `LineageStore` for one backend.
+///
+/// `$pool`: the field reads go through; `$begin`: a method starting a write transaction;
+/// `$skip`: the row-locking suffix for queue rows (`FOR UPDATE SKIP LOCKED`); `$lock`: for pool
+/// rows, which must be waited for (`FOR UPDATE`).
+macro_rules! queue_methods {
+    ($store:ty, $pool:ident, $begin:ident, $skip:literal, $lock:literal) => {
+    #[async_trait::async_trait]
+    impl $crate::store::RequestQueue for $store {
+        async fn submit_requests(&self, requests: &[NewRequest], edges: &[(usize, usize)]) -> Result<Vec<SubmitOutcome>> {
+            let mut tx = self.$begin().await?;
+            let mut outcomes = Vec::with_capacity(requests.len());
+            for r in requests {
+                let inserted: Option<String> = sqlx::query_scalar(
+                    "INSERT INTO materialization_requests (id, idempotency_key, run_id, asset_key, partition_key, origin, \
+                         pool, priority, state, pending_deps, run_at, attempt, max_attempts, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'available', 0, $9, 0, $10, $11) \
+                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                )
+                .bind(r.id.to_string())
+                .bind(&r.idempotency_key)
+                .bind(r.run_id.to_string())
+                .bind(&r.asset_key)
+                .bind(&r.partition_key)
+                .bind(&r.origin)
+                .bind(r.pool.as_deref())
+                .bind(r.priority)
+                .bind(r.run_at)
+                .bind(r.max_attempts)
+                .bind(r.created_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let outcome = match inserted {
+                    Some(id) => SubmitOutcome { id: $crate::queue::parse_request_id(&id)?, inserted: true },
+                    None => {
+                        let id: String =
+                            sqlx::query_scalar("SELECT id FROM materialization_requests WHERE idempotency_key = $1")
+                                .bind(&r.idempotency_key)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                        SubmitOutcome { id: $crate::queue::parse_request_id(&id)?, inserted: false }
+                    }
+                };
+                outcomes.push(outcome);
+            }
+            let mut blocked = std::collections::BTreeSet::new();
+            for &(up, down) in edges {
+                if !outcomes[down].inserted {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO request_edges (upstream_request_id, downstream_request_id) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(outcomes[up].id.to_string())
+                .bind(outcomes[down].id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                blocked.insert(outcomes[down].id.to_string());
+            }
+            for id in blocked {
+                // Waiting upstream requests block it; a failed or canceled one fails it.
+                sqlx::query(
+                    "UPDATE materialization_requests SET \
+                         pending_deps = (SELECT count(*) FROM request_edges e JOIN materialization_requests u \
+                             ON u.id = e.upstream_request_id WHERE e.downstream_request_id = $1 AND u.state <> 'succeeded'), \
+                         state = CASE \
+                             WHEN EXISTS (SELECT 1 FROM request_edges e JOIN materialization_requests u \
+                                 ON u.id = e.upstream_request_id WHERE e.downstream_request_id = $1 \
+                                 AND u.state IN ('failed', 'canceled', 'upstream_failed')) THEN 'upstream_failed' \
+                             WHEN EXISTS (SELECT 1 FROM request_edges e JOIN materialization_requests u \
+                                 ON u.id = e.upstream_request_id WHERE e.downstream_request_id = $1 \
+                                 AND u.state <> 'succeeded') THEN 'blocked' \
+                             ELSE 'available' END \
+                     WHERE id = $1",
+                )
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(outcomes)
+        }
+
+        async fn claim_requests(
+            &self,
+            worker: &str,
+            limit: i64,
+            now: DateTime<Utc>,
+            lease_until: DateTime<Utc>,
+        ) -> Result<Vec<ClaimedRequest>> {
+            if limit <= 0 {
+                return Ok(Vec::new());
+            }
+            let mut tx = self.$begin().await?;
+            let candidates: Vec<(String, Option<String>)> = sqlx::query_as(concat!(
+                "SELECT id, pool FROM materialization_requests WHERE state = 'available' AND run_at <= $1 \
+                 ORDER BY priority DESC, run_at, id LIMIT $2",
+                $skip
+            ))
+            .bind(now)
+            .bind(limit * 4)
+            .fetch_all(&mut *tx)
+            .await?;
+            let pools: Vec<String> = {
+                let mut p: Vec<String> = candidates.iter().filter_map(|(_, p)| p.clone()).collect();
+                p.sort();
+                p.dedup();
+                p
+            };
+            // Pool slots: lock the pools' rows (PostgreSQL) so concurrent claims of one pool
+            // serialize, then count what runs now. Unknown pools are unlimited.
+            let mut free: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+            for pool in &pools {
+                let limit: Option<i64> = sqlx::query_scalar(concat!("SELECT slot_limit FROM pools WHERE name = $1", $lock))
+                    .bind(pool)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(limit) = limit {
+                    let running: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM materialization_requests WHERE pool = $1 AND state = 'running'",
+                    )
+                    .bind(pool)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    free.insert(pool.clone(), (limit - running).max(0));
+                }
+            }
+            let mut picked = Vec::new();
+            for (id, pool) in candidates {
+                if picked.len() as i64 >= limit {
+                    break;
+                }
+                if let Some(slots) = pool.as_ref().and_then(|p| free.get_mut(p)) {
+                    if *slots == 0 {
+                        continue;
+                    }
+                    *slots -= 1;
+                }
+                picked.push(id);
+            }
+            let mut claimed = Vec::with_capacity(picked.len());
+            for id in picked {
+                let row: (String, String, String, String, i64, i64) = sqlx::query_as(
+                    "UPDATE materialization_requests SET state = 'running', attempt = attempt + 1, lease_owner = $2, \
+                         lease_expires_at = $3, started_at = coalesce(started_at, $4) \
+                     WHERE id = $1 RETURNING id, run_id, asset_key, partition_key, attempt, max_attempts",
+                )
+                .bind(&id)
+                .bind(worker)
+                .bind(lease_until)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE runs SET status = 'running', started_at = coalesce(started_at, $2) WHERE id = $1 AND status = 'queued'")
+                    .bind(&row.1)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                claimed.push(ClaimedRequest {
+                    id: $crate::queue::parse_request_id(&row.0)?,
+                    run_id: $crate::rows::parse_run_id(&row.1)?,
+                    asset_key: row.2,
+                    partition_key: row.3,
+                    attempt: row.4,
+                    max_attempts: row.5,
+                });
+            }
+            tx.commit().await?;
+            Ok(claimed)
+        }
+
+        async fn heartbeat(&self, worker: &str, ids: &[RequestId], lease_until: DateTime<Utc>) -> Result<Vec<(RequestId, bool)>> {
+            let mut out = Vec::with_capacity(ids.len());
+            let mut tx = self.$begin().await?;
+            for id in ids {
+                let held: Option<bool> = sqlx::query_scalar(
+                    "UPDATE materialization_requests SET lease_expires_at = $3 \
+                     WHERE id = $1 AND lease_owner = $2 AND state = 'running' RETURNING cancel_requested",
+                )
+                .bind(id.to_string())
+                .bind(worker)
+                .bind(lease_until)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(cancel) = held {
+                    out.push((*id, cancel));
+                }
+            }
+            tx.commit().await?;
+            Ok(out)
+        }
+
+        async fn complete_requests(&self, worker: &str, completions: &[Completion], now: DateTime<Utc>) -> Result<Vec<CompletionResult>> {
+            let mut tx = self.$begin().await?;
+            let mut held = Vec::new();
+            let mut results = vec![CompletionResult::LeaseLost; completions.len()];
+            for (i, c) in completions.iter().enumerate() {
+                // The fence: only the holder of this attempt's lease may record it.
+                let res = sqlx::query(
+                    "UPDATE materialization_requests SET state = 'succeeded', finished_at = $4, lease_owner = NULL, \
+                         lease_expires_at = NULL, last_error = NULL \
+                     WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND attempt = $3",
+                )
+                .bind(c.id.to_string())
+                .bind(worker)
+                .bind(c.attempt)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if res.rows_affected() == 1 {
+                    held.push(i);
+                }
+            }
+            let ms: Vec<NewMaterialization> = held.iter().map(|i| completions[*i].materialization.clone()).collect();
+            let ids = write_materializations(&mut *tx, &ms).await?;
+            let mut runs = std::collections::BTreeSet::new();
+            for (i, mid) in held.iter().zip(ids) {
+                let c = &completions[*i];
+                results[*i] = CompletionResult::Recorded(mid);
+                runs.insert(c.materialization.run_id.to_string());
+                sqlx::query("UPDATE materialization_requests SET materialization_id = $2 WHERE id = $1")
+                    .bind(c.id.to_string())
+                    .bind(mid)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE materialization_requests SET pending_deps = pending_deps - 1, \
+                         state = CASE WHEN pending_deps = 1 AND state = 'blocked' THEN 'available' ELSE state END \
+                     WHERE id IN (SELECT downstream_request_id FROM request_edges WHERE upstream_request_id = $1)",
+                )
+                .bind(c.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            for run in runs {
+                sqlx::query($crate::queue::FINISH_RUN).bind(run).bind(now).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(results)
+        }
+
+        async fn fail_request(
+            &self,
+            worker: &str,
+            id: RequestId,
+            attempt: i64,
+            error: &str,
+            retry_at: Option<DateTime<Utc>>,
+            now: DateTime<Utc>,
+        ) -> Result<bool> {
+            let mut tx = self.$begin().await?;
+            let state: Option<(String, String)> = sqlx::query_as(
+                "UPDATE materialization_requests SET \
+                     state = CASE WHEN $5 IS NOT NULL AND attempt < max_attempts THEN 'available' ELSE 'failed' END, \
+                     run_at = CASE WHEN $5 IS NOT NULL AND attempt < max_attempts THEN $5 ELSE run_at END, \
+                     finished_at = CASE WHEN $5 IS NOT NULL AND attempt < max_attempts THEN NULL ELSE $6 END, \
+                     lease_owner = NULL, lease_expires_at = NULL, last_error = $4 \
+                 WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND attempt = $3 \
+                 RETURNING state, run_id",
+            )
+            .bind(id.to_string())
+            .bind(worker)
+            .bind(attempt)
+            .bind(error)
+            .bind(retry_at)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((state, run)) = state else {
+                return Ok(false);
+            };
+            if state == "failed" {
+                sqlx::query($crate::queue::CASCADE_UPSTREAM_FAILED).bind(id.to_string()).bind(now).execute(&mut *tx).await?;
+                sqlx::query($crate::queue::FINISH_RUN).bind(run).bind(now).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        }
+
+        async fn acknowledge_cancel(&self, worker: &str, id: RequestId, attempt: i64, now: DateTime<Utc>) -> Result<bool> {
+            let mut tx = self.$begin().await?;
+            let run: Option<String> = sqlx::query_scalar(
+                "UPDATE materialization_requests SET state = 'canceled', finished_at = $4, lease_owner = NULL, \
+                     lease_expires_at = NULL \
+                 WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND attempt = $3 RETURNING run_id",
+            )
+            .bind(id.to_string())
+            .bind(worker)
+            .bind(attempt)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(run) = run else {
+                return Ok(false);
+            };
+            sqlx::query($crate::queue::CASCADE_UPSTREAM_FAILED).bind(id.to_string()).bind(now).execute(&mut *tx).await?;
+            sqlx::query($crate::queue::FINISH_RUN).bind(run).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+
+        async fn reap_expired(
+            &self,
+            now: DateTime<Utc>,
+            backoff: &(dyn Fn(i64) -> std::time::Duration + Send + Sync),
+        ) -> Result<Vec<(RequestId, RequestState)>> {
+            let mut tx = self.$begin().await?;
+            let expired: Vec<(String, String, i64, i64, Option<String>)> = sqlx::query_as(concat!(
+                "SELECT id, run_id, attempt, max_attempts, lease_owner FROM materialization_requests \
+                 WHERE state = 'running' AND lease_expires_at < $1 ORDER BY lease_expires_at LIMIT 500",
+                $skip
+            ))
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut out = Vec::with_capacity(expired.len());
+            for (id, run, attempt, max_attempts, owner) in expired {
+                let error = format!("lease expired (worker {})", owner.as_deref().unwrap_or("?"));
+                let retry = attempt < max_attempts;
+                let run_at = now + chrono::Duration::from_std(backoff(attempt)).unwrap_or_default();
+                sqlx::query(
+                    "UPDATE materialization_requests SET state = $2, run_at = $3, lease_owner = NULL, \
+                         lease_expires_at = NULL, last_error = $4, finished_at = $5 WHERE id = $1",
+                )
+                .bind(&id)
+                .bind(if retry { "available" } else { "failed" })
+                .bind(run_at)
+                .bind(&error)
+                .bind(if retry { None } else { Some(now) })
+                .execute(&mut *tx)
+                .await?;
+                if !retry {
+                    sqlx::query($crate::queue::CASCADE_UPSTREAM_FAILED).bind(&id).bind(now).execute(&mut *tx).await?;
+                    sqlx::query($crate::queue::FINISH_RUN).bind(&run).bind(now).execute(&mut *tx).await?;
+                }
+                out.push((
+                    $crate::queue::parse_request_id(&id)?,
+                    if retry { RequestState::Available } else { RequestState::Failed },
+                ));
+            }
+            tx.commit().await?;
+            Ok(out)
+        }
+
+        async fn cancel_request(&self, id: RequestId, now: DateTime<Utc>) -> Result<Option<RequestState>> {
+            let mut tx = self.$begin().await?;
+            let row: Option<(String, String)> =
+                sqlx::query_as("SELECT state, run_id FROM materialization_requests WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((state, run)) = row else {
+                return Ok(None);
+            };
+            let state = <RequestState as std::str::FromStr>::from_str(&state).map_err(|detail| Error::Decode { what: "request state", detail })?;
+            let after = match state {
+                RequestState::Blocked | RequestState::Available => {
+                    sqlx::query("UPDATE materialization_requests SET state = 'canceled', finished_at = $2 WHERE id = $1")
+                        .bind(id.to_string())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query($crate::queue::CASCADE_UPSTREAM_FAILED).bind(id.to_string()).bind(now).execute(&mut *tx).await?;
+                    sqlx::query($crate::queue::FINISH_RUN).bind(&run).bind(now).execute(&mut *tx).await?;
+                    RequestState::Canceled
+                }
+                RequestState::Running => {
+                    sqlx::query("UPDATE materialization_requests SET cancel_requested = TRUE WHERE id = $1")
+                        .bind(id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    RequestState::Running
+                }
+                terminal => terminal,
+            };
+            tx.commit().await?;
+            Ok(Some(after))
+        }
+
+        async fn request(&self, id: RequestId) -> Result<Option<RequestRecord>> {
+            let row: Option<$crate::queue::RequestRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                $crate::queue::request_columns!(),
+                " FROM materialization_requests WHERE id = $1"
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&self.$pool)
+            .await?;
+            row.map($crate::queue::RequestRow::into_record).transpose()
+        }
+
+        async fn requests(&self, run_id: Option<RunId>, state: Option<RequestState>, limit: i64) -> Result<Vec<RequestRecord>> {
+            let rows: Vec<$crate::queue::RequestRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                $crate::queue::request_columns!(),
+                " FROM materialization_requests \
+                 WHERE ($1 IS NULL OR run_id = $1) AND ($2 IS NULL OR state = $2) \
+                 ORDER BY created_at DESC, id DESC LIMIT $3"
+            ))
+            .bind(run_id.map(|r| r.to_string()))
+            .bind(state.map(RequestState::as_str))
+            .bind(limit)
+            .fetch_all(&self.$pool)
+            .await?;
+            rows.into_iter().map($crate::queue::RequestRow::into_record).collect()
+        }
+
+        async fn set_pool_limit(&self, pool: &str, slot_limit: i64) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO pools (name, slot_limit) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET slot_limit = excluded.slot_limit",
+            )
+            .bind(pool)
+            .bind(slot_limit)
+            .execute(&self.$pool)
+            .await?;
+            Ok(())
+        }
+    }
+    };
+}
+
+pub(crate) use queue_methods;
