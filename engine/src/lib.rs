@@ -16,6 +16,7 @@ pub mod partition;
 pub mod plan;
 pub mod retry;
 pub mod selection;
+pub mod worker;
 
 pub use context::{AssetContext, Clock, FixedClock, Inputs, ResourceError, Resources, SystemClock};
 pub use definition::{AssetDef, AssetDep, AssetError, AssetKey, Definitions, Output, asset};
@@ -27,3 +28,4 @@ pub use partition::{Cadence, PartitionKeyError, PartitionsContext, PartitionsDef
 pub use plan::{LineageSnapshot, PartitionSpec, Plan, PlanError, PlanOptions, Step};
 pub use retry::RetryPolicy;
 pub use selection::SelectionError;
+pub use worker::{Until, WorkerConfig, WorkerStats, run_worker};

@@ -187,6 +187,7 @@ macro_rules! queue_methods {
         async fn claim_requests(
             &self,
             worker: &str,
+            only_run: Option<RunId>,
             limit: i64,
             now: DateTime<Utc>,
             lease_until: DateTime<Utc>,
@@ -197,11 +198,12 @@ macro_rules! queue_methods {
             let mut tx = self.$begin().await?;
             let candidates: Vec<(String, Option<String>)> = sqlx::query_as(concat!(
                 "SELECT id, pool FROM materialization_requests WHERE state = 'available' AND run_at <= $1 \
-                 ORDER BY priority DESC, run_at, id LIMIT $2",
+                 AND ($3 IS NULL OR run_id = $3) ORDER BY priority DESC, run_at, id LIMIT $2",
                 $skip
             ))
             .bind(now)
             .bind(limit * 4)
+            .bind(only_run.map(|r| r.to_string()))
             .fetch_all(&mut *tx)
             .await?;
             let pools: Vec<String> = {

@@ -106,10 +106,12 @@ pub trait RequestQueue: Send + Sync {
     async fn submit_requests(&self, requests: &[NewRequest], edges: &[(usize, usize)]) -> Result<Vec<SubmitOutcome>>;
 
     /// Claims up to `limit` available requests for `worker` with a lease until `lease_until`,
-    /// highest priority first, never exceeding a pool's slot limit across all workers.
+    /// highest priority first, never exceeding a pool's slot limit across all workers; only
+    /// requests of `only_run` when given (an in-process `materialize` runs only its own run).
     async fn claim_requests(
         &self,
         worker: &str,
+        only_run: Option<RunId>,
         limit: i64,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,

@@ -358,11 +358,11 @@ async fn claims_are_exclusive_and_completion_is_fenced_on_the_lease(store: &dyn 
     let run_id = new_run(store).await;
     let reqs: Vec<NewRequest> = (0..3).map(|h| request(run_id, &format!("k{h}"), "usage", &format!("h{h}"))).collect();
     store.submit_requests(&reqs, &[]).await.unwrap();
-    let a = store.claim_requests("worker-a", 2, t(1), t(61)).await.unwrap();
-    let b = store.claim_requests("worker-b", 5, t(1), t(61)).await.unwrap();
+    let a = store.claim_requests("worker-a", None, 2, t(1), t(61)).await.unwrap();
+    let b = store.claim_requests("worker-b", None, 5, t(1), t(61)).await.unwrap();
     assert_eq!((a.len(), b.len()), (2, 1));
     assert!(a.iter().all(|c| c.attempt == 1 && !b.iter().any(|d| d.id == c.id)));
-    assert!(store.claim_requests("worker-c", 5, t(1), t(61)).await.unwrap().is_empty());
+    assert!(store.claim_requests("worker-c", None, 5, t(1), t(61)).await.unwrap().is_empty());
 
     // worker-b cannot complete worker-a's request; worker-a can.
     let stolen = store.complete_requests("worker-b", &[completion(&a[0], "v")], t(2)).await.unwrap();
@@ -386,13 +386,13 @@ async fn a_request_waits_for_its_upstream_requests(store: &dyn LineageStore) {
     ];
     let ids = store.submit_requests(&reqs, &[(0, 2), (1, 2)]).await.unwrap();
     assert_eq!(state_of(store, ids[2].id).await, RequestState::Blocked);
-    let claimed = store.claim_requests("w", 10, t(1), t(61)).await.unwrap();
+    let claimed = store.claim_requests("w", None, 10, t(1), t(61)).await.unwrap();
     assert_eq!(claimed.len(), 2, "the bill is blocked");
     store.complete_requests("w", &[completion(&claimed[0], "v")], t(2)).await.unwrap();
     assert_eq!(state_of(store, ids[2].id).await, RequestState::Blocked);
     store.complete_requests("w", &[completion(&claimed[1], "v")], t(2)).await.unwrap();
     assert_eq!(state_of(store, ids[2].id).await, RequestState::Available);
-    let bill = store.claim_requests("w", 10, t(3), t(63)).await.unwrap();
+    let bill = store.claim_requests("w", None, 10, t(3), t(63)).await.unwrap();
     assert_eq!(bill.len(), 1);
     assert_eq!(bill[0].asset_key, "bill");
 
@@ -404,7 +404,7 @@ async fn a_request_waits_for_its_upstream_requests(store: &dyn LineageStore) {
 async fn an_expired_lease_is_reclaimed_and_the_late_completion_rejected(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     store.submit_requests(&[request(run_id, "k", "usage", "h0")], &[]).await.unwrap();
-    let dead = store.claim_requests("dead-worker", 1, t(0), t(60)).await.unwrap().remove(0);
+    let dead = store.claim_requests("dead-worker", None, 1, t(0), t(60)).await.unwrap().remove(0);
     assert!(
         store.reap_expired(t(59), &|_| std::time::Duration::from_secs(5)).await.unwrap().is_empty(),
         "not expired yet"
@@ -413,8 +413,8 @@ async fn an_expired_lease_is_reclaimed_and_the_late_completion_rejected(store: &
     assert_eq!(reaped, [(dead.id, RequestState::Available)]);
     let record = store.request(dead.id).await.unwrap().unwrap();
     assert_eq!(record.last_error.as_deref(), Some("lease expired (worker dead-worker)"));
-    assert!(store.claim_requests("w2", 1, t(62), t(122)).await.unwrap().is_empty(), "backoff: not before t(66)");
-    let retry = store.claim_requests("w2", 1, t(66), t(126)).await.unwrap().remove(0);
+    assert!(store.claim_requests("w2", None, 1, t(62), t(122)).await.unwrap().is_empty(), "backoff: not before t(66)");
+    let retry = store.claim_requests("w2", None, 1, t(66), t(126)).await.unwrap().remove(0);
     assert_eq!(retry.attempt, 2);
     assert_eq!(
         store.complete_requests("dead-worker", &[completion(&dead, "late")], t(67)).await.unwrap(),
@@ -434,11 +434,11 @@ async fn failures_retry_then_fail_and_fail_their_downstream(store: &dyn LineageS
     let mut up = request(run_id, "up", "usage", "h0");
     up.max_attempts = 2;
     let ids = store.submit_requests(&[up, request(run_id, "down", "bill", "d")], &[(0, 1)]).await.unwrap();
-    let first = store.claim_requests("w", 1, t(0), t(60)).await.unwrap().remove(0);
+    let first = store.claim_requests("w", None, 1, t(0), t(60)).await.unwrap().remove(0);
     assert!(store.fail_request("w", first.id, 1, "graph api 503", Some(t(10)), t(1)).await.unwrap());
     assert_eq!(state_of(store, first.id).await, RequestState::Available);
     assert!(!store.fail_request("w", first.id, 1, "again", Some(t(10)), t(2)).await.unwrap(), "fenced: no longer held");
-    let second = store.claim_requests("w", 1, t(10), t(70)).await.unwrap().remove(0);
+    let second = store.claim_requests("w", None, 1, t(10), t(70)).await.unwrap().remove(0);
     assert_eq!(second.attempt, 2);
     assert!(store.fail_request("w", second.id, 2, "graph api 503", Some(t(20)), t(11)).await.unwrap());
     assert_eq!(state_of(store, first.id).await, RequestState::Failed, "attempts exhausted");
@@ -451,7 +451,7 @@ async fn cancel_stops_waiting_requests_at_once_and_asks_running_ones(store: &dyn
     let reqs =
         [request(run_id, "a", "usage", "h0"), request(run_id, "b", "usage", "h1"), request(run_id, "c", "bill", "d")];
     let ids = store.submit_requests(&reqs, &[(1, 2)]).await.unwrap();
-    let running = store.claim_requests("w", 1, t(0), t(60)).await.unwrap().remove(0);
+    let running = store.claim_requests("w", None, 1, t(0), t(60)).await.unwrap().remove(0);
     assert_eq!(running.id, ids[0].id);
     assert_eq!(store.cancel_request(ids[1].id, t(1)).await.unwrap(), Some(RequestState::Canceled));
     assert_eq!(state_of(store, ids[2].id).await, RequestState::UpstreamFailed);
@@ -475,19 +475,19 @@ async fn pool_limits_hold_across_workers(store: &dyn LineageStore) {
         .chain([request(run_id, "free", "other", "x")])
         .collect();
     store.submit_requests(&reqs, &[]).await.unwrap();
-    let a = store.claim_requests("a", 10, t(0), t(60)).await.unwrap();
+    let a = store.claim_requests("a", None, 10, t(0), t(60)).await.unwrap();
     assert_eq!(a.iter().filter(|c| c.asset_key == "usage").count(), 2);
     assert_eq!(a.len(), 3, "the request outside the pool is not limited");
-    assert!(store.claim_requests("b", 10, t(0), t(60)).await.unwrap().is_empty());
+    assert!(store.claim_requests("b", None, 10, t(0), t(60)).await.unwrap().is_empty());
     let first = a.iter().find(|c| c.asset_key == "usage").unwrap();
     store.complete_requests("a", &[completion(first, "v")], t(1)).await.unwrap();
-    assert_eq!(store.claim_requests("b", 10, t(1), t(61)).await.unwrap().len(), 1);
+    assert_eq!(store.claim_requests("b", None, 10, t(1), t(61)).await.unwrap().len(), 1);
 }
 
 async fn heartbeats_extend_only_the_workers_own_leases(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     store.submit_requests(&[request(run_id, "k", "usage", "h0")], &[]).await.unwrap();
-    let c = store.claim_requests("w1", 1, t(0), t(60)).await.unwrap().remove(0);
+    let c = store.claim_requests("w1", None, 1, t(0), t(60)).await.unwrap().remove(0);
     assert!(store.heartbeat("w2", &[c.id], t(120)).await.unwrap().is_empty());
     assert_eq!(store.heartbeat("w1", &[c.id], t(120)).await.unwrap(), [(c.id, false)]);
     assert!(

@@ -1,0 +1,433 @@
+//! The worker: claims materialization requests from the queue, runs them, and completes them
+//! fenced on its lease. `robo-assets worker` runs one per process on any number of machines;
+//! `materialize` runs one in-process for its own run. There is no other execution path.
+//!
+//! A step: mark the partition running, gather the exact upstream versions, run the compute
+//! function, store the output through the [`IoManager`](crate::IoManager), then complete the
+//! request, which records the materialization in the same transaction (so a worker that lost its
+//! lease records nothing). A failed attempt goes back to the queue with backoff until its
+//! attempts are spent. Leases are renewed by heartbeat; the reaper returns expired ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lineage::{
+    ClaimedRequest, Completion, CompletionResult, EventKind, InputVersion, NewMaterialization, RequestId, RunEvent,
+    RunId, StepFailure,
+};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::AssetContext;
+use crate::exec::{
+    ExecEvent, Executor, Observer, StepOutcome, StepStatus, gather_inputs, inputs_hash, logical_version,
+};
+
+/// Queue time: leases, claims and retry times follow the wall clock, not the injected [`Clock`]
+/// (which pins "now" for partitions and recorded timestamps), so a pinned clock cannot stall a
+/// retry or keep a lease alive forever.
+///
+/// [`Clock`]: crate::Clock
+fn queue_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Its name in leases: `host:pid:random`.
+    pub id: String,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Lease length; renewed every third of it.
+    pub lease: Duration,
+    /// How often an idle worker looks for work.
+    pub poll: Duration,
+}
+
+impl WorkerConfig {
+    /// A worker named after this host and process.
+    pub fn new(concurrency: usize) -> WorkerConfig {
+        let host =
+            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".to_owned());
+        WorkerConfig {
+            id: format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..)),
+            concurrency: concurrency.max(1),
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(50),
+        }
+    }
+}
+
+/// When a worker stops.
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    /// When canceled (a `robo-assets worker` process).
+    Canceled,
+    /// When this run has ended or on cancel; only this run's requests are claimed.
+    RunEnded(RunId),
+}
+
+/// What a worker did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Requests completed and recorded.
+    pub completed: u64,
+    /// Attempts that failed (retried or not).
+    pub failed: u64,
+    /// Completions rejected because the lease was lost.
+    pub lease_lost: u64,
+    /// Requests canceled while held.
+    pub canceled: u64,
+}
+
+enum Finished {
+    Succeeded(Box<NewMaterialization>, Option<(u64, u64)>),
+    Failed { error: String, retryable: bool },
+    Canceled,
+}
+
+struct Held {
+    claim: ClaimedRequest,
+    token: CancellationToken,
+    started: Instant,
+}
+
+/// Runs a worker until `until` says stop or `cancel` fires. `Err` means the lineage store failed.
+pub async fn run_worker(
+    exec: &Executor,
+    config: &WorkerConfig,
+    until: Until,
+    observer: Arc<dyn Observer>,
+    cancel: CancellationToken,
+) -> Result<WorkerStats, lineage::Error> {
+    let store = exec.store.clone();
+    let only_run = match until {
+        Until::RunEnded(run) => Some(run),
+        Until::Canceled => None,
+    };
+    let mut stats = WorkerStats::default();
+    let mut tasks: JoinSet<Finished> = JoinSet::new();
+    let mut held: HashMap<RequestId, Held> = HashMap::new();
+    let mut task_request: HashMap<tokio::task::Id, RequestId> = HashMap::new();
+    let mut next_heartbeat = Instant::now() + config.lease / 3;
+    let mut next_reap = Instant::now();
+    let retry_backoff =
+        |attempt: i64| crate::retry::RetryPolicy::default().backoff(attempt.max(1) as u32, fastrand::f64());
+
+    loop {
+        if cancel.is_cancelled() {
+            for h in held.values() {
+                h.token.cancel();
+            }
+        } else if held.len() < config.concurrency {
+            let now = queue_now();
+            let lease_until = now + chrono::Duration::from_std(config.lease).expect("lease fits");
+            let free = (config.concurrency - held.len()) as i64;
+            for claim in store.claim_requests(&config.id, only_run, free, now, lease_until).await? {
+                let token = cancel.child_token();
+                let handle = tasks.spawn(execute_claim(exec.clone(), claim.clone(), token.clone(), observer.clone()));
+                task_request.insert(handle.id(), claim.id);
+                held.insert(claim.id, Held { claim, token, started: Instant::now() });
+            }
+        }
+        if held.is_empty() {
+            if cancel.is_cancelled() {
+                break;
+            }
+            if let Until::RunEnded(run) = until {
+                if store.run(run).await?.is_none_or(|r| r.status.is_terminal()) {
+                    break;
+                }
+            }
+        }
+
+        // Wait for a step to finish (then take every other finished one: group commit), a
+        // heartbeat, the poll interval, or cancellation.
+        let mut finished = Vec::new();
+        tokio::select! {
+            Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                finished.push(joined);
+                while let Some(joined) = tasks.try_join_next_with_id() {
+                    finished.push(joined);
+                }
+            }
+            _ = tokio::time::sleep(config.poll) => {}
+            _ = cancel.cancelled(), if !cancel.is_cancelled() => {}
+        }
+
+        let now = queue_now();
+        let mut completions = Vec::new();
+        let mut sizes = Vec::new();
+        for joined in finished {
+            let (request, result) = match joined {
+                Ok((task, result)) => (task_request.remove(&task).expect("every task has a request"), result),
+                Err(join_error) => {
+                    let request = task_request.remove(&join_error.id()).expect("every task has a request");
+                    (request, Finished::Failed { error: format!("step task panicked: {join_error}"), retryable: false })
+                }
+            };
+            let h = held.remove(&request).expect("a finished request was held");
+            match result {
+                Finished::Succeeded(m, size) => {
+                    completions.push(Completion { id: h.claim.id, attempt: h.claim.attempt, materialization: *m });
+                    sizes.push((h, size));
+                }
+                Finished::Failed { error, retryable } => {
+                    stats.failed += 1;
+                    fail(exec, config, &h, &error, retryable, &retry_backoff, &*observer).await?;
+                }
+                Finished::Canceled => {
+                    stats.canceled += 1;
+                    store.acknowledge_cancel(&config.id, h.claim.id, h.claim.attempt, now).await?;
+                    restore_partition(exec, &h.claim, "canceled").await?;
+                    report(&*observer, &h, StepStatus::Canceled);
+                }
+            }
+        }
+        if !completions.is_empty() {
+            let results = store.complete_requests(&config.id, &completions, now).await?;
+            for ((result, completion), (h, size)) in results.into_iter().zip(&completions).zip(sizes) {
+                match result {
+                    CompletionResult::Recorded(materialization_id) => {
+                        stats.completed += 1;
+                        let m = &completion.materialization;
+                        report(
+                            &*observer,
+                            &h,
+                            StepStatus::Succeeded {
+                                materialization_id,
+                                data_version: m.data_version.clone(),
+                                storage_uri: m.storage_uri.clone(),
+                                bytes: size.map(|s| s.0),
+                                rows: size.map(|s| s.1),
+                                attempt: h.claim.attempt as u32,
+                            },
+                        );
+                    }
+                    CompletionResult::LeaseLost => {
+                        stats.lease_lost += 1;
+                        tracing::warn!(
+                            message = "Lease lost before completion; result discarded.",
+                            request = %h.claim.id,
+                            asset = %h.claim.asset_key,
+                            partition = %h.claim.partition_key,
+                        );
+                    }
+                }
+            }
+        }
+
+        if Instant::now() >= next_heartbeat && !held.is_empty() {
+            next_heartbeat = Instant::now() + config.lease / 3;
+            let ids: Vec<RequestId> = held.keys().copied().collect();
+            let lease_until = queue_now() + chrono::Duration::from_std(config.lease).expect("lease fits");
+            let alive: HashMap<RequestId, bool> =
+                store.heartbeat(&config.id, &ids, lease_until).await?.into_iter().collect();
+            for (id, h) in &held {
+                match alive.get(id) {
+                    Some(false) => {}
+                    // Cancel requested, or the lease is gone: stop the step; its result would be fenced off.
+                    Some(true) | None => h.token.cancel(),
+                }
+            }
+        }
+        if only_run.is_none() && Instant::now() >= next_reap {
+            next_reap = Instant::now() + config.lease / 2;
+            let reaped = store.reap_expired(queue_now(), &retry_backoff).await?;
+            if !reaped.is_empty() {
+                tracing::info!(message = "Reclaimed requests whose lease expired.", count = reaped.len());
+            }
+        }
+    }
+    Ok(stats)
+}
+
+fn report(observer: &dyn Observer, h: &Held, status: StepStatus) {
+    let outcome = StepOutcome {
+        step_idx: 0,
+        asset: crate::AssetKey::parse(&h.claim.asset_key)
+            .unwrap_or_else(|_| crate::AssetKey::parse("unknown").expect("valid")),
+        partition_key: h.claim.partition_key.clone(),
+        status,
+        duration: h.started.elapsed(),
+    };
+    observer.on_event(ExecEvent::StepFinished(&outcome));
+}
+
+/// Puts the partition's attempt status back to what it was before this attempt.
+async fn restore_partition(exec: &Executor, claim: &ClaimedRequest, why: &str) -> Result<(), lineage::Error> {
+    exec.store
+        .record_step_canceled(&RunEvent::step(
+            claim.run_id,
+            exec.clock.now(),
+            EventKind::StepSkipped,
+            &claim.asset_key,
+            &claim.partition_key,
+            why,
+        ))
+        .await
+}
+
+async fn fail(
+    exec: &Executor,
+    config: &WorkerConfig,
+    h: &Held,
+    error: &str,
+    retryable: bool,
+    default_backoff: &(dyn Fn(i64) -> Duration + Send + Sync),
+    observer: &dyn Observer,
+) -> Result<(), lineage::Error> {
+    let claim = &h.claim;
+    let now = queue_now();
+    let policy = exec.defs.graph().lookup(&claim.asset_key).ok().map(|id| exec.defs.graph().asset(id).retry);
+    let retry = retryable && claim.attempt < claim.max_attempts;
+    let delay = match policy {
+        Some(p) => p.backoff(claim.attempt as u32, fastrand::f64()),
+        None => default_backoff(claim.attempt),
+    };
+    let retry_at = retry.then(|| now + chrono::Duration::from_std(delay).unwrap_or_default());
+    if !exec.store.fail_request(&config.id, claim.id, claim.attempt, error, retry_at, now).await? {
+        return Ok(()); // The lease was lost: someone else owns the request now.
+    }
+    if retry {
+        let key = crate::AssetKey::parse(&claim.asset_key)
+            .unwrap_or_else(|_| crate::AssetKey::parse("unknown").expect("valid"));
+        observer.on_event(ExecEvent::StepRetrying {
+            asset: &key,
+            partition_key: &claim.partition_key,
+            attempt: claim.attempt as u32,
+            delay,
+            error,
+        });
+        let mut event =
+            RunEvent::step(claim.run_id, now, EventKind::StepRetried, &claim.asset_key, &claim.partition_key, error);
+        event.body = serde_json::json!({ "attempt": claim.attempt, "delay_ms": delay.as_millis() as u64 });
+        exec.store.append_event(&event).await?;
+        restore_partition(exec, claim, "will retry").await?;
+    } else {
+        exec.store
+            .record_step_failed(&StepFailure {
+                run_id: claim.run_id,
+                asset_key: claim.asset_key.clone(),
+                partition_key: claim.partition_key.clone(),
+                attempts: claim.attempt,
+                error: error.to_owned(),
+                ts: now,
+            })
+            .await?;
+        report(observer, h, StepStatus::Failed { error: error.to_owned(), attempts: claim.attempt as u32 });
+    }
+    Ok(())
+}
+
+/// Runs one claimed request up to (not including) its completion.
+async fn execute_claim(
+    exec: Executor,
+    claim: ClaimedRequest,
+    token: CancellationToken,
+    observer: Arc<dyn Observer>,
+) -> Finished {
+    match try_execute(&exec, &claim, &token, &*observer).await {
+        Ok(finished) => finished,
+        Err(e) => Finished::Failed { error: format!("lineage store: {e}"), retryable: true },
+    }
+}
+
+async fn try_execute(
+    exec: &Executor,
+    claim: &ClaimedRequest,
+    token: &CancellationToken,
+    observer: &dyn Observer,
+) -> Result<Finished, lineage::Error> {
+    let graph = exec.defs.graph();
+    let Ok(asset) = graph.lookup(&claim.asset_key) else {
+        return Ok(Finished::Failed {
+            error: format!("asset {} is not defined in this deployment", claim.asset_key),
+            retryable: false,
+        });
+    };
+    let def = graph.asset(asset).clone();
+    let started_at = exec.clock.now();
+    exec.store
+        .record_step_started(&RunEvent::step(
+            claim.run_id,
+            started_at,
+            EventKind::StepStarted,
+            def.key.as_str(),
+            &claim.partition_key,
+            "",
+        ))
+        .await?;
+    observer.on_event(ExecEvent::StepStarted { asset: &def.key, partition_key: &claim.partition_key });
+    let ctx = exec.partitions_context();
+    let inputs = match gather_inputs(exec, &ctx, asset, &claim.partition_key).await? {
+        Ok(inputs) => Arc::new(inputs),
+        Err(error) => return Ok(Finished::Failed { error, retryable: false }),
+    };
+    let context = AssetContext {
+        key: def.key.clone(),
+        partition_key: claim.partition_key.clone(),
+        time_window: def.partitions.as_ref().and_then(|p| p.window_of(&claim.partition_key)),
+        run_id: claim.run_id,
+        attempt: claim.attempt as u32,
+        inputs: inputs.clone(),
+        resources: exec.resources.clone(),
+        cancel: token.clone(),
+        io: exec.io.clone(),
+        clock: exec.clock.clone(),
+    };
+    let work = async {
+        let output = (def.compute)(context).await.map_err(|e| e.to_string())?;
+        let stored = match &output.table {
+            Some(table) => Some(
+                exec.io
+                    .store(&def.key, &claim.partition_key, table)
+                    .await
+                    .map_err(|e| format!("storing output: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok::<_, String>((output, stored))
+    };
+    let res = tokio::select! {
+        biased;
+        _ = token.cancelled() => return Ok(Finished::Canceled),
+        res = work => res,
+    };
+    let (output, stored) = match res {
+        Ok(ok) => ok,
+        Err(_) if token.is_cancelled() => return Ok(Finished::Canceled),
+        Err(error) => return Ok(Finished::Failed { error, retryable: true }),
+    };
+    let input_versions: Vec<InputVersion> = inputs.versions().cloned().collect();
+    let inputs_hash = inputs_hash(&input_versions);
+    let data_version = match (&stored, &output.data_version) {
+        (Some(s), _) => s.data_version.clone(),
+        (None, Some(v)) => v.clone(),
+        (None, None) => crate::exec::metadata_version(&output.metadata),
+    };
+    let size = stored.as_ref().map(|s| (s.bytes, s.rows));
+    Ok(Finished::Succeeded(
+        Box::new(NewMaterialization {
+            asset_key: def.key.to_string(),
+            partition_key: claim.partition_key.clone(),
+            run_id: claim.run_id,
+            attempt: claim.attempt,
+            data_version,
+            logical_version: logical_version(&def.code_version, &inputs_hash),
+            code_version: def.code_version.clone(),
+            inputs: input_versions,
+            inputs_hash,
+            storage_uri: stored.as_ref().map(|s| s.uri.clone()),
+            bytes: stored.as_ref().map(|s| s.bytes as i64),
+            row_count: stored.as_ref().map(|s| s.rows as i64),
+            schema: stored.as_ref().map(|s| s.schema.clone()),
+            metadata: serde_json::Value::Object(output.metadata),
+            started_at,
+            finished_at: exec.clock.now(),
+        }),
+        size,
+    ))
+}
