@@ -349,17 +349,8 @@ async fn try_execute(
         });
     };
     let def = graph.asset(asset).clone();
+    // The claim already marked the partition running.
     let started_at = exec.clock.now();
-    exec.store
-        .record_step_started(&RunEvent::step(
-            claim.run_id,
-            started_at,
-            EventKind::StepStarted,
-            def.key.as_str(),
-            &claim.partition_key,
-            "",
-        ))
-        .await?;
     observer.on_event(ExecEvent::StepStarted { asset: &def.key, partition_key: &claim.partition_key });
     let ctx = exec.partitions_context();
     let inputs = match gather_inputs(exec, &ctx, asset, &claim.partition_key).await? {

@@ -96,6 +96,31 @@ async fn insert_events(conn: &mut sqlx::PgConnection, events: &[RunEvent]) -> Re
     Ok(())
 }
 
+/// Marks partitions running and logs `step_started`, on `tx`.
+pub(crate) async fn write_steps_started(tx: &mut sqlx::PgConnection, events: &[RunEvent]) -> Result<()> {
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        insert_events(&mut *tx, chunk).await?;
+        let mut q = QueryBuilder::new(
+            "INSERT INTO asset_partitions (asset_key, partition_key, last_run_id, last_attempt_status, updated_at) ",
+        );
+        q.push_values(chunk, |mut row, e| {
+            row.push_bind(e.asset_key.as_deref().unwrap_or_default())
+                .push_bind(e.partition_key.as_deref().unwrap_or_default())
+                .push_bind(e.run_id.to_string())
+                .push_bind("running")
+                .push_bind(e.ts);
+        });
+        q.push(
+            " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+               prev_attempt_status = asset_partitions.last_attempt_status, prev_error = asset_partitions.last_error, \
+               last_run_id = excluded.last_run_id, last_attempt_status = 'running', \
+               last_error = NULL, updated_at = excluded.updated_at",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
 /// Writes materializations, their inputs, current-state rows and events on `tx`.
 pub(crate) async fn write_materializations(
     tx: &mut sqlx::PgConnection,
@@ -263,26 +288,7 @@ impl LineageStore for PgStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            insert_events(&mut tx, chunk).await?;
-            let mut q = QueryBuilder::new(
-                "INSERT INTO asset_partitions (asset_key, partition_key, last_run_id, last_attempt_status, updated_at) ",
-            );
-            q.push_values(chunk, |mut row, e| {
-                row.push_bind(e.asset_key.as_deref().unwrap_or_default())
-                    .push_bind(e.partition_key.as_deref().unwrap_or_default())
-                    .push_bind(e.run_id.to_string())
-                    .push_bind("running")
-                    .push_bind(e.ts);
-            });
-            q.push(
-                " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
-                   prev_attempt_status = asset_partitions.last_attempt_status, prev_error = asset_partitions.last_error, \
-                   last_run_id = excluded.last_run_id, last_attempt_status = 'running', \
-                   last_error = NULL, updated_at = excluded.updated_at",
-            );
-            q.build().execute(&mut *tx).await?;
-        }
+        write_steps_started(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }

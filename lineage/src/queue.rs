@@ -243,24 +243,29 @@ macro_rules! queue_methods {
                 }
                 picked.push(id);
             }
-            let mut claimed = Vec::with_capacity(picked.len());
-            for id in picked {
-                let row: (String, String, String, String, i64, i64) = sqlx::query_as(
-                    "UPDATE materialization_requests SET state = 'running', attempt = attempt + 1, lease_owner = $2, \
-                         lease_expires_at = $3, started_at = coalesce(started_at, $4) \
-                     WHERE id = $1 RETURNING id, run_id, asset_key, partition_key, attempt, max_attempts",
-                )
-                .bind(&id)
-                .bind(worker)
-                .bind(lease_until)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query("UPDATE runs SET status = 'running', started_at = coalesce(started_at, $2) WHERE id = $1 AND status = 'queued'")
-                    .bind(&row.1)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+            if picked.is_empty() {
+                tx.commit().await?;
+                return Ok(Vec::new());
+            }
+            let mut q = sqlx::QueryBuilder::new(
+                "UPDATE materialization_requests SET state = 'running', attempt = attempt + 1, lease_owner = ",
+            );
+            q.push_bind(worker)
+                .push(", lease_expires_at = ")
+                .push_bind(lease_until)
+                .push(", started_at = coalesce(started_at, ")
+                .push_bind(now)
+                .push(") WHERE id IN (");
+            let mut ids = q.separated(", ");
+            for id in &picked {
+                ids.push_bind(id.as_str());
+            }
+            q.push(") RETURNING id, run_id, asset_key, partition_key, attempt, max_attempts");
+            let rows: Vec<(String, String, String, String, i64, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            let mut runs = std::collections::BTreeSet::new();
+            for row in rows {
+                runs.insert(row.1.clone());
                 claimed.push(ClaimedRequest {
                     id: $crate::queue::parse_request_id(&row.0)?,
                     run_id: $crate::rows::parse_run_id(&row.1)?,
@@ -270,6 +275,21 @@ macro_rules! queue_methods {
                     max_attempts: row.5,
                 });
             }
+            // Keep claim order (priority, run_at, id), whatever order RETURNING used.
+            claimed.sort_by_key(|c| picked.iter().position(|p| *p == c.id.to_string()));
+            for run in runs {
+                sqlx::query("UPDATE runs SET status = 'running', started_at = coalesce(started_at, $2) WHERE id = $1 AND status = 'queued'")
+                    .bind(run)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // The claimed partitions are running, in the same transaction as the claim.
+            let events: Vec<RunEvent> = claimed
+                .iter()
+                .map(|c| RunEvent::step(c.run_id, now, EventKind::StepStarted, &c.asset_key, &c.partition_key, ""))
+                .collect();
+            write_steps_started(&mut *tx, &events).await?;
             tx.commit().await?;
             Ok(claimed)
         }

@@ -108,6 +108,8 @@ pub trait RequestQueue: Send + Sync {
     /// Claims up to `limit` available requests for `worker` with a lease until `lease_until`,
     /// highest priority first, never exceeding a pool's slot limit across all workers; only
     /// requests of `only_run` when given (an in-process `materialize` runs only its own run).
+    /// The claimed partitions are marked running (with `step_started` events) in the same
+    /// transaction.
     async fn claim_requests(
         &self,
         worker: &str,

@@ -371,7 +371,13 @@ async fn claims_are_exclusive_and_completion_is_fenced_on_the_lease(store: &dyn 
         store.complete_requests("worker-a", &[completion(&a[0], "v"), completion(&a[1], "v")], t(2)).await.unwrap();
     assert!(done.iter().all(|r| matches!(r, CompletionResult::Recorded(_))));
     assert_eq!(state_of(store, a[0].id).await, RequestState::Succeeded);
-    assert_eq!(store.partition_states("usage").await.unwrap().len(), 2);
+    let states = store.partition_states("usage").await.unwrap();
+    let count = |s: AttemptStatus| states.iter().filter(|p| p.last_attempt_status == s).count();
+    assert_eq!(
+        (count(AttemptStatus::Materialized), count(AttemptStatus::Running)),
+        (2, 1),
+        "the claim marked b's partition running"
+    );
     assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Running, "one request still runs");
     store.complete_requests("worker-b", &[completion(&b[0], "v")], t(3)).await.unwrap();
     assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Succeeded);
