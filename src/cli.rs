@@ -42,6 +42,76 @@ pub enum Command {
     Lineage(LineageArgs),
     /// Apply pending lineage-store migrations (every command also does this on start).
     Migrate,
+    /// Request a materialization through the queue; workers carry it out.
+    Submit(SubmitArgs),
+    /// Claim requests from the queue and run them until Ctrl-C (run many, on many machines).
+    Worker(WorkerArgs),
+    /// List, show or cancel materialization requests.
+    Requests(RequestsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// What to materialize (the selection syntax of `materialize`).
+    pub selection: String,
+    #[command(flatten)]
+    pub partitions: PartitionArgs,
+    /// Also request upstream partitions that are missing.
+    #[arg(long)]
+    pub with_upstream: bool,
+    /// Idempotency key: submitting the same key again returns the first requests.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Follow the run to its end, with progress; exit like `materialize`.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Lease length in seconds (renewed every third of it while a step runs).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub lease_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestsArgs {
+    #[command(subcommand)]
+    pub command: Option<RequestsCommand>,
+    /// Only requests of this run.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Only requests in this state: blocked, available, running, succeeded, failed, canceled, upstream_failed.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// At most this many requests.
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestsCommand {
+    /// List requests (the default).
+    List,
+    /// Show one request.
+    Show {
+        /// The request id.
+        id: String,
+    },
+    /// Cancel a request: at once if waiting (with what depends on it), by asking its worker if running.
+    Cancel {
+        /// The request id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -70,7 +70,7 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
 }
 
 /// First Ctrl-C (or SIGTERM) cancels the run cleanly; a second Ctrl-C exits at once.
-async fn cancel_on_signal(cancel: CancellationToken) {
+pub(crate) async fn cancel_on_signal(cancel: CancellationToken) {
     let terminate = async {
         #[cfg(unix)]
         if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -5,8 +5,11 @@ mod history;
 mod lineage;
 mod list;
 mod materialize;
+mod requests;
 mod runs;
 mod status;
+mod submit;
+mod worker;
 
 use std::collections::BTreeSet;
 
@@ -27,6 +30,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::History(args) => history::history(&app, &args).await,
         Command::Runs(args) => runs::runs(&app, &args).await,
         Command::Lineage(args) => lineage::lineage(&app, &args).await,
+        Command::Submit(args) => submit::submit(&app, &args).await,
+        Command::Worker(args) => worker::worker(&app, &args).await,
+        Command::Requests(args) => requests::requests(&app, &args).await,
         Command::Migrate => {
             // Opening the store applied any pending migration.
             println!("lineage store {} is up to date", app.store.describe());

@@ -111,3 +111,58 @@ fn an_unreachable_store_is_a_clear_error_without_the_password() {
     assert!(run.stderr.contains("opening lineage store postgres://app:***@127.0.0.1:1/lineage"), "{}", run.stderr);
     assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_drain_a_submitted_run_exactly_once() {
+    let Some(db) = TestDb::create().await else { return };
+    let robo = Robo::new();
+    let env = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
+    let args = ["submit", "+storage_bill", "--from", "2025-12-01", "--to", "2025-12-03", "--key", "nightly-2025-12-03", "--json"];
+    let first = robo.run_with(&args, &env);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let submitted: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    let run_id = submitted["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(submitted["requests"].as_array().unwrap().len(), 75);
+    // The same key again: nothing new, the same run.
+    let again: serde_json::Value = serde_json::from_str(&robo.run_with(&args, &env).stdout).unwrap();
+    assert_eq!(again["run_id"], run_id.as_str());
+    assert!(again["requests"].as_array().unwrap().iter().all(|r| r["inserted"] == false));
+
+    let workers: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            let mut cmd = robo.command(&["worker", "--concurrency", "4"]);
+            cmd.envs(env).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut conn = db.connect().await;
+    loop {
+        let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1").bind(&run_id).fetch_one(&mut conn).await.unwrap();
+        if status != "queued" && status != "running" {
+            assert_eq!(status, "succeeded");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the workers did not drain the run");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for w in workers {
+        let _ = std::process::Command::new("kill").args(["-INT", &w.id().to_string()]).status();
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success(), "a worker exits cleanly on Ctrl-C");
+    }
+    let (materializations, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT (asset_key, partition_key)) FROM materializations",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((materializations, distinct), (75, 75), "every request executed exactly once");
+    let bills: i64 = sqlx::query_scalar("SELECT count(*) FROM materializations WHERE asset_key = 'storage_bill' AND n_inputs = 24")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(bills, 3, "each bill ran after its 24 hours and read them");
+    drop(conn);
+    db.drop_db().await;
+}

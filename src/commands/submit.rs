@@ -1,0 +1,119 @@
+//! `robo-assets submit`: request a materialization through the queue.
+
+use std::time::Duration;
+
+use engine::PlanOptions;
+use lineage::{NewRequest, NewRun, RequestId, RequestState, RunId, RunStatus};
+
+use crate::app::App;
+use crate::cli::SubmitArgs;
+use crate::commands::{partition_spec, print_json, select};
+use crate::{ExitStatus, user_error};
+
+pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> {
+    let graph = app.defs.graph();
+    let selected = select(app, &args.selection)?;
+    let ctx = app.partitions_context().await?;
+    let targets = engine::plan::targets(graph, &selected, &partition_spec(&args.partitions), &ctx)
+        .map_err(|e| user_error(e.to_string()))?;
+    let snapshot = app.snapshot(graph.upstream_closure(&selected, None)).await?;
+    let plan = engine::plan::plan(graph, &targets, &snapshot, &ctx, PlanOptions { with_upstream: args.with_upstream })
+        .map_err(|e| user_error(e.to_string()))?;
+
+    let run_id = RunId::new();
+    let now = app.clock.now();
+    // Without --key, every submission is new; with it, the same key returns the first requests.
+    let key = args.key.clone().unwrap_or_else(|| format!("manual:{run_id}"));
+    let requests: Vec<NewRequest> = plan
+        .steps
+        .iter()
+        .map(|step| {
+            let def = graph.asset(step.asset);
+            NewRequest {
+                id: RequestId::new(),
+                idempotency_key: format!("{key}:{}:{}", def.key, step.partition_key),
+                run_id,
+                asset_key: def.key.to_string(),
+                partition_key: step.partition_key.clone(),
+                origin: "manual".to_owned(),
+                pool: def.pool.clone(),
+                priority: 0,
+                max_attempts: def.retry.max_attempts as i64,
+                run_at: chrono::Utc::now(),
+                created_at: now,
+            }
+        })
+        .collect();
+    let edges: Vec<(usize, usize)> =
+        plan.steps.iter().enumerate().flat_map(|(i, s)| s.deps.iter().map(move |d| (*d, i))).collect();
+    let outcomes = app.store.submit_requests(&requests, &edges).await?;
+    let inserted = outcomes.iter().filter(|o| o.inserted).count();
+    let run_id = if inserted > 0 {
+        app.store
+            .create_run(&NewRun {
+                id: run_id,
+                trigger: "manual".to_owned(),
+                selection: args.selection.clone(),
+                n_steps: inserted as i64,
+                tags: serde_json::json!({ "idempotency_key": key }),
+                created_at: now,
+            })
+            .await?;
+        run_id
+    } else {
+        // Everything was already requested: follow the first submission's run.
+        app.store.request(outcomes[0].id).await?.map(|r| r.run_id).unwrap_or(run_id)
+    };
+    if args.json {
+        print_json(&serde_json::json!({ "run_id": run_id, "requests": outcomes }))?;
+    } else {
+        println!(
+            "Run {run_id}: {} request{} ({inserted} new, {} already requested)",
+            outcomes.len(),
+            if outcomes.len() == 1 { "" } else { "s" },
+            outcomes.len() - inserted
+        );
+        for o in outcomes.iter().take(5) {
+            println!("  request {}", o.id);
+        }
+        if outcomes.len() > 5 {
+            println!("  … see `robo-assets requests --run {run_id}`");
+        }
+    }
+    if !args.wait {
+        return Ok(ExitStatus::Success);
+    }
+    wait(app, run_id, outcomes.len()).await
+}
+
+/// Follows a run until it ends, printing progress on stderr.
+async fn wait(app: &App, run_id: RunId, total: usize) -> anyhow::Result<ExitStatus> {
+    let mut last = String::new();
+    loop {
+        let requests = app.store.requests(Some(run_id), None, total as i64 + 1).await?;
+        let count = |s: RequestState| requests.iter().filter(|r| r.state == s).count();
+        let line = format!(
+            "{}/{} done ({} running, {} waiting, {} failed)",
+            count(RequestState::Succeeded),
+            requests.len(),
+            count(RequestState::Running),
+            count(RequestState::Available) + count(RequestState::Blocked),
+            count(RequestState::Failed) + count(RequestState::UpstreamFailed),
+        );
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        if let Some(run) = app.store.run(run_id).await? {
+            if run.status.is_terminal() {
+                println!("Run {run_id} {}", run.status);
+                return Ok(match run.status {
+                    RunStatus::Succeeded => ExitStatus::Success,
+                    RunStatus::Canceled => ExitStatus::Canceled,
+                    _ => ExitStatus::Failure,
+                });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,64 @@
+//! `robo-assets worker`: claims requests and runs them until Ctrl-C.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::{ExecEvent, Observer, StepStatus, Until, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::ExitStatus;
+use crate::app::App;
+use crate::cli::WorkerArgs;
+use crate::commands::materialize::cancel_on_signal;
+
+/// Logs each finished step.
+struct StepLog;
+
+impl Observer for StepLog {
+    fn on_event(&self, event: ExecEvent<'_>) {
+        match event {
+            ExecEvent::StepFinished(o) => match &o.status {
+                StepStatus::Succeeded { data_version, .. } => tracing::info!(
+                    message = "Materialized.",
+                    asset = %o.asset,
+                    partition = %o.partition_key,
+                    data_version = &data_version[..12.min(data_version.len())],
+                    ms = o.duration.as_millis() as u64,
+                ),
+                StepStatus::Failed { error, attempts } => {
+                    tracing::warn!(message = "Step failed.", asset = %o.asset, partition = %o.partition_key, attempts, error = %error)
+                }
+                _ => {}
+            },
+            ExecEvent::StepRetrying { asset, partition_key, attempt, delay, error } => tracing::warn!(
+                message = "Step attempt failed; retrying.",
+                %asset,
+                partition = partition_key,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error,
+            ),
+            _ => {}
+        }
+    }
+}
+
+pub async fn worker(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitStatus> {
+    let exec = app.executor().await?;
+    let config =
+        WorkerConfig { lease: Duration::from_secs(args.lease_secs), ..WorkerConfig::new(args.concurrency as usize) };
+    tracing::info!(
+        message = "Worker started.",
+        worker = %config.id,
+        store = %app.store.describe(),
+        concurrency = config.concurrency,
+    );
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    let stats = engine::run_worker(&exec, &config, Until::Canceled, Arc::new(StepLog), cancel).await?;
+    eprintln!(
+        "Worker {} stopped: {} completed, {} failed attempts, {} canceled, {} lost leases",
+        config.id, stats.completed, stats.failed, stats.canceled, stats.lease_lost
+    );
+    Ok(ExitStatus::Success)
+}
