@@ -55,7 +55,38 @@ fn peak_rss_mib() -> f64 {
 
 async fn measure(name: &str, with_table: bool, from: &str, to: &str, concurrency: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap());
+    let store: Arc<dyn lineage::LineageStore> =
+        Arc::new(SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap());
+    measure_on(name, store, &dir, with_table, from, to, concurrency).await;
+}
+
+/// The same on a fresh PostgreSQL database (`ROBO_ASSETS_BENCH_PG_URL`, an admin URL).
+async fn measure_pg(name: &str, from: &str, to: &str, concurrency: usize) {
+    use sqlx::{Connection, Executor as _};
+    let Ok(url) = std::env::var("ROBO_ASSETS_BENCH_PG_URL") else {
+        println!("{name:<38} skipped: set ROBO_ASSETS_BENCH_PG_URL=postgres://postgres@127.0.0.1:5432/postgres");
+        return;
+    };
+    let admin: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let mut conn = sqlx::PgConnection::connect_with(&admin).await.unwrap();
+    let db = format!("robo_bench_{:08x}", fastrand::u32(..));
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.unwrap();
+    let store: Arc<dyn lineage::LineageStore> =
+        Arc::new(lineage::PgStore::connect_with(admin.clone().database(&db), db.clone()).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    measure_on(name, store, &dir, false, from, to, concurrency).await;
+    conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).await.unwrap();
+}
+
+async fn measure_on(
+    name: &str,
+    store: Arc<dyn lineage::LineageStore>,
+    dir: &tempfile::TempDir,
+    with_table: bool,
+    from: &str,
+    to: &str,
+    concurrency: usize,
+) {
     let exec = Executor {
         defs: Definitions::new(chain(with_table)).unwrap(),
         store,
@@ -185,5 +216,7 @@ fn main() {
         measure("31 days, no output, concurrency 16", false, "2025-12-01", "2025-12-31", 16).await;
         measure("31 days, Parquet per step, conc. 4", true, "2025-12-01", "2025-12-31", 4).await;
         measure("365 days, no output, concurrency 16", false, "2025-01-01", "2025-12-31", 16).await;
+        measure_pg("31 days, no output, PostgreSQL, conc. 16", "2025-12-01", "2025-12-31", 16).await;
+        measure_pg("365 days, no output, PostgreSQL, c. 16", "2025-01-01", "2025-12-31", 16).await;
     });
 }

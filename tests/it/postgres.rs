@@ -117,7 +117,17 @@ async fn two_worker_processes_drain_a_submitted_run_exactly_once() {
     let Some(db) = TestDb::create().await else { return };
     let robo = Robo::new();
     let env = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
-    let args = ["submit", "+storage_bill", "--from", "2025-12-01", "--to", "2025-12-03", "--key", "nightly-2025-12-03", "--json"];
+    let args = [
+        "submit",
+        "+storage_bill",
+        "--from",
+        "2025-12-01",
+        "--to",
+        "2025-12-03",
+        "--key",
+        "nightly-2025-12-03",
+        "--json",
+    ];
     let first = robo.run_with(&args, &env);
     assert_eq!(first.code, 0, "{}", first.stderr);
     let submitted: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
@@ -138,7 +148,11 @@ async fn two_worker_processes_drain_a_submitted_run_exactly_once() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let mut conn = db.connect().await;
     loop {
-        let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1").bind(&run_id).fetch_one(&mut conn).await.unwrap();
+        let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+            .bind(&run_id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
         if status != "queued" && status != "running" {
             assert_eq!(status, "succeeded");
             break;
@@ -151,17 +165,17 @@ async fn two_worker_processes_drain_a_submitted_run_exactly_once() {
         let out = w.wait_with_output().unwrap();
         assert!(out.status.success(), "a worker exits cleanly on Ctrl-C");
     }
-    let (materializations, distinct): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT (asset_key, partition_key)) FROM materializations",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let (materializations, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT (asset_key, partition_key)) FROM materializations")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!((materializations, distinct), (75, 75), "every request executed exactly once");
-    let bills: i64 = sqlx::query_scalar("SELECT count(*) FROM materializations WHERE asset_key = 'storage_bill' AND n_inputs = 24")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let bills: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM materializations WHERE asset_key = 'storage_bill' AND n_inputs = 24")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(bills, 3, "each bill ran after its 24 hours and read them");
     drop(conn);
     db.drop_db().await;
