@@ -74,7 +74,7 @@ impl App {
         let app_db = SqliteAppDb::open(&self.config.app_db_path)
             .await
             .with_context(|| format!("opening app database {}", self.config.app_db_path.display()))?;
-        let graphs = DevGraphStorage::new(self.config.home.join("graphs"));
+        let graphs = DevGraphStorage::new(self.config.home.join("graphs")).with_latency(self.config.dev_latency);
         if app_db.seed_demo(self.clock.now()).await? {
             let sizes: Vec<(&str, u64)> =
                 resources::appdb::DEMO_TENANTS.iter().flat_map(|t| t.3.iter().copied()).collect();

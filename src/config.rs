@@ -24,6 +24,8 @@ pub struct Config {
     pub s3: Option<resources::S3Config>,
     /// A fixed "now" for reproducible runs and tests (`ROBO_ASSETS_NOW`, RFC 3339).
     pub now: Option<DateTime<Utc>>,
+    /// Extra latency of the dev graph source (`ROBO_ASSETS_DEV_LATENCY_MS`), to simulate a slow API.
+    pub dev_latency: std::time::Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -82,6 +84,12 @@ impl Config {
                     .with_timezone(&Utc),
             ),
         };
-        Ok(Config { storage_dir: home.join("storage"), s3, home, lineage_url, app_db_path, now })
+        let dev_latency = match var("ROBO_ASSETS_DEV_LATENCY_MS") {
+            None => std::time::Duration::ZERO,
+            Some(ms) => std::time::Duration::from_millis(ms.parse().map_err(|_| {
+                user_error(format!("ROBO_ASSETS_DEV_LATENCY_MS={ms:?} is not a whole number of milliseconds"))
+            })?),
+        };
+        Ok(Config { storage_dir: home.join("storage"), s3, home, lineage_url, app_db_path, now, dev_latency })
     }
 }

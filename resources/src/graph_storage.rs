@@ -34,12 +34,20 @@ pub trait GraphStorage: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct DevGraphStorage {
     root: PathBuf,
+    latency: std::time::Duration,
 }
 
 impl DevGraphStorage {
     /// A dev source over `root` (`$ROBO_ASSETS_HOME/graphs`).
     pub fn new(root: impl Into<PathBuf>) -> DevGraphStorage {
-        DevGraphStorage { root: root.into() }
+        DevGraphStorage { root: root.into(), latency: std::time::Duration::ZERO }
+    }
+
+    /// Makes every read take at least `latency`, like a remote Graph API would (set from
+    /// `ROBO_ASSETS_DEV_LATENCY_MS`; crash tests use it to kill a worker mid-step).
+    pub fn with_latency(mut self, latency: std::time::Duration) -> DevGraphStorage {
+        self.latency = latency;
+        self
     }
 
     /// Creates `root/<graph>/data.bin` as a sparse file of `bytes` for each graph that has no
@@ -78,6 +86,7 @@ fn dir_size(path: &Path) -> std::io::Result<u64> {
 #[async_trait]
 impl GraphStorage for DevGraphStorage {
     async fn storage_bytes(&self, graph_ids: &[String]) -> Result<Vec<u64>, GraphStorageError> {
+        tokio::time::sleep(self.latency).await;
         let root = self.root.clone();
         let ids = graph_ids.to_vec();
         let source_name = self.describe();

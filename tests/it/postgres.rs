@@ -180,3 +180,64 @@ async fn two_worker_processes_drain_a_submitted_run_exactly_once() {
     drop(conn);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_request_is_reclaimed_after_its_lease_and_completes_once() {
+    let Some(db) = TestDb::create().await else { return };
+    let robo = Robo::new();
+    let env = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
+    let submitted = robo.run_with(&["submit", "usage_snapshot", "--partition", "2025-12-15T05:00", "--json"], &env);
+    assert_eq!(submitted.code, 0, "{}", submitted.stderr);
+    let mut conn = db.connect().await;
+
+    // Worker A claims the request, then hangs in a slow Graph API call, and is killed -9.
+    let mut slow = robo.command(&["worker", "--lease-secs", "3"]);
+    slow.envs(env)
+        .env("ROBO_ASSETS_DEV_LATENCY_MS", "60000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut a = slow.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let state: String =
+            sqlx::query_scalar("SELECT state FROM materialization_requests").fetch_one(&mut conn).await.unwrap();
+        if state == "running" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "worker A never claimed the request");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    a.kill().unwrap();
+    a.wait().unwrap();
+
+    // Worker B reclaims it once the lease expires, and completes it.
+    let mut b = robo.command(&["worker", "--lease-secs", "3"]);
+    b.envs(env).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let b = b.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (attempt, error) = loop {
+        let row: (String, i64, Option<String>) =
+            sqlx::query_as("SELECT state, attempt, last_error FROM materialization_requests")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        if row.0 == "succeeded" {
+            break (row.1, row.2);
+        }
+        assert!(std::time::Instant::now() < deadline, "the request was never reclaimed: {row:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let _ = std::process::Command::new("kill").args(["-INT", &b.id().to_string()]).status();
+    b.wait_with_output().unwrap();
+    assert_eq!(attempt, 2, "the second attempt completed");
+    assert_eq!(error, None);
+    let reclaimed: i64 = sqlx::query_scalar("SELECT count(*) FROM run_events WHERE kind = 'step_started'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(reclaimed, 2, "started twice: once by the killed worker, once by the one that finished");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM materializations").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(n, 1, "materialized exactly once");
+    drop(conn);
+    db.drop_db().await;
+}
