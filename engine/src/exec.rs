@@ -218,6 +218,42 @@ pub fn logical_version(code_version: &str, inputs_hash: &str) -> String {
     h.finalize().to_hex().to_string()
 }
 
+/// The requests of one run for `plan` (one per step, keyed `{key}:{asset}:{partition}`) and the
+/// edges between them (`(upstream index, downstream index)`), ready for `submit_requests`.
+pub fn plan_requests(
+    defs: &Definitions,
+    plan: &Plan,
+    run_id: RunId,
+    key: &str,
+    origin: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Vec<NewRequest>, Vec<(usize, usize)>) {
+    let graph = defs.graph();
+    let requests = plan
+        .steps
+        .iter()
+        .map(|step| {
+            let def = graph.asset(step.asset);
+            NewRequest {
+                id: RequestId::new(),
+                idempotency_key: format!("{key}:{}:{}", def.key, step.partition_key),
+                run_id,
+                asset_key: def.key.to_string(),
+                partition_key: step.partition_key.clone(),
+                origin: origin.to_owned(),
+                pool: def.pool.clone(),
+                priority: 0,
+                max_attempts: def.retry.max_attempts as i64,
+                // Queue time is wall time (see `worker`): claimable at once.
+                run_at: chrono::Utc::now(),
+                created_at: now,
+            }
+        })
+        .collect();
+    let edges = plan.steps.iter().enumerate().flat_map(|(i, s)| s.deps.iter().map(move |d| (*d, i))).collect();
+    (requests, edges)
+}
+
 impl Executor {
     /// The partitions context at the clock's current time.
     pub fn partitions_context(&self) -> PartitionsContext {
@@ -250,29 +286,7 @@ impl Executor {
             })
             .await
             .map_err(err)?;
-        let requests: Vec<NewRequest> = plan
-            .steps
-            .iter()
-            .map(|step| {
-                let def = graph.asset(step.asset);
-                NewRequest {
-                    id: RequestId::new(),
-                    idempotency_key: format!("run:{run_id}:{}:{}", def.key, step.partition_key),
-                    run_id,
-                    asset_key: def.key.to_string(),
-                    partition_key: step.partition_key.clone(),
-                    origin: config.trigger.clone(),
-                    pool: def.pool.clone(),
-                    priority: 0,
-                    max_attempts: def.retry.max_attempts as i64,
-                    // Queue time is wall time (see `worker`): claimable at once.
-                    run_at: chrono::Utc::now(),
-                    created_at: now,
-                }
-            })
-            .collect();
-        let edges: Vec<(usize, usize)> =
-            plan.steps.iter().enumerate().flat_map(|(i, s)| s.deps.iter().map(move |d| (*d, i))).collect();
+        let (requests, edges) = plan_requests(&self.defs, plan, run_id, &format!("run:{run_id}"), &config.trigger, now);
         let submitted = self.store.submit_requests(&requests, &edges).await.map_err(err)?;
         self.store
             .append_event(&RunEvent::run(run_id, now, EventKind::RunStarted, format!("{} steps", plan.steps.len())))

@@ -15,6 +15,7 @@ mod queue;
 mod rows;
 mod sqlite;
 mod store;
+mod writes;
 
 pub use model::*;
 pub use postgres::PgStore;

@@ -9,36 +9,51 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The id of a run: a UUIDv7, so ids sort by creation time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RunId(pub Uuid);
+/// Defines a UUIDv7 id newtype: time-ordered, displayed and parsed as a UUID.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
 
-impl RunId {
-    /// A new, time-ordered run id.
-    pub fn new() -> RunId {
-        RunId(Uuid::now_v7())
-    }
+        impl $name {
+            /// A new, time-ordered id.
+            pub fn new() -> $name {
+                $name(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map($name)
+            }
+        }
+    };
 }
 
-impl Default for RunId {
-    fn default() -> Self {
-        RunId::new()
-    }
-}
+uuid_id!(
+    /// The id of a run: a UUIDv7, so ids sort by creation time.
+    RunId
+);
 
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for RunId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(RunId)
-    }
-}
+uuid_id!(
+    /// The id of a materialization request: a UUIDv7.
+    RequestId
+);
 
 /// The id of one recorded materialization; also the store's global, monotonic cursor.
 pub type MaterializationId = i64;
@@ -426,37 +441,6 @@ pub struct StepFailure {
     pub error: String,
     /// When it failed.
     pub ts: DateTime<Utc>,
-}
-
-/// The id of a materialization request: a UUIDv7.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RequestId(pub Uuid);
-
-impl RequestId {
-    /// A new, time-ordered request id.
-    pub fn new() -> RequestId {
-        RequestId(Uuid::now_v7())
-    }
-}
-
-impl Default for RequestId {
-    fn default() -> Self {
-        RequestId::new()
-    }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for RequestId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(RequestId)
-    }
 }
 
 /// Where a materialization request stands.

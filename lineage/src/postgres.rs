@@ -15,12 +15,10 @@ use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
 use crate::model::*;
 use crate::rows::{EventRow, InputRow, MaterializationRow, PartitionRow, RunRow};
 use crate::store::LineageStore;
+use crate::writes::ROWS_PER_STATEMENT;
 use crate::{Error, Result, redact_url};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
-
-/// Rows per multi-row statement: 16 columns × 2,000 rows stays under 65,535 parameters.
-const ROWS_PER_STATEMENT: usize = 2_000;
 
 /// The lineage store on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -79,161 +77,9 @@ macro_rules! partition_columns {
     };
 }
 
-async fn insert_events(conn: &mut sqlx::PgConnection, events: &[RunEvent]) -> Result<()> {
-    let mut q =
-        QueryBuilder::new("INSERT INTO run_events (run_id, ts, kind, asset_key, partition_key, message, body) ");
-    q.push_values(events, |mut row, e| {
-        row.push_bind(e.run_id.to_string())
-            .push_bind(e.ts)
-            .push_bind(e.kind.as_str())
-            .push_bind(e.asset_key.as_deref())
-            .push_bind(e.partition_key.as_deref())
-            .push_bind(&e.message)
-            .push_bind(e.body.to_string())
-            .push_unseparated("::jsonb");
-    });
-    q.build().execute(&mut *conn).await?;
-    Ok(())
-}
-
-/// Marks partitions running and logs `step_started`, on `tx`.
-pub(crate) async fn write_steps_started(tx: &mut sqlx::PgConnection, events: &[RunEvent]) -> Result<()> {
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        insert_events(&mut *tx, chunk).await?;
-        let mut q = QueryBuilder::new(
-            "INSERT INTO asset_partitions (asset_key, partition_key, last_run_id, last_attempt_status, updated_at) ",
-        );
-        q.push_values(chunk, |mut row, e| {
-            row.push_bind(e.asset_key.as_deref().unwrap_or_default())
-                .push_bind(e.partition_key.as_deref().unwrap_or_default())
-                .push_bind(e.run_id.to_string())
-                .push_bind("running")
-                .push_bind(e.ts);
-        });
-        q.push(
-            " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
-               prev_attempt_status = asset_partitions.last_attempt_status, prev_error = asset_partitions.last_error, \
-               last_run_id = excluded.last_run_id, last_attempt_status = 'running', \
-               last_error = NULL, updated_at = excluded.updated_at",
-        );
-        q.build().execute(&mut *tx).await?;
-    }
-    Ok(())
-}
-
-/// Writes materializations, their inputs, current-state rows and events on `tx`.
-pub(crate) async fn write_materializations(
-    tx: &mut sqlx::PgConnection,
-    ms: &[NewMaterialization],
-) -> Result<Vec<MaterializationId>> {
-    let mut ids = Vec::with_capacity(ms.len());
-    for chunk in ms.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new(
-            "INSERT INTO materializations (asset_key, partition_key, run_id, attempt, data_version, \
-             logical_version, code_version, n_inputs, inputs_hash, storage_uri, bytes, row_count, \
-             schema, metadata, started_at, finished_at) ",
-        );
-        q.push_values(chunk, |mut row, m| {
-            row.push_bind(&m.asset_key)
-                .push_bind(&m.partition_key)
-                .push_bind(m.run_id.to_string())
-                .push_bind(m.attempt)
-                .push_bind(&m.data_version)
-                .push_bind(&m.logical_version)
-                .push_bind(&m.code_version)
-                .push_bind(m.inputs.len() as i64)
-                .push_bind(&m.inputs_hash)
-                .push_bind(m.storage_uri.as_deref())
-                .push_bind(m.bytes)
-                .push_bind(m.row_count)
-                .push_bind(m.schema.as_ref().map(|s| s.to_string()))
-                .push_unseparated("::jsonb")
-                .push_bind(m.metadata.to_string())
-                .push_unseparated("::jsonb")
-                .push_bind(m.started_at)
-                .push_bind(m.finished_at);
-        });
-        q.push(" RETURNING id, asset_key, partition_key, run_id");
-        let rows: Vec<(i64, String, String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
-        // RETURNING order is unspecified: match rows by their UNIQUE (run, asset, partition).
-        for m in chunk {
-            let run = m.run_id.to_string();
-            let id = rows
-                .iter()
-                .find(|(_, a, p, r)| *a == m.asset_key && *p == m.partition_key && *r == run)
-                .map(|(id, ..)| *id)
-                .ok_or_else(|| Error::Decode { what: "materializations RETURNING", detail: "row missing".into() })?;
-            ids.push(id);
-        }
-    }
-    let inputs: Vec<(i64, &InputVersion)> =
-        ids.iter().zip(ms).flat_map(|(id, m)| m.inputs.iter().map(move |i| (*id, i))).collect();
-    for chunk in inputs.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new(
-            "INSERT INTO materialization_inputs (materialization_id, upstream_asset_key, \
-             upstream_partition_key, upstream_materialization_id, upstream_data_version) ",
-        );
-        q.push_values(chunk, |mut row, (id, input)| {
-            row.push_bind(*id)
-                .push_bind(&input.asset_key)
-                .push_bind(&input.partition_key)
-                .push_bind(input.materialization_id)
-                .push_bind(&input.data_version);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    let with_ids: Vec<(i64, &NewMaterialization)> = ids.iter().copied().zip(ms).collect();
-    for chunk in with_ids.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new(
-            "INSERT INTO asset_partitions (asset_key, partition_key, current_materialization_id, data_version, \
-             logical_version, code_version, materialized_at, last_run_id, last_attempt_status, \
-             last_error, stale_inputs, updated_at) ",
-        );
-        q.push_values(chunk, |mut row, (id, m)| {
-            row.push_bind(&m.asset_key)
-                .push_bind(&m.partition_key)
-                .push_bind(*id)
-                .push_bind(&m.data_version)
-                .push_bind(&m.logical_version)
-                .push_bind(&m.code_version)
-                .push_bind(m.finished_at)
-                .push_bind(m.run_id.to_string())
-                .push_bind("materialized")
-                .push_bind(None::<String>)
-                .push_bind(0i64)
-                .push_bind(m.finished_at);
-        });
-        q.push(
-            " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
-               current_materialization_id = excluded.current_materialization_id, \
-               data_version = excluded.data_version, logical_version = excluded.logical_version, \
-               code_version = excluded.code_version, materialized_at = excluded.materialized_at, \
-               last_run_id = excluded.last_run_id, last_attempt_status = 'materialized', \
-               last_error = NULL, stale_inputs = 0, updated_at = excluded.updated_at",
-        );
-        q.build().execute(&mut *tx).await?;
-    }
-    let events: Vec<RunEvent> = with_ids
-        .iter()
-        .map(|(id, m)| {
-            let mut event =
-                RunEvent::step(m.run_id, m.finished_at, EventKind::StepSucceeded, &m.asset_key, &m.partition_key, "");
-            event.body = serde_json::json!({
-                "materialization_id": id,
-                "data_version": m.data_version,
-                "attempt": m.attempt,
-                "storage_uri": m.storage_uri,
-            });
-            event
-        })
-        .collect();
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        insert_events(&mut *tx, chunk).await?;
-    }
-    Ok(ids)
-}
-
 crate::queue::queue_methods!(PgStore, pool, begin_write, " FOR UPDATE SKIP LOCKED", " FOR UPDATE");
+
+crate::writes::write_fns!(sqlx::PgConnection, "::jsonb");
 
 #[async_trait]
 impl LineageStore for PgStore {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use engine::PlanOptions;
-use lineage::{NewRequest, NewRun, RequestId, RequestState, RunId, RunStatus};
+use lineage::{NewRun, RequestState, RunId, RunStatus};
 
 use crate::app::App;
 use crate::cli::SubmitArgs;
@@ -24,28 +24,7 @@ pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> 
     let now = app.clock.now();
     // Without --key, every submission is new; with it, the same key returns the first requests.
     let key = args.key.clone().unwrap_or_else(|| format!("manual:{run_id}"));
-    let requests: Vec<NewRequest> = plan
-        .steps
-        .iter()
-        .map(|step| {
-            let def = graph.asset(step.asset);
-            NewRequest {
-                id: RequestId::new(),
-                idempotency_key: format!("{key}:{}:{}", def.key, step.partition_key),
-                run_id,
-                asset_key: def.key.to_string(),
-                partition_key: step.partition_key.clone(),
-                origin: "manual".to_owned(),
-                pool: def.pool.clone(),
-                priority: 0,
-                max_attempts: def.retry.max_attempts as i64,
-                run_at: chrono::Utc::now(),
-                created_at: now,
-            }
-        })
-        .collect();
-    let edges: Vec<(usize, usize)> =
-        plan.steps.iter().enumerate().flat_map(|(i, s)| s.deps.iter().map(move |d| (*d, i))).collect();
+    let (requests, edges) = engine::exec::plan_requests(&app.defs, &plan, run_id, &key, "manual", now);
     let outcomes = app.store.submit_requests(&requests, &edges).await?;
     let inserted = outcomes.iter().filter(|o| o.inserted).count();
     let run_id = if inserted > 0 {
