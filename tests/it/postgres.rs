@@ -241,3 +241,63 @@ async fn a_killed_workers_request_is_reclaimed_after_its_lease_and_completes_onc
     drop(conn);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_worker_processes_drain_5000_requests_each_exactly_once() {
+    let Some(db) = TestDb::create().await else { return };
+    let robo = Robo::new();
+    let env = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
+    // 5,000 hourly snapshots: 2025-01-01T00:00 ..= 2025-07-28T07:00.
+    let submitted = robo.run_with(
+        &["submit", "usage_snapshot", "--from", "2025-01-01T00:00", "--to", "2025-07-28T07:00", "--json"],
+        &env,
+    );
+    assert_eq!(submitted.code, 0, "{}", submitted.stderr);
+    let json: serde_json::Value = serde_json::from_str(&submitted.stdout).unwrap();
+    assert_eq!(json["requests"].as_array().unwrap().len(), 5_000);
+    let run_id = json["run_id"].as_str().unwrap().to_owned();
+
+    let workers: Vec<std::process::Child> = (0..4)
+        .map(|_| {
+            let mut cmd = robo.command(&["worker", "--concurrency", "8"]);
+            cmd.envs(env).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let mut conn = db.connect().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+            .bind(&run_id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if status != "queued" && status != "running" {
+            assert_eq!(status, "succeeded");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the workers did not drain the queue");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    for w in workers {
+        let _ = std::process::Command::new("kill").args(["-INT", &w.id().to_string()]).status();
+        assert!(w.wait_with_output().unwrap().status.success());
+    }
+    let (total, distinct, most): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT partition_key), coalesce(max(n), 0) FROM materializations \
+         CROSS JOIN LATERAL (SELECT count(*) AS n FROM materializations m2 WHERE m2.partition_key = materializations.partition_key) c",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((total, distinct, most), (5_000, 5_000, 1), "every request executed exactly once, none lost");
+    let (succeeded, attempts): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'succeeded'), coalesce(max(attempt), 0) FROM materialization_requests",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((succeeded, attempts), (5_000, 1), "no request needed a second attempt");
+    drop(conn);
+    db.drop_db().await;
+}
