@@ -213,6 +213,7 @@ fn main() {
     runtime.block_on(async {
         store_ops().await;
         measure("31 days, no output, concurrency 4", false, "2025-12-01", "2025-12-31", 4).await;
+        measure("31 days, no output, concurrency 8", false, "2025-12-01", "2025-12-31", 8).await;
         measure("31 days, no output, concurrency 16", false, "2025-12-01", "2025-12-31", 16).await;
         measure("31 days, Parquet per step, conc. 4", true, "2025-12-01", "2025-12-31", 4).await;
         measure("365 days, no output, concurrency 16", false, "2025-01-01", "2025-12-31", 16).await;
