@@ -48,6 +48,28 @@ pub enum Command {
     Worker(WorkerArgs),
     /// List, show or cancel materialization requests.
     Requests(RequestsArgs),
+    /// Show or set concurrency pools: at most LIMIT running steps of a pool across all workers.
+    Pools(PoolsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PoolsArgs {
+    #[command(subcommand)]
+    pub command: Option<PoolsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolsCommand {
+    /// List pools with their limits and what runs now (the default).
+    List,
+    /// Set a pool's limit (e.g. `pools set graph_api 4`).
+    Set {
+        /// The pool, as assets declare it.
+        name: String,
+        /// Running steps at most, across all workers.
+        #[arg(value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Args)]

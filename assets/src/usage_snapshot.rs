@@ -18,6 +18,8 @@ pub(crate) fn definition() -> AssetDef {
         .code_version("1")
         .partitions(PartitionsDef::hourly(START_DATE))
         .retry(RetryPolicy::exponential(3, std::time::Duration::from_millis(200)))
+        // Every snapshot calls the Graph API: `robo-assets pools set graph_api 4` caps them.
+        .pool("graph_api")
         .compute(compute)
 }
 

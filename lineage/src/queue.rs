@@ -530,6 +530,16 @@ macro_rules! queue_methods {
             rows.into_iter().map($crate::queue::RequestRow::into_record).collect()
         }
 
+        async fn pools(&self) -> Result<Vec<(String, i64, i64)>> {
+            Ok(sqlx::query_as(
+                "SELECT p.name, p.slot_limit, (SELECT count(*) FROM materialization_requests r \
+                     WHERE r.pool = p.name AND r.state = 'running') \
+                 FROM pools p ORDER BY p.name",
+            )
+            .fetch_all(&self.$pool)
+            .await?)
+        }
+
         async fn set_pool_limit(&self, pool: &str, slot_limit: i64) -> Result<()> {
             sqlx::query(
                 "INSERT INTO pools (name, slot_limit) VALUES ($1, $2) \

@@ -178,4 +178,7 @@ pub trait RequestQueue: Send + Sync {
 
     /// Sets a pool's slot limit.
     async fn set_pool_limit(&self, pool: &str, slot_limit: i64) -> Result<()>;
+
+    /// Every pool with a limit: (name, slot limit, requests of it running now), by name.
+    async fn pools(&self) -> Result<Vec<(String, i64, i64)>>;
 }

@@ -482,6 +482,7 @@ async fn pool_limits_hold_across_workers(store: &dyn LineageStore) {
         .collect();
     store.submit_requests(&reqs, &[]).await.unwrap();
     let a = store.claim_requests("a", None, 10, t(0), t(60)).await.unwrap();
+    assert_eq!(store.pools().await.unwrap(), [("graph_api".to_owned(), 2, 2)]);
     assert_eq!(a.iter().filter(|c| c.asset_key == "usage").count(), 2);
     assert_eq!(a.len(), 3, "the request outside the pool is not limited");
     assert!(store.claim_requests("b", None, 10, t(0), t(60)).await.unwrap().is_empty());

@@ -33,6 +33,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Submit(args) => submit::submit(&app, &args).await,
         Command::Worker(args) => worker::worker(&app, &args).await,
         Command::Requests(args) => requests::requests(&app, &args).await,
+        Command::Pools(args) => {
+            if let Some(crate::cli::PoolsCommand::Set { name, limit }) = &args.command {
+                app.store.set_pool_limit(name, *limit).await?;
+            }
+            let declared: std::collections::BTreeMap<&str, Vec<&str>> =
+                app.defs.graph().assets().iter().fold(Default::default(), |mut m, a| {
+                    if let Some(p) = &a.pool {
+                        m.entry(p.as_str()).or_default().push(a.key.as_str());
+                    }
+                    m
+                });
+            let limits = app.store.pools().await?;
+            println!("{:<16} {:>6} {:>8}  ASSETS", "POOL", "LIMIT", "RUNNING");
+            let mut names: std::collections::BTreeSet<&str> = declared.keys().copied().collect();
+            names.extend(limits.iter().map(|(n, _, _)| n.as_str()));
+            for name in names {
+                let (limit, running) = limits
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .map_or(("none".to_owned(), 0), |(_, l, r)| (l.to_string(), *r));
+                let assets = declared.get(name).map(|a| a.join(", ")).unwrap_or_default();
+                println!("{name:<16} {limit:>6} {running:>8}  {assets}");
+            }
+            Ok(ExitStatus::Success)
+        }
         Command::Migrate => {
             // Opening the store applied any pending migration.
             println!("lineage store {} is up to date", app.store.describe());

@@ -301,3 +301,46 @@ async fn four_worker_processes_drain_5000_requests_each_exactly_once() {
     drop(conn);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_limit_holds_across_worker_processes_under_load() {
+    let Some(db) = TestDb::create().await else { return };
+    let robo = Robo::new();
+    let env = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
+    assert_eq!(robo.run_with(&["pools", "set", "graph_api", "2"], &env).code, 0);
+    let submitted =
+        robo.run_with(&["submit", "usage_snapshot", "--from", "2025-12-15T00:00", "--to", "2025-12-15T23:00"], &env);
+    assert_eq!(submitted.code, 0, "{}", submitted.stderr);
+    // Two workers with room for 8 each; every snapshot holds the Graph API for 100 ms.
+    let workers: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            let mut cmd = robo.command(&["worker", "--concurrency", "8"]);
+            cmd.envs(env).env("ROBO_ASSETS_DEV_LATENCY_MS", "100");
+            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let mut conn = db.connect().await;
+    let (mut peak, mut done) = (0i64, 0i64);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while done < 24 {
+        let (running, succeeded): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'succeeded') \
+             FROM materialization_requests WHERE pool = 'graph_api'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        peak = peak.max(running);
+        done = succeeded;
+        assert!(std::time::Instant::now() < deadline, "the run did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for w in workers {
+        let _ = std::process::Command::new("kill").args(["-INT", &w.id().to_string()]).status();
+        w.wait_with_output().unwrap();
+    }
+    assert_eq!(peak, 2, "never more than the pool's 2 running at once, and the limit was reached");
+    drop(conn);
+    db.drop_db().await;
+}
