@@ -344,3 +344,50 @@ async fn a_pool_limit_holds_across_worker_processes_under_load() {
     drop(conn);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceling_a_running_request_stops_its_worker_step() {
+    let Some(db) = TestDb::create().await else { return };
+    let robo = Robo::new();
+    let env = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
+    let submitted = robo.run_with(&["submit", "usage_snapshot", "--partition", "2025-12-15T05:00", "--json"], &env);
+    let json: serde_json::Value = serde_json::from_str(&submitted.stdout).unwrap();
+    let id = json["requests"][0]["id"].as_str().unwrap().to_owned();
+    let mut cmd = robo.command(&["worker", "--lease-secs", "3"]);
+    cmd.envs(env).env("ROBO_ASSETS_DEV_LATENCY_MS", "60000");
+    let worker = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut conn = db.connect().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while request_state(&mut conn, &id).await != "running" {
+        assert!(std::time::Instant::now() < deadline, "never claimed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let cancel = robo.run_with(&["requests", "cancel", &id], &env);
+    assert!(cancel.stdout.contains("is running: its worker was asked to stop"), "{}", cancel.stdout);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while request_state(&mut conn, &id).await != "canceled" {
+        assert!(std::time::Instant::now() < deadline, "the worker never stopped the step");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = std::process::Command::new("kill").args(["-INT", &worker.id().to_string()]).status();
+    let out = worker.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 canceled"), "{}", String::from_utf8_lossy(&out.stderr));
+    let (materialized, running): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM materializations), \
+                (SELECT count(*) FROM asset_partitions WHERE last_attempt_status = 'running')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((materialized, running), (0, 0));
+    drop(conn);
+    db.drop_db().await;
+}
+
+async fn request_state(conn: &mut PgConnection, id: &str) -> String {
+    sqlx::query_scalar("SELECT state FROM materialization_requests WHERE id = $1")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
