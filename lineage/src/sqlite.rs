@@ -19,6 +19,17 @@ use crate::{Error, Result};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
+/// Holds an exclusive lock on `<db>.migrate-lock` until dropped (released on close, also by a
+/// killed process).
+pub(crate) async fn migration_lock(db: &Path) -> Result<std::fs::File> {
+    let io = |e| Error::Database(sqlx::Error::Io(e));
+    let mut name = db.as_os_str().to_owned();
+    name.push(".migrate-lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(name).map_err(io)?;
+    // Waiting for the lock blocks a thread: do it on the blocking pool.
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file)).await.expect("lock task does not panic").map_err(io)
+}
+
 /// The lineage store on a SQLite file.
 ///
 /// Writes go through one dedicated connection, so writers in this process queue in tokio
@@ -53,7 +64,11 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
+        // sqlx takes no lock for SQLite migrations: two processes opening a new database at once
+        // would both run them. A file lock beside the database serializes that.
+        let lock = migration_lock(path).await?;
         MIGRATOR.run(&writer).await?;
+        drop(lock);
         let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
         Ok(SqliteStore { pool, writer, path: path.display().to_string() })
     }

@@ -219,6 +219,21 @@ async fn reopening_keeps_everything() {
     assert_eq!(store.run_materializations(run_id).await.unwrap().len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_first_opens_at_once_migrate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lineage.db");
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { SqliteStore::open(&path).await.map(|_| ()) })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().expect("every concurrent open succeeds");
+    }
+}
+
 #[test]
 fn urls_are_redacted() {
     assert_eq!(redact_url("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");

@@ -153,8 +153,24 @@ impl SqliteAppDb {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
+        // sqlx takes no lock for SQLite migrations; serialize concurrent first opens (several
+        // workers starting at once) with a file lock beside the database.
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".migrate-lock");
+        let io = |e| AppDbError::Database(sqlx::Error::Io(e));
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_path).map_err(io)?;
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .expect("lock task does not panic")
+            .map_err(io)?;
         MIGRATOR.run(&pool).await?;
+        drop(lock);
         Ok(SqliteAppDb { pool, path: path.display().to_string() })
+    }
+
+    /// [`SqliteAppDb::open`] for an owned path (for spawning).
+    pub async fn open_owned(path: std::path::PathBuf) -> Result<SqliteAppDb, AppDbError> {
+        SqliteAppDb::open(&path).await
     }
 
     /// The pool, for tests and seeding.
@@ -353,6 +369,16 @@ mod tests {
             period: "2025-12-15".into(),
             amount_millicredits: amount,
             description: "storage".into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_first_opens_at_once_migrate_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let opens: Vec<_> = (0..6).map(|_| tokio::spawn(SqliteAppDb::open_owned(path.clone()))).collect();
+        for open in opens {
+            open.await.unwrap().expect("every concurrent open succeeds");
         }
     }
 
