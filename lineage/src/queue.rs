@@ -100,6 +100,27 @@ pub(crate) const FINISH_RUN: &str = "UPDATE runs SET \
      WHERE id = $1 AND status IN ('queued', 'running') \
        AND NOT EXISTS (SELECT 1 FROM materialization_requests WHERE run_id = $1 AND state IN ('blocked', 'available', 'running'))";
 
+/// Completions fenced, recorded and unblocked per statement (3 binds each in the unblocking,
+/// well under both backends' parameter limits).
+pub(crate) const COMPLETIONS_PER_STATEMENT: usize = 500;
+
+/// Pushes `(SELECT count(*) FROM request_edges e WHERE e.downstream_request_id =
+/// materialization_requests.id AND e.upstream_request_id IN (<ids>))`.
+pub(crate) fn push_completed_upstreams<DB: sqlx::Database>(q: &mut sqlx::QueryBuilder<DB>, ids: &[String])
+where
+    String: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push(
+        "(SELECT count(*) FROM request_edges e WHERE e.downstream_request_id = materialization_requests.id \
+         AND e.upstream_request_id IN (",
+    );
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(id.clone());
+    }
+    q.push("))");
+}
+
 /// Expands the queue methods of `LineageStore` for one backend.
 ///
 /// `$pool`: the field reads go through; `$begin`: a method starting a write transaction;
@@ -316,46 +337,63 @@ macro_rules! queue_methods {
         }
 
         async fn complete_requests(&self, worker: &str, completions: &[Completion], now: DateTime<Utc>) -> Result<Vec<CompletionResult>> {
-            let mut tx = self.$begin().await?;
-            let mut held = Vec::new();
             let mut results = vec![CompletionResult::LeaseLost; completions.len()];
-            for (i, c) in completions.iter().enumerate() {
-                // The fence: only the holder of this attempt's lease may record it.
-                let res = sqlx::query(
-                    "UPDATE materialization_requests SET state = 'succeeded', finished_at = $4, lease_owner = NULL, \
-                         lease_expires_at = NULL, last_error = NULL \
-                     WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND attempt = $3",
-                )
-                .bind(c.id.to_string())
-                .bind(worker)
-                .bind(c.attempt)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if res.rows_affected() == 1 {
-                    held.push(i);
-                }
+            if completions.is_empty() {
+                return Ok(results);
             }
-            let ms: Vec<NewMaterialization> = held.iter().map(|i| completions[*i].materialization.clone()).collect();
-            let ids = write_materializations(&mut *tx, &ms).await?;
+            let mut tx = self.$begin().await?;
             let mut runs = std::collections::BTreeSet::new();
-            for (i, mid) in held.iter().zip(ids) {
-                let c = &completions[*i];
-                results[*i] = CompletionResult::Recorded(mid);
-                runs.insert(c.materialization.run_id.to_string());
-                sqlx::query("UPDATE materialization_requests SET materialization_id = $2 WHERE id = $1")
-                    .bind(c.id.to_string())
-                    .bind(mid)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "UPDATE materialization_requests SET pending_deps = pending_deps - 1, \
-                         state = CASE WHEN pending_deps = 1 AND state = 'blocked' THEN 'available' ELSE state END \
-                     WHERE id IN (SELECT downstream_request_id FROM request_edges WHERE upstream_request_id = $1)",
-                )
-                .bind(c.id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            // A constant number of statements per chunk, whatever its size (group commit).
+            for (chunk_idx, chunk) in completions.chunks($crate::queue::COMPLETIONS_PER_STATEMENT).enumerate() {
+                let offset = chunk_idx * $crate::queue::COMPLETIONS_PER_STATEMENT;
+                // The fence: only the holder of each attempt's lease may record it.
+                let mut q = sqlx::QueryBuilder::new(
+                    "UPDATE materialization_requests SET state = 'succeeded', lease_owner = NULL, \
+                     lease_expires_at = NULL, last_error = NULL, finished_at = ",
+                );
+                q.push_bind(now).push(" WHERE state = 'running' AND lease_owner = ").push_bind(worker);
+                q.push(" AND (id, attempt) IN (");
+                q.push_values(chunk, |mut row, c| {
+                    row.push_bind(c.id.to_string()).push_bind(c.attempt);
+                });
+                q.push(") RETURNING id");
+                let fenced: std::collections::HashSet<String> = q.build_query_scalar().fetch_all(&mut *tx).await?.into_iter().collect();
+                let held: Vec<usize> = (0..chunk.len()).filter(|i| fenced.contains(&chunk[*i].id.to_string())).collect();
+                if held.is_empty() {
+                    continue;
+                }
+                let ms: Vec<NewMaterialization> = held.iter().map(|i| chunk[*i].materialization.clone()).collect();
+                let ids = write_materializations(&mut *tx, &ms).await?;
+                let held_ids: Vec<String> = held.iter().map(|i| chunk[*i].id.to_string()).collect();
+                for (i, mid) in held.iter().zip(&ids) {
+                    results[offset + *i] = CompletionResult::Recorded(*mid);
+                    runs.insert(chunk[*i].materialization.run_id.to_string());
+                }
+                let mut q = sqlx::QueryBuilder::new("UPDATE materialization_requests SET materialization_id = CASE id");
+                for (id, mid) in held_ids.iter().zip(&ids) {
+                    q.push(" WHEN ").push_bind(id.as_str()).push(" THEN ").push_bind(*mid);
+                }
+                q.push(" END WHERE id IN (");
+                let mut list = q.separated(", ");
+                for id in &held_ids {
+                    list.push_bind(id.as_str());
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
+                // Unblock what waited on them: each downstream loses one pending dependency per
+                // completed upstream (an UPDATE's expressions all read the row as it was).
+                let mut q = sqlx::QueryBuilder::new("UPDATE materialization_requests SET pending_deps = pending_deps - ");
+                $crate::queue::push_completed_upstreams(&mut q, &held_ids);
+                q.push(", state = CASE WHEN state = 'blocked' AND pending_deps - ");
+                $crate::queue::push_completed_upstreams(&mut q, &held_ids);
+                q.push(" = 0 THEN 'available' ELSE state END \
+                    WHERE id IN (SELECT downstream_request_id FROM request_edges WHERE upstream_request_id IN (");
+                let mut list = q.separated(", ");
+                for id in &held_ids {
+                    list.push_bind(id.as_str());
+                }
+                q.push("))");
+                q.build().execute(&mut *tx).await?;
             }
             for run in runs {
                 sqlx::query($crate::queue::FINISH_RUN).bind(run).bind(now).execute(&mut *tx).await?;

@@ -422,6 +422,33 @@ async fn a_request_waits_for_its_upstream_requests(store: &dyn LineageStore) {
     assert!(again.iter().all(|o| !o.inserted));
 }
 
+async fn completing_every_upstream_in_one_batch_unblocks_the_downstream(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    let reqs = [
+        request(run_id, "h0", "usage", "h0"),
+        request(run_id, "h1", "usage", "h1"),
+        request(run_id, "h2", "usage", "h2"),
+        request(run_id, "bill", "bill", "d"),
+    ];
+    let ids = store.submit_requests(&reqs, &[(0, 3), (1, 3), (2, 3)]).await.unwrap();
+    let claimed = store.claim_requests("w", None, 10, t(1), t(61)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let done: Vec<Completion> = claimed.iter().take(2).map(|c| completion(c, "v")).collect();
+    store.complete_requests("w", &done, t(2)).await.unwrap();
+    let bill = store.request(ids[3].id).await.unwrap().unwrap();
+    assert_eq!((bill.state, bill.pending_deps), (RequestState::Blocked, 1), "two of three done in one batch");
+    let results = store
+        .complete_requests("w", &[completion(&claimed[2], "v"), completion(&claimed[0], "again")], t(3))
+        .await
+        .unwrap();
+    assert!(matches!(results[0], CompletionResult::Recorded(_)));
+    assert_eq!(results[1], CompletionResult::LeaseLost, "a completed request cannot complete twice");
+    let bill = store.request(ids[3].id).await.unwrap().unwrap();
+    assert_eq!((bill.state, bill.pending_deps), (RequestState::Available, 0));
+    let recorded = store.request(claimed[0].id).await.unwrap().unwrap().materialization_id;
+    assert!(recorded.is_some(), "the request points at what it materialized");
+}
+
 async fn an_expired_lease_is_reclaimed_and_the_late_completion_rejected(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     store.submit_requests(&[request(run_id, "k", "usage", "h0")], &[]).await.unwrap();
@@ -556,6 +583,7 @@ lineage_store_tests!(
     a_duplicate_idempotency_key_returns_the_first_request,
     claims_are_exclusive_and_completion_is_fenced_on_the_lease,
     a_request_waits_for_its_upstream_requests,
+    completing_every_upstream_in_one_batch_unblocks_the_downstream,
     an_expired_lease_is_reclaimed_and_the_late_completion_rejected,
     failures_retry_then_fail_and_fail_their_downstream,
     cancel_stops_waiting_requests_at_once_and_asks_running_ones,
