@@ -41,10 +41,10 @@ impl App {
     pub async fn dynamic_keys(&self) -> anyhow::Result<HashMap<String, Vec<String>>> {
         let mut out = HashMap::new();
         for def in self.defs.graph().assets() {
-            if let Some(PartitionsDef::Dynamic { name }) = &def.partitions {
-                if !out.contains_key(name) {
-                    out.insert(name.clone(), self.store.dynamic_partitions(name).await?);
-                }
+            if let Some(PartitionsDef::Dynamic { name }) = &def.partitions
+                && !out.contains_key(name)
+            {
+                out.insert(name.clone(), self.store.dynamic_partitions(name).await?);
             }
         }
         Ok(out)

@@ -95,7 +95,7 @@ impl Observer for Progress {
                 // print none (the summary says it all).
                 let tenth = (lines.total / 10).max(1);
                 let now = Instant::now();
-                if (lines.done % tenth == 0 && now - lines.last >= Duration::from_secs(2))
+                if (lines.done.is_multiple_of(tenth) && now - lines.last >= Duration::from_secs(2))
                     || now - lines.last >= Duration::from_secs(10)
                 {
                     lines.last = now;

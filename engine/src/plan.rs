@@ -231,6 +231,10 @@ impl KeySet {
     }
 }
 
+/// Upstream partitions found missing while planning: keys in order (and as a set), the
+/// downstream assets needing them, and whether some do not exist yet.
+type Missing = (Vec<String>, HashSet<String>, BTreeSet<String>, bool);
+
 /// Plans `targets`, adding missing upstream partitions when `options.with_upstream`.
 pub fn plan(
     graph: &AssetGraph,
@@ -244,15 +248,14 @@ pub fn plan(
     let mut queue = VecDeque::new();
     for (asset, keys) in targets {
         for key in keys {
-            if !index.contains_key(&(*asset, key.clone())) {
-                index.insert((*asset, key.clone()), steps.len());
+            if let std::collections::hash_map::Entry::Vacant(e) = index.entry((*asset, key.clone())) {
+                e.insert(steps.len());
                 queue.push_back(steps.len());
                 steps.push(Step { asset: *asset, partition_key: key.clone(), deps: Vec::new() });
             }
         }
     }
-    // (upstream asset) -> (missing keys in order, needed-by set, any not yet available)
-    let mut missing: HashMap<AssetId, (Vec<String>, HashSet<String>, BTreeSet<String>, bool)> = HashMap::new();
+    let mut missing: HashMap<AssetId, Missing> = HashMap::new();
     while let Some(step_idx) = queue.pop_front() {
         let (asset, key) = (steps[step_idx].asset, steps[step_idx].partition_key.clone());
         let def = graph.asset(asset);

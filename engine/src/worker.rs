@@ -136,10 +136,10 @@ pub async fn run_worker(
             if cancel.is_cancelled() {
                 break;
             }
-            if let Until::RunEnded(run) = until {
-                if store.run(run).await?.is_none_or(|r| r.status.is_terminal()) {
-                    break;
-                }
+            if let Until::RunEnded(run) = until
+                && store.run(run).await?.is_none_or(|r| r.status.is_terminal())
+            {
+                break;
             }
         }
 

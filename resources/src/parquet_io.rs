@@ -67,7 +67,7 @@ pub fn decode(bytes: Bytes) -> Result<RecordBatch, IoError> {
     let schema = builder.schema().clone();
     let reader = builder.build()?;
     let batches = reader.collect::<Result<Vec<_>, _>>()?;
-    Ok(arrow_select_concat(schema, &batches)?)
+    arrow_select_concat(schema, &batches)
 }
 
 fn arrow_select_concat(schema: arrow_schema::SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch, IoError> {

@@ -36,8 +36,8 @@ pub async fn history(app: &App, args: &HistoryArgs) -> anyhow::Result<ExitStatus
         return Ok(ExitStatus::Success);
     }
     println!(
-        "{:>6}  {:<18} {:<20} {:<12} {:<5} {:>6} {:>10}  {}",
-        "ID", "PARTITION", "FINISHED", "DATA", "CODE", "ROWS", "BYTES", "RUN"
+        "{:>6}  {:<18} {:<20} {:<12} {:<5} {:>6} {:>10}  RUN",
+        "ID", "PARTITION", "FINISHED", "DATA", "CODE", "ROWS", "BYTES"
     );
     for m in records {
         println!(

@@ -46,7 +46,7 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitStatus> {
         crate::commands::print_json(&value)?;
         return Ok(ExitStatus::Success);
     }
-    println!("{:<20} {:<10} {:<38} {:<20} {}", "ASSET", "GROUP", "PARTITIONS", "DEPS", "CODE");
+    println!("{:<20} {:<10} {:<38} {:<20} CODE", "ASSET", "GROUP", "PARTITIONS", "DEPS");
     for (def, deps, partitions) in &rows {
         let parts = match partitions {
             Some((d, from, n)) => format!("{d} {from} ({n})"),

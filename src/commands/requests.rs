@@ -30,7 +30,7 @@ pub async fn requests(app: &App, args: &RequestsArgs) -> anyhow::Result<ExitStat
                 print_json(&list)?;
                 return Ok(ExitStatus::Success);
             }
-            println!("{:<36}  {:<15} {:>7}  {:<36}  {}", "REQUEST", "STATE", "ATTEMPT", "RUN", "ASSET PARTITION");
+            println!("{:<36}  {:<15} {:>7}  {:<36}  ASSET PARTITION", "REQUEST", "STATE", "ATTEMPT", "RUN");
             for r in list {
                 println!(
                     "{:<36}  {:<15} {:>7}  {:<36}  {} {}",

@@ -41,8 +41,8 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                 return Ok(ExitStatus::Success);
             }
             println!(
-                "{:<36}  {:<9} {:<8} {:>5} {:<20} {:>10}  {}",
-                "RUN", "STATUS", "TRIGGER", "STEPS", "CREATED", "DURATION", "SELECTION"
+                "{:<36}  {:<9} {:<8} {:>5} {:<20} {:>10}  SELECTION",
+                "RUN", "STATUS", "TRIGGER", "STEPS", "CREATED", "DURATION"
             );
             for r in runs {
                 println!(

@@ -83,15 +83,15 @@ async fn wait(app: &App, run_id: RunId, total: usize) -> anyhow::Result<ExitStat
             eprintln!("{line}");
             last = line;
         }
-        if let Some(run) = app.store.run(run_id).await? {
-            if run.status.is_terminal() {
-                println!("Run {run_id} {}", run.status);
-                return Ok(match run.status {
-                    RunStatus::Succeeded => ExitStatus::Success,
-                    RunStatus::Canceled => ExitStatus::Canceled,
-                    _ => ExitStatus::Failure,
-                });
-            }
+        if let Some(run) = app.store.run(run_id).await?
+            && run.status.is_terminal()
+        {
+            println!("Run {run_id} {}", run.status);
+            return Ok(match run.status {
+                RunStatus::Succeeded => ExitStatus::Success,
+                RunStatus::Canceled => ExitStatus::Canceled,
+                _ => ExitStatus::Failure,
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

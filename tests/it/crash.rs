@@ -11,6 +11,7 @@ const ARGS: [&str; 8] =
 const TOTAL_STEPS: i64 = 2_208 + 92;
 
 /// Starts the long run and waits until it has recorded some materializations.
+#[allow(clippy::zombie_processes)] // the callers wait for it
 async fn start_and_wait(robo: &Robo) -> Child {
     let child = robo.command(&ARGS).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
