@@ -9,6 +9,7 @@
 //! partition keys are plain strings here, validated by the engine before they arrive.
 #![warn(missing_docs)]
 
+mod backend;
 pub mod model;
 mod postgres;
 mod queue;
