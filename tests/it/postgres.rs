@@ -138,38 +138,10 @@ async fn two_worker_processes_drain_a_submitted_run_exactly_once() {
     assert_eq!(again["run_id"], run_id.as_str());
     assert!(again["requests"].as_array().unwrap().iter().all(|r| r["inserted"] == false));
 
-    let workers: Vec<std::process::Child> = (0..2)
-        .map(|_| {
-            let mut cmd = robo.command(&["worker", "--concurrency", "4"]);
-            cmd.envs(env).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
-            cmd.spawn().unwrap()
-        })
-        .collect();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let workers = spawn_workers(&robo, &env, 2, "4", &[]);
     let mut conn = db.connect().await;
-    loop {
-        let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
-            .bind(&run_id)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        if status != "queued" && status != "running" {
-            assert_eq!(status, "succeeded");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the workers did not drain the run");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    for w in workers {
-        let _ = std::process::Command::new("kill").args(["-INT", &w.id().to_string()]).status();
-        let out = w.wait_with_output().unwrap();
-        assert!(
-            stopped_by_ctrl_c(&out.status),
-            "a worker exits cleanly on Ctrl-C: {:?}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    wait_for_success(&mut conn, &run_id, std::time::Duration::from_secs(120)).await;
+    stop_workers(workers);
     let (materializations, distinct): (i64, i64) =
         sqlx::query_as("SELECT count(*), count(DISTINCT (asset_key, partition_key)) FROM materializations")
             .fetch_one(&mut conn)
@@ -262,33 +234,10 @@ async fn four_worker_processes_drain_5000_requests_each_exactly_once() {
     assert_eq!(json["requests"].as_array().unwrap().len(), 5_000);
     let run_id = json["run_id"].as_str().unwrap().to_owned();
 
-    let workers: Vec<std::process::Child> = (0..4)
-        .map(|_| {
-            let mut cmd = robo.command(&["worker", "--concurrency", "8"]);
-            cmd.envs(env).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-            cmd.spawn().unwrap()
-        })
-        .collect();
+    let workers = spawn_workers(&robo, &env, 4, "8", &[]);
     let mut conn = db.connect().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    loop {
-        let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
-            .bind(&run_id)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        if status != "queued" && status != "running" {
-            assert_eq!(status, "succeeded");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the workers did not drain the queue");
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-    for w in workers {
-        let _ = std::process::Command::new("kill").args(["-INT", &w.id().to_string()]).status();
-        let status = w.wait_with_output().unwrap().status;
-        assert!(stopped_by_ctrl_c(&status), "a worker exits cleanly on Ctrl-C: {status:?}");
-    }
+    wait_for_success(&mut conn, &run_id, std::time::Duration::from_secs(600)).await;
+    stop_workers(workers);
     let (total, distinct, most): (i64, i64, i64) = sqlx::query_as(
         "SELECT count(*), count(DISTINCT partition_key), coalesce(max(n), 0) FROM materializations \
          CROSS JOIN LATERAL (SELECT count(*) AS n FROM materializations m2 WHERE m2.partition_key = materializations.partition_key) c",
@@ -318,14 +267,7 @@ async fn a_pool_limit_holds_across_worker_processes_under_load() {
         robo.run_with(&["submit", "usage_snapshot", "--from", "2025-12-15T00:00", "--to", "2025-12-15T23:00"], &env);
     assert_eq!(submitted.code, 0, "{}", submitted.stderr);
     // Two workers with room for 8 each; every snapshot holds the Graph API for 100 ms.
-    let workers: Vec<std::process::Child> = (0..2)
-        .map(|_| {
-            let mut cmd = robo.command(&["worker", "--concurrency", "8"]);
-            cmd.envs(env).env("ROBO_ASSETS_DEV_LATENCY_MS", "100");
-            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-            cmd.spawn().unwrap()
-        })
-        .collect();
+    let workers = spawn_workers(&robo, &env, 2, "8", &[("ROBO_ASSETS_DEV_LATENCY_MS", "100")]);
     let mut conn = db.connect().await;
     let (mut peak, mut done) = (0i64, 0i64);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -342,10 +284,7 @@ async fn a_pool_limit_holds_across_worker_processes_under_load() {
         assert!(std::time::Instant::now() < deadline, "the run did not finish");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    for w in workers {
-        let _ = std::process::Command::new("kill").args(["-INT", &w.id().to_string()]).status();
-        w.wait_with_output().unwrap();
-    }
+    stop_workers(workers);
     assert_eq!(peak, 2, "never more than the pool's 2 running at once, and the limit was reached");
     drop(conn);
     db.drop_db().await;
@@ -403,4 +342,54 @@ async fn request_state(conn: &mut PgConnection, id: &str) -> String {
 fn stopped_by_ctrl_c(status: &std::process::ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt;
     status.success() || status.signal() == Some(2)
+}
+
+/// Starts `n` `robo-assets worker` processes with `extra` environment.
+fn spawn_workers(
+    robo: &Robo,
+    env: &[(&str, &str)],
+    n: usize,
+    concurrency: &str,
+    extra: &[(&str, &str)],
+) -> Vec<std::process::Child> {
+    (0..n)
+        .map(|_| {
+            let mut cmd = robo.command(&["worker", "--concurrency", concurrency]);
+            cmd.envs(env.iter().copied()).envs(extra.iter().copied());
+            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect()
+}
+
+/// Waits until run `run_id` ends and asserts it succeeded.
+async fn wait_for_success(conn: &mut PgConnection, run_id: &str, within: std::time::Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        if status != "queued" && status != "running" {
+            assert_eq!(status, "succeeded");
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the workers did not drain run {run_id}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Sends Ctrl-C to every worker and asserts each stops cleanly.
+fn stop_workers(workers: Vec<std::process::Child>) {
+    for w in workers {
+        let _ = std::process::Command::new("kill").args(["-INT", &w.id().to_string()]).status();
+        let out = w.wait_with_output().unwrap();
+        assert!(
+            stopped_by_ctrl_c(&out.status),
+            "a worker exits cleanly on Ctrl-C: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
