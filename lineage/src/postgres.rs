@@ -62,9 +62,19 @@ impl PgStore {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         Ok(self.pool.begin().await?)
     }
+
+    /// The claim's transaction: the candidates must come from walking the claim index in
+    /// priority order, never from sorting every available request. With statistics taken when
+    /// the queue was nearly empty (a fresh database, or a burst of submissions before autovacuum
+    /// analyzes), the planner estimates a handful of rows and sorts instead: 20–30 ms per claim
+    /// at 20,000 queued requests, measured. Disabling sorts for this transaction only keeps the
+    /// index walk, at no extra round trip.
+    async fn begin_claim(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        Ok(self.pool.begin_with("BEGIN; SET LOCAL enable_sort = off").await?)
+    }
 }
 
-crate::queue::queue_methods!(PgStore, pool, begin_write, " FOR UPDATE SKIP LOCKED", " FOR UPDATE");
+crate::queue::queue_methods!(PgStore, pool, begin_write, begin_claim, " FOR UPDATE SKIP LOCKED", " FOR UPDATE");
 
 crate::writes::write_fns!(sqlx::PgConnection, "::jsonb");
 

@@ -127,79 +127,110 @@ where
 /// `$skip`: the row-locking suffix for queue rows (`FOR UPDATE SKIP LOCKED`); `$lock`: for pool
 /// rows, which must be waited for (`FOR UPDATE`).
 macro_rules! queue_methods {
-    ($store:ty, $pool:ident, $begin:ident, $skip:literal, $lock:literal) => {
+    ($store:ty, $pool:ident, $begin:ident, $begin_claim:ident, $skip:literal, $lock:literal) => {
     #[async_trait::async_trait]
     impl $crate::store::RequestQueue for $store {
         async fn submit_requests(&self, requests: &[NewRequest], edges: &[(usize, usize)]) -> Result<Vec<SubmitOutcome>> {
             let mut tx = self.$begin().await?;
+            // Multi-row statements: a backfill submits thousands of requests at once.
+            let mut ids: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+            let mut inserted: std::collections::HashSet<String> = std::collections::HashSet::new();
+            for chunk in requests.chunks($crate::writes::ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO materialization_requests (id, idempotency_key, run_id, asset_key, partition_key, origin, \
+                         pool, priority, state, pending_deps, run_at, attempt, max_attempts, created_at) ",
+                );
+                q.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.id.to_string())
+                        .push_bind(&r.idempotency_key)
+                        .push_bind(r.run_id.to_string())
+                        .push_bind(&r.asset_key)
+                        .push_bind(&r.partition_key)
+                        .push_bind(&r.origin)
+                        .push_bind(r.pool.as_deref())
+                        .push_bind(r.priority)
+                        .push("'available'")
+                        .push("0")
+                        .push_bind(r.run_at)
+                        .push("0")
+                        .push_bind(r.max_attempts)
+                        .push_bind(r.created_at);
+                });
+                q.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id");
+                let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                inserted.extend(rows.iter().map(|(key, _)| key.clone()));
+                ids.extend(rows);
+                // Keys that were already known: the first request stands.
+                let known: Vec<&str> = chunk
+                    .iter()
+                    .map(|r| r.idempotency_key.as_str())
+                    .filter(|k| !ids.contains_key(*k))
+                    .collect();
+                if !known.is_empty() {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "SELECT idempotency_key, id FROM materialization_requests WHERE idempotency_key IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for k in &known {
+                        list.push_bind(*k);
+                    }
+                    q.push(")");
+                    let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    ids.extend(rows);
+                }
+            }
             let mut outcomes = Vec::with_capacity(requests.len());
             for r in requests {
-                let inserted: Option<String> = sqlx::query_scalar(
-                    "INSERT INTO materialization_requests (id, idempotency_key, run_id, asset_key, partition_key, origin, \
-                         pool, priority, state, pending_deps, run_at, attempt, max_attempts, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'available', 0, $9, 0, $10, $11) \
-                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-                )
-                .bind(r.id.to_string())
-                .bind(&r.idempotency_key)
-                .bind(r.run_id.to_string())
-                .bind(&r.asset_key)
-                .bind(&r.partition_key)
-                .bind(&r.origin)
-                .bind(r.pool.as_deref())
-                .bind(r.priority)
-                .bind(r.run_at)
-                .bind(r.max_attempts)
-                .bind(r.created_at)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let outcome = match inserted {
-                    Some(id) => SubmitOutcome { id: $crate::queue::parse_request_id(&id)?, inserted: true },
-                    None => {
-                        let id: String =
-                            sqlx::query_scalar("SELECT id FROM materialization_requests WHERE idempotency_key = $1")
-                                .bind(&r.idempotency_key)
-                                .fetch_one(&mut *tx)
-                                .await?;
-                        SubmitOutcome { id: $crate::queue::parse_request_id(&id)?, inserted: false }
-                    }
-                };
-                outcomes.push(outcome);
+                let id = ids.get(&r.idempotency_key).ok_or_else(|| Error::Decode {
+                    what: "materialization_requests",
+                    detail: format!("no request for idempotency key {}", r.idempotency_key),
+                })?;
+                let id = $crate::queue::parse_request_id(id)?;
+                // A key repeated within one submission is new only the first time.
+                outcomes.push(SubmitOutcome { id, inserted: inserted.remove(&r.idempotency_key) });
             }
-            let mut blocked = std::collections::BTreeSet::new();
-            for &(up, down) in edges {
-                if !outcomes[down].inserted {
-                    continue;
-                }
-                sqlx::query(
-                    "INSERT INTO request_edges (upstream_request_id, downstream_request_id) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(outcomes[up].id.to_string())
-                .bind(outcomes[down].id.to_string())
-                .execute(&mut *tx)
-                .await?;
-                blocked.insert(outcomes[down].id.to_string());
+            let new_edges: Vec<(String, String)> = edges
+                .iter()
+                .filter(|(_, down)| outcomes[*down].inserted)
+                .map(|&(up, down)| (outcomes[up].id.to_string(), outcomes[down].id.to_string()))
+                .collect();
+            for chunk in new_edges.chunks($crate::writes::ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO request_edges (upstream_request_id, downstream_request_id) ");
+                q.push_values(chunk, |mut row, (up, down)| {
+                    row.push_bind(up.as_str()).push_bind(down.as_str());
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                q.build().execute(&mut *tx).await?;
             }
-            for id in blocked {
+            let blocked: Vec<String> = new_edges
+                .into_iter()
+                .map(|(_, down)| down)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for chunk in blocked.chunks($crate::writes::ROWS_PER_STATEMENT) {
                 // Waiting upstream requests block it; a failed or canceled one fails it.
-                sqlx::query(
+                let mut q = sqlx::QueryBuilder::new(
                     "UPDATE materialization_requests SET \
                          pending_deps = (SELECT count(*) FROM request_edges e JOIN materialization_requests u \
-                             ON u.id = e.upstream_request_id WHERE e.downstream_request_id = $1 AND u.state <> 'succeeded'), \
+                             ON u.id = e.upstream_request_id WHERE e.downstream_request_id = materialization_requests.id \
+                             AND u.state <> 'succeeded'), \
                          state = CASE \
                              WHEN EXISTS (SELECT 1 FROM request_edges e JOIN materialization_requests u \
-                                 ON u.id = e.upstream_request_id WHERE e.downstream_request_id = $1 \
+                                 ON u.id = e.upstream_request_id WHERE e.downstream_request_id = materialization_requests.id \
                                  AND u.state IN ('failed', 'canceled', 'upstream_failed')) THEN 'upstream_failed' \
                              WHEN EXISTS (SELECT 1 FROM request_edges e JOIN materialization_requests u \
-                                 ON u.id = e.upstream_request_id WHERE e.downstream_request_id = $1 \
+                                 ON u.id = e.upstream_request_id WHERE e.downstream_request_id = materialization_requests.id \
                                  AND u.state <> 'succeeded') THEN 'blocked' \
                              ELSE 'available' END \
-                     WHERE id = $1",
-                )
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
+                     WHERE id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.as_str());
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(outcomes)
@@ -216,7 +247,8 @@ macro_rules! queue_methods {
             if limit <= 0 {
                 return Ok(Vec::new());
             }
-            let mut tx = self.$begin().await?;
+            let mut tx = self.$begin_claim().await?;
+            // Walks the claim index in priority order (see PostgreSQL's `begin_claim`).
             let candidates: Vec<(String, Option<String>)> = sqlx::query_as(concat!(
                 "SELECT id, pool FROM materialization_requests WHERE state = 'available' AND run_at <= $1 \
                  AND ($3 IS NULL OR run_id = $3) ORDER BY priority DESC, run_at, id LIMIT $2",
@@ -317,19 +349,24 @@ macro_rules! queue_methods {
 
         async fn heartbeat(&self, worker: &str, ids: &[RequestId], lease_until: DateTime<Utc>) -> Result<Vec<(RequestId, bool)>> {
             let mut out = Vec::with_capacity(ids.len());
+            if ids.is_empty() {
+                return Ok(out);
+            }
             let mut tx = self.$begin().await?;
-            for id in ids {
-                let held: Option<bool> = sqlx::query_scalar(
-                    "UPDATE materialization_requests SET lease_expires_at = $3 \
-                     WHERE id = $1 AND lease_owner = $2 AND state = 'running' RETURNING cancel_requested",
-                )
-                .bind(id.to_string())
-                .bind(worker)
-                .bind(lease_until)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(cancel) = held {
-                    out.push((*id, cancel));
+            for chunk in ids.chunks($crate::writes::ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new("UPDATE materialization_requests SET lease_expires_at = ");
+                q.push_bind(lease_until)
+                    .push(" WHERE lease_owner = ")
+                    .push_bind(worker)
+                    .push(" AND state = 'running' AND id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.to_string());
+                }
+                q.push(") RETURNING id, cancel_requested");
+                let rows: Vec<(String, bool)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                for (id, cancel) in rows {
+                    out.push(($crate::queue::parse_request_id(&id)?, cancel));
                 }
             }
             tx.commit().await?;

@@ -367,6 +367,17 @@ async fn a_duplicate_idempotency_key_returns_the_first_request(store: &dyn Linea
     assert!(first[0].inserted && !again[0].inserted);
     assert_eq!(first[0].id, again[0].id);
     assert_eq!(store.requests(Some(run_id), None, 10).await.unwrap().len(), 1);
+
+    // In one submission too, mixed with new keys, across statement-sized chunks.
+    let mut batch: Vec<NewRequest> =
+        (0..1_200).map(|i| request(run_id, &format!("k{i}"), "usage", &format!("h{i}"))).collect();
+    batch.push(request(run_id, "sched:bill:2025-12-15", "bill", "2025-12-15"));
+    batch.push(request(run_id, "k7", "usage", "h7"));
+    let outcomes = store.submit_requests(&batch, &[]).await.unwrap();
+    assert_eq!(outcomes.iter().filter(|o| o.inserted).count(), 1_200);
+    assert!(!outcomes[1_200].inserted && outcomes[1_200].id == first[0].id);
+    assert!(!outcomes[1_201].inserted && outcomes[1_201].id == outcomes[7].id);
+    assert_eq!(store.requests(Some(run_id), None, 5_000).await.unwrap().len(), 1_201);
 }
 
 async fn claims_are_exclusive_and_completion_is_fenced_on_the_lease(store: &dyn LineageStore) {

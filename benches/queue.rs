@@ -1,0 +1,216 @@
+//! Request-queue throughput: requests claimed, executed and completed per second with no-op
+//! assets, on SQLite in one process and on PostgreSQL with 1, 4 and 8 worker processes.
+//!
+//! `cargo bench --bench queue` (PostgreSQL rows need
+//! `ROBO_ASSETS_BENCH_PG_URL=postgres://postgres@127.0.0.1:5432/postgres`; each run creates and
+//! drops its own database). The bench submits `N` requests of a no-op hourly asset as one run,
+//! starts the workers (this same binary re-executed with `--queue-worker`), waits until every
+//! worker is connected, then times from "go" until the store holds `N` succeeded requests, and
+//! checks that each partition was materialized exactly once. Worker processes run the real
+//! `engine::run_worker` loop: batched claims with leases, fenced group completion, the lineage
+//! rows of every materialization.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine::{Definitions, Executor, NoObserver, Output, PartitionsDef, Resources, SystemClock, Until, WorkerConfig};
+use lineage::{LineageStore, NewRequest, NewRun, PgStore, RequestId, RunId, SqliteStore};
+use resources::{LocalObjectStore, ParquetIoManager};
+use sqlx::{Connection, Executor as _};
+use tokio_util::sync::CancellationToken;
+
+const REQUESTS: usize = 20_000;
+
+fn definitions() -> Definitions {
+    Definitions::new(vec![
+        engine::asset("noop")
+            .partitions(PartitionsDef::hourly("2020-01-01"))
+            .compute(|_ctx| async move { Ok(Output::none()) }),
+    ])
+    .unwrap()
+}
+
+fn executor(store: Arc<dyn LineageStore>, dir: &std::path::Path) -> Executor {
+    Executor {
+        defs: definitions(),
+        store,
+        io: Arc::new(ParquetIoManager::new(Arc::new(LocalObjectStore::new(dir.join("storage"))))),
+        resources: Resources::default(),
+        clock: Arc::new(SystemClock),
+        dynamic: Default::default(),
+    }
+}
+
+/// Submits `n` no-op requests as one run.
+async fn submit(store: &dyn LineageStore, n: usize) -> RunId {
+    let now = chrono::Utc::now();
+    let run_id = RunId::new();
+    store
+        .create_run(&NewRun {
+            id: run_id,
+            trigger: "bench".into(),
+            selection: "noop".into(),
+            n_steps: n as i64,
+            tags: serde_json::json!({}),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let requests: Vec<NewRequest> = (0..n)
+        .map(|i| {
+            let key = (start + chrono::Duration::hours(i as i64)).format("%Y-%m-%d-%H:%M").to_string();
+            NewRequest {
+                id: RequestId::new(),
+                idempotency_key: format!("bench:{run_id}:{key}"),
+                run_id,
+                asset_key: "noop".into(),
+                partition_key: key,
+                origin: "manual".into(),
+                pool: None,
+                priority: 0,
+                max_attempts: 1,
+                run_at: now,
+                created_at: now,
+            }
+        })
+        .collect();
+    for chunk in requests.chunks(5_000) {
+        store.submit_requests(chunk, &[]).await.unwrap();
+    }
+    run_id
+}
+
+async fn succeeded(store: &dyn LineageStore, run: RunId) -> bool {
+    store.run(run).await.unwrap().is_some_and(|r| r.status == lineage::RunStatus::Succeeded)
+}
+
+fn report(name: &str, n: usize, elapsed: Duration) {
+    println!(
+        "{name:<44} {n:>6} requests  {:>8.2?}  {:>7.0} requests/s  peak RSS {:>5.1} MiB (parent)",
+        elapsed,
+        n as f64 / elapsed.as_secs_f64(),
+        peak_rss_mib()
+    );
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// SQLite, one process: the embedded mode's in-process worker.
+async fn sqlite(concurrency: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn LineageStore> = Arc::new(SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap());
+    let run = submit(&*store, REQUESTS).await;
+    let exec = executor(store.clone(), dir.path());
+    let config = WorkerConfig { poll: Duration::from_millis(5), ..WorkerConfig::new(concurrency) };
+    let started = Instant::now();
+    engine::run_worker(&exec, &config, Until::RunEnded(run), Arc::new(NoObserver), CancellationToken::new())
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(succeeded(&*store, run).await);
+    report(&format!("SQLite, 1 in-process worker, concurrency {concurrency}"), REQUESTS, elapsed);
+}
+
+/// PostgreSQL, `workers` processes.
+async fn postgres(admin_url: &str, workers: usize, concurrency: usize) {
+    let admin: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
+    let mut conn = sqlx::PgConnection::connect_with(&admin).await.unwrap();
+    let db = format!("robo_bench_{:08x}", fastrand::u32(..));
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.unwrap();
+    let store = Arc::new(PgStore::connect_with(admin.clone().database(&db), db.clone()).await.unwrap());
+    let run = submit(&*store, REQUESTS).await;
+    let db_url = format!("{}/{db}", admin_url.rsplit_once('/').unwrap().0);
+
+    let mut children: Vec<Child> = (0..workers)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--queue-worker", &db_url, &concurrency.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in &mut children {
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+    }
+    let started = Instant::now();
+    for child in &mut children {
+        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+    while !succeeded(&*store, run).await {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed();
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (total, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT partition_key) FROM materializations")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!((total, distinct), (REQUESTS as i64, REQUESTS as i64), "each request materialized exactly once");
+    report(&format!("PostgreSQL, {workers} worker process(es), concurrency {concurrency}"), REQUESTS, elapsed);
+    store.pool().close().await;
+    conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).await.unwrap();
+}
+
+/// A worker process: connect, say "ready", wait for "go", work until killed.
+async fn worker_process(url: &str, concurrency: usize) {
+    let store: Arc<dyn LineageStore> = Arc::new(PgStore::connect(url).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let exec = executor(store, dir.path());
+    let config = WorkerConfig { poll: Duration::from_millis(5), ..WorkerConfig::new(concurrency) };
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    engine::run_worker(&exec, &config, Until::Canceled, Arc::new(NoObserver), CancellationToken::new()).await.unwrap();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--queue-worker") {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(worker_process(&args[i + 1], args[i + 2].parse().unwrap()));
+        return;
+    }
+    let concurrency: usize =
+        std::env::var("ROBO_ASSETS_BENCH_CONCURRENCY").ok().and_then(|c| c.parse().ok()).unwrap_or(64);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    // `ROBO_ASSETS_BENCH_WORKERS=1,8` picks the PostgreSQL worker counts; `0` alone skips SQLite.
+    let counts: Vec<usize> = std::env::var("ROBO_ASSETS_BENCH_WORKERS")
+        .map(|w| w.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|_| vec![0, 1, 4, 8]);
+    runtime.block_on(async {
+        if counts.contains(&0) {
+            sqlite(8).await;
+            sqlite(concurrency).await;
+        }
+        match std::env::var("ROBO_ASSETS_BENCH_PG_URL") {
+            Ok(url) => {
+                for workers in counts.into_iter().filter(|w| *w > 0) {
+                    postgres(&url, workers, concurrency).await;
+                }
+            }
+            Err(_) => println!(
+                "PostgreSQL rows skipped: set ROBO_ASSETS_BENCH_PG_URL=postgres://postgres@127.0.0.1:5432/postgres"
+            ),
+        }
+    });
+}
