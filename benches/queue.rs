@@ -61,7 +61,7 @@ async fn submit(store: &dyn LineageStore, n: usize) -> RunId {
     let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
     let requests: Vec<NewRequest> = (0..n)
         .map(|i| {
-            let key = (start + chrono::Duration::hours(i as i64)).format("%Y-%m-%d-%H:%M").to_string();
+            let key = (start + chrono::Duration::hours(i as i64)).format("%Y-%m-%dT%H:%M").to_string();
             NewRequest {
                 id: RequestId::new(),
                 idempotency_key: format!("bench:{run_id}:{key}"),

@@ -50,6 +50,104 @@ pub enum Command {
     Requests(RequestsArgs),
     /// Show or set concurrency pools: at most LIMIT running steps of a pool across all workers.
     Pools(PoolsArgs),
+    /// Backfill a selection over a partition range: persisted, resumable, in dependency order.
+    ///
+    /// `backfill SELECTION --from A --to B` plans the cells (per asset, across hourly, daily and
+    /// monthly partitions), persists the backfill and runs it here with progress; workers on
+    /// the same lineage store help. Then `backfill list|status|cancel|resume|retry-failed`.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BackfillArgs {
+    #[command(subcommand)]
+    pub command: Option<BackfillCommand>,
+    #[command(flatten)]
+    pub launch: BackfillLaunchArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillLaunchArgs {
+    /// What to backfill (the selection syntax of `materialize`; +NAME includes upstream).
+    #[arg(required = true)]
+    pub selection: Option<String>,
+    /// First partition of the range (inclusive).
+    #[arg(long, required = true)]
+    pub from: Option<String>,
+    /// Last partition of the range (inclusive).
+    #[arg(long, required = true)]
+    pub to: Option<String>,
+    /// Which cells to run: missing (no materialization), failed (latest attempt failed), stale
+    /// (missing, or code or inputs changed since), all.
+    #[arg(long, value_enum, default_value_t = BackfillPolicy::Missing)]
+    pub policy: BackfillPolicy,
+    /// Print the plan (cells per asset as ranges, and what the policy skips) and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub run: BackfillRunArgs,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackfillRunArgs {
+    /// Run at most this many cells at once in this process.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Only persist and submit: `robo-assets worker` processes carry it out.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackfillPolicy {
+    Missing,
+    Failed,
+    Stale,
+    All,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackfillCommand {
+    /// List backfills, newest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-asset counts (done, running, queued, failed, skipped) and the failed cells with their error.
+    Status {
+        /// The backfill id.
+        id: String,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a backfill: no new cells start, running ones are asked to stop; it ends canceled.
+    Cancel {
+        /// The backfill id.
+        id: String,
+    },
+    /// Continue a backfill after a crash or a cancel: cells already done are not redone.
+    Resume {
+        /// The backfill id.
+        id: String,
+        #[command(flatten)]
+        run: BackfillRunArgs,
+    },
+    /// Run again only the failed cells and the cells downstream of them.
+    RetryFailed {
+        /// The backfill id.
+        id: String,
+        #[command(flatten)]
+        run: BackfillRunArgs,
+    },
 }
 
 #[derive(Debug, Args)]

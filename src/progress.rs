@@ -112,3 +112,113 @@ impl Observer for Progress {
         }
     }
 }
+
+/// Reports a backfill's progress on stderr: a bar per asset (counts and ETA) on a terminal,
+/// a log line with every asset's counts otherwise.
+pub struct BackfillProgress {
+    multi: Option<indicatif::MultiProgress>,
+    bars: Vec<(String, ProgressBar)>,
+    lines: Mutex<BackfillLines>,
+}
+
+struct BackfillLines {
+    /// Per asset: (done, total).
+    counts: Vec<(String, usize, usize)>,
+    started: Instant,
+    last: Instant,
+    failed: usize,
+}
+
+impl BackfillProgress {
+    /// `assets` in dependency order: (asset, cells done so far, cells in all).
+    pub fn new(assets: &[(String, usize, usize)]) -> BackfillProgress {
+        let width = assets.iter().map(|(a, ..)| a.len()).max().unwrap_or(8);
+        let (multi, bars) = if std::io::stderr().is_terminal() {
+            let multi = indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(&format!(
+                "{{prefix:<{width}}} {{bar:32.cyan/blue}} {{pos:>6}}/{{len:<6}} {{per_sec:>10}}  eta {{eta:<4}} {{msg}}"
+            ))
+            .expect("valid template")
+            .progress_chars("█▉▊▋▌▍▎▏ ");
+            let bars = assets
+                .iter()
+                .map(|(asset, done, total)| {
+                    let bar = multi.add(ProgressBar::new(*total as u64));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(asset.clone());
+                    bar.set_position(*done as u64);
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    (asset.clone(), bar)
+                })
+                .collect();
+            (Some(multi), bars)
+        } else {
+            (None, Vec::new())
+        };
+        let now = Instant::now();
+        BackfillProgress {
+            multi,
+            bars,
+            lines: Mutex::new(BackfillLines { counts: assets.to_vec(), started: now, last: now, failed: 0 }),
+        }
+    }
+
+    /// Removes the bars, leaving the terminal clean for the summary.
+    pub fn finish(&self) {
+        for (_, bar) in &self.bars {
+            bar.finish_and_clear();
+        }
+        if let Some(multi) = &self.multi {
+            let _ = multi.clear();
+        }
+    }
+}
+
+impl Observer for BackfillProgress {
+    fn on_event(&self, event: ExecEvent<'_>) {
+        let ExecEvent::StepFinished(outcome) = event else { return };
+        let asset = outcome.asset.as_str();
+        let failed = match &outcome.status {
+            StepStatus::Failed { error, .. } => Some(format!("failed {asset} {}: {error}", outcome.partition_key)),
+            _ => None,
+        };
+        if let Some(multi) = &self.multi {
+            if let Some((_, bar)) = self.bars.iter().find(|(a, _)| a == asset) {
+                bar.inc(1);
+                if failed.is_some() {
+                    bar.set_message("(some failed)");
+                }
+            }
+            if let Some(text) = failed {
+                let _ = multi.println(format!("  ✗ {text}"));
+            }
+            return;
+        }
+        let mut lines = self.lines.lock().expect("not poisoned");
+        if let Some(c) = lines.counts.iter_mut().find(|(a, ..)| a == asset) {
+            c.1 += 1;
+        }
+        if let Some(text) = failed {
+            lines.failed += 1;
+            tracing::warn!(message = "Cell failed.", detail = %text);
+        }
+        let (done, total) = lines.counts.iter().fold((0, 0), |(d, t), c| (d + c.1, t + c.2));
+        let now = Instant::now();
+        let tenth = (total / 10).max(1);
+        if (done.is_multiple_of(tenth) && now - lines.last >= Duration::from_secs(2))
+            || now - lines.last >= Duration::from_secs(10)
+            || done == total
+        {
+            lines.last = now;
+            let per_asset: Vec<String> = lines.counts.iter().map(|(a, d, t)| format!("{a} {d}/{t}")).collect();
+            let elapsed = now - lines.started;
+            tracing::info!(
+                message = "Backfill progress.",
+                cells = format!("{done}/{total}"),
+                per_asset = per_asset.join(", "),
+                failed = lines.failed,
+                elapsed = format!("{elapsed:.1?}"),
+            );
+        }
+    }
+}

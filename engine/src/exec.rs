@@ -242,7 +242,9 @@ pub fn plan_requests(
                 partition_key: step.partition_key.clone(),
                 origin: origin.to_owned(),
                 pool: def.pool.clone(),
-                priority: 0,
+                // Downstream first: a cell whose inputs just finished is claimed before the
+                // remaining upstream cells, so a daily bill follows its 24th hour at once.
+                priority: graph.rank(step.asset) as i64,
                 max_attempts: def.retry.max_attempts as i64,
                 // Queue time is wall time (see `worker`): claimable at once.
                 run_at: chrono::Utc::now(),
@@ -308,12 +310,8 @@ impl Executor {
             return Err(ExecError { run_id, source });
         }
         if cancel.is_cancelled() {
-            // Whatever has not started is canceled with its downstream; the run ends canceled.
-            for request in self.store.requests(Some(run_id), None, plan.steps.len() as i64 + 1).await.map_err(err)? {
-                if !request.state.is_terminal() {
-                    self.store.cancel_request(request.id, self.clock.now()).await.map_err(err)?;
-                }
-            }
+            // Whatever has not started is canceled; the run ends canceled.
+            self.store.cancel_run(run_id, self.clock.now()).await.map_err(err)?;
         }
 
         // The outcome, from what the store recorded.

@@ -6,6 +6,7 @@
 //! from an injected [`Clock`].
 #![warn(missing_docs)]
 
+pub mod backfill;
 pub mod context;
 pub mod definition;
 pub mod exec;
@@ -28,4 +29,4 @@ pub use partition::{Cadence, PartitionKeyError, PartitionsContext, PartitionsDef
 pub use plan::{LineageSnapshot, PartitionSpec, Plan, PlanError, PlanOptions, Step};
 pub use retry::RetryPolicy;
 pub use selection::SelectionError;
-pub use worker::{Until, WorkerConfig, WorkerStats, run_worker};
+pub use worker::{Until, WorkerConfig, WorkerStats, is_dead_local_worker, run_worker};

@@ -29,8 +29,23 @@ use crate::exec::{
 /// retry or keep a lease alive forever.
 ///
 /// [`Clock`]: crate::Clock
-fn queue_now() -> chrono::DateTime<chrono::Utc> {
+pub(crate) fn queue_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".to_owned())
+}
+
+/// Whether `owner` (a worker id, `host:pid:random`) names a process of this machine that no
+/// longer exists. Other machines' workers are never judged: their leases expire instead.
+pub fn is_dead_local_worker(owner: &str) -> bool {
+    let mut parts = owner.rsplitn(3, ':');
+    let (Some(_random), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    host == this_host() && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// How a worker behaves.
@@ -49,10 +64,8 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// A worker named after this host and process.
     pub fn new(concurrency: usize) -> WorkerConfig {
-        let host =
-            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".to_owned());
         WorkerConfig {
-            id: format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..)),
+            id: format!("{}:{}:{:08x}", this_host(), std::process::id(), fastrand::u32(..)),
             concurrency: concurrency.max(1),
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(50),

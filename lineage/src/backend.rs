@@ -248,6 +248,58 @@ impl $crate::store::LineageStore for $store {
         rows.into_iter().map(MaterializationRow::into_record).collect()
     }
 
+    async fn create_backfill(&self, backfill: &NewBackfill) -> Result<()> {
+        let mut tx = self.$begin().await?;
+        let run = &backfill.run;
+        sqlx::query(concat!(
+            "INSERT INTO runs (id, status, trigger, selection, n_steps, tags, created_at) \
+             VALUES ($1, 'queued', $2, $3, $4, $5",
+            $json,
+            ", $6)"
+        ))
+        .bind(run.id.to_string())
+        .bind(&run.trigger)
+        .bind(&run.selection)
+        .bind(run.n_steps)
+        .bind(run.tags.to_string())
+        .bind(run.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(concat!(
+            "INSERT INTO backfills (id, selection, partition_from, partition_to, policy, run_id, cells, skipped, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8",
+            $json,
+            ", $9)"
+        ))
+        .bind(backfill.id.to_string())
+        .bind(&backfill.selection)
+        .bind(&backfill.partition_from)
+        .bind(&backfill.partition_to)
+        .bind(&backfill.policy)
+        .bind(run.id.to_string())
+        .bind(backfill.cells)
+        .bind(backfill.skipped.to_string())
+        .bind(run.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn backfills(&self, id: Option<BackfillId>, limit: i64) -> Result<Vec<BackfillRecord>> {
+        let rows: Vec<$crate::rows::BackfillRow> = sqlx::query_as(
+            "SELECT b.id, b.selection, b.partition_from, b.partition_to, b.policy, b.run_id, r.status, b.cells, \
+                 CAST(b.skipped AS TEXT) AS skipped, b.created_at, r.finished_at \
+             FROM backfills b JOIN runs r ON r.id = b.run_id \
+             WHERE ($1 IS NULL OR b.id = $1) ORDER BY b.created_at DESC, b.id DESC LIMIT $2",
+        )
+        .bind(id.map(|i| i.to_string()))
+        .bind(limit)
+        .fetch_all(&self.$pool)
+        .await?;
+        rows.into_iter().map($crate::rows::BackfillRow::into_record).collect()
+    }
+
     async fn runs(&self, status: Option<RunStatus>, limit: i64) -> Result<Vec<RunRecord>> {
         let rows: Vec<RunRow> = sqlx::query_as(
             "SELECT id, status, trigger, selection, n_steps, CAST(tags AS TEXT) AS tags, created_at, started_at, finished_at \

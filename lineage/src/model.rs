@@ -55,6 +55,11 @@ uuid_id!(
     RequestId
 );
 
+uuid_id!(
+    /// The id of a backfill: a UUIDv7.
+    BackfillId
+);
+
 /// The id of one recorded materialization; also the store's global, monotonic cursor.
 pub type MaterializationId = i64;
 
@@ -630,5 +635,53 @@ pub struct RequestRecord {
     /// First claim.
     pub started_at: Option<DateTime<Utc>>,
     /// End.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A backfill about to be created, with the run that carries its cells.
+#[derive(Debug, Clone)]
+pub struct NewBackfill {
+    /// Its id.
+    pub id: BackfillId,
+    /// The selection as the user wrote it.
+    pub selection: String,
+    /// First partition key, as given.
+    pub partition_from: String,
+    /// Last partition key, as given.
+    pub partition_to: String,
+    /// `missing`, `failed`, `stale` or `all`.
+    pub policy: String,
+    /// Its run (trigger `backfill`).
+    pub run: NewRun,
+    /// Cells requested.
+    pub cells: i64,
+    /// What the policy left out: `[{asset, reason, count, keys}]`.
+    pub skipped: serde_json::Value,
+}
+
+/// A stored backfill, with its run's status.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillRecord {
+    /// Its id.
+    pub id: BackfillId,
+    /// The selection as the user wrote it.
+    pub selection: String,
+    /// First partition key, as given.
+    pub partition_from: String,
+    /// Last partition key, as given.
+    pub partition_to: String,
+    /// The policy.
+    pub policy: String,
+    /// Its run.
+    pub run_id: RunId,
+    /// Its run's status: the backfill's status.
+    pub status: RunStatus,
+    /// Cells requested.
+    pub cells: i64,
+    /// What the policy left out.
+    pub skipped: serde_json::Value,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When its run ended.
     pub finished_at: Option<DateTime<Utc>>,
 }

@@ -90,6 +90,24 @@ pub(crate) const CASCADE_UPSTREAM_FAILED: &str = "WITH RECURSIVE down(id) AS ( \
      UPDATE materialization_requests SET state = 'upstream_failed', finished_at = $2 \
      WHERE id IN (SELECT id FROM down) AND state IN ('blocked', 'available')";
 
+/// Sets, for the requests whose ids follow (`… IN (` is left open), how many upstream requests
+/// they still wait for and their state: `upstream_failed` when one of those failed or was
+/// canceled, `blocked` while any has not succeeded, else `available`.
+pub(crate) const RECOMPUTE_WAITING: &str = "UPDATE materialization_requests SET \
+         pending_deps = (SELECT count(*) FROM request_edges e JOIN materialization_requests u \
+             ON u.id = e.upstream_request_id WHERE e.downstream_request_id = materialization_requests.id \
+             AND u.state <> 'succeeded'), \
+         state = CASE \
+             WHEN EXISTS (SELECT 1 FROM request_edges e JOIN materialization_requests u \
+                 ON u.id = e.upstream_request_id WHERE e.downstream_request_id = materialization_requests.id \
+                 AND u.state IN ('failed', 'canceled', 'upstream_failed')) THEN 'upstream_failed' \
+             WHEN EXISTS (SELECT 1 FROM request_edges e JOIN materialization_requests u \
+                 ON u.id = e.upstream_request_id WHERE e.downstream_request_id = materialization_requests.id \
+                 AND u.state <> 'succeeded') THEN 'blocked' \
+             ELSE 'available' END, \
+         finished_at = NULL \
+     WHERE id IN (";
+
 /// Ends run `$1` when none of its requests is waiting or running.
 pub(crate) const FINISH_RUN: &str = "UPDATE runs SET \
          status = CASE \
@@ -100,26 +118,9 @@ pub(crate) const FINISH_RUN: &str = "UPDATE runs SET \
      WHERE id = $1 AND status IN ('queued', 'running') \
        AND NOT EXISTS (SELECT 1 FROM materialization_requests WHERE run_id = $1 AND state IN ('blocked', 'available', 'running'))";
 
-/// Completions fenced, recorded and unblocked per statement (3 binds each in the unblocking,
-/// well under both backends' parameter limits).
+/// Completions fenced, recorded and unblocked per statement (at most 2 binds each, well under
+/// both backends' parameter limits).
 pub(crate) const COMPLETIONS_PER_STATEMENT: usize = 500;
-
-/// Pushes `(SELECT count(*) FROM request_edges e WHERE e.downstream_request_id =
-/// materialization_requests.id AND e.upstream_request_id IN (<ids>))`.
-pub(crate) fn push_completed_upstreams<DB: sqlx::Database>(q: &mut sqlx::QueryBuilder<DB>, ids: &[String])
-where
-    String: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    q.push(
-        "(SELECT count(*) FROM request_edges e WHERE e.downstream_request_id = materialization_requests.id \
-         AND e.upstream_request_id IN (",
-    );
-    let mut list = q.separated(", ");
-    for id in ids {
-        list.push_bind(id.clone());
-    }
-    q.push("))");
-}
 
 /// Expands the queue methods of `LineageStore` for one backend.
 ///
@@ -210,21 +211,7 @@ macro_rules! queue_methods {
                 .collect();
             for chunk in blocked.chunks($crate::writes::ROWS_PER_STATEMENT) {
                 // Waiting upstream requests block it; a failed or canceled one fails it.
-                let mut q = sqlx::QueryBuilder::new(
-                    "UPDATE materialization_requests SET \
-                         pending_deps = (SELECT count(*) FROM request_edges e JOIN materialization_requests u \
-                             ON u.id = e.upstream_request_id WHERE e.downstream_request_id = materialization_requests.id \
-                             AND u.state <> 'succeeded'), \
-                         state = CASE \
-                             WHEN EXISTS (SELECT 1 FROM request_edges e JOIN materialization_requests u \
-                                 ON u.id = e.upstream_request_id WHERE e.downstream_request_id = materialization_requests.id \
-                                 AND u.state IN ('failed', 'canceled', 'upstream_failed')) THEN 'upstream_failed' \
-                             WHEN EXISTS (SELECT 1 FROM request_edges e JOIN materialization_requests u \
-                                 ON u.id = e.upstream_request_id WHERE e.downstream_request_id = materialization_requests.id \
-                                 AND u.state <> 'succeeded') THEN 'blocked' \
-                             ELSE 'available' END \
-                     WHERE id IN (",
-                );
+                let mut q = sqlx::QueryBuilder::new($crate::queue::RECOMPUTE_WAITING);
                 let mut list = q.separated(", ");
                 for id in chunk {
                     list.push_bind(id.as_str());
@@ -418,18 +405,20 @@ macro_rules! queue_methods {
                 q.push(")");
                 q.build().execute(&mut *tx).await?;
                 // Unblock what waited on them: each downstream loses one pending dependency per
-                // completed upstream (an UPDATE's expressions all read the row as it was).
-                let mut q = sqlx::QueryBuilder::new("UPDATE materialization_requests SET pending_deps = pending_deps - ");
-                $crate::queue::push_completed_upstreams(&mut q, &held_ids);
-                q.push(", state = CASE WHEN state = 'blocked' AND pending_deps - ");
-                $crate::queue::push_completed_upstreams(&mut q, &held_ids);
-                q.push(" = 0 THEN 'available' ELSE state END \
-                    WHERE id IN (SELECT downstream_request_id FROM request_edges WHERE upstream_request_id IN (");
+                // completed upstream. Joined with the counted edges (not a correlated subquery
+                // per row), so the plan stays an index lookup per downstream whatever the
+                // statistics say: 90 ms per batch at 9,000 queued requests otherwise.
+                let mut q = sqlx::QueryBuilder::new(
+                    "UPDATE materialization_requests AS r SET pending_deps = r.pending_deps - d.n, \
+                         state = CASE WHEN r.state = 'blocked' AND r.pending_deps - d.n = 0 THEN 'available' ELSE r.state END \
+                     FROM (SELECT downstream_request_id AS id, count(*) AS n FROM request_edges \
+                           WHERE upstream_request_id IN (",
+                );
                 let mut list = q.separated(", ");
                 for id in &held_ids {
                     list.push_bind(id.as_str());
                 }
-                q.push("))");
+                q.push(") GROUP BY downstream_request_id) AS d WHERE r.id = d.id");
                 q.build().execute(&mut *tx).await?;
             }
             for run in runs {
@@ -540,6 +529,104 @@ macro_rules! queue_methods {
             }
             tx.commit().await?;
             Ok(out)
+        }
+
+        async fn release_abandoned(&self, owners: &[String], now: DateTime<Utc>) -> Result<Vec<RequestId>> {
+            if owners.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut tx = self.$begin().await?;
+            // The attempt is not charged: the asset did not fail, its worker process died.
+            let mut q = sqlx::QueryBuilder::new(
+                "UPDATE materialization_requests SET state = 'available', attempt = attempt - 1, run_at = ",
+            );
+            q.push_bind(now)
+                .push(", lease_owner = NULL, lease_expires_at = NULL, last_error = 'its worker exited mid-attempt' \
+                     WHERE state = 'running' AND lease_owner IN (");
+            let mut list = q.separated(", ");
+            for owner in owners {
+                list.push_bind(owner.as_str());
+            }
+            q.push(") RETURNING id");
+            let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            ids.iter().map(|id| $crate::queue::parse_request_id(id)).collect()
+        }
+
+        async fn cancel_run(&self, run: RunId, now: DateTime<Utc>) -> Result<(u64, u64)> {
+            let mut tx = self.$begin().await?;
+            let canceled = sqlx::query(
+                "UPDATE materialization_requests SET state = 'canceled', finished_at = $2 \
+                 WHERE run_id = $1 AND state IN ('blocked', 'available')",
+            )
+            .bind(run.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let asked = sqlx::query(
+                "UPDATE materialization_requests SET cancel_requested = TRUE WHERE run_id = $1 AND state = 'running'",
+            )
+            .bind(run.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query($crate::queue::FINISH_RUN).bind(run.to_string()).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok((canceled, asked))
+        }
+
+        async fn reopen_requests(&self, run: RunId, states: &[RequestState], now: DateTime<Utc>) -> Result<u64> {
+            if states.is_empty() {
+                return Ok(0);
+            }
+            let mut tx = self.$begin().await?;
+            let mut q = sqlx::QueryBuilder::new(
+                "UPDATE materialization_requests SET state = 'available', attempt = 0, last_error = NULL, \
+                     cancel_requested = FALSE, materialization_id = NULL, finished_at = NULL, run_at = ",
+            );
+            q.push_bind(now).push(" WHERE run_id = ").push_bind(run.to_string()).push(" AND state IN (");
+            let mut list = q.separated(", ");
+            for state in states {
+                list.push_bind(state.as_str());
+            }
+            q.push(") RETURNING id");
+            let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            // Then each waits again for whatever upstream has not succeeded (reopened ones included).
+            for chunk in ids.chunks($crate::writes::ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new($crate::queue::RECOMPUTE_WAITING);
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.as_str());
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
+            }
+            if !ids.is_empty() {
+                sqlx::query("UPDATE runs SET status = 'queued', finished_at = NULL WHERE id = $1")
+                    .bind(run.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(ids.len() as u64)
+        }
+
+        async fn request_counts(&self, run: RunId) -> Result<Vec<(String, RequestState, i64)>> {
+            let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT asset_key, state, count(*) FROM materialization_requests WHERE run_id = $1 \
+                 GROUP BY asset_key, state ORDER BY asset_key, state",
+            )
+            .bind(run.to_string())
+            .fetch_all(&self.$pool)
+            .await?;
+            rows.into_iter()
+                .map(|(asset, state, n)| {
+                    let state = <RequestState as std::str::FromStr>::from_str(&state)
+                        .map_err(|detail| Error::Decode { what: "request state", detail })?;
+                    Ok((asset, state, n))
+                })
+                .collect()
         }
 
         async fn cancel_request(&self, id: RequestId, now: DateTime<Utc>) -> Result<Option<RequestState>> {

@@ -172,3 +172,37 @@ impl InputRow {
         }
     }
 }
+
+#[derive(FromRow)]
+pub(crate) struct BackfillRow {
+    pub(crate) id: String,
+    pub(crate) selection: String,
+    pub(crate) partition_from: String,
+    pub(crate) partition_to: String,
+    pub(crate) policy: String,
+    pub(crate) run_id: String,
+    pub(crate) status: String,
+    pub(crate) cells: i64,
+    pub(crate) skipped: String,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+}
+
+impl BackfillRow {
+    pub(crate) fn into_record(self) -> Result<BackfillRecord> {
+        Ok(BackfillRecord {
+            id: BackfillId::from_str(&self.id)
+                .map_err(|e| Error::Decode { what: "backfills.id", detail: e.to_string() })?,
+            selection: self.selection,
+            partition_from: self.partition_from,
+            partition_to: self.partition_to,
+            policy: self.policy,
+            run_id: parse_run_id(&self.run_id)?,
+            status: RunStatus::from_str(&self.status).map_err(|detail| Error::Decode { what: "runs.status", detail })?,
+            cells: self.cells,
+            skipped: parse_json("backfills.skipped", &self.skipped)?,
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+        })
+    }
+}

@@ -77,6 +77,13 @@ pub trait LineageStore: RequestQueue + Send + Sync + 'static {
     /// Materializations that read materialization `id` as an input, oldest first (impact).
     async fn readers_of(&self, id: MaterializationId) -> Result<Vec<MaterializationRecord>>;
 
+    /// Creates a backfill and its (queued) run in one transaction; its cells are submitted
+    /// separately as requests of that run.
+    async fn create_backfill(&self, backfill: &NewBackfill) -> Result<()>;
+
+    /// Backfills, newest first (only `id` when given).
+    async fn backfills(&self, id: Option<BackfillId>, limit: i64) -> Result<Vec<BackfillRecord>>;
+
     /// Runs, newest first, optionally only those with `status`.
     async fn runs(&self, status: Option<RunStatus>, limit: i64) -> Result<Vec<RunRecord>>;
 
@@ -160,6 +167,21 @@ pub trait RequestQueue: Send + Sync {
         now: DateTime<Utc>,
         backoff: &(dyn Fn(i64) -> std::time::Duration + Send + Sync),
     ) -> Result<Vec<(RequestId, RequestState)>>;
+
+    /// Returns the running requests of workers known to be dead (`owners`) to the queue at
+    /// once, without charging the interrupted attempt; returns their ids.
+    async fn release_abandoned(&self, owners: &[String], now: DateTime<Utc>) -> Result<Vec<RequestId>>;
+
+    /// Cancels a run: its waiting requests at once, its running ones by asking their workers;
+    /// the run ends when nothing of it runs. Returns (canceled, asked to stop).
+    async fn cancel_run(&self, run: RunId, now: DateTime<Utc>) -> Result<(u64, u64)>;
+
+    /// Puts a run's requests in `states` back in the queue with fresh attempts (blocked again
+    /// behind upstream requests that have not succeeded) and reopens the run; returns how many.
+    async fn reopen_requests(&self, run: RunId, states: &[RequestState], now: DateTime<Utc>) -> Result<u64>;
+
+    /// How many of a run's requests are in each state, per asset.
+    async fn request_counts(&self, run: RunId) -> Result<Vec<(String, RequestState, i64)>>;
 
     /// Cancels a request: a waiting one at once (with its downstream), a running one by asking
     /// its worker. Returns its state after the call, or `None` if it does not exist.

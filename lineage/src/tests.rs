@@ -557,6 +557,86 @@ async fn heartbeats_extend_only_the_workers_own_leases(store: &dyn LineageStore)
 }
 
 /// Instantiates each contract test for both backends.
+async fn a_backfill_is_stored_with_its_run_and_its_cells_reopen(store: &dyn LineageStore) {
+    let id = BackfillId::new();
+    let run_id = RunId::new();
+    store
+        .create_backfill(&NewBackfill {
+            id,
+            selection: "+bill".into(),
+            partition_from: "2025-12-01".into(),
+            partition_to: "2025-12-31".into(),
+            policy: "missing".into(),
+            run: NewRun {
+                id: run_id,
+                trigger: "backfill".into(),
+                selection: "+bill".into(),
+                n_steps: 3,
+                tags: serde_json::json!({}),
+                created_at: t(0),
+            },
+            cells: 3,
+            skipped: serde_json::json!([{"asset": "usage", "reason": "already_materialized", "count": 24, "keys": ["a..b (24)"]}]),
+        })
+        .await
+        .unwrap();
+    let reqs = [
+        request(run_id, "backfill:h0", "usage", "h0"),
+        request(run_id, "backfill:h1", "usage", "h1"),
+        request(run_id, "backfill:bill", "bill", "d"),
+    ];
+    store.submit_requests(&reqs, &[(0, 2), (1, 2)]).await.unwrap();
+    let b = store.backfills(Some(id), 10).await.unwrap().remove(0);
+    assert_eq!((b.run_id, b.status, b.cells, b.policy.as_str()), (run_id, RunStatus::Queued, 3, "missing"));
+    assert_eq!(b.skipped[0]["count"], 24);
+    assert_eq!(store.backfills(None, 10).await.unwrap().len(), 1);
+
+    // h0 succeeds, h1 fails for good: the bill is upstream_failed, the run failed.
+    let claimed = store.claim_requests("w", None, 10, t(1), t(61)).await.unwrap();
+    let h0 = claimed.iter().find(|c| c.partition_key == "h0").unwrap();
+    let h1 = claimed.iter().find(|c| c.partition_key == "h1").unwrap();
+    store.complete_requests("w", &[completion(h0, "v")], t(2)).await.unwrap();
+    for attempt in 1..=3 {
+        let c = if attempt == 1 {
+            h1.clone()
+        } else {
+            store.claim_requests("w", None, 10, t(10 * attempt), t(100)).await.unwrap().remove(0)
+        };
+        store.fail_request("w", c.id, c.attempt, "boom", Some(t(10 * attempt + 5)), t(10 * attempt)).await.unwrap();
+    }
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed);
+    let counts = store.request_counts(run_id).await.unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            ("bill".to_owned(), RequestState::UpstreamFailed, 1),
+            ("usage".to_owned(), RequestState::Failed, 1),
+            ("usage".to_owned(), RequestState::Succeeded, 1)
+        ]
+    );
+
+    // Retry failed: h1 is available with fresh attempts, the bill blocked behind it, the run open.
+    assert_eq!(store.reopen_requests(run_id, &[RequestState::Failed, RequestState::UpstreamFailed], t(40)).await.unwrap(), 2);
+    assert_eq!(state_of(store, reqs[2].id).await, RequestState::Blocked);
+    assert_eq!(store.request(reqs[1].id).await.unwrap().unwrap().attempt, 0);
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Queued);
+
+    // A worker that died holding h1 gives it back without charging the attempt.
+    let c = store.claim_requests("dead-worker", None, 10, t(41), t(1000)).await.unwrap().remove(0);
+    assert_eq!(c.attempt, 1);
+    assert_eq!(store.release_abandoned(&["dead-worker".to_owned()], t(42)).await.unwrap(), vec![c.id]);
+    assert_eq!(store.release_abandoned(&["dead-worker".to_owned()], t(42)).await.unwrap(), vec![]);
+    let again = store.claim_requests("w", None, 10, t(43), t(100)).await.unwrap().remove(0);
+    assert_eq!((again.id, again.attempt), (c.id, 1));
+
+    // Cancel the run: the waiting bill is canceled at once, the running h1 is asked to stop.
+    assert_eq!(store.cancel_run(run_id, t(44)).await.unwrap(), (1, 1));
+    assert_eq!(state_of(store, reqs[2].id).await, RequestState::Canceled);
+    assert!(store.heartbeat("w", &[again.id], t(200)).await.unwrap()[0].1, "cancel requested");
+    store.acknowledge_cancel("w", again.id, again.attempt, t(45)).await.unwrap();
+    assert_eq!(store.backfills(Some(id), 1).await.unwrap()[0].status, RunStatus::Canceled);
+}
+
 macro_rules! lineage_store_tests {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -600,6 +680,7 @@ lineage_store_tests!(
     cancel_stops_waiting_requests_at_once_and_asks_running_ones,
     pool_limits_hold_across_workers,
     heartbeats_extend_only_the_workers_own_leases,
+    a_backfill_is_stored_with_its_run_and_its_cells_reopen,
 );
 
 #[test]

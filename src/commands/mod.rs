@@ -1,6 +1,7 @@
 //! One module per verb; each takes its parsed args and the wired [`App`] and returns an
 //! [`ExitStatus`]. Data goes to stdout, everything else to stderr.
 
+mod backfill;
 mod history;
 mod lineage;
 mod list;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Submit(args) => submit::submit(&app, &args).await,
         Command::Worker(args) => worker::worker(&app, &args).await,
         Command::Requests(args) => requests::requests(&app, &args).await,
+        Command::Backfill(args) => backfill::backfill(&app, &args).await,
         Command::Pools(args) => {
             if let Some(crate::cli::PoolsCommand::Set { name, limit }) = &args.command {
                 app.store.set_pool_limit(name, *limit).await?;

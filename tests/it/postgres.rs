@@ -393,3 +393,40 @@ fn stop_workers(workers: Vec<std::process::Child>) {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_is_carried_out_by_two_worker_processes() {
+    let Some(db) = TestDb::create().await else { return };
+    let robo = Robo::new();
+    let env = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
+    let launched = robo.run_with(
+        &["backfill", "+storage_bill", "--from", "2025-12-01", "--to", "2025-12-10", "--detach", "--json"],
+        &env,
+    );
+    assert_eq!(launched.code, 0, "{}", launched.stderr);
+    let json: serde_json::Value = serde_json::from_str(&launched.stdout).unwrap();
+    assert_eq!(json["cells"], 250);
+    let (id, run_id) = (json["backfill_id"].as_str().unwrap().to_owned(), json["run_id"].as_str().unwrap().to_owned());
+    // Submitting the same cells again (a crashed launcher retried) adds nothing.
+    let resumed = robo.run_with(&["backfill", "resume", &id, "--detach"], &env);
+    assert!(resumed.stdout.contains("0 new cells requested"), "{}", resumed.stdout);
+
+    let workers = spawn_workers(&robo, &env, 2, "4", &[]);
+    let mut conn = db.connect().await;
+    wait_for_success(&mut conn, &run_id, std::time::Duration::from_secs(300)).await;
+    stop_workers(workers);
+    let (total, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT (asset_key, partition_key)) FROM materializations")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((total, distinct), (250, 250), "every cell materialized exactly once");
+    let owners: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT run_id) FROM materializations").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(owners, 1);
+    let status = robo.run_with(&["backfill", "status", &id], &env);
+    assert!(status.stdout.contains("policy missing: succeeded"), "{}", status.stdout);
+    assert!(status.stdout.contains("usage_snapshot           240     240"), "{}", status.stdout);
+    drop(conn);
+    db.drop_db().await;
+}

@@ -1,0 +1,405 @@
+//! Backfills: a selection over a partition range, expanded into (asset, partition) cells across
+//! partition definitions, filtered by a policy, persisted, and carried out as the requests of
+//! one run.
+//!
+//! The cells are requests keyed `backfill:<id>:<asset>:<partition>` with an edge per
+//! dependency, so a daily cell becomes claimable the moment its 24 hourly cells succeed (not
+//! after every hour of the range), and resubmitting a backfill after a crash adds nothing that
+//! exists. Downstream assets get a higher queue priority than their upstream, so a cell that
+//! just became ready is claimed before the remaining upstream cells. Progress and status are
+//! read from the run's requests; nothing about a backfill's progress is stored twice.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use lineage::{AttemptStatus, BackfillId, InputVersion, NewBackfill, NewRun, RequestState, RunId};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::exec::{Executor, Observer, inputs_hash, logical_version, plan_requests};
+use crate::graph::{AssetGraph, AssetId};
+use crate::partition::{PartitionsContext, compress_ranges};
+use crate::plan::{self, LineageSnapshot, Plan, PlanError, PlanOptions};
+use crate::worker::{Until, WorkerConfig, is_dead_local_worker, queue_now, run_worker};
+
+/// Which cells of the range a backfill runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Cells with no materialization.
+    Missing,
+    /// Cells whose latest attempt failed.
+    Failed,
+    /// Missing cells, and materialized ones whose code version or inputs changed since (or
+    /// whose upstream cell runs in this backfill).
+    Stale,
+    /// Every cell.
+    All,
+}
+
+impl Policy {
+    /// The name stored and accepted on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Missing => "missing",
+            Policy::Failed => "failed",
+            Policy::Stale => "stale",
+            Policy::All => "all",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "missing" => Ok(Policy::Missing),
+            "failed" => Ok(Policy::Failed),
+            "stale" => Ok(Policy::Stale),
+            "all" => Ok(Policy::All),
+            other => Err(format!("unknown backfill policy {other:?} (valid: missing, failed, stale, all)")),
+        }
+    }
+}
+
+/// Why the policy left a cell out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// `missing`: it has a materialization.
+    AlreadyMaterialized,
+    /// `failed`: its latest attempt did not fail.
+    NotFailed,
+    /// `stale`: its code version and inputs are those of its materialization.
+    Fresh,
+}
+
+impl SkipReason {
+    /// For people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SkipReason::AlreadyMaterialized => "already materialized",
+            SkipReason::NotFailed => "latest attempt did not fail",
+            SkipReason::Fresh => "fresh (same code version and inputs)",
+        }
+    }
+}
+
+/// What the store says about one cell.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    /// Its current materialization: (id, data version, logical version, code version).
+    pub current: Option<(i64, String, String, String)>,
+    /// Whether its latest attempt failed.
+    pub failed: bool,
+}
+
+/// The cells of some assets, as the store knows them.
+#[derive(Debug, Clone, Default)]
+pub struct CellStates {
+    cells: HashMap<AssetId, HashMap<String, Cell>>,
+}
+
+impl CellStates {
+    /// Reads every partition state of `assets`.
+    pub async fn load(
+        store: &dyn lineage::LineageStore,
+        graph: &AssetGraph,
+        assets: impl IntoIterator<Item = AssetId>,
+    ) -> Result<CellStates, lineage::Error> {
+        let mut out = CellStates::default();
+        for id in assets {
+            let states = store.partition_states(graph.asset(id).key.as_str()).await?;
+            let cells = out.cells.entry(id).or_default();
+            for s in states {
+                let current = match (s.current_materialization_id, s.data_version, s.logical_version, s.code_version) {
+                    (Some(m), Some(d), Some(l), Some(c)) => Some((m, d, l, c)),
+                    _ => None,
+                };
+                cells.insert(s.partition_key, Cell { current, failed: s.last_attempt_status == AttemptStatus::Failed });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Notes one cell (tests and benchmarks).
+    pub fn insert(&mut self, asset: AssetId, partition_key: String, cell: Cell) {
+        self.cells.entry(asset).or_default().insert(partition_key, cell);
+    }
+
+    fn get(&self, asset: AssetId, key: &str) -> Option<&Cell> {
+        self.cells.get(&asset).and_then(|c| c.get(key))
+    }
+
+    fn snapshot(&self) -> LineageSnapshot {
+        let mut snapshot = LineageSnapshot::default();
+        for (asset, cells) in &self.cells {
+            for (key, cell) in cells {
+                if cell.current.is_some() {
+                    snapshot.insert(*asset, key.clone());
+                }
+            }
+        }
+        snapshot
+    }
+}
+
+/// One asset's cells in a backfill.
+#[derive(Debug, Clone, Serialize)]
+pub struct AssetCells {
+    /// The asset.
+    pub asset: String,
+    /// Cells to run, in partition order.
+    pub planned: Vec<String>,
+    /// Cells the policy left out, by reason.
+    pub skipped: Vec<(SkipReason, Vec<String>)>,
+}
+
+/// A backfill's cells in dependency order, and what the policy skipped.
+#[derive(Debug, Clone)]
+pub struct BackfillPlan {
+    /// The steps (one per cell, deps as edges).
+    pub plan: Plan,
+    /// Per asset, in dependency order.
+    pub assets: Vec<AssetCells>,
+    /// The policy.
+    pub policy: Policy,
+}
+
+impl BackfillPlan {
+    /// Cells to run.
+    pub fn cells(&self) -> usize {
+        self.plan.steps.len()
+    }
+
+    /// What was skipped, as stored with the backfill: `[{asset, reason, count, keys}]` with
+    /// keys as ranges.
+    pub fn skipped_json(&self, graph: &AssetGraph) -> serde_json::Value {
+        let mut out = Vec::new();
+        for a in &self.assets {
+            let def = graph.lookup(&a.asset).ok().map(|id| graph.asset(id));
+            for (reason, keys) in &a.skipped {
+                out.push(serde_json::json!({
+                    "asset": a.asset,
+                    "reason": reason,
+                    "count": keys.len(),
+                    "keys": compress_ranges(def.and_then(|d| d.partitions.as_ref()), keys),
+                }));
+            }
+        }
+        serde_json::Value::Array(out)
+    }
+
+    /// The plan for people: per asset, cells as ranges, then what the policy skips and why.
+    pub fn render(&self, graph: &AssetGraph) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for a in &self.assets {
+            let def = graph.lookup(&a.asset).ok().map(|id| graph.asset(id));
+            let partitions = def.and_then(|d| d.partitions.as_ref());
+            let shown = if partitions.is_none() {
+                "(unpartitioned)".to_owned()
+            } else if a.planned.is_empty() {
+                "-".to_owned()
+            } else {
+                compress_ranges(partitions, &a.planned).join(", ")
+            };
+            let _ = writeln!(out, "  {:<20} {:>6} cell{}  {shown}", a.asset, a.planned.len(), plural(a.planned.len()));
+            for (reason, keys) in &a.skipped {
+                let _ = writeln!(
+                    out,
+                    "  {:<20} {:>6} skipped: {} ({})",
+                    "",
+                    keys.len(),
+                    reason.describe(),
+                    compress_ranges(partitions, keys).join(", ")
+                );
+            }
+        }
+        out
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { " " } else { "s" }
+}
+
+/// Expands `targets` (from [`plan::targets`]) into the cells `policy` keeps, in dependency
+/// order. Pure: `states` must cover the targets' assets and their upstream assets.
+pub fn plan_backfill(
+    graph: &AssetGraph,
+    targets: &[(AssetId, Vec<String>)],
+    states: &CellStates,
+    policy: Policy,
+    ctx: &PartitionsContext,
+) -> Result<BackfillPlan, PlanError> {
+    let mut kept: HashSet<(AssetId, String)> = HashSet::new();
+    let mut filtered = Vec::with_capacity(targets.len());
+    let mut assets = Vec::with_capacity(targets.len());
+    // Targets come in dependency order, so an upstream cell is decided before its readers.
+    for (asset, keys) in targets {
+        let def = graph.asset(*asset);
+        let mut planned = Vec::new();
+        let mut skipped: HashMap<SkipReason, Vec<String>> = HashMap::new();
+        for key in keys {
+            let cell = states.get(*asset, key);
+            let verdict = match policy {
+                Policy::All => None,
+                Policy::Missing => cell.and_then(|c| c.current.as_ref()).map(|_| SkipReason::AlreadyMaterialized),
+                Policy::Failed => (!cell.is_some_and(|c| c.failed)).then_some(SkipReason::NotFailed),
+                Policy::Stale => (!is_stale(graph, *asset, key, cell, states, &kept, ctx)?).then_some(SkipReason::Fresh),
+            };
+            match verdict {
+                None => {
+                    kept.insert((*asset, key.clone()));
+                    planned.push(key.clone());
+                }
+                Some(reason) => skipped.entry(reason).or_default().push(key.clone()),
+            }
+        }
+        let mut skipped: Vec<(SkipReason, Vec<String>)> = skipped.into_iter().collect();
+        skipped.sort_by_key(|(r, _)| *r as u8);
+        assets.push(AssetCells { asset: def.key.to_string(), planned: planned.clone(), skipped });
+        if !planned.is_empty() {
+            filtered.push((*asset, planned));
+        }
+    }
+    let plan = plan::plan(graph, &filtered, &states.snapshot(), ctx, PlanOptions { with_upstream: false })?;
+    Ok(BackfillPlan { plan, assets, policy })
+}
+
+/// Missing, code changed, an input changed since it was read, or an input runs in this backfill.
+fn is_stale(
+    graph: &AssetGraph,
+    asset: AssetId,
+    key: &str,
+    cell: Option<&Cell>,
+    states: &CellStates,
+    kept: &HashSet<(AssetId, String)>,
+    ctx: &PartitionsContext,
+) -> Result<bool, PlanError> {
+    let Some((_, _, recorded_logical, recorded_code)) = cell.and_then(|c| c.current.as_ref()) else {
+        return Ok(true);
+    };
+    let def = graph.asset(asset);
+    if *recorded_code != def.code_version {
+        return Ok(true);
+    }
+    let mut inputs = Vec::new();
+    for edge in graph.upstream(asset) {
+        let up = graph.asset(edge.asset);
+        let keys = edge
+            .mapping
+            .upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), key, ctx)
+            .map_err(|source| PlanError::Key { asset: def.key.to_string(), source })?;
+        for up_key in keys {
+            if kept.contains(&(edge.asset, up_key.clone())) {
+                return Ok(true);
+            }
+            let Some((id, data_version, ..)) = states.get(edge.asset, &up_key).and_then(|c| c.current.as_ref()) else {
+                return Ok(true);
+            };
+            inputs.push(InputVersion {
+                asset_key: up.key.to_string(),
+                partition_key: up_key,
+                materialization_id: Some(*id),
+                data_version: data_version.clone(),
+            });
+        }
+    }
+    Ok(logical_version(&def.code_version, &inputs_hash(&inputs)) != *recorded_logical)
+}
+
+/// What a backfill was asked for.
+#[derive(Debug, Clone)]
+pub struct BackfillSpec {
+    /// The selection as written.
+    pub selection: String,
+    /// First key, as given.
+    pub from: String,
+    /// Last key, as given.
+    pub to: String,
+}
+
+/// Persists a backfill (its row and its queued run, in one transaction), then submits its
+/// cells. Returns its id and run.
+pub async fn launch(
+    exec: &Executor,
+    spec: &BackfillSpec,
+    bf: &BackfillPlan,
+) -> Result<(BackfillId, RunId), lineage::Error> {
+    let id = BackfillId::new();
+    let run_id = RunId::new();
+    let now = exec.clock.now();
+    exec.store
+        .create_backfill(&NewBackfill {
+            id,
+            selection: spec.selection.clone(),
+            partition_from: spec.from.clone(),
+            partition_to: spec.to.clone(),
+            policy: bf.policy.as_str().to_owned(),
+            run: NewRun {
+                id: run_id,
+                trigger: "backfill".to_owned(),
+                selection: spec.selection.clone(),
+                n_steps: bf.cells() as i64,
+                tags: serde_json::json!({
+                    "backfill": id.to_string(), "from": spec.from, "to": spec.to, "policy": bf.policy.as_str(),
+                }),
+                created_at: now,
+            },
+            cells: bf.cells() as i64,
+            skipped: bf.skipped_json(exec.defs.graph()),
+        })
+        .await?;
+    submit(exec, id, run_id, &bf.plan).await?;
+    Ok((id, run_id))
+}
+
+/// Submits a backfill's cells as requests of its run; cells already requested are left as they
+/// are (their keys exist). Returns how many requests were new.
+pub async fn submit(exec: &Executor, id: BackfillId, run_id: RunId, plan: &Plan) -> Result<usize, lineage::Error> {
+    let (requests, edges) =
+        plan_requests(&exec.defs, plan, run_id, &format!("backfill:{id}"), "backfill", exec.clock.now());
+    let outcomes = exec.store.submit_requests(&requests, &edges).await?;
+    Ok(outcomes.iter().filter(|o| o.inserted).count())
+}
+
+/// Returns the requests of `run` held by workers of this machine that no longer exist (a
+/// process killed mid-backfill) to the queue at once, instead of after their lease expires.
+pub async fn release_dead_local_workers(exec: &Executor, run: RunId) -> Result<usize, lineage::Error> {
+    let running = exec.store.requests(Some(run), Some(RequestState::Running), i64::MAX).await?;
+    let mut dead: Vec<String> =
+        running.into_iter().filter_map(|r| r.lease_owner).filter(|o| is_dead_local_worker(o)).collect();
+    dead.sort();
+    dead.dedup();
+    Ok(exec.store.release_abandoned(&dead, queue_now()).await?.len())
+}
+
+/// Runs `run`'s requests in this process until the run ends; on `cancel`, stops its running
+/// steps and cancels the rest, so the backfill ends canceled.
+pub async fn drive(
+    exec: &Executor,
+    run: RunId,
+    concurrency: usize,
+    observer: Arc<dyn Observer>,
+    cancel: CancellationToken,
+) -> Result<(), lineage::Error> {
+    let config = WorkerConfig::new(concurrency);
+    run_worker(exec, &config, Until::RunEnded(run), observer, cancel.clone()).await?;
+    if cancel.is_cancelled() {
+        exec.store.cancel_run(run, exec.clock.now()).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,359 @@
+//! `robo-assets backfill`: plan, persist and follow a backfill; list, status, cancel, resume
+//! and retry-failed.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use engine::backfill::{BackfillPlan, BackfillSpec, CellStates, Policy};
+use engine::{Executor, PartitionSpec};
+use lineage::{BackfillId, BackfillRecord, RequestState, RunId, RunStatus};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::cli::{BackfillArgs, BackfillCommand, BackfillLaunchArgs, BackfillPolicy, BackfillRunArgs};
+use crate::commands::materialize::cancel_on_signal;
+use crate::commands::{print_json, select};
+use crate::progress::BackfillProgress;
+use crate::{ExitStatus, user_error};
+
+pub async fn backfill(app: &App, args: &BackfillArgs) -> anyhow::Result<ExitStatus> {
+    match &args.command {
+        None => launch(app, &args.launch).await,
+        Some(BackfillCommand::List { limit, json }) => list(app, *limit, *json).await,
+        Some(BackfillCommand::Status { id, json }) => status(app, &load(app, id).await?, *json).await,
+        Some(BackfillCommand::Cancel { id }) => cancel(app, &load(app, id).await?).await,
+        Some(BackfillCommand::Resume { id, run }) => resume(app, &load(app, id).await?, run).await,
+        Some(BackfillCommand::RetryFailed { id, run }) => retry_failed(app, &load(app, id).await?, run).await,
+    }
+}
+
+fn policy(p: BackfillPolicy) -> Policy {
+    match p {
+        BackfillPolicy::Missing => Policy::Missing,
+        BackfillPolicy::Failed => Policy::Failed,
+        BackfillPolicy::Stale => Policy::Stale,
+        BackfillPolicy::All => Policy::All,
+    }
+}
+
+/// The cells `policy` keeps of `selection` over `from..=to`, against the store as it is now.
+async fn plan(app: &App, spec: &BackfillSpec, policy: Policy) -> anyhow::Result<BackfillPlan> {
+    let graph = app.defs.graph();
+    let selected = select(app, &spec.selection)?;
+    let ctx = app.partitions_context().await?;
+    let targets =
+        engine::plan::targets(graph, &selected, &PartitionSpec::Range(spec.from.clone(), spec.to.clone()), &ctx)
+            .map_err(|e| user_error(e.to_string()))?;
+    let states = CellStates::load(&*app.store, graph, graph.upstream_closure(&selected, None)).await?;
+    engine::backfill::plan_backfill(graph, &targets, &states, policy, &ctx).map_err(|e| user_error(e.to_string()))
+}
+
+async fn launch(app: &App, args: &BackfillLaunchArgs) -> anyhow::Result<ExitStatus> {
+    let (Some(selection), Some(from), Some(to)) = (&args.selection, &args.from, &args.to) else {
+        return Err(user_error("backfill needs SELECTION, --from and --to (or a subcommand: list, status, …)"));
+    };
+    let spec = BackfillSpec { selection: selection.clone(), from: from.clone(), to: to.clone() };
+    let policy = policy(args.policy);
+    let bf = plan(app, &spec, policy).await?;
+    let graph = app.defs.graph();
+    if args.dry_run {
+        if args.json {
+            print_json(&serde_json::json!({
+                "cells": bf.cells(), "policy": policy, "assets": bf.assets, "skipped": bf.skipped_json(graph),
+            }))?;
+        } else {
+            println!(
+                "Backfill plan: {selection} from {from} to {to}, policy {policy}: {} cell{} (dry run, nothing was submitted)",
+                bf.cells(),
+                if bf.cells() == 1 { "" } else { "s" }
+            );
+            print!("{}", bf.render(graph));
+            if bf.cells() > 0 {
+                println!("Cells run in dependency order: each one as soon as the cells it reads are done.");
+            }
+        }
+        return Ok(ExitStatus::Success);
+    }
+    if bf.cells() == 0 {
+        println!("Nothing to backfill: policy {policy} leaves no cell of {selection} from {from} to {to}.");
+        print!("{}", bf.render(graph));
+        return Ok(ExitStatus::Success);
+    }
+    let exec = app.executor().await?;
+    let (id, run) = engine::backfill::launch(&exec, &spec, &bf).await?;
+    if args.json {
+        print_json(&serde_json::json!({ "backfill_id": id, "run_id": run, "cells": bf.cells() }))?;
+    } else {
+        println!(
+            "Backfill {id}: {} cell{} of {selection} from {from} to {to} (policy {policy})",
+            bf.cells(),
+            if bf.cells() == 1 { "" } else { "s" }
+        );
+    }
+    follow(app, &exec, id, run, &args.run, args.json).await
+}
+
+/// Runs the backfill's run here (unless `--detach`) with progress, then prints its status.
+async fn follow(
+    app: &App,
+    exec: &Executor,
+    id: BackfillId,
+    run: RunId,
+    args: &BackfillRunArgs,
+    quiet: bool,
+) -> anyhow::Result<ExitStatus> {
+    if args.detach {
+        if !quiet {
+            println!("Submitted: `robo-assets worker` processes carry it out; follow it with `robo-assets backfill status {id}`.");
+        }
+        return Ok(ExitStatus::Success);
+    }
+    let counts = Counts::load(app, run).await?;
+    let assets: Vec<(String, usize, usize)> =
+        counts.per_asset.iter().map(|(a, c)| (a.clone(), c.done as usize, c.total() as usize)).collect();
+    let progress = Arc::new(BackfillProgress::new(&assets));
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    engine::backfill::drive(exec, run, args.concurrency as usize, progress.clone(), cancel).await?;
+    progress.finish();
+    let record = load(app, &id.to_string()).await?;
+    if !quiet {
+        status(app, &record, false).await?;
+    }
+    Ok(match record.status {
+        RunStatus::Succeeded => ExitStatus::Success,
+        RunStatus::Canceled => ExitStatus::Canceled,
+        _ => ExitStatus::Failure,
+    })
+}
+
+async fn load(app: &App, id: &str) -> anyhow::Result<BackfillRecord> {
+    let parsed = BackfillId::from_str(id)
+        .map_err(|_| user_error(format!("{id:?} is not a backfill id (see `robo-assets backfill list`)")))?;
+    app.store
+        .backfills(Some(parsed), 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| user_error(format!("no backfill {id} in {} (see `robo-assets backfill list`)", app.store.describe())))
+}
+
+/// One asset's cells by state.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+struct AssetCounts {
+    done: i64,
+    running: i64,
+    queued: i64,
+    failed: i64,
+    upstream_failed: i64,
+    canceled: i64,
+    skipped: i64,
+}
+
+impl AssetCounts {
+    fn total(&self) -> i64 {
+        self.done + self.running + self.queued + self.failed + self.upstream_failed + self.canceled
+    }
+}
+
+struct Counts {
+    /// In dependency order.
+    per_asset: Vec<(String, AssetCounts)>,
+}
+
+impl Counts {
+    async fn load(app: &App, run: RunId) -> anyhow::Result<Counts> {
+        let mut per_asset: Vec<(String, AssetCounts)> = Vec::new();
+        for (asset, state, n) in app.store.request_counts(run).await? {
+            let c = match per_asset.iter_mut().find(|(a, _)| *a == asset) {
+                Some((_, c)) => c,
+                None => {
+                    per_asset.push((asset, AssetCounts::default()));
+                    &mut per_asset.last_mut().expect("just pushed").1
+                }
+            };
+            match state {
+                RequestState::Succeeded => c.done += n,
+                RequestState::Running => c.running += n,
+                RequestState::Available | RequestState::Blocked => c.queued += n,
+                RequestState::Failed => c.failed += n,
+                RequestState::UpstreamFailed => c.upstream_failed += n,
+                RequestState::Canceled => c.canceled += n,
+            }
+        }
+        let graph = app.defs.graph();
+        per_asset.sort_by_key(|(a, _)| graph.lookup(a).map(|id| graph.rank(id)).unwrap_or(usize::MAX));
+        Ok(Counts { per_asset })
+    }
+}
+
+async fn status(app: &App, record: &BackfillRecord, json: bool) -> anyhow::Result<ExitStatus> {
+    let mut counts = Counts::load(app, record.run_id).await?;
+    let skipped = record.skipped.as_array().cloned().unwrap_or_default();
+    for s in &skipped {
+        let asset = s["asset"].as_str().unwrap_or_default();
+        let n = s["count"].as_i64().unwrap_or(0);
+        match counts.per_asset.iter_mut().find(|(a, _)| a == asset) {
+            Some((_, c)) => c.skipped += n,
+            None => counts.per_asset.push((asset.to_owned(), AssetCounts { skipped: n, ..Default::default() })),
+        }
+    }
+    let failed = app.store.requests(Some(record.run_id), Some(RequestState::Failed), 1_000).await?;
+    if json {
+        let assets: Vec<_> = counts
+            .per_asset
+            .iter()
+            .map(|(a, c)| serde_json::json!({ "asset": a, "cells": c.total(), "counts": c }))
+            .collect();
+        let failed: Vec<_> = failed
+            .iter()
+            .map(|r| serde_json::json!({ "asset": r.asset_key, "partition": r.partition_key, "error": r.last_error, "attempts": r.attempt }))
+            .collect();
+        print_json(&serde_json::json!({ "backfill": record, "assets": assets, "failed": failed }))?;
+        return Ok(ExitStatus::Success);
+    }
+    println!(
+        "Backfill {}: {} from {} to {}, policy {}: {} (run {})",
+        record.id, record.selection, record.partition_from, record.partition_to, record.policy, record.status, record.run_id
+    );
+    println!(
+        "  {:<20} {:>7} {:>7} {:>8} {:>7} {:>7} {:>9} {:>8} {:>8}",
+        "ASSET", "CELLS", "DONE", "RUNNING", "QUEUED", "FAILED", "UPSTREAM", "CANCELED", "SKIPPED"
+    );
+    for (asset, c) in &counts.per_asset {
+        println!(
+            "  {:<20} {:>7} {:>7} {:>8} {:>7} {:>7} {:>9} {:>8} {:>8}",
+            asset,
+            c.total(),
+            c.done,
+            c.running,
+            c.queued,
+            c.failed,
+            c.upstream_failed,
+            c.canceled,
+            c.skipped
+        );
+    }
+    println!("  (UPSTREAM: waiting on a failed cell; SKIPPED: left out by the policy, not requested)");
+    if !failed.is_empty() {
+        let mut failed = failed;
+        failed.sort_by(|a, b| (&a.asset_key, &a.partition_key).cmp(&(&b.asset_key, &b.partition_key)));
+        println!("Failed cells ({}):", failed.len());
+        for r in failed.iter().take(20) {
+            println!(
+                "  ✗ {} {} after {} attempt{}: {}",
+                r.asset_key,
+                r.partition_key,
+                r.attempt,
+                if r.attempt == 1 { "" } else { "s" },
+                r.last_error.as_deref().unwrap_or("(no error recorded)")
+            );
+        }
+        if failed.len() > 20 {
+            println!("  … and {} more (`robo-assets backfill status {} --json`)", failed.len() - 20, record.id);
+        }
+        println!("Re-run them and what depends on them: robo-assets backfill retry-failed {}", record.id);
+    }
+    for s in &skipped {
+        let keys: Vec<&str> = s["keys"].as_array().map(|k| k.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+        let reason = s["reason"].as_str().unwrap_or_default().replace('_', " ");
+        println!("Skipped {} {} ({}): {}", s["count"], s["asset"].as_str().unwrap_or_default(), reason, keys.join(", "));
+    }
+    Ok(ExitStatus::Success)
+}
+
+async fn list(app: &App, limit: i64, json: bool) -> anyhow::Result<ExitStatus> {
+    let backfills = app.store.backfills(None, limit).await?;
+    if json {
+        print_json(&backfills)?;
+        return Ok(ExitStatus::Success);
+    }
+    if backfills.is_empty() {
+        println!("No backfills yet. Start one: robo-assets backfill +storage_bill --from 2025-12-01 --to 2025-12-31");
+        return Ok(ExitStatus::Success);
+    }
+    println!("{:<36}  {:<9}  {:<7}  {:>11}  {:<20}  SELECTION AND RANGE", "ID", "STATUS", "POLICY", "DONE/CELLS", "CREATED");
+    for b in backfills {
+        let done: i64 = app
+            .store
+            .request_counts(b.run_id)
+            .await?
+            .iter()
+            .filter(|(_, s, _)| *s == RequestState::Succeeded)
+            .map(|(_, _, n)| n)
+            .sum();
+        println!(
+            "{:<36}  {:<9}  {:<7}  {:>11}  {:<20}  {} {} → {}",
+            b.id,
+            b.status.to_string(),
+            b.policy,
+            format!("{done}/{}", b.cells),
+            b.created_at.format("%Y-%m-%d %H:%M:%S"),
+            b.selection,
+            b.partition_from,
+            b.partition_to
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+async fn cancel(app: &App, record: &BackfillRecord) -> anyhow::Result<ExitStatus> {
+    if record.status.is_terminal() {
+        println!("Backfill {} already ended: {}", record.id, record.status);
+        return Ok(ExitStatus::Success);
+    }
+    let (canceled, asked) = app.store.cancel_run(record.run_id, app.clock.now()).await?;
+    println!(
+        "Backfill {}: {canceled} waiting cell{} canceled; {asked} running cell{} asked to stop (they end within a heartbeat).",
+        record.id,
+        if canceled == 1 { "" } else { "s" },
+        if asked == 1 { "" } else { "s" },
+    );
+    Ok(ExitStatus::Success)
+}
+
+async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> anyhow::Result<ExitStatus> {
+    if record.status == RunStatus::Succeeded {
+        println!("Backfill {} is complete: nothing to resume.", record.id);
+        return Ok(ExitStatus::Success);
+    }
+    let exec = app.executor().await?;
+    let released = engine::backfill::release_dead_local_workers(&exec, record.run_id).await?;
+    let reopened = app.store.reopen_requests(record.run_id, &[RequestState::Canceled], app.clock.now()).await?;
+    // Cells the first submission did not reach (a crash mid-submission) are requested now;
+    // requested ones keep their request (same key).
+    let spec = BackfillSpec {
+        selection: record.selection.clone(),
+        from: record.partition_from.clone(),
+        to: record.partition_to.clone(),
+    };
+    let policy = Policy::from_str(&record.policy).map_err(anyhow::Error::msg)?;
+    let bf = plan(app, &spec, policy).await?;
+    let added = engine::backfill::submit(&exec, record.id, record.run_id, &bf.plan).await?;
+    println!(
+        "Resuming backfill {}: {released} cell{} of a stopped process back in the queue, {reopened} canceled cell{} reopened, {added} new cell{} requested",
+        record.id,
+        if released == 1 { "" } else { "s" },
+        if reopened == 1 { "" } else { "s" },
+        if added == 1 { "" } else { "s" },
+    );
+    follow(app, &exec, record.id, record.run_id, args, false).await
+}
+
+async fn retry_failed(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> anyhow::Result<ExitStatus> {
+    let reopened = app
+        .store
+        .reopen_requests(record.run_id, &[RequestState::Failed, RequestState::UpstreamFailed], app.clock.now())
+        .await?;
+    if reopened == 0 {
+        println!("Backfill {} has no failed cells.", record.id);
+        return Ok(ExitStatus::Success);
+    }
+    println!(
+        "Backfill {}: {reopened} failed cell{} and cells downstream of them back in the queue",
+        record.id,
+        if reopened == 1 { "" } else { "s" }
+    );
+    let exec = app.executor().await?;
+    follow(app, &exec, record.id, record.run_id, args, false).await
+}
