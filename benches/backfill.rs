@@ -21,7 +21,8 @@ use sqlx::{Connection, Executor as _};
 use tokio_util::sync::CancellationToken;
 
 fn definitions() -> Definitions {
-    let noop = |ctx: engine::AssetContext| async move { Ok(Output::none().with_metadata("p", ctx.partition_key.clone())) };
+    let noop =
+        |ctx: engine::AssetContext| async move { Ok(Output::none().with_metadata("p", ctx.partition_key.clone())) };
     Definitions::new(vec![
         asset("usage_snapshot").partitions(PartitionsDef::hourly("2025-01-01")).compute(noop),
         asset("storage_bill").partitions(PartitionsDef::daily("2025-01-01")).dep("usage_snapshot").compute(noop),
@@ -59,7 +60,8 @@ async fn year(name: &str, store: Arc<dyn LineageStore>, concurrency: usize) {
     let selected = engine::selection::resolve(graph, &spec.selection).unwrap();
     let ctx = exec.partitions_context();
     let targets =
-        engine::plan::targets(graph, &selected, &PartitionSpec::Range(spec.from.clone(), spec.to.clone()), &ctx).unwrap();
+        engine::plan::targets(graph, &selected, &PartitionSpec::Range(spec.from.clone(), spec.to.clone()), &ctx)
+            .unwrap();
     let states = CellStates::load(&*store, graph, graph.upstream_closure(&selected, None)).await.unwrap();
     let bf = engine::backfill::plan_backfill(graph, &targets, &states, Policy::Missing, &ctx).unwrap();
     let planned = started.elapsed();

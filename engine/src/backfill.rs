@@ -255,7 +255,9 @@ pub fn plan_backfill(
                 Policy::All => None,
                 Policy::Missing => cell.and_then(|c| c.current.as_ref()).map(|_| SkipReason::AlreadyMaterialized),
                 Policy::Failed => (!cell.is_some_and(|c| c.failed)).then_some(SkipReason::NotFailed),
-                Policy::Stale => (!is_stale(graph, *asset, key, cell, states, &kept, ctx)?).then_some(SkipReason::Fresh),
+                Policy::Stale => {
+                    (!is_stale(graph, *asset, key, cell, states, &kept, ctx)?).then_some(SkipReason::Fresh)
+                }
             };
             match verdict {
                 None => {

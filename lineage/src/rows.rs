@@ -198,7 +198,8 @@ impl BackfillRow {
             partition_to: self.partition_to,
             policy: self.policy,
             run_id: parse_run_id(&self.run_id)?,
-            status: RunStatus::from_str(&self.status).map_err(|detail| Error::Decode { what: "runs.status", detail })?,
+            status: RunStatus::from_str(&self.status)
+                .map_err(|detail| Error::Decode { what: "runs.status", detail })?,
             cells: self.cells,
             skipped: parse_json("backfills.skipped", &self.skipped)?,
             created_at: self.created_at,

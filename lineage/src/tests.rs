@@ -616,7 +616,10 @@ async fn a_backfill_is_stored_with_its_run_and_its_cells_reopen(store: &dyn Line
     );
 
     // Retry failed: h1 is available with fresh attempts, the bill blocked behind it, the run open.
-    assert_eq!(store.reopen_requests(run_id, &[RequestState::Failed, RequestState::UpstreamFailed], t(40)).await.unwrap(), 2);
+    assert_eq!(
+        store.reopen_requests(run_id, &[RequestState::Failed, RequestState::UpstreamFailed], t(40)).await.unwrap(),
+        2
+    );
     assert_eq!(state_of(store, reqs[2].id).await, RequestState::Blocked);
     assert_eq!(store.request(reqs[1].id).await.unwrap().unwrap().attempt, 0);
     assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Queued);

@@ -104,7 +104,9 @@ async fn follow(
 ) -> anyhow::Result<ExitStatus> {
     if args.detach {
         if !quiet {
-            println!("Submitted: `robo-assets worker` processes carry it out; follow it with `robo-assets backfill status {id}`.");
+            println!(
+                "Submitted: `robo-assets worker` processes carry it out; follow it with `robo-assets backfill status {id}`."
+            );
         }
         return Ok(ExitStatus::Success);
     }
@@ -130,12 +132,9 @@ async fn follow(
 async fn load(app: &App, id: &str) -> anyhow::Result<BackfillRecord> {
     let parsed = BackfillId::from_str(id)
         .map_err(|_| user_error(format!("{id:?} is not a backfill id (see `robo-assets backfill list`)")))?;
-    app.store
-        .backfills(Some(parsed), 1)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| user_error(format!("no backfill {id} in {} (see `robo-assets backfill list`)", app.store.describe())))
+    app.store.backfills(Some(parsed), 1).await?.into_iter().next().ok_or_else(|| {
+        user_error(format!("no backfill {id} in {} (see `robo-assets backfill list`)", app.store.describe()))
+    })
 }
 
 /// One asset's cells by state.
@@ -214,7 +213,13 @@ async fn status(app: &App, record: &BackfillRecord, json: bool) -> anyhow::Resul
     }
     println!(
         "Backfill {}: {} from {} to {}, policy {}: {} (run {})",
-        record.id, record.selection, record.partition_from, record.partition_to, record.policy, record.status, record.run_id
+        record.id,
+        record.selection,
+        record.partition_from,
+        record.partition_to,
+        record.policy,
+        record.status,
+        record.run_id
     );
     println!(
         "  {:<20} {:>7} {:>7} {:>8} {:>7} {:>7} {:>9} {:>8} {:>8}",
@@ -255,9 +260,16 @@ async fn status(app: &App, record: &BackfillRecord, json: bool) -> anyhow::Resul
         println!("Re-run them and what depends on them: robo-assets backfill retry-failed {}", record.id);
     }
     for s in &skipped {
-        let keys: Vec<&str> = s["keys"].as_array().map(|k| k.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+        let keys: Vec<&str> =
+            s["keys"].as_array().map(|k| k.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
         let reason = s["reason"].as_str().unwrap_or_default().replace('_', " ");
-        println!("Skipped {} {} ({}): {}", s["count"], s["asset"].as_str().unwrap_or_default(), reason, keys.join(", "));
+        println!(
+            "Skipped {} {} ({}): {}",
+            s["count"],
+            s["asset"].as_str().unwrap_or_default(),
+            reason,
+            keys.join(", ")
+        );
     }
     Ok(ExitStatus::Success)
 }
@@ -272,7 +284,10 @@ async fn list(app: &App, limit: i64, json: bool) -> anyhow::Result<ExitStatus> {
         println!("No backfills yet. Start one: robo-assets backfill +storage_bill --from 2025-12-01 --to 2025-12-31");
         return Ok(ExitStatus::Success);
     }
-    println!("{:<36}  {:<9}  {:<7}  {:>11}  {:<20}  SELECTION AND RANGE", "ID", "STATUS", "POLICY", "DONE/CELLS", "CREATED");
+    println!(
+        "{:<36}  {:<9}  {:<7}  {:>11}  {:<20}  SELECTION AND RANGE",
+        "ID", "STATUS", "POLICY", "DONE/CELLS", "CREATED"
+    );
     for b in backfills {
         let done: i64 = app
             .store

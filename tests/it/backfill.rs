@@ -49,15 +49,35 @@ fn the_dry_run_prints_cells_per_asset_as_ranges_and_what_the_policy_skips() {
                                 1 skipped: already materialized (2025-12-15)
     Cells run in dependency order: each one as soon as the cells it reads are done.
     ");
-    let all = robo.ok(&["backfill", "+storage_bill", "--from", "2025-12-14", "--to", "2025-12-15", "--dry-run", "--policy", "all"]);
+    let all = robo.ok(&[
+        "backfill",
+        "+storage_bill",
+        "--from",
+        "2025-12-14",
+        "--to",
+        "2025-12-15",
+        "--dry-run",
+        "--policy",
+        "all",
+    ]);
     assert!(all.stdout.contains("policy all: 50 cells"), "{}", all.stdout);
-    let failed =
-        robo.ok(&["backfill", "+storage_bill", "--from", "2025-12-14", "--to", "2025-12-15", "--dry-run", "--policy", "failed"]);
+    let failed = robo.ok(&[
+        "backfill",
+        "+storage_bill",
+        "--from",
+        "2025-12-14",
+        "--to",
+        "2025-12-15",
+        "--dry-run",
+        "--policy",
+        "failed",
+    ]);
     assert!(failed.stdout.contains("policy failed: 0 cells"), "{}", failed.stdout);
     // Nothing was submitted or persisted by dry runs.
     assert!(robo.ok(&["backfill", "list"]).stdout.starts_with("No backfills yet."));
 
-    let bad = robo.run(&["backfill", "+storage_bill", "--from", "2025-12-01", "--to", "2025-12-31", "--policy", "newest"]);
+    let bad =
+        robo.run(&["backfill", "+storage_bill", "--from", "2025-12-01", "--to", "2025-12-31", "--policy", "newest"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("possible values: missing, failed, stale, all"), "{}", bad.stderr);
     let not_a_day = robo.run(&["backfill", "+storage_bill", "--from", "2025-12-01", "--to", "2025-13-01"]);
@@ -70,7 +90,8 @@ fn the_dry_run_prints_cells_per_asset_as_ranges_and_what_the_policy_skips() {
 #[tokio::test]
 async fn each_bill_runs_as_soon_as_its_24_hours_are_done_not_after_all_hours() {
     let robo = Robo::new();
-    let out = robo.ok(&["backfill", "+storage_bill", "--from", "2025-12-01", "--to", "2025-12-03", "--concurrency", "2"]);
+    let out =
+        robo.ok(&["backfill", "+storage_bill", "--from", "2025-12-01", "--to", "2025-12-03", "--concurrency", "2"]);
     assert!(out.stdout.contains("policy missing: succeeded"), "{}", out.stdout);
     let mut db = robo.lineage_db().await;
     let ids: Vec<(String, String, i64)> =
@@ -80,7 +101,8 @@ async fn each_bill_runs_as_soon_as_its_24_hours_are_done_not_after_all_hours() {
         let last_hour = (0..24).map(|h| id_of("usage_snapshot", &format!("{day}T{h:02}:00"))).max().unwrap();
         assert!(id_of("storage_bill", day) > last_hour, "the bill of {day} waited for its hours");
     }
-    let last_hour_of_the_range = (0..24).map(|h| id_of("usage_snapshot", &format!("2025-12-03T{h:02}:00"))).max().unwrap();
+    let last_hour_of_the_range =
+        (0..24).map(|h| id_of("usage_snapshot", &format!("2025-12-03T{h:02}:00"))).max().unwrap();
     assert!(
         id_of("storage_bill", "2025-12-01") < last_hour_of_the_range,
         "the bill of the 1st ran before the hours of the 3rd were done"
@@ -105,7 +127,8 @@ async fn kill_9_mid_backfill_then_resume_materializes_every_cell_exactly_once() 
         assert!(Instant::now() < deadline, "the backfill never got going");
         if db.exists() {
             let mut conn = crate::common::connect(&db).await;
-            let n: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM materializations").fetch_one(&mut conn).await;
+            let n: Result<i64, _> =
+                sqlx::query_scalar("SELECT count(*) FROM materializations").fetch_one(&mut conn).await;
             if n.is_ok_and(|n| n >= 30) {
                 break;
             }
@@ -141,10 +164,11 @@ async fn a_failed_cell_is_reported_with_its_error_and_retry_failed_runs_only_it(
     robo.ok(&["materialize", "usage_snapshot", "--from", "2025-12-03T00:00", "--to", "2025-12-03T23:00"]);
     // Someone rewrites an hour's file behind the store's back: the bill that reads it must fail.
     let mut db = robo.lineage_db().await;
-    let uri: String = sqlx::query_scalar("SELECT storage_uri FROM materializations WHERE partition_key = '2025-12-03T05:00'")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
+    let uri: String =
+        sqlx::query_scalar("SELECT storage_uri FROM materializations WHERE partition_key = '2025-12-03T05:00'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
     let path = uri.strip_prefix("file://").unwrap().to_owned();
     let good = std::fs::read(&path).unwrap();
     let other = path.replace("2025-12-03T05:00", "2025-12-03T06:00");
@@ -159,7 +183,8 @@ async fn a_failed_cell_is_reported_with_its_error_and_retry_failed_runs_only_it(
     assert!(status.stdout.contains("Failed cells (1):"), "{}", status.stdout);
     assert!(status.stdout.contains("✗ storage_bill 2025-12-03 after 1 attempt: "), "{}", status.stdout);
     assert!(status.stdout.contains("is not the recorded version"), "the error says why: {}", status.stdout);
-    let json: serde_json::Value = serde_json::from_str(&robo.ok(&["backfill", "status", &id, "--json"]).stdout).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&robo.ok(&["backfill", "status", &id, "--json"]).stdout).unwrap();
     let bill = json["assets"].as_array().unwrap().iter().find(|a| a["asset"] == "storage_bill").unwrap();
     assert_eq!((bill["counts"]["done"].as_i64(), bill["counts"]["failed"].as_i64()), (Some(2), Some(1)));
     assert_eq!(bill["counts"]["skipped"].as_i64(), Some(0));
@@ -170,7 +195,11 @@ async fn a_failed_cell_is_reported_with_its_error_and_retry_failed_runs_only_it(
     std::fs::write(&path, good).unwrap();
     let before = materializations_per_cell(&robo).await;
     let retried = robo.ok(&["backfill", "retry-failed", &id]);
-    assert!(retried.stdout.contains("1 failed cell and cells downstream of them back in the queue"), "{}", retried.stdout);
+    assert!(
+        retried.stdout.contains("1 failed cell and cells downstream of them back in the queue"),
+        "{}",
+        retried.stdout
+    );
     assert!(retried.stdout.contains("policy missing: succeeded"), "{}", retried.stdout);
     let after = materializations_per_cell(&robo).await;
     assert_eq!(after.len(), before.len() + 1);
@@ -186,7 +215,11 @@ async fn cancel_stops_a_detached_backfill_and_resume_finishes_it() {
     let id = backfill_id(&out.stdout);
     assert!(out.stdout.contains("Submitted: `robo-assets worker` processes carry it out"), "{}", out.stdout);
     let canceled = robo.ok(&["backfill", "cancel", &id]);
-    assert!(canceled.stdout.contains("50 waiting cells canceled; 0 running cells asked to stop"), "{}", canceled.stdout);
+    assert!(
+        canceled.stdout.contains("50 waiting cells canceled; 0 running cells asked to stop"),
+        "{}",
+        canceled.stdout
+    );
     let status = robo.ok(&["backfill", "status", &id]);
     assert!(status.stdout.contains("policy missing: canceled"), "{}", status.stdout);
     assert!(materializations_per_cell(&robo).await.is_empty());
@@ -203,9 +236,9 @@ async fn cancel_stops_a_detached_backfill_and_resume_finishes_it() {
 
 fn chain(broken: Arc<AtomicBool>) -> Vec<AssetDef> {
     vec![
-        asset("usage").partitions(PartitionsDef::hourly("2025-01-01")).compute(|ctx| async move {
-            Ok(Output::none().with_metadata("partition", ctx.partition_key.clone()))
-        }),
+        asset("usage")
+            .partitions(PartitionsDef::hourly("2025-01-01"))
+            .compute(|ctx| async move { Ok(Output::none().with_metadata("partition", ctx.partition_key.clone())) }),
         asset("bill").partitions(PartitionsDef::daily("2025-01-01")).dep("usage").compute(move |ctx| {
             let broken = broken.clone();
             async move {
@@ -248,7 +281,9 @@ async fn hourly_daily_monthly_in_dependency_order_and_retry_failed_reruns_the_fa
     let spec = BackfillSpec { selection: "+report".into(), from: "2025-12-01".into(), to: "2025-12-31".into() };
     let selected = engine::selection::resolve(graph, &spec.selection).unwrap();
     let ctx = exec.partitions_context();
-    let targets = engine::plan::targets(graph, &selected, &PartitionSpec::Range(spec.from.clone(), spec.to.clone()), &ctx).unwrap();
+    let targets =
+        engine::plan::targets(graph, &selected, &PartitionSpec::Range(spec.from.clone(), spec.to.clone()), &ctx)
+            .unwrap();
     let states = CellStates::load(&*store, graph, graph.upstream_closure(&selected, None)).await.unwrap();
     let bf = engine::backfill::plan_backfill(graph, &targets, &states, Policy::Missing, &ctx).unwrap();
     assert_eq!(bf.cells(), 744 + 31 + 1);
@@ -257,9 +292,8 @@ async fn hourly_daily_monthly_in_dependency_order_and_retry_failed_reruns_the_fa
     engine::backfill::drive(&exec, run, 4, Arc::new(NoObserver), CancellationToken::new()).await.unwrap();
     assert_eq!(store.run(run).await.unwrap().unwrap().status, RunStatus::Failed);
     let counts = store.request_counts(run).await.unwrap();
-    let count = |asset: &str, state: RequestState| {
-        counts.iter().find(|(a, s, _)| a == asset && *s == state).map_or(0, |c| c.2)
-    };
+    let count =
+        |asset: &str, state: RequestState| counts.iter().find(|(a, s, _)| a == asset && *s == state).map_or(0, |c| c.2);
     assert_eq!(count("usage", RequestState::Succeeded), 744);
     assert_eq!((count("bill", RequestState::Succeeded), count("bill", RequestState::Failed)), (30, 1));
     assert_eq!(count("report", RequestState::UpstreamFailed), 1, "the month waits on its failed day");
@@ -272,11 +306,19 @@ async fn hourly_daily_monthly_in_dependency_order_and_retry_failed_reruns_the_fa
 
     // Fixed: retry-failed runs the failed day and the month, nothing else.
     broken.store(false, Ordering::SeqCst);
-    let materialized_before: i64 = sqlx::query_scalar("SELECT count(*) FROM materializations").fetch_one(store.pool()).await.unwrap();
-    assert_eq!(store.reopen_requests(run, &[RequestState::Failed, RequestState::UpstreamFailed], chrono::Utc::now()).await.unwrap(), 2);
+    let materialized_before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM materializations").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(
+        store
+            .reopen_requests(run, &[RequestState::Failed, RequestState::UpstreamFailed], chrono::Utc::now())
+            .await
+            .unwrap(),
+        2
+    );
     engine::backfill::drive(&exec, run, 4, Arc::new(NoObserver), CancellationToken::new()).await.unwrap();
     assert_eq!(store.run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
-    let materialized_after: i64 = sqlx::query_scalar("SELECT count(*) FROM materializations").fetch_one(store.pool()).await.unwrap();
+    let materialized_after: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM materializations").fetch_one(store.pool()).await.unwrap();
     assert_eq!(materialized_after, materialized_before + 2);
     let report = mid(&store, "report", "2025-12").await;
     for day in 1..=31 {

@@ -52,10 +52,21 @@ fn materialized(defs: &Definitions, states: &mut CellStates, asset: &str, key: &
     }
     let logical = logical_version(code, &inputs_hash(&inputs));
     let n = states.cells.values().map(|c| c.len()).sum::<usize>() as i64 + 1;
-    states.insert(id, key.to_owned(), Cell { current: Some((n, data.to_owned(), logical, code.to_owned())), failed: false });
+    states.insert(
+        id,
+        key.to_owned(),
+        Cell { current: Some((n, data.to_owned(), logical, code.to_owned())), failed: false },
+    );
 }
 
-fn plan_for(defs: &Definitions, selection: &str, from: &str, to: &str, states: &CellStates, policy: Policy) -> BackfillPlan {
+fn plan_for(
+    defs: &Definitions,
+    selection: &str,
+    from: &str,
+    to: &str,
+    states: &CellStates,
+    policy: Policy,
+) -> BackfillPlan {
     let graph = defs.graph();
     let selected = crate::selection::resolve(graph, selection).unwrap();
     let targets = plan::targets(graph, &selected, &PartitionSpec::Range(from.into(), to.into()), &ctx()).unwrap();
@@ -109,7 +120,12 @@ fn missing_skips_what_is_materialized_and_says_so_as_ranges() {
     assert_eq!(skipped[1]["reason"], "already_materialized");
     // The bill of the 14th reads hours that exist: no edge to them, it is ready at once.
     let graph = defs.graph();
-    let bill14 = bf.plan.steps.iter().find(|s| graph.asset(s.asset).key.as_str() == "bill" && s.partition_key == "2025-12-14").unwrap();
+    let bill14 = bf
+        .plan
+        .steps
+        .iter()
+        .find(|s| graph.asset(s.asset).key.as_str() == "bill" && s.partition_key == "2025-12-14")
+        .unwrap();
     assert!(bill14.deps.is_empty());
 }
 
@@ -151,12 +167,19 @@ fn stale_takes_changed_code_changed_inputs_and_readers_of_rerun_cells() {
     // Everything is current: nothing to do.
     let fresh = plan_for(&defs, "+bill", "2025-12-01", "2025-12-03", &states, Policy::Stale);
     assert_eq!(fresh.cells(), 0);
-    assert_eq!(fresh.assets[1].skipped, vec![(SkipReason::Fresh, vec!["2025-12-01".into(), "2025-12-02".into(), "2025-12-03".into()])]);
+    assert_eq!(
+        fresh.assets[1].skipped,
+        vec![(SkipReason::Fresh, vec!["2025-12-01".into(), "2025-12-02".into(), "2025-12-03".into()])]
+    );
 
     // An hour of the 2nd was re-materialized with other bytes after its bill read it.
     let usage = graph.lookup("usage").unwrap();
     let root_logical = logical_version("1", &inputs_hash(&[]));
-    states.insert(usage, "2025-12-02T05:00".into(), Cell { current: Some((999, "u2".into(), root_logical, "1".into())), failed: false });
+    states.insert(
+        usage,
+        "2025-12-02T05:00".into(),
+        Cell { current: Some((999, "u2".into(), root_logical, "1".into())), failed: false },
+    );
     let changed = plan_for(&defs, "+bill", "2025-12-01", "2025-12-03", &states, Policy::Stale);
     insta::assert_snapshot!(changed.render(graph), @r"
       usage                     0 cells  -
