@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use engine::backfill::{CellStates, Policy};
 use engine::{PlanOptions, RunConfig, RunOutcome, StepStatus};
 use lineage::RunStatus;
 use tokio_util::sync::CancellationToken;
@@ -21,9 +22,29 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
     let ctx = app.partitions_context().await?;
     let targets = engine::plan::targets(graph, &selected, &partition_spec(&args.partitions), &ctx)
         .map_err(|e| user_error(e.to_string()))?;
-    let snapshot = app.snapshot(graph.upstream_closure(&selected, None)).await?;
-    let plan = engine::plan::plan(graph, &targets, &snapshot, &ctx, PlanOptions { with_upstream: args.with_upstream })
-        .map_err(|e| user_error(e.to_string()))?;
+    let (plan, skipped) = if args.stale {
+        // The backfill planner's `stale` policy: one definition of stale everywhere.
+        let states = CellStates::load(&*app.store, graph, graph.upstream_closure(&selected, None)).await?;
+        let bf = engine::backfill::plan_backfill(graph, &targets, &states, Policy::Stale, &ctx)
+            .map_err(|e| user_error(e.to_string()))?;
+        let skipped = bf.assets.iter().flat_map(|a| &a.skipped).map(|(_, keys)| keys.len()).sum::<usize>();
+        (bf.plan, Some(skipped))
+    } else {
+        let snapshot = app.snapshot(graph.upstream_closure(&selected, None)).await?;
+        let plan =
+            engine::plan::plan(graph, &targets, &snapshot, &ctx, PlanOptions { with_upstream: args.with_upstream })
+                .map_err(|e| user_error(e.to_string()))?;
+        (plan, None)
+    };
+    if let Some(fresh) = skipped
+        && !args.json
+    {
+        eprintln!("--stale: {fresh} fresh partition{} skipped", if fresh == 1 { "" } else { "s" });
+        if plan.steps.is_empty() {
+            println!("Nothing is stale or missing: no step to run.");
+            return Ok(ExitStatus::Success);
+        }
+    }
 
     if args.dry_run {
         if args.json {

@@ -272,3 +272,36 @@ async fn an_output_rewritten_behind_the_lineage_stores_back_is_refused_not_read(
     robo.ok(&["materialize", "usage_snapshot", "--partition", "2025-12-15T03:00"]);
     robo.ok(&["materialize", "storage_bill", "--partition", DAY]);
 }
+
+#[test]
+fn materialize_stale_reruns_only_the_bill_whose_hour_changed() {
+    let robo = Robo::new();
+    robo.ok(&["materialize", "+storage_bill", "--from", "2025-12-14", "--to", "2025-12-16"]);
+    let fresh = robo.ok(&["materialize", "+storage_bill", "--from", "2025-12-14", "--to", "2025-12-16", "--stale"]);
+    assert_eq!(fresh.stdout.trim(), "Nothing is stale or missing: no step to run.");
+    assert!(fresh.stderr.contains("75 fresh partitions skipped"), "{}", fresh.stderr);
+
+    // The same hour again with the same bytes changes nothing downstream (early cut-off).
+    robo.ok(&["materialize", "usage_snapshot", "-p", "2025-12-15T07:00"]);
+    let same = robo.ok(&["materialize", "+storage_bill", "--from", "2025-12-14", "--to", "2025-12-16", "--stale"]);
+    assert_eq!(same.stdout.trim(), "Nothing is stale or missing: no step to run.");
+
+    // A graph grew; that hour is re-materialized with other bytes: only the 15th's bill is stale.
+    let graph = robo.home().join("graphs/acme-main/data.bin");
+    std::fs::OpenOptions::new().write(true).open(&graph).unwrap().set_len(90 << 30).unwrap();
+    robo.ok(&["materialize", "usage_snapshot", "-p", "2025-12-15T07:00"]);
+    let plan = robo.ok(&[
+        "materialize",
+        "+storage_bill",
+        "--from",
+        "2025-12-14",
+        "--to",
+        "2025-12-16",
+        "--stale",
+        "--dry-run",
+    ]);
+    assert_eq!(plan.stdout, "Plan: 1 step (dry run, nothing was run)\nstorage_bill             1 step   2025-12-15\n");
+    robo.ok(&["materialize", "+storage_bill", "--from", "2025-12-14", "--to", "2025-12-16", "--stale"]);
+    let after = robo.ok(&["materialize", "+storage_bill", "--from", "2025-12-14", "--to", "2025-12-16", "--stale"]);
+    assert_eq!(after.stdout.trim(), "Nothing is stale or missing: no step to run.");
+}
