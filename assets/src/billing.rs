@@ -47,6 +47,12 @@ pub fn excess_milli_gb_days(byte_hours: i128, n_hours: i128, included_gb: i64) -
     div_round_half_up(excess * 1000, n_hours * BYTES_PER_GB) as i64
 }
 
+/// A month's storage overage: the storage charges above the plan's monthly credits (never
+/// negative). Exact: both are integer millicredits.
+pub fn overage_millicredits(storage_charged: i64, monthly_allowance: i64) -> i64 {
+    storage_charged.saturating_sub(monthly_allowance).max(0)
+}
+
 /// Formats thousandths as a decimal: `-9750` → `"-9.750"`.
 pub fn format_milli(value: i64) -> String {
     let sign = if value < 0 { "-" } else { "" };

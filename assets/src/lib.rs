@@ -4,6 +4,7 @@
 //! the binary binds concrete implementations. Money math lives in [`billing`], pure and exact.
 
 pub mod billing;
+mod credit_allocation;
 mod storage_bill;
 mod usage_snapshot;
 
@@ -19,7 +20,7 @@ pub const START_DATE: &str = "2025-01-01";
 
 /// Every RoboSystems asset, validated.
 pub fn definitions() -> Result<Definitions, DefinitionsError> {
-    Definitions::new(vec![usage_snapshot::definition(), storage_bill::definition()])
+    Definitions::new(vec![usage_snapshot::definition(), storage_bill::definition(), credit_allocation::definition()])
 }
 
 #[cfg(test)]

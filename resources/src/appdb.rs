@@ -39,8 +39,12 @@ pub struct ActiveGraph {
 pub struct TenantPlan {
     /// The tenant.
     pub tenant_id: String,
+    /// The active subscription.
+    pub subscription_id: String,
     /// The plan.
     pub plan_id: String,
+    /// Credits the plan allocates each month.
+    pub monthly_millicredits: i64,
     /// Storage included in the plan, in GB (10^9 bytes).
     pub included_storage_gb: i64,
     /// Price of storage above that, per GB-day.
@@ -245,7 +249,8 @@ impl AppDb for SqliteAppDb {
 
     async fn tenant_plans(&self) -> Result<Vec<TenantPlan>, AppDbError> {
         Ok(sqlx::query_as(
-            "SELECT s.tenant_id, p.id AS plan_id, p.included_storage_gb, p.storage_millicredits_per_gb_day \
+            "SELECT s.tenant_id, s.id AS subscription_id, p.id AS plan_id, p.monthly_millicredits, \
+                 p.included_storage_gb, p.storage_millicredits_per_gb_day \
              FROM subscriptions s JOIN plans p ON p.id = s.plan_id \
              WHERE s.status = 'active' ORDER BY s.tenant_id, s.created_at",
         )

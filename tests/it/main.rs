@@ -2,6 +2,7 @@
 //! real lineage store, object store and Parquet files.
 
 mod backfill;
+mod billing;
 mod cli;
 mod common;
 mod crash;
