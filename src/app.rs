@@ -10,10 +10,11 @@ use engine::{
 };
 use lineage::LineageStore;
 use resources::{
-    AppDb, DevGraphStorage, GraphStorage, LocalObjectStore, ObjectStore, ParquetIoManager, S3ObjectStore, SqliteAppDb,
+    AppDb, DevGraphStorage, GraphStorage, LocalObjectStore, ObjectStore, ParquetIoManager, PgAppDb, S3ObjectStore,
+    SqliteAppDb,
 };
 
-use crate::config::Config;
+use crate::config::{AppDbLocation, Config};
 
 /// Everything a command needs.
 pub struct App {
@@ -69,22 +70,50 @@ impl App {
         Ok(snapshot)
     }
 
+    /// Opens the configured app database (migrating it).
+    pub async fn app_db(&self) -> anyhow::Result<Arc<dyn AppDb>> {
+        Ok(match &self.config.app_db {
+            AppDbLocation::Sqlite(path) => Arc::new(
+                SqliteAppDb::open(path).await.with_context(|| format!("opening app database {}", path.display()))?,
+            ),
+            AppDbLocation::Postgres(url) => {
+                let shown = lineage::redact_url(url);
+                Arc::new(
+                    PgAppDb::connect(url, shown.clone())
+                        .await
+                        .with_context(|| format!("opening app database {shown}"))?,
+                )
+            }
+        })
+    }
+
+    /// The labeled dev graph source under `$ROBO_ASSETS_HOME/graphs`.
+    pub fn dev_graphs(&self) -> DevGraphStorage {
+        DevGraphStorage::new(self.config.home.join("graphs")).with_latency(self.config.dev_latency)
+    }
+
+    /// Seeds the demo tenants and their graph folders if the app database has no tenants.
+    pub async fn seed_demo(&self, app_db: &dyn AppDb, graphs: &DevGraphStorage) -> anyhow::Result<bool> {
+        if !app_db.seed_demo(self.clock.now()).await? {
+            return Ok(false);
+        }
+        let sizes: Vec<(&str, u64)> = resources::appdb::DEMO_TENANTS.iter().flat_map(|t| t.3.iter().copied()).collect();
+        graphs.seed(&sizes).context("seeding demo graph folders")?;
+        tracing::info!(
+            message = "Seeded the app database with demo tenants (dev source).",
+            app_db = %app_db.describe(),
+        );
+        Ok(true)
+    }
+
     /// Binds the resources and builds an executor.
     pub async fn executor(&self) -> anyhow::Result<Executor> {
-        let app_db = SqliteAppDb::open(&self.config.app_db_path)
-            .await
-            .with_context(|| format!("opening app database {}", self.config.app_db_path.display()))?;
-        let graphs = DevGraphStorage::new(self.config.home.join("graphs")).with_latency(self.config.dev_latency);
-        if app_db.seed_demo(self.clock.now()).await? {
-            let sizes: Vec<(&str, u64)> =
-                resources::appdb::DEMO_TENANTS.iter().flat_map(|t| t.3.iter().copied()).collect();
-            graphs.seed(&sizes).context("seeding demo graph folders")?;
-            tracing::info!(
-                message = "Seeded the embedded app database with demo tenants (dev source).",
-                app_db = %self.config.app_db_path.display(),
-            );
+        let app_db = self.app_db().await?;
+        let graphs = self.dev_graphs();
+        // Only the embedded database is seeded on first use; a production one never is.
+        if matches!(self.config.app_db, AppDbLocation::Sqlite(_)) {
+            self.seed_demo(&*app_db, &graphs).await?;
         }
-        let app_db: Arc<dyn AppDb> = Arc::new(app_db);
         let graph_storage: Arc<dyn GraphStorage> = Arc::new(graphs);
         let resources = Resources::default().with(assets::APP_DB, app_db).with(assets::GRAPH_STORAGE, graph_storage);
         let objects: Arc<dyn ObjectStore> = match &self.config.s3 {

@@ -56,6 +56,21 @@ pub enum Command {
     /// monthly partitions), persists the backfill and runs it here with progress; workers on
     /// the same lineage store help. Then `backfill list|status|cancel|resume|retry-failed`.
     Backfill(BackfillArgs),
+    /// Demo data: `demo seed` creates the labeled demo tenants, plans, subscriptions and graphs
+    /// in the app database (`DATABASE_URL`) if it has no tenants yet.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(subcommand)]
+    pub command: DemoCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Seed the app database with the demo data set (a no-op if it has tenants).
+    Seed,
 }
 
 #[derive(Debug, Args)]

@@ -16,8 +16,8 @@ pub struct Config {
     pub home: PathBuf,
     /// The lineage store URL (`ROBO_ASSETS_LINEAGE_URL`).
     pub lineage_url: String,
-    /// The app database file (embedded SQLite).
-    pub app_db_path: PathBuf,
+    /// The app database (`DATABASE_URL`: embedded SQLite by default, PostgreSQL in production).
+    pub app_db: AppDbLocation,
     /// Where outputs go when no bucket is configured.
     pub storage_dir: PathBuf,
     /// S3 outputs (`S3_BUCKET_NAME`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `ROBO_ASSETS_S3_PREFIX`).
@@ -26,6 +26,15 @@ pub struct Config {
     pub now: Option<DateTime<Utc>>,
     /// Extra latency of the dev graph source (`ROBO_ASSETS_DEV_LATENCY_MS`), to simulate a slow API.
     pub dev_latency: std::time::Duration,
+}
+
+/// Where the RoboSystems app database is.
+#[derive(Debug, Clone)]
+pub enum AppDbLocation {
+    /// A SQLite file (the embedded default, seeded with labeled demo data on first use).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (never seeded unless `robo-assets demo seed` is run).
+    Postgres(String),
 }
 
 fn var(name: &str) -> Option<String> {
@@ -44,13 +53,17 @@ impl Config {
                 lineage::redact_url(&lineage_url)
             )));
         }
-        let app_db_path = match var("DATABASE_URL") {
-            None => home.join("app.db"),
+        let app_db = match var("DATABASE_URL") {
+            None => AppDbLocation::Sqlite(home.join("app.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                AppDbLocation::Postgres(url)
+            }
             Some(url) => match url.strip_prefix("sqlite://") {
-                Some(path) => PathBuf::from(path),
+                Some(path) => AppDbLocation::Sqlite(PathBuf::from(path)),
                 None => {
                     return Err(user_error(format!(
-                        "DATABASE_URL={} is not supported by this build: use sqlite://PATH or unset it for the embedded demo database",
+                        "DATABASE_URL={} is not an app database URL: use postgres://USER@HOST/DB, sqlite://PATH, \
+                         or unset it for the embedded demo database",
                         lineage::redact_url(&url)
                     )));
                 }
@@ -90,6 +103,6 @@ impl Config {
                 user_error(format!("ROBO_ASSETS_DEV_LATENCY_MS={ms:?} is not a whole number of milliseconds"))
             })?),
         };
-        Ok(Config { storage_dir: home.join("storage"), s3, home, lineage_url, app_db_path, now, dev_latency })
+        Ok(Config { storage_dir: home.join("storage"), s3, home, lineage_url, app_db, now, dev_latency })
     }
 }

@@ -103,6 +103,8 @@ pub struct LedgerWrite {
 pub trait AppDb: Send + Sync + 'static {
     /// Where it lives, with secrets redacted.
     fn describe(&self) -> String;
+    /// Seeds the labeled demo data set if the database has no tenants; returns whether it did.
+    async fn seed_demo(&self, now: DateTime<Utc>) -> Result<bool, AppDbError>;
     /// Graphs whose storage is billed, ordered by id.
     async fn active_graphs(&self) -> Result<Vec<ActiveGraph>, AppDbError>;
     /// Storage terms of every tenant with an active subscription, ordered by tenant.
@@ -126,7 +128,41 @@ pub trait AppDb: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct SqliteAppDb {
     pool: SqlitePool,
-    path: String,
+    shown: String,
+}
+
+/// The production app database on PostgreSQL (`DATABASE_URL=postgres://…`).
+#[derive(Debug, Clone)]
+pub struct PgAppDb {
+    pool: sqlx::PgPool,
+    shown: String,
+}
+
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/app/postgres");
+
+impl PgAppDb {
+    /// Connects to `url` (a `postgres://` URL) and applies pending migrations; `shown` describes
+    /// it without secrets.
+    pub async fn connect(url: &str, shown: String) -> Result<PgAppDb, AppDbError> {
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        PgAppDb::connect_with(options, shown).await
+    }
+
+    /// Connects to `options` and applies pending migrations; `shown` describes it without secrets.
+    pub async fn connect_with(options: sqlx::postgres::PgConnectOptions, shown: String) -> Result<PgAppDb, AppDbError> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        PG_MIGRATOR.run(&pool).await?;
+        Ok(PgAppDb { pool, shown })
+    }
+
+    /// The pool, for tests.
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
 }
 
 /// A demo tenant: (tenant id, name, plan id, [(graph id, bytes)]).
@@ -169,7 +205,7 @@ impl SqliteAppDb {
             .map_err(io)?;
         MIGRATOR.run(&pool).await?;
         drop(lock);
-        Ok(SqliteAppDb { pool, path: path.display().to_string() })
+        Ok(SqliteAppDb { pool, shown: format!("sqlite://{}", path.display()) })
     }
 
     /// [`SqliteAppDb::open`] for an owned path (for spawning).
@@ -181,10 +217,45 @@ impl SqliteAppDb {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
 
+/// The [`AppDb`] methods, written once for both backends: `$N` placeholders (both drivers
+/// accept them), the backend's write-transaction statement and connection type.
+macro_rules! app_db_methods {
+    ($db:ty, $conn:ty, $begin:literal) => {
+        impl $db {
+    async fn revise(
+        tx: &mut $conn,
+        id: i64,
+        old_amount: i64,
+        old_revision: i64,
+        new_amount: i64,
+        description: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), AppDbError> {
+        sqlx::query("INSERT INTO credit_ledger_revisions (ledger_id, revision, amount_millicredits, replaced_at) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(old_revision)
+            .bind(old_amount)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE credit_ledger SET amount_millicredits = $2, description = $3, revision = revision + 1, updated_at = $4 WHERE id = $1")
+            .bind(id)
+            .bind(new_amount)
+            .bind(description)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+        }
+
+        #[async_trait]
+        impl AppDb for $db {
     /// Seeds the demo data set if the database has no tenants; returns whether it did.
-    pub async fn seed_demo(&self, now: DateTime<Utc>) -> Result<bool, AppDbError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+    async fn seed_demo(&self, now: DateTime<Utc>) -> Result<bool, AppDbError> {
+        let mut tx = self.pool.begin_with($begin).await?;
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut *tx).await?;
         if n > 0 {
             return Ok(false);
@@ -192,7 +263,7 @@ impl SqliteAppDb {
         for (id, name, monthly, included, rate) in DEMO_PLANS {
             sqlx::query(
                 "INSERT INTO plans (id, name, monthly_millicredits, included_storage_gb, storage_millicredits_per_gb_day) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(id)
             .bind(name)
@@ -203,14 +274,14 @@ impl SqliteAppDb {
             .await?;
         }
         for (tenant, name, plan, graphs) in DEMO_TENANTS {
-            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)")
+            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
                 .bind(tenant)
                 .bind(name)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
             let subscription = format!("sub-{tenant}");
-            sqlx::query("INSERT INTO subscriptions (id, tenant_id, plan_id, status, created_at) VALUES (?1, ?2, ?3, 'active', ?4)")
+            sqlx::query("INSERT INTO subscriptions (id, tenant_id, plan_id, status, created_at) VALUES ($1, $2, $3, 'active', $4)")
                 .bind(&subscription)
                 .bind(tenant)
                 .bind(plan)
@@ -218,7 +289,7 @@ impl SqliteAppDb {
                 .execute(&mut *tx)
                 .await?;
             for (graph, _) in graphs.iter() {
-                sqlx::query("INSERT INTO graphs (id, tenant_id, subscription_id, status, created_at) VALUES (?1, ?2, ?3, 'active', ?4)")
+                sqlx::query("INSERT INTO graphs (id, tenant_id, subscription_id, status, created_at) VALUES ($1, $2, $3, 'active', $4)")
                     .bind(graph)
                     .bind(tenant)
                     .bind(&subscription)
@@ -230,12 +301,8 @@ impl SqliteAppDb {
         tx.commit().await?;
         Ok(true)
     }
-}
-
-#[async_trait]
-impl AppDb for SqliteAppDb {
     fn describe(&self) -> String {
-        format!("sqlite://{}", self.path)
+        self.shown.clone()
     }
 
     async fn active_graphs(&self) -> Result<Vec<ActiveGraph>, AppDbError> {
@@ -265,13 +332,13 @@ impl AppDb for SqliteAppDb {
         entries: &[LedgerEntry],
         now: DateTime<Utc>,
     ) -> Result<LedgerWrite, AppDbError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with($begin).await?;
         let mut out = LedgerWrite::default();
         let mut keep = Vec::with_capacity(entries.len());
         for e in entries {
             keep.push(e.idempotency_key.clone());
             let existing: Option<(i64, i64, i64)> = sqlx::query_as(
-                "SELECT id, amount_millicredits, revision FROM credit_ledger WHERE idempotency_key = ?1",
+                "SELECT id, amount_millicredits, revision FROM credit_ledger WHERE idempotency_key = $1",
             )
             .bind(&e.idempotency_key)
             .fetch_optional(&mut *tx)
@@ -280,7 +347,7 @@ impl AppDb for SqliteAppDb {
                 None => {
                     sqlx::query(
                         "INSERT INTO credit_ledger (tenant_id, idempotency_key, kind, period, amount_millicredits, \
-                             description, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                             description, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
                     )
                     .bind(&e.tenant_id)
                     .bind(&e.idempotency_key)
@@ -295,14 +362,14 @@ impl AppDb for SqliteAppDb {
                 }
                 Some((_, amount, _)) if amount == e.amount_millicredits => out.unchanged += 1,
                 Some((id, amount, revision)) => {
-                    revise(&mut tx, id, amount, revision, e.amount_millicredits, &e.description, now).await?;
+                    Self::revise(&mut tx, id, amount, revision, e.amount_millicredits, &e.description, now).await?;
                     out.revised += 1;
                 }
             }
         }
         let others: Vec<(i64, String, i64, i64)> = sqlx::query_as(
             "SELECT id, idempotency_key, amount_millicredits, revision FROM credit_ledger \
-             WHERE kind = ?1 AND period = ?2 AND amount_millicredits <> 0",
+             WHERE kind = $1 AND period = $2 AND amount_millicredits <> 0",
         )
         .bind(kind)
         .bind(period)
@@ -310,7 +377,7 @@ impl AppDb for SqliteAppDb {
         .await?;
         for (id, key, amount, revision) in others {
             if !keep.contains(&key) {
-                revise(&mut tx, id, amount, revision, 0, "no longer charged", now).await?;
+                Self::revise(&mut tx, id, amount, revision, 0, "no longer charged", now).await?;
                 out.zeroed += 1;
             }
         }
@@ -321,7 +388,7 @@ impl AppDb for SqliteAppDb {
     async fn ledger(&self, tenant_id: Option<&str>) -> Result<Vec<LedgerRow>, AppDbError> {
         Ok(sqlx::query_as(
             "SELECT tenant_id, idempotency_key, kind, period, amount_millicredits, revision FROM credit_ledger \
-             WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY tenant_id, idempotency_key",
+             WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY tenant_id, idempotency_key",
         )
         .bind(tenant_id)
         .fetch_all(&self.pool)
@@ -329,38 +396,17 @@ impl AppDb for SqliteAppDb {
     }
 
     async fn balance(&self, tenant_id: &str) -> Result<i64, AppDbError> {
-        Ok(sqlx::query_scalar("SELECT coalesce(sum(amount_millicredits), 0) FROM credit_ledger WHERE tenant_id = ?1")
+        Ok(sqlx::query_scalar("SELECT CAST(coalesce(sum(amount_millicredits), 0) AS BIGINT) FROM credit_ledger WHERE tenant_id = $1")
             .bind(tenant_id)
             .fetch_one(&self.pool)
             .await?)
     }
+        }
+    };
 }
 
-async fn revise(
-    tx: &mut sqlx::SqliteConnection,
-    id: i64,
-    old_amount: i64,
-    old_revision: i64,
-    new_amount: i64,
-    description: &str,
-    now: DateTime<Utc>,
-) -> Result<(), AppDbError> {
-    sqlx::query("INSERT INTO credit_ledger_revisions (ledger_id, revision, amount_millicredits, replaced_at) VALUES (?1, ?2, ?3, ?4)")
-        .bind(id)
-        .bind(old_revision)
-        .bind(old_amount)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE credit_ledger SET amount_millicredits = ?2, description = ?3, revision = revision + 1, updated_at = ?4 WHERE id = ?1")
-        .bind(id)
-        .bind(new_amount)
-        .bind(description)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
+app_db_methods!(SqliteAppDb, sqlx::SqliteConnection, "BEGIN IMMEDIATE");
+app_db_methods!(PgAppDb, sqlx::PgConnection, "BEGIN");
 
 #[cfg(test)]
 mod tests {
@@ -377,6 +423,14 @@ mod tests {
         }
     }
 
+    #[test]
+    fn both_backends_have_the_same_migration_versions() {
+        let versions =
+            |m: &sqlx::migrate::Migrator| m.iter().map(|m| (m.version, m.description.to_string())).collect::<Vec<_>>();
+        assert_eq!(versions(&MIGRATOR), versions(&PG_MIGRATOR));
+        assert!(MIGRATOR.iter().next().is_some());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_first_opens_at_once_migrate_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -388,12 +442,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rewriting_a_period_revises_instead_of_double_charging() {
+    async fn rewriting_a_period_revises_instead_of_double_charging_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         let db = SqliteAppDb::open(&dir.path().join("app.db")).await.unwrap();
+        rewriting_a_period_revises_instead_of_double_charging(&db).await;
+        let revisions: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM credit_ledger_revisions").fetch_one(db.pool()).await.unwrap();
+        assert_eq!(revisions, 2);
+    }
+
+    /// The same on a fresh PostgreSQL database (`ROBO_ASSETS_TEST_PG_URL`, as the lineage suite:
+    /// skipped without a server unless `CI` is set).
+    #[tokio::test]
+    async fn rewriting_a_period_revises_instead_of_double_charging_on_postgres() {
+        use sqlx::{Connection, Executor};
+        let url = std::env::var("ROBO_ASSETS_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let admin: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+        let mut conn = match sqlx::PgConnection::connect_with(&admin).await {
+            Ok(conn) => conn,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipped: no PostgreSQL ({e}); set ROBO_ASSETS_TEST_PG_URL");
+                return;
+            }
+            Err(e) => panic!("PostgreSQL is required when CI is set: {e}"),
+        };
+        let name = format!("robo_test_app_{:08x}{:08x}", fastrand::u32(..), fastrand::u32(..));
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+        let db = PgAppDb::connect_with(admin.clone().database(&name), name.clone()).await.unwrap();
+        rewriting_a_period_revises_instead_of_double_charging(&db).await;
+        let revisions: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM credit_ledger_revisions").fetch_one(db.pool()).await.unwrap();
+        assert_eq!(revisions, 2);
+        db.pool().close().await;
+        conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).await.unwrap();
+    }
+
+    async fn rewriting_a_period_revises_instead_of_double_charging(db: &dyn AppDb) {
         let now = Utc::now();
         assert!(db.seed_demo(now).await.unwrap());
         assert!(!db.seed_demo(now).await.unwrap(), "seeding twice is a no-op");
+        assert_eq!(db.tenant_plans().await.unwrap().len(), 3);
+        assert_eq!(db.active_graphs().await.unwrap().len(), 4);
 
         let w = db
             .replace_period_entries(
@@ -426,8 +516,5 @@ mod tests {
         let ledger = db.ledger(None).await.unwrap();
         assert_eq!(ledger.len(), 2, "entries are never deleted");
         assert_eq!(ledger[0].revision, 2);
-        let revisions: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM credit_ledger_revisions").fetch_one(db.pool()).await.unwrap();
-        assert_eq!(revisions, 2);
     }
 }

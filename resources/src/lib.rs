@@ -15,7 +15,7 @@ pub mod object_store;
 pub mod parquet_io;
 pub mod s3;
 
-pub use appdb::{AppDb, SqliteAppDb};
+pub use appdb::{AppDb, PgAppDb, SqliteAppDb};
 pub use graph_storage::{DevGraphStorage, GraphStorage};
 pub use object_store::{LocalObjectStore, ObjectStore, ObjectStoreError};
 pub use parquet_io::ParquetIoManager;

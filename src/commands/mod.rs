@@ -35,6 +35,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Worker(args) => worker::worker(&app, &args).await,
         Command::Requests(args) => requests::requests(&app, &args).await,
         Command::Backfill(args) => backfill::backfill(&app, &args).await,
+        Command::Demo(crate::cli::DemoArgs { command: crate::cli::DemoCommand::Seed }) => {
+            let app_db = app.app_db().await?;
+            if app.seed_demo(&*app_db, &app.dev_graphs()).await? {
+                println!(
+                    "Seeded {} with {} demo tenants (labeled \"(demo)\") and their graph folders in {}",
+                    app_db.describe(),
+                    resources::appdb::DEMO_TENANTS.len(),
+                    app.config.home.join("graphs").display()
+                );
+            } else {
+                println!("{} already has tenants: nothing seeded", app_db.describe());
+            }
+            Ok(ExitStatus::Success)
+        }
         Command::Pools(args) => {
             if let Some(crate::cli::PoolsCommand::Set { name, limit }) = &args.command {
                 app.store.set_pool_limit(name, *limit).await?;

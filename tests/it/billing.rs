@@ -15,35 +15,95 @@ fn resize(robo: &Robo, graph: &str, bytes: u64) {
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(bytes).unwrap();
 }
 
-async fn ledger(robo: &Robo, kind: &str) -> Vec<(String, String, i64, i64)> {
-    let mut db = robo.app_db().await;
-    sqlx::query_as(
-        "SELECT tenant_id, idempotency_key, amount_millicredits, revision FROM credit_ledger WHERE kind = ?1 \
-         ORDER BY tenant_id, idempotency_key",
-    )
-    .bind(kind)
-    .fetch_all(&mut db)
-    .await
-    .unwrap()
+/// Where the app database lives: the embedded file, or a PostgreSQL database.
+enum AppData<'a> {
+    Embedded(&'a Robo),
+    Postgres(&'a crate::postgres::TestDb),
 }
 
-async fn balance(robo: &Robo, tenant: &str) -> i64 {
-    let mut db = robo.app_db().await;
-    sqlx::query_scalar("SELECT sum(amount_millicredits) FROM credit_ledger WHERE tenant_id = ?1")
-        .bind(tenant)
-        .fetch_one(&mut db)
-        .await
-        .unwrap()
+impl AppData<'_> {
+    async fn ledger(&self, kind: &str) -> Vec<(String, String, i64, i64)> {
+        const SQL: &str = "SELECT tenant_id, idempotency_key, amount_millicredits, revision FROM credit_ledger \
+                           WHERE kind = $1 ORDER BY tenant_id, idempotency_key";
+        match self {
+            AppData::Embedded(robo) => {
+                sqlx::query_as(SQL).bind(kind).fetch_all(&mut robo.app_db().await).await.unwrap()
+            }
+            AppData::Postgres(db) => sqlx::query_as(SQL).bind(kind).fetch_all(&mut db.connect().await).await.unwrap(),
+        }
+    }
+
+    async fn balance(&self, tenant: &str) -> i64 {
+        const SQL: &str = "SELECT CAST(sum(amount_millicredits) AS BIGINT) FROM credit_ledger WHERE tenant_id = $1";
+        match self {
+            AppData::Embedded(robo) => {
+                sqlx::query_scalar(SQL).bind(tenant).fetch_one(&mut robo.app_db().await).await.unwrap()
+            }
+            AppData::Postgres(db) => {
+                sqlx::query_scalar(SQL).bind(tenant).fetch_one(&mut db.connect().await).await.unwrap()
+            }
+        }
+    }
+}
+
+/// Runs the CLI off the async runtime (an in-process S3 server may be serving on it).
+async fn run(robo: &Robo, args: &[&str], env: &[(String, String)]) -> crate::common::Run {
+    let mut cmd = robo.command(args);
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let shown = format!("{args:?}");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let run = crate::common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    };
+    assert_eq!(run.code, 0, "robo-assets {shown} failed:\n{}\n{}", run.stdout, run.stderr);
+    run
 }
 
 #[tokio::test]
 async fn december_bills_and_the_january_allocation_equal_an_independent_calculation() {
     let robo = Robo::new();
-    // Seed the demo tenants (first use), then give globex 5 TB so it runs over its plan.
+    // Seed the demo tenants (first use).
     robo.ok(&["materialize", "usage_snapshot", "-p", "2025-11-30T23:00"]);
-    resize(&robo, "globex-prod", 5_000 * GB);
+    december_and_january(&robo, &[], AppData::Embedded(&robo), &robo.home().join("storage")).await;
+}
 
-    let out = robo.ok(&["backfill", "+credit_allocation", "--from", "2026-01", "--to", "2026-01"]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_month_on_postgresql_and_an_s3_compatible_server() {
+    let Some(lineage_db) = crate::postgres::TestDb::create().await else { return };
+    let Some(app_db) = crate::postgres::TestDb::create().await else { return };
+    let server = crate::s3::start_s3().await;
+    let robo = Robo::new();
+    let env: Vec<(String, String)> = [
+        ("ROBO_ASSETS_LINEAGE_URL", lineage_db.url.as_str()),
+        ("DATABASE_URL", app_db.url.as_str()),
+        ("S3_BUCKET_NAME", "outputs"),
+        ("AWS_ENDPOINT_URL", server.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", crate::s3::ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", crate::s3::SECRET_KEY),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    // A production app database is never seeded implicitly.
+    let seeded = run(&robo, &["demo", "seed"], &env).await;
+    assert!(seeded.stdout.contains("with 3 demo tenants"), "{}", seeded.stdout);
+    assert!(!seeded.stdout.contains("s3cret"), "the password is never shown: {}", seeded.stdout);
+    let outputs = server.object("");
+    december_and_january(&robo, &env, AppData::Postgres(&app_db), &outputs).await;
+    lineage_db.drop_db().await;
+    app_db.drop_db().await;
+}
+
+/// December's bills and January's allocation, with globex over its plan, checked against
+/// amounts computed here; `outputs` is where `{asset}/{partition}.parquet` files land.
+async fn december_and_january(robo: &Robo, env: &[(String, String)], data: AppData<'_>, outputs: &std::path::Path) {
+    // globex gets 5 TB so it runs over its plan.
+    resize(robo, "globex-prod", 5_000 * GB);
+
+    let out = run(robo, &["backfill", "+credit_allocation", "--from", "2026-01", "--to", "2026-01"], env).await;
     assert!(out.stdout.contains("policy missing: succeeded"), "{}", out.stdout);
 
     // The fixture, by hand. Starter: 10,000 credits a month, 10 GB included, 1.5 credits per
@@ -53,14 +113,14 @@ async fn december_bills_and_the_january_allocation_equal_an_independent_calculat
     let globex_day = (5_000 - 100) * 1_000; // 4,900 GB over × 1 credit
     assert_eq!((acme_day, globex_day), (9_750, 4_900_000));
 
-    let charges = ledger(&robo, "storage_charge").await;
+    let charges = data.ledger("storage_charge").await;
     let month_charge = |tenant: &str| -> i64 { charges.iter().filter(|c| c.0 == tenant).map(|c| c.2).sum() };
     assert_eq!(charges.iter().filter(|c| c.0 == "acme").count(), 31);
     assert_eq!(month_charge("acme"), -31 * acme_day);
     assert_eq!(month_charge("globex"), -31 * globex_day);
     assert_eq!(month_charge("initech"), 0);
 
-    let allocations = ledger(&robo, "allocation").await;
+    let allocations = data.ledger("allocation").await;
     assert_eq!(
         allocations,
         vec![
@@ -73,15 +133,15 @@ async fn december_bills_and_the_january_allocation_equal_an_independent_calculat
     let globex_overage = 31 * globex_day - 100_000_000;
     assert_eq!(globex_overage, 51_900_000);
     assert_eq!(
-        ledger(&robo, "overage").await,
+        data.ledger("overage").await,
         vec![("globex".to_owned(), "overage:globex:2025-12".to_owned(), globex_overage, 1)]
     );
-    assert_eq!(balance(&robo, "acme").await, 10_000_000 - 31 * acme_day);
-    assert_eq!(balance(&robo, "globex").await, 100_000_000 - 31 * globex_day + globex_overage);
-    assert_eq!(balance(&robo, "initech").await, 10_000_000);
+    assert_eq!(data.balance("acme").await, 10_000_000 - 31 * acme_day);
+    assert_eq!(data.balance("globex").await, 100_000_000 - 31 * globex_day + globex_overage);
+    assert_eq!(data.balance("initech").await, 10_000_000);
 
     // The allocation's table says the same, and other tools can read it.
-    let path = robo.home().join("storage/credit_allocation/2026-01.parquet");
+    let path = outputs.join("credit_allocation/2026-01.parquet");
     let batch = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
         .unwrap()
         .build()
@@ -97,26 +157,26 @@ async fn december_bills_and_the_january_allocation_equal_an_independent_calculat
     assert_eq!(tenants, ["acme", "globex", "initech"]);
     assert_eq!(used, [31 * acme_day, 31 * globex_day, 0]);
     assert_eq!(overage, [0, globex_overage, 0]);
-    let history = robo.ok(&["history", "credit_allocation", "--json"]);
+    let history = run(robo, &["history", "credit_allocation", "--json"], env).await;
     let h: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
     assert_eq!(h[0]["metadata"]["total_overage_credits"], "51900.000");
     assert_eq!(h[0]["metadata"]["bills_read"], 31);
 
     // Re-materializing the allocation changes nothing: no entry is added or revised.
-    robo.ok(&["materialize", "credit_allocation", "-p", "2026-01"]);
-    assert_eq!(ledger(&robo, "allocation").await, allocations);
-    assert_eq!(balance(&robo, "globex").await, 100_000_000 - 31 * globex_day + globex_overage);
+    run(robo, &["materialize", "credit_allocation", "-p", "2026-01"], env).await;
+    assert_eq!(data.ledger("allocation").await, allocations);
+    assert_eq!(data.balance("globex").await, 100_000_000 - 31 * globex_day + globex_overage);
 
     // globex shrinks back for the 31st; re-bill that day, then re-allocate: the overage is
     // revised to the new total, never added again.
-    resize(&robo, "globex-prod", 250 * GB);
-    robo.ok(&["materialize", "usage_snapshot", "--from", "2025-12-31T00:00", "--to", "2025-12-31T23:00"]);
-    robo.ok(&["materialize", "storage_bill", "-p", "2025-12-31"]);
-    robo.ok(&["materialize", "credit_allocation", "-p", "2026-01"]);
+    resize(robo, "globex-prod", 250 * GB);
+    run(robo, &["materialize", "usage_snapshot", "--from", "2025-12-31T00:00", "--to", "2025-12-31T23:00"], env).await;
+    run(robo, &["materialize", "storage_bill", "-p", "2025-12-31"], env).await;
+    run(robo, &["materialize", "credit_allocation", "-p", "2026-01"], env).await;
     let new_overage = 30 * globex_day + 150_000 - 100_000_000;
     assert_eq!(
-        ledger(&robo, "overage").await,
+        data.ledger("overage").await,
         vec![("globex".to_owned(), "overage:globex:2025-12".to_owned(), new_overage, 2)]
     );
-    assert_eq!(balance(&robo, "globex").await, 100_000_000 - (30 * globex_day + 150_000) + new_overage);
+    assert_eq!(data.balance("globex").await, 100_000_000 - (30 * globex_day + 150_000) + new_overage);
 }

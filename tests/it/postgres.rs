@@ -11,15 +11,15 @@ const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Trust auth accepts any password, so a real password travels through every code path.
 const PASSWORD: &str = "s3cret-pw-4242";
 
-struct TestDb {
+pub(crate) struct TestDb {
     admin: PgConnectOptions,
     name: String,
     /// The URL the binary gets: with a password that must never be printed or stored.
-    url: String,
+    pub(crate) url: String,
 }
 
 impl TestDb {
-    async fn create() -> Option<TestDb> {
+    pub(crate) async fn create() -> Option<TestDb> {
         let url = std::env::var("ROBO_ASSETS_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned());
         let admin: PgConnectOptions = url.parse().expect("a postgres:// URL");
         let mut conn = match PgConnection::connect_with(&admin).await {
@@ -37,11 +37,11 @@ impl TestDb {
         Some(TestDb { admin, name, url })
     }
 
-    async fn connect(&self) -> PgConnection {
+    pub(crate) async fn connect(&self) -> PgConnection {
         PgConnection::connect_with(&self.admin.clone().database(&self.name)).await.unwrap()
     }
 
-    async fn drop_db(self) {
+    pub(crate) async fn drop_db(self) {
         let mut conn = PgConnection::connect_with(&self.admin).await.unwrap();
         conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).await.unwrap();
     }

@@ -5,16 +5,16 @@ use std::path::PathBuf;
 
 use crate::common::Robo;
 
-const ACCESS_KEY: &str = "robo-it-access";
-const SECRET_KEY: &str = "robo-it-sekrit-0451";
+pub(crate) const ACCESS_KEY: &str = "robo-it-access";
+pub(crate) const SECRET_KEY: &str = "robo-it-sekrit-0451";
 
-struct S3Server {
+pub(crate) struct S3Server {
     root: tempfile::TempDir,
-    endpoint: String,
+    pub(crate) endpoint: String,
     accept_loop: tokio::task::JoinHandle<()>,
 }
 
-async fn start_s3() -> S3Server {
+pub(crate) async fn start_s3() -> S3Server {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::server::conn::auto::Builder;
     let root = tempfile::tempdir().unwrap();
@@ -38,7 +38,7 @@ async fn start_s3() -> S3Server {
 }
 
 impl S3Server {
-    fn object(&self, key: &str) -> PathBuf {
+    pub(crate) fn object(&self, key: &str) -> PathBuf {
         self.root.path().join("outputs/robo-assets").join(key)
     }
 }
