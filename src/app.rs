@@ -114,7 +114,10 @@ impl App {
         if matches!(self.config.app_db, AppDbLocation::Sqlite(_)) {
             self.seed_demo(&*app_db, &graphs).await?;
         }
-        let graph_storage: Arc<dyn GraphStorage> = Arc::new(graphs);
+        let graph_storage: Arc<dyn GraphStorage> = match &self.config.graph_api {
+            Some(api) => Arc::new(api.clone()),
+            None => Arc::new(graphs),
+        };
         let resources = Resources::default().with(assets::APP_DB, app_db).with(assets::GRAPH_STORAGE, graph_storage);
         let objects: Arc<dyn ObjectStore> = match &self.config.s3 {
             Some(s3) => Arc::new(S3ObjectStore::connect(s3).await),

@@ -24,6 +24,8 @@ pub struct Config {
     pub s3: Option<resources::S3Config>,
     /// A fixed "now" for reproducible runs and tests (`ROBO_ASSETS_NOW`, RFC 3339).
     pub now: Option<DateTime<Utc>>,
+    /// The Graph API (`GRAPH_API_URL`, `GRAPH_API_TOKEN`, `GRAPH_API_TIMEOUT_MS`); the dev source when unset.
+    pub graph_api: Option<resources::GraphApiClient>,
     /// Extra latency of the dev graph source (`ROBO_ASSETS_DEV_LATENCY_MS`), to simulate a slow API.
     pub dev_latency: std::time::Duration,
 }
@@ -80,11 +82,24 @@ impl Config {
             }
             s3
         });
-        if var("GRAPH_API_URL").is_some() {
-            return Err(user_error(
-                "GRAPH_API_URL is set, but this build reads graph sizes only from the dev source; unset it",
-            ));
-        }
+        let graph_api = match var("GRAPH_API_URL") {
+            None => None,
+            Some(url) => {
+                let timeout_ms = match var("GRAPH_API_TIMEOUT_MS") {
+                    None => 10_000,
+                    Some(ms) => ms.parse::<u64>().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                        user_error(format!("GRAPH_API_TIMEOUT_MS={ms:?} is not a positive number of milliseconds"))
+                    })?,
+                };
+                let config = resources::GraphApiConfig {
+                    timeout: std::time::Duration::from_millis(timeout_ms),
+                    token: var("GRAPH_API_TOKEN"),
+                    ..Default::default()
+                };
+                let shown = lineage::redact_url(&url);
+                Some(resources::GraphApiClient::new(&url, shown, config).map_err(|e| user_error(e.to_string()))?)
+            }
+        };
         let now = match var("ROBO_ASSETS_NOW") {
             None => None,
             Some(s) => Some(
@@ -103,6 +118,6 @@ impl Config {
                 user_error(format!("ROBO_ASSETS_DEV_LATENCY_MS={ms:?} is not a whole number of milliseconds"))
             })?),
         };
-        Ok(Config { storage_dir: home.join("storage"), s3, home, lineage_url, app_db, now, dev_latency })
+        Ok(Config { storage_dir: home.join("storage"), s3, home, lineage_url, app_db, graph_api, now, dev_latency })
     }
 }

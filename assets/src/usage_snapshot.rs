@@ -39,19 +39,32 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
     let graphs = app_db.active_graphs().await?;
     let ids: Vec<String> = graphs.iter().map(|g| g.graph_id.clone()).collect();
     let sizes = storage.storage_bytes(&ids).await?;
-    let bytes: Vec<i64> = sizes.iter().map(|b| i64::try_from(*b).unwrap_or(i64::MAX)).collect();
-    let total: i64 = bytes.iter().sum();
+    // A graph the source no longer knows (deleted since the app database listed it) is not
+    // billed; the snapshot says which.
+    let mut rows = Vec::with_capacity(graphs.len());
+    let mut not_found = Vec::new();
+    for (graph, size) in graphs.iter().zip(sizes) {
+        match size {
+            Some(b) => rows.push((graph, i64::try_from(b).unwrap_or(i64::MAX))),
+            None => not_found.push(graph.graph_id.clone()),
+        }
+    }
+    if !not_found.is_empty() {
+        tracing::warn!(message = "Graphs unknown to the storage source; not billed.", graphs = ?not_found);
+    }
+    let total: i64 = rows.iter().map(|r| r.1).sum();
     let table = RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(StringArray::from(vec![ctx.partition_key.as_str(); graphs.len()])),
-            Arc::new(StringArray::from_iter_values(graphs.iter().map(|g| g.tenant_id.as_str()))),
-            Arc::new(StringArray::from_iter_values(ids.iter().map(String::as_str))),
-            Arc::new(Int64Array::from(bytes)),
+            Arc::new(StringArray::from(vec![ctx.partition_key.as_str(); rows.len()])),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.tenant_id.as_str()))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.graph_id.as_str()))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
         ],
     )?;
     Ok(Output::table(table)
-        .with_metadata("graphs", graphs.len())
+        .with_metadata("graphs", rows.len())
+        .with_metadata("graphs_not_found", not_found)
         .with_metadata("total_bytes", total)
         .with_metadata("source", storage.describe()))
 }

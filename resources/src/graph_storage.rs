@@ -10,22 +10,29 @@ use async_trait::async_trait;
 
 /// Why sizes could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("reading storage of graph {graph_id} from {source_name}")]
-pub struct GraphStorageError {
-    /// The graph.
-    pub graph_id: String,
-    /// The source, described.
-    pub source_name: String,
-    /// The cause.
-    #[source]
-    pub source: std::io::Error,
+pub enum GraphStorageError {
+    /// The dev source could not read a folder.
+    #[error("reading storage of graph {graph_id} from {source_name}")]
+    Io {
+        /// The graph.
+        graph_id: String,
+        /// The source, described.
+        source_name: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Graph API failed (see its outcomes).
+    #[error(transparent)]
+    Api(#[from] crate::graph_api::GraphApiError),
 }
 
 /// Reports each graph's storage in bytes.
 #[async_trait]
 pub trait GraphStorage: Send + Sync + 'static {
-    /// The size of each graph, in the order given.
-    async fn storage_bytes(&self, graph_ids: &[String]) -> Result<Vec<u64>, GraphStorageError>;
+    /// The size of each graph, in the order given; `None` for a graph the source does not know
+    /// (deleted since the app database listed it).
+    async fn storage_bytes(&self, graph_ids: &[String]) -> Result<Vec<Option<u64>>, GraphStorageError>;
     /// What the source is; dev sources say so.
     fn describe(&self) -> String;
 }
@@ -85,7 +92,7 @@ fn dir_size(path: &Path) -> std::io::Result<u64> {
 
 #[async_trait]
 impl GraphStorage for DevGraphStorage {
-    async fn storage_bytes(&self, graph_ids: &[String]) -> Result<Vec<u64>, GraphStorageError> {
+    async fn storage_bytes(&self, graph_ids: &[String]) -> Result<Vec<Option<u64>>, GraphStorageError> {
         tokio::time::sleep(self.latency).await;
         let root = self.root.clone();
         let ids = graph_ids.to_vec();
@@ -93,7 +100,7 @@ impl GraphStorage for DevGraphStorage {
         tokio::task::spawn_blocking(move || {
             ids.iter()
                 .map(|id| {
-                    dir_size(&root.join(id)).map_err(|source| GraphStorageError {
+                    dir_size(&root.join(id)).map(Some).map_err(|source| GraphStorageError::Io {
                         graph_id: id.clone(),
                         source_name: source_name.clone(),
                         source,
@@ -123,7 +130,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("g2/sub")).unwrap();
         std::fs::write(dir.path().join("g2/sub/extra"), b"12345").unwrap();
         let sizes = source.storage_bytes(&["g1".into(), "g2".into(), "missing".into()]).await.unwrap();
-        assert_eq!(sizes, [5_000_000_000, 15, 0]);
+        assert_eq!(sizes, [Some(5_000_000_000), Some(15), Some(0)]);
         assert!(source.describe().starts_with("dev source"));
     }
 }

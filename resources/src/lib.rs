@@ -5,17 +5,20 @@
 //! * [`parquet_io`]: the engine's `IoManager` port, writing Parquet through an object store.
 //! * [`appdb`]: the RoboSystems application database (tenants, plans, the credits ledger).
 //! * [`graph_storage`]: how big each graph is (a labeled dev source in embedded mode).
+//! * [`graph_api`]: the Graph API over HTTP: storage per graph, graph creation.
 //!
 //! Only this crate knows parquet, the object stores and the app database's SQL. It knows nothing
 //! of plans, runs or the lineage store.
 
 pub mod appdb;
+pub mod graph_api;
 pub mod graph_storage;
 pub mod object_store;
 pub mod parquet_io;
 pub mod s3;
 
 pub use appdb::{AppDb, PgAppDb, SqliteAppDb};
+pub use graph_api::{GraphApiClient, GraphApiConfig, GraphApiError};
 pub use graph_storage::{DevGraphStorage, GraphStorage};
 pub use object_store::{LocalObjectStore, ObjectStore, ObjectStoreError};
 pub use parquet_io::ParquetIoManager;

@@ -7,5 +7,6 @@ mod cli;
 mod common;
 mod crash;
 mod executor;
+mod graph_api;
 mod postgres;
 mod s3;
