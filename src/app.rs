@@ -118,11 +118,14 @@ impl App {
             Some(api) => Arc::new(api.clone()),
             None => Arc::new(graphs),
         };
-        let resources = Resources::default().with(assets::APP_DB, app_db).with(assets::GRAPH_STORAGE, graph_storage);
         let objects: Arc<dyn ObjectStore> = match &self.config.s3 {
             Some(s3) => Arc::new(S3ObjectStore::connect(s3).await),
             None => Arc::new(LocalObjectStore::new(&self.config.storage_dir)),
         };
+        let resources = Resources::default()
+            .with(assets::APP_DB, app_db)
+            .with(assets::GRAPH_STORAGE, graph_storage)
+            .with(assets::REPORTS, objects.clone());
         let io = ParquetIoManager::new(objects);
         Ok(Executor {
             defs: self.defs.clone(),

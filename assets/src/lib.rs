@@ -3,15 +3,19 @@
 //! Assets name the resources they use by key ([`APP_DB`], [`GRAPH_STORAGE`]) and trait type;
 //! the binary binds concrete implementations. Money math lives in [`billing`], pure and exact.
 
+mod api_key_cleanup;
 pub mod billing;
 mod credit_allocation;
 mod storage_bill;
+mod usage_report;
 mod usage_snapshot;
 
 use engine::{Definitions, DefinitionsError};
 
 /// Resource key of the app database (`Arc<dyn resources::AppDb>`).
 pub const APP_DB: &str = "app_db";
+/// Resource key of the object store reports are written to (`Arc<dyn resources::ObjectStore>`).
+pub const REPORTS: &str = "reports";
 /// Resource key of the graph storage source (`Arc<dyn resources::GraphStorage>`).
 pub const GRAPH_STORAGE: &str = "graph_storage";
 
@@ -20,7 +24,13 @@ pub const START_DATE: &str = "2025-01-01";
 
 /// Every RoboSystems asset, validated.
 pub fn definitions() -> Result<Definitions, DefinitionsError> {
-    Definitions::new(vec![usage_snapshot::definition(), storage_bill::definition(), credit_allocation::definition()])
+    Definitions::new(vec![
+        usage_snapshot::definition(),
+        storage_bill::definition(),
+        credit_allocation::definition(),
+        usage_report::definition(),
+        api_key_cleanup::definition(),
+    ])
 }
 
 #[cfg(test)]

@@ -118,6 +118,8 @@ pub trait AppDb: Send + Sync + 'static {
         entries: &[LedgerEntry],
         now: DateTime<Utc>,
     ) -> Result<LedgerWrite, AppDbError>;
+    /// Deletes the API keys that expired before `before`; returns their ids, sorted.
+    async fn delete_expired_api_keys(&self, before: DateTime<Utc>) -> Result<Vec<String>, AppDbError>;
     /// Ledger entries, optionally of one tenant, ordered by tenant and key.
     async fn ledger(&self, tenant_id: Option<&str>) -> Result<Vec<LedgerRow>, AppDbError>;
     /// A tenant's balance: the sum of its ledger entries.
@@ -173,6 +175,14 @@ pub const DEMO_TENANTS: &[DemoTenant] = &[
     ("acme", "Acme Corp (demo)", "starter", &[("acme-main", 14_500_000_000), ("acme-staging", 2_000_000_000)]),
     ("globex", "Globex (demo)", "pro", &[("globex-prod", 250_000_000_000)]),
     ("initech", "Initech (demo)", "starter", &[("initech-ledger", 3_000_000_000)]),
+];
+
+/// Demo API keys: (id, tenant, name, expiry).
+pub const DEMO_API_KEYS: &[(&str, &str, &str, Option<&str>)] = &[
+    ("key-acme-ci", "acme", "CI (demo)", Some("2025-12-01T00:00:00Z")),
+    ("key-acme-prod", "acme", "production (demo)", Some("2027-01-01T00:00:00Z")),
+    ("key-globex-old", "globex", "old laptop (demo)", Some("2025-12-15T06:30:00Z")),
+    ("key-initech", "initech", "forever (demo)", None),
 ];
 
 /// Demo plans: (id, name, monthly millicredits, included GB, millicredits per GB-day).
@@ -298,8 +308,33 @@ macro_rules! app_db_methods {
                     .await?;
             }
         }
+        for (id, tenant, name, expires_at) in DEMO_API_KEYS {
+            let expires_at = expires_at.map(|t| t.parse::<DateTime<Utc>>().expect("demo expiry is RFC 3339"));
+            sqlx::query("INSERT INTO api_keys (id, tenant_id, name, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(id)
+                .bind(tenant)
+                .bind(name)
+                .bind(expires_at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn delete_expired_api_keys(&self, before: DateTime<Utc>) -> Result<Vec<String>, AppDbError> {
+        let mut tx = self.pool.begin_with($begin).await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM api_keys WHERE expires_at IS NOT NULL AND expires_at < $1 RETURNING id",
+        )
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut ids = ids;
+        ids.sort();
+        Ok(ids)
     }
     fn describe(&self) -> String {
         self.shown.clone()

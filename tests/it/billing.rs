@@ -179,4 +179,66 @@ async fn december_and_january(robo: &Robo, env: &[(String, String)], data: AppDa
         vec![("globex".to_owned(), "overage:globex:2025-12".to_owned(), new_overage, 2)]
     );
     assert_eq!(data.balance("globex").await, 100_000_000 - (30 * globex_day + 150_000) + new_overage);
+
+    // December's usage report: the backfill adds what it needs (December's own allocation, so
+    // November's bills and hours), and its numbers are December's, from the bills and the two
+    // allocations that concern it.
+    run(robo, &["backfill", "+usage_report", "--from", "2025-12", "--to", "2025-12"], env).await;
+    let globex_storage = 30 * globex_day + 150_000;
+    let batch = read(&outputs.join("usage_report/2025-12.parquet"));
+    let col =
+        |name: &str| -> Vec<i64> { batch.column_by_name(name).unwrap().as_primitive::<Int64Type>().values().to_vec() };
+    assert_eq!(col("days_billed"), [31, 31, 31]);
+    assert_eq!(col("storage_millicredits"), [31 * acme_day, globex_storage, 0]);
+    assert_eq!(col("allocated_millicredits"), [10_000_000, 100_000_000, 10_000_000]);
+    assert_eq!(col("overage_millicredits"), [0, new_overage, 0]);
+    assert_eq!(col("excess_milli_gb_days"), [31 * 6_500, (30 * 4_900 + 150) * 1_000, 0]);
+    assert_eq!(col("net_millicredits"), [10_000_000 - 31 * acme_day, 0, 10_000_000]);
+    let csv = std::fs::read_to_string(outputs.join("usage_report/2025-12/globex.csv")).unwrap();
+    assert_eq!(
+        csv,
+        "month,tenant_id,days_billed,excess_gb_days,storage_credits,allocated_credits,overage_credits,net_credits\n\
+         2025-12,globex,31,147150.000,147150.000,100000.000,47150.000,0.000\n"
+    );
+}
+
+fn read(path: &std::path::Path) -> arrow_array::RecordBatch {
+    ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn api_key_cleanup_deletes_exactly_the_keys_expired_before_the_hour_ends() {
+    let robo = Robo::new();
+    // Demo keys: acme CI expired 2025-12-01, globex's old laptop at 2025-12-15T06:30, acme prod
+    // expires in 2027, initech's never.
+    let out = robo.ok(&["materialize", "api_key_cleanup", "-p", "2025-12-15T05:00"]);
+    assert!(out.stdout.contains("succeeded: 1 step"), "{}", out.stdout);
+    let keys = |robo: &Robo| {
+        let path = robo.home().join("app.db");
+        async move {
+            let mut db = crate::common::connect(&path).await;
+            sqlx::query_scalar::<_, String>("SELECT id FROM api_keys ORDER BY id").fetch_all(&mut db).await.unwrap()
+        }
+    };
+    assert_eq!(
+        keys(&robo).await,
+        ["key-acme-prod", "key-globex-old", "key-initech"],
+        "05:00-06:00 removes only the CI key"
+    );
+    robo.ok(&["materialize", "api_key_cleanup", "-p", "2025-12-15T06:00"]);
+    assert_eq!(keys(&robo).await, ["key-acme-prod", "key-initech"], "06:30 is before the end of 06:00-07:00");
+    robo.ok(&["materialize", "api_key_cleanup", "--from", "2025-12-15T07:00", "--to", "2025-12-31T23:00"]);
+    assert_eq!(keys(&robo).await, ["key-acme-prod", "key-initech"]);
+
+    let history = robo.ok(&["history", "api_key_cleanup", "-p", "2025-12-15T06:00", "--json"]);
+    let h: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(h[0]["metadata"]["deleted"], 1);
+    assert_eq!(h[0]["metadata"]["deleted_keys"], serde_json::json!(["key-globex-old"]));
+    assert_eq!(h[0]["metadata"]["expired_before"], "2025-12-15T07:00:00+00:00");
 }

@@ -183,10 +183,11 @@ async fn inspection_commands_show_what_was_materialized() {
     robo_snapshot!(robo, "status_range", status.stdout);
     let status = robo.ok(&["status", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    assert_eq!(json[0]["asset"], "usage_snapshot");
-    assert_eq!(json[0]["counts"]["materialized"], 24);
-    assert_eq!(json[1]["counts"]["materialized"], 1);
-    assert_eq!(json[1]["counts"]["partitions"], 379);
+    let of = |asset: &str| json.as_array().unwrap().iter().find(|a| a["asset"] == asset).unwrap().clone();
+    assert_eq!(of("usage_snapshot")["counts"]["materialized"], 24);
+    assert_eq!(of("storage_bill")["counts"]["materialized"], 1);
+    assert_eq!(of("storage_bill")["counts"]["partitions"], 379);
+    assert_eq!(of("api_key_cleanup")["counts"]["materialized"], 0);
 
     let lineage = robo.ok(&["lineage", "storage_bill", "--partition", DAY]);
     assert_eq!(lineage.stdout.lines().filter(|l| l.contains("2025-12-15T") && l.contains("data ")).count(), 24);
