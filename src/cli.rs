@@ -59,6 +59,8 @@ pub enum Command {
     /// Demo data: `demo seed` creates the labeled demo tenants, plans, subscriptions and graphs
     /// in the app database (`DATABASE_URL`) if it has no tenants yet.
     Demo(DemoArgs),
+    /// Show asset check results (e.g. credit_health's ledger checks), newest first.
+    Checks(HistoryArgs),
 }
 
 #[derive(Debug, Args)]

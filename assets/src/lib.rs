@@ -6,6 +6,7 @@
 mod api_key_cleanup;
 pub mod billing;
 mod credit_allocation;
+mod credit_health;
 mod storage_bill;
 mod usage_report;
 mod usage_snapshot;
@@ -30,6 +31,7 @@ pub fn definitions() -> Result<Definitions, DefinitionsError> {
         credit_allocation::definition(),
         usage_report::definition(),
         api_key_cleanup::definition(),
+        credit_health::definition(),
     ])
 }
 

@@ -88,6 +88,40 @@ pub struct Output {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// A user-provided data version, used only when there is no table.
     pub data_version: Option<String>,
+    /// Asset check verdicts on this output; a failed `Error` check fails the step.
+    pub checks: Vec<CheckResult>,
+}
+
+/// How much a failed asset check matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Recorded and shown; the materialization stands.
+    Warn,
+    /// Recorded; the step fails, so nothing downstream reads the data.
+    Error,
+}
+
+impl Severity {
+    /// `warn` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warn => "warn",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// One asset check's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    /// The check's name.
+    pub name: String,
+    /// What a failure means.
+    pub severity: Severity,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What it found (for a failure: what is wrong, with the numbers).
+    pub message: String,
 }
 
 impl Output {
@@ -99,6 +133,12 @@ impl Output {
     /// An output with no table; its data version is the hash of its metadata unless set.
     pub fn none() -> Output {
         Output::default()
+    }
+
+    /// Adds one asset check verdict.
+    pub fn with_check(mut self, name: &str, severity: Severity, passed: bool, message: impl Into<String>) -> Output {
+        self.checks.push(CheckResult { name: name.to_owned(), severity, passed, message: message.into() });
+        self
     }
 
     /// Adds one metadata entry.

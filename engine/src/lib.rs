@@ -20,7 +20,7 @@ pub mod selection;
 pub mod worker;
 
 pub use context::{AssetContext, Clock, FixedClock, Inputs, ResourceError, Resources, SystemClock};
-pub use definition::{AssetDef, AssetDep, AssetError, AssetKey, Definitions, Output, asset};
+pub use definition::{AssetDef, AssetDep, AssetError, AssetKey, CheckResult, Definitions, Output, Severity, asset};
 pub use exec::{ExecEvent, Executor, NoObserver, Observer, RunConfig, RunOutcome, StepOutcome, StepStatus};
 pub use graph::{AssetGraph, AssetId, DefinitionsError, LookupError};
 pub use io::{IoError, IoManager, StoredOutput};

@@ -384,7 +384,9 @@ async fn try_execute(
     };
     let work = async {
         let output = (def.compute)(context).await.map_err(|e| e.to_string())?;
-        let stored = match &output.table {
+        // Data that fails an error check is never written: the previous output stays in place.
+        let blocked = output.checks.iter().any(|c| !c.passed && c.severity == crate::Severity::Error);
+        let stored = match output.table.as_ref().filter(|_| !blocked) {
             Some(table) => Some(
                 exec.io
                     .store(&def.key, &claim.partition_key, table)
@@ -405,6 +407,38 @@ async fn try_execute(
         Err(_) if token.is_cancelled() => return Ok(Finished::Canceled),
         Err(error) => return Ok(Finished::Failed { error, retryable: true }),
     };
+    if !output.checks.is_empty() {
+        let now = exec.clock.now();
+        let results: Vec<lineage::NewCheckResult> = output
+            .checks
+            .iter()
+            .map(|c| lineage::NewCheckResult {
+                asset_key: def.key.to_string(),
+                partition_key: claim.partition_key.clone(),
+                run_id: claim.run_id,
+                check_name: c.name.clone(),
+                severity: c.severity.as_str().to_owned(),
+                passed: c.passed,
+                message: c.message.clone(),
+                created_at: now,
+            })
+            .collect();
+        exec.store.record_check_results(&results).await?;
+        let failed: Vec<String> = output
+            .checks
+            .iter()
+            .filter(|c| !c.passed && c.severity == crate::Severity::Error)
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect();
+        if !failed.is_empty() {
+            // Data that fails an error check is not recorded as a materialization: nothing
+            // downstream may read it.
+            return Ok(Finished::Failed {
+                error: format!("asset check failed: {}", failed.join("; ")),
+                retryable: false,
+            });
+        }
+    }
     let input_versions: Vec<InputVersion> = inputs.versions().cloned().collect();
     let inputs_hash = inputs_hash(&input_versions);
     let data_version = match (&stored, &output.data_version) {

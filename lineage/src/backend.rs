@@ -248,6 +248,44 @@ impl $crate::store::LineageStore for $store {
         rows.into_iter().map(MaterializationRow::into_record).collect()
     }
 
+    async fn record_check_results(&self, results: &[NewCheckResult]) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.$begin().await?;
+        for chunk in results.chunks($crate::writes::ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO asset_check_results (asset_key, partition_key, run_id, check_name, severity, passed, message, created_at) ",
+            );
+            q.push_values(chunk, |mut row, r| {
+                row.push_bind(&r.asset_key)
+                    .push_bind(&r.partition_key)
+                    .push_bind(r.run_id.to_string())
+                    .push_bind(&r.check_name)
+                    .push_bind(&r.severity)
+                    .push_bind(r.passed)
+                    .push_bind(&r.message)
+                    .push_bind(r.created_at);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn check_results(&self, asset_key: &str, partition_key: Option<&str>, limit: i64) -> Result<Vec<CheckResultRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT id, asset_key, partition_key, run_id, check_name, severity, passed, message, created_at \
+             FROM asset_check_results WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2) \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(asset_key)
+        .bind(partition_key)
+        .bind(limit)
+        .fetch_all(&self.$pool)
+        .await?)
+    }
+
     async fn create_backfill(&self, backfill: &NewBackfill) -> Result<()> {
         let mut tx = self.$begin().await?;
         let run = &backfill.run;

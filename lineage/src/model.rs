@@ -685,3 +685,47 @@ pub struct BackfillRecord {
     /// When its run ended.
     pub finished_at: Option<DateTime<Utc>>,
 }
+
+/// The verdict of one asset check on one partition, to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewCheckResult {
+    /// The asset.
+    pub asset_key: String,
+    /// The partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// The run that evaluated it.
+    pub run_id: RunId,
+    /// The check's name.
+    pub check_name: String,
+    /// `warn` or `error` (an error that fails blocks downstream).
+    pub severity: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What it found.
+    pub message: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A recorded check result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct CheckResultRecord {
+    /// Its id (increasing).
+    pub id: i64,
+    /// The asset.
+    pub asset_key: String,
+    /// The partition.
+    pub partition_key: String,
+    /// The run.
+    pub run_id: String,
+    /// The check's name.
+    pub check_name: String,
+    /// `warn` or `error`.
+    pub severity: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What it found.
+    pub message: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}

@@ -77,6 +77,17 @@ pub trait LineageStore: RequestQueue + Send + Sync + 'static {
     /// Materializations that read materialization `id` as an input, oldest first (impact).
     async fn readers_of(&self, id: MaterializationId) -> Result<Vec<MaterializationRecord>>;
 
+    /// Records asset check results.
+    async fn record_check_results(&self, results: &[NewCheckResult]) -> Result<()>;
+
+    /// Check results of an asset (one partition when given), newest first.
+    async fn check_results(
+        &self,
+        asset_key: &str,
+        partition_key: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CheckResultRecord>>;
+
     /// Creates a backfill and its (queued) run in one transaction; its cells are submitted
     /// separately as requests of that run.
     async fn create_backfill(&self, backfill: &NewBackfill) -> Result<()>;

@@ -640,6 +640,35 @@ async fn a_backfill_is_stored_with_its_run_and_its_cells_reopen(store: &dyn Line
     assert_eq!(store.backfills(Some(id), 1).await.unwrap()[0].status, RunStatus::Canceled);
 }
 
+async fn check_results_are_stored_and_read_newest_first(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    let result = |partition: &str, name: &str, passed: bool| NewCheckResult {
+        asset_key: "credit_health".into(),
+        partition_key: partition.into(),
+        run_id,
+        check_name: name.into(),
+        severity: "error".into(),
+        passed,
+        message: format!("{name} on {partition}"),
+        created_at: t(5),
+    };
+    store
+        .record_check_results(&[
+            result("w1", "balance", true),
+            result("w1", "duplicates", true),
+            result("w2", "balance", false),
+        ])
+        .await
+        .unwrap();
+    let all = store.check_results("credit_health", None, 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!((all[0].partition_key.as_str(), all[0].passed), ("w2", false), "newest first");
+    let w1 = store.check_results("credit_health", Some("w1"), 10).await.unwrap();
+    assert_eq!(w1.iter().map(|r| r.check_name.as_str()).collect::<Vec<_>>(), ["duplicates", "balance"]);
+    assert_eq!(w1[0].run_id, run_id.to_string());
+    assert!(store.check_results("other", None, 10).await.unwrap().is_empty());
+}
+
 macro_rules! lineage_store_tests {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -684,6 +713,7 @@ lineage_store_tests!(
     pool_limits_hold_across_workers,
     heartbeats_extend_only_the_workers_own_leases,
     a_backfill_is_stored_with_its_run_and_its_cells_reopen,
+    check_results_are_stored_and_read_newest_first,
 );
 
 #[test]

@@ -68,6 +68,19 @@ pub struct LedgerEntry {
     pub description: String,
 }
 
+/// Findings of the ledger health checks (empty = healthy).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerHealth {
+    /// (tenant, stored balance, ledger sum) where they differ.
+    pub balance_mismatches: Vec<(String, i64, i64)>,
+    /// (tenant, kind, period, entries) where one kind has several entries for one period.
+    pub duplicate_entries: Vec<(String, String, String, i64)>,
+    /// (tenant, subscription) active without an allocation entry for the month.
+    pub unallocated: Vec<(String, String)>,
+    /// Tenants looked at.
+    pub tenants: i64,
+}
+
 /// A stored ledger entry.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct LedgerRow {
@@ -118,6 +131,10 @@ pub trait AppDb: Send + Sync + 'static {
         entries: &[LedgerEntry],
         now: DateTime<Utc>,
     ) -> Result<LedgerWrite, AppDbError>;
+    /// What `credit_health` checks, for `month` (`2025-12`): stored balances that differ from
+    /// their ledger's sum, two entries of one kind for one tenant and period, and active
+    /// subscriptions without their allocation for the month.
+    async fn ledger_health(&self, month: &str) -> Result<LedgerHealth, AppDbError>;
     /// Deletes the API keys that expired before `before`; returns their ids, sorted.
     async fn delete_expired_api_keys(&self, before: DateTime<Utc>) -> Result<Vec<String>, AppDbError>;
     /// Ledger entries, optionally of one tenant, ordered by tenant and key.
@@ -257,6 +274,14 @@ macro_rules! app_db_methods {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "UPDATE tenants SET balance_millicredits = balance_millicredits + $2 \
+             WHERE id = (SELECT tenant_id FROM credit_ledger WHERE id = $1)",
+        )
+        .bind(id)
+        .bind(new_amount - old_amount)
+        .execute(&mut *tx)
+        .await?;
         Ok(())
     }
         }
@@ -321,6 +346,33 @@ macro_rules! app_db_methods {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn ledger_health(&self, month: &str) -> Result<LedgerHealth, AppDbError> {
+        let balance_mismatches: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT t.id, t.balance_millicredits, CAST(coalesce(sum(l.amount_millicredits), 0) AS BIGINT) \
+             FROM tenants t LEFT JOIN credit_ledger l ON l.tenant_id = t.id \
+             GROUP BY t.id, t.balance_millicredits \
+             HAVING t.balance_millicredits <> CAST(coalesce(sum(l.amount_millicredits), 0) AS BIGINT) ORDER BY t.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let duplicate_entries: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT tenant_id, kind, period, count(*) FROM credit_ledger \
+             GROUP BY tenant_id, kind, period HAVING count(*) > 1 ORDER BY tenant_id, kind, period",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let unallocated: Vec<(String, String)> = sqlx::query_as(
+            "SELECT s.tenant_id, s.id FROM subscriptions s WHERE s.status = 'active' AND NOT EXISTS ( \
+                 SELECT 1 FROM credit_ledger l WHERE l.tenant_id = s.tenant_id AND l.kind = 'allocation' AND l.period = $1) \
+             ORDER BY s.tenant_id, s.id",
+        )
+        .bind(month)
+        .fetch_all(&self.pool)
+        .await?;
+        let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&self.pool).await?;
+        Ok(LedgerHealth { balance_mismatches, duplicate_entries, unallocated, tenants })
     }
 
     async fn delete_expired_api_keys(&self, before: DateTime<Utc>) -> Result<Vec<String>, AppDbError> {
@@ -393,6 +445,11 @@ macro_rules! app_db_methods {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                    sqlx::query("UPDATE tenants SET balance_millicredits = balance_millicredits + $2 WHERE id = $1")
+                        .bind(&e.tenant_id)
+                        .bind(e.amount_millicredits)
+                        .execute(&mut *tx)
+                        .await?;
                     out.inserted += 1;
                 }
                 Some((_, amount, _)) if amount == e.amount_millicredits => out.unchanged += 1,

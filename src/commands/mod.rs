@@ -35,6 +35,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Worker(args) => worker::worker(&app, &args).await,
         Command::Requests(args) => requests::requests(&app, &args).await,
         Command::Backfill(args) => backfill::backfill(&app, &args).await,
+        Command::Checks(args) => {
+            let asset = lookup(&app, &args.asset)?;
+            let key = app.defs.graph().asset(asset).key.to_string();
+            let results = app.store.check_results(&key, args.partition.as_deref(), args.limit).await?;
+            if args.json {
+                print_json(&results)?;
+            } else if results.is_empty() {
+                println!("{key} has no check results");
+            } else {
+                println!(
+                    "{:<10} {:<24} {:<8} {:<6} {:<20} MESSAGE",
+                    "PARTITION", "CHECK", "SEVERITY", "PASSED", "WHEN"
+                );
+                for r in &results {
+                    println!(
+                        "{:<10} {:<24} {:<8} {:<6} {:<20} {}",
+                        show_key(&r.partition_key),
+                        r.check_name,
+                        r.severity,
+                        if r.passed { "yes" } else { "NO" },
+                        r.created_at.format("%Y-%m-%d %H:%M:%S"),
+                        r.message
+                    );
+                }
+            }
+            Ok(ExitStatus::Success)
+        }
         Command::Demo(crate::cli::DemoArgs { command: crate::cli::DemoCommand::Seed }) => {
             let app_db = app.app_db().await?;
             if app.seed_demo(&*app_db, &app.dev_graphs()).await? {

@@ -242,3 +242,61 @@ async fn api_key_cleanup_deletes_exactly_the_keys_expired_before_the_hour_ends()
     assert_eq!(h[0]["metadata"]["deleted_keys"], serde_json::json!(["key-globex-old"]));
     assert_eq!(h[0]["metadata"]["expired_before"], "2025-12-15T07:00:00+00:00");
 }
+
+#[tokio::test]
+async fn credit_health_passes_on_a_sound_ledger_and_catches_a_corrupted_one() {
+    use sqlx::ConnectOptions;
+    let robo = Robo::new();
+    robo.ok(&["backfill", "+credit_allocation", "--from", "2026-01", "--to", "2026-01"]);
+    let ok = robo.ok(&["materialize", "credit_health", "-p", "2026-01-05"]);
+    assert!(ok.stdout.contains("succeeded: 1 step"), "{}", ok.stdout);
+    let checks = robo.ok(&["checks", "credit_health", "--json"]);
+    let results: serde_json::Value = serde_json::from_str(&checks.stdout).unwrap();
+    assert_eq!(results.as_array().unwrap().len(), 3);
+    assert!(results.as_array().unwrap().iter().all(|r| r["passed"] == true), "{results}");
+
+    // Corrupt the ledger behind the engine's back: acme's stored balance drifts, and globex gets
+    // a second charge for one day under another key.
+    let mut db =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(robo.home().join("app.db")).connect().await.unwrap();
+    sqlx::query("UPDATE tenants SET balance_millicredits = balance_millicredits + 1 WHERE id = 'acme'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO credit_ledger (tenant_id, idempotency_key, kind, period, amount_millicredits, description, \
+         revision, created_at, updated_at) VALUES ('globex', 'manual-fix-42', 'storage_charge', '2025-12-24', -5, 'oops', 1, '2026-01-01', '2026-01-01')",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE tenants SET balance_millicredits = balance_millicredits - 5 WHERE id = 'globex'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    // initech's allocation for January disappears.
+    sqlx::query(
+        "UPDATE credit_ledger SET kind = 'adjustment' WHERE idempotency_key = 'credit_allocation:initech:2026-01'",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    drop(db);
+
+    let bad = robo.run(&["materialize", "credit_health", "-p", "2026-01-05"]);
+    assert_eq!(bad.code, 1, "{}", bad.stdout);
+    assert!(bad.stdout.contains("asset check failed: balance_equals_ledger: acme: stored"), "{}", bad.stdout);
+    assert!(
+        bad.stdout.contains("no_duplicate_entries: globex: 2 storage_charge entries for 2025-12-24"),
+        "{}",
+        bad.stdout
+    );
+    let checks = robo.ok(&["checks", "credit_health", "-p", "2026-01-05", "--limit", "3"]);
+    assert!(checks.stdout.contains("subscriptions_allocated  warn     NO"), "{}", checks.stdout);
+    assert!(checks.stdout.contains("initech (sub-initech) has no allocation for 2026-01"), "{}", checks.stdout);
+    assert!(checks.stdout.contains("balance_equals_ledger    error    NO"), "{}", checks.stdout);
+    // The failed check left the partition failed, its last good materialization intact.
+    let status = robo.ok(&["status", "credit_health", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(json[0]["counts"]["failed"], 1, "{json}");
+}

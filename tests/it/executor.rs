@@ -232,3 +232,47 @@ async fn a_panicking_asset_fails_its_step_not_the_run() {
     );
     assert_eq!(h.count("SELECT count(*) FROM materializations").await, 2);
 }
+
+#[tokio::test]
+async fn a_failed_error_check_blocks_downstream_and_a_failed_warn_check_does_not() {
+    use engine::Severity;
+    let assets = vec![
+        asset("ledger").partitions(PartitionsDef::daily("2025-01-01")).compute(|ctx| async move {
+            let bad_day = ctx.partition_key == "2025-12-02";
+            Ok(table(&ctx)
+                .with_check("sums_match", Severity::Error, !bad_day, if bad_day { "off by 5" } else { "ok" })
+                .with_check("looks_recent", Severity::Warn, false, "last entry is 3 days old"))
+        }),
+        asset("report")
+            .partitions(PartitionsDef::daily("2025-01-01"))
+            .dep("ledger")
+            .compute(|ctx| async move { Ok(table(&ctx)) }),
+    ];
+    let h = harness(assets).await;
+    let plan = h.plan("ledger+", PartitionSpec::Range("2025-12-01".into(), "2025-12-02".into()));
+    let outcome = h.run(&plan, 2, CancellationToken::new()).await;
+    assert_eq!(outcome.status, RunStatus::Failed);
+    let status_of = |asset: &str, key: &str| {
+        outcome.steps.iter().find(|s| s.asset.as_str() == asset && s.partition_key == key).unwrap().status.clone()
+    };
+    assert!(
+        matches!(status_of("ledger", "2025-12-01"), StepStatus::Succeeded { .. }),
+        "a failed warn check does not fail"
+    );
+    assert!(matches!(status_of("report", "2025-12-01"), StepStatus::Succeeded { .. }));
+    match status_of("ledger", "2025-12-02") {
+        StepStatus::Failed { error, .. } => assert_eq!(error, "asset check failed: sums_match: off by 5"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(status_of("report", "2025-12-02"), StepStatus::Skipped { .. }), "nothing reads the bad day");
+    // Every verdict is stored, and the bad day's data was never written.
+    let results = h.store.check_results("ledger", Some("2025-12-02"), 10).await.unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(
+        results
+            .iter()
+            .any(|r| r.check_name == "sums_match" && !r.passed && r.severity == "error" && r.message == "off by 5")
+    );
+    assert_eq!(h.count("SELECT count(*) FROM materializations WHERE partition_key = '2025-12-02'").await, 0);
+    assert!(!h._dir.path().join("storage/ledger/2025-12-02.parquet").exists());
+}
