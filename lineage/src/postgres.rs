@@ -74,7 +74,7 @@ impl PgStore {
     }
 }
 
-crate::queue::queue_methods!(PgStore, pool, begin_write, begin_claim, " FOR UPDATE SKIP LOCKED", " FOR UPDATE");
+crate::queue::queue_methods!(PgStore, pool, begin_write, begin_claim, " FOR UPDATE SKIP LOCKED", " FOR NO KEY UPDATE");
 
 crate::writes::write_fns!(sqlx::PgConnection, "::jsonb");
 

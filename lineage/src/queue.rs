@@ -108,7 +108,24 @@ pub(crate) const RECOMPUTE_WAITING: &str = "UPDATE materialization_requests SET 
          finished_at = NULL \
      WHERE id IN (";
 
-/// Ends run `$1` when none of its requests is waiting or running.
+/// Ends a run when none of its requests is waiting or running: first locks the run's row, then
+/// looks. Without the lock, two workers completing a run's last two requests at once (on
+/// PostgreSQL, each statement seeing only committed rows) each saw the other's request still
+/// running, and the run stayed `running` forever with every request succeeded; with it, the
+/// second one to lock starts its check after the first committed, and finishes the run.
+macro_rules! finish_run {
+    ($tx:ident, $run:expr, $now:expr, $lock:literal) => {{
+        let run = $run;
+        let _: Option<String> = sqlx::query_scalar(concat!("SELECT id FROM runs WHERE id = $1", $lock))
+            .bind(&run)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        sqlx::query($crate::queue::FINISH_RUN).bind(&run).bind($now).execute(&mut *$tx).await?;
+    }};
+}
+pub(crate) use finish_run;
+
+/// Ends run `$1` when none of its requests is waiting or running (after `finish_run!`'s lock).
 pub(crate) const FINISH_RUN: &str = "UPDATE runs SET \
          status = CASE \
              WHEN EXISTS (SELECT 1 FROM materialization_requests WHERE run_id = $1 AND state = 'canceled') THEN 'canceled' \
@@ -126,7 +143,8 @@ pub(crate) const COMPLETIONS_PER_STATEMENT: usize = 500;
 ///
 /// `$pool`: the field reads go through; `$begin`: a method starting a write transaction;
 /// `$skip`: the row-locking suffix for queue rows (`FOR UPDATE SKIP LOCKED`); `$lock`: for pool
-/// rows, which must be waited for (`FOR UPDATE`).
+/// rows and a run's row, which must be waited for (`FOR NO KEY UPDATE`: it does not conflict with
+/// the key-share locks that foreign-key checks of new materializations take on the run's row).
 macro_rules! queue_methods {
     ($store:ty, $pool:ident, $begin:ident, $begin_claim:ident, $skip:literal, $lock:literal) => {
     #[async_trait::async_trait]
@@ -422,7 +440,7 @@ macro_rules! queue_methods {
                 q.build().execute(&mut *tx).await?;
             }
             for run in runs {
-                sqlx::query($crate::queue::FINISH_RUN).bind(run).bind(now).execute(&mut *tx).await?;
+                $crate::queue::finish_run!(tx, run, now, $lock);
             }
             tx.commit().await?;
             Ok(results)
@@ -460,7 +478,7 @@ macro_rules! queue_methods {
             };
             if state == "failed" {
                 sqlx::query($crate::queue::CASCADE_UPSTREAM_FAILED).bind(id.to_string()).bind(now).execute(&mut *tx).await?;
-                sqlx::query($crate::queue::FINISH_RUN).bind(run).bind(now).execute(&mut *tx).await?;
+                $crate::queue::finish_run!(tx, run, now, $lock);
             }
             tx.commit().await?;
             Ok(true)
@@ -483,7 +501,7 @@ macro_rules! queue_methods {
                 return Ok(false);
             };
             sqlx::query($crate::queue::CASCADE_UPSTREAM_FAILED).bind(id.to_string()).bind(now).execute(&mut *tx).await?;
-            sqlx::query($crate::queue::FINISH_RUN).bind(run).bind(now).execute(&mut *tx).await?;
+            $crate::queue::finish_run!(tx, run, now, $lock);
             tx.commit().await?;
             Ok(true)
         }
@@ -520,7 +538,7 @@ macro_rules! queue_methods {
                 .await?;
                 if !retry {
                     sqlx::query($crate::queue::CASCADE_UPSTREAM_FAILED).bind(&id).bind(now).execute(&mut *tx).await?;
-                    sqlx::query($crate::queue::FINISH_RUN).bind(&run).bind(now).execute(&mut *tx).await?;
+                    $crate::queue::finish_run!(tx, &run, now, $lock);
                 }
                 out.push((
                     $crate::queue::parse_request_id(&id)?,
@@ -571,7 +589,7 @@ macro_rules! queue_methods {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            sqlx::query($crate::queue::FINISH_RUN).bind(run.to_string()).bind(now).execute(&mut *tx).await?;
+            $crate::queue::finish_run!(tx, run.to_string(), now, $lock);
             tx.commit().await?;
             Ok((canceled, asked))
         }
@@ -648,7 +666,7 @@ macro_rules! queue_methods {
                         .execute(&mut *tx)
                         .await?;
                     sqlx::query($crate::queue::CASCADE_UPSTREAM_FAILED).bind(id.to_string()).bind(now).execute(&mut *tx).await?;
-                    sqlx::query($crate::queue::FINISH_RUN).bind(&run).bind(now).execute(&mut *tx).await?;
+                    $crate::queue::finish_run!(tx, &run, now, $lock);
                     RequestState::Canceled
                 }
                 RequestState::Running => {

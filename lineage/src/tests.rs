@@ -669,6 +669,29 @@ async fn check_results_are_stored_and_read_newest_first(store: &dyn LineageStore
     assert!(store.check_results("other", None, 10).await.unwrap().is_empty());
 }
 
+async fn a_run_whose_last_requests_complete_at_once_still_ends(store: &dyn LineageStore) {
+    // Two workers complete a run's last two requests at the same moment, many times over: each
+    // time, one of them must see the other's commit and end the run.
+    for round in 0..25 {
+        let run_id = new_run(store).await;
+        let reqs = [
+            request(run_id, &format!("r{round}:a"), "usage", "a"),
+            request(run_id, &format!("r{round}:b"), "usage", "b"),
+        ];
+        store.submit_requests(&reqs, &[]).await.unwrap();
+        let a = store.claim_requests("worker-a", Some(run_id), 1, t(1), t(61)).await.unwrap().remove(0);
+        let b = store.claim_requests("worker-b", Some(run_id), 1, t(1), t(61)).await.unwrap().remove(0);
+        let (ca, cb) = (completion(&a, "v"), completion(&b, "v"));
+        let (ra, rb) = tokio::join!(
+            store.complete_requests("worker-a", std::slice::from_ref(&ca), t(2)),
+            store.complete_requests("worker-b", std::slice::from_ref(&cb), t(2)),
+        );
+        ra.unwrap();
+        rb.unwrap();
+        assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Succeeded, "round {round}");
+    }
+}
+
 macro_rules! lineage_store_tests {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -714,6 +737,7 @@ lineage_store_tests!(
     heartbeats_extend_only_the_workers_own_leases,
     a_backfill_is_stored_with_its_run_and_its_cells_reopen,
     check_results_are_stored_and_read_newest_first,
+    a_run_whose_last_requests_complete_at_once_still_ends,
 );
 
 #[test]

@@ -74,7 +74,8 @@ async fn materialize_records_lineage_in_postgres_and_never_shows_the_password() 
     }
     assert!(runs[0].stdout.contains(":***@"), "migrate names the store, redacted: {}", runs[0].stdout);
     let status: serde_json::Value = serde_json::from_str(&runs[2].stdout).unwrap();
-    assert_eq!(status[0]["counts"]["materialized"], 24);
+    let usage = status.as_array().unwrap().iter().find(|a| a["asset"] == "usage_snapshot").unwrap();
+    assert_eq!(usage["counts"]["materialized"], 24);
     assert_eq!(runs[3].stdout.lines().filter(|l| l.contains("2025-12-15T") && l.contains("data ")).count(), 24);
     let run_id =
         serde_json::from_str::<serde_json::Value>(&runs[4].stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
@@ -372,7 +373,15 @@ async fn wait_for_success(conn: &mut PgConnection, run_id: &str, within: std::ti
             .await
             .unwrap();
         if status != "queued" && status != "running" {
-            assert_eq!(status, "succeeded");
+            let errors: Vec<(String, String, Option<String>)> = sqlx::query_as(
+                "SELECT partition_key, state, last_error FROM materialization_requests \
+                 WHERE run_id = $1 AND state <> 'succeeded' LIMIT 5",
+            )
+            .bind(run_id)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+            assert_eq!(status, "succeeded", "requests that did not succeed: {errors:?}");
             return;
         }
         assert!(std::time::Instant::now() < deadline, "the workers did not drain run {run_id}");
