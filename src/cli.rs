@@ -61,6 +61,31 @@ pub enum Command {
     Demo(DemoArgs),
     /// Show asset check results (e.g. credit_health's ledger checks), newest first.
     Checks(HistoryArgs),
+    /// List or add the keys of a dynamic partitions definition (e.g. `subscriptions`).
+    Partitions(PartitionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionsArgs {
+    #[command(subcommand)]
+    pub command: PartitionsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartitionsCommand {
+    /// The keys of a dynamic definition, in the order they were added.
+    List {
+        /// The definition's name (see `robo-assets list`).
+        name: String,
+    },
+    /// Add keys to a dynamic definition (keys that exist are left alone).
+    Add {
+        /// The definition's name.
+        name: String,
+        /// The keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

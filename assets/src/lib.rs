@@ -7,6 +7,7 @@ mod api_key_cleanup;
 pub mod billing;
 mod credit_allocation;
 mod credit_health;
+pub mod graph_provisioning;
 mod storage_bill;
 mod usage_report;
 mod usage_snapshot;
@@ -32,6 +33,7 @@ pub fn definitions() -> Result<Definitions, DefinitionsError> {
         usage_report::definition(),
         api_key_cleanup::definition(),
         credit_health::definition(),
+        graph_provisioning::definition(),
     ])
 }
 

@@ -68,6 +68,19 @@ pub struct LedgerEntry {
     pub description: String,
 }
 
+/// A subscription.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Subscription {
+    /// Its id.
+    pub id: String,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The plan.
+    pub plan_id: String,
+    /// `provisioning`, `active` or `canceled`.
+    pub status: String,
+}
+
 /// Findings of the ledger health checks (empty = healthy).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerHealth {
@@ -135,6 +148,13 @@ pub trait AppDb: Send + Sync + 'static {
     /// their ledger's sum, two entries of one kind for one tenant and period, and active
     /// subscriptions without their allocation for the month.
     async fn ledger_health(&self, month: &str) -> Result<LedgerHealth, AppDbError>;
+    /// Subscriptions in `status` (`provisioning`, `active`, `canceled`), ordered by id.
+    async fn subscriptions(&self, status: &str) -> Result<Vec<Subscription>, AppDbError>;
+    /// One subscription.
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>, AppDbError>;
+    /// Records `graph_id` for a provisioning subscription and activates it, in one transaction;
+    /// returns false (changing nothing) when it is not `provisioning`.
+    async fn activate_subscription(&self, id: &str, graph_id: &str, now: DateTime<Utc>) -> Result<bool, AppDbError>;
     /// Deletes the API keys that expired before `before`; returns their ids, sorted.
     async fn delete_expired_api_keys(&self, before: DateTime<Utc>) -> Result<Vec<String>, AppDbError>;
     /// Ledger entries, optionally of one tenant, ordered by tenant and key.
@@ -193,6 +213,9 @@ pub const DEMO_TENANTS: &[DemoTenant] = &[
     ("globex", "Globex (demo)", "pro", &[("globex-prod", 250_000_000_000)]),
     ("initech", "Initech (demo)", "starter", &[("initech-ledger", 3_000_000_000)]),
 ];
+
+/// Demo tenants whose subscription waits for its graph: (tenant id, name, plan id).
+pub const DEMO_PROVISIONING: &[(&str, &str, &str)] = &[("hooli", "Hooli (demo)", "starter")];
 
 /// Demo API keys: (id, tenant, name, expiry).
 pub const DEMO_API_KEYS: &[(&str, &str, &str, Option<&str>)] = &[
@@ -333,6 +356,21 @@ macro_rules! app_db_methods {
                     .await?;
             }
         }
+        for (tenant, name, plan) in DEMO_PROVISIONING {
+            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(tenant)
+                .bind(name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO subscriptions (id, tenant_id, plan_id, status, created_at) VALUES ($1, $2, $3, 'provisioning', $4)")
+                .bind(format!("sub-{tenant}"))
+                .bind(tenant)
+                .bind(plan)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
         for (id, tenant, name, expires_at) in DEMO_API_KEYS {
             let expires_at = expires_at.map(|t| t.parse::<DateTime<Utc>>().expect("demo expiry is RFC 3339"));
             sqlx::query("INSERT INTO api_keys (id, tenant_id, name, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
@@ -373,6 +411,45 @@ macro_rules! app_db_methods {
         .await?;
         let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&self.pool).await?;
         Ok(LedgerHealth { balance_mismatches, duplicate_entries, unallocated, tenants })
+    }
+
+    async fn subscriptions(&self, status: &str) -> Result<Vec<Subscription>, AppDbError> {
+        Ok(sqlx::query_as("SELECT id, tenant_id, plan_id, status FROM subscriptions WHERE status = $1 ORDER BY id")
+            .bind(status)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>, AppDbError> {
+        Ok(sqlx::query_as("SELECT id, tenant_id, plan_id, status FROM subscriptions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn activate_subscription(&self, id: &str, graph_id: &str, now: DateTime<Utc>) -> Result<bool, AppDbError> {
+        let mut tx = self.pool.begin_with($begin).await?;
+        let tenant: Option<String> = sqlx::query_scalar(
+            "UPDATE subscriptions SET status = 'active' WHERE id = $1 AND status = 'provisioning' RETURNING tenant_id",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(tenant) = tenant else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO graphs (id, tenant_id, subscription_id, status, created_at) VALUES ($1, $2, $3, 'active', $4) \
+             ON CONFLICT (id) DO UPDATE SET status = 'active'",
+        )
+        .bind(graph_id)
+        .bind(&tenant)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn delete_expired_api_keys(&self, before: DateTime<Utc>) -> Result<Vec<String>, AppDbError> {

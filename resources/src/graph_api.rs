@@ -215,6 +215,10 @@ impl GraphStorage for GraphApiClient {
         Ok(out)
     }
 
+    async fn create_graph(&self, graph_id: &str, tenant_id: &str) -> Result<bool, GraphStorageError> {
+        Ok(GraphApiClient::create_graph(self, graph_id, tenant_id).await?)
+    }
+
     fn describe(&self) -> String {
         format!("Graph API at {}", self.shown)
     }

@@ -33,6 +33,9 @@ pub trait GraphStorage: Send + Sync + 'static {
     /// The size of each graph, in the order given; `None` for a graph the source does not know
     /// (deleted since the app database listed it).
     async fn storage_bytes(&self, graph_ids: &[String]) -> Result<Vec<Option<u64>>, GraphStorageError>;
+    /// Creates a graph for a tenant; an existing one counts as created. Returns whether this
+    /// call created it.
+    async fn create_graph(&self, graph_id: &str, tenant_id: &str) -> Result<bool, GraphStorageError>;
     /// What the source is; dev sources say so.
     fn describe(&self) -> String;
 }
@@ -110,6 +113,19 @@ impl GraphStorage for DevGraphStorage {
         })
         .await
         .expect("size task does not panic")
+    }
+
+    async fn create_graph(&self, graph_id: &str, _tenant_id: &str) -> Result<bool, GraphStorageError> {
+        let dir = self.root.join(graph_id);
+        if dir.exists() {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(&dir).map_err(|source| GraphStorageError::Io {
+            graph_id: graph_id.to_owned(),
+            source_name: self.describe(),
+            source,
+        })?;
+        Ok(true)
     }
 
     fn describe(&self) -> String {

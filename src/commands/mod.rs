@@ -35,6 +35,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Worker(args) => worker::worker(&app, &args).await,
         Command::Requests(args) => requests::requests(&app, &args).await,
         Command::Backfill(args) => backfill::backfill(&app, &args).await,
+        Command::Partitions(args) => {
+            let declared: std::collections::BTreeSet<&str> = app
+                .defs
+                .graph()
+                .assets()
+                .iter()
+                .filter_map(|a| match &a.partitions {
+                    Some(engine::PartitionsDef::Dynamic { name }) => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let (crate::cli::PartitionsCommand::List { name } | crate::cli::PartitionsCommand::Add { name, .. }) =
+                &args.command;
+            if !declared.contains(name.as_str()) {
+                return Err(user_error(format!(
+                    "no dynamic partitions named {name:?}; declared: {}",
+                    declared.iter().copied().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            if let crate::cli::PartitionsCommand::Add { keys, .. } = &args.command {
+                if let Some(bad) = keys.iter().find(|k| k.is_empty() || k.contains('/') || k.contains("..")) {
+                    return Err(user_error(format!("{bad:?} is not a partition key: no '/', '..' or empty keys")));
+                }
+                let added = app.store.add_dynamic_partitions(name, keys, app.clock.now()).await?;
+                println!("{name}: {added} key{} added", if added == 1 { "" } else { "s" });
+            } else {
+                for key in app.store.dynamic_partitions(name).await? {
+                    println!("{key}");
+                }
+            }
+            Ok(ExitStatus::Success)
+        }
         Command::Checks(args) => {
             let asset = lookup(&app, &args.asset)?;
             let key = app.defs.graph().asset(asset).key.to_string();
