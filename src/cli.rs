@@ -63,6 +63,86 @@ pub enum Command {
     Checks(HistoryArgs),
     /// List or add the keys of a dynamic partitions definition (e.g. `subscriptions`).
     Partitions(PartitionsArgs),
+    /// Evaluate schedules and sensors and request materializations (and, by default, run them
+    /// in this process); Ctrl-C stops cleanly.
+    Daemon(DaemonArgs),
+    /// List schedules with their next tick, or start / stop one.
+    Schedules(InstigatorArgs),
+    /// List sensors with their cursor, start / stop one, or show / set / clear its cursor.
+    Sensors(InstigatorArgs),
+    /// A schedule's or sensor's ticks: what each requested, or why not.
+    Ticks(TicksArgs),
+    /// Replay schedules and sensors over a time range on a virtual clock, against the current
+    /// store, and print what would be requested and why (nothing is written).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Evaluate once at the current time, run what was requested, and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between evaluations.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval_secs: u64,
+    /// Only request; leave the running to `robo-assets worker` processes.
+    #[arg(long)]
+    pub no_worker: bool,
+    /// Steps at once for the in-process worker.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct InstigatorArgs {
+    #[command(subcommand)]
+    pub command: Option<InstigatorCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstigatorCommand {
+    /// List them (the default).
+    List,
+    /// Let the daemon evaluate it.
+    Start {
+        /// Its name.
+        name: String,
+    },
+    /// Stop evaluating it (its ticks stay).
+    Stop {
+        /// Its name.
+        name: String,
+    },
+    /// A sensor's cursor: show it, or set / clear it.
+    Cursor {
+        /// The sensor.
+        name: String,
+        /// A new cursor.
+        #[arg(long, conflicts_with = "clear")]
+        set: Option<String>,
+        /// Forget the cursor (the next evaluation starts over).
+        #[arg(long)]
+        clear: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TicksArgs {
+    /// The schedule or sensor.
+    pub name: String,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Start of the range (RFC 3339, or a date: 2026-01-01 = its midnight UTC), exclusive.
+    #[arg(long)]
+    pub from: String,
+    /// End of the range, inclusive.
+    #[arg(long)]
+    pub to: String,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! the binary binds concrete implementations. Money math lives in [`billing`], pure and exact.
 
 mod api_key_cleanup;
+pub mod automation;
 pub mod billing;
 mod credit_allocation;
 mod credit_health;

@@ -139,7 +139,7 @@ impl CellStates {
         self.cells.get(&asset).and_then(|c| c.get(key))
     }
 
-    fn snapshot(&self) -> LineageSnapshot {
+    pub(crate) fn snapshot(&self) -> LineageSnapshot {
         let mut snapshot = LineageSnapshot::default();
         for (asset, cells) in &self.cells {
             for (key, cell) in cells {

@@ -6,6 +6,7 @@
 //! from an injected [`Clock`].
 #![warn(missing_docs)]
 
+pub mod automation;
 pub mod backfill;
 pub mod context;
 pub mod definition;

@@ -729,3 +729,83 @@ pub struct CheckResultRecord {
     /// When.
     pub created_at: DateTime<Utc>,
 }
+
+/// A schedule or sensor as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct InstigatorState {
+    /// Its name.
+    pub name: String,
+    /// `schedule` or `sensor`.
+    pub kind: String,
+    /// `running` or `stopped`.
+    pub status: String,
+    /// A sensor's cursor.
+    pub cursor: Option<String>,
+    /// When it was first seen (no catch-up before this).
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One evaluation of a schedule or sensor, to commit with its requests in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewTick {
+    /// The schedule or sensor.
+    pub instigator: String,
+    /// The tick's time (a schedule's cron time; a sensor's evaluation time).
+    pub tick_time: DateTime<Utc>,
+    /// `requested`, `skipped` or `failed`.
+    pub status: String,
+    /// What was requested, or why nothing was.
+    pub message: String,
+    /// A sensor's cursor before and after this evaluation (the commit is refused if the stored
+    /// cursor is no longer `before`: another daemon evaluated it meanwhile).
+    pub cursor: Option<(Option<String>, Option<String>)>,
+    /// Dynamic partitions to add: (definition, keys).
+    pub dynamic_partitions: Vec<(String, Vec<String>)>,
+    /// The run of its requests (when there are any).
+    pub run: Option<NewRun>,
+    /// Its requests and their edges.
+    pub requests: Vec<NewRequest>,
+    /// `(upstream index, downstream index)`.
+    pub edges: Vec<(usize, usize)>,
+    /// Now.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What committing a tick did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickCommit {
+    /// Recorded, with this many new requests.
+    Committed {
+        /// Requests created.
+        requests: usize,
+    },
+    /// Another daemon already recorded this tick: nothing was written.
+    AlreadyTicked,
+    /// A sensor's cursor moved since evaluation: nothing was written.
+    CursorMoved,
+}
+
+/// A recorded tick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct TickRecord {
+    /// Its id.
+    pub id: i64,
+    /// The schedule or sensor.
+    pub instigator: String,
+    /// The tick time.
+    pub tick_time: DateTime<Utc>,
+    /// `requested`, `skipped` or `failed`.
+    pub status: String,
+    /// Its run.
+    pub run_id: Option<String>,
+    /// Requests created.
+    pub requests: i64,
+    /// What happened.
+    pub message: String,
+    /// A sensor's cursor after it.
+    pub cursor: Option<String>,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+}

@@ -74,7 +74,15 @@ impl PgStore {
     }
 }
 
-crate::queue::queue_methods!(PgStore, pool, begin_write, begin_claim, " FOR UPDATE SKIP LOCKED", " FOR NO KEY UPDATE");
+crate::queue::queue_methods!(
+    PgStore,
+    sqlx::PgConnection,
+    pool,
+    begin_write,
+    begin_claim,
+    " FOR UPDATE SKIP LOCKED",
+    " FOR NO KEY UPDATE"
+);
 
 crate::writes::write_fns!(sqlx::PgConnection, "::jsonb");
 

@@ -146,11 +146,11 @@ pub(crate) const COMPLETIONS_PER_STATEMENT: usize = 500;
 /// rows and a run's row, which must be waited for (`FOR NO KEY UPDATE`: it does not conflict with
 /// the key-share locks that foreign-key checks of new materializations take on the run's row).
 macro_rules! queue_methods {
-    ($store:ty, $pool:ident, $begin:ident, $begin_claim:ident, $skip:literal, $lock:literal) => {
-    #[async_trait::async_trait]
-    impl $crate::store::RequestQueue for $store {
-        async fn submit_requests(&self, requests: &[NewRequest], edges: &[(usize, usize)]) -> Result<Vec<SubmitOutcome>> {
-            let mut tx = self.$begin().await?;
+    ($store:ty, $conn:ty, $pool:ident, $begin:ident, $begin_claim:ident, $skip:literal, $lock:literal) => {
+
+    /// Inserts requests (multi-row; a known idempotency key keeps its first request) and their
+    /// edges inside `tx`, then sets each new downstream's pending count and state.
+    async fn submit_in(tx: &mut $conn, requests: &[NewRequest], edges: &[(usize, usize)]) -> Result<Vec<SubmitOutcome>> {
             // Multi-row statements: a backfill submits thousands of requests at once.
             let mut ids: std::collections::HashMap<String, String> = std::collections::HashMap::new();
             let mut inserted: std::collections::HashSet<String> = std::collections::HashSet::new();
@@ -237,9 +237,152 @@ macro_rules! queue_methods {
                 q.push(")");
                 q.build().execute(&mut *tx).await?;
             }
+        Ok(outcomes)
+    }
+
+    #[async_trait::async_trait]
+    impl $crate::store::RequestQueue for $store {
+        async fn submit_requests(&self, requests: &[NewRequest], edges: &[(usize, usize)]) -> Result<Vec<SubmitOutcome>> {
+            let mut tx = self.$begin().await?;
+            let outcomes = submit_in(&mut tx, requests, edges).await?;
             tx.commit().await?;
             Ok(outcomes)
         }
+
+        async fn ensure_instigators(&self, instigators: &[(String, String)], now: DateTime<Utc>) -> Result<()> {
+            let mut tx = self.$begin().await?;
+            for (name, kind) in instigators {
+                sqlx::query(
+                    "INSERT INTO instigators (name, kind, status, created_at, updated_at) VALUES ($1, $2, 'running', $3, $3) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(kind)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn instigators(&self) -> Result<Vec<InstigatorState>> {
+            Ok(sqlx::query_as("SELECT name, kind, status, cursor, created_at, updated_at FROM instigators ORDER BY name")
+                .fetch_all(&self.$pool)
+                .await?)
+        }
+
+        async fn set_instigator(&self, name: &str, status: Option<&str>, cursor: Option<Option<&str>>, now: DateTime<Utc>) -> Result<bool> {
+            let mut tx = self.$begin().await?;
+            let mut found = false;
+            if let Some(status) = status {
+                found |= sqlx::query("UPDATE instigators SET status = $2, updated_at = $3 WHERE name = $1")
+                    .bind(name)
+                    .bind(status)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0;
+            }
+            if let Some(cursor) = cursor {
+                found |= sqlx::query("UPDATE instigators SET cursor = $2, updated_at = $3 WHERE name = $1")
+                    .bind(name)
+                    .bind(cursor)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0;
+            }
+            tx.commit().await?;
+            Ok(found)
+        }
+
+        async fn commit_tick(&self, tick: &NewTick) -> Result<TickCommit> {
+            let mut tx = self.$begin().await?;
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO ticks (instigator, tick_time, status, message, cursor, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (instigator, tick_time) DO NOTHING RETURNING id",
+            )
+            .bind(&tick.instigator)
+            .bind(tick.tick_time)
+            .bind(&tick.status)
+            .bind(&tick.message)
+            .bind(tick.cursor.as_ref().and_then(|c| c.1.as_deref()))
+            .bind(tick.created_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(id) = id else {
+                return Ok(TickCommit::AlreadyTicked);
+            };
+            if let Some((before, after)) = &tick.cursor {
+                let moved = sqlx::query(
+                    "UPDATE instigators SET cursor = $3, updated_at = $4 WHERE name = $1 AND cursor IS NOT DISTINCT FROM $2",
+                )
+                .bind(&tick.instigator)
+                .bind(before.as_deref())
+                .bind(after.as_deref())
+                .bind(tick.created_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if moved == 0 {
+                    return Ok(TickCommit::CursorMoved);
+                }
+            }
+            for (def, keys) in &tick.dynamic_partitions {
+                for key in keys {
+                    sqlx::query(
+                        "INSERT INTO dynamic_partitions (partitions_def, partition_key, created_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(def)
+                    .bind(key)
+                    .bind(tick.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            let mut created = 0;
+            if let Some(run) = &tick.run {
+                let outcomes = submit_in(&mut tx, &tick.requests, &tick.edges).await?;
+                created = outcomes.iter().filter(|o| o.inserted).count();
+                if created > 0 {
+                    sqlx::query(
+                        "INSERT INTO runs (id, status, trigger, selection, n_steps, tags, created_at) \
+                         VALUES ($1, 'queued', $2, $3, $4, '{}', $5)",
+                    )
+                    .bind(run.id.to_string())
+                    .bind(&run.trigger)
+                    .bind(&run.selection)
+                    .bind(created as i64)
+                    .bind(run.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("UPDATE ticks SET run_id = $2, requests = $3 WHERE id = $1")
+                        .bind(id)
+                        .bind(run.id.to_string())
+                        .bind(created as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(TickCommit::Committed { requests: created })
+        }
+
+        async fn ticks(&self, instigator: &str, limit: i64) -> Result<Vec<TickRecord>> {
+            Ok(sqlx::query_as(
+                "SELECT id, instigator, tick_time, status, run_id, requests, message, cursor, created_at FROM ticks \
+                 WHERE instigator = $1 ORDER BY tick_time DESC, id DESC LIMIT $2",
+            )
+            .bind(instigator)
+            .bind(limit)
+            .fetch_all(&self.$pool)
+            .await?)
+        }
+
 
         async fn claim_requests(
             &self,

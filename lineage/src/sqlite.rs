@@ -86,7 +86,7 @@ impl SqliteStore {
     }
 }
 
-crate::queue::queue_methods!(SqliteStore, pool, begin_write, begin_write, "", "");
+crate::queue::queue_methods!(SqliteStore, sqlx::SqliteConnection, pool, begin_write, begin_write, "", "");
 
 crate::writes::write_fns!(sqlx::SqliteConnection, "");
 

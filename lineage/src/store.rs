@@ -209,6 +209,28 @@ pub trait RequestQueue: Send + Sync {
         limit: i64,
     ) -> Result<Vec<RequestRecord>>;
 
+    /// Registers schedules and sensors (name, kind) not yet known, as running.
+    async fn ensure_instigators(&self, instigators: &[(String, String)], now: DateTime<Utc>) -> Result<()>;
+
+    /// Every known schedule and sensor, by name.
+    async fn instigators(&self) -> Result<Vec<InstigatorState>>;
+
+    /// Sets an instigator's status and/or cursor; false if it is unknown.
+    async fn set_instigator(
+        &self,
+        name: &str,
+        status: Option<&str>,
+        cursor: Option<Option<&str>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Records a tick with its requests, run, dynamic partitions and cursor in one transaction;
+    /// a tick already recorded (by another daemon) or a cursor that moved writes nothing.
+    async fn commit_tick(&self, tick: &NewTick) -> Result<TickCommit>;
+
+    /// An instigator's ticks, newest first.
+    async fn ticks(&self, instigator: &str, limit: i64) -> Result<Vec<TickRecord>>;
+
     /// Sets a pool's slot limit.
     async fn set_pool_limit(&self, pool: &str, slot_limit: i64) -> Result<()>;
 

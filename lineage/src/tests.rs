@@ -692,6 +692,62 @@ async fn a_run_whose_last_requests_complete_at_once_still_ends(store: &dyn Linea
     }
 }
 
+async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn LineageStore) {
+    store
+        .ensure_instigators(&[("bill_daily".into(), "schedule".into()), ("pending".into(), "sensor".into())], t(0))
+        .await
+        .unwrap();
+    let tick = |name: &str, at: i64, key: &str, cursor: Option<(Option<String>, Option<String>)>| {
+        let run_id = RunId::new();
+        NewTick {
+            instigator: name.into(),
+            tick_time: t(at),
+            status: "requested".into(),
+            message: "1 request".into(),
+            cursor,
+            dynamic_partitions: vec![("subscriptions".into(), vec!["sub-1".into()])],
+            run: Some(NewRun {
+                id: run_id,
+                trigger: "schedule".into(),
+                selection: "bill".into(),
+                n_steps: 1,
+                tags: serde_json::json!({}),
+                created_at: t(at),
+            }),
+            requests: vec![request(run_id, key, "bill", "2025-12-15")],
+            edges: vec![],
+            created_at: t(at),
+        }
+    };
+    // Two daemons evaluate the same tick: one records it, the other writes nothing.
+    let first = tick("bill_daily", 100, "sched:bill_daily:100:bill:2025-12-15", None);
+    let second = tick("bill_daily", 100, "sched:bill_daily:100:bill:2025-12-15", None);
+    assert_eq!(store.commit_tick(&first).await.unwrap(), TickCommit::Committed { requests: 1 });
+    assert_eq!(store.commit_tick(&second).await.unwrap(), TickCommit::AlreadyTicked);
+    assert_eq!(store.requests(None, None, 10).await.unwrap().len(), 1);
+    let ticks = store.ticks("bill_daily", 10).await.unwrap();
+    assert_eq!((ticks.len(), ticks[0].requests, ticks[0].status.as_str()), (1, 1, "requested"));
+    assert_eq!(ticks[0].run_id.as_deref(), Some(first.run.as_ref().unwrap().id.to_string().as_str()));
+    assert_eq!(store.run(first.run.as_ref().unwrap().id).await.unwrap().unwrap().trigger, "schedule");
+    assert_eq!(store.dynamic_partitions("subscriptions").await.unwrap(), ["sub-1"]);
+
+    // A sensor's cursor moves with its tick; an evaluation from a stale cursor writes nothing.
+    let s1 = tick("pending", 10, "sensor:pending:sub-1", Some((None, Some("c1".into()))));
+    assert_eq!(store.commit_tick(&s1).await.unwrap(), TickCommit::Committed { requests: 1 });
+    let stale = tick("pending", 11, "sensor:pending:sub-2", Some((None, Some("c2".into()))));
+    assert_eq!(store.commit_tick(&stale).await.unwrap(), TickCommit::CursorMoved);
+    assert!(store.ticks("pending", 10).await.unwrap().len() == 1, "the refused tick left nothing");
+    let next = tick("pending", 12, "sensor:pending:sub-2", Some((Some("c1".into()), Some("c2".into()))));
+    assert_eq!(store.commit_tick(&next).await.unwrap(), TickCommit::Committed { requests: 1 });
+    let states = store.instigators().await.unwrap();
+    let pending = states.iter().find(|s| s.name == "pending").unwrap();
+    assert_eq!((pending.cursor.as_deref(), pending.status.as_str()), (Some("c2"), "running"));
+    assert!(store.set_instigator("pending", Some("stopped"), Some(None), t(13)).await.unwrap());
+    assert!(!store.set_instigator("nope", Some("stopped"), None, t(13)).await.unwrap());
+    let pending = store.instigators().await.unwrap().into_iter().find(|s| s.name == "pending").unwrap();
+    assert_eq!((pending.cursor, pending.status.as_str()), (None, "stopped"));
+}
+
 macro_rules! lineage_store_tests {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -738,6 +794,7 @@ lineage_store_tests!(
     a_backfill_is_stored_with_its_run_and_its_cells_reopen,
     check_results_are_stored_and_read_newest_first,
     a_run_whose_last_requests_complete_at_once_still_ends,
+    a_tick_is_recorded_once_with_its_requests_and_cursor,
 );
 
 #[test]

@@ -1,6 +1,7 @@
 //! One module per verb; each takes its parsed args and the wired [`App`] and returns an
 //! [`ExitStatus`]. Data goes to stdout, everything else to stderr.
 
+mod automation;
 mod backfill;
 mod history;
 mod lineage;
@@ -35,6 +36,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Worker(args) => worker::worker(&app, &args).await,
         Command::Requests(args) => requests::requests(&app, &args).await,
         Command::Backfill(args) => backfill::backfill(&app, &args).await,
+        Command::Daemon(args) => automation::daemon(&app, &args).await,
+        Command::Schedules(args) => automation::instigators(&app, "schedule", &args).await,
+        Command::Sensors(args) => automation::instigators(&app, "sensor", &args).await,
+        Command::Ticks(args) => automation::ticks(&app, &args).await,
+        Command::Simulate(args) => automation::simulate(&app, &args).await,
         Command::Partitions(args) => {
             let declared: std::collections::BTreeSet<&str> = app
                 .defs

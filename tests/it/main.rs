@@ -1,6 +1,7 @@
 //! The one integration-test binary: the CLI as a user runs it, and the executor against the
 //! real lineage store, object store and Parquet files.
 
+mod automation;
 mod backfill;
 mod billing;
 mod cli;

@@ -439,3 +439,51 @@ async fn a_backfill_is_carried_out_by_two_worker_processes() {
     drop(conn);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_database_create_one_set_of_requests_per_tick() {
+    let Some(db) = TestDb::create().await else { return };
+    let robo = Robo::new();
+    let env = |now: &'static str| [("ROBO_ASSETS_LINEAGE_URL", db.url.clone()), ("ROBO_ASSETS_NOW", now.to_owned())];
+    // Registered a day ago, then two daemons wake up at the same moment and catch up.
+    let first = robo.command(&["daemon", "--once", "--no-worker"]).envs(env("2026-01-12T12:00:00Z")).output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let daemons: Vec<_> = (0..2)
+        .map(|_| {
+            robo.command(&["daemon", "--once", "--no-worker"])
+                .envs(env("2026-01-13T12:30:00Z"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for d in daemons {
+        let out = d.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut conn = db.connect().await;
+    let per_tick: Vec<(String, i64)> =
+        sqlx::query_as("SELECT instigator, count(*) FROM ticks GROUP BY instigator, tick_time HAVING count(*) > 1")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert!(per_tick.is_empty(), "a tick recorded twice: {per_tick:?}");
+    let hourly: i64 = sqlx::query_scalar("SELECT count(*) FROM ticks WHERE instigator = 'usage_snapshot_hourly'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(hourly, 24);
+    // Every requested (asset, partition) of the hourly schedule exists once; keys never collide.
+    let (requests, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT idempotency_key) FROM materialization_requests WHERE origin IN ('schedule', 'sensor')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let from_ticks: i64 =
+        sqlx::query_scalar("SELECT CAST(sum(requests) AS BIGINT) FROM ticks").fetch_one(&mut conn).await.unwrap();
+    assert_eq!((requests, distinct), (from_ticks, from_ticks));
+    drop(conn);
+    db.drop_db().await;
+}

@@ -1,0 +1,478 @@
+//! Automation: schedules and sensors that *request* materializations; they never run anything.
+//!
+//! A **schedule** is a cron expression in an IANA time zone naming a selection; each tick
+//! requests, for every selected asset, its latest partition that exists at the tick time (so a
+//! daily 02:00 tick requests yesterday, a monthly tick on the 1st the month that just started for
+//! an asset whose month exists from its first day), plus missing upstream partitions. A
+//! **sensor** is a polling function with a persisted cursor, a minimum interval and a timeout; it
+//! returns requests (with keys) and dynamic partitions to add.
+//!
+//! Every evaluation becomes a tick committed with its requests in one transaction; the tick is
+//! unique per (instigator, tick time), so two daemons on one database create one set of requests
+//! per tick, and a sensor's cursor moves only with its tick. Missed schedule ticks are caught up
+//! after downtime, at most `catch_up` back and never before the schedule was first seen.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use lineage::{NewRun, NewTick, RunId, TickCommit};
+
+use crate::definition::{AssetError, BoxFuture};
+use crate::exec::{Executor, plan_requests};
+use crate::partition::PartitionsContext;
+use crate::plan::{self, PlanOptions};
+use crate::{AssetId, Resources};
+
+/// Why a schedule or sensor definition is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum AutomationError {
+    /// The cron expression does not parse.
+    #[error("schedule {name}: {cron:?} is not a 5-field cron expression: {detail}")]
+    Cron {
+        /// The schedule.
+        name: String,
+        /// The expression.
+        cron: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The time zone is unknown.
+    #[error("schedule {name}: {tz:?} is not an IANA time zone (e.g. America/New_York, UTC)")]
+    TimeZone {
+        /// The schedule.
+        name: String,
+        /// The zone.
+        tz: String,
+    },
+}
+
+/// A schedule.
+#[derive(Clone)]
+pub struct ScheduleDef {
+    /// Its unique name.
+    pub name: String,
+    /// The cron expression, as written.
+    pub cron: String,
+    /// Its time zone.
+    pub tz: Tz,
+    /// What it requests (the selection syntax).
+    pub selection: String,
+    parsed: croner::Cron,
+}
+
+impl std::fmt::Debug for ScheduleDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleDef").field("name", &self.name).field("cron", &self.cron).field("tz", &self.tz).finish()
+    }
+}
+
+/// A schedule: `cron` (5 fields, strictly parsed) in time zone `tz`, requesting `selection`.
+pub fn schedule(name: &str, cron: &str, tz: &str, selection: &str) -> Result<ScheduleDef, AutomationError> {
+    let parsed = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(cron)
+        .map_err(|e| AutomationError::Cron { name: name.to_owned(), cron: cron.to_owned(), detail: e.to_string() })?;
+    let tz: Tz = tz.parse().map_err(|_| AutomationError::TimeZone { name: name.to_owned(), tz: tz.to_owned() })?;
+    Ok(ScheduleDef { name: name.to_owned(), cron: cron.to_owned(), tz, selection: selection.to_owned(), parsed })
+}
+
+impl ScheduleDef {
+    /// Tick times in `(after, until]`, in order, at most `limit`.
+    pub fn ticks_between(&self, after: DateTime<Utc>, until: DateTime<Utc>, limit: usize) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::new();
+        // Iterate in the schedule's zone, passing back the exact value croner returned, so the
+        // two passes of a repeated (fall-back) hour stay apart.
+        let mut cursor = after.with_timezone(&self.tz);
+        while out.len() < limit {
+            let Ok(next) = self.parsed.find_next_occurrence(&cursor, false) else { break };
+            let utc = next.with_timezone(&Utc);
+            if utc > until {
+                break;
+            }
+            out.push(utc);
+            cursor = next;
+        }
+        out
+    }
+
+    /// The first tick after `after`.
+    pub fn next_tick(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.parsed.find_next_occurrence(&after.with_timezone(&self.tz), false).ok().map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// What a sensor evaluation sees.
+#[derive(Clone)]
+pub struct SensorContext {
+    /// The cursor its last committed evaluation left.
+    pub cursor: Option<String>,
+    /// The evaluation time.
+    pub now: DateTime<Utc>,
+    /// Resources by key (the app database, …).
+    pub resources: Resources,
+}
+
+/// A request a sensor makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SensorRequest {
+    /// The asset.
+    pub asset: String,
+    /// The partition.
+    pub partition_key: String,
+    /// Its idempotency key (the same key never requests twice).
+    pub key: String,
+}
+
+/// What a sensor evaluation returns.
+#[derive(Debug, Clone, Default)]
+pub struct SensorResult {
+    /// Requests.
+    pub requests: Vec<SensorRequest>,
+    /// Dynamic partitions to add first: (definition, keys).
+    pub dynamic_partitions: Vec<(String, Vec<String>)>,
+    /// The new cursor.
+    pub cursor: Option<String>,
+    /// Why nothing was requested, for the tick's message.
+    pub skip_reason: Option<String>,
+}
+
+type SensorFn = Arc<dyn Fn(SensorContext) -> BoxFuture<Result<SensorResult, AssetError>> + Send + Sync>;
+
+/// A sensor.
+#[derive(Clone)]
+pub struct SensorDef {
+    /// Its unique name.
+    pub name: String,
+    /// It is evaluated at most this often.
+    pub min_interval: Duration,
+    /// An evaluation taking longer fails its tick.
+    pub timeout: Duration,
+    evaluate: SensorFn,
+}
+
+/// A sensor evaluated at most every `min_interval`, failing after `timeout`.
+pub fn sensor<F, Fut>(name: &str, min_interval: Duration, timeout: Duration, evaluate: F) -> SensorDef
+where
+    F: Fn(SensorContext) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<SensorResult, AssetError>> + Send + 'static,
+{
+    SensorDef { name: name.to_owned(), min_interval, timeout, evaluate: Arc::new(move |ctx| Box::pin(evaluate(ctx))) }
+}
+
+/// Every schedule and sensor of a deployment.
+#[derive(Clone, Default)]
+pub struct Automation {
+    /// Schedules.
+    pub schedules: Vec<ScheduleDef>,
+    /// Sensors.
+    pub sensors: Vec<SensorDef>,
+    /// Missed schedule ticks older than this are not caught up.
+    pub catch_up: Duration,
+}
+
+/// What one tick requested (or why not).
+#[derive(Debug, Clone)]
+pub struct TickReport {
+    /// The schedule or sensor.
+    pub instigator: String,
+    /// The tick time.
+    pub tick_time: DateTime<Utc>,
+    /// `requested`, `skipped` or `failed`.
+    pub status: String,
+    /// What, or why not.
+    pub message: String,
+    /// (asset, partition) requested.
+    pub requests: Vec<(String, String)>,
+    /// What committing did (`None` in a simulation).
+    pub commit: Option<TickCommit>,
+}
+
+/// The requests of one schedule tick, as a tick ready to commit.
+pub async fn schedule_tick(
+    exec: &Executor,
+    sched: &ScheduleDef,
+    tick: DateTime<Utc>,
+) -> Result<(NewTick, Vec<(String, String)>), lineage::Error> {
+    let graph = exec.defs.graph();
+    let now = exec.clock.now();
+    let base = |status: &str, message: String| NewTick {
+        instigator: sched.name.clone(),
+        tick_time: tick,
+        status: status.to_owned(),
+        message,
+        cursor: None,
+        dynamic_partitions: Vec::new(),
+        run: None,
+        requests: Vec::new(),
+        edges: Vec::new(),
+        created_at: now,
+    };
+    let selected = match crate::selection::resolve(graph, &sched.selection) {
+        Ok(s) => s,
+        Err(e) => return Ok((base("failed", e.to_string()), Vec::new())),
+    };
+    let ctx = PartitionsContext { now: tick, dynamic: exec.dynamic.clone() };
+    // Each selected asset's latest partition that exists at the tick.
+    let mut targets: Vec<(AssetId, Vec<String>)> = Vec::new();
+    for &id in &selected {
+        match &graph.asset(id).partitions {
+            None => targets.push((id, vec![String::new()])),
+            Some(p) => {
+                if let Some(last) = p.keys(&ctx).pop() {
+                    targets.push((id, vec![last]));
+                }
+            }
+        }
+    }
+    targets.sort_by_key(|(id, _)| graph.rank(*id));
+    if targets.is_empty() {
+        return Ok((base("skipped", "no partition of the selection exists yet".to_owned()), Vec::new()));
+    }
+    let closure: BTreeSet<AssetId> = graph.upstream_closure(&selected, None);
+    let states = crate::backfill::CellStates::load(&*exec.store, graph, closure).await?;
+    // Missing upstream partitions are requested too: a bill whose hours an outage skipped heals.
+    let plan = match plan::plan(graph, &targets, &states.snapshot(), &ctx, PlanOptions { with_upstream: true }) {
+        Ok(p) => p,
+        Err(e) => return Ok((base("skipped", e.to_string()), Vec::new())),
+    };
+    let run_id = RunId::new();
+    let key = format!("sched:{}:{}", sched.name, tick.to_rfc3339());
+    let (requests, edges) = plan_requests(&exec.defs, &plan, run_id, &key, "schedule", now);
+    let listed: Vec<(String, String)> =
+        requests.iter().map(|r| (r.asset_key.clone(), r.partition_key.clone())).collect();
+    let message = describe(&listed);
+    let mut t = base("requested", message);
+    t.run = Some(NewRun {
+        id: run_id,
+        trigger: "schedule".to_owned(),
+        selection: sched.selection.clone(),
+        n_steps: requests.len() as i64,
+        tags: serde_json::json!({ "schedule": sched.name, "tick": tick.to_rfc3339() }),
+        created_at: now,
+    });
+    t.requests = requests;
+    t.edges = edges;
+    Ok((t, listed))
+}
+
+/// One sensor evaluation (with its timeout), as a tick ready to commit.
+pub async fn sensor_tick(
+    exec: &Executor,
+    sensor: &SensorDef,
+    cursor: Option<String>,
+    now: DateTime<Utc>,
+) -> (NewTick, Vec<(String, String)>) {
+    let ctx = SensorContext { cursor: cursor.clone(), now, resources: exec.resources.clone() };
+    let mut tick = NewTick {
+        instigator: sensor.name.clone(),
+        tick_time: now,
+        status: "skipped".to_owned(),
+        message: String::new(),
+        cursor: None,
+        dynamic_partitions: Vec::new(),
+        run: None,
+        requests: Vec::new(),
+        edges: Vec::new(),
+        created_at: now,
+    };
+    let result = match tokio::time::timeout(sensor.timeout, (sensor.evaluate)(ctx)).await {
+        Err(_) => {
+            tick.status = "failed".to_owned();
+            tick.message = format!("evaluation timed out after {:?}", sensor.timeout);
+            return (tick, Vec::new());
+        }
+        Ok(Err(e)) => {
+            tick.status = "failed".to_owned();
+            tick.message = format!("evaluation failed: {e}");
+            return (tick, Vec::new());
+        }
+        Ok(Ok(r)) => r,
+    };
+    tick.cursor = Some((cursor, result.cursor.clone()));
+    tick.dynamic_partitions = result.dynamic_partitions.clone();
+    let graph = exec.defs.graph();
+    let run_id = RunId::new();
+    let mut listed = Vec::new();
+    for r in &result.requests {
+        let Ok(id) = graph.lookup(&r.asset) else {
+            tick.status = "failed".to_owned();
+            tick.message = format!("requested unknown asset {:?}", r.asset);
+            return (tick, Vec::new());
+        };
+        let def = graph.asset(id);
+        tick.requests.push(lineage::NewRequest {
+            id: lineage::RequestId::new(),
+            idempotency_key: r.key.clone(),
+            run_id,
+            asset_key: def.key.to_string(),
+            partition_key: r.partition_key.clone(),
+            origin: "sensor".to_owned(),
+            pool: def.pool.clone(),
+            priority: graph.rank(id) as i64,
+            max_attempts: def.retry.max_attempts as i64,
+            run_at: Utc::now(),
+            created_at: now,
+        });
+        listed.push((def.key.to_string(), r.partition_key.clone()));
+    }
+    if listed.is_empty() {
+        tick.message = result.skip_reason.clone().unwrap_or_else(|| "nothing to request".to_owned());
+    } else {
+        tick.status = "requested".to_owned();
+        tick.message = describe(&listed);
+        tick.run = Some(NewRun {
+            id: run_id,
+            trigger: "sensor".to_owned(),
+            selection: sensor.name.clone(),
+            n_steps: listed.len() as i64,
+            tags: serde_json::json!({ "sensor": sensor.name }),
+            created_at: now,
+        });
+    }
+    (tick, listed)
+}
+
+/// What a tick requested, downstream first: `storage_bill 2025-12-15; usage_snapshot: 24
+/// partitions (2025-12-15T00:00 .. 2025-12-15T23:00)`.
+fn describe(requests: &[(String, String)]) -> String {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (asset, key) in requests {
+        match groups.iter_mut().find(|(a, _)| a == asset) {
+            Some((_, keys)) => keys.push(key),
+            None => groups.push((asset, vec![key])),
+        }
+    }
+    groups
+        .iter()
+        .rev()
+        .map(|(asset, keys)| match keys.as_slice() {
+            [""] => (*asset).to_owned(),
+            [one] => format!("{asset} {one}"),
+            many => format!("{asset}: {} partitions ({} .. {})", many.len(), many[0], many[many.len() - 1]),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One pass of the daemon at `now`: every running schedule's due ticks (caught up within
+/// `catch_up`, never before it was first seen) and every running sensor whose interval has
+/// passed, each committed with its requests.
+pub async fn run_once(
+    exec: &Executor,
+    automation: &Automation,
+    now: DateTime<Utc>,
+) -> Result<Vec<TickReport>, lineage::Error> {
+    let known: Vec<(String, String)> = automation
+        .schedules
+        .iter()
+        .map(|s| (s.name.clone(), "schedule".to_owned()))
+        .chain(automation.sensors.iter().map(|s| (s.name.clone(), "sensor".to_owned())))
+        .collect();
+    exec.store.ensure_instigators(&known, now).await?;
+    let states = exec.store.instigators().await?;
+    let state_of = |name: &str| states.iter().find(|s| s.name == name);
+    let mut reports = Vec::new();
+    for sched in &automation.schedules {
+        let Some(state) = state_of(&sched.name).filter(|s| s.status == "running") else { continue };
+        let last = exec.store.ticks(&sched.name, 1).await?.first().map(|t| t.tick_time);
+        let floor = now - chrono::Duration::from_std(automation.catch_up).unwrap_or_default();
+        let after = last.unwrap_or(state.created_at).max(floor).max(state.created_at - chrono::Duration::seconds(1));
+        for tick in sched.ticks_between(after, now, 10_000) {
+            let (new_tick, listed) = schedule_tick(exec, sched, tick).await?;
+            let commit = exec.store.commit_tick(&new_tick).await?;
+            reports.push(TickReport {
+                instigator: sched.name.clone(),
+                tick_time: tick,
+                status: new_tick.status,
+                message: new_tick.message,
+                requests: listed,
+                commit: Some(commit),
+            });
+        }
+    }
+    for sensor in &automation.sensors {
+        let Some(state) = state_of(&sensor.name).filter(|s| s.status == "running") else { continue };
+        let last = exec.store.ticks(&sensor.name, 1).await?.first().map(|t| t.tick_time);
+        if last.is_some_and(|l| now - l < chrono::Duration::from_std(sensor.min_interval).unwrap_or_default()) {
+            continue;
+        }
+        let (new_tick, listed) = sensor_tick(exec, sensor, state.cursor.clone(), now).await;
+        let commit = exec.store.commit_tick(&new_tick).await?;
+        reports.push(TickReport {
+            instigator: sensor.name.clone(),
+            tick_time: now,
+            status: new_tick.status,
+            message: new_tick.message,
+            requests: listed,
+            commit: Some(commit),
+        });
+    }
+    Ok(reports)
+}
+
+/// Replays schedules and sensors over `(from, to]` on a virtual clock against the current store,
+/// writing nothing: what would be requested, in order, and why. Sensors are evaluated once per
+/// `min_interval`, their cursor carried in memory.
+pub async fn simulate(
+    exec: &Executor,
+    automation: &Automation,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<TickReport>, lineage::Error> {
+    let states = exec.store.instigators().await?;
+    let mut reports = Vec::new();
+    for sched in &automation.schedules {
+        if states.iter().any(|s| s.name == sched.name && s.status == "stopped") {
+            continue;
+        }
+        for tick in sched.ticks_between(from, to, 100_000) {
+            let (t, listed) = schedule_tick(exec, sched, tick).await?;
+            reports.push(TickReport {
+                instigator: sched.name.clone(),
+                tick_time: tick,
+                status: t.status,
+                message: t.message,
+                requests: listed,
+                commit: None,
+            });
+        }
+    }
+    for sensor in &automation.sensors {
+        let state = states.iter().find(|s| s.name == sensor.name);
+        if state.is_some_and(|s| s.status == "stopped") {
+            continue;
+        }
+        let mut cursor = state.and_then(|s| s.cursor.clone());
+        let step = chrono::Duration::from_std(sensor.min_interval.max(Duration::from_secs(1))).unwrap_or_default();
+        let mut at = from + step;
+        let mut evaluations = 0;
+        while at <= to && evaluations < 10_000 {
+            let (t, listed) = sensor_tick(exec, sensor, cursor.clone(), at).await;
+            if let Some((_, after)) = &t.cursor {
+                cursor = after.clone();
+            }
+            if !listed.is_empty() || t.status == "failed" {
+                reports.push(TickReport {
+                    instigator: sensor.name.clone(),
+                    tick_time: at,
+                    status: t.status,
+                    message: t.message,
+                    requests: listed,
+                    commit: None,
+                });
+            }
+            at += step;
+            evaluations += 1;
+        }
+    }
+    reports.sort_by(|a, b| (a.tick_time, &a.instigator).cmp(&(b.tick_time, &b.instigator)));
+    Ok(reports)
+}
+
+#[cfg(test)]
+mod tests;

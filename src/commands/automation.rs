@@ -1,0 +1,256 @@
+//! `daemon`, `schedules`, `sensors`, `ticks` and `simulate`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use engine::automation::{Automation, TickReport};
+use engine::{Until, WorkerConfig};
+use lineage::TickCommit;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::cli::{DaemonArgs, InstigatorArgs, InstigatorCommand, SimulateArgs, TicksArgs};
+use crate::commands::materialize::cancel_on_signal;
+use crate::{ExitStatus, user_error};
+
+fn automation() -> anyhow::Result<Automation> {
+    assets::automation::automation().map_err(|e| user_error(format!("invalid automation definitions: {e}")))
+}
+
+fn print_report(r: &TickReport) {
+    let committed = match r.commit {
+        Some(TickCommit::AlreadyTicked) => " (already recorded by another daemon)",
+        Some(TickCommit::CursorMoved) => " (cursor moved: discarded)",
+        _ => "",
+    };
+    println!(
+        "{}  {:<28} {:<9} {}{committed}",
+        r.tick_time.format("%Y-%m-%d %H:%M:%S %Z"),
+        r.instigator,
+        r.status,
+        r.message
+    );
+}
+
+pub async fn daemon(app: &App, args: &DaemonArgs) -> anyhow::Result<ExitStatus> {
+    let automation = automation()?;
+    let exec = app.executor().await?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    if args.once {
+        let reports = engine::automation::run_once(&exec, &automation, app.clock.now()).await?;
+        for r in &reports {
+            print_report(r);
+        }
+        if !args.no_worker {
+            // Run what this pass requested (each run to its end) in this process.
+            let runs: Vec<lineage::RunId> = {
+                let mut runs = Vec::new();
+                for r in reports
+                    .iter()
+                    .filter(|r| matches!(r.commit, Some(TickCommit::Committed { requests }) if requests > 0))
+                {
+                    if let Some(t) =
+                        exec.store.ticks(&r.instigator, 50).await?.into_iter().find(|t| t.tick_time == r.tick_time)
+                        && let Some(run) = t.run_id.and_then(|id| id.parse().ok())
+                    {
+                        runs.push(run);
+                    }
+                }
+                runs
+            };
+            for run in runs {
+                let config = WorkerConfig::new(args.concurrency as usize);
+                engine::run_worker(&exec, &config, Until::RunEnded(run), Arc::new(engine::NoObserver), cancel.clone())
+                    .await?;
+                let status = exec.store.run(run).await?.map(|r| r.status.to_string()).unwrap_or_default();
+                println!("run {run} {status}");
+            }
+        }
+        return Ok(ExitStatus::Success);
+    }
+    tracing::info!(
+        message = "Daemon started.",
+        schedules = automation.schedules.len(),
+        sensors = automation.sensors.len(),
+        store = %app.store.describe(),
+        worker = !args.no_worker,
+    );
+    let worker = (!args.no_worker).then(|| {
+        let exec = exec.clone();
+        let cancel = cancel.clone();
+        let config = WorkerConfig::new(args.concurrency as usize);
+        tokio::spawn(async move {
+            engine::run_worker(&exec, &config, Until::Canceled, Arc::new(engine::NoObserver), cancel).await
+        })
+    });
+    while !cancel.is_cancelled() {
+        match engine::automation::run_once(&exec, &automation, app.clock.now()).await {
+            Ok(reports) => {
+                for r in &reports {
+                    tracing::info!(
+                        message = "Tick.",
+                        instigator = %r.instigator,
+                        tick = %r.tick_time.to_rfc3339(),
+                        status = %r.status,
+                        detail = %r.message,
+                    );
+                }
+            }
+            // A store hiccup does not stop the daemon: the next pass catches up.
+            Err(e) => tracing::warn!(message = "Evaluation failed; retrying next interval.", error = %e),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(args.interval_secs)) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+    if let Some(worker) = worker {
+        worker.await??;
+    }
+    eprintln!("Daemon stopped.");
+    Ok(ExitStatus::Success)
+}
+
+pub async fn instigators(app: &App, kind: &str, args: &InstigatorArgs) -> anyhow::Result<ExitStatus> {
+    let automation = automation()?;
+    let names: Vec<String> = if kind == "schedule" {
+        automation.schedules.iter().map(|s| s.name.clone()).collect()
+    } else {
+        automation.sensors.iter().map(|s| s.name.clone()).collect()
+    };
+    let now = app.clock.now();
+    app.store.ensure_instigators(&names.iter().map(|n| (n.clone(), kind.to_owned())).collect::<Vec<_>>(), now).await?;
+    let check = |name: &str| -> anyhow::Result<()> {
+        if names.iter().any(|n| n == name) {
+            Ok(())
+        } else {
+            Err(user_error(format!("no {kind} named {name:?}; known: {}", names.join(", "))))
+        }
+    };
+    match &args.command {
+        Some(InstigatorCommand::Start { name }) | Some(InstigatorCommand::Stop { name }) => {
+            check(name)?;
+            let status =
+                if matches!(args.command, Some(InstigatorCommand::Start { .. })) { "running" } else { "stopped" };
+            app.store.set_instigator(name, Some(status), None, now).await?;
+            println!("{kind} {name}: {status}");
+            return Ok(ExitStatus::Success);
+        }
+        Some(InstigatorCommand::Cursor { name, set, clear }) => {
+            check(name)?;
+            if kind != "sensor" {
+                return Err(user_error("only sensors have a cursor"));
+            }
+            if *clear || set.is_some() {
+                app.store.set_instigator(name, None, Some(set.as_deref()), now).await?;
+            }
+            let state = app.store.instigators().await?.into_iter().find(|s| &s.name == name);
+            println!("{}", state.and_then(|s| s.cursor).unwrap_or_else(|| "(no cursor)".to_owned()));
+            return Ok(ExitStatus::Success);
+        }
+        Some(InstigatorCommand::List) | None => {}
+    }
+    let states = app.store.instigators().await?;
+    if kind == "schedule" {
+        println!(
+            "{:<28} {:<8} {:<14} {:<6} {:<20} {:<20} SELECTION",
+            "SCHEDULE", "STATUS", "CRON", "TZ", "LAST TICK", "NEXT TICK"
+        );
+        for s in &automation.schedules {
+            let state = states.iter().find(|st| st.name == s.name);
+            let last = app.store.ticks(&s.name, 1).await?.first().map(|t| t.tick_time);
+            println!(
+                "{:<28} {:<8} {:<14} {:<6} {:<20} {:<20} {}",
+                s.name,
+                state.map_or("running", |st| st.status.as_str()),
+                s.cron,
+                s.tz.name(),
+                last.map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
+                s.next_tick(now).map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
+                s.selection
+            );
+        }
+    } else {
+        println!("{:<30} {:<8} {:>9} {:<20} CURSOR", "SENSOR", "STATUS", "INTERVAL", "LAST TICK");
+        for s in &automation.sensors {
+            let state = states.iter().find(|st| st.name == s.name);
+            let last = app.store.ticks(&s.name, 1).await?.first().map(|t| t.tick_time);
+            println!(
+                "{:<30} {:<8} {:>8}s {:<20} {}",
+                s.name,
+                state.map_or("running", |st| st.status.as_str()),
+                s.min_interval.as_secs(),
+                last.map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
+                state.and_then(|st| st.cursor.clone()).unwrap_or_else(|| "-".to_owned())
+            );
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub async fn ticks(app: &App, args: &TicksArgs) -> anyhow::Result<ExitStatus> {
+    let automation = automation()?;
+    let known = automation.schedules.iter().any(|s| s.name == args.name)
+        || automation.sensors.iter().any(|s| s.name == args.name);
+    if !known {
+        let names: Vec<&str> = automation
+            .schedules
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(automation.sensors.iter().map(|s| s.name.as_str()))
+            .collect();
+        return Err(user_error(format!("no schedule or sensor named {:?}; known: {}", args.name, names.join(", "))));
+    }
+    let ticks = app.store.ticks(&args.name, args.limit).await?;
+    if ticks.is_empty() {
+        println!("{} has no ticks yet (the daemon records one per evaluation)", args.name);
+    }
+    for t in ticks {
+        println!(
+            "{}  {:<9} {:>3} request{}  {}{}",
+            t.tick_time.format("%Y-%m-%d %H:%M:%S %Z"),
+            t.status,
+            t.requests,
+            if t.requests == 1 { " " } else { "s" },
+            t.message,
+            t.run_id.map(|r| format!("  (run {r})")).unwrap_or_default()
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn parse_time(flag: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    Err(user_error(format!("{flag} {s:?} is not a time: use RFC 3339 (2026-01-01T02:00:00Z) or a date (2026-01-01)")))
+}
+
+pub async fn simulate(app: &App, args: &SimulateArgs) -> anyhow::Result<ExitStatus> {
+    let (from, to) = (parse_time("--from", &args.from)?, parse_time("--to", &args.to)?);
+    if to <= from {
+        return Err(user_error("--to must be after --from"));
+    }
+    if to - from > chrono::Duration::days(400) {
+        return Err(user_error("simulate at most 400 days at a time"));
+    }
+    let automation = automation()?;
+    let exec = app.executor().await?;
+    let reports = engine::automation::simulate(&exec, &automation, from, to).await?;
+    println!(
+        "Simulated {} → {}: {} tick{} (nothing was written)",
+        from.to_rfc3339(),
+        to.to_rfc3339(),
+        reports.len(),
+        if reports.len() == 1 { "" } else { "s" }
+    );
+    for r in &reports {
+        print_report(r);
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,228 @@
+//! Schedules and sensors through the CLI: catch-up after downtime (bounded, never before the
+//! schedule existed), the provisioning sensor end to end, a sensor evaluation that dies before
+//! its commit, two daemons on one PostgreSQL, and `simulate`.
+
+use std::sync::Arc;
+
+use crate::common::Robo;
+
+fn at(robo: &Robo, now: &str, args: &[&str]) -> crate::common::Run {
+    let run = robo.run_with(args, &[("ROBO_ASSETS_NOW", now)]);
+    assert_eq!(run.code, 0, "{args:?} at {now}:\n{}\n{}", run.stdout, run.stderr);
+    run
+}
+
+async fn ticks(robo: &Robo, name: &str) -> Vec<(String, String, i64)> {
+    let mut db = robo.lineage_db().await;
+    sqlx::query_as("SELECT tick_time, status, requests FROM ticks WHERE instigator = $1 ORDER BY tick_time")
+        .bind(name)
+        .fetch_all(&mut db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_day_of_downtime_is_caught_up_and_nothing_before_the_schedule_existed() {
+    let robo = Robo::new();
+    // First start at 2026-01-10 12:00: the schedules are registered; nothing older is requested.
+    let first = at(&robo, "2026-01-10T12:00:00Z", &["daemon", "--once", "--no-worker"]);
+    assert!(!first.stdout.contains("usage_snapshot_hourly"), "{}", first.stdout);
+    assert!(ticks(&robo, "usage_snapshot_hourly").await.is_empty());
+
+    // Next start three days later: only the last day (the catch-up window) is requested.
+    at(&robo, "2026-01-13T12:30:00Z", &["daemon", "--once", "--no-worker"]);
+    let hourly = ticks(&robo, "usage_snapshot_hourly").await;
+    assert_eq!(hourly.len(), 24, "13:05 on the 12th .. 12:05 on the 13th");
+    assert!(hourly[0].0.starts_with("2026-01-12T13:05"), "{hourly:?}");
+    assert!(hourly.iter().all(|(_, status, n)| status == "requested" && *n >= 1));
+    let daily = ticks(&robo, "storage_bill_daily").await;
+    assert_eq!(daily.len(), 1, "02:00 on the 13th");
+    // The bill's tick requested yesterday's bill and the 24 hours it reads (none exist yet).
+    assert_eq!(daily[0].2, 25);
+
+    // Evaluating again at the same time adds nothing: ticks are unique.
+    let again = at(&robo, "2026-01-13T12:30:00Z", &["daemon", "--once", "--no-worker"]);
+    assert!(!again.stdout.contains("usage_snapshot_hourly"), "{}", again.stdout);
+    assert_eq!(ticks(&robo, "usage_snapshot_hourly").await.len(), 24);
+
+    // A stopped schedule is not evaluated; started again, it resumes from its last tick.
+    at(&robo, "2026-01-13T12:30:00Z", &["schedules", "stop", "usage_snapshot_hourly"]);
+    at(&robo, "2026-01-13T15:30:00Z", &["daemon", "--once", "--no-worker"]);
+    assert_eq!(ticks(&robo, "usage_snapshot_hourly").await.len(), 24);
+    let list = at(&robo, "2026-01-13T15:30:00Z", &["schedules"]);
+    assert!(list.stdout.contains("usage_snapshot_hourly        stopped"), "{}", list.stdout);
+    at(&robo, "2026-01-13T15:30:00Z", &["schedules", "start", "usage_snapshot_hourly"]);
+    at(&robo, "2026-01-13T15:30:00Z", &["daemon", "--once", "--no-worker"]);
+    assert_eq!(ticks(&robo, "usage_snapshot_hourly").await.len(), 27, "13:05, 14:05, 15:05");
+    let shown = at(&robo, "2026-01-13T15:30:00Z", &["ticks", "usage_snapshot_hourly", "--limit", "1"]);
+    assert!(shown.stdout.contains("requested   1 request   usage_snapshot 2026-01-13T14:00"), "{}", shown.stdout);
+
+    let bad = robo.run(&["schedules", "stop", "nightly"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("no schedule named \"nightly\"; known: usage_snapshot_hourly"), "{}", bad.stderr);
+}
+
+#[tokio::test]
+async fn the_provisioning_sensor_requests_each_pending_subscription_once_and_the_daemon_runs_it() {
+    let robo = Robo::new();
+    let out = at(&robo, "2026-01-15T12:00:00Z", &["daemon", "--once"]);
+    assert!(
+        out.stdout.contains("pending_subscription_sensor  requested graph_provisioning sub-hooli"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(" succeeded"), "the daemon ran the request: {}", out.stdout);
+    let mut app = robo.app_db().await;
+    let status: String = sqlx::query_scalar("SELECT status FROM subscriptions WHERE id = 'sub-hooli'")
+        .fetch_one(&mut app)
+        .await
+        .unwrap();
+    assert_eq!(status, "active");
+    let cursor = at(&robo, "2026-01-15T12:00:00Z", &["sensors", "cursor", "pending_subscription_sensor"]);
+    assert_eq!(cursor.stdout.trim(), "sub-hooli");
+
+    // Within its 30 s interval it is not evaluated; after it, nothing is new.
+    at(&robo, "2026-01-15T12:00:10Z", &["daemon", "--once"]);
+    assert_eq!(ticks(&robo, "pending_subscription_sensor").await.len(), 1);
+    at(&robo, "2026-01-15T12:01:00Z", &["daemon", "--once"]);
+    let t = ticks(&robo, "pending_subscription_sensor").await;
+    assert_eq!((t.len(), t[1].1.as_str(), t[1].2), (2, "skipped", 0));
+    let mut db = robo.lineage_db().await;
+    let provisioned: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM materializations WHERE asset_key = 'graph_provisioning'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(provisioned, 1);
+}
+
+#[tokio::test]
+async fn a_sensor_evaluation_that_dies_before_its_commit_leaves_nothing_and_is_redone_once() {
+    use engine::automation::{Automation, SensorRequest, SensorResult, sensor};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(lineage::SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap());
+    let exec = engine::Executor {
+        defs: engine::Definitions::new(vec![
+            engine::asset("graph_provisioning")
+                .partitions(engine::PartitionsDef::dynamic("subscriptions"))
+                .compute(|_ctx| async { Ok(engine::Output::none()) }),
+        ])
+        .unwrap(),
+        store: store.clone(),
+        io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(dir.path())))),
+        resources: engine::Resources::default(),
+        clock: Arc::new(engine::SystemClock),
+        dynamic: Default::default(),
+    };
+    let pending =
+        sensor("pending", std::time::Duration::from_secs(30), std::time::Duration::from_secs(5), |ctx| async move {
+            let seen = ctx.cursor.unwrap_or_default();
+            if seen.contains("sub-1") {
+                return Ok(SensorResult::default());
+            }
+            Ok(SensorResult {
+                requests: vec![SensorRequest {
+                    asset: "graph_provisioning".into(),
+                    partition_key: "sub-1".into(),
+                    key: "sensor:pending:sub-1".into(),
+                }],
+                dynamic_partitions: vec![("subscriptions".into(), vec!["sub-1".into()])],
+                cursor: Some("sub-1".into()),
+                skip_reason: None,
+            })
+        });
+    let automation = Automation {
+        schedules: vec![],
+        sensors: vec![pending.clone()],
+        catch_up: std::time::Duration::from_secs(3600),
+    };
+    let t0: chrono::DateTime<chrono::Utc> = "2026-01-15T12:00:00Z".parse().unwrap();
+    use lineage::{LineageStore, RequestQueue};
+    store.ensure_instigators(&[("pending".into(), "sensor".into())], t0).await.unwrap();
+    // Evaluated, then the process dies before committing: the tick is simply never written.
+    let (uncommitted, listed) = engine::automation::sensor_tick(&exec, &pending, None, t0).await;
+    assert_eq!(listed.len(), 1);
+    drop(uncommitted);
+    assert!(store.ticks("pending", 10).await.unwrap().is_empty());
+    assert!(store.requests(None, None, 10).await.unwrap().is_empty());
+    assert!(store.dynamic_partitions("subscriptions").await.unwrap().is_empty());
+    // The restarted daemon evaluates from the old cursor and requests it: once.
+    let reports = engine::automation::run_once(&exec, &automation, t0 + chrono::Duration::seconds(5)).await.unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(store.requests(None, None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.dynamic_partitions("subscriptions").await.unwrap(), ["sub-1"]);
+    let later = engine::automation::run_once(&exec, &automation, t0 + chrono::Duration::minutes(5)).await.unwrap();
+    assert_eq!(later[0].status, "skipped");
+    assert_eq!(store.requests(None, None, 10).await.unwrap().len(), 1);
+}
+
+#[test]
+fn simulate_prints_what_would_be_requested_in_order_and_writes_nothing() {
+    let robo = Robo::new();
+    let out = at(
+        &robo,
+        "2026-01-15T12:00:00Z",
+        &["simulate", "--from", "2026-01-31T22:00:00Z", "--to", "2026-02-01T02:30:00Z"],
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("Simulated 2026-01-31T22:00:00+00:00 → 2026-02-01T02:30:00+00:00:"), "{}", out.stdout);
+    let find = |needle: &str| {
+        lines.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} in\n{}", out.stdout))
+    };
+    let allocation = find(
+        "credit_allocation_monthly    requested credit_allocation 2026-02; storage_bill: 31 partitions (2026-01-01 .. 2026-01-31); \
+         usage_snapshot: 744 partitions",
+    );
+    let bill = find("storage_bill_daily           requested");
+    assert!(lines[allocation].starts_with("2026-02-01 00:00:00 UTC"));
+    assert!(
+        lines[bill].starts_with("2026-02-01 02:00:00 UTC")
+            && lines[bill].contains("requested storage_bill 2026-01-31;"),
+        "{}",
+        lines[bill]
+    );
+    assert!(allocation < bill, "in time order");
+    assert!(
+        find("2026-01-31 22:05:00 UTC  usage_snapshot_hourly        requested usage_snapshot 2026-01-31T21:00")
+            < allocation
+    );
+    // Nothing was written: no ticks, no requests.
+    let ticks = at(&robo, "2026-01-15T12:00:00Z", &["ticks", "storage_bill_daily"]);
+    assert!(ticks.stdout.contains("has no ticks yet"), "{}", ticks.stdout);
+    let bad = robo.run(&["simulate", "--from", "yesterday", "--to", "2026-01-01"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("--from \"yesterday\" is not a time"), "{}", bad.stderr);
+}
+
+#[test]
+fn the_daemon_stops_cleanly_on_ctrl_c() {
+    let robo = Robo::new();
+    let child = robo
+        .command(&["daemon", "--interval-secs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it evaluate at least once (the sensor requests hooli's graph), then Ctrl-C.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let db = robo.home().join("lineage.db");
+    loop {
+        assert!(std::time::Instant::now() < deadline, "the daemon never ticked");
+        if db.exists() {
+            let ticks = std::process::Command::new(env!("CARGO_BIN_EXE_robo-assets"))
+                .args(["ticks", "pending_subscription_sensor"])
+                .env("ROBO_ASSETS_HOME", robo.home())
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&ticks.stdout).contains("requested") {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("Daemon stopped."), "{stderr}");
+}
