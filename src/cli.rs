@@ -75,6 +75,21 @@ pub enum Command {
     /// Replay schedules and sensors over a time range on a virtual clock, against the current
     /// store, and print what would be requested and why (nothing is written).
     Simulate(SimulateArgs),
+    /// Why a partition was or was not requested by its automation condition, and whether it
+    /// is stale now and why.
+    Why(WhyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// The asset.
+    pub asset: String,
+    /// The partition.
+    #[arg(long, short = 'p')]
+    pub partition: Option<String>,
+    /// At most this many condition evaluations, newest first.
+    #[arg(long, default_value_t = 5)]
+    pub limit: i64,
 }
 
 #[derive(Debug, Args)]

@@ -69,5 +69,10 @@ pub fn automation() -> Result<Automation, engine::automation::AutomationError> {
                 skip_reason: None,
             })
         });
-    Ok(Automation { schedules, sensors: vec![pending], catch_up: Duration::from_secs(24 * 3600) })
+    Ok(Automation {
+        schedules,
+        sensors: vec![pending],
+        conditions: Vec::new(),
+        catch_up: Duration::from_secs(24 * 3600),
+    })
 }

@@ -164,6 +164,40 @@ where
     SensorDef { name: name.to_owned(), min_interval, timeout, evaluate: Arc::new(move |ctx| Box::pin(evaluate(ctx))) }
 }
 
+/// A declarative condition on an asset: when the daemon requests its partitions by itself.
+#[derive(Clone, Debug)]
+pub enum Condition {
+    /// When an upstream partition it reads gets a new data version, and none of the partitions
+    /// it reads is missing or in progress; only if that changes its inputs (logical version).
+    /// So a daily bill fires once when its 24th hour lands, and again when a late hour changes.
+    Eager,
+    /// When it is missing and every partition it reads exists (evaluated as upstream
+    /// partitions arrive).
+    OnMissing,
+    /// At each tick of a cron, its latest partition if missing or stale.
+    OnCron(Box<ScheduleDef>),
+}
+
+impl Condition {
+    /// `eager`, `on_missing`, `on_cron`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Condition::Eager => "eager",
+            Condition::OnMissing => "on_missing",
+            Condition::OnCron(_) => "on_cron",
+        }
+    }
+}
+
+/// An `on_cron` condition: `cron` in time zone `tz`.
+pub fn on_cron(cron: &str, tz: &str) -> Result<Condition, AutomationError> {
+    Ok(Condition::OnCron(Box::new(schedule("on_cron", cron, tz, "")?)))
+}
+
+/// The instigator under which condition evaluations are recorded; its cursor is the last
+/// materialization id the conditions have seen.
+pub const CONDITIONS: &str = "automation_conditions";
+
 /// Every schedule and sensor of a deployment.
 #[derive(Clone, Default)]
 pub struct Automation {
@@ -171,6 +205,8 @@ pub struct Automation {
     pub schedules: Vec<ScheduleDef>,
     /// Sensors.
     pub sensors: Vec<SensorDef>,
+    /// Declarative conditions: (asset, condition).
+    pub conditions: Vec<(String, Condition)>,
     /// Missed schedule ticks older than this are not caught up.
     pub catch_up: Duration,
 }
@@ -210,6 +246,7 @@ pub async fn schedule_tick(
         run: None,
         requests: Vec::new(),
         edges: Vec::new(),
+        evaluations: Vec::new(),
         created_at: now,
     };
     let selected = match crate::selection::resolve(graph, &sched.selection) {
@@ -278,6 +315,7 @@ pub async fn sensor_tick(
         run: None,
         requests: Vec::new(),
         edges: Vec::new(),
+        evaluations: Vec::new(),
         created_at: now,
     };
     let result = match tokio::time::timeout(sensor.timeout, (sensor.evaluate)(ctx)).await {
@@ -372,6 +410,7 @@ pub async fn run_once(
         .iter()
         .map(|s| (s.name.clone(), "schedule".to_owned()))
         .chain(automation.sensors.iter().map(|s| (s.name.clone(), "sensor".to_owned())))
+        .chain((!automation.conditions.is_empty()).then(|| (CONDITIONS.to_owned(), "sensor".to_owned())))
         .collect();
     exec.store.ensure_instigators(&known, now).await?;
     let states = exec.store.instigators().await?;
@@ -412,7 +451,238 @@ pub async fn run_once(
             commit: Some(commit),
         });
     }
+    if let Some(state) = state_of(CONDITIONS).filter(|s| s.status == "running")
+        && !automation.conditions.is_empty()
+    {
+        // on_cron ticks since the last evaluation, or since the conditions were first seen.
+        let last = exec.store.ticks(CONDITIONS, 1).await?.first().map(|t| t.tick_time).unwrap_or(state.created_at);
+        if let Some(tick) = conditions_tick(exec, automation, state.cursor.clone(), Some(last), now).await? {
+            let requests = tick.requests.iter().map(|r| (r.asset_key.clone(), r.partition_key.clone())).collect();
+            let commit = exec.store.commit_tick(&tick).await?;
+            reports.push(TickReport {
+                instigator: CONDITIONS.to_owned(),
+                tick_time: now,
+                status: tick.status,
+                message: tick.message,
+                requests,
+                commit: Some(commit),
+            });
+        }
+    }
     Ok(reports)
+}
+
+/// Evaluates the declarative conditions at `now`: `eager` and `on_missing` for the downstream
+/// partitions of every materialization recorded since the cursor (so the cost follows what
+/// changed, not the size of the graph), `on_cron` at its ticks since `last`. `None` when there
+/// was nothing to evaluate.
+pub async fn conditions_tick(
+    exec: &Executor,
+    automation: &Automation,
+    cursor: Option<String>,
+    last: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Option<NewTick>, lineage::Error> {
+    let graph = exec.defs.graph();
+    let ctx = PartitionsContext { now, dynamic: exec.dynamic.clone() };
+    let seen: i64 = cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let new = exec.store.materializations_after(seen, 10_000).await?;
+    let after = new.last().map_or(seen, |m| m.0);
+    let condition_of = |id: AssetId| {
+        let key = graph.asset(id).key.as_str();
+        automation.conditions.iter().find(|(a, _)| a == key).map(|(_, c)| c)
+    };
+    // Candidates, in a stable order: (asset, partition) → (condition, cron tick).
+    let mut candidates: std::collections::BTreeMap<(usize, String), Candidate<'_>> = Default::default();
+    for (_, asset, key) in &new {
+        let Ok(up) = graph.lookup(asset) else { continue };
+        for edge in graph.downstream(up) {
+            let Some(condition) =
+                condition_of(edge.asset).filter(|c| matches!(c, Condition::Eager | Condition::OnMissing))
+            else {
+                continue;
+            };
+            let down = graph.asset(edge.asset);
+            let Ok(keys) =
+                edge.mapping.downstream_keys(graph.asset(up).partitions.as_ref(), down.partitions.as_ref(), key, &ctx)
+            else {
+                continue;
+            };
+            for k in keys.into_iter().filter(|k| down.partitions.as_ref().is_none_or(|p| p.resolve(k, &ctx).is_ok())) {
+                candidates.insert((graph.rank(edge.asset), k), (edge.asset, condition, None));
+            }
+        }
+    }
+    for (asset, condition) in &automation.conditions {
+        let Condition::OnCron(cron) = condition else { continue };
+        let Ok(id) = graph.lookup(asset) else { continue };
+        for tick in cron.ticks_between(last.unwrap_or(now), now, 1_000) {
+            let tick_ctx = PartitionsContext { now: tick, dynamic: exec.dynamic.clone() };
+            let key = graph.asset(id).partitions.as_ref().map_or(Some(String::new()), |p| p.keys(&tick_ctx).pop());
+            if let Some(key) = key {
+                candidates.insert((graph.rank(id), key), (id, condition, Some(tick)));
+            }
+        }
+    }
+    if candidates.is_empty() && after == seen {
+        return Ok(None);
+    }
+    let run_id = RunId::new();
+    let mut evaluations = Vec::new();
+    let mut requests = Vec::new();
+    for ((_, key), (id, condition, tick)) in &candidates {
+        let def = graph.asset(*id);
+        let (request_key, reason) = evaluate_condition(exec, &ctx, *id, key, condition, *tick).await?;
+        evaluations.push(lineage::NewConditionEvaluation {
+            asset_key: def.key.to_string(),
+            partition_key: key.clone(),
+            condition: condition.name().to_owned(),
+            evaluated_at: now,
+            requested: request_key.is_some(),
+            reason,
+            request_key: request_key.clone(),
+        });
+        if let Some(k) = request_key {
+            requests.push(lineage::NewRequest {
+                id: lineage::RequestId::new(),
+                idempotency_key: k,
+                run_id,
+                asset_key: def.key.to_string(),
+                partition_key: key.clone(),
+                origin: "condition".to_owned(),
+                pool: def.pool.clone(),
+                priority: graph.rank(*id) as i64,
+                max_attempts: def.retry.max_attempts as i64,
+                run_at: Utc::now(),
+                created_at: now,
+            });
+        }
+    }
+    let listed: Vec<(String, String)> =
+        requests.iter().map(|r| (r.asset_key.clone(), r.partition_key.clone())).collect();
+    let requested = !requests.is_empty();
+    Ok(Some(NewTick {
+        instigator: CONDITIONS.to_owned(),
+        tick_time: now,
+        status: if requested { "requested" } else { "skipped" }.to_owned(),
+        message: if requested {
+            describe(&listed)
+        } else {
+            format!(
+                "{} evaluation{}, nothing to request",
+                evaluations.len(),
+                if evaluations.len() == 1 { "" } else { "s" }
+            )
+        },
+        cursor: Some((cursor, Some(after.to_string()))),
+        dynamic_partitions: Vec::new(),
+        run: requested.then(|| NewRun {
+            id: run_id,
+            trigger: "condition".to_owned(),
+            selection: "automation conditions".to_owned(),
+            n_steps: requests.len() as i64,
+            tags: serde_json::json!({}),
+            created_at: now,
+        }),
+        requests,
+        edges: Vec::new(),
+        evaluations,
+        created_at: now,
+    }))
+}
+
+/// A partition to evaluate: its asset, the condition, and the cron tick for `on_cron`.
+type Candidate<'a> = (AssetId, &'a Condition, Option<DateTime<Utc>>);
+
+/// Whether `condition` requests (asset, key) now: the request's key, or `None`; and why.
+async fn evaluate_condition(
+    exec: &Executor,
+    ctx: &PartitionsContext,
+    asset: AssetId,
+    key: &str,
+    condition: &Condition,
+    tick: Option<DateTime<Utc>>,
+) -> Result<(Option<String>, String), lineage::Error> {
+    let graph = exec.defs.graph();
+    let def = graph.asset(asset);
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for edge in graph.upstream(asset) {
+        let up = graph.asset(edge.asset);
+        let Ok(keys) = edge.mapping.upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), key, ctx) else {
+            return Ok((None, format!("its upstream partitions in {} cannot be mapped", up.key)));
+        };
+        wanted.extend(keys.into_iter().map(|k| (up.key.to_string(), k)));
+    }
+    let mut all = wanted.clone();
+    all.push((def.key.to_string(), key.to_owned()));
+    let states = exec.store.partition_states_of(&all).await?;
+    let (up_states, own) = states.split_at(wanted.len());
+    let own = own[0].as_ref();
+    let missing: Vec<String> = wanted
+        .iter()
+        .zip(up_states)
+        .filter(|(_, s)| s.as_ref().is_none_or(|s| s.current_materialization_id.is_none()))
+        .map(|((a, k), _)| format!("{a} {k}"))
+        .collect();
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(3).map(String::as_str).collect();
+        return Ok((
+            None,
+            format!(
+                "waiting: {} of {} upstream partitions missing ({}{})",
+                missing.len(),
+                wanted.len(),
+                shown.join(", "),
+                if missing.len() > 3 { ", …" } else { "" }
+            ),
+        ));
+    }
+    if let Some(((a, k), _)) = wanted
+        .iter()
+        .zip(up_states)
+        .find(|(_, s)| s.as_ref().is_some_and(|s| s.last_attempt_status == lineage::AttemptStatus::Running))
+    {
+        return Ok((None, format!("waiting: upstream {a} {k} is being materialized")));
+    }
+    let inputs: Vec<lineage::InputVersion> = wanted
+        .iter()
+        .zip(up_states)
+        .map(|((a, k), s)| {
+            let s = s.as_ref().expect("checked above");
+            lineage::InputVersion {
+                asset_key: a.clone(),
+                partition_key: k.clone(),
+                materialization_id: s.current_materialization_id,
+                data_version: s.data_version.clone().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let newest_input = inputs.iter().filter_map(|i| i.materialization_id).max().unwrap_or(0);
+    let expected = crate::exec::logical_version(&def.code_version, &crate::exec::inputs_hash(&inputs));
+    let materialized = own.and_then(|s| s.current_materialization_id).is_some();
+    let fresh = own.is_some_and(|s| s.logical_version.as_deref() == Some(expected.as_str()));
+    let base = format!("auto:{}:{}", def.key, key);
+    Ok(match condition {
+        Condition::OnMissing if materialized => (None, "already materialized".to_owned()),
+        Condition::OnMissing => {
+            (Some(format!("{base}:missing")), "missing, and every upstream partition exists".to_owned())
+        }
+        _ if fresh => (None, "fresh: its code version and the data versions it read are current".to_owned()),
+        Condition::Eager if !materialized => (
+            Some(format!("{base}:{newest_input}")),
+            format!("missing, and all {} upstream partitions exist", wanted.len()),
+        ),
+        Condition::Eager => {
+            (Some(format!("{base}:{newest_input}")), "stale: an upstream partition has a new data version".to_owned())
+        }
+        Condition::OnCron(_) => {
+            let tick = tick.map(|t| t.to_rfc3339()).unwrap_or_default();
+            (
+                Some(format!("{base}:cron:{tick}")),
+                format!("cron tick {tick}: {}", if materialized { "stale" } else { "missing" }),
+            )
+        }
+    })
 }
 
 /// Replays schedules and sensors over `(from, to]` on a virtual clock against the current store,

@@ -769,8 +769,50 @@ pub struct NewTick {
     pub requests: Vec<NewRequest>,
     /// `(upstream index, downstream index)`.
     pub edges: Vec<(usize, usize)>,
+    /// Condition evaluations made in this tick.
+    pub evaluations: Vec<NewConditionEvaluation>,
     /// Now.
     pub created_at: DateTime<Utc>,
+}
+
+/// One evaluation of an asset's automation condition for one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewConditionEvaluation {
+    /// The asset.
+    pub asset_key: String,
+    /// The partition.
+    pub partition_key: String,
+    /// `eager`, `on_missing`, `on_cron`.
+    pub condition: String,
+    /// When.
+    pub evaluated_at: DateTime<Utc>,
+    /// Whether it requested a materialization.
+    pub requested: bool,
+    /// Why (or why not).
+    pub reason: String,
+    /// The request's idempotency key, when requested.
+    pub request_key: Option<String>,
+}
+
+/// A stored condition evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ConditionEvaluationRecord {
+    /// Its id.
+    pub id: i64,
+    /// The asset.
+    pub asset_key: String,
+    /// The partition.
+    pub partition_key: String,
+    /// The condition.
+    pub condition: String,
+    /// When.
+    pub evaluated_at: DateTime<Utc>,
+    /// Whether it requested.
+    pub requested: bool,
+    /// Why.
+    pub reason: String,
+    /// The request key.
+    pub request_key: Option<String>,
 }
 
 /// What committing a tick did.

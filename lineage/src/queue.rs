@@ -344,6 +344,21 @@ macro_rules! queue_methods {
                     .await?;
                 }
             }
+            for chunk in tick.evaluations.chunks($crate::writes::ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO condition_evaluations (asset_key, partition_key, condition, evaluated_at, requested, reason, request_key) ",
+                );
+                q.push_values(chunk, |mut row, e| {
+                    row.push_bind(&e.asset_key)
+                        .push_bind(&e.partition_key)
+                        .push_bind(&e.condition)
+                        .push_bind(e.evaluated_at)
+                        .push_bind(e.requested)
+                        .push_bind(&e.reason)
+                        .push_bind(e.request_key.as_deref());
+                });
+                q.build().execute(&mut *tx).await?;
+            }
             let mut created = 0;
             if let Some(run) = &tick.run {
                 let outcomes = submit_in(&mut tx, &tick.requests, &tick.edges).await?;
@@ -370,6 +385,29 @@ macro_rules! queue_methods {
             }
             tx.commit().await?;
             Ok(TickCommit::Committed { requests: created })
+        }
+
+        async fn condition_evaluations(&self, asset_key: &str, partition_key: Option<&str>, limit: i64) -> Result<Vec<ConditionEvaluationRecord>> {
+            Ok(sqlx::query_as(
+                "SELECT id, asset_key, partition_key, condition, evaluated_at, requested, reason, request_key \
+                 FROM condition_evaluations WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2) \
+                 ORDER BY id DESC LIMIT $3",
+            )
+            .bind(asset_key)
+            .bind(partition_key)
+            .bind(limit)
+            .fetch_all(&self.$pool)
+            .await?)
+        }
+
+        async fn materializations_after(&self, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>> {
+            Ok(sqlx::query_as(
+                "SELECT id, asset_key, partition_key FROM materializations WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.$pool)
+            .await?)
         }
 
         async fn ticks(&self, instigator: &str, limit: i64) -> Result<Vec<TickRecord>> {

@@ -228,6 +228,17 @@ pub trait RequestQueue: Send + Sync {
     /// a tick already recorded (by another daemon) or a cursor that moved writes nothing.
     async fn commit_tick(&self, tick: &NewTick) -> Result<TickCommit>;
 
+    /// Condition evaluations of an asset (one partition when given), newest first.
+    async fn condition_evaluations(
+        &self,
+        asset_key: &str,
+        partition_key: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ConditionEvaluationRecord>>;
+
+    /// Materializations recorded after id `after`: (id, asset, partition), oldest first.
+    async fn materializations_after(&self, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>>;
+
     /// An instigator's ticks, newest first.
     async fn ticks(&self, instigator: &str, limit: i64) -> Result<Vec<TickRecord>>;
 

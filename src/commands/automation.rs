@@ -254,3 +254,61 @@ pub async fn simulate(app: &App, args: &SimulateArgs) -> anyhow::Result<ExitStat
     }
     Ok(ExitStatus::Success)
 }
+
+pub async fn why(app: &App, args: &crate::cli::WhyArgs) -> anyhow::Result<ExitStatus> {
+    let graph = app.defs.graph();
+    let id = graph.lookup(&args.asset).map_err(|e| user_error(e.to_string()))?;
+    let def = graph.asset(id);
+    let key = match (&def.partitions, &args.partition) {
+        (None, _) => String::new(),
+        (Some(p), Some(k)) => {
+            let ctx = app.partitions_context().await?;
+            p.resolve(k, &ctx).map_err(|e| user_error(format!("asset {}: {e}", def.key)))?
+        }
+        (Some(p), None) => {
+            return Err(user_error(format!("{} is partitioned ({}): give --partition", def.key, p.describe())));
+        }
+    };
+    let shown = if key.is_empty() { def.key.to_string() } else { format!("{} {key}", def.key) };
+    // Staleness now: the backfill planner's definition, exactly.
+    let selected = std::collections::BTreeSet::from([id]);
+    let ctx = app.partitions_context().await?;
+    let states =
+        engine::backfill::CellStates::load(&*app.store, graph, graph.upstream_closure(&selected, None)).await?;
+    let targets = vec![(id, vec![key.clone()])];
+    let verdict = match engine::backfill::plan_backfill(graph, &targets, &states, engine::backfill::Policy::Stale, &ctx)
+    {
+        Ok(bf) if bf.cells() == 0 => "fresh: its code version and the data versions it read are current".to_owned(),
+        Ok(_) => match app.store.partition_states_of(&[(def.key.to_string(), key.clone())]).await?.remove(0) {
+            Some(s) if s.current_materialization_id.is_some() => {
+                if s.code_version.as_deref() != Some(def.code_version.as_str()) {
+                    format!(
+                        "stale: code version {} was materialized, the definition is now {}",
+                        s.code_version.unwrap_or_default(),
+                        def.code_version
+                    )
+                } else {
+                    "stale: an upstream partition it reads has a new data version".to_owned()
+                }
+            }
+            _ => "missing: never materialized".to_owned(),
+        },
+        Err(e) => format!("cannot be planned: {e}"),
+    };
+    println!("{shown}: {verdict}");
+    let evaluations = app.store.condition_evaluations(def.key.as_str(), Some(&key), args.limit).await?;
+    if evaluations.is_empty() {
+        println!("No automation condition has evaluated it.");
+    }
+    for e in evaluations {
+        println!(
+            "  {}  {:<10} {}  {}{}",
+            e.evaluated_at.format("%Y-%m-%d %H:%M:%S %Z"),
+            e.condition,
+            if e.requested { "requested    " } else { "not requested" },
+            e.reason,
+            e.request_key.map(|k| format!("  [{k}]")).unwrap_or_default()
+        );
+    }
+    Ok(ExitStatus::Success)
+}

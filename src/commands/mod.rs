@@ -41,6 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Sensors(args) => automation::instigators(&app, "sensor", &args).await,
         Command::Ticks(args) => automation::ticks(&app, &args).await,
         Command::Simulate(args) => automation::simulate(&app, &args).await,
+        Command::Why(args) => automation::why(&app, &args).await,
         Command::Partitions(args) => {
             let declared: std::collections::BTreeSet<&str> = app
                 .defs

@@ -134,6 +134,7 @@ async fn a_sensor_evaluation_that_dies_before_its_commit_leaves_nothing_and_is_r
     let automation = Automation {
         schedules: vec![],
         sensors: vec![pending.clone()],
+        conditions: vec![],
         catch_up: std::time::Duration::from_secs(3600),
     };
     let t0: chrono::DateTime<chrono::Utc> = "2026-01-15T12:00:00Z".parse().unwrap();
@@ -225,4 +226,224 @@ fn the_daemon_stops_cleanly_on_ctrl_c() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("Daemon stopped."), "{stderr}");
+}
+
+/// The billing chain's shape with `eager` on the daily bill and `on_missing` on a monthly
+/// report, driven pass by pass (each pass = a daemon evaluation, then the worker drains).
+#[tokio::test]
+async fn eager_waits_for_all_24_hours_fires_once_and_again_when_an_hour_changes() {
+    use engine::automation::{Automation, Condition};
+    use lineage::{LineageStore, RequestQueue};
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(lineage::SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap());
+    let bytes = Arc::new(AtomicI64::new(100));
+    let hour_bytes = bytes.clone();
+    let table = |ctx: &engine::AssetContext, v: i64| {
+        let schema = Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("partition", arrow_schema::DataType::Utf8, false),
+            arrow_schema::Field::new("bytes", arrow_schema::DataType::Int64, false),
+        ]));
+        engine::Output::table(
+            arrow_array::RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(arrow_array::StringArray::from(vec![ctx.partition_key.clone()])),
+                    Arc::new(arrow_array::Int64Array::from(vec![v])),
+                ],
+            )
+            .unwrap(),
+        )
+    };
+    let exec = engine::Executor {
+        defs: engine::Definitions::new(vec![
+            engine::asset("usage").partitions(engine::PartitionsDef::hourly("2025-01-01")).compute(move |ctx| {
+                let v = hour_bytes.load(Ordering::SeqCst);
+                async move { Ok(table(&ctx, v)) }
+            }),
+            engine::asset("bill")
+                .partitions(engine::PartitionsDef::daily("2025-01-01"))
+                .dep("usage")
+                .compute(move |ctx| async move { Ok(table(&ctx, 0)) }),
+        ])
+        .unwrap(),
+        store: store.clone(),
+        io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(
+            dir.path().join("s"),
+        )))),
+        resources: engine::Resources::default(),
+        clock: Arc::new(engine::FixedClock("2026-01-15T12:00:00Z".parse().unwrap())),
+        dynamic: Default::default(),
+    };
+    let automation = Automation { conditions: vec![("bill".into(), Condition::Eager)], ..Automation::default() };
+    let materialize = |spec: engine::PartitionSpec| {
+        let exec = &exec;
+        async move {
+            let graph = exec.defs.graph();
+            let ctx = exec.partitions_context();
+            let targets =
+                engine::plan::targets(graph, &engine::selection::resolve(graph, "usage").unwrap(), &spec, &ctx)
+                    .unwrap();
+            let plan = engine::plan::plan(graph, &targets, &Default::default(), &ctx, Default::default()).unwrap();
+            exec.execute(&plan, &Default::default(), Arc::new(engine::NoObserver), Default::default()).await.unwrap();
+        }
+    };
+    let mut clock = exec.clock.now();
+    let pass = |now: chrono::DateTime<chrono::Utc>| {
+        let (exec, automation) = (&exec, &automation);
+        async move {
+            let reports = engine::automation::run_once(exec, automation, now).await.unwrap();
+            // Drain what was requested.
+            for run in exec.store.runs(None, 100).await.unwrap().into_iter().filter(|r| !r.status.is_terminal()) {
+                engine::run_worker(
+                    exec,
+                    &engine::WorkerConfig::new(4),
+                    engine::Until::RunEnded(run.id),
+                    Arc::new(engine::NoObserver),
+                    tokio_util::sync::CancellationToken::new(),
+                )
+                .await
+                .unwrap();
+            }
+            reports
+        }
+    };
+    let bills = || async { store.history("bill", Some("2025-12-15"), 10).await.unwrap().len() };
+    let why = || async { store.condition_evaluations("bill", Some("2025-12-15"), 1).await.unwrap().remove(0) };
+
+    // 23 of the 24 hours: the bill waits, and says for what.
+    materialize(engine::PartitionSpec::Range("2025-12-15T00:00".into(), "2025-12-15T22:00".into())).await;
+    clock += chrono::Duration::minutes(1);
+    pass(clock).await;
+    assert_eq!(bills().await, 0);
+    let w = why().await;
+    assert!(!w.requested);
+    assert_eq!(w.reason, "waiting: 1 of 24 upstream partitions missing (usage 2025-12-15T23:00)");
+
+    // The 24th hour lands: the bill fires, once.
+    materialize(engine::PartitionSpec::Key("2025-12-15T23:00".into())).await;
+    clock += chrono::Duration::minutes(1);
+    pass(clock).await;
+    assert_eq!(bills().await, 1);
+    assert_eq!(why().await.reason, "missing, and all 24 upstream partitions exist");
+    clock += chrono::Duration::minutes(1);
+    let quiet = pass(clock).await;
+    // Only the bill's own materialization is new: the cursor moves past it, nothing is evaluated.
+    assert!(
+        quiet.iter().all(|r| r.requests.is_empty() && r.message == "0 evaluations, nothing to request"),
+        "{quiet:?}"
+    );
+    clock += chrono::Duration::minutes(1);
+    assert!(pass(clock).await.is_empty(), "nothing new at all: no tick");
+    assert_eq!(bills().await, 1);
+
+    // A late hour is re-materialized with the same bytes: nothing is stale (early cut-off).
+    materialize(engine::PartitionSpec::Key("2025-12-15T07:00".into())).await;
+    clock += chrono::Duration::minutes(1);
+    pass(clock).await;
+    assert_eq!(bills().await, 1);
+    assert_eq!(why().await.reason, "fresh: its code version and the data versions it read are current");
+
+    // ... and with other bytes: the bill fires again, once.
+    bytes.store(999, Ordering::SeqCst);
+    materialize(engine::PartitionSpec::Key("2025-12-15T07:00".into())).await;
+    clock += chrono::Duration::minutes(1);
+    pass(clock).await;
+    assert_eq!(bills().await, 2);
+    assert_eq!(why().await.reason, "stale: an upstream partition has a new data version");
+    // Other days were never touched.
+    assert!(store.condition_evaluations("bill", Some("2025-12-16"), 10).await.unwrap().is_empty());
+    let requests = store.requests(None, None, 100).await.unwrap();
+    assert_eq!(requests.iter().filter(|r| r.origin == "condition").count(), 2);
+}
+
+#[tokio::test]
+async fn on_missing_and_on_cron_request_what_they_say() {
+    use engine::automation::{Automation, Condition, on_cron};
+    use lineage::RequestQueue;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(lineage::SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap());
+    let noop = |ctx: engine::AssetContext| async move {
+        Ok(engine::Output::none().with_metadata("p", ctx.partition_key.clone()))
+    };
+    let exec = engine::Executor {
+        defs: engine::Definitions::new(vec![
+            engine::asset("day").partitions(engine::PartitionsDef::daily("2025-01-01")).compute(noop),
+            engine::asset("copy").partitions(engine::PartitionsDef::daily("2025-01-01")).dep("day").compute(noop),
+            engine::asset("nightly").partitions(engine::PartitionsDef::daily("2025-01-01")).compute(noop),
+        ])
+        .unwrap(),
+        store: store.clone(),
+        io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(
+            dir.path().join("s"),
+        )))),
+        resources: engine::Resources::default(),
+        clock: Arc::new(engine::FixedClock("2026-01-15T12:00:00Z".parse().unwrap())),
+        dynamic: Default::default(),
+    };
+    let automation = Automation {
+        conditions: vec![
+            ("copy".into(), Condition::OnMissing),
+            ("nightly".into(), on_cron("0 3 * * *", "America/New_York").unwrap()),
+        ],
+        ..Automation::default()
+    };
+    let t0: chrono::DateTime<chrono::Utc> = "2026-01-15T07:00:00Z".parse().unwrap();
+    engine::automation::run_once(&exec, &automation, t0).await.unwrap();
+    // A day lands: its copy is missing and its upstream exists, so it is requested; once.
+    let graph = exec.defs.graph();
+    let ctx = exec.partitions_context();
+    let targets = engine::plan::targets(
+        graph,
+        &engine::selection::resolve(graph, "day").unwrap(),
+        &engine::PartitionSpec::Key("2026-01-10".into()),
+        &ctx,
+    )
+    .unwrap();
+    let plan = engine::plan::plan(graph, &targets, &Default::default(), &ctx, Default::default()).unwrap();
+    exec.execute(&plan, &Default::default(), Arc::new(engine::NoObserver), Default::default()).await.unwrap();
+    let r = engine::automation::run_once(&exec, &automation, t0 + chrono::Duration::minutes(30)).await.unwrap();
+    assert_eq!(r[0].requests, [("copy".to_owned(), "2026-01-10".to_owned())]);
+    let e = store.condition_evaluations("copy", Some("2026-01-10"), 1).await.unwrap().remove(0);
+    assert_eq!(
+        (e.condition.as_str(), e.reason.as_str()),
+        ("on_missing", "missing, and every upstream partition exists")
+    );
+    // 03:00 New York (08:00 UTC) passes: the nightly asset's latest day is requested.
+    let r = engine::automation::run_once(&exec, &automation, t0 + chrono::Duration::hours(1)).await.unwrap();
+    let nightly: Vec<_> = r.iter().flat_map(|r| r.requests.clone()).filter(|(a, _)| a == "nightly").collect();
+    assert_eq!(nightly, [("nightly".to_owned(), "2026-01-14".to_owned())]);
+    let e = store.condition_evaluations("nightly", None, 1).await.unwrap().remove(0);
+    assert_eq!(e.reason, "cron tick 2026-01-15T08:00:00+00:00: missing");
+    assert_eq!(store.requests(None, None, 10).await.unwrap().iter().filter(|r| r.origin == "condition").count(), 2);
+}
+
+#[test]
+fn why_says_whether_a_partition_is_fresh_stale_or_missing() {
+    let robo = Robo::new();
+    robo.ok(&["materialize", "storage_bill", "-p", "2025-12-15", "--with-upstream"]);
+    let fresh = robo.ok(&["why", "storage_bill", "-p", "2025-12-15"]);
+    assert_eq!(
+        fresh.stdout,
+        "storage_bill 2025-12-15: fresh: its code version and the data versions it read are current\n\
+         No automation condition has evaluated it.\n"
+    );
+    let missing = robo.ok(&["why", "storage_bill", "-p", "2025-12-16"]);
+    assert!(missing.stdout.starts_with("storage_bill 2025-12-16: "), "{}", missing.stdout);
+    assert!(!missing.stdout.contains("fresh"), "{}", missing.stdout);
+    // An hour re-materialized with other bytes makes the bill stale, and why says so.
+    let graph = robo.home().join("graphs/acme-main/data.bin");
+    std::fs::OpenOptions::new().write(true).open(&graph).unwrap().set_len(90 << 30).unwrap();
+    robo.ok(&["materialize", "usage_snapshot", "-p", "2025-12-15T07:00"]);
+    let stale = robo.ok(&["why", "storage_bill", "-p", "2025-12-15"]);
+    assert!(
+        stale
+            .stdout
+            .starts_with("storage_bill 2025-12-15: stale: an upstream partition it reads has a new data version"),
+        "{}",
+        stale.stdout
+    );
+    let bad = robo.run(&["why", "storage_bill"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("storage_bill is partitioned (daily"), "{}", bad.stderr);
 }
