@@ -685,9 +685,10 @@ async fn evaluate_condition(
     })
 }
 
-/// Replays schedules and sensors over `(from, to]` on a virtual clock against the current store,
-/// writing nothing: what would be requested, in order, and why. Sensors are evaluated once per
-/// `min_interval`, their cursor carried in memory.
+/// Replays schedules, sensors and conditions over `(from, to]` on a virtual clock against the
+/// current store, writing nothing: what would be requested, in order, and why. Sensors are
+/// evaluated once per `min_interval`, their cursor carried in memory; conditions once, at `to`,
+/// over the materializations they have not seen and their on_cron ticks in the range.
 pub async fn simulate(
     exec: &Executor,
     automation: &Automation,
@@ -738,6 +739,23 @@ pub async fn simulate(
             }
             at += step;
             evaluations += 1;
+        }
+    }
+    // Conditions: what the materializations not yet seen and the on_cron ticks in the range
+    // would request, evaluated once at the end of the range.
+    if !automation.conditions.is_empty() && !states.iter().any(|s| s.name == CONDITIONS && s.status == "stopped") {
+        let cursor = states.iter().find(|s| s.name == CONDITIONS).and_then(|s| s.cursor.clone());
+        if let Some(t) = conditions_tick(exec, automation, cursor, Some(from), to).await?
+            && !t.evaluations.is_empty()
+        {
+            reports.push(TickReport {
+                instigator: CONDITIONS.to_owned(),
+                tick_time: to,
+                status: t.status,
+                message: t.message,
+                requests: t.requests.iter().map(|r| (r.asset_key.clone(), r.partition_key.clone())).collect(),
+                commit: None,
+            });
         }
     }
     reports.sort_by(|a, b| (a.tick_time, &a.instigator).cmp(&(b.tick_time, &b.instigator)));

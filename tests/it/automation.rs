@@ -409,6 +409,19 @@ async fn on_missing_and_on_cron_request_what_they_say() {
         (e.condition.as_str(), e.reason.as_str()),
         ("on_missing", "missing, and every upstream partition exists")
     );
+    // simulate shows what the next passes would request, and writes nothing.
+    let sim = engine::automation::simulate(
+        &exec,
+        &automation,
+        t0 + chrono::Duration::minutes(30),
+        t0 + chrono::Duration::hours(25),
+    )
+    .await
+    .unwrap();
+    let conditions: Vec<_> = sim.iter().filter(|r| r.instigator == "automation_conditions").collect();
+    assert_eq!(conditions.len(), 1);
+    assert!(conditions[0].requests.contains(&("nightly".to_owned(), "2026-01-15".to_owned())), "{:?}", conditions[0]);
+    assert_eq!(store.condition_evaluations("nightly", None, 10).await.unwrap().len(), 0, "nothing written");
     // 03:00 New York (08:00 UTC) passes: the nightly asset's latest day is requested.
     let r = engine::automation::run_once(&exec, &automation, t0 + chrono::Duration::hours(1)).await.unwrap();
     let nightly: Vec<_> = r.iter().flat_map(|r| r.requests.clone()).filter(|(a, _)| a == "nightly").collect();
