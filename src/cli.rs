@@ -487,6 +487,11 @@ pub enum LineageFormat {
     Json,
     /// Graphviz DOT (`| dot -Tsvg > lineage.svg`).
     Dot,
+    /// A Mermaid flowchart (renders in GitHub and most wikis).
+    Mermaid,
+    /// An SVG picture of the asset graph, each asset coloured by its partitions' status
+    /// (`> lineage.svg`, open in a browser).
+    Svg,
 }
 
 #[derive(Debug, Args)]

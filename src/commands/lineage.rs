@@ -191,6 +191,8 @@ pub async fn lineage(app: &App, args: &LineageArgs) -> anyhow::Result<ExitStatus
         match args.format {
             LineageFormat::Json => print_json(&value)?,
             LineageFormat::Dot => print!("{}", asset_dot(app, id, args)),
+            LineageFormat::Mermaid => print!("{}", asset_mermaid(app, id, args)),
+            LineageFormat::Svg => print!("{}", asset_svg(app, id, args).await?),
             LineageFormat::Tree => {
                 let mut out =
                     format!("{}{}\n", def.key, def.partitions.as_ref().map(|p| format!(" ({p})")).unwrap_or_default());
@@ -235,6 +237,11 @@ pub async fn lineage(app: &App, args: &LineageArgs) -> anyhow::Result<ExitStatus
     match args.format {
         LineageFormat::Json => print_json(&value)?,
         LineageFormat::Dot => print!("{}", version_dot(&value)),
+        LineageFormat::Mermaid | LineageFormat::Svg => {
+            return Err(user_error(
+                "--format mermaid and svg draw the asset graph: leave out --partition (partition lineage: tree, json or dot)",
+            ));
+        }
         LineageFormat::Tree => {
             let mut out = String::new();
             render_version_line(&mut out, "", &value.materialization, true);
@@ -306,14 +313,170 @@ fn render_inputs(out: &mut String, groups: &[InputGroup], prefix: &str) {
     }
 }
 
-fn asset_dot(app: &App, id: AssetId, args: &LineageArgs) -> String {
+/// The assets drawn around `id`: its upstream and downstream up to the requested depths.
+fn neighbourhood(app: &App, id: AssetId, args: &LineageArgs) -> BTreeSet<AssetId> {
     let graph = app.defs.graph();
     let root = BTreeSet::from([id]);
-    let nodes: BTreeSet<AssetId> = graph
+    graph
         .upstream_closure(&root, Some(args.upstream))
         .union(&graph.downstream_closure(&root, Some(args.downstream)))
         .copied()
-        .collect();
+        .collect()
+}
+
+fn asset_mermaid(app: &App, id: AssetId, args: &LineageArgs) -> String {
+    let graph = app.defs.graph();
+    let nodes: Vec<AssetId> = neighbourhood(app, id, args).into_iter().collect();
+    let index = |n: AssetId| nodes.iter().position(|x| *x == n).expect("drawn");
+    let mut out = String::from("flowchart LR\n");
+    for (i, &n) in nodes.iter().enumerate() {
+        let def = graph.asset(n);
+        let label = match &def.partitions {
+            Some(p) => format!("{}<br/>{}", def.key, p),
+            None => def.key.to_string(),
+        };
+        let _ = writeln!(out, "  n{i}[\"{}\"]", label.replace('"', "'"));
+    }
+    for &n in &nodes {
+        for e in graph.upstream(n).iter().filter(|e| nodes.contains(&e.asset)) {
+            let _ = writeln!(out, "  n{} -->|{}| n{}", index(e.asset), mapping_text(&e.mapping), index(n));
+        }
+    }
+    let _ = writeln!(out, "  style n{} stroke-width:3px", index(id));
+    out
+}
+
+/// Status of one asset for the picture: (materialized, failed, running, partitions).
+async fn asset_counts(app: &App, n: AssetId) -> anyhow::Result<(usize, usize, usize, usize)> {
+    let def = app.defs.graph().asset(n);
+    let ctx = app.partitions_context().await?;
+    let total = def.partitions.as_ref().map_or(1, |p| p.len(&ctx));
+    let states = app.store.partition_states(def.key.as_str()).await?;
+    let materialized = states.iter().filter(|s| s.current_materialization_id.is_some()).count();
+    let failed = states.iter().filter(|s| s.last_attempt_status == lineage::AttemptStatus::Failed).count();
+    let running = states.iter().filter(|s| s.last_attempt_status == lineage::AttemptStatus::Running).count();
+    Ok((materialized, failed, running, total))
+}
+
+/// Longest-path layers from the sources, then a few barycentre sweeps to order each layer:
+/// enough for graphs of tens of assets, deterministic, and with no dependency.
+fn layout(app: &App, nodes: &BTreeSet<AssetId>) -> Vec<Vec<AssetId>> {
+    let graph = app.defs.graph();
+    let mut layer: std::collections::BTreeMap<AssetId, usize> = Default::default();
+    for &n in graph.topo_order().iter().filter(|n| nodes.contains(n)) {
+        let l = graph
+            .upstream(n)
+            .iter()
+            .filter(|e| nodes.contains(&e.asset))
+            .map(|e| layer[&e.asset] + 1)
+            .max()
+            .unwrap_or(0);
+        layer.insert(n, l);
+    }
+    let depth = layer.values().copied().max().map_or(0, |m| m + 1);
+    let mut layers: Vec<Vec<AssetId>> = vec![Vec::new(); depth];
+    for (&n, &l) in &layer {
+        layers[l].push(n);
+    }
+    for _ in 0..4 {
+        for l in 1..layers.len() {
+            let (before, rest) = layers.split_at_mut(l);
+            let prev = &before[l - 1];
+            let centre = |n: AssetId| {
+                let ups: Vec<usize> =
+                    graph.upstream(n).iter().filter_map(|e| prev.iter().position(|p| *p == e.asset)).collect();
+                if ups.is_empty() { f64::MAX } else { ups.iter().sum::<usize>() as f64 / ups.len() as f64 }
+            };
+            rest[0].sort_by(|a, b| centre(*a).total_cmp(&centre(*b)).then(a.cmp(b)));
+        }
+    }
+    layers
+}
+
+async fn asset_svg(app: &App, id: AssetId, args: &LineageArgs) -> anyhow::Result<String> {
+    const W: f64 = 250.0;
+    const H: f64 = 64.0;
+    const GAP_X: f64 = 90.0;
+    const GAP_Y: f64 = 28.0;
+    let graph = app.defs.graph();
+    let nodes = neighbourhood(app, id, args);
+    let layers = layout(app, &nodes);
+    let rows = layers.iter().map(Vec::len).max().unwrap_or(1);
+    let (width, height) = (layers.len() as f64 * (W + GAP_X) - GAP_X + 40.0, rows as f64 * (H + GAP_Y) - GAP_Y + 70.0);
+    let mut pos: std::collections::BTreeMap<AssetId, (f64, f64)> = Default::default();
+    for (l, layer) in layers.iter().enumerate() {
+        let offset = (rows - layer.len()) as f64 * (H + GAP_Y) / 2.0;
+        for (i, &n) in layer.iter().enumerate() {
+            pos.insert(n, (20.0 + l as f64 * (W + GAP_X), 50.0 + offset + i as f64 * (H + GAP_Y)));
+        }
+    }
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"monospace\" font-size=\"12\">\n\
+         <style>.complete{{fill:#dff5e1;stroke:#2e7d32}} .partial{{fill:#fff4d6;stroke:#b7791f}} .failed{{fill:#fde2e1;stroke:#c62828}} \
+         .missing{{fill:#f1f1f1;stroke:#757575}} .running{{fill:#e3f0ff;stroke:#1565c0}} text{{fill:#222}} path{{fill:none;stroke:#888;stroke-width:1.5}}</style>\n\
+         <text x=\"20\" y=\"24\" font-size=\"14\">lineage of {} — green: every partition materialized, amber: some, red: a failed partition, blue: running, grey: none</text>\n",
+        esc(graph.asset(id).key.as_str())
+    );
+    for (&n, &(x, y)) in &pos {
+        for e in graph.upstream(n).iter().filter(|e| nodes.contains(&e.asset)) {
+            let (ux, uy) = pos[&e.asset];
+            let (x1, y1, x2, y2) = (ux + W, uy + H / 2.0, x, y + H / 2.0);
+            let mid = (x1 + x2) / 2.0;
+            let _ = writeln!(out, "<path d=\"M{x1:.1},{y1:.1} C{mid:.1},{y1:.1} {mid:.1},{y2:.1} {x2:.1},{y2:.1}\"/>");
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{}</text>",
+                mid,
+                (y1 + y2) / 2.0 - 4.0,
+                esc(&mapping_text(&e.mapping))
+            );
+        }
+    }
+    for (&n, &(x, y)) in &pos {
+        let def = graph.asset(n);
+        let (materialized, failed, running, total) = asset_counts(app, n).await?;
+        let class = if failed > 0 {
+            "failed"
+        } else if running > 0 {
+            "running"
+        } else if materialized == 0 {
+            "missing"
+        } else if materialized >= total {
+            "complete"
+        } else {
+            "partial"
+        };
+        let stroke = if n == id { " stroke-width=\"3\"" } else { "" };
+        let _ = writeln!(
+            out,
+            "<g class=\"{class}\"><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{W}\" height=\"{H}\" rx=\"8\"{stroke}/>"
+        );
+        let _ = writeln!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-weight=\"bold\">{}</text>",
+            x + 10.0,
+            y + 20.0,
+            esc(def.key.as_str())
+        );
+        let kind = def.partitions.as_ref().map_or("unpartitioned".to_owned(), |p| p.describe());
+        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>", x + 10.0, y + 37.0, esc(&kind));
+        let mut counts = format!("{materialized}/{total} materialized");
+        if failed > 0 {
+            counts.push_str(&format!(", {failed} failed"));
+        }
+        if running > 0 {
+            counts.push_str(&format!(", {running} running"));
+        }
+        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text></g>", x + 10.0, y + 54.0, esc(&counts));
+    }
+    out.push_str("</svg>\n");
+    Ok(out)
+}
+
+fn asset_dot(app: &App, id: AssetId, args: &LineageArgs) -> String {
+    let graph = app.defs.graph();
+    let nodes = neighbourhood(app, id, args);
     let mut out = String::from("digraph lineage {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
     for &n in &nodes {
         let def = graph.asset(n);

@@ -306,3 +306,33 @@ fn materialize_stale_reruns_only_the_bill_whose_hour_changed() {
     let after = robo.ok(&["materialize", "+storage_bill", "--from", "2025-12-14", "--to", "2025-12-16", "--stale"]);
     assert_eq!(after.stdout.trim(), "Nothing is stale or missing: no step to run.");
 }
+
+#[test]
+fn lineage_draws_the_asset_graph_as_mermaid_and_as_an_svg_with_status_colours() {
+    let robo = Robo::new();
+    robo.ok(&["materialize", "storage_bill", "--partition", DAY, "--with-upstream"]);
+    let mermaid = robo.ok(&["lineage", "storage_bill", "--format", "mermaid"]);
+    insta::assert_snapshot!(mermaid.stdout, @r#"
+    flowchart LR
+      n0["usage_snapshot<br/>hourly"]
+      n1["storage_bill<br/>daily"]
+      n2["credit_allocation<br/>monthly"]
+      n3["usage_report<br/>monthly"]
+      n0 -->|time_window| n1
+      n1 -->|time_window(-1, -1)| n2
+      n1 -->|time_window| n3
+      n2 -->|time_window(0, 1)| n3
+      style n1 stroke-width:3px
+    "#);
+    let svg = robo.ok(&["lineage", "storage_bill", "--format", "svg"]).stdout;
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<rect ").count(), 4, "one box per asset");
+    assert_eq!(svg.matches("<path ").count(), 4, "one curve per dependency");
+    // 24 of the hours and 1 of the days exist: partial; nothing monthly yet: missing.
+    assert!(svg.contains("<g class=\"partial\"><rect") && svg.contains("<g class=\"missing\"><rect"), "{svg}");
+    assert!(svg.contains(">1/379 materialized</text>"), "{svg}");
+    assert!(svg.contains(">24/9108 materialized</text>"), "{svg}");
+    let refused = robo.run(&["lineage", "storage_bill", "-p", DAY, "--format", "svg"]);
+    assert_eq!(refused.code, 2);
+    assert!(refused.stderr.contains("--format mermaid and svg draw the asset graph"), "{}", refused.stderr);
+}
