@@ -510,4 +510,8 @@ pub struct LineageArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = LineageFormat::Tree)]
     pub format: LineageFormat,
+    /// With --partition: every downstream materialization that read this version, directly or
+    /// through others, and whether each is still current.
+    #[arg(long, requires = "partition")]
+    pub impact: bool,
 }

@@ -230,6 +230,9 @@ pub async fn lineage(app: &App, args: &LineageArgs) -> anyhow::Result<ExitStatus
         )));
     };
     let record = app.store.materialization(current).await?.expect("current materialization exists");
+    if args.impact {
+        return impact(app, record, args).await;
+    }
     let value = PartitionLineage {
         materialization: version_node(app, record, args.upstream).await?,
         read_by: readers(app, current, args.downstream).await?,
@@ -311,6 +314,60 @@ fn render_inputs(out: &mut String, groups: &[InputGroup], prefix: &str) {
             render_inputs(out, &v.inputs, &format!("{inner}{}", if vlast { "    " } else { "│   " }));
         }
     }
+}
+
+/// Every materialization that read `root`, transitively (breadth first, each once).
+async fn impact(app: &App, root: lineage::MaterializationRecord, args: &LineageArgs) -> anyhow::Result<ExitStatus> {
+    let mut seen = std::collections::BTreeSet::from([root.id]);
+    let mut queue = std::collections::VecDeque::from([(root.id, 0usize)]);
+    let mut found: Vec<(usize, lineage::MaterializationRecord)> = Vec::new();
+    while let Some((id, depth)) = queue.pop_front() {
+        for reader in app.store.readers_of(id).await? {
+            if seen.insert(reader.id) {
+                queue.push_back((reader.id, depth + 1));
+                found.push((depth + 1, reader));
+            }
+        }
+    }
+    let keys: Vec<(String, String)> =
+        found.iter().map(|(_, m)| (m.asset_key.clone(), m.partition_key.clone())).collect();
+    let states = app.store.partition_states_of(&keys).await?;
+    let rows: Vec<serde_json::Value> = found
+        .iter()
+        .zip(&states)
+        .map(|((depth, m), s)| {
+            let current = s.as_ref().and_then(|s| s.current_materialization_id) == Some(m.id);
+            serde_json::json!({
+                "asset": m.asset_key, "partition": m.partition_key, "materialization_id": m.id,
+                "data_version": m.data_version, "hops": depth, "current": current,
+            })
+        })
+        .collect();
+    if matches!(args.format, LineageFormat::Json) {
+        print_json(&serde_json::json!({ "materialization_id": root.id, "read_by": rows }))?;
+        return Ok(ExitStatus::Success);
+    }
+    println!(
+        "{} {} (materialization {}, data {}) was read by {} materialization{}, directly or through others:",
+        root.asset_key,
+        show_key(&root.partition_key),
+        root.id,
+        short(&root.data_version),
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    );
+    for r in &rows {
+        println!(
+            "  {:>2} hop{} {} {}  #{}  {}",
+            r["hops"],
+            if r["hops"] == 1 { " " } else { "s" },
+            r["asset"].as_str().unwrap_or_default(),
+            show_key(r["partition"].as_str().unwrap_or_default()),
+            r["materialization_id"],
+            if r["current"] == true { "current" } else { "superseded since" }
+        );
+    }
+    Ok(ExitStatus::Success)
 }
 
 /// The assets drawn around `id`: its upstream and downstream up to the requested depths.

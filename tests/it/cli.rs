@@ -336,3 +336,37 @@ fn lineage_draws_the_asset_graph_as_mermaid_and_as_an_svg_with_status_colours() 
     assert_eq!(refused.code, 2);
     assert!(refused.stderr.contains("--format mermaid and svg draw the asset graph"), "{}", refused.stderr);
 }
+
+#[test]
+fn lineage_impact_lists_every_downstream_materialization_that_read_a_version() {
+    let robo = Robo::new();
+    robo.ok(&["backfill", "+credit_allocation", "--from", "2026-01", "--to", "2026-01"]);
+    let impact = robo.ok(&["lineage", "usage_snapshot", "-p", "2025-12-15T07:00", "--impact", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&impact.stdout).unwrap();
+    let read_by: Vec<(String, String, i64, bool)> = v["read_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["asset"].as_str().unwrap().into(),
+                r["partition"].as_str().unwrap().into(),
+                r["hops"].as_i64().unwrap(),
+                r["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        read_by,
+        [
+            ("storage_bill".into(), "2025-12-15".into(), 1, true),
+            ("credit_allocation".into(), "2026-01".into(), 2, true)
+        ]
+    );
+    // The bill is re-materialized: the allocation that read the old bill is still listed (it
+    // read this hour through it) and the new bill, which read the same hour, too.
+    robo.ok(&["materialize", "storage_bill", "-p", "2025-12-15"]);
+    let text = robo.ok(&["lineage", "usage_snapshot", "-p", "2025-12-15T07:00", "--impact"]).stdout;
+    assert!(text.contains("was read by 3 materializations, directly or through others:"), "{text}");
+    assert!(text.contains("storage_bill 2025-12-15") && text.contains("superseded since"), "{text}");
+}
