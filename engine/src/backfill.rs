@@ -278,22 +278,57 @@ pub fn plan_backfill(
     Ok(BackfillPlan { plan, assets, policy })
 }
 
-/// Missing, code changed, an input changed since it was read, or an input runs in this backfill.
-fn is_stale(
+/// Why a materialized partition is stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum StaleCause {
+    /// Its definition's code version is not the one it was materialized with.
+    Code {
+        /// Materialized with.
+        recorded: String,
+        /// The definition's now.
+        current: String,
+    },
+    /// A partition it reads now has another data version than the one it read (or its
+    /// dependencies changed), so its logical version would change.
+    Inputs,
+    /// A partition it reads has no materialization any more.
+    InputMissing {
+        /// The upstream asset.
+        asset: String,
+        /// Its partition.
+        partition: String,
+    },
+}
+
+impl std::fmt::Display for StaleCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StaleCause::Code { recorded, current } => write!(f, "code version {recorded} → {current}"),
+            StaleCause::Inputs => f.write_str("an input has a new data version"),
+            StaleCause::InputMissing { asset, partition } => {
+                write!(f, "input {asset} {partition} has no materialization")
+            }
+        }
+    }
+}
+
+/// Why the materialized partition `key` of `asset` is stale, or `None` when it is fresh or
+/// missing. Exact: compares its recorded logical version with the one its current inputs give.
+/// `states` must cover the asset and its direct upstream assets.
+pub fn stale_cause(
     graph: &AssetGraph,
     asset: AssetId,
     key: &str,
-    cell: Option<&Cell>,
     states: &CellStates,
-    kept: &HashSet<(AssetId, String)>,
     ctx: &PartitionsContext,
-) -> Result<bool, PlanError> {
-    let Some((_, _, recorded_logical, recorded_code)) = cell.and_then(|c| c.current.as_ref()) else {
-        return Ok(true);
+) -> Result<Option<StaleCause>, PlanError> {
+    let Some((_, _, recorded_logical, recorded_code)) = states.get(asset, key).and_then(|c| c.current.as_ref()) else {
+        return Ok(None);
     };
     let def = graph.asset(asset);
     if *recorded_code != def.code_version {
-        return Ok(true);
+        return Ok(Some(StaleCause::Code { recorded: recorded_code.clone(), current: def.code_version.clone() }));
     }
     let mut inputs = Vec::new();
     for edge in graph.upstream(asset) {
@@ -303,11 +338,8 @@ fn is_stale(
             .upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), key, ctx)
             .map_err(|source| PlanError::Key { asset: def.key.to_string(), source })?;
         for up_key in keys {
-            if kept.contains(&(edge.asset, up_key.clone())) {
-                return Ok(true);
-            }
             let Some((id, data_version, ..)) = states.get(edge.asset, &up_key).and_then(|c| c.current.as_ref()) else {
-                return Ok(true);
+                return Ok(Some(StaleCause::InputMissing { asset: up.key.to_string(), partition: up_key }));
             };
             inputs.push(InputVersion {
                 asset_key: up.key.to_string(),
@@ -317,7 +349,34 @@ fn is_stale(
             });
         }
     }
-    Ok(logical_version(&def.code_version, &inputs_hash(&inputs)) != *recorded_logical)
+    Ok((logical_version(&def.code_version, &inputs_hash(&inputs)) != *recorded_logical).then_some(StaleCause::Inputs))
+}
+
+/// Missing, stale (see [`stale_cause`]), or an input runs in this backfill.
+fn is_stale(
+    graph: &AssetGraph,
+    asset: AssetId,
+    key: &str,
+    cell: Option<&Cell>,
+    states: &CellStates,
+    kept: &HashSet<(AssetId, String)>,
+    ctx: &PartitionsContext,
+) -> Result<bool, PlanError> {
+    if cell.and_then(|c| c.current.as_ref()).is_none() {
+        return Ok(true);
+    }
+    let def = graph.asset(asset);
+    for edge in graph.upstream(asset) {
+        let up = graph.asset(edge.asset);
+        let keys = edge
+            .mapping
+            .upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), key, ctx)
+            .map_err(|source| PlanError::Key { asset: def.key.to_string(), source })?;
+        if keys.into_iter().any(|k| kept.contains(&(edge.asset, k))) {
+            return Ok(true);
+        }
+    }
+    Ok(stale_cause(graph, asset, key, states, ctx)?.is_some())
 }
 
 /// What a backfill was asked for.

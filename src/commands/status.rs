@@ -21,6 +21,7 @@ const MAX_LISTED: usize = 200;
 enum Status {
     Missing,
     Materialized,
+    Stale,
     Failed,
     InProgress,
 }
@@ -42,6 +43,7 @@ impl Status {
         match self {
             Status::Missing => '·',
             Status::Materialized => '█',
+            Status::Stale => '░',
             Status::Failed => '✗',
             Status::InProgress => '▶',
         }
@@ -51,6 +53,7 @@ impl Status {
         match self {
             Status::Missing => "missing",
             Status::Materialized => "materialized",
+            Status::Stale => "stale",
             Status::Failed => "failed",
             Status::InProgress => "in progress",
         }
@@ -60,7 +63,10 @@ impl Status {
 #[derive(Debug, Default, Serialize)]
 struct Counts {
     partitions: usize,
+    /// Materialized, fresh or stale.
     materialized: usize,
+    /// Of those, stale.
+    stale: usize,
     failed: usize,
     in_progress: usize,
     missing: usize,
@@ -74,6 +80,8 @@ struct PartitionRow {
     materialized_at: Option<chrono::DateTime<chrono::Utc>>,
     last_run_id: Option<String>,
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stale: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +110,11 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
         HashMap::new()
     };
 
+    // Staleness is exact: each materialized partition's recorded logical version against the
+    // one its current inputs give (states of the selection and its direct upstream).
+    let with_upstream: std::collections::BTreeSet<engine::AssetId> =
+        selected.iter().flat_map(|&id| std::iter::once(id).chain(graph.upstream(id).iter().map(|e| e.asset))).collect();
+    let cells = engine::backfill::CellStates::load(&*app.store, graph, with_upstream).await?;
     let mut out = Vec::new();
     for &id in graph.topo_order().iter().filter(|id| selected.contains(id)) {
         let def = graph.asset(id);
@@ -124,10 +137,21 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
         let mut listed = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             let state = states.get(key);
-            let status = Status::of(state);
+            let mut status = Status::of(state);
+            let mut stale = None;
+            if status == Status::Materialized
+                && let Ok(Some(cause)) = engine::backfill::stale_cause(graph, id, key, &cells, &ctx)
+            {
+                status = Status::Stale;
+                stale = Some(cause);
+            }
             match status {
                 Status::Missing => counts.missing += 1,
                 Status::Materialized => counts.materialized += 1,
+                Status::Stale => {
+                    counts.materialized += 1;
+                    counts.stale += 1;
+                }
                 Status::Failed => counts.failed += 1,
                 Status::InProgress => counts.in_progress += 1,
             }
@@ -142,6 +166,13 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
                     materialized_at: state.and_then(|s| s.materialized_at),
                     last_run_id: state.and_then(|s| s.last_run_id.map(|r| r.to_string())),
                     error: state.and_then(|s| s.last_error.clone()),
+                    stale: match (&stale, state.and_then(|s| s.current_materialization_id)) {
+                        (Some(engine::backfill::StaleCause::Inputs), Some(mid)) => {
+                            Some(changed_inputs(app, mid).await?)
+                        }
+                        (Some(cause), _) => Some(cause.to_string()),
+                        _ => None,
+                    },
                 });
             }
         }
@@ -159,16 +190,17 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
         return Ok(ExitStatus::Success);
     }
     println!(
-        "{:<20} {:<12} {:>10} {:>12} {:>7} {:>11} {:>9}  LATEST (█ materialized · missing ✗ failed ▶ in progress)",
-        "ASSET", "PARTITIONS", "TOTAL", "MATERIALIZED", "FAILED", "IN PROGRESS", "MISSING"
+        "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9}  LATEST (█ materialized ░ stale · missing ✗ failed ▶ in progress)",
+        "ASSET", "PARTITIONS", "TOTAL", "MATERIALIZED", "STALE", "FAILED", "IN PROGRESS", "MISSING"
     );
     for a in &out {
         println!(
-            "{:<20} {:<12} {:>10} {:>12} {:>7} {:>11} {:>9}  {}",
+            "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9}  {}",
             a.asset,
             a.partitions_def.as_deref().unwrap_or("-"),
             a.counts.partitions,
             a.counts.materialized,
+            a.counts.stale,
             a.counts.failed,
             a.counts.in_progress,
             a.counts.missing,
@@ -188,6 +220,7 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
                     format!("run {}: {}", p.last_run_id.as_deref().unwrap_or("-"), p.error.as_deref().unwrap_or(""))
                 }
                 Status::InProgress => format!("run {}", p.last_run_id.as_deref().unwrap_or("-")),
+                Status::Stale => format!("stale: {}", p.stale.as_deref().unwrap_or("")),
                 Status::Missing => String::new(),
             };
             println!("  {} {:<20} {:<13} {detail}", p.status.glyph(), show_key(&p.partition), p.status.name());
@@ -197,4 +230,26 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// The inputs of materialization `mid` whose current data version differs from the one it read:
+/// the root causes one hop up, e.g. `usage_snapshot 2025-12-15T07:00 changed`.
+async fn changed_inputs(app: &App, mid: i64) -> anyhow::Result<String> {
+    let inputs = app.store.inputs_of(mid).await?;
+    let keys: Vec<(String, String)> = inputs.iter().map(|i| (i.asset_key.clone(), i.partition_key.clone())).collect();
+    let now = app.store.partition_states_of(&keys).await?;
+    let changed: Vec<String> = inputs
+        .iter()
+        .zip(now)
+        .filter(|(i, s)| s.as_ref().and_then(|s| s.data_version.as_deref()) != Some(i.data_version.as_str()))
+        .map(|(i, _)| format!("{} {}", i.asset_key, i.partition_key))
+        .collect();
+    Ok(match changed.len() {
+        0 => "its inputs changed".to_owned(),
+        n => format!(
+            "{} changed since it was read{}",
+            changed.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if n > 3 { format!(" (and {} more)", n - 3) } else { String::new() }
+        ),
+    })
 }

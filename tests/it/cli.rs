@@ -370,3 +370,24 @@ fn lineage_impact_lists_every_downstream_materialization_that_read_a_version() {
     assert!(text.contains("was read by 3 materializations, directly or through others:"), "{text}");
     assert!(text.contains("storage_bill 2025-12-15") && text.contains("superseded since"), "{text}");
 }
+
+#[test]
+fn status_shows_stale_partitions_with_the_input_that_changed() {
+    let robo = Robo::new();
+    robo.ok(&["materialize", "+storage_bill", "--from", "2025-12-14", "--to", "2025-12-16"]);
+    let graph = robo.home().join("graphs/acme-main/data.bin");
+    std::fs::OpenOptions::new().write(true).open(&graph).unwrap().set_len(90 << 30).unwrap();
+    robo.ok(&["materialize", "usage_snapshot", "-p", "2025-12-15T07:00"]);
+    let status = robo.ok(&["status", "storage_bill", "--from", "2025-12-14", "--to", "2025-12-16", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!((v[0]["counts"]["materialized"].as_i64(), v[0]["counts"]["stale"].as_i64()), (Some(3), Some(1)));
+    let rows = v[0]["partitions_listed"].as_array().unwrap();
+    let statuses: Vec<&str> = rows.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["materialized", "stale", "materialized"]);
+    assert_eq!(rows[1]["stale"], "usage_snapshot 2025-12-15T07:00 changed since it was read");
+    // Re-materializing the bill makes it fresh again.
+    robo.ok(&["materialize", "storage_bill", "-p", "2025-12-15"]);
+    let status = robo.ok(&["status", "storage_bill", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(v[0]["counts"]["stale"].as_i64(), Some(0));
+}
