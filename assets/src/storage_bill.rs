@@ -10,7 +10,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use engine::{AssetContext, AssetDef, AssetError, Output, PartitionsDef, asset};
+use engine::{AssetContext, AssetDef, AssetError, FreshnessPolicy, Output, PartitionsDef, asset};
 use resources::AppDb;
 use resources::appdb::LedgerEntry;
 
@@ -27,6 +27,8 @@ pub(crate) fn definition() -> AssetDef {
         .tag("team", "billing")
         .code_version("1")
         .partitions(PartitionsDef::daily(START_DATE))
+        // Finance reads day D's bill by D+1 06:00 (today's job runs at 02:00).
+        .freshness(FreshnessPolicy::AfterWindowEnd(std::time::Duration::from_secs(6 * 3600)))
         .dep("usage_snapshot")
         .compute(compute)
 }

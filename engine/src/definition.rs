@@ -186,8 +186,31 @@ pub struct AssetDef {
     pub retry: RetryPolicy,
     /// A concurrency pool that limits how many of its steps run at once across the cluster.
     pub pool: Option<String>,
+    /// When its partitions are due; past that and not materialized, a partition is `late`.
+    pub freshness: Option<FreshnessPolicy>,
     /// The compute function.
     pub compute: ComputeFn,
+}
+
+/// When an asset's data is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreshnessPolicy {
+    /// Each time-window partition is due this long after its window ends (`storage_bill` for
+    /// day D by D+1 06:00: six hours).
+    AfterWindowEnd(std::time::Duration),
+    /// The latest partition (or the unpartitioned asset) must have been materialized within
+    /// this long.
+    MaxLag(std::time::Duration),
+}
+
+impl FreshnessPolicy {
+    /// When the partition with `window_end` is due (`None` for a policy that does not use it).
+    pub fn deadline(self, window_end: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            FreshnessPolicy::AfterWindowEnd(after) => Some(window_end + chrono::Duration::from_std(after).ok()?),
+            FreshnessPolicy::MaxLag(_) => None,
+        }
+    }
 }
 
 impl fmt::Debug for AssetDef {
@@ -219,6 +242,7 @@ pub fn asset(key: &str) -> AssetBuilder {
         partitions: None,
         retry: RetryPolicy::default(),
         pool: None,
+        freshness: None,
     }
 }
 
@@ -236,9 +260,16 @@ pub struct AssetBuilder {
     partitions: Option<PartitionsDef>,
     retry: RetryPolicy,
     pool: Option<String>,
+    freshness: Option<FreshnessPolicy>,
 }
 
 impl AssetBuilder {
+    /// When its partitions are due (see [`FreshnessPolicy`]).
+    pub fn freshness(mut self, policy: FreshnessPolicy) -> Self {
+        self.freshness = Some(policy);
+        self
+    }
+
     /// What it is, for people.
     pub fn description(mut self, text: &str) -> Self {
         self.description = text.to_owned();
@@ -316,6 +347,7 @@ impl AssetBuilder {
             partitions: self.partitions,
             retry: self.retry,
             pool: self.pool,
+            freshness: self.freshness,
             compute: Arc::new(move |ctx| Box::pin(f(ctx))),
         }
     }

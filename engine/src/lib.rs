@@ -21,7 +21,9 @@ pub mod selection;
 pub mod worker;
 
 pub use context::{AssetContext, Clock, FixedClock, Inputs, ResourceError, Resources, SystemClock};
-pub use definition::{AssetDef, AssetDep, AssetError, AssetKey, CheckResult, Definitions, Output, Severity, asset};
+pub use definition::{
+    AssetDef, AssetDep, AssetError, AssetKey, CheckResult, Definitions, FreshnessPolicy, Output, Severity, asset,
+};
 pub use exec::{ExecEvent, Executor, NoObserver, Observer, RunConfig, RunOutcome, StepOutcome, StepStatus};
 pub use graph::{AssetGraph, AssetId, DefinitionsError, LookupError};
 pub use io::{IoError, IoManager, StoredOutput};

@@ -67,6 +67,8 @@ struct Counts {
     materialized: usize,
     /// Of those, stale.
     stale: usize,
+    /// Not materialized past their freshness deadline (counted in missing or failed too).
+    late: usize,
     failed: usize,
     in_progress: usize,
     missing: usize,
@@ -82,6 +84,9 @@ struct PartitionRow {
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stale: Option<String>,
+    /// The freshness deadline it missed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    late_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -145,6 +150,20 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
                 status = Status::Stale;
                 stale = Some(cause);
             }
+            // Late: not materialized (or only failing) past its freshness deadline.
+            let late_since = match (def.freshness, def.partitions.as_ref().and_then(|p| p.window_of(key))) {
+                (Some(policy), Some(window)) => policy.deadline(window.end).filter(|d| {
+                    ctx.now > *d && matches!(status, Status::Missing | Status::Failed | Status::InProgress)
+                }),
+                (Some(engine::FreshnessPolicy::MaxLag(lag)), None) if i + 1 == keys.len() => {
+                    let due = ctx.now - chrono::Duration::from_std(lag).unwrap_or_default();
+                    state.and_then(|s| s.materialized_at).is_none_or(|t| t < due).then_some(due)
+                }
+                _ => None,
+            };
+            if late_since.is_some() {
+                counts.late += 1;
+            }
             match status {
                 Status::Missing => counts.missing += 1,
                 Status::Materialized => counts.materialized += 1,
@@ -166,6 +185,7 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
                     materialized_at: state.and_then(|s| s.materialized_at),
                     last_run_id: state.and_then(|s| s.last_run_id.map(|r| r.to_string())),
                     error: state.and_then(|s| s.last_error.clone()),
+                    late_since,
                     stale: match (&stale, state.and_then(|s| s.current_materialization_id)) {
                         (Some(engine::backfill::StaleCause::Inputs), Some(mid)) => {
                             Some(changed_inputs(app, mid).await?)
@@ -190,12 +210,12 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
         return Ok(ExitStatus::Success);
     }
     println!(
-        "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9}  LATEST (█ materialized ░ stale · missing ✗ failed ▶ in progress)",
-        "ASSET", "PARTITIONS", "TOTAL", "MATERIALIZED", "STALE", "FAILED", "IN PROGRESS", "MISSING"
+        "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5}  LATEST (█ materialized ░ stale · missing ✗ failed ▶ in progress)",
+        "ASSET", "PARTITIONS", "TOTAL", "MATERIALIZED", "STALE", "FAILED", "IN PROGRESS", "MISSING", "LATE"
     );
     for a in &out {
         println!(
-            "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9}  {}",
+            "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5}  {}",
             a.asset,
             a.partitions_def.as_deref().unwrap_or("-"),
             a.counts.partitions,
@@ -204,6 +224,7 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
             a.counts.failed,
             a.counts.in_progress,
             a.counts.missing,
+            a.counts.late,
             a.strip
         );
     }
@@ -223,7 +244,9 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
                 Status::Stale => format!("stale: {}", p.stale.as_deref().unwrap_or("")),
                 Status::Missing => String::new(),
             };
-            println!("  {} {:<20} {:<13} {detail}", p.status.glyph(), show_key(&p.partition), p.status.name());
+            let late =
+                p.late_since.map(|d| format!("  LATE: due {}", d.format("%Y-%m-%d %H:%M %Z"))).unwrap_or_default();
+            println!("  {} {:<20} {:<13} {detail}{late}", p.status.glyph(), show_key(&p.partition), p.status.name());
         }
         if a.counts.partitions > a.partitions_listed.len() {
             println!("  … {} more", a.counts.partitions - a.partitions_listed.len());

@@ -391,3 +391,27 @@ fn status_shows_stale_partitions_with_the_input_that_changed() {
     let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(v[0]["counts"]["stale"].as_i64(), Some(0));
 }
+
+#[test]
+fn a_bill_not_there_by_six_the_next_morning_is_late_until_materialized() {
+    let robo = Robo::new();
+    let status = |now: &str| {
+        let run = robo.run_with(&["status", "storage_bill", "-p", "2025-12-15", "--json"], &[("ROBO_ASSETS_NOW", now)]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap()
+    };
+    let before = status("2025-12-16T05:59:00Z");
+    assert_eq!(before[0]["counts"]["late"], 0);
+    let after = status("2025-12-16T06:01:00Z");
+    assert_eq!(after[0]["counts"]["late"], 1);
+    assert_eq!(after[0]["partitions_listed"][0]["late_since"], "2025-12-16T06:00:00Z");
+    let text =
+        robo.run_with(&["status", "storage_bill", "-p", "2025-12-15"], &[("ROBO_ASSETS_NOW", "2025-12-16T06:01:00Z")]);
+    assert!(text.stdout.contains("LATE: due 2025-12-16 06:00 UTC"), "{}", text.stdout);
+    let run = robo.run_with(
+        &["materialize", "storage_bill", "-p", "2025-12-15", "--with-upstream"],
+        &[("ROBO_ASSETS_NOW", "2025-12-16T07:00:00Z")],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(status("2025-12-16T07:30:00Z")[0]["counts"]["late"], 0, "materializing clears it");
+}
