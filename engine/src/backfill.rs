@@ -118,16 +118,25 @@ impl CellStates {
         let mut out = CellStates::default();
         for id in assets {
             let states = store.partition_states(graph.asset(id).key.as_str()).await?;
-            let cells = out.cells.entry(id).or_default();
-            for s in states {
-                let current = match (s.current_materialization_id, s.data_version, s.logical_version, s.code_version) {
-                    (Some(m), Some(d), Some(l), Some(c)) => Some((m, d, l, c)),
-                    _ => None,
-                };
-                cells.insert(s.partition_key, Cell { current, failed: s.last_attempt_status == AttemptStatus::Failed });
-            }
+            out.add(id, &states);
         }
         Ok(out)
+    }
+
+    /// Adds the partition states of one asset (read once by a caller that needs them too).
+    pub fn add(&mut self, asset: AssetId, states: &[lineage::PartitionState]) {
+        let cells = self.cells.entry(asset).or_default();
+        cells.reserve(states.len());
+        for s in states {
+            let current = match (s.current_materialization_id, &s.data_version, &s.logical_version, &s.code_version) {
+                (Some(m), Some(d), Some(l), Some(c)) => Some((m, d.clone(), l.clone(), c.clone())),
+                _ => None,
+            };
+            cells.insert(
+                s.partition_key.clone(),
+                Cell { current, failed: s.last_attempt_status == AttemptStatus::Failed },
+            );
+        }
     }
 
     /// Notes one cell (tests and benchmarks).
@@ -243,7 +252,7 @@ pub fn plan_backfill(
 ) -> Result<BackfillPlan, PlanError> {
     let mut kept: HashSet<(AssetId, String)> = HashSet::new();
     let mut filtered = Vec::with_capacity(targets.len());
-    let mut assets = Vec::with_capacity(targets.len());
+    let mut assets: Vec<AssetCells> = Vec::with_capacity(targets.len());
     // Targets come in dependency order, so an upstream cell is decided before its readers.
     for (asset, keys) in targets {
         let def = graph.asset(*asset);
@@ -274,7 +283,33 @@ pub fn plan_backfill(
             filtered.push((*asset, planned));
         }
     }
-    let plan = plan::plan(graph, &filtered, &states.snapshot(), ctx, PlanOptions { with_upstream: false })?;
+    // Missing upstream partitions of a *selected* asset are added even outside the range (the
+    // report of January needs February's allocation); those of an asset outside the selection
+    // are an error that names them, as for `materialize`.
+    let strict = plan::plan(graph, &filtered, &states.snapshot(), ctx, PlanOptions { with_upstream: false });
+    let plan = match strict {
+        Ok(plan) => plan,
+        Err(PlanError::MissingUpstream(missing)) => {
+            let selected: HashSet<String> = assets.iter().map(|a| a.asset.clone()).collect();
+            let outside: Vec<_> =
+                missing.iter().filter(|m| !selected.contains(&m.upstream) || m.not_yet_available).cloned().collect();
+            if !outside.is_empty() {
+                return Err(PlanError::MissingUpstream(outside));
+            }
+            let plan = plan::plan(graph, &filtered, &states.snapshot(), ctx, PlanOptions { with_upstream: true })?;
+            // Count the added cells with their asset.
+            for step in &plan.steps {
+                let key = graph.asset(step.asset).key.to_string();
+                if let Some(a) = assets.iter_mut().find(|a| a.asset == key)
+                    && !a.planned.contains(&step.partition_key)
+                {
+                    a.planned.push(step.partition_key.clone());
+                }
+            }
+            plan
+        }
+        Err(e) => return Err(e),
+    };
     Ok(BackfillPlan { plan, assets, policy })
 }
 

@@ -119,17 +119,19 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
     // one its current inputs give (states of the selection and its direct upstream).
     let with_upstream: std::collections::BTreeSet<engine::AssetId> =
         selected.iter().flat_map(|&id| std::iter::once(id).chain(graph.upstream(id).iter().map(|e| e.asset))).collect();
-    let cells = engine::backfill::CellStates::load(&*app.store, graph, with_upstream).await?;
+    // Each asset's partition states are read once, for the counts and for staleness.
+    let mut read: HashMap<engine::AssetId, Vec<PartitionState>> = HashMap::new();
+    let mut cells = engine::backfill::CellStates::default();
+    for &id in &with_upstream {
+        let states = app.store.partition_states(graph.asset(id).key.as_str()).await?;
+        cells.add(id, &states);
+        read.insert(id, states);
+    }
     let mut out = Vec::new();
     for &id in graph.topo_order().iter().filter(|id| selected.contains(id)) {
         let def = graph.asset(id);
-        let states: HashMap<String, PartitionState> = app
-            .store
-            .partition_states(def.key.as_str())
-            .await?
-            .into_iter()
-            .map(|s| (s.partition_key.clone(), s))
-            .collect();
+        let states: HashMap<String, PartitionState> =
+            read.remove(&id).unwrap_or_default().into_iter().map(|s| (s.partition_key.clone(), s)).collect();
         let keys = match keys_of.get(&id) {
             Some(keys) => keys.clone(),
             None => match &def.partitions {

@@ -460,3 +460,34 @@ fn why_says_whether_a_partition_is_fresh_stale_or_missing() {
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("storage_bill is partitioned (daily"), "{}", bad.stderr);
 }
+
+#[tokio::test]
+async fn a_sensor_that_outlives_its_timeout_records_a_failed_tick_and_requests_nothing() {
+    use engine::automation::{Automation, SensorResult, sensor};
+    use lineage::RequestQueue;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(lineage::SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap());
+    let exec = engine::Executor {
+        defs: engine::Definitions::new(vec![engine::asset("a").compute(|_ctx| async { Ok(engine::Output::none()) })])
+            .unwrap(),
+        store: store.clone(),
+        io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(dir.path())))),
+        resources: engine::Resources::default(),
+        clock: Arc::new(engine::SystemClock),
+        dynamic: Default::default(),
+    };
+    let slow = sensor("slow", std::time::Duration::from_secs(30), std::time::Duration::from_millis(50), |_ctx| async {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        Ok(SensorResult::default())
+    });
+    let automation = Automation { sensors: vec![slow], ..Automation::default() };
+    let reports =
+        engine::automation::run_once(&exec, &automation, "2026-01-15T12:00:00Z".parse().unwrap()).await.unwrap();
+    assert_eq!(
+        (reports[0].status.as_str(), reports[0].message.as_str()),
+        ("failed", "evaluation timed out after 50ms")
+    );
+    let ticks = store.ticks("slow", 10).await.unwrap();
+    assert_eq!((ticks.len(), ticks[0].status.as_str()), (1, "failed"));
+    assert!(store.requests(None, None, 10).await.unwrap().is_empty());
+}

@@ -327,3 +327,24 @@ async fn hourly_daily_monthly_in_dependency_order_and_retry_failed_reruns_the_fa
     let record = store.backfills(Some(id), 1).await.unwrap().remove(0);
     assert_eq!((record.status, record.cells), (RunStatus::Succeeded, 776));
 }
+
+#[test]
+fn upstream_partitions_of_selected_assets_outside_the_range_are_included() {
+    // January's report reads February's allocation (which settles January's overage): a
+    // backfill of +usage_report for January includes it, and the days and hours it needs.
+    let robo = Robo::new();
+    let out = robo.run_with(
+        &["backfill", "+usage_report", "--from", "2026-01", "--to", "2026-01", "--dry-run"],
+        &[("ROBO_ASSETS_NOW", "2026-02-21T16:00:00Z")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("credit_allocation         2 cells  2026-01..2026-02 (2)"), "{}", out.stdout);
+    assert!(out.stdout.contains("usage_report              1 cell   2026-01"), "{}", out.stdout);
+    // Without the upstream asset in the selection, missing partitions are an error, as for materialize.
+    let refused = robo.run_with(
+        &["backfill", "usage_report", "--from", "2026-01", "--to", "2026-01"],
+        &[("ROBO_ASSETS_NOW", "2026-02-21T16:00:00Z")],
+    );
+    assert_eq!(refused.code, 2);
+    assert!(refused.stderr.contains("missing upstream partitions"), "{}", refused.stderr);
+}

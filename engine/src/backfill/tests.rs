@@ -217,3 +217,50 @@ fn policies_parse_and_reject_unknown_names() {
         "unknown backfill policy \"newest\" (valid: missing, failed, stale, all)"
     );
 }
+
+#[test]
+fn a_monthly_asset_reading_744_hours_directly_is_stale_when_one_hour_changes() {
+    let defs = Definitions::new(vec![
+        noop(asset("usage").partitions(PartitionsDef::hourly("2025-01-01"))),
+        noop(
+            asset("report")
+                .partitions(PartitionsDef::monthly("2025-01-01"))
+                .dep_mapped("usage", PartitionMapping::time_window(0, 0)),
+        ),
+    ])
+    .unwrap();
+    let graph = defs.graph();
+    let mut states = CellStates::default();
+    for day in 1..=31 {
+        for h in hours(&format!("2025-12-{day:02}")) {
+            materialized(&defs, &mut states, "usage", &h, "u", "1");
+        }
+    }
+    materialized(&defs, &mut states, "report", "2025-12", "r", "1");
+    let report = graph.lookup("report").unwrap();
+    assert_eq!(stale_cause(graph, report, "2025-12", &states, &ctx()).unwrap(), None, "fresh with all 744 read");
+    // One hour of the 744 changes: the report is stale (no cap on fan-in).
+    let usage = graph.lookup("usage").unwrap();
+    let root_logical = logical_version("1", &inputs_hash(&[]));
+    states.insert(
+        usage,
+        "2025-12-20T13:00".into(),
+        Cell { current: Some((5_000, "u2".into(), root_logical, "1".into())), failed: false },
+    );
+    assert_eq!(stale_cause(graph, report, "2025-12", &states, &ctx()).unwrap(), Some(StaleCause::Inputs));
+    // A code version change says so first.
+    let defs2 = Definitions::new(vec![
+        noop(asset("usage").partitions(PartitionsDef::hourly("2025-01-01"))),
+        noop(
+            asset("report")
+                .partitions(PartitionsDef::monthly("2025-01-01"))
+                .dep_mapped("usage", PartitionMapping::time_window(0, 0))
+                .code_version("2"),
+        ),
+    ])
+    .unwrap();
+    assert_eq!(
+        stale_cause(defs2.graph(), report, "2025-12", &states, &ctx()).unwrap(),
+        Some(StaleCause::Code { recorded: "1".into(), current: "2".into() })
+    );
+}
