@@ -27,20 +27,9 @@ impl $crate::store::LineageStore for $store {
     }
 
     async fn create_run(&self, run: &NewRun) -> Result<()> {
-        sqlx::query(concat!(
-            "INSERT INTO runs (id, status, trigger, selection, n_steps, tags, created_at) \
-             VALUES ($1, 'queued', $2, $3, $4, $5",
-            $json,
-            ", $6)"
-        ))
-        .bind(run.id.to_string())
-        .bind(&run.trigger)
-        .bind(&run.selection)
-        .bind(run.n_steps)
-        .bind(run.tags.to_string())
-        .bind(run.created_at)
-        .execute(&self.$writer)
-        .await?;
+        let mut tx = self.$begin().await?;
+        insert_run(&mut tx, run).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -289,20 +278,7 @@ impl $crate::store::LineageStore for $store {
     async fn create_backfill(&self, backfill: &NewBackfill) -> Result<()> {
         let mut tx = self.$begin().await?;
         let run = &backfill.run;
-        sqlx::query(concat!(
-            "INSERT INTO runs (id, status, trigger, selection, n_steps, tags, created_at) \
-             VALUES ($1, 'queued', $2, $3, $4, $5",
-            $json,
-            ", $6)"
-        ))
-        .bind(run.id.to_string())
-        .bind(&run.trigger)
-        .bind(&run.selection)
-        .bind(run.n_steps)
-        .bind(run.tags.to_string())
-        .bind(run.created_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_run(&mut tx, run).await?;
         sqlx::query(concat!(
             "INSERT INTO backfills (id, selection, partition_from, partition_to, policy, run_id, cells, skipped, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8",

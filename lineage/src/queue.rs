@@ -148,6 +148,21 @@ pub(crate) const COMPLETIONS_PER_STATEMENT: usize = 500;
 macro_rules! queue_methods {
     ($store:ty, $conn:ty, $pool:ident, $begin:ident, $begin_claim:ident, $skip:literal, $lock:literal) => {
 
+    /// Sets the pending count and state of the requests `ids` from their upstream requests
+    /// (`RECOMPUTE_WAITING`), one statement per chunk.
+    async fn recompute_waiting(tx: &mut $conn, ids: &[String]) -> Result<()> {
+        for chunk in ids.chunks($crate::writes::ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::new($crate::queue::RECOMPUTE_WAITING);
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
     /// Inserts requests (multi-row; a known idempotency key keeps its first request) and their
     /// edges inside `tx`, then sets each new downstream's pending count and state.
     async fn submit_in(tx: &mut $conn, requests: &[NewRequest], edges: &[(usize, usize)]) -> Result<Vec<SubmitOutcome>> {
@@ -227,16 +242,8 @@ macro_rules! queue_methods {
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            for chunk in blocked.chunks($crate::writes::ROWS_PER_STATEMENT) {
-                // Waiting upstream requests block it; a failed or canceled one fails it.
-                let mut q = sqlx::QueryBuilder::new($crate::queue::RECOMPUTE_WAITING);
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.as_str());
-                }
-                q.push(")");
-                q.build().execute(&mut *tx).await?;
-            }
+            // Waiting upstream requests block each; a failed or canceled one fails it.
+            recompute_waiting(tx, &blocked).await?;
         Ok(outcomes)
     }
 
@@ -364,17 +371,7 @@ macro_rules! queue_methods {
                 let outcomes = submit_in(&mut tx, &tick.requests, &tick.edges).await?;
                 created = outcomes.iter().filter(|o| o.inserted).count();
                 if created > 0 {
-                    sqlx::query(
-                        "INSERT INTO runs (id, status, trigger, selection, n_steps, tags, created_at) \
-                         VALUES ($1, 'queued', $2, $3, $4, '{}', $5)",
-                    )
-                    .bind(run.id.to_string())
-                    .bind(&run.trigger)
-                    .bind(&run.selection)
-                    .bind(created as i64)
-                    .bind(run.created_at)
-                    .execute(&mut *tx)
-                    .await?;
+                    insert_run(&mut tx, &NewRun { n_steps: created as i64, ..run.clone() }).await?;
                     sqlx::query("UPDATE ticks SET run_id = $2, requests = $3 WHERE id = $1")
                         .bind(id)
                         .bind(run.id.to_string())
@@ -792,15 +789,7 @@ macro_rules! queue_methods {
             q.push(") RETURNING id");
             let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
             // Then each waits again for whatever upstream has not succeeded (reopened ones included).
-            for chunk in ids.chunks($crate::writes::ROWS_PER_STATEMENT) {
-                let mut q = sqlx::QueryBuilder::new($crate::queue::RECOMPUTE_WAITING);
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.as_str());
-                }
-                q.push(")");
-                q.build().execute(&mut *tx).await?;
-            }
+            recompute_waiting(&mut tx, &ids).await?;
             if !ids.is_empty() {
                 sqlx::query("UPDATE runs SET status = 'queued', finished_at = NULL WHERE id = $1")
                     .bind(run.to_string())

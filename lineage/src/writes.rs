@@ -10,6 +10,25 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
 macro_rules! write_fns {
     ($conn:ty, $json:literal) => {
+/// Inserts a queued run.
+pub(crate) async fn insert_run(conn: &mut $conn, run: &NewRun) -> Result<()> {
+    sqlx::query(concat!(
+        "INSERT INTO runs (id, status, trigger, selection, n_steps, tags, created_at) \
+         VALUES ($1, 'queued', $2, $3, $4, $5",
+        $json,
+        ", $6)"
+    ))
+    .bind(run.id.to_string())
+    .bind(&run.trigger)
+    .bind(&run.selection)
+    .bind(run.n_steps)
+    .bind(run.tags.to_string())
+    .bind(run.created_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn insert_events(conn: &mut $conn, events: &[RunEvent]) -> Result<()> {
     let mut q =
         QueryBuilder::new("INSERT INTO run_events (run_id, ts, kind, asset_key, partition_key, message, body) ");
