@@ -6,6 +6,8 @@
 //! `ROBO_ASSETS_BENCH_PG_URL=postgres://postgres@127.0.0.1:5432/postgres` for PostgreSQL (a
 //! fresh database per run). Figures go to BENCHMARKS.md.
 
+mod common;
+use common::peak_rss_mib;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,16 +34,6 @@ fn definitions() -> Definitions {
             .compute(noop),
     ])
     .unwrap()
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn year(name: &str, store: Arc<dyn LineageStore>, concurrency: usize) {

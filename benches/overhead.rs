@@ -7,6 +7,8 @@
 //! encoding, blake3, write + fsync + rename); then a full year (8,760 + 365 steps) without output.
 //! Figures go to BENCHMARKS.md.
 
+mod common;
+use common::peak_rss_mib;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,16 +43,6 @@ fn chain(with_table: bool) -> Vec<AssetDef> {
             .dep("usage_snapshot")
             .compute(move |ctx| async move { Ok(output(&ctx, with_table)) }),
     ]
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn measure(name: &str, with_table: bool, from: &str, to: &str, concurrency: usize) {

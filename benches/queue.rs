@@ -10,6 +10,8 @@
 //! `engine::run_worker` loop: batched claims with leases, fenced group completion, the lineage
 //! rows of every materialization.
 
+mod common;
+use common::peak_rss_mib;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -94,16 +96,6 @@ fn report(name: &str, n: usize, elapsed: Duration) {
         n as f64 / elapsed.as_secs_f64(),
         peak_rss_mib()
     );
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// SQLite, one process: the embedded mode's in-process worker.
