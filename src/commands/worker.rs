@@ -55,10 +55,43 @@ pub async fn worker(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitStatus> 
     );
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
-    let stats = engine::run_worker(&exec, &config, Until::Canceled, Arc::new(StepLog), cancel).await?;
+    // A lineage-store failure (a restarted database, a dropped connection) stops the worker
+    // loop; the process starts it again after a pause instead of exiting. Steps it held are
+    // abandoned: their leases expire and they are reclaimed, and fenced completion guarantees
+    // nothing is recorded twice.
+    let mut pause = Duration::from_secs(1);
+    let mut restarts = 0;
+    let stats = loop {
+        match engine::run_worker(&exec, &config, Until::Canceled, Arc::new(StepLog), cancel.clone()).await {
+            Ok(stats) => break stats,
+            Err(e) if !cancel.is_cancelled() => {
+                restarts += 1;
+                tracing::warn!(
+                    message = "Lineage store failed; restarting the worker loop.",
+                    error = %e,
+                    pause_ms = pause.as_millis() as u64,
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = cancel.cancelled() => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     eprintln!(
-        "Worker {} stopped: {} completed, {} failed attempts, {} canceled, {} lost leases",
-        config.id, stats.completed, stats.failed, stats.canceled, stats.lease_lost
+        "Worker {} stopped: {} completed, {} failed attempts, {} canceled, {} lost leases{}",
+        config.id,
+        stats.completed,
+        stats.failed,
+        stats.canceled,
+        stats.lease_lost,
+        if restarts > 0 {
+            format!(" (since its last of {restarts} restarts after store failures)")
+        } else {
+            String::new()
+        }
     );
     Ok(ExitStatus::Success)
 }

@@ -487,3 +487,53 @@ async fn two_daemons_on_one_database_create_one_set_of_requests_per_tick() {
     drop(conn);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_ride_out_dropped_database_connections_and_record_everything_once() {
+    let Some(db) = TestDb::create().await else { return };
+    let robo = Robo::new();
+    let env = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
+    let submitted = robo.run_with(
+        &["submit", "usage_snapshot", "--from", "2025-01-01T00:00", "--to", "2025-01-10T23:00", "--json"],
+        &env,
+    );
+    assert_eq!(submitted.code, 0, "{}", submitted.stderr);
+    let json: serde_json::Value = serde_json::from_str(&submitted.stdout).unwrap();
+    let run_id = json["run_id"].as_str().unwrap().to_owned();
+    let n = json["requests"].as_array().unwrap().len() as i64;
+    assert_eq!(n, 240);
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut cmd = robo.command(&["worker", "--concurrency", "8", "--lease-secs", "3"]);
+            // Slow steps, so the connections are cut while requests are in flight.
+            cmd.envs(env).env("ROBO_ASSETS_DEV_LATENCY_MS", "100");
+            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    // Cut every worker connection to the database, twenty times, while they drain: statements
+    // in flight fail, and each worker restarts its loop instead of exiting.
+    let mut admin = PgConnection::connect_with(&db.admin).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&db.name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+    let mut conn = db.connect().await;
+    wait_for_success(&mut conn, &run_id, std::time::Duration::from_secs(300)).await;
+    stop_workers(workers);
+    let (total, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT partition_key) FROM materializations")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((total, distinct), (n, n), "every request recorded exactly once");
+    drop(conn);
+    db.drop_db().await;
+}
