@@ -36,12 +36,12 @@ pub async fn history(app: &App, args: &HistoryArgs) -> anyhow::Result<ExitStatus
         return Ok(ExitStatus::Success);
     }
     println!(
-        "{:>6}  {:<18} {:<20} {:<12} {:<5} {:>6} {:>10}  RUN",
-        "ID", "PARTITION", "FINISHED", "DATA", "CODE", "ROWS", "BYTES"
+        "{:>6}  {:<18} {:<20} {:<12} {:<5} {:>6} {:>10}  {:<36}  CHANGED SINCE THE PREVIOUS ONE",
+        "ID", "PARTITION", "FINISHED", "DATA", "CODE", "ROWS", "BYTES", "RUN"
     );
-    for m in records {
+    for m in &records {
         println!(
-            "{:>6}  {:<18} {:<20} {:<12} {:<5} {:>6} {:>10}  {}",
+            "{:>6}  {:<18} {:<20} {:<12} {:<5} {:>6} {:>10}  {:<36}  {}",
             m.id,
             show_key(&m.partition_key),
             m.finished_at.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -49,8 +49,49 @@ pub async fn history(app: &App, args: &HistoryArgs) -> anyhow::Result<ExitStatus
             m.code_version,
             m.row_count.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
             m.bytes.map(|b| human_bytes(b as u64)).unwrap_or_else(|| "-".into()),
-            m.run_id
+            m.run_id.to_string(),
+            changes(app, m).await?
         );
     }
     Ok(ExitStatus::Success)
+}
+
+/// What changed between `m` and the materialization of the same partition before it: its data,
+/// its code version, and which inputs it read at another version (or newly, or no longer).
+async fn changes(app: &App, m: &lineage::MaterializationRecord) -> anyhow::Result<String> {
+    let earlier = app.store.history(&m.asset_key, Some(&m.partition_key), 1_000).await?;
+    let Some(prev) = earlier.into_iter().find(|p| p.id < m.id) else {
+        return Ok("first materialization".to_owned());
+    };
+    let mut parts = Vec::new();
+    parts.push(if prev.data_version == m.data_version { "same data".to_owned() } else { "new data".to_owned() });
+    if prev.code_version != m.code_version {
+        parts.push(format!("code {} → {}", prev.code_version, m.code_version));
+    }
+    let (now, before) = (app.store.inputs_of(m.id).await?, app.store.inputs_of(prev.id).await?);
+    let key = |i: &lineage::InputVersion| (i.asset_key.clone(), i.partition_key.clone());
+    let before_map: std::collections::HashMap<_, _> = before.iter().map(|i| (key(i), i.data_version.clone())).collect();
+    let now_keys: std::collections::HashSet<_> = now.iter().map(key).collect();
+    let changed: Vec<String> = now
+        .iter()
+        .filter(|i| before_map.get(&key(i)).is_some_and(|v| *v != i.data_version))
+        .map(|i| format!("{} {}", i.asset_key, i.partition_key))
+        .collect();
+    let added = now.iter().filter(|i| !before_map.contains_key(&key(i))).count();
+    let removed = before.iter().filter(|i| !now_keys.contains(&key(i))).count();
+    if !changed.is_empty() {
+        let shown: Vec<&str> = changed.iter().take(3).map(String::as_str).collect();
+        let more = if changed.len() > 3 { format!(" and {} more", changed.len() - 3) } else { String::new() };
+        parts.push(format!("read a new version of {}{more}", shown.join(", ")));
+    }
+    if added > 0 {
+        parts.push(format!("{added} new input{}", if added == 1 { "" } else { "s" }));
+    }
+    if removed > 0 {
+        parts.push(format!("{removed} input{} no longer read", if removed == 1 { "" } else { "s" }));
+    }
+    if changed.is_empty() && added == 0 && removed == 0 && !now.is_empty() {
+        parts.push("same inputs".to_owned());
+    }
+    Ok(parts.join("; "))
 }

@@ -415,3 +415,20 @@ fn a_bill_not_there_by_six_the_next_morning_is_late_until_materialized() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(status("2025-12-16T07:30:00Z")[0]["counts"]["late"], 0, "materializing clears it");
 }
+
+#[test]
+fn history_says_what_changed_between_two_materializations() {
+    let robo = Robo::new();
+    robo.ok(&["materialize", "storage_bill", "-p", DAY, "--with-upstream"]);
+    robo.ok(&["materialize", "storage_bill", "-p", DAY]);
+    let graph = robo.home().join("graphs/acme-main/data.bin");
+    std::fs::OpenOptions::new().write(true).open(&graph).unwrap().set_len(90 << 30).unwrap();
+    robo.ok(&["materialize", "usage_snapshot", "-p", "2025-12-15T07:00"]);
+    robo.ok(&["materialize", "storage_bill", "-p", DAY]);
+    let out = robo.ok(&["history", "storage_bill", "-p", DAY]).stdout;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[1].ends_with("new data; read a new version of usage_snapshot 2025-12-15T07:00"), "{out}");
+    assert!(lines[2].ends_with("same data; same inputs"), "{out}");
+    assert!(lines[3].ends_with("first materialization"), "{out}");
+}
