@@ -331,7 +331,12 @@ macro_rules! app_db_methods {
             .execute(&mut *tx)
             .await?;
         }
-        for (tenant, name, plan, graphs) in DEMO_TENANTS {
+        // Active tenants with their graphs, then those whose subscription waits for its graph.
+        let tenants = DEMO_TENANTS
+            .iter()
+            .map(|(t, n, p, g)| (*t, *n, *p, "active", *g))
+            .chain(DEMO_PROVISIONING.iter().map(|(t, n, p)| (*t, *n, *p, "provisioning", &[][..])));
+        for (tenant, name, plan, status, graphs) in tenants {
             sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
                 .bind(tenant)
                 .bind(name)
@@ -339,10 +344,11 @@ macro_rules! app_db_methods {
                 .execute(&mut *tx)
                 .await?;
             let subscription = format!("sub-{tenant}");
-            sqlx::query("INSERT INTO subscriptions (id, tenant_id, plan_id, status, created_at) VALUES ($1, $2, $3, 'active', $4)")
+            sqlx::query("INSERT INTO subscriptions (id, tenant_id, plan_id, status, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&subscription)
                 .bind(tenant)
                 .bind(plan)
+                .bind(status)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
@@ -355,21 +361,6 @@ macro_rules! app_db_methods {
                     .execute(&mut *tx)
                     .await?;
             }
-        }
-        for (tenant, name, plan) in DEMO_PROVISIONING {
-            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
-                .bind(tenant)
-                .bind(name)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO subscriptions (id, tenant_id, plan_id, status, created_at) VALUES ($1, $2, $3, 'provisioning', $4)")
-                .bind(format!("sub-{tenant}"))
-                .bind(tenant)
-                .bind(plan)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
         }
         for (id, tenant, name, expires_at) in DEMO_API_KEYS {
             let expires_at = expires_at.map(|t| t.parse::<DateTime<Utc>>().expect("demo expiry is RFC 3339"));
