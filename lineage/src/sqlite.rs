@@ -57,17 +57,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
+        // sqlx takes no lock for SQLite migrations, and the first connection to a new file switches
+        // it to WAL, which needs the file to itself: two processes opening a new database at once
+        // could both run migrations, or one could meet "database is locked" without waiting. A file
+        // lock beside the database serializes opening until both pools are connected.
+        let lock = migration_lock(path).await?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
-        // sqlx takes no lock for SQLite migrations: two processes opening a new database at once
-        // would both run them. A file lock beside the database serializes that.
-        let lock = migration_lock(path).await?;
         MIGRATOR.run(&writer).await?;
-        drop(lock);
         let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
+        drop(lock);
         Ok(SqliteStore { pool, writer, path: path.display().to_string() })
     }
 

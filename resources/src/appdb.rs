@@ -242,9 +242,9 @@ impl SqliteAppDb {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
-        // sqlx takes no lock for SQLite migrations; serialize concurrent first opens (several
-        // workers starting at once) with a file lock beside the database.
+        // sqlx takes no lock for SQLite migrations, and the first connection switches a new file to
+        // WAL, which needs it to itself: serialize concurrent first opens (several workers starting
+        // at once) with a file lock beside the database, held until the pool is connected.
         let mut lock_path = path.as_os_str().to_owned();
         lock_path.push(".migrate-lock");
         let io = |e| AppDbError::Database(sqlx::Error::Io(e));
@@ -253,6 +253,7 @@ impl SqliteAppDb {
             .await
             .expect("lock task does not panic")
             .map_err(io)?;
+        let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
         drop(lock);
         Ok(SqliteAppDb { pool, shown: format!("sqlite://{}", path.display()) })
