@@ -143,7 +143,8 @@ impl $crate::store::LineageStore for $store {
     async fn partition_states(&self, asset_key: &str) -> Result<Vec<PartitionState>> {
         let rows: Vec<PartitionRow> = sqlx::query_as(
             "SELECT asset_key, partition_key, current_materialization_id, data_version, logical_version, \
-                 code_version, materialized_at, last_run_id, last_attempt_status, last_error, updated_at \
+                 code_version, materialized_at, last_run_id, last_attempt_status, last_error, stale_inputs, \
+                 input_keys_hash, updated_at \
              FROM asset_partitions WHERE asset_key = $1 ORDER BY partition_key",
         )
         .bind(asset_key)
@@ -166,7 +167,8 @@ impl $crate::store::LineageStore for $store {
         for (asset, partitions) in by_asset {
             let rows: Vec<PartitionRow> = sqlx::query_as(concat!(
                 "SELECT asset_key, partition_key, current_materialization_id, data_version, logical_version, \
-                     code_version, materialized_at, last_run_id, last_attempt_status, last_error, updated_at \
+                     code_version, materialized_at, last_run_id, last_attempt_status, last_error, stale_inputs, \
+                 input_keys_hash, updated_at \
                  FROM asset_partitions WHERE asset_key = $1 AND partition_key IN (",
                 $in_list,
                 ")"
@@ -181,6 +183,99 @@ impl $crate::store::LineageStore for $store {
             }
         }
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
+    async fn repair_staleness(&self) -> Result<u64> {
+        let mut tx = self.$begin().await?;
+        let fixed = sqlx::query(concat!(
+            "UPDATE asset_partitions SET stale_inputs = ",
+            $crate::writes::stale_inputs_recount!(),
+            " WHERE stale_inputs <> ",
+            $crate::writes::stale_inputs_recount!()
+        ))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(fixed)
+    }
+
+    async fn wipe(&self, asset_key: &str, partitions: Option<&[String]>) -> Result<WipeOutcome> {
+        let mut tx = self.$begin().await?;
+        let keys: Vec<String> = match partitions {
+            Some(keys) => keys.to_vec(),
+            None => sqlx::query_scalar(
+                "SELECT partition_key FROM asset_partitions WHERE asset_key = $1 \
+                 UNION SELECT partition_key FROM materializations WHERE asset_key = $1",
+            )
+            .bind(asset_key)
+            .fetch_all(&mut *tx)
+            .await?,
+        };
+        let keys = serde_json::to_string(&keys).expect("strings serialize");
+        let running: Option<(String, Option<String>)> = sqlx::query_as(concat!(
+            "SELECT partition_key, last_run_id FROM asset_partitions \
+             WHERE asset_key = $1 AND last_attempt_status = 'running' AND partition_key IN (",
+            $in_list,
+            ") ORDER BY partition_key LIMIT 1"
+        ))
+        .bind(asset_key)
+        .bind(&keys)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((partition, run)) = running {
+            return Err(Error::PartitionRunning {
+                asset: asset_key.to_owned(),
+                partition,
+                run: run.unwrap_or_default(),
+            });
+        }
+        let mut out = WipeOutcome::default();
+        out.partitions = sqlx::query(concat!(
+            "DELETE FROM asset_partitions WHERE asset_key = $1 AND partition_key IN (",
+            $in_list,
+            ")"
+        ))
+        .bind(asset_key)
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // Readers keep their inputs (they are facts); their counts are recomputed below.
+        out.materializations = sqlx::query(concat!(
+            "DELETE FROM materializations WHERE asset_key = $1 AND partition_key IN (",
+            $in_list,
+            ")"
+        ))
+        .bind(asset_key)
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(concat!(
+            "DELETE FROM asset_check_results WHERE asset_key = $1 AND partition_key IN (",
+            $in_list,
+            ")"
+        ))
+        .bind(asset_key)
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await?;
+        out.readers = sqlx::query(concat!(
+            "UPDATE asset_partitions SET stale_inputs = ",
+            $crate::writes::stale_inputs_recount!(),
+            " WHERE current_materialization_id IN (SELECT materialization_id FROM materialization_inputs \
+               WHERE upstream_asset_key = $1 AND upstream_partition_key IN (",
+            $in_list,
+            "))"
+        ))
+        .bind(asset_key)
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn history(

@@ -54,6 +54,16 @@ pub enum Error {
     /// Something referred to a run that does not exist.
     #[error("no run with id {0}")]
     UnknownRun(RunId),
+    /// A partition cannot be wiped while a run is materializing it.
+    #[error("{asset} {partition} is being materialized by run {run}; wait for it or cancel the run, then wipe")]
+    PartitionRunning {
+        /// The asset.
+        asset: String,
+        /// The partition.
+        partition: String,
+        /// The run materializing it.
+        run: String,
+    },
 }
 
 /// Result alias for the lineage store.

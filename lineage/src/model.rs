@@ -427,8 +427,38 @@ pub struct PartitionState {
     pub last_attempt_status: AttemptStatus,
     /// The error of the latest attempt, when it failed.
     pub last_error: Option<String>,
+    /// How many inputs of the current materialization now have another data version than the
+    /// one it read (or none): maintained when materializations are recorded.
+    pub stale_inputs: i64,
+    /// [`input_keys_hash`] of the keys the current materialization read.
+    pub input_keys_hash: Option<String>,
     /// When this row last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// blake3 over ordered `(asset, partition)` input keys, without versions: equal for two
+/// materializations that read the same partitions. A definition whose mappings now give a
+/// different hash has had dependencies added or removed.
+pub fn input_keys_hash<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut h = blake3::Hasher::new();
+    for (asset, partition) in keys {
+        h.update(asset.as_bytes());
+        h.update(b"\x1f");
+        h.update(partition.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// What `wipe` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WipeOutcome {
+    /// Partitions whose current state was removed.
+    pub partitions: u64,
+    /// Materializations removed (the partitions' whole history).
+    pub materializations: u64,
+    /// Current materializations elsewhere that read a wiped partition (now stale).
+    pub readers: u64,
 }
 
 /// A step that failed for good, to be recorded with its error.

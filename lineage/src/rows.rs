@@ -109,6 +109,8 @@ pub(crate) struct PartitionRow {
     pub(crate) last_run_id: Option<String>,
     pub(crate) last_attempt_status: String,
     pub(crate) last_error: Option<String>,
+    pub(crate) stale_inputs: i64,
+    pub(crate) input_keys_hash: Option<String>,
     pub(crate) updated_at: DateTime<Utc>,
 }
 
@@ -126,6 +128,8 @@ impl PartitionRow {
             last_attempt_status: AttemptStatus::from_str(&self.last_attempt_status)
                 .map_err(|detail| Error::Decode { what: "asset_partitions.last_attempt_status", detail })?,
             last_error: self.last_error,
+            stale_inputs: self.stale_inputs,
+            input_keys_hash: self.input_keys_hash,
             updated_at: self.updated_at,
         })
     }

@@ -60,6 +60,16 @@ pub trait LineageStore: RequestQueue + Send + Sync + 'static {
     /// the store has never seen it.
     async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>>;
 
+    /// Recomputes every partition's `stale_inputs` from the inputs its current materialization
+    /// read and the data versions now current; returns how many rows were wrong (0 when the
+    /// incremental maintenance is right).
+    async fn repair_staleness(&self) -> Result<u64>;
+
+    /// Forgets partitions of `asset_key` (every partition when `partitions` is `None`): their
+    /// current state, materialization history and check results, in one transaction. Current
+    /// materializations that read one become stale. Refuses while a run materializes one.
+    async fn wipe(&self, asset_key: &str, partitions: Option<&[String]>) -> Result<WipeOutcome>;
+
     /// Materializations of an asset (optionally one partition), newest first.
     async fn history(
         &self,

@@ -24,6 +24,11 @@ impl Fixture {
         &*self.store
     }
 
+    /// The SQLite file (SQLite fixtures only).
+    pub(crate) fn path(&self) -> std::path::PathBuf {
+        self._dir.as_ref().expect("a SQLite fixture").path().join("lineage.db")
+    }
+
     /// Drops the PostgreSQL database (a panicking test leaves it behind, named `robo_test_*`).
     pub(crate) async fn teardown(self) {
         let Fixture { store, pg, .. } = self;

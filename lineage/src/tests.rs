@@ -749,6 +749,119 @@ async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn Lineag
     assert_eq!((pending.cursor, pending.status.as_str()), (None, "stopped"));
 }
 
+/// Records `asset partition` at `version`, reading the current versions of `reads`.
+async fn record_reading(
+    store: &dyn LineageStore,
+    asset: &str,
+    partition: &str,
+    version: &str,
+    reads: &[(&str, &str)],
+) -> MaterializationId {
+    let run = new_run(store).await;
+    let m = materialization(run, asset, partition, version, current_inputs(store, reads).await);
+    store.record_materialization(&m).await.unwrap()
+}
+
+async fn current_inputs(store: &dyn LineageStore, reads: &[(&str, &str)]) -> Vec<InputVersion> {
+    let keys: Vec<(String, String)> = reads.iter().map(|(a, p)| (a.to_string(), p.to_string())).collect();
+    let states = store.partition_states_of(&keys).await.unwrap();
+    keys.into_iter()
+        .zip(states)
+        .map(|((asset_key, partition_key), s)| {
+            let s = s.expect("inputs are materialized");
+            InputVersion {
+                asset_key,
+                partition_key,
+                materialization_id: s.current_materialization_id,
+                data_version: s.data_version.unwrap(),
+            }
+        })
+        .collect()
+}
+
+async fn stale_inputs(store: &dyn LineageStore, asset: &str, partition: &str) -> i64 {
+    let state = store.partition_states_of(&[(asset.into(), partition.into())]).await.unwrap().remove(0);
+    state.expect("partition is known").stale_inputs
+}
+
+async fn staleness_follows_new_data_versions_and_stops_at_identical_bytes(store: &dyn LineageStore) {
+    for h in ["h0", "h1", "h2"] {
+        record_reading(store, "usage_snapshot", h, "a", &[]).await;
+    }
+    record_reading(store, "storage_bill", "d1", "b", &[("usage_snapshot", "h0"), ("usage_snapshot", "h1")]).await;
+    record_reading(store, "storage_bill", "d2", "b", &[("usage_snapshot", "h2")]).await;
+    let bill = |p| stale_inputs(store, "storage_bill", p);
+    assert_eq!((bill("d1").await, bill("d2").await), (0, 0));
+
+    record_reading(store, "usage_snapshot", "h0", "a", &[]).await;
+    assert_eq!(bill("d1").await, 0, "identical bytes make nothing stale");
+    record_reading(store, "usage_snapshot", "h0", "b", &[]).await;
+    assert_eq!((bill("d1").await, bill("d2").await), (1, 0), "only the day that read the hour");
+    record_reading(store, "usage_snapshot", "h1", "b", &[]).await;
+    assert_eq!(bill("d1").await, 2);
+    record_reading(store, "usage_snapshot", "h0", "a", &[]).await;
+    assert_eq!(bill("d1").await, 1, "back to the version it read");
+    assert_eq!(store.repair_staleness().await.unwrap(), 0);
+    record_reading(store, "storage_bill", "d1", "b2", &[("usage_snapshot", "h0"), ("usage_snapshot", "h1")]).await;
+    assert_eq!(bill("d1").await, 0, "re-materialized with what is current");
+
+    // Several versions of one partition in one batch count as the last one.
+    let (r1, r2) = (new_run(store).await, new_run(store).await);
+    let batch = [
+        materialization(r1, "usage_snapshot", "h2", "c", vec![]),
+        materialization(r2, "usage_snapshot", "h2", "a", vec![]),
+    ];
+    store.record_materializations(&batch).await.unwrap();
+    assert_eq!(bill("d2").await, 0);
+    store
+        .record_materialization(&materialization(new_run(store).await, "usage_snapshot", "h2", "c", vec![]))
+        .await
+        .unwrap();
+    assert_eq!(bill("d2").await, 1);
+    assert_eq!(store.repair_staleness().await.unwrap(), 0);
+
+    let d1 = store.partition_states_of(&[("storage_bill".into(), "d1".into())]).await.unwrap().remove(0).unwrap();
+    assert_eq!(d1.input_keys_hash, Some(input_keys_hash([("usage_snapshot", "h0"), ("usage_snapshot", "h1")])));
+    assert_ne!(d1.input_keys_hash, Some(input_keys_hash([("usage_snapshot", "h1"), ("usage_snapshot", "h0")])));
+}
+
+async fn wipe_forgets_partitions_and_makes_their_readers_stale(store: &dyn LineageStore) {
+    for h in ["h0", "h1"] {
+        record_reading(store, "usage_snapshot", h, "a", &[]).await;
+    }
+    record_reading(store, "usage_snapshot", "h0", "a", &[]).await;
+    let bill =
+        record_reading(store, "storage_bill", "d1", "b", &[("usage_snapshot", "h0"), ("usage_snapshot", "h1")]).await;
+
+    let wiped = store.wipe("usage_snapshot", Some(&["h0".to_owned()])).await.unwrap();
+    assert_eq!(wiped, WipeOutcome { partitions: 1, materializations: 2, readers: 1 });
+    let left: Vec<String> =
+        store.partition_states("usage_snapshot").await.unwrap().into_iter().map(|s| s.partition_key).collect();
+    assert_eq!(left, ["h1"]);
+    assert!(store.history("usage_snapshot", Some("h0"), 10).await.unwrap().is_empty());
+    assert_eq!(stale_inputs(store, "storage_bill", "d1").await, 1, "its input is gone");
+    assert_eq!(store.inputs_of(bill).await.unwrap().len(), 2, "what it read is still recorded");
+    assert_eq!(store.repair_staleness().await.unwrap(), 0);
+    record_reading(store, "usage_snapshot", "h0", "a", &[]).await;
+    assert_eq!(stale_inputs(store, "storage_bill", "d1").await, 0, "the same bytes again");
+
+    let run = new_run(store).await;
+    store
+        .record_step_started(&RunEvent::step(run, ts(4), EventKind::StepStarted, "usage_snapshot", "h1", ""))
+        .await
+        .unwrap();
+    match store.wipe("usage_snapshot", None).await {
+        Err(Error::PartitionRunning { asset, partition, run: by }) => {
+            assert_eq!((asset.as_str(), partition.as_str(), by), ("usage_snapshot", "h1", run.to_string()));
+        }
+        other => panic!("a running partition refuses the wipe, got {other:?}"),
+    }
+    assert_eq!(store.partition_states("usage_snapshot").await.unwrap().len(), 2, "nothing was wiped");
+    let all = store.wipe("storage_bill", None).await.unwrap();
+    assert_eq!((all.partitions, all.materializations, all.readers), (1, 1, 0));
+    assert!(store.partition_states("storage_bill").await.unwrap().is_empty());
+}
+
 macro_rules! lineage_store_tests {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -796,6 +909,8 @@ lineage_store_tests!(
     check_results_are_stored_and_read_newest_first,
     a_run_whose_last_requests_complete_at_once_still_ends,
     a_tick_is_recorded_once_with_its_requests_and_cursor,
+    staleness_follows_new_data_versions_and_stops_at_identical_bytes,
+    wipe_forgets_partitions_and_makes_their_readers_stale,
 );
 
 #[test]
@@ -804,4 +919,135 @@ fn both_backends_have_the_same_migration_versions() {
         |m: &sqlx::migrate::Migrator| m.iter().map(|m| (m.version, m.description.to_string())).collect::<Vec<_>>();
     assert_eq!(versions(&crate::sqlite::MIGRATOR), versions(&crate::postgres::MIGRATOR));
     assert!(crate::sqlite::MIGRATOR.iter().next().is_some());
+}
+
+/// Incremental staleness equals staleness recomputed from scratch after any sequence of
+/// materializations (new bytes, identical bytes, batches) and wipes.
+mod incremental_equals_recomputed {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A small graph: four hours, two days reading overlapping hours, a month reading both days.
+    const NODES: [(&str, &str, &[(&str, &str)]); 7] = [
+        ("usage_snapshot", "h0", &[]),
+        ("usage_snapshot", "h1", &[]),
+        ("usage_snapshot", "h2", &[]),
+        ("usage_snapshot", "h3", &[]),
+        ("storage_bill", "d0", &[("usage_snapshot", "h0"), ("usage_snapshot", "h1")]),
+        ("storage_bill", "d1", &[("usage_snapshot", "h1"), ("usage_snapshot", "h2"), ("usage_snapshot", "h3")]),
+        ("credit_allocation", "m0", &[("storage_bill", "d0"), ("storage_bill", "d1")]),
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Materialize node `.0` with data version `.1`, alone or with the next node in one batch.
+        Materialize(usize, u8, bool),
+        Wipe(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..NODES.len(), 0u8..3, any::<bool>()).prop_map(|(n, v, b)| Op::Materialize(n, v, b)),
+            1 => (0..NODES.len()).prop_map(Op::Wipe),
+        ]
+    }
+
+    /// The count from first principles: inputs of each current materialization whose upstream
+    /// now has another data version or none.
+    async fn recomputed(store: &dyn LineageStore) -> Vec<(String, String, i64)> {
+        let mut out = Vec::new();
+        for asset in ["usage_snapshot", "storage_bill", "credit_allocation"] {
+            for s in store.partition_states(asset).await.unwrap() {
+                let mut n = 0;
+                if let Some(id) = s.current_materialization_id {
+                    for input in store.inputs_of(id).await.unwrap() {
+                        let now = store
+                            .partition_states_of(&[(input.asset_key.clone(), input.partition_key.clone())])
+                            .await
+                            .unwrap()
+                            .remove(0)
+                            .and_then(|s| s.data_version);
+                        n += i64::from(now.as_deref() != Some(input.data_version.as_str()));
+                    }
+                }
+                out.push((s.asset_key, s.partition_key, n));
+            }
+        }
+        out
+    }
+
+    async fn maintained(store: &dyn LineageStore) -> Vec<(String, String, i64)> {
+        let mut out = Vec::new();
+        for asset in ["usage_snapshot", "storage_bill", "credit_allocation"] {
+            for s in store.partition_states(asset).await.unwrap() {
+                out.push((s.asset_key, s.partition_key, s.stale_inputs));
+            }
+        }
+        out
+    }
+
+    async fn new_materialization(store: &dyn LineageStore, node: usize, version: u8) -> Option<NewMaterialization> {
+        let (asset, partition, reads) = NODES[node];
+        let keys: Vec<(String, String)> = reads.iter().map(|(a, p)| (a.to_string(), p.to_string())).collect();
+        if store
+            .partition_states_of(&keys)
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.as_ref().is_none_or(|s| s.data_version.is_none()))
+        {
+            return None; // an input is missing: the engine would not run it
+        }
+        let inputs = current_inputs(store, reads).await;
+        Some(materialization(new_run(store).await, asset, partition, &format!("v{version}"), inputs))
+    }
+
+    async fn run(ops: Vec<Op>) {
+        let fixture = crate::test_support::sqlite().await;
+        let store = fixture.store();
+        for op in ops {
+            match op {
+                Op::Materialize(node, version, batched) => {
+                    let mut batch: Vec<NewMaterialization> =
+                        new_materialization(store, node, version).await.into_iter().collect();
+                    if batched && node + 1 < NODES.len() {
+                        // The next node reads what is current before this batch commits.
+                        batch.extend(new_materialization(store, node + 1, version).await);
+                    }
+                    store.record_materializations(&batch).await.unwrap();
+                }
+                Op::Wipe(node) => {
+                    let (asset, partition, _) = NODES[node];
+                    store.wipe(asset, Some(&[partition.to_owned()])).await.unwrap();
+                }
+            }
+            assert_eq!(maintained(store).await, recomputed(store).await, "after {op:?}");
+        }
+        assert_eq!(store.repair_staleness().await.unwrap(), 0, "repair finds nothing to fix");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+        #[test]
+        fn after_any_sequence(ops in proptest::collection::vec(op(), 1..40)) {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run(ops));
+        }
+    }
+
+    #[tokio::test]
+    async fn repair_fixes_a_corrupted_count() {
+        let fixture = crate::test_support::sqlite().await;
+        let store = fixture.store();
+        record_reading(store, "usage_snapshot", "h0", "a", &[]).await;
+        record_reading(store, "storage_bill", "d0", "b", &[("usage_snapshot", "h0")]).await;
+        let sqlite = SqliteStore::open(&fixture.path()).await.unwrap();
+        sqlx::query("UPDATE asset_partitions SET stale_inputs = 7 WHERE asset_key = 'storage_bill'")
+            .execute(sqlite.pool())
+            .await
+            .unwrap();
+        assert_eq!(store.repair_staleness().await.unwrap(), 1);
+        assert_eq!(stale_inputs(store, "storage_bill", "d0").await, 0);
+        assert_eq!(store.repair_staleness().await.unwrap(), 0);
+    }
 }

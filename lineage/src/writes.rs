@@ -8,6 +8,21 @@
 /// Rows per multi-row statement: 16 columns × 500 rows stays under SQLite's 32,766 variables.
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
+/// The exact count of `asset_partitions.stale_inputs` for the row being updated: inputs of its
+/// current materialization whose upstream partition now has another data version, or none.
+/// Shared by the write path (for new materializations) and `repair_staleness` (for every row).
+macro_rules! stale_inputs_recount {
+    () => {
+        "(SELECT COUNT(*) FROM materialization_inputs mi \
+           LEFT JOIN asset_partitions up \
+             ON up.asset_key = mi.upstream_asset_key AND up.partition_key = mi.upstream_partition_key \
+           WHERE mi.materialization_id = asset_partitions.current_materialization_id \
+             AND (up.data_version IS NULL OR up.data_version <> mi.upstream_data_version))"
+    };
+}
+
+pub(crate) use stale_inputs_recount;
+
 macro_rules! write_fns {
     ($conn:ty, $json:literal) => {
 /// Inserts a queued run.
@@ -133,11 +148,39 @@ pub(crate) async fn write_materializations(
         q.build().execute(&mut *tx).await?;
     }
     let with_ids: Vec<(i64, &NewMaterialization)> = ids.iter().copied().zip(ms).collect();
-    for chunk in with_ids.chunks(ROWS_PER_STATEMENT) {
+    // The data versions these partitions had before this batch, for their readers' counts.
+    let mut before: std::collections::HashMap<(&str, &str), Option<String>> = std::collections::HashMap::with_capacity(ms.len());
+    for chunk in ms.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new(
+            "SELECT asset_key, partition_key, data_version FROM asset_partitions \
+             WHERE (asset_key, partition_key) IN (VALUES ",
+        );
+        for (i, m) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" });
+            q.push_bind(&m.asset_key).push(", ").push_bind(&m.partition_key).push(")");
+        }
+        q.push(")");
+        let rows: Vec<(String, String, Option<String>)> = q.build_query_as().fetch_all(&mut *tx).await?;
+        for m in chunk {
+            let prior = rows.iter().find(|(a, p, _)| *a == m.asset_key && *p == m.partition_key).and_then(|r| r.2.clone());
+            before.entry((m.asset_key.as_str(), m.partition_key.as_str())).or_insert(prior);
+        }
+    }
+    // One current-state row per partition: the last of the batch (PostgreSQL refuses to upsert
+    // a row twice in one statement).
+    let last: std::collections::HashMap<(&str, &str), usize> =
+        ms.iter().enumerate().map(|(i, m)| ((m.asset_key.as_str(), m.partition_key.as_str()), i)).collect();
+    let current: Vec<(i64, &NewMaterialization)> = with_ids
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, m))| last[&(m.asset_key.as_str(), m.partition_key.as_str())] == *i)
+        .map(|(_, row)| *row)
+        .collect();
+    for chunk in current.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::new(
             "INSERT INTO asset_partitions (asset_key, partition_key, current_materialization_id, data_version, \
              logical_version, code_version, materialized_at, last_run_id, last_attempt_status, \
-             last_error, stale_inputs, updated_at) ",
+             last_error, stale_inputs, input_keys_hash, updated_at) ",
         );
         q.push_values(chunk, |mut row, (id, m)| {
             row.push_bind(&m.asset_key)
@@ -151,6 +194,7 @@ pub(crate) async fn write_materializations(
                 .push_bind("materialized")
                 .push_bind(None::<String>)
                 .push_bind(0i64)
+                .push_bind(input_keys_hash(m.inputs.iter().map(|i| (i.asset_key.as_str(), i.partition_key.as_str()))))
                 .push_bind(m.finished_at);
         });
         q.push(
@@ -159,8 +203,53 @@ pub(crate) async fn write_materializations(
                data_version = excluded.data_version, logical_version = excluded.logical_version, \
                code_version = excluded.code_version, materialized_at = excluded.materialized_at, \
                last_run_id = excluded.last_run_id, last_attempt_status = 'materialized', \
-               last_error = NULL, stale_inputs = 0, updated_at = excluded.updated_at",
+               last_error = NULL, stale_inputs = 0, input_keys_hash = excluded.input_keys_hash, \
+               updated_at = excluded.updated_at",
         );
+        q.build().execute(&mut *tx).await?;
+    }
+    // Readers of a partition whose data version changed: an input read at the old version is now
+    // stale, one read at the new version no longer is. Several versions of one partition in a
+    // batch telescope to (first before, last after). Identical bytes change nothing.
+    let mut after: std::collections::HashMap<(&str, &str), &str> = std::collections::HashMap::with_capacity(ms.len());
+    for m in ms {
+        after.insert((m.asset_key.as_str(), m.partition_key.as_str()), m.data_version.as_str());
+    }
+    let changed: Vec<(&str, &str, &str, Option<&str>)> = ms
+        .iter()
+        .filter_map(|m| {
+            let key = (m.asset_key.as_str(), m.partition_key.as_str());
+            let new = after.remove(&key)?;
+            let old = before.get(&key).and_then(|v| v.as_deref());
+            (old != Some(new)).then_some((key.0, key.1, new, old))
+        })
+        .collect();
+    for chunk in changed.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new("WITH changed (asset_key, partition_key, new_version, old_version) AS (");
+        q.push_values(chunk, |mut row, (asset, partition, new, old)| {
+            row.push_bind(*asset).push_bind(*partition).push_bind(*new).push_bind(*old);
+        });
+        q.push(
+            ") UPDATE asset_partitions SET stale_inputs = stale_inputs + d.delta \
+             FROM (SELECT mi.materialization_id, \
+                     SUM(CASE WHEN mi.upstream_data_version = c.new_version THEN 0 ELSE 1 END \
+                       - CASE WHEN mi.upstream_data_version = c.old_version THEN 0 ELSE 1 END) AS delta \
+                   FROM changed c JOIN materialization_inputs mi \
+                     ON mi.upstream_asset_key = c.asset_key AND mi.upstream_partition_key = c.partition_key \
+                   GROUP BY mi.materialization_id) d \
+             WHERE asset_partitions.current_materialization_id = d.materialization_id AND d.delta <> 0",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    // The new materializations' own counts, from the current versions of what they read.
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new(concat!("UPDATE asset_partitions SET stale_inputs = ", crate::writes::stale_inputs_recount!()));
+        q.push(" WHERE current_materialization_id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
         q.build().execute(&mut *tx).await?;
     }
     let events: Vec<RunEvent> = with_ids
