@@ -75,9 +75,31 @@ pub enum Command {
     /// Replay schedules and sensors over a time range on a virtual clock, against the current
     /// store, and print what would be requested and why (nothing is written).
     Simulate(SimulateArgs),
-    /// Why a partition was or was not requested by its automation condition, and whether it
-    /// is stale now and why.
+    /// Why a partition is fresh, stale or missing, traced to its root causes.
+    ///
+    /// Stale causes (code version, dependencies, changed inputs) are followed hop by hop to the
+    /// leaf partitions that changed; then the latest evaluations of its automation condition.
     Why(WhyArgs),
+    /// Forget partitions of an asset in the lineage store (needs --yes).
+    ///
+    /// Removes their current state, materialization history and check results; outputs and
+    /// ledger entries stay. Materializations that read them become stale.
+    Wipe(WipeArgs),
+    /// Recompute every partition's staleness from scratch and fix any wrong count.
+    ///
+    /// Staleness is maintained as materializations are recorded; this checks it.
+    Repair,
+}
+
+#[derive(Debug, Args)]
+pub struct WipeArgs {
+    /// The asset.
+    pub asset: String,
+    #[command(flatten)]
+    pub partitions: PartitionArgs,
+    /// Wipe for real (without it, say what would be wiped).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +112,9 @@ pub struct WhyArgs {
     /// At most this many condition evaluations, newest first.
     #[arg(long, default_value_t = 5)]
     pub limit: i64,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

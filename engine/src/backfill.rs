@@ -14,11 +14,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use lineage::{AttemptStatus, BackfillId, InputVersion, NewBackfill, NewRun, RequestState, RunId};
+use lineage::{AttemptStatus, BackfillId, NewBackfill, NewRun, RequestState, RunId};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::exec::{Executor, Observer, inputs_hash, logical_version, plan_requests};
+use crate::exec::{Executor, Observer, plan_requests};
 use crate::graph::{AssetGraph, AssetId};
 use crate::partition::{PartitionsContext, compress_ranges};
 use crate::plan::{self, LineageSnapshot, Plan, PlanError, PlanOptions};
@@ -100,6 +100,10 @@ pub struct Cell {
     pub current: Option<(i64, String, String, String)>,
     /// Whether its latest attempt failed.
     pub failed: bool,
+    /// Inputs of the current materialization that changed since (maintained by the store).
+    pub stale_inputs: i64,
+    /// The keys the current materialization read, hashed (`None` when not recorded).
+    pub input_keys_hash: Option<String>,
 }
 
 /// The cells of some assets, as the store knows them.
@@ -134,7 +138,12 @@ impl CellStates {
             };
             cells.insert(
                 s.partition_key.clone(),
-                Cell { current, failed: s.last_attempt_status == AttemptStatus::Failed },
+                Cell {
+                    current,
+                    failed: s.last_attempt_status == AttemptStatus::Failed,
+                    stale_inputs: s.stale_inputs,
+                    input_keys_hash: s.input_keys_hash.clone(),
+                },
             );
         }
     }
@@ -264,9 +273,7 @@ pub fn plan_backfill(
                 Policy::All => None,
                 Policy::Missing => cell.and_then(|c| c.current.as_ref()).map(|_| SkipReason::AlreadyMaterialized),
                 Policy::Failed => (!cell.is_some_and(|c| c.failed)).then_some(SkipReason::NotFailed),
-                Policy::Stale => {
-                    (!is_stale(graph, *asset, key, cell, states, &kept, ctx)?).then_some(SkipReason::Fresh)
-                }
+                Policy::Stale => (!is_stale(graph, *asset, key, cell, &kept, ctx)?).then_some(SkipReason::Fresh),
             };
             match verdict {
                 None => {
@@ -313,87 +320,12 @@ pub fn plan_backfill(
     Ok(BackfillPlan { plan, assets, policy })
 }
 
-/// Why a materialized partition is stale.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "cause", rename_all = "snake_case")]
-pub enum StaleCause {
-    /// Its definition's code version is not the one it was materialized with.
-    Code {
-        /// Materialized with.
-        recorded: String,
-        /// The definition's now.
-        current: String,
-    },
-    /// A partition it reads now has another data version than the one it read (or its
-    /// dependencies changed), so its logical version would change.
-    Inputs,
-    /// A partition it reads has no materialization any more.
-    InputMissing {
-        /// The upstream asset.
-        asset: String,
-        /// Its partition.
-        partition: String,
-    },
-}
-
-impl std::fmt::Display for StaleCause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StaleCause::Code { recorded, current } => write!(f, "code version {recorded} → {current}"),
-            StaleCause::Inputs => f.write_str("an input has a new data version"),
-            StaleCause::InputMissing { asset, partition } => {
-                write!(f, "input {asset} {partition} has no materialization")
-            }
-        }
-    }
-}
-
-/// Why the materialized partition `key` of `asset` is stale, or `None` when it is fresh or
-/// missing. Exact: compares its recorded logical version with the one its current inputs give.
-/// `states` must cover the asset and its direct upstream assets.
-pub fn stale_cause(
-    graph: &AssetGraph,
-    asset: AssetId,
-    key: &str,
-    states: &CellStates,
-    ctx: &PartitionsContext,
-) -> Result<Option<StaleCause>, PlanError> {
-    let Some((_, _, recorded_logical, recorded_code)) = states.get(asset, key).and_then(|c| c.current.as_ref()) else {
-        return Ok(None);
-    };
-    let def = graph.asset(asset);
-    if *recorded_code != def.code_version {
-        return Ok(Some(StaleCause::Code { recorded: recorded_code.clone(), current: def.code_version.clone() }));
-    }
-    let mut inputs = Vec::new();
-    for edge in graph.upstream(asset) {
-        let up = graph.asset(edge.asset);
-        let keys = edge
-            .mapping
-            .upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), key, ctx)
-            .map_err(|source| PlanError::Key { asset: def.key.to_string(), source })?;
-        for up_key in keys {
-            let Some((id, data_version, ..)) = states.get(edge.asset, &up_key).and_then(|c| c.current.as_ref()) else {
-                return Ok(Some(StaleCause::InputMissing { asset: up.key.to_string(), partition: up_key }));
-            };
-            inputs.push(InputVersion {
-                asset_key: up.key.to_string(),
-                partition_key: up_key,
-                materialization_id: Some(*id),
-                data_version: data_version.clone(),
-            });
-        }
-    }
-    Ok((logical_version(&def.code_version, &inputs_hash(&inputs)) != *recorded_logical).then_some(StaleCause::Inputs))
-}
-
-/// Missing, stale (see [`stale_cause`]), or an input runs in this backfill.
+/// Missing, stale (see [`crate::staleness`]), or an input runs in this backfill.
 fn is_stale(
     graph: &AssetGraph,
     asset: AssetId,
     key: &str,
     cell: Option<&Cell>,
-    states: &CellStates,
     kept: &HashSet<(AssetId, String)>,
     ctx: &PartitionsContext,
 ) -> Result<bool, PlanError> {
@@ -411,7 +343,14 @@ fn is_stale(
             return Ok(true);
         }
     }
-    Ok(stale_cause(graph, asset, key, states, ctx)?.is_some())
+    let cell = cell.expect("materialized above");
+    let (_, _, _, code_version) = cell.current.as_ref().expect("materialized above");
+    let recorded = crate::staleness::Recorded {
+        code_version,
+        stale_inputs: cell.stale_inputs,
+        input_keys_hash: cell.input_keys_hash.as_deref(),
+    };
+    Ok(!crate::staleness::stale_causes(graph, asset, key, recorded, ctx)?.is_empty())
 }
 
 /// What a backfill was asked for.

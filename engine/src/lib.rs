@@ -18,6 +18,7 @@ pub mod partition;
 pub mod plan;
 pub mod retry;
 pub mod selection;
+pub mod staleness;
 pub mod worker;
 
 pub use context::{AssetContext, Clock, FixedClock, Inputs, ResourceError, Resources, SystemClock};

@@ -436,10 +436,12 @@ pub struct PartitionState {
     pub updated_at: DateTime<Utc>,
 }
 
-/// blake3 over ordered `(asset, partition)` input keys, without versions: equal for two
-/// materializations that read the same partitions. A definition whose mappings now give a
-/// different hash has had dependencies added or removed.
+/// blake3 over the set of `(asset, partition)` input keys, without versions: equal for two
+/// materializations that read the same partitions, in any order. A definition whose mappings now
+/// give a different hash has had dependencies added or removed.
 pub fn input_keys_hash<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut keys: Vec<(&str, &str)> = keys.into_iter().collect();
+    keys.sort_unstable();
     let mut h = blake3::Hasher::new();
     for (asset, partition) in keys {
         h.update(asset.as_bytes());

@@ -11,6 +11,7 @@ mod requests;
 mod runs;
 mod status;
 mod submit;
+mod why;
 mod worker;
 
 use std::collections::BTreeSet;
@@ -41,7 +42,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Sensors(args) => automation::instigators(&app, "sensor", &args).await,
         Command::Ticks(args) => automation::ticks(&app, &args).await,
         Command::Simulate(args) => automation::simulate(&app, &args).await,
-        Command::Why(args) => automation::why(&app, &args).await,
+        Command::Why(args) => why::why(&app, &args).await,
+        Command::Wipe(args) => why::wipe(&app, &args).await,
+        Command::Repair => why::repair(&app).await,
         Command::Partitions(args) => {
             let declared: std::collections::BTreeSet<&str> = app
                 .defs

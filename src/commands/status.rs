@@ -84,6 +84,9 @@ struct PartitionRow {
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stale: Option<String>,
+    /// Why it is stale, structured (code, dependencies, inputs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stale_causes: Vec<engine::staleness::StaleCause>,
     /// The freshness deadline it missed.
     #[serde(skip_serializing_if = "Option::is_none")]
     late_since: Option<chrono::DateTime<chrono::Utc>>,
@@ -115,17 +118,12 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
         HashMap::new()
     };
 
-    // Staleness is exact: each materialized partition's recorded logical version against the
-    // one its current inputs give (states of the selection and its direct upstream).
-    let with_upstream: std::collections::BTreeSet<engine::AssetId> =
-        selected.iter().flat_map(|&id| std::iter::once(id).chain(graph.upstream(id).iter().map(|e| e.asset))).collect();
-    // Each asset's partition states are read once, for the counts and for staleness.
+    // Staleness is read, not recomputed: the store keeps each partition's count of changed
+    // inputs current as materializations are recorded (engine::staleness), so status reads only
+    // the selected assets' own rows.
     let mut read: HashMap<engine::AssetId, Vec<PartitionState>> = HashMap::new();
-    let mut cells = engine::backfill::CellStates::default();
-    for &id in &with_upstream {
-        let states = app.store.partition_states(graph.asset(id).key.as_str()).await?;
-        cells.add(id, &states);
-        read.insert(id, states);
+    for &id in &selected {
+        read.insert(id, app.store.partition_states(graph.asset(id).key.as_str()).await?);
     }
     let mut out = Vec::new();
     for &id in graph.topo_order().iter().filter(|id| selected.contains(id)) {
@@ -145,12 +143,15 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
         for (i, key) in keys.iter().enumerate() {
             let state = states.get(key);
             let mut status = Status::of(state);
-            let mut stale = None;
+            let mut stale = Vec::new();
             if status == Status::Materialized
-                && let Ok(Some(cause)) = engine::backfill::stale_cause(graph, id, key, &cells, &ctx)
+                && let Some(recorded) = state.and_then(engine::staleness::Recorded::of)
             {
-                status = Status::Stale;
-                stale = Some(cause);
+                stale = engine::staleness::stale_causes(graph, id, key, recorded, &ctx)
+                    .map_err(|e| user_error(e.to_string()))?;
+                if !stale.is_empty() {
+                    status = Status::Stale;
+                }
             }
             // Late: not materialized (or only failing) past its freshness deadline.
             let late_since = match (def.freshness, def.partitions.as_ref().and_then(|p| p.window_of(key))) {
@@ -188,13 +189,11 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
                     last_run_id: state.and_then(|s| s.last_run_id.map(|r| r.to_string())),
                     error: state.and_then(|s| s.last_error.clone()),
                     late_since,
-                    stale: match (&stale, state.and_then(|s| s.current_materialization_id)) {
-                        (Some(engine::backfill::StaleCause::Inputs), Some(mid)) => {
-                            Some(changed_inputs(app, mid).await?)
-                        }
-                        (Some(cause), _) => Some(cause.to_string()),
+                    stale: match state.and_then(|s| s.current_materialization_id) {
+                        Some(mid) if !stale.is_empty() => Some(describe_stale(app, &stale, mid).await?),
                         _ => None,
                     },
+                    stale_causes: stale,
                 });
             }
         }
@@ -257,8 +256,20 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
     Ok(ExitStatus::Success)
 }
 
-/// The inputs of materialization `mid` whose current data version differs from the one it read:
-/// the root causes one hop up, e.g. `usage_snapshot 2025-12-15T07:00 changed`.
+/// The causes for people; changed inputs are named, e.g. `usage_snapshot 2025-12-15T07:00
+/// changed since it was read` (`robo-assets why` follows them to their root causes).
+async fn describe_stale(app: &App, causes: &[engine::staleness::StaleCause], mid: i64) -> anyhow::Result<String> {
+    let mut parts = Vec::with_capacity(causes.len());
+    for cause in causes {
+        parts.push(match cause {
+            engine::staleness::StaleCause::Inputs { .. } => changed_inputs(app, mid).await?,
+            other => other.to_string(),
+        });
+    }
+    Ok(parts.join("; "))
+}
+
+/// The inputs of materialization `mid` whose current data version differs from the one it read.
 async fn changed_inputs(app: &App, mid: i64) -> anyhow::Result<String> {
     let inputs = app.store.inputs_of(mid).await?;
     let keys: Vec<(String, String)> = inputs.iter().map(|i| (i.asset_key.clone(), i.partition_key.clone())).collect();
@@ -267,7 +278,10 @@ async fn changed_inputs(app: &App, mid: i64) -> anyhow::Result<String> {
         .iter()
         .zip(now)
         .filter(|(i, s)| s.as_ref().and_then(|s| s.data_version.as_deref()) != Some(i.data_version.as_str()))
-        .map(|(i, _)| format!("{} {}", i.asset_key, i.partition_key))
+        .map(|(i, s)| {
+            let gone = if s.and_then(|s| s.data_version).is_none() { " (no materialization now)" } else { "" };
+            format!("{} {}{gone}", i.asset_key, i.partition_key)
+        })
         .collect();
     Ok(match changed.len() {
         0 => "its inputs changed".to_owned(),

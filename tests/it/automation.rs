@@ -436,11 +436,13 @@ fn why_says_whether_a_partition_is_fresh_stale_or_missing() {
     let robo = Robo::new();
     robo.ok(&["materialize", "storage_bill", "-p", "2025-12-15", "--with-upstream"]);
     let fresh = robo.ok(&["why", "storage_bill", "-p", "2025-12-15"]);
+    let lines: Vec<&str> = fresh.stdout.lines().collect();
     assert_eq!(
-        fresh.stdout,
-        "storage_bill 2025-12-15: fresh: its code version and the data versions it read are current\n\
-         No automation condition has evaluated it.\n"
+        lines[0],
+        "storage_bill 2025-12-15: fresh: its code version, dependencies and the data versions it read are current"
     );
+    assert!(lines[1].starts_with("  materialized 2026-01-15 12:00:00 UTC by run "), "{}", fresh.stdout);
+    assert_eq!(lines[2..], ["No automation condition has evaluated it."]);
     let missing = robo.ok(&["why", "storage_bill", "-p", "2025-12-16"]);
     assert!(missing.stdout.starts_with("storage_bill 2025-12-16: "), "{}", missing.stdout);
     assert!(!missing.stdout.contains("fresh"), "{}", missing.stdout);
@@ -450,12 +452,30 @@ fn why_says_whether_a_partition_is_fresh_stale_or_missing() {
     robo.ok(&["materialize", "usage_snapshot", "-p", "2025-12-15T07:00"]);
     let stale = robo.ok(&["why", "storage_bill", "-p", "2025-12-15"]);
     assert!(
-        stale
-            .stdout
-            .starts_with("storage_bill 2025-12-15: stale: an upstream partition it reads has a new data version"),
+        stale.stdout.starts_with("storage_bill 2025-12-15: stale: 1 input has a new data version\n"),
         "{}",
         stale.stdout
     );
+    let tree: Vec<&str> = stale.stdout.lines().skip_while(|l| !l.starts_with("Root causes")).skip(1).take(2).collect();
+    assert!(tree[0].starts_with("└── usage_snapshot 2025-12-15T07:00: "), "{}", stale.stdout);
+    assert_eq!(tree[1], "    └── root cause: re-materialized from the same code and inputs; its source changed");
+
+    // The bill re-run with the new hour: the allocation of January (which settles December)
+    // is stale, and why follows the change through the bill to the hour.
+    robo.ok(&["materialize", "credit_allocation", "-p", "2026-01", "--with-upstream"]);
+    std::fs::OpenOptions::new().write(true).open(&graph).unwrap().set_len(95 << 30).unwrap();
+    robo.ok(&["materialize", "usage_snapshot", "-p", "2025-12-15T07:00"]);
+    robo.ok(&["materialize", "storage_bill", "-p", "2025-12-15"]);
+    let hops = robo.ok(&["why", "credit_allocation", "-p", "2026-01"]);
+    let tree: Vec<&str> = hops.stdout.lines().skip_while(|l| !l.starts_with("Root causes")).skip(1).take(3).collect();
+    assert!(tree[0].starts_with("└── storage_bill 2025-12-15: "), "{}", hops.stdout);
+    assert!(tree[1].starts_with("    └── usage_snapshot 2025-12-15T07:00: "), "{}", hops.stdout);
+    assert_eq!(tree[2], "        └── root cause: re-materialized from the same code and inputs; its source changed");
+    let json = robo.ok(&["why", "credit_allocation", "-p", "2026-01", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["partition"]["status"], "stale");
+    assert_eq!(v["partition"]["causes"][0], serde_json::json!({"cause": "inputs", "changed": 1}));
+    assert_eq!(v["partition"]["root_causes"]["changes"][0]["because"]["changes"][0]["because"]["kind"], "source");
     let bad = robo.run(&["why", "storage_bill"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("storage_bill is partitioned (daily"), "{}", bad.stderr);

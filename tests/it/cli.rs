@@ -432,3 +432,46 @@ fn history_says_what_changed_between_two_materializations() {
     assert!(lines[2].ends_with("same data; same inputs"), "{out}");
     assert!(lines[3].ends_with("first materialization"), "{out}");
 }
+
+#[test]
+fn wipe_needs_yes_forgets_partitions_and_makes_their_readers_stale_then_repair_agrees() {
+    let robo = Robo::new();
+    robo.ok(&["materialize", "+storage_bill", "-p", "2025-12-15"]);
+    let refused = robo.run(&["wipe", "usage_snapshot", "-p", "2025-12-15T07:00"]);
+    assert_eq!(refused.code, 2);
+    assert!(refused.stderr.contains("Nothing was wiped; run again with --yes to wipe"), "{}", refused.stderr);
+    let status = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&robo.ok(&[&["status"], args, &["--json"]].concat()).stdout).unwrap()
+    };
+    assert_eq!(status(&["usage_snapshot", "-p", "2025-12-15T07:00"])[0]["counts"]["materialized"], 1);
+
+    let wiped = robo.ok(&["wipe", "usage_snapshot", "-p", "2025-12-15T07:00", "--yes"]);
+    assert_eq!(
+        wiped.stdout.trim(),
+        "Wiped 1 partition of usage_snapshot (2025-12-15T07:00): 1 partition state, 1 materialization; \
+         1 current materialization that read them now stale."
+    );
+    assert_eq!(status(&["usage_snapshot", "-p", "2025-12-15T07:00"])[0]["counts"]["missing"], 1);
+    let history = robo.ok(&["history", "usage_snapshot", "-p", "2025-12-15T07:00", "--json"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&history.stdout).unwrap(), serde_json::json!([]));
+    let bill = status(&["storage_bill", "-p", "2025-12-15"]);
+    assert_eq!(bill[0]["partitions_listed"][0]["status"], "stale");
+    assert_eq!(
+        bill[0]["partitions_listed"][0]["stale"],
+        "usage_snapshot 2025-12-15T07:00 (no materialization now) changed since it was read"
+    );
+    assert_eq!(
+        robo.ok(&["repair"]).stdout.trim(),
+        "Staleness recomputed from scratch: every maintained count was right."
+    );
+
+    // --stale re-runs the wiped hour and the bill; then nothing is stale.
+    robo.ok(&["materialize", "+storage_bill", "-p", "2025-12-15", "--stale"]);
+    assert_eq!(status(&["storage_bill"])[0]["counts"]["stale"], 0);
+
+    let bad = robo.run(&["wipe", "storage_bill", "-p", "2025-13-45", "--yes"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let unknown = robo.run(&["wipe", "nope", "--yes"]);
+    assert_eq!(unknown.code, 2);
+    assert!(unknown.stderr.contains("unknown asset \"nope\""), "{}", unknown.stderr);
+}

@@ -1,0 +1,281 @@
+//! Staleness: whether a materialized partition is still what its definition and its inputs
+//! would give, and why not.
+//!
+//! The lineage store maintains the expensive part when a materialization is recorded:
+//! `stale_inputs` counts the inputs of the current materialization that now have another data
+//! version (or none), adjusted only for the direct readers of the partition that changed. Here
+//! that count is combined with what only the definitions know — the code version, and which
+//! upstream partitions the mappings give now — so a status read is a point lookup per partition,
+//! never a walk over upstream states. [`root_causes`] walks the lineage backwards to the leaf
+//! partitions whose change made a partition stale.
+//!
+//! Staleness is one hop, as data versions are: a bill whose hour changed is stale, but the
+//! allocation that read the bill is not until the bill is re-materialized with other bytes.
+
+use chrono::{DateTime, Utc};
+use lineage::{LineageStore, MaterializationId, PartitionState, RunId};
+use serde::Serialize;
+
+use crate::graph::{AssetGraph, AssetId};
+use crate::partition::PartitionsContext;
+use crate::plan::PlanError;
+
+/// Why a materialized partition is stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum StaleCause {
+    /// Its definition's code version is not the one it was materialized with.
+    Code {
+        /// Materialized with.
+        recorded: String,
+        /// The definition's now.
+        current: String,
+    },
+    /// The mappings now give other upstream partitions than the ones it read (a dependency was
+    /// added or removed, or a mapping changed).
+    Dependencies,
+    /// Inputs it read now have another data version, or none.
+    Inputs {
+        /// How many.
+        changed: i64,
+    },
+}
+
+impl std::fmt::Display for StaleCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StaleCause::Code { recorded, current } => write!(f, "code version {recorded} → {current}"),
+            StaleCause::Dependencies => f.write_str("its dependencies changed (the mappings give other partitions)"),
+            StaleCause::Inputs { changed: 1 } => f.write_str("1 input has a new data version"),
+            StaleCause::Inputs { changed } => write!(f, "{changed} inputs have a new data version"),
+        }
+    }
+}
+
+/// What staleness needs to know of a materialized partition, as the store records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    /// The code version it was materialized with.
+    pub code_version: &'a str,
+    /// Inputs that changed since it read them (maintained by the store).
+    pub stale_inputs: i64,
+    /// The keys it read, hashed ([`lineage::input_keys_hash`]); `None` when not recorded.
+    pub input_keys_hash: Option<&'a str>,
+}
+
+impl<'a> Recorded<'a> {
+    /// The recorded facts of a materialized partition state (`None` when not materialized).
+    pub fn of(state: &'a PartitionState) -> Option<Recorded<'a>> {
+        state.current_materialization_id?;
+        Some(Recorded {
+            code_version: state.code_version.as_deref()?,
+            stale_inputs: state.stale_inputs,
+            input_keys_hash: state.input_keys_hash.as_deref(),
+        })
+    }
+}
+
+/// Why partition `key` of `asset`, materialized as `recorded`, is stale; empty when fresh.
+/// Causes come code first, then dependencies, then inputs.
+pub fn stale_causes(
+    graph: &AssetGraph,
+    asset: AssetId,
+    key: &str,
+    recorded: Recorded<'_>,
+    ctx: &PartitionsContext,
+) -> Result<Vec<StaleCause>, PlanError> {
+    let def = graph.asset(asset);
+    let mut causes = Vec::new();
+    if recorded.code_version != def.code_version {
+        causes.push(StaleCause::Code { recorded: recorded.code_version.to_owned(), current: def.code_version.clone() });
+    }
+    if let Some(read) = recorded.input_keys_hash
+        && read != expected_input_keys_hash(graph, asset, key, ctx)?
+    {
+        causes.push(StaleCause::Dependencies);
+    }
+    if recorded.stale_inputs > 0 {
+        causes.push(StaleCause::Inputs { changed: recorded.stale_inputs });
+    }
+    Ok(causes)
+}
+
+/// The [`lineage::input_keys_hash`] of the upstream partitions the definition maps `key` to now.
+pub fn expected_input_keys_hash(
+    graph: &AssetGraph,
+    asset: AssetId,
+    key: &str,
+    ctx: &PartitionsContext,
+) -> Result<String, PlanError> {
+    let def = graph.asset(asset);
+    let mut keys: Vec<(&str, String)> = Vec::new();
+    for edge in graph.upstream(asset) {
+        let up = graph.asset(edge.asset);
+        let ups = edge
+            .mapping
+            .upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), key, ctx)
+            .map_err(|source| PlanError::Key { asset: def.key.to_string(), source })?;
+        keys.extend(ups.into_iter().map(|k| (up.key.as_str(), k)));
+    }
+    Ok(lineage::input_keys_hash(keys.iter().map(|(a, k)| (*a, k.as_str()))))
+}
+
+/// One changed partition in a root-cause tree: it was read at one data version and is now (or
+/// was re-materialized to) another, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// The asset.
+    pub asset: String,
+    /// The partition.
+    pub partition: String,
+    /// The data version that was read.
+    pub from: String,
+    /// The data version now, or `None` when it has no materialization any more.
+    pub to: Option<String>,
+    /// When `to` was materialized, and by which run.
+    pub materialized: Option<(DateTime<Utc>, RunId)>,
+    /// Why it changed.
+    pub because: Because,
+}
+
+/// Why a partition's data version changed between two materializations.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Because {
+    /// Its own inputs changed (the next hop; more than [`MAX_CHILDREN`] are cut, `more` says how many).
+    Inputs {
+        /// The inputs that changed.
+        changes: Vec<Change>,
+        /// Changed inputs not listed.
+        more: usize,
+    },
+    /// A root cause: its code version changed.
+    Code {
+        /// Before.
+        from: String,
+        /// After.
+        to: String,
+    },
+    /// A root cause: same code and inputs, other bytes (the source it reads changed).
+    Source,
+    /// A root cause: it was wiped or never materialized since.
+    Missing,
+    /// The materialization that was read is no longer in the store (wiped history).
+    Unknown,
+}
+
+/// How many changed inputs a node of the tree lists.
+pub const MAX_CHILDREN: usize = 10;
+
+/// The changed inputs of the current materialization of (`asset`, `key`), each with why it
+/// changed, hop by hop back to the leaves: the root causes of its staleness. Empty when no
+/// input changed. Bounded by the graph's depth; each node lists at most [`MAX_CHILDREN`].
+pub async fn root_causes(store: &dyn LineageStore, asset: &str, key: &str) -> Result<Because, lineage::Error> {
+    let state = store.partition_states_of(&[(asset.to_owned(), key.to_owned())]).await?.remove(0);
+    let Some(current) = state.and_then(|s| s.current_materialization_id) else {
+        return Ok(Because::Missing);
+    };
+    let inputs = store.inputs_of(current).await?;
+    let keys: Vec<(String, String)> = inputs.iter().map(|i| (i.asset_key.clone(), i.partition_key.clone())).collect();
+    let now = store.partition_states_of(&keys).await?;
+    let mut changes = Vec::new();
+    let mut more = 0;
+    for (input, state) in inputs.into_iter().zip(now) {
+        let to = state.as_ref().and_then(|s| Some((s.current_materialization_id?, s.data_version.clone()?)));
+        if to.as_ref().map(|(_, d)| d.as_str()) == Some(input.data_version.as_str()) {
+            continue;
+        }
+        if changes.len() == MAX_CHILDREN {
+            more += 1;
+            continue;
+        }
+        changes.push(Box::pin(explain(store, input, to)).await?);
+    }
+    Ok(Because::Inputs { changes, more })
+}
+
+/// Why `input` (a version that was read) became `to` (a materialization id and data version).
+async fn explain(
+    store: &dyn LineageStore,
+    input: lineage::InputVersion,
+    to: Option<(MaterializationId, String)>,
+) -> Result<Change, lineage::Error> {
+    let mut change = Change {
+        asset: input.asset_key,
+        partition: input.partition_key,
+        from: input.data_version,
+        to: to.as_ref().map(|(_, d)| d.clone()),
+        materialized: None,
+        because: Because::Missing,
+    };
+    let Some((to_id, _)) = to else { return Ok(change) };
+    let Some(after) = store.materialization(to_id).await? else { return Ok(change) };
+    change.materialized = Some((after.finished_at, after.run_id));
+    let before = match input.materialization_id {
+        Some(id) => store.materialization(id).await?,
+        None => None,
+    };
+    let Some(before) = before else {
+        change.because = Because::Unknown;
+        return Ok(change);
+    };
+    let (read_before, read_after) = (store.inputs_of(before.id).await?, store.inputs_of(after.id).await?);
+    let mut changes = Vec::new();
+    let mut more = 0;
+    for new in &read_after {
+        let old = read_before.iter().find(|o| o.asset_key == new.asset_key && o.partition_key == new.partition_key);
+        let Some(old) = old else { continue };
+        if old.data_version == new.data_version {
+            continue;
+        }
+        if changes.len() == MAX_CHILDREN {
+            more += 1;
+            continue;
+        }
+        let next = new.materialization_id.map(|id| (id, new.data_version.clone()));
+        changes.push(Box::pin(explain(store, old.clone(), next)).await?);
+    }
+    change.because = if !changes.is_empty() {
+        Because::Inputs { changes, more }
+    } else if before.code_version != after.code_version {
+        Because::Code { from: before.code_version, to: after.code_version }
+    } else {
+        Because::Source
+    };
+    Ok(change)
+}
+
+/// Reference staleness from first principles, for tests: whether the logical version the
+/// current upstream data versions give differs from the recorded one (or an input is missing).
+/// The store's maintained counts must agree with it.
+#[cfg(test)]
+pub(crate) fn stale_by_logical_version(
+    graph: &AssetGraph,
+    asset: AssetId,
+    key: &str,
+    states: &std::collections::HashMap<(String, String), PartitionState>,
+    ctx: &PartitionsContext,
+) -> bool {
+    let def = graph.asset(asset);
+    let own = &states[&(def.key.to_string(), key.to_owned())];
+    let mut inputs = Vec::new();
+    for edge in graph.upstream(asset) {
+        let up = graph.asset(edge.asset);
+        for k in edge.mapping.upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), key, ctx).unwrap() {
+            let Some(s) = states.get(&(up.key.to_string(), k.clone())).filter(|s| s.data_version.is_some()) else {
+                return true;
+            };
+            inputs.push(lineage::InputVersion {
+                asset_key: up.key.to_string(),
+                partition_key: k,
+                materialization_id: s.current_materialization_id,
+                data_version: s.data_version.clone().unwrap(),
+            });
+        }
+    }
+    let expected = crate::exec::logical_version(&def.code_version, &crate::exec::inputs_hash(&inputs));
+    own.logical_version.as_deref() != Some(expected.as_str())
+}
+
+#[cfg(test)]
+mod tests;

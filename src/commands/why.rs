@@ -1,0 +1,200 @@
+//! `robo-assets why` (a partition's status, stale causes and root causes as a tree, and its
+//! automation condition's evaluations), `wipe` and `repair`.
+
+use engine::staleness::{Because, Change, StaleCause};
+use lineage::AttemptStatus;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::cli::{WhyArgs, WipeArgs};
+use crate::commands::{partition_spec, print_json, short, show_key};
+use crate::{ExitStatus, user_error};
+
+#[derive(Debug, Serialize)]
+struct Why {
+    asset: String,
+    partition: String,
+    /// missing | fresh | stale | failed | in_progress
+    status: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    causes: Vec<StaleCause>,
+    /// The changed inputs, each traced to its root causes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root_causes: Option<Because>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub async fn why(app: &App, args: &WhyArgs) -> anyhow::Result<ExitStatus> {
+    let graph = app.defs.graph();
+    let id = graph.lookup(&args.asset).map_err(|e| user_error(e.to_string()))?;
+    let def = graph.asset(id);
+    let ctx = app.partitions_context().await?;
+    let key = match (&def.partitions, &args.partition) {
+        (None, _) => String::new(),
+        (Some(p), Some(k)) => p.resolve(k, &ctx).map_err(|e| user_error(format!("asset {}: {e}", def.key)))?,
+        (Some(p), None) => {
+            return Err(user_error(format!("{} is partitioned ({}): give --partition", def.key, p.describe())));
+        }
+    };
+    let state = app.store.partition_states_of(&[(def.key.to_string(), key.clone())]).await?.remove(0);
+    let mut why = Why {
+        asset: def.key.to_string(),
+        partition: key.clone(),
+        status: "missing",
+        causes: Vec::new(),
+        root_causes: None,
+        error: None,
+    };
+    if let Some(state) = &state {
+        if let Some(recorded) = engine::staleness::Recorded::of(state) {
+            why.causes = engine::staleness::stale_causes(graph, id, &key, recorded, &ctx)
+                .map_err(|e| user_error(e.to_string()))?;
+            why.status = if why.causes.is_empty() { "fresh" } else { "stale" };
+            if why.causes.iter().any(|c| matches!(c, StaleCause::Inputs { .. })) {
+                why.root_causes = Some(engine::staleness::root_causes(&*app.store, def.key.as_str(), &key).await?);
+            }
+        }
+        match state.last_attempt_status {
+            AttemptStatus::Running => why.status = "in_progress",
+            AttemptStatus::Failed => {
+                why.status = "failed";
+                why.error = state.last_error.clone();
+            }
+            AttemptStatus::Materialized => {}
+        }
+    }
+    let evaluations = app.store.condition_evaluations(def.key.as_str(), Some(&key), args.limit).await?;
+    if args.json {
+        print_json(&serde_json::json!({ "partition": why, "condition_evaluations": evaluations.iter().map(|e| {
+            serde_json::json!({
+                "evaluated_at": e.evaluated_at, "condition": e.condition, "requested": e.requested,
+                "reason": e.reason, "request_key": e.request_key,
+            })
+        }).collect::<Vec<_>>() }))?;
+        return Ok(ExitStatus::Success);
+    }
+
+    let shown = if key.is_empty() { def.key.to_string() } else { format!("{} {key}", def.key) };
+    let headline = match why.status {
+        "fresh" => "fresh: its code version, dependencies and the data versions it read are current".to_owned(),
+        "stale" => format!("stale: {}", why.causes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+        "failed" => format!("failed: {}", why.error.as_deref().unwrap_or("")),
+        "in_progress" => "in progress".to_owned(),
+        _ => "missing: never materialized".to_owned(),
+    };
+    println!("{shown}: {headline}");
+    if let Some(state) = state.as_ref().filter(|s| s.current_materialization_id.is_some()) {
+        println!(
+            "  materialized {} by run {}, data {}",
+            state.materialized_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default(),
+            state.last_run_id.map(|r| r.to_string()).unwrap_or_default(),
+            state.data_version.as_deref().map(short).unwrap_or("-")
+        );
+    }
+    if let Some(Because::Inputs { changes, more }) = &why.root_causes {
+        println!("Root causes, hop by hop:");
+        print_changes(changes, *more, "");
+    }
+    if evaluations.is_empty() {
+        println!("No automation condition has evaluated it.");
+    } else {
+        println!("Automation condition, newest first:");
+    }
+    for e in evaluations {
+        println!(
+            "  {}  {:<10} {}  {}{}",
+            e.evaluated_at.format("%Y-%m-%d %H:%M:%S %Z"),
+            e.condition,
+            if e.requested { "requested    " } else { "not requested" },
+            e.reason,
+            e.request_key.map(|k| format!("  [{k}]")).unwrap_or_default()
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Prints changed partitions as a tree, each followed by why it changed.
+fn print_changes(changes: &[Change], more: usize, indent: &str) {
+    for (i, c) in changes.iter().enumerate() {
+        let last = i + 1 == changes.len() && more == 0;
+        let (branch, next) = if last { ("└── ", "    ") } else { ("├── ", "│   ") };
+        let to = match (&c.to, &c.materialized) {
+            (Some(to), Some((at, run))) => {
+                format!("{} (materialized {} by run {run})", short(to), at.format("%Y-%m-%d %H:%M:%S UTC"))
+            }
+            (Some(to), None) => short(to).to_owned(),
+            (None, _) => "no materialization".to_owned(),
+        };
+        println!("{indent}{branch}{} {}: {} → {to}", c.asset, show_key(&c.partition), short(&c.from));
+        let child = format!("{indent}{next}");
+        match &c.because {
+            Because::Inputs { changes, more } => print_changes(changes, *more, &child),
+            Because::Code { from, to } => println!("{child}└── root cause: code version {from} → {to}"),
+            Because::Source => {
+                println!("{child}└── root cause: re-materialized from the same code and inputs; its source changed")
+            }
+            Because::Missing => {
+                println!("{child}└── root cause: it has no materialization now (wiped or never re-run)")
+            }
+            Because::Unknown => println!("{child}└── (the materialization that was read is no longer in the store)"),
+        }
+    }
+    if more > 0 {
+        println!("{indent}└── … and {more} more changed inputs");
+    }
+}
+
+pub async fn wipe(app: &App, args: &WipeArgs) -> anyhow::Result<ExitStatus> {
+    let graph = app.defs.graph();
+    let id = graph.lookup(&args.asset).map_err(|e| user_error(e.to_string()))?;
+    let def = graph.asset(id);
+    let spec = partition_spec(&args.partitions);
+    let keys: Option<Vec<String>> = if spec == engine::PartitionSpec::None {
+        None
+    } else {
+        let ctx = app.partitions_context().await?;
+        let selected = std::collections::BTreeSet::from([id]);
+        let targets = engine::plan::targets(graph, &selected, &spec, &ctx).map_err(|e| user_error(e.to_string()))?;
+        Some(targets.into_iter().find(|(a, _)| *a == id).map(|(_, keys)| keys).unwrap_or_default())
+    };
+    let what = match &keys {
+        None => format!("every partition of {}", def.key),
+        Some(keys) => format!(
+            "{} partition{} of {} ({})",
+            keys.len(),
+            if keys.len() == 1 { "" } else { "s" },
+            def.key,
+            engine::partition::compress_ranges(def.partitions.as_ref(), keys).join(", ")
+        ),
+    };
+    if !args.yes {
+        return Err(user_error(format!(
+            "wipe forgets {what}: current state, materialization history and check results \
+             (outputs and ledger entries stay). Nothing was wiped; run again with --yes to wipe"
+        )));
+    }
+    let out = app.store.wipe(def.key.as_str(), keys.as_deref()).await.map_err(|e| match e {
+        lineage::Error::PartitionRunning { .. } => user_error(e.to_string()),
+        e => e.into(),
+    })?;
+    println!(
+        "Wiped {what}: {} partition state{}, {} materialization{}; {} current materialization{} that read them now stale.",
+        out.partitions,
+        if out.partitions == 1 { "" } else { "s" },
+        out.materializations,
+        if out.materializations == 1 { "" } else { "s" },
+        out.readers,
+        if out.readers == 1 { "" } else { "s" },
+    );
+    Ok(ExitStatus::Success)
+}
+
+pub async fn repair(app: &App) -> anyhow::Result<ExitStatus> {
+    let fixed = app.store.repair_staleness().await?;
+    match fixed {
+        0 => println!("Staleness recomputed from scratch: every maintained count was right."),
+        n => println!("Staleness recomputed from scratch: fixed {n} wrong count{}.", if n == 1 { "" } else { "s" }),
+    }
+    Ok(ExitStatus::Success)
+}
