@@ -82,8 +82,9 @@ pub enum Command {
     Why(WhyArgs),
     /// Forget partitions of an asset in the lineage store (needs --yes).
     ///
-    /// Removes their current state, materialization history and check results; outputs and
-    /// ledger entries stay. Materializations that read them become stale.
+    /// Removes their current state and check results and hides their materializations from
+    /// history (they stay in the store for lineage); outputs and ledger entries stay.
+    /// Materializations that read them become stale.
     Wipe(WipeArgs),
     /// Recompute every partition's staleness from scratch and fix any wrong count.
     ///
@@ -97,7 +98,7 @@ pub struct WipeArgs {
     pub asset: String,
     #[command(flatten)]
     pub partitions: PartitionArgs,
-    /// Wipe for real (without it, say what would be wiped).
+    /// Wipe for real; without it nothing is wiped, the command says what would be and exits 2.
     #[arg(long)]
     pub yes: bool,
 }

@@ -46,8 +46,8 @@ impl std::fmt::Display for StaleCause {
         match self {
             StaleCause::Code { recorded, current } => write!(f, "code version {recorded} → {current}"),
             StaleCause::Dependencies => f.write_str("its dependencies changed (the mappings give other partitions)"),
-            StaleCause::Inputs { changed: 1 } => f.write_str("1 input has a new data version"),
-            StaleCause::Inputs { changed } => write!(f, "{changed} inputs have a new data version"),
+            StaleCause::Inputs { changed: 1 } => f.write_str("1 input changed since it was read"),
+            StaleCause::Inputs { changed } => write!(f, "{changed} inputs changed since they were read"),
         }
     }
 }
@@ -130,7 +130,8 @@ pub struct Change {
     pub partition: String,
     /// The data version that was read.
     pub from: String,
-    /// The data version now, or `None` when it has no materialization any more.
+    /// The data version it changed to (at the top of the tree, the current one; below, the one
+    /// the re-materialization above read), or `None` when it has no materialization any more.
     pub to: Option<String>,
     /// When `to` was materialized, and by which run.
     pub materialized: Option<(DateTime<Utc>, RunId)>,
@@ -158,6 +159,13 @@ pub enum Because {
     },
     /// A root cause: same code and inputs, other bytes (the source it reads changed).
     Source,
+    /// A root cause: it read other partitions (a dependency or mapping changed).
+    Dependencies {
+        /// Partitions read now and not before, as `asset partition`.
+        added: Vec<String>,
+        /// Partitions read before and not now.
+        removed: Vec<String>,
+    },
     /// A root cause: it was wiped or never materialized since.
     Missing,
     /// The materialization that was read is no longer in the store (wiped history).
@@ -166,6 +174,9 @@ pub enum Because {
 
 /// How many changed inputs a node of the tree lists.
 pub const MAX_CHILDREN: usize = 10;
+
+/// How many changes a whole tree holds at most (diamonds in the graph repeat subtrees).
+pub const MAX_NODES: usize = 200;
 
 /// The changed inputs of the current materialization of (`asset`, `key`), each with why it
 /// changed, hop by hop back to the leaves: the root causes of its staleness. Empty when no
@@ -180,26 +191,30 @@ pub async fn root_causes(store: &dyn LineageStore, asset: &str, key: &str) -> Re
     let now = store.partition_states_of(&keys).await?;
     let mut changes = Vec::new();
     let mut more = 0;
+    let mut budget = MAX_NODES;
     for (input, state) in inputs.into_iter().zip(now) {
         let to = state.as_ref().and_then(|s| Some((s.current_materialization_id?, s.data_version.clone()?)));
         if to.as_ref().map(|(_, d)| d.as_str()) == Some(input.data_version.as_str()) {
             continue;
         }
-        if changes.len() == MAX_CHILDREN {
+        if changes.len() == MAX_CHILDREN || budget == 0 {
             more += 1;
             continue;
         }
-        changes.push(Box::pin(explain(store, input, to)).await?);
+        changes.push(Box::pin(explain(store, input, to, &mut budget)).await?);
     }
     Ok(Because::Inputs { changes, more })
 }
 
 /// Why `input` (a version that was read) became `to` (a materialization id and data version).
+/// Each change spends one of `budget`; when it runs out, deeper changes are counted, not listed.
 async fn explain(
     store: &dyn LineageStore,
     input: lineage::InputVersion,
     to: Option<(MaterializationId, String)>,
+    budget: &mut usize,
 ) -> Result<Change, lineage::Error> {
+    *budget = budget.saturating_sub(1);
     let mut change = Change {
         asset: input.asset_key,
         partition: input.partition_key,
@@ -220,25 +235,34 @@ async fn explain(
         return Ok(change);
     };
     let (read_before, read_after) = (store.inputs_of(before.id).await?, store.inputs_of(after.id).await?);
+    let key = |i: &lineage::InputVersion| format!("{} {}", i.asset_key, i.partition_key);
+    let same_key = |a: &lineage::InputVersion, b: &lineage::InputVersion| {
+        a.asset_key == b.asset_key && a.partition_key == b.partition_key
+    };
     let mut changes = Vec::new();
     let mut more = 0;
     for new in &read_after {
-        let old = read_before.iter().find(|o| o.asset_key == new.asset_key && o.partition_key == new.partition_key);
-        let Some(old) = old else { continue };
+        let Some(old) = read_before.iter().find(|o| same_key(o, new)) else { continue };
         if old.data_version == new.data_version {
             continue;
         }
-        if changes.len() == MAX_CHILDREN {
+        if changes.len() == MAX_CHILDREN || *budget == 0 {
             more += 1;
             continue;
         }
         let next = new.materialization_id.map(|id| (id, new.data_version.clone()));
-        changes.push(Box::pin(explain(store, old.clone(), next)).await?);
+        changes.push(Box::pin(explain(store, old.clone(), next, budget)).await?);
     }
-    change.because = if !changes.is_empty() {
+    let added: Vec<String> =
+        read_after.iter().filter(|n| !read_before.iter().any(|o| same_key(o, n))).map(key).collect();
+    let removed: Vec<String> =
+        read_before.iter().filter(|o| !read_after.iter().any(|n| same_key(o, n))).map(key).collect();
+    change.because = if !changes.is_empty() || more > 0 {
         Because::Inputs { changes, more }
     } else if before.code_version != after.code_version {
         Because::Code { from: before.code_version, to: after.code_version }
+    } else if !added.is_empty() || !removed.is_empty() {
+        Because::Dependencies { added, removed }
     } else {
         Because::Source
     };

@@ -187,6 +187,7 @@ impl $crate::store::LineageStore for $store {
 
     async fn repair_staleness(&self) -> Result<u64> {
         let mut tx = self.$begin().await?;
+        lock_staleness(&mut tx).await?;
         let fixed = sqlx::query(concat!(
             "UPDATE asset_partitions SET stale_inputs = ",
             $crate::writes::stale_inputs_recount!(),
@@ -200,13 +201,14 @@ impl $crate::store::LineageStore for $store {
         Ok(fixed)
     }
 
-    async fn wipe(&self, asset_key: &str, partitions: Option<&[String]>) -> Result<WipeOutcome> {
+    async fn wipe(&self, asset_key: &str, partitions: Option<&[String]>, now: DateTime<Utc>) -> Result<WipeOutcome> {
         let mut tx = self.$begin().await?;
+        lock_staleness(&mut tx).await?;
         let keys: Vec<String> = match partitions {
             Some(keys) => keys.to_vec(),
             None => sqlx::query_scalar(
                 "SELECT partition_key FROM asset_partitions WHERE asset_key = $1 \
-                 UNION SELECT partition_key FROM materializations WHERE asset_key = $1",
+                 UNION SELECT partition_key FROM materializations WHERE asset_key = $1 AND wiped_at IS NULL",
             )
             .bind(asset_key)
             .fetch_all(&mut *tx)
@@ -241,14 +243,16 @@ impl $crate::store::LineageStore for $store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        // Readers keep their inputs (they are facts); their counts are recomputed below.
+        // Materializations are facts: they stay (their ids are cursors and inputs name them),
+        // hidden from history. Readers keep their inputs; their counts are recomputed below.
         out.materializations = sqlx::query(concat!(
-            "DELETE FROM materializations WHERE asset_key = $1 AND partition_key IN (",
+            "UPDATE materializations SET wiped_at = $3 WHERE asset_key = $1 AND wiped_at IS NULL AND partition_key IN (",
             $in_list,
             ")"
         ))
         .bind(asset_key)
         .bind(&keys)
+        .bind(now)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -288,7 +292,7 @@ impl $crate::store::LineageStore for $store {
             "SELECT ",
             $crate::backend::materialization_columns!(),
             " FROM materializations WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2) \
-             ORDER BY id DESC LIMIT $3"
+             AND wiped_at IS NULL ORDER BY id DESC LIMIT $3"
         ))
         .bind(asset_key)
         .bind(partition_key)

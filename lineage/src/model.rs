@@ -457,7 +457,7 @@ pub fn input_keys_hash<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) -
 pub struct WipeOutcome {
     /// Partitions whose current state was removed.
     pub partitions: u64,
-    /// Materializations removed (the partitions' whole history).
+    /// Materializations marked wiped (the partitions' whole history).
     pub materializations: u64,
     /// Current materializations elsewhere that read a wiped partition (now stale).
     pub readers: u64,

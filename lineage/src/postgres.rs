@@ -84,7 +84,11 @@ crate::queue::queue_methods!(
     " FOR NO KEY UPDATE"
 );
 
-crate::writes::write_fns!(sqlx::PgConnection, "::jsonb");
+crate::writes::write_fns!(
+    sqlx::PgConnection,
+    "::jsonb",
+    "SELECT pg_advisory_xact_lock(hashtext('robo-assets staleness'))"
+);
 
 crate::backend::store_methods!(
     PgStore,

@@ -66,9 +66,10 @@ pub trait LineageStore: RequestQueue + Send + Sync + 'static {
     async fn repair_staleness(&self) -> Result<u64>;
 
     /// Forgets partitions of `asset_key` (every partition when `partitions` is `None`): their
-    /// current state, materialization history and check results, in one transaction. Current
+    /// current state and check results are removed and their materializations marked wiped at
+    /// `now` (kept for lineage, hidden from history), in one transaction. Current
     /// materializations that read one become stale. Refuses while a run materializes one.
-    async fn wipe(&self, asset_key: &str, partitions: Option<&[String]>) -> Result<WipeOutcome>;
+    async fn wipe(&self, asset_key: &str, partitions: Option<&[String]>, now: DateTime<Utc>) -> Result<WipeOutcome>;
 
     /// Materializations of an asset (optionally one partition), newest first.
     async fn history(

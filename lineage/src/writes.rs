@@ -24,7 +24,19 @@ macro_rules! stale_inputs_recount {
 pub(crate) use stale_inputs_recount;
 
 macro_rules! write_fns {
-    ($conn:ty, $json:literal) => {
+    ($conn:ty, $json:literal, $staleness_lock:literal) => {
+/// Serializes staleness maintenance (materializations, wipe, repair) among writers. On
+/// PostgreSQL a transaction-scoped advisory lock: without it, two transactions could both adjust
+/// a reader from the same old version, or record a reader while its input changes unseen. On
+/// SQLite every write transaction already holds the single writer lock (`$staleness_lock` is
+/// empty).
+pub(crate) async fn lock_staleness(tx: &mut $conn) -> Result<()> {
+    if !$staleness_lock.is_empty() {
+        sqlx::query($staleness_lock).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
 /// Inserts a queued run.
 pub(crate) async fn insert_run(conn: &mut $conn, run: &NewRun) -> Result<()> {
     sqlx::query(concat!(
@@ -148,6 +160,8 @@ pub(crate) async fn write_materializations(
         q.build().execute(&mut *tx).await?;
     }
     let with_ids: Vec<(i64, &NewMaterialization)> = ids.iter().copied().zip(ms).collect();
+    // Staleness counts are read-modify-write across partitions: writers take turns.
+    lock_staleness(&mut *tx).await?;
     // The data versions these partitions had before this batch, for their readers' counts.
     let mut before: std::collections::HashMap<(&str, &str), Option<String>> = std::collections::HashMap::with_capacity(ms.len());
     for chunk in ms.chunks(ROWS_PER_STATEMENT) {

@@ -81,7 +81,7 @@ pub async fn why(app: &App, args: &WhyArgs) -> anyhow::Result<ExitStatus> {
         "stale" => format!("stale: {}", why.causes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
         "failed" => format!("failed: {}", why.error.as_deref().unwrap_or("")),
         "in_progress" => "in progress".to_owned(),
-        _ => "missing: never materialized".to_owned(),
+        _ => "missing: no materialization (never materialized, or wiped)".to_owned(),
     };
     println!("{shown}: {headline}");
     if let Some(state) = state.as_ref().filter(|s| s.current_materialization_id.is_some()) {
@@ -134,6 +134,12 @@ fn print_changes(changes: &[Change], more: usize, indent: &str) {
             Because::Source => {
                 println!("{child}└── root cause: re-materialized from the same code and inputs; its source changed")
             }
+            Because::Dependencies { added, removed } => println!(
+                "{child}└── root cause: it read other partitions ({} added, {} removed{})",
+                added.len(),
+                removed.len(),
+                added.first().or(removed.first()).map(|k| format!(", e.g. {k}")).unwrap_or_default()
+            ),
             Because::Missing => {
                 println!("{child}└── root cause: it has no materialization now (wiped or never re-run)")
             }
@@ -174,12 +180,13 @@ pub async fn wipe(app: &App, args: &WipeArgs) -> anyhow::Result<ExitStatus> {
              (outputs and ledger entries stay). Nothing was wiped; run again with --yes to wipe"
         )));
     }
-    let out = app.store.wipe(def.key.as_str(), keys.as_deref()).await.map_err(|e| match e {
+    let out = app.store.wipe(def.key.as_str(), keys.as_deref(), app.clock.now()).await.map_err(|e| match e {
         lineage::Error::PartitionRunning { .. } => user_error(e.to_string()),
         e => e.into(),
     })?;
     println!(
-        "Wiped {what}: {} partition state{}, {} materialization{}; {} current materialization{} that read them now stale.",
+        "Wiped {what}: {} partition state{}, {} materialization{} (kept for lineage, hidden from history); \
+         {} current materialization{} that read them now stale.",
         out.partitions,
         if out.partitions == 1 { "" } else { "s" },
         out.materializations,

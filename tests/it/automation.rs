@@ -452,7 +452,7 @@ fn why_says_whether_a_partition_is_fresh_stale_or_missing() {
     robo.ok(&["materialize", "usage_snapshot", "-p", "2025-12-15T07:00"]);
     let stale = robo.ok(&["why", "storage_bill", "-p", "2025-12-15"]);
     assert!(
-        stale.stdout.starts_with("storage_bill 2025-12-15: stale: 1 input has a new data version\n"),
+        stale.stdout.starts_with("storage_bill 2025-12-15: stale: 1 input changed since it was read\n"),
         "{}",
         stale.stdout
     );

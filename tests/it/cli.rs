@@ -448,8 +448,8 @@ fn wipe_needs_yes_forgets_partitions_and_makes_their_readers_stale_then_repair_a
     let wiped = robo.ok(&["wipe", "usage_snapshot", "-p", "2025-12-15T07:00", "--yes"]);
     assert_eq!(
         wiped.stdout.trim(),
-        "Wiped 1 partition of usage_snapshot (2025-12-15T07:00): 1 partition state, 1 materialization; \
-         1 current materialization that read them now stale."
+        "Wiped 1 partition of usage_snapshot (2025-12-15T07:00): 1 partition state, 1 materialization \
+         (kept for lineage, hidden from history); 1 current materialization that read them now stale."
     );
     assert_eq!(status(&["usage_snapshot", "-p", "2025-12-15T07:00"])[0]["counts"]["missing"], 1);
     let history = robo.ok(&["history", "usage_snapshot", "-p", "2025-12-15T07:00", "--json"]);

@@ -346,7 +346,7 @@ async fn run(ops: Vec<Op>) {
                 record_many(store, &defs, &cells).await;
             }
             Op::Wipe(n) => {
-                store.wipe(NODES[n].0, Some(&[NODES[n].1.to_owned()])).await.unwrap();
+                store.wipe(NODES[n].0, Some(&[NODES[n].1.to_owned()]), ctx().now).await.unwrap();
             }
             Op::Code(two) => defs = small_chain(if two { "2" } else { "1" }),
         }
