@@ -153,6 +153,11 @@ impl $crate::store::LineageStore for $store {
         rows.into_iter().map(PartitionRow::into_state).collect()
     }
 
+    async fn partition_summaries(&self, asset_key: &str, with_input_keys: bool) -> Result<Vec<PartitionSummary>> {
+        // Backend-specific (see `summaries` in sqlite.rs and postgres.rs).
+        self.summaries(asset_key, with_input_keys).await
+    }
+
     async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>> {
         // One query per asset: its partitions go in as a JSON array.
         let mut by_asset: Vec<(&str, Vec<&str>)> = Vec::new();

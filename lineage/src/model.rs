@@ -436,6 +436,24 @@ pub struct PartitionState {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What status needs of one partition: a lean [`PartitionState`] (no versions, times or errors),
+/// so reading 10,000 of them stays cheap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSummary {
+    /// The partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// Whether it has a current materialization.
+    pub materialized: bool,
+    /// The outcome of the latest attempt.
+    pub last_attempt_status: AttemptStatus,
+    /// The code version of the current materialization.
+    pub code_version: Option<String>,
+    /// See [`PartitionState::stale_inputs`].
+    pub stale_inputs: i64,
+    /// See [`PartitionState::input_keys_hash`].
+    pub input_keys_hash: Option<String>,
+}
+
 /// blake3 over the set of `(asset, partition)` input keys, without versions: equal for two
 /// materializations that read the same partitions, in any order. A definition whose mappings now
 /// give a different hash has had dependencies added or removed.

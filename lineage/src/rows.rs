@@ -211,3 +211,21 @@ impl BackfillRow {
         })
     }
 }
+
+/// One [`PartitionSummary`] as selected: (partition, has a current materialization, attempt
+/// status, code version, stale inputs, input keys hash).
+pub(crate) type SummaryRow = (String, bool, String, Option<String>, i64, Option<String>);
+
+pub(crate) fn into_summary(
+    (partition_key, materialized, status, code_version, stale_inputs, input_keys_hash): SummaryRow,
+) -> Result<PartitionSummary> {
+    Ok(PartitionSummary {
+        partition_key,
+        materialized,
+        last_attempt_status: AttemptStatus::from_str(&status)
+            .map_err(|detail| Error::Decode { what: "asset_partitions.last_attempt_status", detail })?,
+        code_version,
+        stale_inputs,
+        input_keys_hash,
+    })
+}

@@ -56,6 +56,10 @@ pub trait LineageStore: RequestQueue + Send + Sync + 'static {
     /// The current state of every known partition of `asset_key`.
     async fn partition_states(&self, asset_key: &str) -> Result<Vec<PartitionState>>;
 
+    /// What status needs of every known partition of `asset_key`, in partition order;
+    /// `input_keys_hash` only `with_input_keys` (an asset without upstream has no use for it).
+    async fn partition_summaries(&self, asset_key: &str, with_input_keys: bool) -> Result<Vec<PartitionSummary>>;
+
     /// The current state of each requested (asset, partition), in the order asked; `None` when
     /// the store has never seen it.
     async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>>;

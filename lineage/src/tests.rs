@@ -820,6 +820,19 @@ async fn staleness_follows_new_data_versions_and_stops_at_identical_bytes(store:
     assert_eq!(bill("d2").await, 1);
     assert_eq!(store.repair_staleness().await.unwrap(), 0);
 
+    let summaries = store.partition_summaries("storage_bill", true).await.unwrap();
+    let states = store.partition_states("storage_bill").await.unwrap();
+    assert_eq!(summaries.len(), 2);
+    for (summary, state) in summaries.iter().zip(&states) {
+        assert_eq!(summary.partition_key, state.partition_key, "in partition order, like states");
+        assert!(summary.materialized && summary.last_attempt_status == AttemptStatus::Materialized);
+        assert_eq!((&summary.code_version, summary.stale_inputs), (&state.code_version, state.stale_inputs));
+        assert_eq!(summary.input_keys_hash, state.input_keys_hash);
+    }
+    assert_eq!(summaries[1].stale_inputs, 1);
+    let lean = store.partition_summaries("storage_bill", false).await.unwrap();
+    assert!(lean.iter().all(|s| s.input_keys_hash.is_none()));
+    assert!(store.partition_summaries("nothing", true).await.unwrap().is_empty());
     let d1 = store.partition_states_of(&[("storage_bill".into(), "d1".into())]).await.unwrap().remove(0).unwrap();
     assert_eq!(d1.input_keys_hash, Some(input_keys_hash([("usage_snapshot", "h0"), ("usage_snapshot", "h1")])));
     assert_eq!(d1.input_keys_hash, Some(input_keys_hash([("usage_snapshot", "h1"), ("usage_snapshot", "h0")])));

@@ -403,16 +403,42 @@ fn asset_mermaid(app: &App, id: AssetId, args: &LineageArgs) -> String {
     out
 }
 
-/// Status of one asset for the picture: (materialized, failed, running, partitions).
-async fn asset_counts(app: &App, n: AssetId) -> anyhow::Result<(usize, usize, usize, usize)> {
-    let def = app.defs.graph().asset(n);
+/// Status of one asset for the picture.
+struct AssetCounts {
+    materialized: usize,
+    stale: usize,
+    failed: usize,
+    running: usize,
+    total: usize,
+}
+
+async fn asset_counts(app: &App, n: AssetId) -> anyhow::Result<AssetCounts> {
+    let graph = app.defs.graph();
+    let def = graph.asset(n);
     let ctx = app.partitions_context().await?;
     let total = def.partitions.as_ref().map_or(1, |p| p.len(&ctx));
-    let states = app.store.partition_states(def.key.as_str()).await?;
-    let materialized = states.iter().filter(|s| s.current_materialization_id.is_some()).count();
-    let failed = states.iter().filter(|s| s.last_attempt_status == lineage::AttemptStatus::Failed).count();
-    let running = states.iter().filter(|s| s.last_attempt_status == lineage::AttemptStatus::Running).count();
-    Ok((materialized, failed, running, total))
+    let with_keys = !graph.upstream(n).is_empty();
+    let summaries = app.store.partition_summaries(def.key.as_str(), with_keys).await?;
+    let mut counts = AssetCounts { materialized: 0, stale: 0, failed: 0, running: 0, total };
+    for s in &summaries {
+        match s.last_attempt_status {
+            lineage::AttemptStatus::Failed => counts.failed += 1,
+            lineage::AttemptStatus::Running => counts.running += 1,
+            lineage::AttemptStatus::Materialized => {}
+        }
+        let (true, Some(code_version)) = (s.materialized, s.code_version.as_deref()) else { continue };
+        counts.materialized += 1;
+        let recorded = engine::staleness::Recorded {
+            code_version,
+            stale_inputs: s.stale_inputs,
+            input_keys_hash: s.input_keys_hash.as_deref(),
+        };
+        // A key the definition no longer maps is not drawn as stale.
+        if engine::staleness::stale_causes(graph, n, &s.partition_key, recorded, &ctx).is_ok_and(|c| !c.is_empty()) {
+            counts.stale += 1;
+        }
+    }
+    Ok(counts)
 }
 
 /// Longest-path layers from the sources, then a few barycentre sweeps to order each layer:
@@ -471,8 +497,8 @@ async fn asset_svg(app: &App, id: AssetId, args: &LineageArgs) -> anyhow::Result
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"monospace\" font-size=\"12\">\n\
          <style>.complete{{fill:#dff5e1;stroke:#2e7d32}} .partial{{fill:#fff4d6;stroke:#b7791f}} .failed{{fill:#fde2e1;stroke:#c62828}} \
-         .missing{{fill:#f1f1f1;stroke:#757575}} .running{{fill:#e3f0ff;stroke:#1565c0}} text{{fill:#222}} path{{fill:none;stroke:#888;stroke-width:1.5}}</style>\n\
-         <text x=\"20\" y=\"24\" font-size=\"14\">lineage of {} — green: every partition materialized, amber: some, red: a failed partition, blue: running, grey: none</text>\n",
+         .missing{{fill:#f1f1f1;stroke:#757575}} .running{{fill:#e3f0ff;stroke:#1565c0}} .stale{{fill:#f3e5f5;stroke:#6a1b9a}} text{{fill:#222}} path{{fill:none;stroke:#888;stroke-width:1.5}}</style>\n\
+         <text x=\"20\" y=\"24\" font-size=\"14\">lineage of {} — green: every partition materialized, amber: some, red: a failed partition, blue: running, purple: a stale partition, grey: none</text>\n",
         esc(graph.asset(id).key.as_str())
     );
     for (&n, &(x, y)) in &pos {
@@ -492,11 +518,13 @@ async fn asset_svg(app: &App, id: AssetId, args: &LineageArgs) -> anyhow::Result
     }
     for (&n, &(x, y)) in &pos {
         let def = graph.asset(n);
-        let (materialized, failed, running, total) = asset_counts(app, n).await?;
+        let AssetCounts { materialized, stale, failed, running, total } = asset_counts(app, n).await?;
         let class = if failed > 0 {
             "failed"
         } else if running > 0 {
             "running"
+        } else if stale > 0 {
+            "stale"
         } else if materialized == 0 {
             "missing"
         } else if materialized >= total {
@@ -519,6 +547,9 @@ async fn asset_svg(app: &App, id: AssetId, args: &LineageArgs) -> anyhow::Result
         let kind = def.partitions.as_ref().map_or("unpartitioned".to_owned(), |p| p.describe());
         let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>", x + 10.0, y + 37.0, esc(&kind));
         let mut counts = format!("{materialized}/{total} materialized");
+        if stale > 0 {
+            counts.push_str(&format!(", {stale} stale"));
+        }
         if failed > 0 {
             counts.push_str(&format!(", {failed} failed"));
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use lineage::{AttemptStatus, PartitionState};
+use lineage::{AttemptStatus, PartitionState, PartitionSummary};
 use serde::Serialize;
 
 use crate::app::App;
@@ -27,13 +27,13 @@ enum Status {
 }
 
 impl Status {
-    fn of(state: Option<&PartitionState>) -> Status {
-        match state {
+    fn of(summary: Option<&PartitionSummary>) -> Status {
+        match summary {
             None => Status::Missing,
             Some(s) => match s.last_attempt_status {
                 AttemptStatus::Running => Status::InProgress,
                 AttemptStatus::Failed => Status::Failed,
-                AttemptStatus::Materialized if s.current_materialization_id.is_some() => Status::Materialized,
+                AttemptStatus::Materialized if s.materialized => Status::Materialized,
                 AttemptStatus::Materialized => Status::Missing,
             },
         }
@@ -120,16 +120,17 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
 
     // Staleness is read, not recomputed: the store keeps each partition's count of changed
     // inputs current as materializations are recorded (engine::staleness), so status reads only
-    // the selected assets' own rows.
-    let mut read: HashMap<engine::AssetId, Vec<PartitionState>> = HashMap::new();
-    for &id in &selected {
-        read.insert(id, app.store.partition_states(graph.asset(id).key.as_str()).await?);
-    }
+    // the selected assets' own rows, and only the columns it needs.
     let mut out = Vec::new();
     for &id in graph.topo_order().iter().filter(|id| selected.contains(id)) {
         let def = graph.asset(id);
-        let states: HashMap<String, PartitionState> =
-            read.remove(&id).unwrap_or_default().into_iter().map(|s| (s.partition_key.clone(), s)).collect();
+        let summaries: HashMap<String, PartitionSummary> = app
+            .store
+            .partition_summaries(def.key.as_str(), !graph.upstream(id).is_empty())
+            .await?
+            .into_iter()
+            .map(|s| (s.partition_key.clone(), s))
+            .collect();
         let keys = match keys_of.get(&id) {
             Some(keys) => keys.clone(),
             None => match &def.partitions {
@@ -137,16 +138,40 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
                 None => vec![String::new()],
             },
         };
+        // Versions, times and errors only where they are shown: listed partitions, and the
+        // latest one for a maximum-lag freshness policy.
+        let mut detailed: Vec<(String, String)> = Vec::new();
+        if listing {
+            detailed.extend(keys.iter().take(MAX_LISTED).map(|k| (def.key.to_string(), k.clone())));
+        }
+        if let (Some(engine::FreshnessPolicy::MaxLag(_)), Some(last)) = (def.freshness, keys.last()) {
+            detailed.push((def.key.to_string(), last.clone()));
+        }
+        let details: HashMap<String, PartitionState> = app
+            .store
+            .partition_states_of(&detailed)
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|s| (s.partition_key.clone(), s))
+            .collect();
         let mut counts = Counts { partitions: keys.len(), ..Counts::default() };
         let mut strip = String::new();
         let mut listed = Vec::new();
         for (i, key) in keys.iter().enumerate() {
-            let state = states.get(key);
-            let mut status = Status::of(state);
+            let summary = summaries.get(key);
+            let state = details.get(key);
+            let mut status = Status::of(summary);
             let mut stale = Vec::new();
             if status == Status::Materialized
-                && let Some(recorded) = state.and_then(engine::staleness::Recorded::of)
+                && let Some(s) = summary
+                && let Some(code_version) = s.code_version.as_deref()
             {
+                let recorded = engine::staleness::Recorded {
+                    code_version,
+                    stale_inputs: s.stale_inputs,
+                    input_keys_hash: s.input_keys_hash.as_deref(),
+                };
                 stale = engine::staleness::stale_causes(graph, id, key, recorded, &ctx)
                     .map_err(|e| user_error(e.to_string()))?;
                 if !stale.is_empty() {

@@ -332,6 +332,13 @@ fn lineage_draws_the_asset_graph_as_mermaid_and_as_an_svg_with_status_colours() 
     assert!(svg.contains("<g class=\"partial\"><rect") && svg.contains("<g class=\"missing\"><rect"), "{svg}");
     assert!(svg.contains(">1/379 materialized</text>"), "{svg}");
     assert!(svg.contains(">24/9108 materialized</text>"), "{svg}");
+    // An hour re-materialized with other bytes: the bill's box turns stale (purple).
+    let graph = robo.home().join("graphs/acme-main/data.bin");
+    std::fs::OpenOptions::new().write(true).open(&graph).unwrap().set_len(90 << 30).unwrap();
+    robo.ok(&["materialize", "usage_snapshot", "-p", "2025-12-15T07:00"]);
+    let svg = robo.ok(&["lineage", "storage_bill", "--format", "svg"]).stdout;
+    assert!(svg.contains("<g class=\"stale\"><rect"), "{svg}");
+    assert!(svg.contains(">1/379 materialized, 1 stale</text>"), "{svg}");
     let refused = robo.run(&["lineage", "storage_bill", "-p", DAY, "--format", "svg"]);
     assert_eq!(refused.code, 2);
     assert!(refused.stderr.contains("--format mermaid and svg draw the asset graph"), "{}", refused.stderr);
