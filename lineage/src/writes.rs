@@ -162,23 +162,39 @@ pub(crate) async fn write_materializations(
     let with_ids: Vec<(i64, &NewMaterialization)> = ids.iter().copied().zip(ms).collect();
     // Staleness counts are read-modify-write across partitions: writers take turns.
     lock_staleness(&mut *tx).await?;
-    // The data versions these partitions had before this batch, for their readers' counts.
-    let mut before: std::collections::HashMap<(&str, &str), Option<String>> = std::collections::HashMap::with_capacity(ms.len());
-    for chunk in ms.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new(
-            "SELECT asset_key, partition_key, data_version FROM asset_partitions \
-             WHERE (asset_key, partition_key) IN (VALUES ",
+    // Readers of a partition whose data version changes: an input read at the old version
+    // becomes stale, one read at the new version no longer is; identical bytes change nothing.
+    // Runs before the current-state upsert, so the old version is still in `asset_partitions`
+    // (read in SQL, no round trip); several versions of one partition in a batch telescope to
+    // (version before the batch, last version of the batch).
+    let mut last_version: Vec<(&str, &str, &str)> = Vec::with_capacity(ms.len());
+    {
+        let mut seen = std::collections::HashSet::with_capacity(ms.len());
+        for m in ms.iter().rev() {
+            if seen.insert((m.asset_key.as_str(), m.partition_key.as_str())) {
+                last_version.push((m.asset_key.as_str(), m.partition_key.as_str(), m.data_version.as_str()));
+            }
+        }
+    }
+    for chunk in last_version.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new("WITH changed (asset_key, partition_key, new_version) AS (");
+        q.push_values(chunk, |mut row, (asset, partition, new)| {
+            row.push_bind(*asset).push_bind(*partition).push_bind(*new);
+        });
+        q.push(
+            ") UPDATE asset_partitions SET stale_inputs = stale_inputs + d.delta \
+             FROM (SELECT mi.materialization_id, \
+                     SUM(CASE WHEN mi.upstream_data_version = c.new_version THEN 0 ELSE 1 END \
+                       - CASE WHEN mi.upstream_data_version = old.data_version THEN 0 ELSE 1 END) AS delta \
+                   FROM changed c \
+                   JOIN materialization_inputs mi \
+                     ON mi.upstream_asset_key = c.asset_key AND mi.upstream_partition_key = c.partition_key \
+                   LEFT JOIN asset_partitions old \
+                     ON old.asset_key = c.asset_key AND old.partition_key = c.partition_key \
+                   GROUP BY mi.materialization_id) d \
+             WHERE asset_partitions.current_materialization_id = d.materialization_id AND d.delta <> 0",
         );
-        for (i, m) in chunk.iter().enumerate() {
-            q.push(if i == 0 { "(" } else { ", (" });
-            q.push_bind(&m.asset_key).push(", ").push_bind(&m.partition_key).push(")");
-        }
-        q.push(")");
-        let rows: Vec<(String, String, Option<String>)> = q.build_query_as().fetch_all(&mut *tx).await?;
-        for m in chunk {
-            let prior = rows.iter().find(|(a, p, _)| *a == m.asset_key && *p == m.partition_key).and_then(|r| r.2.clone());
-            before.entry((m.asset_key.as_str(), m.partition_key.as_str())).or_insert(prior);
-        }
+        q.build().execute(&mut *tx).await?;
     }
     // One current-state row per partition: the last of the batch (PostgreSQL refuses to upsert
     // a row twice in one statement).
@@ -222,41 +238,10 @@ pub(crate) async fn write_materializations(
         );
         q.build().execute(&mut *tx).await?;
     }
-    // Readers of a partition whose data version changed: an input read at the old version is now
-    // stale, one read at the new version no longer is. Several versions of one partition in a
-    // batch telescope to (first before, last after). Identical bytes change nothing.
-    let mut after: std::collections::HashMap<(&str, &str), &str> = std::collections::HashMap::with_capacity(ms.len());
-    for m in ms {
-        after.insert((m.asset_key.as_str(), m.partition_key.as_str()), m.data_version.as_str());
-    }
-    let changed: Vec<(&str, &str, &str, Option<&str>)> = ms
-        .iter()
-        .filter_map(|m| {
-            let key = (m.asset_key.as_str(), m.partition_key.as_str());
-            let new = after.remove(&key)?;
-            let old = before.get(&key).and_then(|v| v.as_deref());
-            (old != Some(new)).then_some((key.0, key.1, new, old))
-        })
-        .collect();
-    for chunk in changed.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new("WITH changed (asset_key, partition_key, new_version, old_version) AS (");
-        q.push_values(chunk, |mut row, (asset, partition, new, old)| {
-            row.push_bind(*asset).push_bind(*partition).push_bind(*new).push_bind(*old);
-        });
-        q.push(
-            ") UPDATE asset_partitions SET stale_inputs = stale_inputs + d.delta \
-             FROM (SELECT mi.materialization_id, \
-                     SUM(CASE WHEN mi.upstream_data_version = c.new_version THEN 0 ELSE 1 END \
-                       - CASE WHEN mi.upstream_data_version = c.old_version THEN 0 ELSE 1 END) AS delta \
-                   FROM changed c JOIN materialization_inputs mi \
-                     ON mi.upstream_asset_key = c.asset_key AND mi.upstream_partition_key = c.partition_key \
-                   GROUP BY mi.materialization_id) d \
-             WHERE asset_partitions.current_materialization_id = d.materialization_id AND d.delta <> 0",
-        );
-        q.build().execute(&mut *tx).await?;
-    }
-    // The new materializations' own counts, from the current versions of what they read.
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+    // The new materializations' own counts, from the current versions of what they read (a
+    // materialization without inputs keeps 0).
+    let with_inputs: Vec<i64> = with_ids.iter().filter(|(_, m)| !m.inputs.is_empty()).map(|(id, _)| *id).collect();
+    for chunk in with_inputs.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::new(concat!("UPDATE asset_partitions SET stale_inputs = ", crate::writes::stale_inputs_recount!()));
         q.push(" WHERE current_materialization_id IN (");
         let mut list = q.separated(", ");
