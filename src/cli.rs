@@ -428,8 +428,9 @@ pub struct MaterializeArgs {
     /// Also materialize upstream partitions that are missing.
     #[arg(long)]
     pub with_upstream: bool,
-    /// Only partitions that are missing or stale (code version changed, an input's data
-    /// version differs from the one read, or an input is re-run now); fresh ones are skipped.
+    /// Only partitions that are missing or stale (code version changed, dependencies changed, an
+    /// input's data version differs from the one read, or an input is re-run now); fresh ones
+    /// are skipped.
     #[arg(long, conflicts_with = "with_upstream")]
     pub stale: bool,
     /// Print the plan and exit without running anything.
