@@ -153,9 +153,9 @@ impl $crate::store::LineageStore for $store {
         rows.into_iter().map(PartitionRow::into_state).collect()
     }
 
-    async fn partition_summaries(&self, asset_key: &str, with_input_keys: bool) -> Result<Vec<PartitionSummary>> {
+    async fn partition_summaries(&self, asset_key: &str, known_keys_hash: Option<&str>) -> Result<Vec<PartitionSummary>> {
         // Backend-specific (see `summaries` in sqlite.rs and postgres.rs).
-        self.summaries(asset_key, with_input_keys).await
+        self.summaries(asset_key, known_keys_hash).await
     }
 
     async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>> {
@@ -333,7 +333,8 @@ impl $crate::store::LineageStore for $store {
             "SELECT ",
             $crate::backend::materialization_columns!(),
             " FROM materializations WHERE id IN \
-             (SELECT materialization_id FROM materialization_inputs WHERE upstream_materialization_id = $1) ORDER BY id"
+             (SELECT materialization_id FROM materialization_inputs WHERE upstream_materialization_id = $1) \
+             AND wiped_at IS NULL ORDER BY id"
         ))
         .bind(id)
         .fetch_all(&self.$pool)

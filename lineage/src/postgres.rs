@@ -86,14 +86,14 @@ crate::queue::queue_methods!(
 
 impl PgStore {
     /// What status needs of every partition of an asset (one row each; PostgreSQL rows are cheap).
-    async fn summaries(&self, asset_key: &str, with_input_keys: bool) -> Result<Vec<PartitionSummary>> {
+    async fn summaries(&self, asset_key: &str, known_keys_hash: Option<&str>) -> Result<Vec<PartitionSummary>> {
         let rows: Vec<crate::rows::SummaryRow> = sqlx::query_as(
             "SELECT partition_key, current_materialization_id IS NOT NULL, last_attempt_status, code_version, \
-                 stale_inputs, CASE WHEN $2 THEN input_keys_hash END \
+                 stale_inputs, CASE WHEN input_keys_hash = $2 THEN NULL ELSE input_keys_hash END \
              FROM asset_partitions WHERE asset_key = $1 ORDER BY partition_key",
         )
         .bind(asset_key)
-        .bind(with_input_keys)
+        .bind(known_keys_hash)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(crate::rows::into_summary).collect()

@@ -399,7 +399,8 @@ macro_rules! queue_methods {
 
         async fn materializations_after(&self, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>> {
             Ok(sqlx::query_as(
-                "SELECT id, asset_key, partition_key FROM materializations WHERE id > $1 ORDER BY id LIMIT $2",
+                "SELECT id, asset_key, partition_key FROM materializations WHERE id > $1 AND wiped_at IS NULL \
+                 ORDER BY id LIMIT $2",
             )
             .bind(after)
             .bind(limit)

@@ -92,14 +92,14 @@ impl SqliteStore {
     /// What status needs of every partition of an asset, as one aggregated JSON row: sqlx hands
     /// SQLite rows over one by one from its worker thread (≈ 5 µs each), which made reading
     /// 10,000 partitions take 55 ms; one row of JSON decodes in a few.
-    async fn summaries(&self, asset_key: &str, with_input_keys: bool) -> Result<Vec<PartitionSummary>> {
+    async fn summaries(&self, asset_key: &str, known_keys_hash: Option<&str>) -> Result<Vec<PartitionSummary>> {
         let json: String = sqlx::query_scalar(
             "SELECT json_group_array(json_array(partition_key, current_materialization_id IS NOT NULL, \
-                 last_attempt_status, code_version, stale_inputs, CASE WHEN $2 THEN input_keys_hash END) ORDER BY partition_key) \
+                 last_attempt_status, code_version, stale_inputs, CASE WHEN input_keys_hash = $2 THEN NULL ELSE input_keys_hash END) ORDER BY partition_key) \
              FROM asset_partitions WHERE asset_key = $1",
         )
         .bind(asset_key)
-        .bind(with_input_keys)
+        .bind(known_keys_hash)
         .fetch_one(&self.pool)
         .await?;
         // As SummaryRow, with SQLite's 0/1 for the boolean.

@@ -56,9 +56,15 @@ pub trait LineageStore: RequestQueue + Send + Sync + 'static {
     /// The current state of every known partition of `asset_key`.
     async fn partition_states(&self, asset_key: &str) -> Result<Vec<PartitionState>>;
 
-    /// What status needs of every known partition of `asset_key`, in partition order;
-    /// `input_keys_hash` only `with_input_keys` (an asset without upstream has no use for it).
-    async fn partition_summaries(&self, asset_key: &str, with_input_keys: bool) -> Result<Vec<PartitionSummary>>;
+    /// What status needs of every known partition of `asset_key`, in partition order. A row
+    /// whose `input_keys_hash` equals `known_keys_hash` (one the caller knows is current, e.g.
+    /// the empty set's for an asset without upstream) returns `None` there: nothing to compare,
+    /// and less to read.
+    async fn partition_summaries(
+        &self,
+        asset_key: &str,
+        known_keys_hash: Option<&str>,
+    ) -> Result<Vec<PartitionSummary>>;
 
     /// The current state of each requested (asset, partition), in the order asked; `None` when
     /// the store has never seen it.

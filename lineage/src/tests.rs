@@ -820,7 +820,7 @@ async fn staleness_follows_new_data_versions_and_stops_at_identical_bytes(store:
     assert_eq!(bill("d2").await, 1);
     assert_eq!(store.repair_staleness().await.unwrap(), 0);
 
-    let summaries = store.partition_summaries("storage_bill", true).await.unwrap();
+    let summaries = store.partition_summaries("storage_bill", None).await.unwrap();
     let states = store.partition_states("storage_bill").await.unwrap();
     assert_eq!(summaries.len(), 2);
     for (summary, state) in summaries.iter().zip(&states) {
@@ -830,9 +830,11 @@ async fn staleness_follows_new_data_versions_and_stops_at_identical_bytes(store:
         assert_eq!(summary.input_keys_hash, state.input_keys_hash);
     }
     assert_eq!(summaries[1].stale_inputs, 1);
-    let lean = store.partition_summaries("storage_bill", false).await.unwrap();
-    assert!(lean.iter().all(|s| s.input_keys_hash.is_none()));
-    assert!(store.partition_summaries("nothing", true).await.unwrap().is_empty());
+    let known = summaries[0].input_keys_hash.clone();
+    let lean = store.partition_summaries("storage_bill", known.as_deref()).await.unwrap();
+    assert_eq!(lean[0].input_keys_hash, None, "the known hash is left out");
+    assert_eq!(lean[1].input_keys_hash, summaries[1].input_keys_hash, "another one is not");
+    assert!(store.partition_summaries("nothing", None).await.unwrap().is_empty());
     let d1 = store.partition_states_of(&[("storage_bill".into(), "d1".into())]).await.unwrap().remove(0).unwrap();
     assert_eq!(d1.input_keys_hash, Some(input_keys_hash([("usage_snapshot", "h0"), ("usage_snapshot", "h1")])));
     assert_eq!(d1.input_keys_hash, Some(input_keys_hash([("usage_snapshot", "h1"), ("usage_snapshot", "h0")])));
@@ -874,9 +876,17 @@ async fn wipe_forgets_partitions_and_makes_their_readers_stale(store: &dyn Linea
         other => panic!("a running partition refuses the wipe, got {other:?}"),
     }
     assert_eq!(store.partition_states("usage_snapshot").await.unwrap().len(), 2, "nothing was wiped");
+    let h1 = store.partition_states_of(&[("usage_snapshot".into(), "h1".into())]).await.unwrap().remove(0).unwrap();
+    let h1 = h1.current_materialization_id.unwrap();
+    assert_eq!(store.readers_of(h1).await.unwrap().len(), 1);
     let all = store.wipe("storage_bill", None, ts(5)).await.unwrap();
     assert_eq!((all.partitions, all.materializations, all.readers), (1, 1, 0));
     assert!(store.partition_states("storage_bill").await.unwrap().is_empty());
+    assert!(store.readers_of(h1).await.unwrap().is_empty(), "a wiped reader is not listed");
+    let seen: Vec<(String, String)> =
+        store.materializations_after(0, 100).await.unwrap().into_iter().map(|(_, a, p)| (a, p)).collect();
+    assert!(!seen.iter().any(|(a, _)| a == "storage_bill"), "the daemon does not react to wiped ones: {seen:?}");
+    assert_eq!(seen.iter().filter(|(_, p)| p == "h0").count(), 1, "only h0's materialization since its wipe");
 }
 
 /// (asset, partition, the partitions it reads).

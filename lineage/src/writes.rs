@@ -103,6 +103,9 @@ pub(crate) async fn write_materializations(
     tx: &mut $conn,
     ms: &[NewMaterialization],
 ) -> Result<Vec<MaterializationId>> {
+    // Staleness counts are read-modify-write across partitions: writers take turns. Taken before
+    // the ids are drawn, so ids also commit in order (the daemon's cursor reads them in order).
+    lock_staleness(&mut *tx).await?;
     let mut ids = Vec::with_capacity(ms.len());
     for chunk in ms.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::new(
@@ -160,8 +163,6 @@ pub(crate) async fn write_materializations(
         q.build().execute(&mut *tx).await?;
     }
     let with_ids: Vec<(i64, &NewMaterialization)> = ids.iter().copied().zip(ms).collect();
-    // Staleness counts are read-modify-write across partitions: writers take turns.
-    lock_staleness(&mut *tx).await?;
     // Readers of a partition whose data version changes: an input read at the old version
     // becomes stale, one read at the new version no longer is; identical bytes change nothing.
     // Runs before the current-state upsert, so the old version is still in `asset_partitions`

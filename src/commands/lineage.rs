@@ -417,8 +417,8 @@ async fn asset_counts(app: &App, n: AssetId) -> anyhow::Result<AssetCounts> {
     let def = graph.asset(n);
     let ctx = app.partitions_context().await?;
     let total = def.partitions.as_ref().map_or(1, |p| p.len(&ctx));
-    let with_keys = !graph.upstream(n).is_empty();
-    let summaries = app.store.partition_summaries(def.key.as_str(), with_keys).await?;
+    let summaries =
+        app.store.partition_summaries(def.key.as_str(), crate::commands::no_upstream_keys(graph, n).as_deref()).await?;
     let mut counts = AssetCounts { materialized: 0, stale: 0, failed: 0, running: 0, total };
     for s in &summaries {
         match s.last_attempt_status {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::cli::StatusArgs;
-use crate::commands::{partition_spec, print_json, select, short, show_key};
+use crate::commands::{no_upstream_keys, partition_spec, print_json, select, short, show_key};
 use crate::{ExitStatus, user_error};
 
 /// How many partitions the strip shows.
@@ -126,7 +126,7 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
         let def = graph.asset(id);
         let summaries: HashMap<String, PartitionSummary> = app
             .store
-            .partition_summaries(def.key.as_str(), !graph.upstream(id).is_empty())
+            .partition_summaries(def.key.as_str(), no_upstream_keys(graph, id).as_deref())
             .await?
             .into_iter()
             .map(|s| (s.partition_key.clone(), s))

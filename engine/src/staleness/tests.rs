@@ -239,6 +239,27 @@ async fn dependencies_added_or_removed_make_a_partition_stale() {
     .unwrap();
     assert_eq!(causes(store, &wider, "bill", "2025-12-15").await, [StaleCause::Dependencies]);
     assert_eq!(causes(store, &defs, "bill", "2025-12-15").await, []);
+    // The bill loses its only dependency: stale too, also through the lean summaries that
+    // status reads (which leave out the hash an asset without upstream is known to have).
+    let none = Definitions::new(vec![
+        noop(asset("usage").partitions(PartitionsDef::hourly("2025-01-01"))),
+        noop(asset("bill").partitions(PartitionsDef::daily("2025-01-01"))),
+    ])
+    .unwrap();
+    assert_eq!(causes(store, &none, "bill", "2025-12-15").await, [StaleCause::Dependencies]);
+    let empty = lineage::input_keys_hash([]);
+    let summary = store.partition_summaries("bill", Some(&empty)).await.unwrap().remove(0);
+    let recorded = Recorded {
+        code_version: summary.code_version.as_deref().unwrap(),
+        stale_inputs: summary.stale_inputs,
+        input_keys_hash: summary.input_keys_hash.as_deref(),
+    };
+    let graph = none.graph();
+    let bill = graph.lookup("bill").unwrap();
+    assert_eq!(stale_causes(graph, bill, "2025-12-15", recorded, &ctx()).unwrap(), [StaleCause::Dependencies]);
+    // An hour (no upstream, ever) leaves its hash out and is fresh.
+    let hour = store.partition_summaries("usage", Some(&empty)).await.unwrap().remove(0);
+    assert_eq!(hour.input_keys_hash, None);
 }
 
 /// The nodes of the property test's graph (see [`small_chain`]).
