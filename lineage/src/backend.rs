@@ -192,7 +192,7 @@ impl $crate::store::LineageStore for $store {
 
     async fn repair_staleness(&self) -> Result<u64> {
         let mut tx = self.$begin().await?;
-        lock_staleness(&mut tx).await?;
+        lock_staleness_all(&mut tx).await?;
         let fixed = sqlx::query(concat!(
             "UPDATE asset_partitions SET stale_inputs = ",
             $crate::writes::stale_inputs_recount!(),
@@ -208,7 +208,7 @@ impl $crate::store::LineageStore for $store {
 
     async fn wipe(&self, asset_key: &str, partitions: Option<&[String]>, now: DateTime<Utc>) -> Result<WipeOutcome> {
         let mut tx = self.$begin().await?;
-        lock_staleness(&mut tx).await?;
+        lock_staleness_all(&mut tx).await?;
         let keys: Vec<String> = match partitions {
             Some(keys) => keys.to_vec(),
             None => sqlx::query_scalar(

@@ -103,7 +103,12 @@ impl PgStore {
 crate::writes::write_fns!(
     sqlx::PgConnection,
     "::jsonb",
-    "SELECT pg_advisory_xact_lock(hashtext('robo-assets staleness'))"
+    // The maintenance lock (i64::MIN) shared, then each partition's, in key order.
+    "SELECT count(*) FROM (SELECT CASE WHEN s.k = '-9223372036854775808'::int8 \
+         THEN pg_advisory_xact_lock_shared(s.k) ELSE pg_advisory_xact_lock(s.k) END \
+         FROM (SELECT DISTINCT k FROM unnest($1::text::int8[] || '-9223372036854775808'::int8) AS t (k) \
+         ORDER BY k) s) l",
+    "SELECT pg_advisory_xact_lock('-9223372036854775808'::int8)"
 );
 
 crate::backend::store_methods!(

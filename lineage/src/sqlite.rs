@@ -114,7 +114,7 @@ impl SqliteStore {
 
 crate::queue::queue_methods!(SqliteStore, sqlx::SqliteConnection, pool, begin_write, begin_write, "", "");
 
-crate::writes::write_fns!(sqlx::SqliteConnection, "", "");
+crate::writes::write_fns!(sqlx::SqliteConnection, "", "", "");
 
 crate::backend::store_methods!(
     SqliteStore,

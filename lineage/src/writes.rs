@@ -8,6 +8,17 @@
 /// Rows per multi-row statement: 16 columns × 500 rows stays under SQLite's 32,766 variables.
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
+/// The advisory-lock key of a partition (PostgreSQL): 64 bits of blake3, never `i64::MIN`, which
+/// is the maintenance lock every writer takes first.
+pub(crate) fn partition_lock_key(asset: &str, partition: &str) -> i64 {
+    let mut h = blake3::Hasher::new();
+    h.update(asset.as_bytes());
+    h.update(b"\x1f");
+    h.update(partition.as_bytes());
+    let key = i64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+    key.max(i64::MIN + 1)
+}
+
 /// The exact count of `asset_partitions.stale_inputs` for the row being updated: inputs of its
 /// current materialization whose upstream partition now has another data version, or none.
 /// Shared by the write path (for new materializations) and `repair_staleness` (for every row).
@@ -24,15 +35,30 @@ macro_rules! stale_inputs_recount {
 pub(crate) use stale_inputs_recount;
 
 macro_rules! write_fns {
-    ($conn:ty, $json:literal, $staleness_lock:literal) => {
-/// Serializes staleness maintenance (materializations, wipe, repair) among writers. On
-/// PostgreSQL a transaction-scoped advisory lock: without it, two transactions could both adjust
-/// a reader from the same old version, or record a reader while its input changes unseen. On
-/// SQLite every write transaction already holds the single writer lock (`$staleness_lock` is
-/// empty).
-pub(crate) async fn lock_staleness(tx: &mut $conn) -> Result<()> {
-    if !$staleness_lock.is_empty() {
-        sqlx::query($staleness_lock).execute(&mut *tx).await?;
+    ($conn:ty, $json:literal, $lock_partitions:literal, $lock_all:literal) => {
+/// Serializes staleness maintenance among writers that touch the same partitions. On PostgreSQL
+/// transactions overlap: two could adjust one reader from the same old version, or record a
+/// reader while its input changes unseen. So a batch takes a transaction-scoped advisory lock
+/// on every partition it writes or reads (`partitions`), in one statement, in key order (no
+/// deadlock), after the maintenance lock in shared mode. On SQLite every write transaction
+/// already holds the single writer lock (the statements are empty).
+pub(crate) async fn lock_staleness(tx: &mut $conn, partitions: &[(&str, &str)]) -> Result<()> {
+    if $lock_partitions.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<i64> = partitions.iter().map(|(a, p)| crate::writes::partition_lock_key(a, p)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let keys = format!("{{{}}}", keys.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
+    sqlx::query($lock_partitions).bind(keys).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Excludes every other staleness maintenance (`wipe`, `repair_staleness`): the maintenance
+/// lock in exclusive mode.
+pub(crate) async fn lock_staleness_all(tx: &mut $conn) -> Result<()> {
+    if !$lock_all.is_empty() {
+        sqlx::query($lock_all).execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -103,9 +129,16 @@ pub(crate) async fn write_materializations(
     tx: &mut $conn,
     ms: &[NewMaterialization],
 ) -> Result<Vec<MaterializationId>> {
-    // Staleness counts are read-modify-write across partitions: writers take turns. Taken before
-    // the ids are drawn, so ids also commit in order (the daemon's cursor reads them in order).
-    lock_staleness(&mut *tx).await?;
+    // Staleness counts are read-modify-write across partitions: writers of the same partitions
+    // take turns (see lock_staleness).
+    let touched: Vec<(&str, &str)> = ms
+        .iter()
+        .flat_map(|m| {
+            std::iter::once((m.asset_key.as_str(), m.partition_key.as_str()))
+                .chain(m.inputs.iter().map(|i| (i.asset_key.as_str(), i.partition_key.as_str())))
+        })
+        .collect();
+    lock_staleness(&mut *tx, &touched).await?;
     let mut ids = Vec::with_capacity(ms.len());
     for chunk in ms.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::new(
