@@ -332,14 +332,8 @@ fn is_stale(
     if cell.and_then(|c| c.current.as_ref()).is_none() {
         return Ok(true);
     }
-    let def = graph.asset(asset);
-    for edge in graph.upstream(asset) {
-        let up = graph.asset(edge.asset);
-        let keys = edge
-            .mapping
-            .upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), key, ctx)
-            .map_err(|source| PlanError::Key { asset: def.key.to_string(), source })?;
-        if keys.into_iter().any(|k| kept.contains(&(edge.asset, k))) {
+    for (up, keys) in plan::upstream_partitions(graph, asset, key, ctx)? {
+        if keys.into_iter().any(|k| kept.contains(&(up, k))) {
             return Ok(true);
         }
     }

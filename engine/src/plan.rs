@@ -260,30 +260,26 @@ pub fn plan(
         let (asset, key) = (steps[step_idx].asset, steps[step_idx].partition_key.clone());
         let def = graph.asset(asset);
         let mut deps = Vec::new();
-        for edge in graph.upstream(asset) {
-            let up = graph.asset(edge.asset);
-            let up_keys = edge
-                .mapping
-                .upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), &key, ctx)
-                .map_err(|source| PlanError::Key { asset: def.key.to_string(), source })?;
+        for (up_id, up_keys) in upstream_partitions(graph, asset, &key, ctx)? {
+            let up = graph.asset(up_id);
             for up_key in up_keys {
-                if let Some(&dep) = index.get(&(edge.asset, up_key.clone())) {
+                if let Some(&dep) = index.get(&(up_id, up_key.clone())) {
                     deps.push(dep);
                     continue;
                 }
                 let exists = up.partitions.as_ref().is_none_or(|p| p.resolve(&up_key, ctx).is_ok());
-                if exists && snapshot.is_materialized(edge.asset, &up_key) {
+                if exists && snapshot.is_materialized(up_id, &up_key) {
                     continue;
                 }
                 if exists && options.with_upstream {
                     let dep = steps.len();
-                    index.insert((edge.asset, up_key.clone()), dep);
-                    steps.push(Step { asset: edge.asset, partition_key: up_key, deps: Vec::new() });
+                    index.insert((up_id, up_key.clone()), dep);
+                    steps.push(Step { asset: up_id, partition_key: up_key, deps: Vec::new() });
                     queue.push_back(dep);
                     deps.push(dep);
                     continue;
                 }
-                let entry = missing.entry(edge.asset).or_default();
+                let entry = missing.entry(up_id).or_default();
                 if entry.1.insert(up_key.clone()) {
                     entry.0.push(up_key);
                 }
@@ -366,6 +362,29 @@ impl Plan {
         }
         out
     }
+}
+
+/// The upstream partitions partition `key` of `asset` reads under the current definitions, per
+/// upstream asset in declaration order (the order a materialization records its inputs in).
+pub fn upstream_partitions(
+    graph: &AssetGraph,
+    asset: AssetId,
+    key: &str,
+    ctx: &PartitionsContext,
+) -> Result<Vec<(AssetId, Vec<String>)>, PlanError> {
+    let def = graph.asset(asset);
+    graph
+        .upstream(asset)
+        .iter()
+        .map(|edge| {
+            let up = graph.asset(edge.asset);
+            let keys = edge
+                .mapping
+                .upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), key, ctx)
+                .map_err(|source| PlanError::Key { asset: def.key.to_string(), source })?;
+            Ok((edge.asset, keys))
+        })
+        .collect()
 }
 
 #[cfg(test)]

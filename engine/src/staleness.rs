@@ -73,6 +73,18 @@ impl<'a> Recorded<'a> {
             input_keys_hash: state.input_keys_hash.as_deref(),
         })
     }
+
+    /// The same from the lean summary `status` reads.
+    pub fn of_summary(summary: &'a lineage::PartitionSummary) -> Option<Recorded<'a>> {
+        if !summary.materialized {
+            return None;
+        }
+        Some(Recorded {
+            code_version: summary.code_version.as_deref()?,
+            stale_inputs: summary.stale_inputs,
+            input_keys_hash: summary.input_keys_hash.as_deref(),
+        })
+    }
 }
 
 /// Why partition `key` of `asset`, materialized as `recorded`, is stale; empty when fresh.
@@ -107,17 +119,9 @@ pub fn expected_input_keys_hash(
     key: &str,
     ctx: &PartitionsContext,
 ) -> Result<String, PlanError> {
-    let def = graph.asset(asset);
-    let mut keys: Vec<(&str, String)> = Vec::new();
-    for edge in graph.upstream(asset) {
-        let up = graph.asset(edge.asset);
-        let ups = edge
-            .mapping
-            .upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), key, ctx)
-            .map_err(|source| PlanError::Key { asset: def.key.to_string(), source })?;
-        keys.extend(ups.into_iter().map(|k| (up.key.as_str(), k)));
-    }
-    Ok(lineage::input_keys_hash(keys.iter().map(|(a, k)| (*a, k.as_str()))))
+    let ups = crate::plan::upstream_partitions(graph, asset, key, ctx)?;
+    let keys = ups.iter().flat_map(|(up, keys)| keys.iter().map(|k| (graph.asset(*up).key.as_str(), k.as_str())));
+    Ok(lineage::input_keys_hash(keys))
 }
 
 /// One changed partition in a root-cause tree: it was read at one data version and is now (or
@@ -283,9 +287,9 @@ pub(crate) fn stale_by_logical_version(
     let def = graph.asset(asset);
     let own = &states[&(def.key.to_string(), key.to_owned())];
     let mut inputs = Vec::new();
-    for edge in graph.upstream(asset) {
-        let up = graph.asset(edge.asset);
-        for k in edge.mapping.upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), key, ctx).unwrap() {
+    for (up, keys) in crate::plan::upstream_partitions(graph, asset, key, ctx).unwrap() {
+        let up = graph.asset(up);
+        for k in keys {
             let Some(s) = states.get(&(up.key.to_string(), k.clone())).filter(|s| s.data_version.is_some()) else {
                 return true;
             };

@@ -426,13 +426,8 @@ async fn asset_counts(app: &App, n: AssetId) -> anyhow::Result<AssetCounts> {
             lineage::AttemptStatus::Running => counts.running += 1,
             lineage::AttemptStatus::Materialized => {}
         }
-        let (true, Some(code_version)) = (s.materialized, s.code_version.as_deref()) else { continue };
+        let Some(recorded) = engine::staleness::Recorded::of_summary(s) else { continue };
         counts.materialized += 1;
-        let recorded = engine::staleness::Recorded {
-            code_version,
-            stale_inputs: s.stale_inputs,
-            input_keys_hash: s.input_keys_hash.as_deref(),
-        };
         // A key the definition no longer maps is not drawn as stale.
         if engine::staleness::stale_causes(graph, n, &s.partition_key, recorded, &ctx).is_ok_and(|c| !c.is_empty()) {
             counts.stale += 1;

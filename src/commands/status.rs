@@ -164,14 +164,8 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
             let mut status = Status::of(summary);
             let mut stale = Vec::new();
             if status == Status::Materialized
-                && let Some(s) = summary
-                && let Some(code_version) = s.code_version.as_deref()
+                && let Some(recorded) = summary.and_then(engine::staleness::Recorded::of_summary)
             {
-                let recorded = engine::staleness::Recorded {
-                    code_version,
-                    stale_inputs: s.stale_inputs,
-                    input_keys_hash: s.input_keys_hash.as_deref(),
-                };
                 stale = engine::staleness::stale_causes(graph, id, key, recorded, &ctx)
                     .map_err(|e| user_error(e.to_string()))?;
                 if !stale.is_empty() {

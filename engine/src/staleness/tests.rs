@@ -249,11 +249,7 @@ async fn dependencies_added_or_removed_make_a_partition_stale() {
     assert_eq!(causes(store, &none, "bill", "2025-12-15").await, [StaleCause::Dependencies]);
     let empty = lineage::input_keys_hash([]);
     let summary = store.partition_summaries("bill", Some(&empty)).await.unwrap().remove(0);
-    let recorded = Recorded {
-        code_version: summary.code_version.as_deref().unwrap(),
-        stale_inputs: summary.stale_inputs,
-        input_keys_hash: summary.input_keys_hash.as_deref(),
-    };
+    let recorded = Recorded::of_summary(&summary).unwrap();
     let graph = none.graph();
     let bill = graph.lookup("bill").unwrap();
     assert_eq!(stale_causes(graph, bill, "2025-12-15", recorded, &ctx()).unwrap(), [StaleCause::Dependencies]);
