@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::TimeZone;
-use engine::backfill::{BackfillSpec, CellStates, Policy};
+use engine::backfill::{BackfillPolicy, BackfillSpec, CellStates};
 use engine::{
     Definitions, Executor, FixedClock, NoObserver, Output, PartitionMapping, PartitionSpec, PartitionsDef, Resources,
     asset,
@@ -55,7 +55,7 @@ async fn year(name: &str, store: Arc<dyn LineageStore>, concurrency: usize) {
         engine::plan::targets(graph, &selected, &PartitionSpec::Range(spec.from.clone(), spec.to.clone()), &ctx)
             .unwrap();
     let states = CellStates::load(&*store, graph, graph.upstream_closure(&selected, None)).await.unwrap();
-    let bf = engine::backfill::plan_backfill(graph, &targets, &states, Policy::Missing, &ctx).unwrap();
+    let bf = engine::backfill::plan_backfill(graph, &targets, &states, BackfillPolicy::Missing, &ctx).unwrap();
     let planned = started.elapsed();
     let (_, run) = engine::backfill::launch(&exec, &spec, &bf).await.unwrap();
     let submitted = started.elapsed();

@@ -75,7 +75,7 @@ fn main() {
         let started = Instant::now();
         let run_id = RunId::new();
         store
-            .create_run(&NewRun { id: run_id, trigger: "bench".into(), selection: "*".into(), n_steps: 0, tags: serde_json::json!({}), created_at: chrono::Utc::now() })
+            .create_run(&NewRun { id: run_id, trigger: lineage::Trigger::Manual, selection: "*".into(), n_steps: 0, tags: serde_json::json!({}), created_at: chrono::Utc::now() })
             .await
             .unwrap();
         let sources: Vec<NewMaterialization> = (0..DAYS).map(|i| materialization(run_id, "source", &day(i), "v1", vec![])).collect();
@@ -109,7 +109,7 @@ fn main() {
             async move {
                 let id = RunId::new();
                 store
-                    .create_run(&NewRun { id, trigger: "bench".into(), selection: "source".into(), n_steps: 0, tags: serde_json::json!({}), created_at: chrono::Utc::now() })
+                    .create_run(&NewRun { id, trigger: lineage::Trigger::Manual, selection: "source".into(), n_steps: 0, tags: serde_json::json!({}), created_at: chrono::Utc::now() })
                     .await
                     .unwrap();
                 id
@@ -157,7 +157,7 @@ fn main() {
         let mut first_start = None;
         while first_start.is_none() {
             let requests = store.requests(None, None, 500).await.unwrap();
-            first_start = requests.iter().filter(|r| r.origin == "condition" && r.created_at >= before).filter_map(|r| r.started_at).min();
+            first_start = requests.iter().filter(|r| r.trigger == lineage::Trigger::Condition && r.created_at >= before).filter_map(|r| r.started_at).min();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let latency = (first_start.unwrap() - before).to_std().unwrap_or_default();

@@ -125,7 +125,7 @@ async fn store_ops() {
     store
         .create_run(&NewRun {
             id: run_id,
-            trigger: "bench".into(),
+            trigger: lineage::Trigger::Manual,
             selection: "x".into(),
             n_steps: 0,
             tags: serde_json::json!({}),

@@ -52,7 +52,7 @@ async fn submit(store: &dyn LineageStore, n: usize) -> RunId {
     store
         .create_run(&NewRun {
             id: run_id,
-            trigger: "bench".into(),
+            trigger: lineage::Trigger::Manual,
             selection: "noop".into(),
             n_steps: n as i64,
             tags: serde_json::json!({}),
@@ -70,7 +70,7 @@ async fn submit(store: &dyn LineageStore, n: usize) -> RunId {
                 run_id,
                 asset_key: "noop".into(),
                 partition_key: key,
-                origin: "manual".into(),
+                trigger: lineage::Trigger::Manual,
                 pool: None,
                 priority: 0,
                 max_attempts: 1,

@@ -62,7 +62,7 @@ async fn record_one(db: &std::path::Path) {
     let run = RunId::new();
     let new_run = NewRun {
         id: run,
-        trigger: "manual".into(),
+        trigger: lineage::Trigger::Manual,
         selection: "bench".into(),
         n_steps: 0,
         tags: serde_json::json!({}),

@@ -243,8 +243,8 @@ pub struct BackfillLaunchArgs {
     pub to: Option<String>,
     /// Which cells to run: missing (no materialization), failed (latest attempt failed), stale
     /// (missing, or code or inputs changed since), all.
-    #[arg(long, value_enum, default_value_t = BackfillPolicy::Missing)]
-    pub policy: BackfillPolicy,
+    #[arg(long, default_value = "missing", value_parser = backfill_policy())]
+    pub policy: lineage::BackfillPolicy,
     /// Print the plan (cells per asset as ranges, and what the policy skips) and exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -265,12 +265,12 @@ pub struct BackfillRunArgs {
     pub detach: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackfillPolicy {
-    Missing,
-    Failed,
-    Stale,
-    All,
+/// The backfill policies by their stored names, listed in `--help`.
+fn backfill_policy() -> impl clap::builder::TypedValueParser<Value = lineage::BackfillPolicy> {
+    use clap::builder::TypedValueParser as _;
+    use strum::VariantNames as _;
+    clap::builder::PossibleValuesParser::new(lineage::BackfillPolicy::VARIANTS)
+        .map(|name: String| name.parse().expect("a listed policy parses"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use lineage::{NewRun, NewTick, RunId, TickCommit};
+use lineage::{InstigatorKind, InstigatorStatus, NewRun, NewTick, RunId, TickCommit, TickStatus, Trigger};
 
 use crate::definition::{AssetError, BoxFuture};
 use crate::exec::{Executor, plan_requests};
@@ -218,8 +218,8 @@ pub struct TickReport {
     pub instigator: String,
     /// The tick time.
     pub tick_time: DateTime<Utc>,
-    /// `requested`, `skipped` or `failed`.
-    pub status: String,
+    /// What it came to.
+    pub status: TickStatus,
     /// What, or why not.
     pub message: String,
     /// (asset, partition) requested.
@@ -236,10 +236,10 @@ pub async fn schedule_tick(
 ) -> Result<(NewTick, Vec<(String, String)>), lineage::Error> {
     let graph = exec.defs.graph();
     let now = exec.clock.now();
-    let base = |status: &str, message: String| NewTick {
+    let base = |status: TickStatus, message: String| NewTick {
         instigator: sched.name.clone(),
         tick_time: tick,
-        status: status.to_owned(),
+        status,
         message,
         cursor: None,
         dynamic_partitions: Vec::new(),
@@ -251,7 +251,7 @@ pub async fn schedule_tick(
     };
     let selected = match crate::selection::resolve(graph, &sched.selection) {
         Ok(s) => s,
-        Err(e) => return Ok((base("failed", e.to_string()), Vec::new())),
+        Err(e) => return Ok((base(TickStatus::Failed, e.to_string()), Vec::new())),
     };
     let ctx = PartitionsContext { now: tick, dynamic: exec.dynamic.clone() };
     // Each selected asset's latest partition that exists at the tick.
@@ -268,25 +268,25 @@ pub async fn schedule_tick(
     }
     targets.sort_by_key(|(id, _)| graph.rank(*id));
     if targets.is_empty() {
-        return Ok((base("skipped", "no partition of the selection exists yet".to_owned()), Vec::new()));
+        return Ok((base(TickStatus::Skipped, "no partition of the selection exists yet".to_owned()), Vec::new()));
     }
     let closure: BTreeSet<AssetId> = graph.upstream_closure(&selected, None);
     let states = crate::backfill::CellStates::load(&*exec.store, graph, closure).await?;
     // Missing upstream partitions are requested too: a bill whose hours an outage skipped heals.
     let plan = match plan::plan(graph, &targets, &states.snapshot(), &ctx, PlanOptions { with_upstream: true }) {
         Ok(p) => p,
-        Err(e) => return Ok((base("skipped", e.to_string()), Vec::new())),
+        Err(e) => return Ok((base(TickStatus::Skipped, e.to_string()), Vec::new())),
     };
     let run_id = RunId::new();
     let key = format!("sched:{}:{}", sched.name, tick.to_rfc3339());
-    let (requests, edges) = plan_requests(&exec.defs, &plan, run_id, &key, "schedule", now);
+    let (requests, edges) = plan_requests(&exec.defs, &plan, run_id, &key, Trigger::Schedule, now);
     let listed: Vec<(String, String)> =
         requests.iter().map(|r| (r.asset_key.clone(), r.partition_key.clone())).collect();
     let message = describe(&listed);
-    let mut t = base("requested", message);
+    let mut t = base(TickStatus::Requested, message);
     t.run = Some(NewRun {
         id: run_id,
-        trigger: "schedule".to_owned(),
+        trigger: Trigger::Schedule,
         selection: sched.selection.clone(),
         n_steps: requests.len() as i64,
         tags: serde_json::json!({ "schedule": sched.name, "tick": tick.to_rfc3339() }),
@@ -308,7 +308,7 @@ pub async fn sensor_tick(
     let mut tick = NewTick {
         instigator: sensor.name.clone(),
         tick_time: now,
-        status: "skipped".to_owned(),
+        status: TickStatus::Skipped,
         message: String::new(),
         cursor: None,
         dynamic_partitions: Vec::new(),
@@ -320,12 +320,12 @@ pub async fn sensor_tick(
     };
     let result = match tokio::time::timeout(sensor.timeout, (sensor.evaluate)(ctx)).await {
         Err(_) => {
-            tick.status = "failed".to_owned();
+            tick.status = TickStatus::Failed;
             tick.message = format!("evaluation timed out after {:?}", sensor.timeout);
             return (tick, Vec::new());
         }
         Ok(Err(e)) => {
-            tick.status = "failed".to_owned();
+            tick.status = TickStatus::Failed;
             tick.message = format!("evaluation failed: {e}");
             return (tick, Vec::new());
         }
@@ -338,7 +338,7 @@ pub async fn sensor_tick(
     let mut listed = Vec::new();
     for r in &result.requests {
         let Ok(id) = graph.lookup(&r.asset) else {
-            tick.status = "failed".to_owned();
+            tick.status = TickStatus::Failed;
             tick.message = format!("requested unknown asset {:?}", r.asset);
             return (tick, Vec::new());
         };
@@ -349,7 +349,7 @@ pub async fn sensor_tick(
             run_id,
             asset_key: def.key.to_string(),
             partition_key: r.partition_key.clone(),
-            origin: "sensor".to_owned(),
+            trigger: Trigger::Sensor,
             pool: def.pool.clone(),
             priority: graph.rank(id) as i64,
             max_attempts: def.retry.max_attempts as i64,
@@ -361,11 +361,11 @@ pub async fn sensor_tick(
     if listed.is_empty() {
         tick.message = result.skip_reason.clone().unwrap_or_else(|| "nothing to request".to_owned());
     } else {
-        tick.status = "requested".to_owned();
+        tick.status = TickStatus::Requested;
         tick.message = describe(&listed);
         tick.run = Some(NewRun {
             id: run_id,
-            trigger: "sensor".to_owned(),
+            trigger: Trigger::Sensor,
             selection: sensor.name.clone(),
             n_steps: listed.len() as i64,
             tags: serde_json::json!({ "sensor": sensor.name }),
@@ -405,19 +405,19 @@ pub async fn run_once(
     automation: &Automation,
     now: DateTime<Utc>,
 ) -> Result<Vec<TickReport>, lineage::Error> {
-    let known: Vec<(String, String)> = automation
+    let known: Vec<(String, InstigatorKind)> = automation
         .schedules
         .iter()
-        .map(|s| (s.name.clone(), "schedule".to_owned()))
-        .chain(automation.sensors.iter().map(|s| (s.name.clone(), "sensor".to_owned())))
-        .chain((!automation.conditions.is_empty()).then(|| (CONDITIONS.to_owned(), "sensor".to_owned())))
+        .map(|s| (s.name.clone(), InstigatorKind::Schedule))
+        .chain(automation.sensors.iter().map(|s| (s.name.clone(), InstigatorKind::Sensor)))
+        .chain((!automation.conditions.is_empty()).then(|| (CONDITIONS.to_owned(), InstigatorKind::Sensor)))
         .collect();
     exec.store.ensure_instigators(&known, now).await?;
     let states = exec.store.instigators().await?;
     let state_of = |name: &str| states.iter().find(|s| s.name == name);
     let mut reports = Vec::new();
     for sched in &automation.schedules {
-        let Some(state) = state_of(&sched.name).filter(|s| s.status == "running") else { continue };
+        let Some(state) = state_of(&sched.name).filter(|s| s.status == InstigatorStatus::Running) else { continue };
         let last = exec.store.ticks(&sched.name, 1).await?.first().map(|t| t.tick_time);
         let floor = now - chrono::Duration::from_std(automation.catch_up).unwrap_or_default();
         let after = last.unwrap_or(state.created_at).max(floor).max(state.created_at - chrono::Duration::seconds(1));
@@ -435,7 +435,7 @@ pub async fn run_once(
         }
     }
     for sensor in &automation.sensors {
-        let Some(state) = state_of(&sensor.name).filter(|s| s.status == "running") else { continue };
+        let Some(state) = state_of(&sensor.name).filter(|s| s.status == InstigatorStatus::Running) else { continue };
         let last = exec.store.ticks(&sensor.name, 1).await?.first().map(|t| t.tick_time);
         if last.is_some_and(|l| now - l < chrono::Duration::from_std(sensor.min_interval).unwrap_or_default()) {
             continue;
@@ -451,7 +451,7 @@ pub async fn run_once(
             commit: Some(commit),
         });
     }
-    if let Some(state) = state_of(CONDITIONS).filter(|s| s.status == "running")
+    if let Some(state) = state_of(CONDITIONS).filter(|s| s.status == InstigatorStatus::Running)
         && !automation.conditions.is_empty()
     {
         // on_cron ticks since the last evaluation, or since the conditions were first seen.
@@ -549,7 +549,7 @@ pub async fn conditions_tick(
                 run_id,
                 asset_key: def.key.to_string(),
                 partition_key: key.clone(),
-                origin: "condition".to_owned(),
+                trigger: Trigger::Condition,
                 pool: def.pool.clone(),
                 priority: graph.rank(*id) as i64,
                 max_attempts: def.retry.max_attempts as i64,
@@ -564,7 +564,7 @@ pub async fn conditions_tick(
     Ok(Some(NewTick {
         instigator: CONDITIONS.to_owned(),
         tick_time: now,
-        status: if requested { "requested" } else { "skipped" }.to_owned(),
+        status: if requested { TickStatus::Requested } else { TickStatus::Skipped },
         message: if requested {
             describe(&listed)
         } else {
@@ -578,7 +578,7 @@ pub async fn conditions_tick(
         dynamic_partitions: Vec::new(),
         run: requested.then(|| NewRun {
             id: run_id,
-            trigger: "condition".to_owned(),
+            trigger: Trigger::Condition,
             selection: "automation conditions".to_owned(),
             n_steps: requests.len() as i64,
             tags: serde_json::json!({}),
@@ -698,7 +698,7 @@ pub async fn simulate(
     let states = exec.store.instigators().await?;
     let mut reports = Vec::new();
     for sched in &automation.schedules {
-        if states.iter().any(|s| s.name == sched.name && s.status == "stopped") {
+        if states.iter().any(|s| s.name == sched.name && s.status == InstigatorStatus::Stopped) {
             continue;
         }
         for tick in sched.ticks_between(from, to, 100_000) {
@@ -715,7 +715,7 @@ pub async fn simulate(
     }
     for sensor in &automation.sensors {
         let state = states.iter().find(|s| s.name == sensor.name);
-        if state.is_some_and(|s| s.status == "stopped") {
+        if state.is_some_and(|s| s.status == InstigatorStatus::Stopped) {
             continue;
         }
         let mut cursor = state.and_then(|s| s.cursor.clone());
@@ -727,7 +727,7 @@ pub async fn simulate(
             if let Some((_, after)) = &t.cursor {
                 cursor = after.clone();
             }
-            if !listed.is_empty() || t.status == "failed" {
+            if !listed.is_empty() || t.status == TickStatus::Failed {
                 reports.push(TickReport {
                     instigator: sensor.name.clone(),
                     tick_time: at,
@@ -743,7 +743,9 @@ pub async fn simulate(
     }
     // Conditions: what the materializations not yet seen and the on_cron ticks in the range
     // would request, evaluated once at the end of the range.
-    if !automation.conditions.is_empty() && !states.iter().any(|s| s.name == CONDITIONS && s.status == "stopped") {
+    if !automation.conditions.is_empty()
+        && !states.iter().any(|s| s.name == CONDITIONS && s.status == InstigatorStatus::Stopped)
+    {
         let cursor = states.iter().find(|s| s.name == CONDITIONS).and_then(|s| s.cursor.clone());
         if let Some(t) = conditions_tick(exec, automation, cursor, Some(from), to).await?
             && !t.evaluations.is_empty()

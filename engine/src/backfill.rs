@@ -10,11 +10,9 @@
 //! read from the run's requests; nothing about a backfill's progress is stored twice.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
-use lineage::{AttemptStatus, BackfillId, NewBackfill, NewRun, RequestState, RunId};
+use lineage::{AttemptStatus, BackfillId, NewBackfill, NewRun, RequestState, RunId, Trigger};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -24,51 +22,7 @@ use crate::partition::{PartitionsContext, compress_ranges};
 use crate::plan::{self, LineageSnapshot, Plan, PlanError, PlanOptions};
 use crate::worker::{Until, WorkerConfig, is_dead_local_worker, queue_now, run_worker};
 
-/// Which cells of the range a backfill runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// Cells with no materialization.
-    Missing,
-    /// Cells whose latest attempt failed.
-    Failed,
-    /// Missing cells, and materialized ones whose code version or inputs changed since (or
-    /// whose upstream cell runs in this backfill).
-    Stale,
-    /// Every cell.
-    All,
-}
-
-impl Policy {
-    /// The name stored and accepted on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::Missing => "missing",
-            Policy::Failed => "failed",
-            Policy::Stale => "stale",
-            Policy::All => "all",
-        }
-    }
-}
-
-impl fmt::Display for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Policy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "missing" => Ok(Policy::Missing),
-            "failed" => Ok(Policy::Failed),
-            "stale" => Ok(Policy::Stale),
-            "all" => Ok(Policy::All),
-            other => Err(format!("unknown backfill policy {other:?} (valid: missing, failed, stale, all)")),
-        }
-    }
-}
+pub use lineage::BackfillPolicy;
 
 /// Why the policy left a cell out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -189,7 +143,7 @@ pub struct BackfillPlan {
     /// Per asset, in dependency order.
     pub assets: Vec<AssetCells>,
     /// The policy.
-    pub policy: Policy,
+    pub policy: BackfillPolicy,
 }
 
 impl BackfillPlan {
@@ -256,7 +210,7 @@ pub fn plan_backfill(
     graph: &AssetGraph,
     targets: &[(AssetId, Vec<String>)],
     states: &CellStates,
-    policy: Policy,
+    policy: BackfillPolicy,
     ctx: &PartitionsContext,
 ) -> Result<BackfillPlan, PlanError> {
     let mut kept: HashSet<(AssetId, String)> = HashSet::new();
@@ -270,10 +224,14 @@ pub fn plan_backfill(
         for key in keys {
             let cell = states.get(*asset, key);
             let verdict = match policy {
-                Policy::All => None,
-                Policy::Missing => cell.and_then(|c| c.current.as_ref()).map(|_| SkipReason::AlreadyMaterialized),
-                Policy::Failed => (!cell.is_some_and(|c| c.failed)).then_some(SkipReason::NotFailed),
-                Policy::Stale => (!is_stale(graph, *asset, key, cell, &kept, ctx)?).then_some(SkipReason::Fresh),
+                BackfillPolicy::All => None,
+                BackfillPolicy::Missing => {
+                    cell.and_then(|c| c.current.as_ref()).map(|_| SkipReason::AlreadyMaterialized)
+                }
+                BackfillPolicy::Failed => (!cell.is_some_and(|c| c.failed)).then_some(SkipReason::NotFailed),
+                BackfillPolicy::Stale => {
+                    (!is_stale(graph, *asset, key, cell, &kept, ctx)?).then_some(SkipReason::Fresh)
+                }
             };
             match verdict {
                 None => {
@@ -374,10 +332,10 @@ pub async fn launch(
             selection: spec.selection.clone(),
             partition_from: spec.from.clone(),
             partition_to: spec.to.clone(),
-            policy: bf.policy.as_str().to_owned(),
+            policy: bf.policy,
             run: NewRun {
                 id: run_id,
-                trigger: "backfill".to_owned(),
+                trigger: Trigger::Backfill,
                 selection: spec.selection.clone(),
                 n_steps: bf.cells() as i64,
                 tags: serde_json::json!({
@@ -397,7 +355,7 @@ pub async fn launch(
 /// are (their keys exist). Returns how many requests were new.
 pub async fn submit(exec: &Executor, id: BackfillId, run_id: RunId, plan: &Plan) -> Result<usize, lineage::Error> {
     let (requests, edges) =
-        plan_requests(&exec.defs, plan, run_id, &format!("backfill:{id}"), "backfill", exec.clock.now());
+        plan_requests(&exec.defs, plan, run_id, &format!("backfill:{id}"), Trigger::Backfill, exec.clock.now());
     let outcomes = exec.store.submit_requests(&requests, &edges).await?;
     Ok(outcomes.iter().filter(|o| o.inserted).count())
 }

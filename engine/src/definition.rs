@@ -92,24 +92,7 @@ pub struct Output {
     pub checks: Vec<CheckResult>,
 }
 
-/// How much a failed asset check matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// Recorded and shown; the materialization stands.
-    Warn,
-    /// Recorded; the step fails, so nothing downstream reads the data.
-    Error,
-}
-
-impl Severity {
-    /// `warn` or `error`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warn => "warn",
-            Severity::Error => "error",
-        }
-    }
-}
+pub use lineage::Severity;
 
 /// One asset check's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]

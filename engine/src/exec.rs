@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use lineage::{
     EventKind, InputVersion, LineageStore, MaterializationId, NewRequest, NewRun, RequestId, RequestState, RunEvent,
-    RunId, RunStatus,
+    RunId, RunStatus, Trigger,
 };
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -42,8 +42,8 @@ pub struct ExecError {
 pub struct RunConfig {
     /// At most this many steps at once.
     pub concurrency: usize,
-    /// What asked for the run (`manual`, `schedule`, …).
-    pub trigger: String,
+    /// What asked for the run.
+    pub trigger: Trigger,
     /// The selection as the user wrote it.
     pub selection: String,
     /// Tags stored with the run.
@@ -52,12 +52,7 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig {
-            concurrency: 8,
-            trigger: "manual".to_owned(),
-            selection: String::new(),
-            tags: serde_json::json!({}),
-        }
+        RunConfig { concurrency: 8, trigger: Trigger::Manual, selection: String::new(), tags: serde_json::json!({}) }
     }
 }
 
@@ -225,7 +220,7 @@ pub fn plan_requests(
     plan: &Plan,
     run_id: RunId,
     key: &str,
-    origin: &str,
+    trigger: Trigger,
     now: chrono::DateTime<chrono::Utc>,
 ) -> (Vec<NewRequest>, Vec<(usize, usize)>) {
     let graph = defs.graph();
@@ -240,7 +235,7 @@ pub fn plan_requests(
                 run_id,
                 asset_key: def.key.to_string(),
                 partition_key: step.partition_key.clone(),
-                origin: origin.to_owned(),
+                trigger,
                 pool: def.pool.clone(),
                 // Downstream first: a cell whose inputs just finished is claimed before the
                 // remaining upstream cells, so a daily bill follows its 24th hour at once.
@@ -280,7 +275,7 @@ impl Executor {
         self.store
             .create_run(&NewRun {
                 id: run_id,
-                trigger: config.trigger.clone(),
+                trigger: config.trigger,
                 selection: config.selection.clone(),
                 n_steps: plan.steps.len() as i64,
                 tags: config.tags.clone(),
@@ -288,7 +283,7 @@ impl Executor {
             })
             .await
             .map_err(err)?;
-        let (requests, edges) = plan_requests(&self.defs, plan, run_id, &format!("run:{run_id}"), &config.trigger, now);
+        let (requests, edges) = plan_requests(&self.defs, plan, run_id, &format!("run:{run_id}"), config.trigger, now);
         let submitted = self.store.submit_requests(&requests, &edges).await.map_err(err)?;
         self.store
             .append_event(&RunEvent::run(run_id, now, EventKind::RunStarted, format!("{} steps", plan.steps.len())))

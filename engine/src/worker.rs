@@ -417,7 +417,7 @@ async fn try_execute(
                 partition_key: claim.partition_key.clone(),
                 run_id: claim.run_id,
                 check_name: c.name.clone(),
-                severity: c.severity.as_str().to_owned(),
+                severity: c.severity,
                 passed: c.passed,
                 message: c.message.clone(),
                 created_at: now,

@@ -1,27 +1,25 @@
 //! The lineage store: what was materialized, from which inputs, by which run.
 //!
-//! This crate owns every fact the engine remembers, and it is the only crate that knows sqlx.
-//! It exposes the [`LineageStore`] trait (the port the engine talks to), the facts it stores
-//! ([`model`]) and the SQLite implementation ([`SqliteStore`]). A PostgreSQL implementation
-//! serves the same trait and passes the same behaviour suite.
+//! This crate owns every fact the engine remembers. It exposes the store's traits
+//! ([`LineageStore`], with [`RequestQueue`] and [`AutomationStore`]: the port the engine talks
+//! to), the facts it stores ([`model`]), and two implementations that pass one behaviour suite:
+//! [`SqliteStore`] (the embedded default) and [`PgStore`] (production). Their methods are written
+//! once, in `sql/`, and compiled once per backend.
 //!
 //! It deliberately knows nothing about partitions definitions, graphs or compute: asset and
 //! partition keys are plain strings here, validated by the engine before they arrive.
 #![warn(missing_docs)]
 
-mod backend;
 pub mod model;
 mod postgres;
-mod queue;
 mod rows;
 mod sqlite;
 mod store;
-mod writes;
 
 pub use model::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use store::{LineageStore, RequestQueue};
+pub use store::{AutomationStore, LineageStore, RequestQueue};
 
 use std::sync::Arc;
 

@@ -7,14 +7,44 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
+use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::model::*;
-use crate::rows::{EventRow, InputRow, MaterializationRow, PartitionRow, RunRow};
-use crate::writes::ROWS_PER_STATEMENT;
+use crate::model::PartitionSummary;
 use crate::{Error, Result, redact_url};
+
+/// What the shared SQL (`sql/`) needs to know about PostgreSQL.
+mod dialect {
+    /// A connection (a transaction derefs to one).
+    pub(super) type Conn = sqlx::PgConnection;
+    /// The store the shared methods are implemented for.
+    pub(super) type Store = super::PgStore;
+    /// Appended to a bind that holds JSON text: JSON columns are `jsonb`.
+    pub(super) const JSON: &str = "::jsonb";
+    /// The set of keys in the JSON text array bound as `$2`.
+    pub(super) const JSON_KEYS: &str = "SELECT jsonb_array_elements_text($2::jsonb)";
+    /// The order dynamic partitions were added in.
+    pub(super) const DYNAMIC_ORDER: &str = "seq";
+    /// Locks the selected queue rows, skipping those another worker holds.
+    pub(super) const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+    /// Locks a row that must be waited for (a pool, a run). `FOR NO KEY UPDATE` does not conflict
+    /// with the key-share locks that foreign-key checks of new materializations take on a run.
+    pub(super) const LOCK_ROW: &str = " FOR NO KEY UPDATE";
+    /// The maintenance lock (`i64::MIN`) shared, then each partition's (the `int8[]` bound as
+    /// `$1`), in key order: see `lock_staleness`.
+    pub(super) const LOCK_PARTITIONS: Option<&str> = Some(
+        "SELECT count(*) FROM (SELECT CASE WHEN s.k = '-9223372036854775808'::int8 \
+             THEN pg_advisory_xact_lock_shared(s.k) ELSE pg_advisory_xact_lock(s.k) END \
+             FROM (SELECT DISTINCT k FROM unnest($1::text::int8[] || '-9223372036854775808'::int8) AS t (k) \
+             ORDER BY k) s) l",
+    );
+    /// The maintenance lock, exclusive (`wipe`, `repair_staleness`).
+    pub(super) const LOCK_MAINTENANCE: Option<&str> =
+        Some("SELECT pg_advisory_xact_lock('-9223372036854775808'::int8)");
+}
+
+#[path = "sql/mod.rs"]
+mod sql;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -58,6 +88,11 @@ impl PgStore {
         self.url.clone()
     }
 
+    /// Where reads go.
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// A write transaction.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         Ok(self.pool.begin().await?)
@@ -74,16 +109,6 @@ impl PgStore {
     }
 }
 
-crate::queue::queue_methods!(
-    PgStore,
-    sqlx::PgConnection,
-    pool,
-    begin_write,
-    begin_claim,
-    " FOR UPDATE SKIP LOCKED",
-    " FOR NO KEY UPDATE"
-);
-
 impl PgStore {
     /// What status needs of every partition of an asset (one row each; PostgreSQL rows are cheap).
     async fn summaries(&self, asset_key: &str, known_keys_hash: Option<&str>) -> Result<Vec<PartitionSummary>> {
@@ -99,24 +124,3 @@ impl PgStore {
         rows.into_iter().map(crate::rows::into_summary).collect()
     }
 }
-
-crate::writes::write_fns!(
-    sqlx::PgConnection,
-    "::jsonb",
-    // The maintenance lock (i64::MIN) shared, then each partition's, in key order.
-    "SELECT count(*) FROM (SELECT CASE WHEN s.k = '-9223372036854775808'::int8 \
-         THEN pg_advisory_xact_lock_shared(s.k) ELSE pg_advisory_xact_lock(s.k) END \
-         FROM (SELECT DISTINCT k FROM unnest($1::text::int8[] || '-9223372036854775808'::int8) AS t (k) \
-         ORDER BY k) s) l",
-    "SELECT pg_advisory_xact_lock('-9223372036854775808'::int8)"
-);
-
-crate::backend::store_methods!(
-    PgStore,
-    pool,
-    pool,
-    begin_write,
-    "::jsonb",
-    "SELECT jsonb_array_elements_text($2::jsonb)",
-    "seq"
-);

@@ -6,14 +6,37 @@
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, SqlitePool};
 
-use crate::model::*;
-use crate::rows::{EventRow, InputRow, MaterializationRow, PartitionRow, RunRow};
-use crate::writes::ROWS_PER_STATEMENT;
+use crate::model::PartitionSummary;
 use crate::{Error, Result};
+
+/// What the shared SQL (`sql/`) needs to know about SQLite.
+mod dialect {
+    /// A connection (a transaction derefs to one).
+    pub(super) type Conn = sqlx::SqliteConnection;
+    /// The store the shared methods are implemented for.
+    pub(super) type Store = super::SqliteStore;
+    /// Appended to a bind that holds JSON text: JSON columns are text on SQLite.
+    pub(super) const JSON: &str = "";
+    /// The set of keys in the JSON text array bound as `$2`.
+    pub(super) const JSON_KEYS: &str = "SELECT value FROM json_each($2)";
+    /// The order dynamic partitions were added in.
+    pub(super) const DYNAMIC_ORDER: &str = "created_at, rowid";
+    /// Locks the selected queue rows, skipping locked ones: SQLite's single writer already
+    /// serializes claims.
+    pub(super) const SKIP_LOCKED: &str = "";
+    /// Locks a row that must be waited for (a pool, a run): the single writer again.
+    pub(super) const LOCK_ROW: &str = "";
+    /// Staleness maintenance locks: the single writer serializes every write transaction.
+    pub(super) const LOCK_PARTITIONS: Option<&str> = None;
+    /// See [`LOCK_PARTITIONS`].
+    pub(super) const LOCK_MAINTENANCE: Option<&str> = None;
+}
+
+#[path = "sql/mod.rs"]
+mod sql;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -82,13 +105,21 @@ impl SqliteStore {
         format!("sqlite://{}", self.path)
     }
 
+    /// Where reads go: a small pool that sees the last committed state (WAL).
+    fn reader(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// A write transaction on the single writer, holding the write lock from its start.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
-}
 
-impl SqliteStore {
+    /// The claim's transaction: a write transaction like any other.
+    async fn begin_claim(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.begin_write().await
+    }
+
     /// What status needs of every partition of an asset, as one aggregated JSON row: sqlx hands
     /// SQLite rows over one by one from its worker thread (≈ 5 µs each), which made reading
     /// 10,000 partitions take 55 ms; one row of JSON decodes in a few.
@@ -111,17 +142,3 @@ impl SqliteStore {
             .collect()
     }
 }
-
-crate::queue::queue_methods!(SqliteStore, sqlx::SqliteConnection, pool, begin_write, begin_write, "", "");
-
-crate::writes::write_fns!(sqlx::SqliteConnection, "", "", "");
-
-crate::backend::store_methods!(
-    SqliteStore,
-    pool,
-    writer,
-    begin_write,
-    "",
-    "SELECT value FROM json_each($2)",
-    "created_at, rowid"
-);

@@ -1,4 +1,7 @@
-//! The [`LineageStore`] trait: the only way the engine reads or writes what it remembers.
+//! The store's traits: [`LineageStore`] (what was materialized, from what, by which run),
+//! [`RequestQueue`] (requests, leases, fenced completion, pools) and [`AutomationStore`]
+//! (schedules, sensors, ticks, condition evaluations). Every store serves all three; the engine
+//! holds an `Arc<dyn LineageStore>`, which is all of them.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -8,9 +11,10 @@ use crate::model::*;
 
 /// Everything the engine remembers, behind one trait that SQLite and PostgreSQL both serve.
 ///
-/// Every method is one transaction: a caller never sees half of a write.
+/// Every write is one transaction: a caller never sees half of a write. A read is one
+/// statement, except where its documentation says it reads in parts.
 #[async_trait]
-pub trait LineageStore: RequestQueue + Send + Sync + 'static {
+pub trait LineageStore: RequestQueue + AutomationStore + Send + Sync + 'static {
     /// A short name of the backend and where it lives, with secrets redacted.
     fn describe(&self) -> String;
 
@@ -67,7 +71,9 @@ pub trait LineageStore: RequestQueue + Send + Sync + 'static {
     ) -> Result<Vec<PartitionSummary>>;
 
     /// The current state of each requested (asset, partition), in the order asked; `None` when
-    /// the store has never seen it.
+    /// the store has never seen it. Reads one statement per asset, not in one transaction: a
+    /// write may land between them (callers use it for display and for gathering inputs, whose
+    /// versions are recorded as read).
     async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>>;
 
     /// Recomputes every partition's `stale_inputs` from the inputs its current materialization
@@ -133,6 +139,9 @@ pub trait LineageStore: RequestQueue + Send + Sync + 'static {
 
     /// The keys of a dynamic partitions definition, in the order they were added.
     async fn dynamic_partitions(&self, partitions_def: &str) -> Result<Vec<String>>;
+
+    /// Materializations recorded after id `after`: (id, asset, partition), oldest first.
+    async fn materializations_after(&self, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>>;
 }
 
 /// The request queue, kept in the lineage store: requests with idempotency keys, leases,
@@ -230,8 +239,19 @@ pub trait RequestQueue: Send + Sync {
         limit: i64,
     ) -> Result<Vec<RequestRecord>>;
 
+    /// Sets a pool's slot limit.
+    async fn set_pool_limit(&self, pool: &str, slot_limit: i64) -> Result<()>;
+
+    /// Every pool with a limit, with how many of its requests run now, by name.
+    async fn pools(&self) -> Result<Vec<PoolState>>;
+}
+
+/// Automation state: which schedules and sensors exist and run, their ticks (each committed with
+/// its requests), and the evaluations of declarative conditions.
+#[async_trait]
+pub trait AutomationStore: Send + Sync {
     /// Registers schedules and sensors (name, kind) not yet known, as running.
-    async fn ensure_instigators(&self, instigators: &[(String, String)], now: DateTime<Utc>) -> Result<()>;
+    async fn ensure_instigators(&self, instigators: &[(String, InstigatorKind)], now: DateTime<Utc>) -> Result<()>;
 
     /// Every known schedule and sensor, by name.
     async fn instigators(&self) -> Result<Vec<InstigatorState>>;
@@ -240,7 +260,7 @@ pub trait RequestQueue: Send + Sync {
     async fn set_instigator(
         &self,
         name: &str,
-        status: Option<&str>,
+        status: Option<InstigatorStatus>,
         cursor: Option<Option<&str>>,
         now: DateTime<Utc>,
     ) -> Result<bool>;
@@ -257,15 +277,6 @@ pub trait RequestQueue: Send + Sync {
         limit: i64,
     ) -> Result<Vec<ConditionEvaluationRecord>>;
 
-    /// Materializations recorded after id `after`: (id, asset, partition), oldest first.
-    async fn materializations_after(&self, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>>;
-
     /// An instigator's ticks, newest first.
     async fn ticks(&self, instigator: &str, limit: i64) -> Result<Vec<TickRecord>>;
-
-    /// Sets a pool's slot limit.
-    async fn set_pool_limit(&self, pool: &str, slot_limit: i64) -> Result<()>;
-
-    /// Every pool with a limit: (name, slot limit, requests of it running now), by name.
-    async fn pools(&self) -> Result<Vec<(String, i64, i64)>>;
 }

@@ -15,7 +15,7 @@ async fn new_run(store: &dyn LineageStore) -> RunId {
     store
         .create_run(&NewRun {
             id,
-            trigger: "manual".into(),
+            trigger: Trigger::Manual,
             selection: "storage_bill".into(),
             n_steps: 2,
             tags: serde_json::json!({}),
@@ -339,7 +339,7 @@ fn request(run_id: RunId, key: &str, asset: &str, partition: &str) -> NewRequest
         run_id,
         asset_key: asset.to_owned(),
         partition_key: partition.to_owned(),
-        origin: "manual".to_owned(),
+        trigger: Trigger::Manual,
         pool: None,
         priority: 0,
         max_attempts: 3,
@@ -535,7 +535,7 @@ async fn pool_limits_hold_across_workers(store: &dyn LineageStore) {
         .collect();
     store.submit_requests(&reqs, &[]).await.unwrap();
     let a = store.claim_requests("a", None, 10, t(0), t(60)).await.unwrap();
-    assert_eq!(store.pools().await.unwrap(), [("graph_api".to_owned(), 2, 2)]);
+    assert_eq!(store.pools().await.unwrap(), [PoolState { name: "graph_api".to_owned(), slot_limit: 2, running: 2 }]);
     assert_eq!(a.iter().filter(|c| c.asset_key == "usage").count(), 2);
     assert_eq!(a.len(), 3, "the request outside the pool is not limited");
     assert!(store.claim_requests("b", None, 10, t(0), t(60)).await.unwrap().is_empty());
@@ -566,10 +566,10 @@ async fn a_backfill_is_stored_with_its_run_and_its_cells_reopen(store: &dyn Line
             selection: "+bill".into(),
             partition_from: "2025-12-01".into(),
             partition_to: "2025-12-31".into(),
-            policy: "missing".into(),
+            policy: BackfillPolicy::Missing,
             run: NewRun {
                 id: run_id,
-                trigger: "backfill".into(),
+                trigger: Trigger::Backfill,
                 selection: "+bill".into(),
                 n_steps: 3,
                 tags: serde_json::json!({}),
@@ -647,7 +647,7 @@ async fn check_results_are_stored_and_read_newest_first(store: &dyn LineageStore
         partition_key: partition.into(),
         run_id,
         check_name: name.into(),
-        severity: "error".into(),
+        severity: Severity::Error,
         passed,
         message: format!("{name} on {partition}"),
         created_at: t(5),
@@ -665,7 +665,7 @@ async fn check_results_are_stored_and_read_newest_first(store: &dyn LineageStore
     assert_eq!((all[0].partition_key.as_str(), all[0].passed), ("w2", false), "newest first");
     let w1 = store.check_results("credit_health", Some("w1"), 10).await.unwrap();
     assert_eq!(w1.iter().map(|r| r.check_name.as_str()).collect::<Vec<_>>(), ["duplicates", "balance"]);
-    assert_eq!(w1[0].run_id, run_id.to_string());
+    assert_eq!(w1[0].run_id, run_id);
     assert!(store.check_results("other", None, 10).await.unwrap().is_empty());
 }
 
@@ -694,7 +694,10 @@ async fn a_run_whose_last_requests_complete_at_once_still_ends(store: &dyn Linea
 
 async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn LineageStore) {
     store
-        .ensure_instigators(&[("bill_daily".into(), "schedule".into()), ("pending".into(), "sensor".into())], t(0))
+        .ensure_instigators(
+            &[("bill_daily".into(), InstigatorKind::Schedule), ("pending".into(), InstigatorKind::Sensor)],
+            t(0),
+        )
         .await
         .unwrap();
     let tick = |name: &str, at: i64, key: &str, cursor: Option<(Option<String>, Option<String>)>| {
@@ -702,13 +705,13 @@ async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn Lineag
         NewTick {
             instigator: name.into(),
             tick_time: t(at),
-            status: "requested".into(),
+            status: TickStatus::Requested,
             message: "1 request".into(),
             cursor,
             dynamic_partitions: vec![("subscriptions".into(), vec!["sub-1".into()])],
             run: Some(NewRun {
                 id: run_id,
-                trigger: "schedule".into(),
+                trigger: Trigger::Schedule,
                 selection: "bill".into(),
                 n_steps: 1,
                 tags: serde_json::json!({}),
@@ -728,8 +731,8 @@ async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn Lineag
     assert_eq!(store.requests(None, None, 10).await.unwrap().len(), 1);
     let ticks = store.ticks("bill_daily", 10).await.unwrap();
     assert_eq!((ticks.len(), ticks[0].requests, ticks[0].status.as_str()), (1, 1, "requested"));
-    assert_eq!(ticks[0].run_id.as_deref(), Some(first.run.as_ref().unwrap().id.to_string().as_str()));
-    assert_eq!(store.run(first.run.as_ref().unwrap().id).await.unwrap().unwrap().trigger, "schedule");
+    assert_eq!(ticks[0].run_id, Some(first.run.as_ref().unwrap().id));
+    assert_eq!(store.run(first.run.as_ref().unwrap().id).await.unwrap().unwrap().trigger, Trigger::Schedule);
     assert_eq!(store.dynamic_partitions("subscriptions").await.unwrap(), ["sub-1"]);
 
     // A sensor's cursor moves with its tick; an evaluation from a stale cursor writes nothing.
@@ -743,8 +746,8 @@ async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn Lineag
     let states = store.instigators().await.unwrap();
     let pending = states.iter().find(|s| s.name == "pending").unwrap();
     assert_eq!((pending.cursor.as_deref(), pending.status.as_str()), (Some("c2"), "running"));
-    assert!(store.set_instigator("pending", Some("stopped"), Some(None), t(13)).await.unwrap());
-    assert!(!store.set_instigator("nope", Some("stopped"), None, t(13)).await.unwrap());
+    assert!(store.set_instigator("pending", Some(InstigatorStatus::Stopped), Some(None), t(13)).await.unwrap());
+    assert!(!store.set_instigator("nope", Some(InstigatorStatus::Stopped), None, t(13)).await.unwrap());
     let pending = store.instigators().await.unwrap().into_iter().find(|s| s.name == "pending").unwrap();
     assert_eq!((pending.cursor, pending.status.as_str()), (None, "stopped"));
 }

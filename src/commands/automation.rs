@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use engine::automation::{Automation, TickReport};
 use engine::{Until, WorkerConfig};
-use lineage::TickCommit;
+use lineage::{InstigatorKind, InstigatorStatus, TickCommit};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
@@ -53,7 +53,7 @@ pub async fn daemon(app: &App, args: &DaemonArgs) -> anyhow::Result<ExitStatus> 
                 {
                     if let Some(t) =
                         exec.store.ticks(&r.instigator, 50).await?.into_iter().find(|t| t.tick_time == r.tick_time)
-                        && let Some(run) = t.run_id.and_then(|id| id.parse().ok())
+                        && let Some(run) = t.run_id
                     {
                         runs.push(run);
                     }
@@ -113,15 +113,15 @@ pub async fn daemon(app: &App, args: &DaemonArgs) -> anyhow::Result<ExitStatus> 
     Ok(ExitStatus::Success)
 }
 
-pub async fn instigators(app: &App, kind: &str, args: &InstigatorArgs) -> anyhow::Result<ExitStatus> {
+pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs) -> anyhow::Result<ExitStatus> {
     let automation = automation()?;
-    let names: Vec<String> = if kind == "schedule" {
+    let names: Vec<String> = if kind == InstigatorKind::Schedule {
         automation.schedules.iter().map(|s| s.name.clone()).collect()
     } else {
         automation.sensors.iter().map(|s| s.name.clone()).collect()
     };
     let now = app.clock.now();
-    app.store.ensure_instigators(&names.iter().map(|n| (n.clone(), kind.to_owned())).collect::<Vec<_>>(), now).await?;
+    app.store.ensure_instigators(&names.iter().map(|n| (n.clone(), kind)).collect::<Vec<_>>(), now).await?;
     let check = |name: &str| -> anyhow::Result<()> {
         if names.iter().any(|n| n == name) {
             Ok(())
@@ -132,15 +132,18 @@ pub async fn instigators(app: &App, kind: &str, args: &InstigatorArgs) -> anyhow
     match &args.command {
         Some(InstigatorCommand::Start { name }) | Some(InstigatorCommand::Stop { name }) => {
             check(name)?;
-            let status =
-                if matches!(args.command, Some(InstigatorCommand::Start { .. })) { "running" } else { "stopped" };
+            let status = if matches!(args.command, Some(InstigatorCommand::Start { .. })) {
+                InstigatorStatus::Running
+            } else {
+                InstigatorStatus::Stopped
+            };
             app.store.set_instigator(name, Some(status), None, now).await?;
             println!("{kind} {name}: {status}");
             return Ok(ExitStatus::Success);
         }
         Some(InstigatorCommand::Cursor { name, set, clear }) => {
             check(name)?;
-            if kind != "sensor" {
+            if kind != InstigatorKind::Sensor {
                 return Err(user_error("only sensors have a cursor"));
             }
             if *clear || set.is_some() {
@@ -153,7 +156,7 @@ pub async fn instigators(app: &App, kind: &str, args: &InstigatorArgs) -> anyhow
         Some(InstigatorCommand::List) | None => {}
     }
     let states = app.store.instigators().await?;
-    if kind == "schedule" {
+    if kind == InstigatorKind::Schedule {
         println!(
             "{:<28} {:<8} {:<14} {:<6} {:<20} {:<20} SELECTION",
             "SCHEDULE", "STATUS", "CRON", "TZ", "LAST TICK", "NEXT TICK"

@@ -4,13 +4,13 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use engine::backfill::{BackfillPlan, BackfillSpec, CellStates, Policy};
+use engine::backfill::{BackfillPlan, BackfillPolicy, BackfillSpec, CellStates};
 use engine::{Executor, PartitionSpec};
 use lineage::{BackfillId, BackfillRecord, RequestState, RunId, RunStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::cli::{BackfillArgs, BackfillCommand, BackfillLaunchArgs, BackfillPolicy, BackfillRunArgs};
+use crate::cli::{BackfillArgs, BackfillCommand, BackfillLaunchArgs, BackfillRunArgs};
 use crate::commands::materialize::cancel_on_signal;
 use crate::commands::{print_json, select};
 use crate::progress::BackfillProgress;
@@ -27,17 +27,8 @@ pub async fn backfill(app: &App, args: &BackfillArgs) -> anyhow::Result<ExitStat
     }
 }
 
-fn policy(p: BackfillPolicy) -> Policy {
-    match p {
-        BackfillPolicy::Missing => Policy::Missing,
-        BackfillPolicy::Failed => Policy::Failed,
-        BackfillPolicy::Stale => Policy::Stale,
-        BackfillPolicy::All => Policy::All,
-    }
-}
-
 /// The cells `policy` keeps of `selection` over `from..=to`, against the store as it is now.
-async fn plan(app: &App, spec: &BackfillSpec, policy: Policy) -> anyhow::Result<BackfillPlan> {
+async fn plan(app: &App, spec: &BackfillSpec, policy: BackfillPolicy) -> anyhow::Result<BackfillPlan> {
     let graph = app.defs.graph();
     let selected = select(app, &spec.selection)?;
     let ctx = app.partitions_context().await?;
@@ -53,7 +44,7 @@ async fn launch(app: &App, args: &BackfillLaunchArgs) -> anyhow::Result<ExitStat
         return Err(user_error("backfill needs SELECTION, --from and --to (or a subcommand: list, status, …)"));
     };
     let spec = BackfillSpec { selection: selection.clone(), from: from.clone(), to: to.clone() };
-    let policy = policy(args.policy);
+    let policy = args.policy;
     let bf = plan(app, &spec, policy).await?;
     let graph = app.defs.graph();
     if args.dry_run {
@@ -342,7 +333,7 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
         from: record.partition_from.clone(),
         to: record.partition_to.clone(),
     };
-    let policy = Policy::from_str(&record.policy).map_err(anyhow::Error::msg)?;
+    let policy = record.policy;
     let bf = plan(app, &spec, policy).await?;
     let added = engine::backfill::submit(&exec, record.id, record.run_id, &bf.plan).await?;
     println!(

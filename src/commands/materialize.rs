@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use engine::backfill::{CellStates, Policy};
+use engine::backfill::{BackfillPolicy, CellStates};
 use engine::{PlanOptions, RunConfig, RunOutcome, StepStatus};
 use lineage::RunStatus;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,7 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
     let (plan, skipped) = if args.stale {
         // The backfill planner's `stale` policy: one definition of stale everywhere.
         let states = CellStates::load(&*app.store, graph, graph.upstream_closure(&selected, None)).await?;
-        let bf = engine::backfill::plan_backfill(graph, &targets, &states, Policy::Stale, &ctx)
+        let bf = engine::backfill::plan_backfill(graph, &targets, &states, BackfillPolicy::Stale, &ctx)
             .map_err(|e| user_error(e.to_string()))?;
         let skipped = bf.assets.iter().flat_map(|a| &a.skipped).map(|(_, keys)| keys.len()).sum::<usize>();
         (bf.plan, Some(skipped))
@@ -71,7 +71,7 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
     let progress = Arc::new(Progress::new());
     let config = RunConfig {
         concurrency: args.concurrency as usize,
-        trigger: "manual".to_owned(),
+        trigger: lineage::Trigger::Manual,
         selection: args.selection.clone(),
         tags: serde_json::json!({ "partition": args.partitions.partition, "from": args.partitions.from, "to": args.partitions.to }),
     };

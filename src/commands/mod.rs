@@ -38,8 +38,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Requests(args) => requests::requests(&app, &args).await,
         Command::Backfill(args) => backfill::backfill(&app, &args).await,
         Command::Daemon(args) => automation::daemon(&app, &args).await,
-        Command::Schedules(args) => automation::instigators(&app, "schedule", &args).await,
-        Command::Sensors(args) => automation::instigators(&app, "sensor", &args).await,
+        Command::Schedules(args) => automation::instigators(&app, ::lineage::InstigatorKind::Schedule, &args).await,
+        Command::Sensors(args) => automation::instigators(&app, ::lineage::InstigatorKind::Sensor, &args).await,
         Command::Ticks(args) => automation::ticks(&app, &args).await,
         Command::Simulate(args) => automation::simulate(&app, &args).await,
         Command::Why(args) => why::why(&app, &args).await,
@@ -132,12 +132,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             let limits = app.store.pools().await?;
             println!("{:<16} {:>6} {:>8}  ASSETS", "POOL", "LIMIT", "RUNNING");
             let mut names: std::collections::BTreeSet<&str> = declared.keys().copied().collect();
-            names.extend(limits.iter().map(|(n, _, _)| n.as_str()));
+            names.extend(limits.iter().map(|p| p.name.as_str()));
             for name in names {
                 let (limit, running) = limits
                     .iter()
-                    .find(|(n, _, _)| n == name)
-                    .map_or(("none".to_owned(), 0), |(_, l, r)| (l.to_string(), *r));
+                    .find(|p| p.name == name)
+                    .map_or(("none".to_owned(), 0), |p| (p.slot_limit.to_string(), p.running));
                 let assets = declared.get(name).map(|a| a.join(", ")).unwrap_or_default();
                 println!("{name:<16} {limit:>6} {running:>8}  {assets}");
             }
@@ -154,6 +154,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
 /// Resolves a selection, turning its errors into user errors.
 fn select(app: &App, selection: &str) -> anyhow::Result<BTreeSet<AssetId>> {
     engine::selection::resolve(app.defs.graph(), selection).map_err(|e| user_error(e.to_string()))
+}
+
+/// Parses a stored name given on the command line (a run status, a request state), saying which
+/// names are valid when it is none of them.
+fn parse_choice<T: std::str::FromStr + strum::VariantNames>(what: &str, given: &str) -> anyhow::Result<T> {
+    T::from_str(given).map_err(|_| user_error(format!("unknown {what} {given:?} (valid: {})", T::VARIANTS.join(", "))))
 }
 
 /// Finds one asset by key or name.

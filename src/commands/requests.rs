@@ -6,7 +6,7 @@ use lineage::{RequestId, RequestState, RunId};
 
 use crate::app::App;
 use crate::cli::{RequestsArgs, RequestsCommand};
-use crate::commands::{print_json, show_key};
+use crate::commands::{parse_choice, print_json, show_key};
 use crate::{ExitStatus, user_error};
 
 fn parse_id(s: &str) -> anyhow::Result<RequestId> {
@@ -22,7 +22,7 @@ pub async fn requests(app: &App, args: &RequestsArgs) -> anyhow::Result<ExitStat
                 None => None,
             };
             let state = match &args.state {
-                Some(s) => Some(RequestState::from_str(s).map_err(user_error)?),
+                Some(s) => Some(parse_choice::<RequestState>("request state", s)?),
                 None => None,
             };
             let list = app.store.requests(run, state, args.limit.max(1)).await?;

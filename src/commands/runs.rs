@@ -7,7 +7,7 @@ use lineage::{RunId, RunRecord, RunStatus};
 use crate::ExitStatus;
 use crate::app::App;
 use crate::cli::{RunsArgs, RunsCommand};
-use crate::commands::{print_json, short, show_key};
+use crate::commands::{parse_choice, print_json, short, show_key};
 use crate::user_error;
 
 fn parse_run_id(s: &str) -> anyhow::Result<RunId> {
@@ -32,7 +32,7 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
     match &args.command {
         None => {
             let status = match &args.status {
-                Some(s) => Some(RunStatus::from_str(s).map_err(user_error)?),
+                Some(s) => Some(parse_choice::<RunStatus>("run status", s)?),
                 None => None,
             };
             let runs = app.store.runs(status, args.limit.max(1)).await?;

@@ -24,14 +24,14 @@ pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> 
     let now = app.clock.now();
     // Without --key, every submission is new; with it, the same key returns the first requests.
     let key = args.key.clone().unwrap_or_else(|| format!("manual:{run_id}"));
-    let (requests, edges) = engine::exec::plan_requests(&app.defs, &plan, run_id, &key, "manual", now);
+    let (requests, edges) = engine::exec::plan_requests(&app.defs, &plan, run_id, &key, lineage::Trigger::Manual, now);
     let outcomes = app.store.submit_requests(&requests, &edges).await?;
     let inserted = outcomes.iter().filter(|o| o.inserted).count();
     let run_id = if inserted > 0 {
         app.store
             .create_run(&NewRun {
                 id: run_id,
-                trigger: "manual".to_owned(),
+                trigger: lineage::Trigger::Manual,
                 selection: args.selection.clone(),
                 n_steps: inserted as i64,
                 tags: serde_json::json!({ "idempotency_key": key }),

@@ -2,6 +2,7 @@
 //! schedule existed), the provisioning sensor end to end, a sensor evaluation that dies before
 //! its commit, two daemons on one PostgreSQL, and `simulate`.
 
+use lineage::AutomationStore as _;
 use std::sync::Arc;
 
 use crate::common::Robo;
@@ -139,7 +140,7 @@ async fn a_sensor_evaluation_that_dies_before_its_commit_leaves_nothing_and_is_r
     };
     let t0: chrono::DateTime<chrono::Utc> = "2026-01-15T12:00:00Z".parse().unwrap();
     use lineage::{LineageStore, RequestQueue};
-    store.ensure_instigators(&[("pending".into(), "sensor".into())], t0).await.unwrap();
+    store.ensure_instigators(&[("pending".into(), lineage::InstigatorKind::Sensor)], t0).await.unwrap();
     // Evaluated, then the process dies before committing: the tick is simply never written.
     let (uncommitted, listed) = engine::automation::sensor_tick(&exec, &pending, None, t0).await;
     assert_eq!(listed.len(), 1);
@@ -153,7 +154,7 @@ async fn a_sensor_evaluation_that_dies_before_its_commit_leaves_nothing_and_is_r
     assert_eq!(store.requests(None, None, 10).await.unwrap().len(), 1);
     assert_eq!(store.dynamic_partitions("subscriptions").await.unwrap(), ["sub-1"]);
     let later = engine::automation::run_once(&exec, &automation, t0 + chrono::Duration::minutes(5)).await.unwrap();
-    assert_eq!(later[0].status, "skipped");
+    assert_eq!(later[0].status, lineage::TickStatus::Skipped);
     assert_eq!(store.requests(None, None, 10).await.unwrap().len(), 1);
 }
 
@@ -354,7 +355,7 @@ async fn eager_waits_for_all_24_hours_fires_once_and_again_when_an_hour_changes(
     // Other days were never touched.
     assert!(store.condition_evaluations("bill", Some("2025-12-16"), 10).await.unwrap().is_empty());
     let requests = store.requests(None, None, 100).await.unwrap();
-    assert_eq!(requests.iter().filter(|r| r.origin == "condition").count(), 2);
+    assert_eq!(requests.iter().filter(|r| r.trigger == lineage::Trigger::Condition).count(), 2);
 }
 
 #[tokio::test]
@@ -428,7 +429,16 @@ async fn on_missing_and_on_cron_request_what_they_say() {
     assert_eq!(nightly, [("nightly".to_owned(), "2026-01-14".to_owned())]);
     let e = store.condition_evaluations("nightly", None, 1).await.unwrap().remove(0);
     assert_eq!(e.reason, "cron tick 2026-01-15T08:00:00+00:00: missing");
-    assert_eq!(store.requests(None, None, 10).await.unwrap().iter().filter(|r| r.origin == "condition").count(), 2);
+    assert_eq!(
+        store
+            .requests(None, None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.trigger == lineage::Trigger::Condition)
+            .count(),
+        2
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
-use engine::backfill::{BackfillSpec, CellStates, Policy};
+use engine::backfill::{BackfillPolicy, BackfillSpec, CellStates};
 use engine::{
     AssetDef, AssetError, Definitions, Executor, FixedClock, NoObserver, Output, PartitionMapping, PartitionSpec,
     PartitionsDef, Resources, asset,
@@ -285,7 +285,7 @@ async fn hourly_daily_monthly_in_dependency_order_and_retry_failed_reruns_the_fa
         engine::plan::targets(graph, &selected, &PartitionSpec::Range(spec.from.clone(), spec.to.clone()), &ctx)
             .unwrap();
     let states = CellStates::load(&*store, graph, graph.upstream_closure(&selected, None)).await.unwrap();
-    let bf = engine::backfill::plan_backfill(graph, &targets, &states, Policy::Missing, &ctx).unwrap();
+    let bf = engine::backfill::plan_backfill(graph, &targets, &states, BackfillPolicy::Missing, &ctx).unwrap();
     assert_eq!(bf.cells(), 744 + 31 + 1);
 
     let (id, run) = engine::backfill::launch(&exec, &spec, &bf).await.unwrap();

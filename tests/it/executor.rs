@@ -268,11 +268,10 @@ async fn a_failed_error_check_blocks_downstream_and_a_failed_warn_check_does_not
     // Every verdict is stored, and the bad day's data was never written.
     let results = h.store.check_results("ledger", Some("2025-12-02"), 10).await.unwrap();
     assert_eq!(results.len(), 2);
-    assert!(
-        results
-            .iter()
-            .any(|r| r.check_name == "sums_match" && !r.passed && r.severity == "error" && r.message == "off by 5")
-    );
+    assert!(results.iter().any(|r| r.check_name == "sums_match"
+        && !r.passed
+        && r.severity == lineage::Severity::Error
+        && r.message == "off by 5"));
     assert_eq!(h.count("SELECT count(*) FROM materializations WHERE partition_key = '2025-12-02'").await, 0);
     assert!(!h._dir.path().join("storage/ledger/2025-12-02.parquet").exists());
 }

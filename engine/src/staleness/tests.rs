@@ -60,7 +60,7 @@ async fn record_many(store: &dyn LineageStore, defs: &Definitions, cells: &[(&st
         store
             .create_run(&NewRun {
                 id: run,
-                trigger: "manual".into(),
+                trigger: lineage::Trigger::Manual,
                 selection: "test".into(),
                 n_steps: 1,
                 tags: serde_json::json!({}),

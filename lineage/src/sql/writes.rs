@@ -1,16 +1,19 @@
-//! The write path shared by both backends: events, "started" marks and materializations,
-//! written with multi-row statements on a caller's transaction.
-//!
-//! [`write_fns!`] expands these functions for one backend's connection type; `$json` is the cast
-//! that turns a text bind into the backend's JSON type (`::jsonb` on PostgreSQL, nothing on
-//! SQLite, whose JSON columns are text).
+//! The write path: runs, events, "started" marks and materializations, written with multi-row
+//! statements on a caller's transaction.
 
-/// Rows per multi-row statement: 16 columns × 500 rows stays under SQLite's 32,766 variables.
-pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+use std::collections::{HashMap, HashSet};
+
+use const_format::concatcp;
+use sqlx::QueryBuilder;
+
+use super::db;
+use super::{ROWS_PER_STATEMENT, STALE_INPUTS_RECOUNT};
+use crate::model::*;
+use crate::{Error, Result};
 
 /// The advisory-lock key of a partition (PostgreSQL): 64 bits of blake3, never `i64::MIN`, which
 /// is the maintenance lock every writer takes first.
-pub(crate) fn partition_lock_key(asset: &str, partition: &str) -> i64 {
+pub(super) fn partition_lock_key(asset: &str, partition: &str) -> i64 {
     let mut h = blake3::Hasher::new();
     h.update(asset.as_bytes());
     h.update(b"\x1f");
@@ -19,60 +22,43 @@ pub(crate) fn partition_lock_key(asset: &str, partition: &str) -> i64 {
     key.max(i64::MIN + 1)
 }
 
-/// The exact count of `asset_partitions.stale_inputs` for the row being updated: inputs of its
-/// current materialization whose upstream partition now has another data version, or none.
-/// Shared by the write path (for new materializations) and `repair_staleness` (for every row).
-macro_rules! stale_inputs_recount {
-    () => {
-        "(SELECT COUNT(*) FROM materialization_inputs mi \
-           LEFT JOIN asset_partitions up \
-             ON up.asset_key = mi.upstream_asset_key AND up.partition_key = mi.upstream_partition_key \
-           WHERE mi.materialization_id = asset_partitions.current_materialization_id \
-             AND (up.data_version IS NULL OR up.data_version <> mi.upstream_data_version))"
-    };
-}
-
-pub(crate) use stale_inputs_recount;
-
-macro_rules! write_fns {
-    ($conn:ty, $json:literal, $lock_partitions:literal, $lock_all:literal) => {
 /// Serializes staleness maintenance among writers that touch the same partitions. On PostgreSQL
 /// transactions overlap: two could adjust one reader from the same old version, or record a
 /// reader while its input changes unseen. So a batch takes a transaction-scoped advisory lock
 /// on every partition it writes or reads (`partitions`), in one statement, in key order (no
 /// deadlock), after the maintenance lock in shared mode. On SQLite every write transaction
-/// already holds the single writer lock (the statements are empty).
-pub(crate) async fn lock_staleness(tx: &mut $conn, partitions: &[(&str, &str)]) -> Result<()> {
-    if $lock_partitions.is_empty() {
+/// already holds the single writer lock.
+pub(super) async fn lock_staleness(tx: &mut db::Conn, partitions: &[(&str, &str)]) -> Result<()> {
+    let Some(sql) = db::LOCK_PARTITIONS else {
         return Ok(());
-    }
-    let mut keys: Vec<i64> = partitions.iter().map(|(a, p)| crate::writes::partition_lock_key(a, p)).collect();
+    };
+    let mut keys: Vec<i64> = partitions.iter().map(|(a, p)| partition_lock_key(a, p)).collect();
     keys.sort_unstable();
     keys.dedup();
     let keys = format!("{{{}}}", keys.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
-    sqlx::query($lock_partitions).bind(keys).execute(&mut *tx).await?;
+    sqlx::query(sql).bind(keys).execute(&mut *tx).await?;
     Ok(())
 }
 
 /// Excludes every other staleness maintenance (`wipe`, `repair_staleness`): the maintenance
 /// lock in exclusive mode.
-pub(crate) async fn lock_staleness_all(tx: &mut $conn) -> Result<()> {
-    if !$lock_all.is_empty() {
-        sqlx::query($lock_all).execute(&mut *tx).await?;
+pub(super) async fn lock_staleness_all(tx: &mut db::Conn) -> Result<()> {
+    if let Some(sql) = db::LOCK_MAINTENANCE {
+        sqlx::query(sql).execute(&mut *tx).await?;
     }
     Ok(())
 }
 
 /// Inserts a queued run.
-pub(crate) async fn insert_run(conn: &mut $conn, run: &NewRun) -> Result<()> {
-    sqlx::query(concat!(
+pub(super) async fn insert_run(conn: &mut db::Conn, run: &NewRun) -> Result<()> {
+    sqlx::query(concatcp!(
         "INSERT INTO runs (id, status, trigger, selection, n_steps, tags, created_at) \
          VALUES ($1, 'queued', $2, $3, $4, $5",
-        $json,
+        db::JSON,
         ", $6)"
     ))
     .bind(run.id.to_string())
-    .bind(&run.trigger)
+    .bind(run.trigger.as_str())
     .bind(&run.selection)
     .bind(run.n_steps)
     .bind(run.tags.to_string())
@@ -82,7 +68,8 @@ pub(crate) async fn insert_run(conn: &mut $conn, run: &NewRun) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn insert_events(conn: &mut $conn, events: &[RunEvent]) -> Result<()> {
+/// Appends events to run logs (one multi-row statement; callers chunk large batches).
+pub(super) async fn insert_events(conn: &mut db::Conn, events: &[RunEvent]) -> Result<()> {
     let mut q =
         QueryBuilder::new("INSERT INTO run_events (run_id, ts, kind, asset_key, partition_key, message, body) ");
     q.push_values(events, |mut row, e| {
@@ -93,14 +80,14 @@ pub(crate) async fn insert_events(conn: &mut $conn, events: &[RunEvent]) -> Resu
             .push_bind(e.partition_key.as_deref())
             .push_bind(&e.message)
             .push_bind(e.body.to_string())
-            .push_unseparated($json);
+            .push_unseparated(db::JSON);
     });
     q.build().execute(&mut *conn).await?;
     Ok(())
 }
 
 /// Marks partitions running and logs `step_started`, on `tx`.
-pub(crate) async fn write_steps_started(tx: &mut $conn, events: &[RunEvent]) -> Result<()> {
+pub(super) async fn write_steps_started(tx: &mut db::Conn, events: &[RunEvent]) -> Result<()> {
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
         insert_events(&mut *tx, chunk).await?;
         let mut q = QueryBuilder::new(
@@ -110,7 +97,7 @@ pub(crate) async fn write_steps_started(tx: &mut $conn, events: &[RunEvent]) -> 
             row.push_bind(e.asset_key.as_deref().unwrap_or_default())
                 .push_bind(e.partition_key.as_deref().unwrap_or_default())
                 .push_bind(e.run_id.to_string())
-                .push_bind("running")
+                .push_bind(AttemptStatus::Running.as_str())
                 .push_bind(e.ts);
         });
         q.push(
@@ -124,9 +111,10 @@ pub(crate) async fn write_steps_started(tx: &mut $conn, events: &[RunEvent]) -> 
     Ok(())
 }
 
-/// Writes materializations, their inputs, current-state rows and events on `tx`.
-pub(crate) async fn write_materializations(
-    tx: &mut $conn,
+/// Writes materializations, their inputs, current-state rows, the staleness counts of their
+/// readers and their `step_succeeded` events on `tx`; returns their ids in order.
+pub(super) async fn write_materializations(
+    tx: &mut db::Conn,
     ms: &[NewMaterialization],
 ) -> Result<Vec<MaterializationId>> {
     // Staleness counts are read-modify-write across partitions: writers of the same partitions
@@ -139,144 +127,16 @@ pub(crate) async fn write_materializations(
         })
         .collect();
     lock_staleness(&mut *tx, &touched).await?;
-    let mut ids = Vec::with_capacity(ms.len());
-    for chunk in ms.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new(
-            "INSERT INTO materializations (asset_key, partition_key, run_id, attempt, data_version, \
-             logical_version, code_version, n_inputs, inputs_hash, storage_uri, bytes, row_count, \
-             schema, metadata, started_at, finished_at) ",
-        );
-        q.push_values(chunk, |mut row, m| {
-            row.push_bind(&m.asset_key)
-                .push_bind(&m.partition_key)
-                .push_bind(m.run_id.to_string())
-                .push_bind(m.attempt)
-                .push_bind(&m.data_version)
-                .push_bind(&m.logical_version)
-                .push_bind(&m.code_version)
-                .push_bind(m.inputs.len() as i64)
-                .push_bind(&m.inputs_hash)
-                .push_bind(m.storage_uri.as_deref())
-                .push_bind(m.bytes)
-                .push_bind(m.row_count)
-                .push_bind(m.schema.as_ref().map(|s| s.to_string()))
-                .push_unseparated($json)
-                .push_bind(m.metadata.to_string())
-                .push_unseparated($json)
-                .push_bind(m.started_at)
-                .push_bind(m.finished_at);
-        });
-        q.push(" RETURNING id, asset_key, partition_key, run_id");
-        let rows: Vec<(i64, String, String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
-        // RETURNING order is unspecified: match rows by their UNIQUE (run, asset, partition).
-        for m in chunk {
-            let run = m.run_id.to_string();
-            let id = rows
-                .iter()
-                .find(|(_, a, p, r)| *a == m.asset_key && *p == m.partition_key && *r == run)
-                .map(|(id, ..)| *id)
-                .ok_or_else(|| Error::Decode { what: "materializations RETURNING", detail: "row missing".into() })?;
-            ids.push(id);
-        }
-    }
-    let inputs: Vec<(i64, &InputVersion)> =
-        ids.iter().zip(ms).flat_map(|(id, m)| m.inputs.iter().map(move |i| (*id, i))).collect();
-    for chunk in inputs.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new(
-            "INSERT INTO materialization_inputs (materialization_id, upstream_asset_key, \
-             upstream_partition_key, upstream_materialization_id, upstream_data_version) ",
-        );
-        q.push_values(chunk, |mut row, (id, input)| {
-            row.push_bind(*id)
-                .push_bind(&input.asset_key)
-                .push_bind(&input.partition_key)
-                .push_bind(input.materialization_id)
-                .push_bind(&input.data_version);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
+    let ids = insert_materializations(&mut *tx, ms).await?;
+    insert_inputs(&mut *tx, &ids, ms).await?;
+    adjust_readers(&mut *tx, ms).await?;
     let with_ids: Vec<(i64, &NewMaterialization)> = ids.iter().copied().zip(ms).collect();
-    // Readers of a partition whose data version changes: an input read at the old version
-    // becomes stale, one read at the new version no longer is; identical bytes change nothing.
-    // Runs before the current-state upsert, so the old version is still in `asset_partitions`
-    // (read in SQL, no round trip); several versions of one partition in a batch telescope to
-    // (version before the batch, last version of the batch).
-    let mut last_version: Vec<(&str, &str, &str)> = Vec::with_capacity(ms.len());
-    {
-        let mut seen = std::collections::HashSet::with_capacity(ms.len());
-        for m in ms.iter().rev() {
-            if seen.insert((m.asset_key.as_str(), m.partition_key.as_str())) {
-                last_version.push((m.asset_key.as_str(), m.partition_key.as_str(), m.data_version.as_str()));
-            }
-        }
-    }
-    for chunk in last_version.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new("WITH changed (asset_key, partition_key, new_version) AS (");
-        q.push_values(chunk, |mut row, (asset, partition, new)| {
-            row.push_bind(*asset).push_bind(*partition).push_bind(*new);
-        });
-        q.push(
-            ") UPDATE asset_partitions SET stale_inputs = stale_inputs + d.delta \
-             FROM (SELECT mi.materialization_id, \
-                     SUM(CASE WHEN mi.upstream_data_version = c.new_version THEN 0 ELSE 1 END \
-                       - CASE WHEN mi.upstream_data_version = old.data_version THEN 0 ELSE 1 END) AS delta \
-                   FROM changed c \
-                   JOIN materialization_inputs mi \
-                     ON mi.upstream_asset_key = c.asset_key AND mi.upstream_partition_key = c.partition_key \
-                   LEFT JOIN asset_partitions old \
-                     ON old.asset_key = c.asset_key AND old.partition_key = c.partition_key \
-                   GROUP BY mi.materialization_id) d \
-             WHERE asset_partitions.current_materialization_id = d.materialization_id AND d.delta <> 0",
-        );
-        q.build().execute(&mut *tx).await?;
-    }
-    // One current-state row per partition: the last of the batch (PostgreSQL refuses to upsert
-    // a row twice in one statement).
-    let last: std::collections::HashMap<(&str, &str), usize> =
-        ms.iter().enumerate().map(|(i, m)| ((m.asset_key.as_str(), m.partition_key.as_str()), i)).collect();
-    let current: Vec<(i64, &NewMaterialization)> = with_ids
-        .iter()
-        .enumerate()
-        .filter(|(i, (_, m))| last[&(m.asset_key.as_str(), m.partition_key.as_str())] == *i)
-        .map(|(_, row)| *row)
-        .collect();
-    for chunk in current.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new(
-            "INSERT INTO asset_partitions (asset_key, partition_key, current_materialization_id, data_version, \
-             logical_version, code_version, materialized_at, last_run_id, last_attempt_status, \
-             last_error, stale_inputs, input_keys_hash, updated_at) ",
-        );
-        q.push_values(chunk, |mut row, (id, m)| {
-            row.push_bind(&m.asset_key)
-                .push_bind(&m.partition_key)
-                .push_bind(*id)
-                .push_bind(&m.data_version)
-                .push_bind(&m.logical_version)
-                .push_bind(&m.code_version)
-                .push_bind(m.finished_at)
-                .push_bind(m.run_id.to_string())
-                .push_bind("materialized")
-                .push_bind(None::<String>)
-                .push_bind(0i64)
-                .push_bind(input_keys_hash(m.inputs.iter().map(|i| (i.asset_key.as_str(), i.partition_key.as_str()))))
-                .push_bind(m.finished_at);
-        });
-        q.push(
-            " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
-               current_materialization_id = excluded.current_materialization_id, \
-               data_version = excluded.data_version, logical_version = excluded.logical_version, \
-               code_version = excluded.code_version, materialized_at = excluded.materialized_at, \
-               last_run_id = excluded.last_run_id, last_attempt_status = 'materialized', \
-               last_error = NULL, stale_inputs = 0, input_keys_hash = excluded.input_keys_hash, \
-               updated_at = excluded.updated_at",
-        );
-        q.build().execute(&mut *tx).await?;
-    }
+    upsert_current(&mut *tx, &with_ids).await?;
     // The new materializations' own counts, from the current versions of what they read (a
     // materialization without inputs keeps 0).
     let with_inputs: Vec<i64> = with_ids.iter().filter(|(_, m)| !m.inputs.is_empty()).map(|(id, _)| *id).collect();
     for chunk in with_inputs.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new(concat!("UPDATE asset_partitions SET stale_inputs = ", crate::writes::stale_inputs_recount!()));
+        let mut q = QueryBuilder::new(concatcp!("UPDATE asset_partitions SET stale_inputs = ", STALE_INPUTS_RECOUNT));
         q.push(" WHERE current_materialization_id IN (");
         let mut list = q.separated(", ");
         for id in chunk {
@@ -304,7 +164,173 @@ pub(crate) async fn write_materializations(
     }
     Ok(ids)
 }
-    };
+
+/// Inserts the materialization rows; returns their ids in the order of `ms`.
+async fn insert_materializations(tx: &mut db::Conn, ms: &[NewMaterialization]) -> Result<Vec<MaterializationId>> {
+    let mut ids = Vec::with_capacity(ms.len());
+    for chunk in ms.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO materializations (asset_key, partition_key, run_id, attempt, data_version, \
+             logical_version, code_version, n_inputs, inputs_hash, storage_uri, bytes, row_count, \
+             schema, metadata, started_at, finished_at) ",
+        );
+        q.push_values(chunk, |mut row, m| {
+            row.push_bind(&m.asset_key)
+                .push_bind(&m.partition_key)
+                .push_bind(m.run_id.to_string())
+                .push_bind(m.attempt)
+                .push_bind(&m.data_version)
+                .push_bind(&m.logical_version)
+                .push_bind(&m.code_version)
+                .push_bind(m.inputs.len() as i64)
+                .push_bind(&m.inputs_hash)
+                .push_bind(m.storage_uri.as_deref())
+                .push_bind(m.bytes)
+                .push_bind(m.row_count)
+                .push_bind(m.schema.as_ref().map(|s| s.to_string()))
+                .push_unseparated(db::JSON)
+                .push_bind(m.metadata.to_string())
+                .push_unseparated(db::JSON)
+                .push_bind(m.started_at)
+                .push_bind(m.finished_at);
+        });
+        q.push(" RETURNING id, asset_key, partition_key, run_id");
+        let rows: Vec<(i64, String, String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+        // RETURNING order is unspecified: match rows by their UNIQUE (run, asset, partition).
+        for m in chunk {
+            let run = m.run_id.to_string();
+            let id = rows
+                .iter()
+                .find(|(_, a, p, r)| *a == m.asset_key && *p == m.partition_key && *r == run)
+                .map(|(id, ..)| *id)
+                .ok_or_else(|| Error::Decode { what: "materializations RETURNING", detail: "row missing".into() })?;
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
-pub(crate) use write_fns;
+/// Inserts the exact input versions each materialization read.
+async fn insert_inputs(tx: &mut db::Conn, ids: &[MaterializationId], ms: &[NewMaterialization]) -> Result<()> {
+    let inputs: Vec<(i64, &InputVersion)> =
+        ids.iter().zip(ms).flat_map(|(id, m)| m.inputs.iter().map(move |i| (*id, i))).collect();
+    for chunk in inputs.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO materialization_inputs (materialization_id, upstream_asset_key, \
+             upstream_partition_key, upstream_materialization_id, upstream_data_version) ",
+        );
+        q.push_values(chunk, |mut row, (id, input)| {
+            row.push_bind(*id)
+                .push_bind(&input.asset_key)
+                .push_bind(&input.partition_key)
+                .push_bind(input.materialization_id)
+                .push_bind(&input.data_version);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Readers of a partition whose data version changes: an input read at the old version becomes
+/// stale, one read at the new version no longer is; identical bytes change nothing. Runs before
+/// the current-state upsert, so the old version is still in `asset_partitions` (read in SQL, no
+/// round trip); several versions of one partition in a batch telescope to (version before the
+/// batch, last version of the batch).
+async fn adjust_readers(tx: &mut db::Conn, ms: &[NewMaterialization]) -> Result<()> {
+    let mut last_version: Vec<(&str, &str, &str)> = Vec::with_capacity(ms.len());
+    let mut seen = HashSet::with_capacity(ms.len());
+    for m in ms.iter().rev() {
+        if seen.insert((m.asset_key.as_str(), m.partition_key.as_str())) {
+            last_version.push((m.asset_key.as_str(), m.partition_key.as_str(), m.data_version.as_str()));
+        }
+    }
+    for chunk in last_version.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new("WITH changed (asset_key, partition_key, new_version) AS (");
+        q.push_values(chunk, |mut row, (asset, partition, new)| {
+            row.push_bind(*asset).push_bind(*partition).push_bind(*new);
+        });
+        q.push(
+            ") UPDATE asset_partitions SET stale_inputs = stale_inputs + d.delta \
+             FROM (SELECT mi.materialization_id, \
+                     SUM(CASE WHEN mi.upstream_data_version = c.new_version THEN 0 ELSE 1 END \
+                       - CASE WHEN mi.upstream_data_version = old.data_version THEN 0 ELSE 1 END) AS delta \
+                   FROM changed c \
+                   JOIN materialization_inputs mi \
+                     ON mi.upstream_asset_key = c.asset_key AND mi.upstream_partition_key = c.partition_key \
+                   LEFT JOIN asset_partitions old \
+                     ON old.asset_key = c.asset_key AND old.partition_key = c.partition_key \
+                   GROUP BY mi.materialization_id) d \
+             WHERE asset_partitions.current_materialization_id = d.materialization_id AND d.delta <> 0",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// One current-state row per partition: the last of the batch (PostgreSQL refuses to upsert a
+/// row twice in one statement).
+async fn upsert_current(tx: &mut db::Conn, with_ids: &[(i64, &NewMaterialization)]) -> Result<()> {
+    let last: HashMap<(&str, &str), usize> =
+        with_ids.iter().enumerate().map(|(i, (_, m))| ((m.asset_key.as_str(), m.partition_key.as_str()), i)).collect();
+    let current: Vec<(i64, &NewMaterialization)> = with_ids
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, m))| last[&(m.asset_key.as_str(), m.partition_key.as_str())] == *i)
+        .map(|(_, row)| *row)
+        .collect();
+    for chunk in current.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO asset_partitions (asset_key, partition_key, current_materialization_id, data_version, \
+             logical_version, code_version, materialized_at, last_run_id, last_attempt_status, \
+             last_error, stale_inputs, input_keys_hash, updated_at) ",
+        );
+        q.push_values(chunk, |mut row, (id, m)| {
+            row.push_bind(&m.asset_key)
+                .push_bind(&m.partition_key)
+                .push_bind(*id)
+                .push_bind(&m.data_version)
+                .push_bind(&m.logical_version)
+                .push_bind(&m.code_version)
+                .push_bind(m.finished_at)
+                .push_bind(m.run_id.to_string())
+                .push_bind(AttemptStatus::Materialized.as_str())
+                .push_bind(None::<String>)
+                .push_bind(0i64)
+                .push_bind(input_keys_hash(m.inputs.iter().map(|i| (i.asset_key.as_str(), i.partition_key.as_str()))))
+                .push_bind(m.finished_at);
+        });
+        q.push(
+            " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+               current_materialization_id = excluded.current_materialization_id, \
+               data_version = excluded.data_version, logical_version = excluded.logical_version, \
+               code_version = excluded.code_version, materialized_at = excluded.materialized_at, \
+               last_run_id = excluded.last_run_id, last_attempt_status = 'materialized', \
+               last_error = NULL, stale_inputs = 0, input_keys_hash = excluded.input_keys_hash, \
+               updated_at = excluded.updated_at",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Records asset check verdicts on `tx`.
+pub(super) async fn insert_check_results(tx: &mut db::Conn, results: &[NewCheckResult]) -> Result<()> {
+    for chunk in results.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO asset_check_results (asset_key, partition_key, run_id, check_name, severity, passed, \
+             message, created_at) ",
+        );
+        q.push_values(chunk, |mut row, r| {
+            row.push_bind(&r.asset_key)
+                .push_bind(&r.partition_key)
+                .push_bind(r.run_id.to_string())
+                .push_bind(&r.check_name)
+                .push_bind(r.severity.as_str())
+                .push_bind(r.passed)
+                .push_bind(&r.message)
+                .push_bind(r.created_at);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}

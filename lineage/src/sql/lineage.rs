@@ -1,40 +1,36 @@
-//! The `LineageStore` methods, written once for both backends.
-//!
-//! Placeholders are `$N` (both drivers accept them); JSON columns are read back with
-//! `CAST(.. AS TEXT)` (text already on SQLite, `jsonb` on PostgreSQL) into the shared rows of
-//! `rows.rs`. [`store_methods!`] expands the impl for one backend, which supplies: where reads
-//! and plain writes go, how a write transaction begins, the cast of a JSON bind (`::jsonb` or
-//! nothing), how a JSON array of keys becomes a set in SQL, and the insertion order of dynamic
-//! partitions.
+//! `LineageStore`: runs and their events, materializations, current state, staleness, history,
+//! check results, backfills and dynamic partitions.
 
-/// The columns of a `MaterializationRow`, as a literal so queries stay `&'static str`.
-macro_rules! materialization_columns {
-    () => {
-        "id, asset_key, partition_key, run_id, attempt, data_version, logical_version, code_version, \
-         n_inputs, inputs_hash, storage_uri, bytes, row_count, CAST(schema AS TEXT) AS schema, \
-         CAST(metadata AS TEXT) AS metadata, started_at, finished_at"
-    };
-}
-pub(crate) use materialization_columns;
+use std::collections::HashMap;
 
-/// Expands `impl LineageStore` for one backend (see the module docs for the parameters).
-macro_rules! store_methods {
-    ($store:ty, $pool:ident, $writer:ident, $begin:ident, $json:literal, $in_list:literal, $dyn_order:literal) => {
-#[async_trait::async_trait]
-impl $crate::store::LineageStore for $store {
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use const_format::concatcp;
+
+use super::writes::{
+    insert_check_results, insert_events, insert_run, lock_staleness_all, write_materializations, write_steps_started,
+};
+use super::{MATERIALIZATION_COLUMNS, PARTITION_COLUMNS, STALE_INPUTS_RECOUNT, db};
+use crate::model::*;
+use crate::rows::{BackfillRow, CheckRow, EventRow, InputRow, MaterializationRow, PartitionRow, RunRow};
+use crate::store::LineageStore;
+use crate::{Error, Result};
+
+#[async_trait]
+impl LineageStore for db::Store {
     fn describe(&self) -> String {
         self.describe_store()
     }
 
     async fn create_run(&self, run: &NewRun) -> Result<()> {
-        let mut tx = self.$begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_run(&mut tx, run).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn set_run_status(&self, run_id: RunId, status: RunStatus, event: &RunEvent) -> Result<()> {
-        let mut tx = self.$begin().await?;
+        let mut tx = self.begin_write().await?;
         let res = sqlx::query(
             "UPDATE runs SET status = $2, \
                  started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, $3) ELSE started_at END, \
@@ -55,15 +51,17 @@ impl $crate::store::LineageStore for $store {
     }
 
     async fn append_event(&self, event: &RunEvent) -> Result<()> {
-        let mut conn = self.$writer.acquire().await?;
-        insert_events(&mut conn, std::slice::from_ref(event)).await
+        let mut tx = self.begin_write().await?;
+        insert_events(&mut tx, std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn record_steps_started(&self, events: &[RunEvent]) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
-        let mut tx = self.$begin().await?;
+        let mut tx = self.begin_write().await?;
         write_steps_started(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
@@ -73,14 +71,14 @@ impl $crate::store::LineageStore for $store {
         if ms.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.$begin().await?;
+        let mut tx = self.begin_write().await?;
         let ids = write_materializations(&mut tx, ms).await?;
         tx.commit().await?;
         Ok(ids)
     }
 
     async fn record_step_failed(&self, failure: &StepFailure) -> Result<()> {
-        let mut tx = self.$begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut event = RunEvent::step(
             failure.run_id,
             failure.ts,
@@ -111,7 +109,7 @@ impl $crate::store::LineageStore for $store {
     }
 
     async fn record_step_canceled(&self, event: &RunEvent) -> Result<()> {
-        let mut tx = self.$begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_events(&mut tx, std::slice::from_ref(event)).await?;
         let asset_key = event.asset_key.as_deref().unwrap_or_default();
         let partition_key = event.partition_key.as_deref().unwrap_or_default();
@@ -141,20 +139,22 @@ impl $crate::store::LineageStore for $store {
     }
 
     async fn partition_states(&self, asset_key: &str) -> Result<Vec<PartitionState>> {
-        let rows: Vec<PartitionRow> = sqlx::query_as(
-            "SELECT asset_key, partition_key, current_materialization_id, data_version, logical_version, \
-                 code_version, materialized_at, last_run_id, last_attempt_status, last_error, stale_inputs, \
-                 input_keys_hash, updated_at \
-             FROM asset_partitions WHERE asset_key = $1 ORDER BY partition_key",
-        )
+        let rows: Vec<PartitionRow> = sqlx::query_as(concatcp!(
+            "SELECT ",
+            PARTITION_COLUMNS,
+            " FROM asset_partitions WHERE asset_key = $1 ORDER BY partition_key"
+        ))
         .bind(asset_key)
-        .fetch_all(&self.$pool)
+        .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(PartitionRow::into_state).collect()
     }
 
-    async fn partition_summaries(&self, asset_key: &str, known_keys_hash: Option<&str>) -> Result<Vec<PartitionSummary>> {
-        // Backend-specific (see `summaries` in sqlite.rs and postgres.rs).
+    async fn partition_summaries(
+        &self,
+        asset_key: &str,
+        known_keys_hash: Option<&str>,
+    ) -> Result<Vec<PartitionSummary>> {
         self.summaries(asset_key, known_keys_hash).await
     }
 
@@ -167,15 +167,14 @@ impl $crate::store::LineageStore for $store {
                 None => by_asset.push((asset, vec![partition])),
             }
         }
-        let mut found: std::collections::HashMap<(String, String), PartitionState> = std::collections::HashMap::new();
-        let mut conn = self.$pool.acquire().await?;
+        let mut found: HashMap<(String, String), PartitionState> = HashMap::new();
+        let mut conn = self.reader().acquire().await?;
         for (asset, partitions) in by_asset {
-            let rows: Vec<PartitionRow> = sqlx::query_as(concat!(
-                "SELECT asset_key, partition_key, current_materialization_id, data_version, logical_version, \
-                     code_version, materialized_at, last_run_id, last_attempt_status, last_error, stale_inputs, \
-                 input_keys_hash, updated_at \
-                 FROM asset_partitions WHERE asset_key = $1 AND partition_key IN (",
-                $in_list,
+            let rows: Vec<PartitionRow> = sqlx::query_as(concatcp!(
+                "SELECT ",
+                PARTITION_COLUMNS,
+                " FROM asset_partitions WHERE asset_key = $1 AND partition_key IN (",
+                db::JSON_KEYS,
                 ")"
             ))
             .bind(asset)
@@ -191,13 +190,13 @@ impl $crate::store::LineageStore for $store {
     }
 
     async fn repair_staleness(&self) -> Result<u64> {
-        let mut tx = self.$begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_staleness_all(&mut tx).await?;
-        let fixed = sqlx::query(concat!(
+        let fixed = sqlx::query(concatcp!(
             "UPDATE asset_partitions SET stale_inputs = ",
-            $crate::writes::stale_inputs_recount!(),
+            STALE_INPUTS_RECOUNT,
             " WHERE stale_inputs <> ",
-            $crate::writes::stale_inputs_recount!()
+            STALE_INPUTS_RECOUNT
         ))
         .execute(&mut *tx)
         .await?
@@ -207,23 +206,25 @@ impl $crate::store::LineageStore for $store {
     }
 
     async fn wipe(&self, asset_key: &str, partitions: Option<&[String]>, now: DateTime<Utc>) -> Result<WipeOutcome> {
-        let mut tx = self.$begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_staleness_all(&mut tx).await?;
         let keys: Vec<String> = match partitions {
             Some(keys) => keys.to_vec(),
-            None => sqlx::query_scalar(
-                "SELECT partition_key FROM asset_partitions WHERE asset_key = $1 \
-                 UNION SELECT partition_key FROM materializations WHERE asset_key = $1 AND wiped_at IS NULL",
-            )
-            .bind(asset_key)
-            .fetch_all(&mut *tx)
-            .await?,
+            None => {
+                sqlx::query_scalar(
+                    "SELECT partition_key FROM asset_partitions WHERE asset_key = $1 \
+                     UNION SELECT partition_key FROM materializations WHERE asset_key = $1 AND wiped_at IS NULL",
+                )
+                .bind(asset_key)
+                .fetch_all(&mut *tx)
+                .await?
+            }
         };
         let keys = serde_json::to_string(&keys).expect("strings serialize");
-        let running: Option<(String, Option<String>)> = sqlx::query_as(concat!(
+        let running: Option<(String, Option<String>)> = sqlx::query_as(concatcp!(
             "SELECT partition_key, last_run_id FROM asset_partitions \
              WHERE asset_key = $1 AND last_attempt_status = 'running' AND partition_key IN (",
-            $in_list,
+            db::JSON_KEYS,
             ") ORDER BY partition_key LIMIT 1"
         ))
         .bind(asset_key)
@@ -237,10 +238,9 @@ impl $crate::store::LineageStore for $store {
                 run: run.unwrap_or_default(),
             });
         }
-        let mut out = WipeOutcome::default();
-        out.partitions = sqlx::query(concat!(
+        let partitions = sqlx::query(concatcp!(
             "DELETE FROM asset_partitions WHERE asset_key = $1 AND partition_key IN (",
-            $in_list,
+            db::JSON_KEYS,
             ")"
         ))
         .bind(asset_key)
@@ -250,9 +250,10 @@ impl $crate::store::LineageStore for $store {
         .rows_affected();
         // Materializations are facts: they stay (their ids are cursors and inputs name them),
         // hidden from history. Readers keep their inputs; their counts are recomputed below.
-        out.materializations = sqlx::query(concat!(
-            "UPDATE materializations SET wiped_at = $3 WHERE asset_key = $1 AND wiped_at IS NULL AND partition_key IN (",
-            $in_list,
+        let materializations = sqlx::query(concatcp!(
+            "UPDATE materializations SET wiped_at = $3 WHERE asset_key = $1 AND wiped_at IS NULL \
+             AND partition_key IN (",
+            db::JSON_KEYS,
             ")"
         ))
         .bind(asset_key)
@@ -261,21 +262,21 @@ impl $crate::store::LineageStore for $store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query(concat!(
+        sqlx::query(concatcp!(
             "DELETE FROM asset_check_results WHERE asset_key = $1 AND partition_key IN (",
-            $in_list,
+            db::JSON_KEYS,
             ")"
         ))
         .bind(asset_key)
         .bind(&keys)
         .execute(&mut *tx)
         .await?;
-        out.readers = sqlx::query(concat!(
+        let readers = sqlx::query(concatcp!(
             "UPDATE asset_partitions SET stale_inputs = ",
-            $crate::writes::stale_inputs_recount!(),
+            STALE_INPUTS_RECOUNT,
             " WHERE current_materialization_id IN (SELECT materialization_id FROM materialization_inputs \
                WHERE upstream_asset_key = $1 AND upstream_partition_key IN (",
-            $in_list,
+            db::JSON_KEYS,
             "))"
         ))
         .bind(asset_key)
@@ -284,7 +285,7 @@ impl $crate::store::LineageStore for $store {
         .await?
         .rows_affected();
         tx.commit().await?;
-        Ok(out)
+        Ok(WipeOutcome { partitions, materializations, readers })
     }
 
     async fn history(
@@ -293,25 +294,25 @@ impl $crate::store::LineageStore for $store {
         partition_key: Option<&str>,
         limit: i64,
     ) -> Result<Vec<MaterializationRecord>> {
-        let rows: Vec<MaterializationRow> = sqlx::query_as(concat!(
+        let rows: Vec<MaterializationRow> = sqlx::query_as(concatcp!(
             "SELECT ",
-            $crate::backend::materialization_columns!(),
+            MATERIALIZATION_COLUMNS,
             " FROM materializations WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2) \
              AND wiped_at IS NULL ORDER BY id DESC LIMIT $3"
         ))
         .bind(asset_key)
         .bind(partition_key)
         .bind(limit)
-        .fetch_all(&self.$pool)
+        .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(MaterializationRow::into_record).collect()
     }
 
     async fn materialization(&self, id: MaterializationId) -> Result<Option<MaterializationRecord>> {
         let row: Option<MaterializationRow> =
-            sqlx::query_as(concat!("SELECT ", $crate::backend::materialization_columns!(), " FROM materializations WHERE id = $1"))
+            sqlx::query_as(concatcp!("SELECT ", MATERIALIZATION_COLUMNS, " FROM materializations WHERE id = $1"))
                 .bind(id)
-                .fetch_optional(&self.$pool)
+                .fetch_optional(self.reader())
                 .await?;
         row.map(MaterializationRow::into_record).transpose()
     }
@@ -323,21 +324,21 @@ impl $crate::store::LineageStore for $store {
              ORDER BY upstream_asset_key, upstream_partition_key",
         )
         .bind(id)
-        .fetch_all(&self.$pool)
+        .fetch_all(self.reader())
         .await?;
         Ok(rows.into_iter().map(InputRow::into_input).collect())
     }
 
     async fn readers_of(&self, id: MaterializationId) -> Result<Vec<MaterializationRecord>> {
-        let rows: Vec<MaterializationRow> = sqlx::query_as(concat!(
+        let rows: Vec<MaterializationRow> = sqlx::query_as(concatcp!(
             "SELECT ",
-            $crate::backend::materialization_columns!(),
+            MATERIALIZATION_COLUMNS,
             " FROM materializations WHERE id IN \
              (SELECT materialization_id FROM materialization_inputs WHERE upstream_materialization_id = $1) \
              AND wiped_at IS NULL ORDER BY id"
         ))
         .bind(id)
-        .fetch_all(&self.$pool)
+        .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(MaterializationRow::into_record).collect()
     }
@@ -346,29 +347,19 @@ impl $crate::store::LineageStore for $store {
         if results.is_empty() {
             return Ok(());
         }
-        let mut tx = self.$begin().await?;
-        for chunk in results.chunks($crate::writes::ROWS_PER_STATEMENT) {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO asset_check_results (asset_key, partition_key, run_id, check_name, severity, passed, message, created_at) ",
-            );
-            q.push_values(chunk, |mut row, r| {
-                row.push_bind(&r.asset_key)
-                    .push_bind(&r.partition_key)
-                    .push_bind(r.run_id.to_string())
-                    .push_bind(&r.check_name)
-                    .push_bind(&r.severity)
-                    .push_bind(r.passed)
-                    .push_bind(&r.message)
-                    .push_bind(r.created_at);
-            });
-            q.build().execute(&mut *tx).await?;
-        }
+        let mut tx = self.begin_write().await?;
+        insert_check_results(&mut tx, results).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn check_results(&self, asset_key: &str, partition_key: Option<&str>, limit: i64) -> Result<Vec<CheckResultRecord>> {
-        Ok(sqlx::query_as(
+    async fn check_results(
+        &self,
+        asset_key: &str,
+        partition_key: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CheckResultRecord>> {
+        let rows: Vec<CheckRow> = sqlx::query_as(
             "SELECT id, asset_key, partition_key, run_id, check_name, severity, passed, message, created_at \
              FROM asset_check_results WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2) \
              ORDER BY id DESC LIMIT $3",
@@ -376,25 +367,26 @@ impl $crate::store::LineageStore for $store {
         .bind(asset_key)
         .bind(partition_key)
         .bind(limit)
-        .fetch_all(&self.$pool)
-        .await?)
+        .fetch_all(self.reader())
+        .await?;
+        rows.into_iter().map(CheckRow::into_record).collect()
     }
 
     async fn create_backfill(&self, backfill: &NewBackfill) -> Result<()> {
-        let mut tx = self.$begin().await?;
+        let mut tx = self.begin_write().await?;
         let run = &backfill.run;
         insert_run(&mut tx, run).await?;
-        sqlx::query(concat!(
-            "INSERT INTO backfills (id, selection, partition_from, partition_to, policy, run_id, cells, skipped, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8",
-            $json,
+        sqlx::query(concatcp!(
+            "INSERT INTO backfills (id, selection, partition_from, partition_to, policy, run_id, cells, skipped, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8",
+            db::JSON,
             ", $9)"
         ))
         .bind(backfill.id.to_string())
         .bind(&backfill.selection)
         .bind(&backfill.partition_from)
         .bind(&backfill.partition_to)
-        .bind(&backfill.policy)
+        .bind(backfill.policy.as_str())
         .bind(run.id.to_string())
         .bind(backfill.cells)
         .bind(backfill.skipped.to_string())
@@ -406,7 +398,7 @@ impl $crate::store::LineageStore for $store {
     }
 
     async fn backfills(&self, id: Option<BackfillId>, limit: i64) -> Result<Vec<BackfillRecord>> {
-        let rows: Vec<$crate::rows::BackfillRow> = sqlx::query_as(
+        let rows: Vec<BackfillRow> = sqlx::query_as(
             "SELECT b.id, b.selection, b.partition_from, b.partition_to, b.policy, b.run_id, r.status, b.cells, \
                  CAST(b.skipped AS TEXT) AS skipped, b.created_at, r.finished_at \
              FROM backfills b JOIN runs r ON r.id = b.run_id \
@@ -414,30 +406,32 @@ impl $crate::store::LineageStore for $store {
         )
         .bind(id.map(|i| i.to_string()))
         .bind(limit)
-        .fetch_all(&self.$pool)
+        .fetch_all(self.reader())
         .await?;
-        rows.into_iter().map($crate::rows::BackfillRow::into_record).collect()
+        rows.into_iter().map(BackfillRow::into_record).collect()
     }
 
     async fn runs(&self, status: Option<RunStatus>, limit: i64) -> Result<Vec<RunRecord>> {
         let rows: Vec<RunRow> = sqlx::query_as(
-            "SELECT id, status, trigger, selection, n_steps, CAST(tags AS TEXT) AS tags, created_at, started_at, finished_at \
+            "SELECT id, status, trigger, selection, n_steps, CAST(tags AS TEXT) AS tags, created_at, started_at, \
+                 finished_at \
              FROM runs WHERE ($1 IS NULL OR status = $1) ORDER BY created_at DESC, id DESC LIMIT $2",
         )
         .bind(status.map(RunStatus::as_str))
         .bind(limit)
-        .fetch_all(&self.$pool)
+        .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(RunRow::into_record).collect()
     }
 
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>> {
         let row: Option<RunRow> = sqlx::query_as(
-            "SELECT id, status, trigger, selection, n_steps, CAST(tags AS TEXT) AS tags, created_at, started_at, finished_at \
+            "SELECT id, status, trigger, selection, n_steps, CAST(tags AS TEXT) AS tags, created_at, started_at, \
+                 finished_at \
              FROM runs WHERE id = $1",
         )
         .bind(id.to_string())
-        .fetch_optional(&self.$pool)
+        .fetch_optional(self.reader())
         .await?;
         row.map(RunRow::into_record).transpose()
     }
@@ -448,52 +442,72 @@ impl $crate::store::LineageStore for $store {
              FROM run_events WHERE run_id = $1 ORDER BY id",
         )
         .bind(id.to_string())
-        .fetch_all(&self.$pool)
+        .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(EventRow::into_event).collect()
     }
 
     async fn run_materializations(&self, id: RunId) -> Result<Vec<MaterializationRecord>> {
-        let rows: Vec<MaterializationRow> = sqlx::query_as(concat!(
+        let rows: Vec<MaterializationRow> = sqlx::query_as(concatcp!(
             "SELECT ",
-            $crate::backend::materialization_columns!(),
+            MATERIALIZATION_COLUMNS,
             " FROM materializations WHERE run_id = $1 ORDER BY id"
         ))
         .bind(id.to_string())
-        .fetch_all(&self.$pool)
+        .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(MaterializationRow::into_record).collect()
     }
 
     async fn add_dynamic_partitions(&self, partitions_def: &str, keys: &[String], now: DateTime<Utc>) -> Result<u64> {
-        let mut tx = self.$begin().await?;
-        let mut added = 0;
-        for key in keys {
-            let res = sqlx::query(
-                "INSERT INTO dynamic_partitions (partitions_def, partition_key, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(partitions_def)
-            .bind(key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            added += res.rows_affected();
-        }
+        let mut tx = self.begin_write().await?;
+        let added = insert_dynamic_partitions(&mut tx, partitions_def, keys, now).await?;
         tx.commit().await?;
         Ok(added)
     }
 
     async fn dynamic_partitions(&self, partitions_def: &str) -> Result<Vec<String>> {
-        let keys: Vec<String> = sqlx::query_scalar(
-            concat!("SELECT partition_key FROM dynamic_partitions WHERE partitions_def = $1 ORDER BY ", $dyn_order),
-        )
+        let keys: Vec<String> = sqlx::query_scalar(concatcp!(
+            "SELECT partition_key FROM dynamic_partitions WHERE partitions_def = $1 ORDER BY ",
+            db::DYNAMIC_ORDER
+        ))
         .bind(partitions_def)
-        .fetch_all(&self.$pool)
+        .fetch_all(self.reader())
         .await?;
         Ok(keys)
     }
+
+    async fn materializations_after(&self, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, asset_key, partition_key FROM materializations WHERE id > $1 AND wiped_at IS NULL \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?)
+    }
 }
-    };
+
+/// Adds keys to a dynamic partitions definition on `tx`; returns how many were new.
+pub(super) async fn insert_dynamic_partitions(
+    tx: &mut db::Conn,
+    partitions_def: &str,
+    keys: &[String],
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let mut added = 0;
+    for key in keys {
+        added += sqlx::query(
+            "INSERT INTO dynamic_partitions (partitions_def, partition_key, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(partitions_def)
+        .bind(key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    Ok(added)
 }
-pub(crate) use store_methods;

@@ -1,0 +1,115 @@
+//! The current state of each (asset, partition): a point lookup, kept in step with history.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{MaterializationId, RunId};
+
+/// The outcome of the latest attempt at an (asset, partition).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum AttemptStatus {
+    /// A step is running now.
+    Running,
+    /// The last attempt materialized.
+    Materialized,
+    /// The last attempt failed.
+    Failed,
+}
+
+impl AttemptStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// The current state of one (asset, partition): a point lookup, kept in step with history.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionState {
+    /// The asset.
+    pub asset_key: String,
+    /// The partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// The latest successful materialization, if any.
+    pub current_materialization_id: Option<MaterializationId>,
+    /// Its data version.
+    pub data_version: Option<String>,
+    /// Its logical version.
+    pub logical_version: Option<String>,
+    /// Its code version.
+    pub code_version: Option<String>,
+    /// When it was recorded.
+    pub materialized_at: Option<DateTime<Utc>>,
+    /// The run of the latest attempt.
+    pub last_run_id: Option<RunId>,
+    /// The outcome of the latest attempt.
+    pub last_attempt_status: AttemptStatus,
+    /// The error of the latest attempt, when it failed.
+    pub last_error: Option<String>,
+    /// How many inputs of the current materialization now have another data version than the
+    /// one it read (or none): maintained when materializations are recorded.
+    pub stale_inputs: i64,
+    /// [`input_keys_hash`](super::input_keys_hash) of the keys the current materialization read.
+    pub input_keys_hash: Option<String>,
+    /// When this row last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What status needs of one partition: a lean [`PartitionState`] (no versions, times or errors),
+/// so reading 10,000 of them stays cheap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSummary {
+    /// The partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// Whether it has a current materialization.
+    pub materialized: bool,
+    /// The outcome of the latest attempt.
+    pub last_attempt_status: AttemptStatus,
+    /// The code version of the current materialization.
+    pub code_version: Option<String>,
+    /// See [`PartitionState::stale_inputs`].
+    pub stale_inputs: i64,
+    /// See [`PartitionState::input_keys_hash`].
+    pub input_keys_hash: Option<String>,
+}
+
+/// What `wipe` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WipeOutcome {
+    /// Partitions whose current state was removed.
+    pub partitions: u64,
+    /// Materializations marked wiped (the partitions' whole history).
+    pub materializations: u64,
+    /// Current materializations elsewhere that read a wiped partition (now stale).
+    pub readers: u64,
+}
+
+/// A step that failed for good, to be recorded with its error.
+#[derive(Debug, Clone)]
+pub struct StepFailure {
+    /// The run.
+    pub run_id: RunId,
+    /// The asset.
+    pub asset_key: String,
+    /// The partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// How many attempts were made.
+    pub attempts: i64,
+    /// The last error, as shown to people.
+    pub error: String,
+    /// When it failed.
+    pub ts: DateTime<Utc>,
+}

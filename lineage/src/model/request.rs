@@ -1,0 +1,187 @@
+//! The request queue: requests with idempotency keys, leases and fenced completion.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{MaterializationId, NewMaterialization, RequestId, RunId, Trigger};
+
+/// Where a materialization request stands.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for upstream requests of its run.
+    Blocked,
+    /// Ready to be claimed (at or after `run_at`).
+    Available,
+    /// Claimed by a worker holding a lease.
+    Running,
+    /// Materialized.
+    Succeeded,
+    /// Failed for good (attempts exhausted).
+    Failed,
+    /// Canceled before it finished.
+    Canceled,
+    /// Not run: an upstream request failed or was canceled.
+    UpstreamFailed,
+}
+
+impl RequestState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether the request has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RequestState::Succeeded | RequestState::Failed | RequestState::Canceled | RequestState::UpstreamFailed
+        )
+    }
+}
+
+/// A request about to be submitted.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// Its id (used only if the idempotency key is new).
+    pub id: RequestId,
+    /// Accepted once: a second submission returns the first request.
+    pub idempotency_key: String,
+    /// The run it belongs to.
+    pub run_id: RunId,
+    /// The asset.
+    pub asset_key: String,
+    /// The partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// What asked for it.
+    pub trigger: Trigger,
+    /// Its concurrency pool.
+    pub pool: Option<String>,
+    /// Higher first.
+    pub priority: i64,
+    /// Attempts in all.
+    pub max_attempts: i64,
+    /// Not before.
+    pub run_at: DateTime<Utc>,
+    /// Submission time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a submission did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SubmitOutcome {
+    /// The request (the existing one if the key was known).
+    pub id: RequestId,
+    /// Whether it was new.
+    pub inserted: bool,
+}
+
+/// A request a worker now holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimedRequest {
+    /// The request.
+    pub id: RequestId,
+    /// Its run.
+    pub run_id: RunId,
+    /// The asset.
+    pub asset_key: String,
+    /// The partition.
+    pub partition_key: String,
+    /// This attempt (1-based): completion is fenced on it.
+    pub attempt: i64,
+    /// Attempts in all.
+    pub max_attempts: i64,
+}
+
+/// A finished attempt to record, fenced on the lease.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The request.
+    pub id: RequestId,
+    /// The attempt that produced it.
+    pub attempt: i64,
+    /// What it materialized.
+    pub materialization: NewMaterialization,
+}
+
+/// The result of recording a completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CompletionResult {
+    /// Recorded.
+    Recorded(MaterializationId),
+    /// The worker no longer held the lease (it expired and the request was reclaimed, or it was
+    /// canceled): nothing was recorded.
+    LeaseLost,
+}
+
+/// A stored request.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    /// Its id.
+    pub id: RequestId,
+    /// Its idempotency key.
+    pub idempotency_key: String,
+    /// Its run.
+    pub run_id: RunId,
+    /// The asset.
+    pub asset_key: String,
+    /// The partition.
+    pub partition_key: String,
+    /// What asked for it.
+    pub trigger: Trigger,
+    /// Its pool.
+    pub pool: Option<String>,
+    /// Its priority.
+    pub priority: i64,
+    /// Where it stands.
+    pub state: RequestState,
+    /// Upstream requests not yet succeeded.
+    pub pending_deps: i64,
+    /// Not before.
+    pub run_at: DateTime<Utc>,
+    /// Attempts made.
+    pub attempt: i64,
+    /// Attempts allowed.
+    pub max_attempts: i64,
+    /// The worker holding it.
+    pub lease_owner: Option<String>,
+    /// When that lease expires.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Whether cancel was asked while it ran.
+    pub cancel_requested: bool,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// What it materialized.
+    pub materialization_id: Option<MaterializationId>,
+    /// Submission time.
+    pub created_at: DateTime<Utc>,
+    /// First claim.
+    pub started_at: Option<DateTime<Utc>>,
+    /// End.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A concurrency pool: its slot limit and how many of its requests run now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolState {
+    /// Its name.
+    pub name: String,
+    /// Requests of it that may run at once, cluster-wide.
+    pub slot_limit: i64,
+    /// Requests of it running now.
+    pub running: i64,
+}

@@ -1,0 +1,223 @@
+//! Runs and their event logs.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::RunId;
+
+/// Where a run stands.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum RunStatus {
+    /// Created, no step started yet.
+    Queued,
+    /// At least one step started and the run has not ended.
+    Running,
+    /// Every step materialized.
+    Succeeded,
+    /// At least one step failed for good (others may have succeeded).
+    Failed,
+    /// Stopped on request (Ctrl-C or cancel) before every step finished.
+    Canceled,
+}
+
+impl RunStatus {
+    /// The name stored in the database and printed by the CLI.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether the run has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Canceled)
+    }
+}
+
+/// What asked for a run and its requests: one word, stored with both.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Trigger {
+    /// A person, from the CLI (`materialize`, `submit`).
+    Manual,
+    /// A schedule's tick.
+    Schedule,
+    /// A sensor's evaluation.
+    Sensor,
+    /// A declarative automation condition (`eager`, `on_missing`, `on_cron`).
+    Condition,
+    /// A backfill's cells.
+    Backfill,
+}
+
+impl Trigger {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// A run about to be created.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Its id.
+    pub id: RunId,
+    /// What asked for it.
+    pub trigger: Trigger,
+    /// The selection as the user wrote it, for display.
+    pub selection: String,
+    /// How many steps the plan holds.
+    pub n_steps: i64,
+    /// Free-form tags (JSON object).
+    pub tags: serde_json::Value,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// Its id.
+    pub id: RunId,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// What asked for it.
+    pub trigger: Trigger,
+    /// The selection as written.
+    pub selection: String,
+    /// How many steps the plan held.
+    pub n_steps: i64,
+    /// Free-form tags.
+    pub tags: serde_json::Value,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// When the first step started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The kinds of entries in a run's event log.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum EventKind {
+    /// The run started.
+    RunStarted,
+    /// A step started its first attempt.
+    StepStarted,
+    /// A step attempt failed and will be retried.
+    StepRetried,
+    /// A step materialized its output.
+    StepSucceeded,
+    /// A step failed for good.
+    StepFailed,
+    /// A step was not run because an upstream step failed or the run was canceled.
+    StepSkipped,
+    /// The run ended successfully.
+    RunSucceeded,
+    /// The run ended with failures.
+    RunFailed,
+    /// The run was canceled.
+    RunCanceled,
+}
+
+impl EventKind {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// One entry of a run's structured event log.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunEvent {
+    /// The run it belongs to.
+    pub run_id: RunId,
+    /// When it happened.
+    pub ts: DateTime<Utc>,
+    /// What happened.
+    pub kind: EventKind,
+    /// The asset of a step event.
+    pub asset_key: Option<String>,
+    /// The partition of a step event (`""` for an unpartitioned asset).
+    pub partition_key: Option<String>,
+    /// A human-readable message (an error, a retry delay).
+    pub message: String,
+    /// Structured details (JSON object).
+    pub body: serde_json::Value,
+}
+
+impl RunEvent {
+    /// A run-level event.
+    pub fn run(run_id: RunId, ts: DateTime<Utc>, kind: EventKind, message: impl Into<String>) -> RunEvent {
+        RunEvent {
+            run_id,
+            ts,
+            kind,
+            asset_key: None,
+            partition_key: None,
+            message: message.into(),
+            body: serde_json::json!({}),
+        }
+    }
+
+    /// A step-level event.
+    pub fn step(
+        run_id: RunId,
+        ts: DateTime<Utc>,
+        kind: EventKind,
+        asset_key: &str,
+        partition_key: &str,
+        message: impl Into<String>,
+    ) -> RunEvent {
+        RunEvent {
+            run_id,
+            ts,
+            kind,
+            asset_key: Some(asset_key.to_owned()),
+            partition_key: Some(partition_key.to_owned()),
+            message: message.into(),
+            body: serde_json::json!({}),
+        }
+    }
+}

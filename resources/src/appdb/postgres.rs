@@ -1,0 +1,55 @@
+//! The production app database on PostgreSQL (`DATABASE_URL=postgres://…`).
+
+use std::time::Duration;
+
+use super::AppDbError;
+
+/// What the shared SQL (`sql.rs`) needs to know about PostgreSQL.
+mod dialect {
+    /// A connection (a transaction derefs to one).
+    pub(super) type Conn = sqlx::PgConnection;
+    /// The store the shared methods are implemented for.
+    pub(super) type Store = super::PgAppDb;
+}
+
+#[path = "sql.rs"]
+mod sql;
+
+/// The production app database on PostgreSQL (`DATABASE_URL=postgres://…`).
+#[derive(Debug, Clone)]
+pub struct PgAppDb {
+    pool: sqlx::PgPool,
+    shown: String,
+}
+
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/app/postgres");
+
+impl PgAppDb {
+    /// Connects to `url` (a `postgres://` URL) and applies pending migrations; `shown` describes
+    /// it without secrets.
+    pub async fn connect(url: &str, shown: String) -> Result<PgAppDb, AppDbError> {
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        PgAppDb::connect_with(options, shown).await
+    }
+
+    /// Connects to `options` and applies pending migrations; `shown` describes it without secrets.
+    pub async fn connect_with(options: sqlx::postgres::PgConnectOptions, shown: String) -> Result<PgAppDb, AppDbError> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PgAppDb { pool, shown })
+    }
+
+    /// The pool, for tests.
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+
+    /// A write transaction.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, AppDbError> {
+        Ok(self.pool.begin().await?)
+    }
+}
