@@ -75,7 +75,7 @@ fn main() {
         let started = Instant::now();
         let run_id = RunId::new();
         store
-            .create_run(&NewRun { id: run_id, trigger: lineage::Trigger::Manual, selection: "*".into(), n_steps: 0, tags: serde_json::json!({}), created_at: chrono::Utc::now() })
+            .create_run(&NewRun { id: run_id, trigger: lineage::Trigger::Manual, selection: "*".into(), n_steps: 0, tags: serde_json::json!({}), created_at: chrono::Utc::now(), owner: None })
             .await
             .unwrap();
         let sources: Vec<NewMaterialization> = (0..DAYS).map(|i| materialization(run_id, "source", &day(i), "v1", vec![])).collect();
@@ -109,7 +109,7 @@ fn main() {
             async move {
                 let id = RunId::new();
                 store
-                    .create_run(&NewRun { id, trigger: lineage::Trigger::Manual, selection: "source".into(), n_steps: 0, tags: serde_json::json!({}), created_at: chrono::Utc::now() })
+                    .create_run(&NewRun { id, trigger: lineage::Trigger::Manual, selection: "source".into(), n_steps: 0, tags: serde_json::json!({}), created_at: chrono::Utc::now(), owner: None })
                     .await
                     .unwrap();
                 id

@@ -130,6 +130,7 @@ async fn store_ops() {
             n_steps: 0,
             tags: serde_json::json!({}),
             created_at: now,
+            owner: None,
         })
         .await
         .unwrap();

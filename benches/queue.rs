@@ -57,6 +57,7 @@ async fn submit(store: &dyn LineageStore, n: usize) -> RunId {
             n_steps: n as i64,
             tags: serde_json::json!({}),
             created_at: now,
+            owner: None,
         })
         .await
         .unwrap();

@@ -67,6 +67,7 @@ async fn record_one(db: &std::path::Path) {
         n_steps: 0,
         tags: serde_json::json!({}),
         created_at: now,
+        owner: None,
     };
     store.create_run(&new_run).await.unwrap();
     let state = |asset: &str, key: &str| (asset.to_owned(), key.to_owned());

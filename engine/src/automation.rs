@@ -291,6 +291,7 @@ pub async fn schedule_tick(
         n_steps: requests.len() as i64,
         tags: serde_json::json!({ "schedule": sched.name, "tick": tick.to_rfc3339() }),
         created_at: now,
+        owner: None,
     });
     t.requests = requests;
     t.edges = edges;
@@ -370,6 +371,7 @@ pub async fn sensor_tick(
             n_steps: listed.len() as i64,
             tags: serde_json::json!({ "sensor": sensor.name }),
             created_at: now,
+            owner: None,
         });
     }
     (tick, listed)
@@ -583,6 +585,7 @@ pub async fn conditions_tick(
             n_steps: requests.len() as i64,
             tags: serde_json::json!({}),
             created_at: now,
+            owner: None,
         }),
         requests,
         edges: Vec::new(),

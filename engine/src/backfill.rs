@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use lineage::{AttemptStatus, BackfillId, NewBackfill, NewRun, RequestState, RunId, Trigger};
+use lineage::{AttemptStatus, BackfillId, NewBackfill, NewRun, RunId, Trigger};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ use crate::exec::{Executor, Observer, plan_requests};
 use crate::graph::{AssetGraph, AssetId};
 use crate::partition::{PartitionsContext, compress_ranges};
 use crate::plan::{self, LineageSnapshot, Plan, PlanError, PlanOptions};
-use crate::worker::{Until, WorkerConfig, is_dead_local_worker, queue_now, run_worker};
+use crate::worker::{Until, WorkerConfig, run_worker};
 
 pub use lineage::BackfillPolicy;
 
@@ -342,6 +342,7 @@ pub async fn launch(
                     "backfill": id.to_string(), "from": spec.from, "to": spec.to, "policy": bf.policy.as_str(),
                 }),
                 created_at: now,
+                owner: None,
             },
             cells: bf.cells() as i64,
             skipped: bf.skipped_json(exec.defs.graph()),
@@ -358,17 +359,6 @@ pub async fn submit(exec: &Executor, id: BackfillId, run_id: RunId, plan: &Plan)
         plan_requests(&exec.defs, plan, run_id, &format!("backfill:{id}"), Trigger::Backfill, exec.clock.now());
     let outcomes = exec.store.submit_requests(&requests, &edges).await?;
     Ok(outcomes.iter().filter(|o| o.inserted).count())
-}
-
-/// Returns the requests of `run` held by workers of this machine that no longer exist (a
-/// process killed mid-backfill) to the queue at once, instead of after their lease expires.
-pub async fn release_dead_local_workers(exec: &Executor, run: RunId) -> Result<usize, lineage::Error> {
-    let running = exec.store.requests(Some(run), Some(RequestState::Running), i64::MAX).await?;
-    let mut dead: Vec<String> =
-        running.into_iter().filter_map(|r| r.lease_owner).filter(|o| is_dead_local_worker(o)).collect();
-    dead.sort();
-    dead.dedup();
-    Ok(exec.store.release_abandoned(&dead, queue_now()).await?.len())
 }
 
 /// Runs `run`'s requests in this process until the run ends; on `cancel`, stops its running

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use lineage::{
     EventKind, InputVersion, LineageStore, MaterializationId, NewRequest, NewRun, RequestId, RequestState, RunEvent,
-    RunId, RunStatus, Trigger,
+    RunId, RunOwner, RunStatus, Trigger,
 };
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -272,6 +272,15 @@ impl Executor {
         let err = |source| ExecError { run_id, source };
         let now = self.clock.now();
         let graph = self.defs.graph();
+        // The run belongs to this process: only its worker claims the run's requests, and if the
+        // process dies the run ends canceled (at once when another process of this host looks, as
+        // this one does now for the runs of earlier ones; elsewhere when the lease expires).
+        crate::worker::release_dead_local_workers(&*self.store).await.map_err(err)?;
+        let worker = WorkerConfig { concurrency: config.concurrency.max(1), ..WorkerConfig::new(config.concurrency) };
+        let owner = RunOwner {
+            worker: worker.id.clone(),
+            lease_until: crate::worker::queue_now() + chrono::Duration::from_std(worker.lease).expect("lease fits"),
+        };
         self.store
             .create_run(&NewRun {
                 id: run_id,
@@ -280,6 +289,7 @@ impl Executor {
                 n_steps: plan.steps.len() as i64,
                 tags: config.tags.clone(),
                 created_at: now,
+                owner: Some(owner),
             })
             .await
             .map_err(err)?;
@@ -291,7 +301,6 @@ impl Executor {
             .map_err(err)?;
         observer.on_event(ExecEvent::RunStarted { run_id, n_steps: plan.steps.len() });
 
-        let worker = WorkerConfig { concurrency: config.concurrency.max(1), ..WorkerConfig::new(config.concurrency) };
         if let Err(source) = run_worker(self, &worker, Until::RunEnded(run_id), observer, cancel.clone()).await {
             let event = RunEvent::run(
                 run_id,

@@ -33,4 +33,4 @@ pub use partition::{Cadence, PartitionKeyError, PartitionsContext, PartitionsDef
 pub use plan::{LineageSnapshot, PartitionSpec, Plan, PlanError, PlanOptions, Step};
 pub use retry::RetryPolicy;
 pub use selection::SelectionError;
-pub use worker::{Until, WorkerConfig, WorkerStats, is_dead_local_worker, run_worker};
+pub use worker::{Until, WorkerConfig, WorkerStats, is_dead_local_worker, release_dead_local_workers, run_worker};

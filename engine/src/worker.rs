@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lineage::{
-    ClaimedRequest, Completion, CompletionResult, EventKind, InputVersion, NewMaterialization, RequestId, RunEvent,
-    RunId, StepFailure,
+    ClaimedRequest, Completion, CompletionResult, FailOutcome, FailedAttempt, InputVersion, LineageStore,
+    NewCheckResult, NewMaterialization, Reaped, RequestId, RunId,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -96,8 +96,8 @@ pub struct WorkerStats {
 }
 
 enum Finished {
-    Succeeded(Box<NewMaterialization>, Option<(u64, u64)>),
-    Failed { error: String, retryable: bool },
+    Succeeded { materialization: Box<NewMaterialization>, size: Option<(u64, u64)>, checks: Vec<NewCheckResult> },
+    Failed { error: String, retryable: bool, checks: Vec<NewCheckResult> },
     Canceled,
 }
 
@@ -178,24 +178,26 @@ pub async fn run_worker(
                 Ok((task, result)) => (task_request.remove(&task).expect("every task has a request"), result),
                 Err(join_error) => {
                     let request = task_request.remove(&join_error.id()).expect("every task has a request");
-                    (request, Finished::Failed { error: format!("step task panicked: {join_error}"), retryable: false })
+                    let error = format!("step task panicked: {join_error}");
+                    (request, Finished::Failed { error, retryable: false, checks: Vec::new() })
                 }
             };
             let h = held.remove(&request).expect("a finished request was held");
             match result {
-                Finished::Succeeded(m, size) => {
-                    completions.push(Completion { id: h.claim.id, attempt: h.claim.attempt, materialization: *m });
+                Finished::Succeeded { materialization, size, checks } => {
+                    let (id, attempt) = (h.claim.id, h.claim.attempt);
+                    completions.push(Completion { id, attempt, materialization: *materialization, checks });
                     sizes.push((h, size));
                 }
-                Finished::Failed { error, retryable } => {
+                Finished::Failed { error, retryable, checks } => {
                     stats.failed += 1;
-                    fail(exec, config, &h, &error, retryable, &retry_backoff, &*observer).await?;
+                    fail(exec, config, &h, error, retryable, checks, &*observer).await?;
                 }
                 Finished::Canceled => {
                     stats.canceled += 1;
-                    store.acknowledge_cancel(&config.id, h.claim.id, h.claim.attempt, now).await?;
-                    restore_partition(exec, &h.claim, "canceled").await?;
-                    report(&*observer, &h, StepStatus::Canceled);
+                    if store.acknowledge_cancel(&config.id, h.claim.id, h.claim.attempt, now).await? {
+                        report(&*observer, &h, StepStatus::Canceled);
+                    }
                 }
             }
         }
@@ -232,7 +234,10 @@ pub async fn run_worker(
             }
         }
 
-        if Instant::now() >= next_heartbeat && !held.is_empty() {
+        // A worker draining one run heartbeats even when it holds nothing: it renews the lease of
+        // the run it owns (an in-process `materialize`), which other processes would otherwise
+        // take for abandoned.
+        if Instant::now() >= next_heartbeat && (!held.is_empty() || only_run.is_some()) {
             next_heartbeat = Instant::now() + config.lease / 3;
             let ids: Vec<RequestId> = held.keys().copied().collect();
             let lease_until = queue_now() + chrono::Duration::from_std(config.lease).expect("lease fits");
@@ -248,9 +253,17 @@ pub async fn run_worker(
         }
         if only_run.is_none() && Instant::now() >= next_reap {
             next_reap = Instant::now() + config.lease / 2;
+            let released = release_dead_local_workers(&*store).await?;
             let reaped = store.reap_expired(queue_now(), &retry_backoff).await?;
-            if !reaped.is_empty() {
-                tracing::info!(message = "Reclaimed requests whose lease expired.", count = reaped.len());
+            for (what, r) in [("of processes of this host that exited", released), ("whose lease expired", reaped)] {
+                if !r.is_empty() {
+                    tracing::info!(
+                        message = "Settled work that lost its holder.",
+                        what,
+                        requests = r.requests.len(),
+                        runs = r.runs.len(),
+                    );
+                }
             }
         }
     }
@@ -269,68 +282,48 @@ fn report(observer: &dyn Observer, h: &Held, status: StepStatus) {
     observer.on_event(ExecEvent::StepFinished(&outcome));
 }
 
-/// Puts the partition's attempt status back to what it was before this attempt.
-async fn restore_partition(exec: &Executor, claim: &ClaimedRequest, why: &str) -> Result<(), lineage::Error> {
-    exec.store
-        .record_step_canceled(&RunEvent::step(
-            claim.run_id,
-            exec.clock.now(),
-            EventKind::StepSkipped,
-            &claim.asset_key,
-            &claim.partition_key,
-            why,
-        ))
-        .await
+/// Settles at once the requests and runs held by processes of this machine that no longer exist
+/// (killed with `kill -9`), instead of when their leases expire: a killed `materialize`'s run
+/// ends canceled, a killed worker's requests go back to the queue without charging the attempt.
+pub async fn release_dead_local_workers(store: &dyn LineageStore) -> Result<Reaped, lineage::Error> {
+    let dead: Vec<String> =
+        store.lease_holders().await?.into_iter().filter(|owner| is_dead_local_worker(owner)).collect();
+    store.release_abandoned(&dead, queue_now()).await
 }
 
 async fn fail(
     exec: &Executor,
     config: &WorkerConfig,
     h: &Held,
-    error: &str,
+    error: String,
     retryable: bool,
-    default_backoff: &(dyn Fn(i64) -> Duration + Send + Sync),
+    checks: Vec<NewCheckResult>,
     observer: &dyn Observer,
 ) -> Result<(), lineage::Error> {
     let claim = &h.claim;
     let now = queue_now();
     let policy = exec.defs.graph().lookup(&claim.asset_key).ok().map(|id| exec.defs.graph().asset(id).retry);
-    let retry = retryable && claim.attempt < claim.max_attempts;
-    let delay = match policy {
-        Some(p) => p.backoff(claim.attempt as u32, fastrand::f64()),
-        None => default_backoff(claim.attempt),
-    };
-    let retry_at = retry.then(|| now + chrono::Duration::from_std(delay).unwrap_or_default());
-    if !exec.store.fail_request(&config.id, claim.id, claim.attempt, error, retry_at, now).await? {
-        return Ok(()); // The lease was lost: someone else owns the request now.
-    }
-    if retry {
-        let key = crate::AssetKey::parse(&claim.asset_key)
-            .unwrap_or_else(|_| crate::AssetKey::parse("unknown").expect("valid"));
-        observer.on_event(ExecEvent::StepRetrying {
-            asset: &key,
-            partition_key: &claim.partition_key,
-            attempt: claim.attempt as u32,
-            delay,
-            error,
-        });
-        let mut event =
-            RunEvent::step(claim.run_id, now, EventKind::StepRetried, &claim.asset_key, &claim.partition_key, error);
-        event.body = serde_json::json!({ "attempt": claim.attempt, "delay_ms": delay.as_millis() as u64 });
-        exec.store.append_event(&event).await?;
-        restore_partition(exec, claim, "will retry").await?;
-    } else {
-        exec.store
-            .record_step_failed(&StepFailure {
-                run_id: claim.run_id,
-                asset_key: claim.asset_key.clone(),
-                partition_key: claim.partition_key.clone(),
-                attempts: claim.attempt,
-                error: error.to_owned(),
-                ts: now,
-            })
-            .await?;
-        report(observer, h, StepStatus::Failed { error: error.to_owned(), attempts: claim.attempt as u32 });
+    let delay = policy.unwrap_or_default().backoff(claim.attempt as u32, fastrand::f64());
+    let retry_at = (retryable && claim.attempt < claim.max_attempts)
+        .then(|| now + chrono::Duration::from_std(delay).unwrap_or_default());
+    let failed = FailedAttempt { id: claim.id, attempt: claim.attempt, error, retry_at, checks };
+    match exec.store.fail_request(&config.id, &failed, now).await? {
+        FailOutcome::Retrying => {
+            let key = crate::AssetKey::parse(&claim.asset_key)
+                .unwrap_or_else(|_| crate::AssetKey::parse("unknown").expect("valid"));
+            observer.on_event(ExecEvent::StepRetrying {
+                asset: &key,
+                partition_key: &claim.partition_key,
+                attempt: claim.attempt as u32,
+                delay,
+                error: &failed.error,
+            });
+        }
+        FailOutcome::Failed => {
+            report(observer, h, StepStatus::Failed { error: failed.error, attempts: claim.attempt as u32 });
+        }
+        // The lease was lost: someone else owns the request now.
+        FailOutcome::LeaseLost => {}
     }
     Ok(())
 }
@@ -344,7 +337,7 @@ async fn execute_claim(
 ) -> Finished {
     match try_execute(&exec, &claim, &token, &*observer).await {
         Ok(finished) => finished,
-        Err(e) => Finished::Failed { error: format!("lineage store: {e}"), retryable: true },
+        Err(e) => Finished::Failed { error: format!("lineage store: {e}"), retryable: true, checks: Vec::new() },
     }
 }
 
@@ -359,6 +352,7 @@ async fn try_execute(
         return Ok(Finished::Failed {
             error: format!("asset {} is not defined in this deployment", claim.asset_key),
             retryable: false,
+            checks: Vec::new(),
         });
     };
     let def = graph.asset(asset).clone();
@@ -368,7 +362,7 @@ async fn try_execute(
     let ctx = exec.partitions_context();
     let inputs = match gather_inputs(exec, &ctx, asset, &claim.partition_key).await? {
         Ok(inputs) => Arc::new(inputs),
-        Err(error) => return Ok(Finished::Failed { error, retryable: false }),
+        Err(error) => return Ok(Finished::Failed { error, retryable: false, checks: Vec::new() }),
     };
     let context = AssetContext {
         key: def.key.clone(),
@@ -405,39 +399,36 @@ async fn try_execute(
     let (output, stored) = match res {
         Ok(ok) => ok,
         Err(_) if token.is_cancelled() => return Ok(Finished::Canceled),
-        Err(error) => return Ok(Finished::Failed { error, retryable: true }),
+        Err(error) => return Ok(Finished::Failed { error, retryable: true, checks: Vec::new() }),
     };
-    if !output.checks.is_empty() {
-        let now = exec.clock.now();
-        let results: Vec<lineage::NewCheckResult> = output
-            .checks
-            .iter()
-            .map(|c| lineage::NewCheckResult {
-                asset_key: def.key.to_string(),
-                partition_key: claim.partition_key.clone(),
-                run_id: claim.run_id,
-                check_name: c.name.clone(),
-                severity: c.severity,
-                passed: c.passed,
-                message: c.message.clone(),
-                created_at: now,
-            })
-            .collect();
-        exec.store.record_check_results(&results).await?;
-        let failed: Vec<String> = output
-            .checks
-            .iter()
-            .filter(|c| !c.passed && c.severity == crate::Severity::Error)
-            .map(|c| format!("{}: {}", c.name, c.message))
-            .collect();
-        if !failed.is_empty() {
-            // Data that fails an error check is not recorded as a materialization: nothing
-            // downstream may read it.
-            return Ok(Finished::Failed {
-                error: format!("asset check failed: {}", failed.join("; ")),
-                retryable: false,
-            });
-        }
+    // Verdicts are recorded with the attempt's outcome, in its transaction: a worker that lost
+    // its lease records none.
+    let now = exec.clock.now();
+    let checks: Vec<NewCheckResult> = output
+        .checks
+        .iter()
+        .map(|c| NewCheckResult {
+            asset_key: def.key.to_string(),
+            partition_key: claim.partition_key.clone(),
+            run_id: claim.run_id,
+            check_name: c.name.clone(),
+            severity: c.severity,
+            passed: c.passed,
+            message: c.message.clone(),
+            created_at: now,
+        })
+        .collect();
+    let failed: Vec<String> = output
+        .checks
+        .iter()
+        .filter(|c| !c.passed && c.severity == crate::Severity::Error)
+        .map(|c| format!("{}: {}", c.name, c.message))
+        .collect();
+    if !failed.is_empty() {
+        // Data that fails an error check is not recorded as a materialization: nothing
+        // downstream may read it.
+        let error = format!("asset check failed: {}", failed.join("; "));
+        return Ok(Finished::Failed { error, retryable: false, checks });
     }
     let input_versions: Vec<InputVersion> = inputs.versions().cloned().collect();
     let inputs_hash = inputs_hash(&input_versions);
@@ -447,8 +438,8 @@ async fn try_execute(
         (None, None) => crate::exec::metadata_version(&output.metadata),
     };
     let size = stored.as_ref().map(|s| (s.bytes, s.rows));
-    Ok(Finished::Succeeded(
-        Box::new(NewMaterialization {
+    Ok(Finished::Succeeded {
+        materialization: Box::new(NewMaterialization {
             asset_key: def.key.to_string(),
             partition_key: claim.partition_key.clone(),
             run_id: claim.run_id,
@@ -467,5 +458,6 @@ async fn try_execute(
             finished_at: exec.clock.now(),
         }),
         size,
-    ))
+        checks,
+    })
 }

@@ -32,6 +32,7 @@ pub(crate) struct RunRow {
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) started_at: Option<DateTime<Utc>>,
     pub(crate) finished_at: Option<DateTime<Utc>>,
+    pub(crate) owner: Option<String>,
 }
 
 impl RunRow {
@@ -46,6 +47,7 @@ impl RunRow {
             created_at: self.created_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            owner: self.owner,
         })
     }
 }

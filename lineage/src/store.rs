@@ -47,16 +47,6 @@ pub trait LineageStore: RequestQueue + AutomationStore + Send + Sync + 'static {
         Ok(self.record_materializations(std::slice::from_ref(m)).await?[0])
     }
 
-    /// Records a step that failed for good: the current-state row keeps its last successful
-    /// materialization, and its latest attempt becomes `failed` with the error.
-    async fn record_step_failed(&self, failure: &StepFailure) -> Result<()>;
-
-    /// Forgets that a step is running without recording an outcome (a canceled step).
-    ///
-    /// Restores the attempt status and error the partition had before this attempt started;
-    /// a partition that had never been attempted goes back to having no row.
-    async fn record_step_canceled(&self, event: &RunEvent) -> Result<()>;
-
     /// The current state of every known partition of `asset_key`.
     async fn partition_states(&self, asset_key: &str) -> Result<Vec<PartitionState>>;
 
@@ -103,9 +93,6 @@ pub trait LineageStore: RequestQueue + AutomationStore + Send + Sync + 'static {
 
     /// Materializations that read materialization `id` as an input, oldest first (impact).
     async fn readers_of(&self, id: MaterializationId) -> Result<Vec<MaterializationRecord>>;
-
-    /// Records asset check results.
-    async fn record_check_results(&self, results: &[NewCheckResult]) -> Result<()>;
 
     /// Check results of an asset (one partition when given), newest first.
     async fn check_results(
@@ -167,8 +154,8 @@ pub trait RequestQueue: Send + Sync {
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<ClaimedRequest>>;
 
-    /// Extends `worker`'s leases on `ids`; returns the ones it still holds, each with whether a
-    /// cancel was requested.
+    /// Extends `worker`'s leases on `ids`, and on the runs it owns; returns the requests it still
+    /// holds, each with whether a cancel was requested.
     async fn heartbeat(
         &self,
         worker: &str,
@@ -177,7 +164,9 @@ pub trait RequestQueue: Send + Sync {
     ) -> Result<Vec<(RequestId, bool)>>;
 
     /// Records finished attempts, fenced on (lease owner, attempt): a completion from a worker
-    /// that lost its lease records nothing. Recorded ones unblock their downstream requests.
+    /// that lost its lease records nothing, not even its check verdicts. Each recorded one is
+    /// written with its materialization, its partition's current state, its check verdicts and
+    /// its run's end (when it was the last) in one transaction, and unblocks its downstream.
     async fn complete_requests(
         &self,
         worker: &str,
@@ -185,33 +174,37 @@ pub trait RequestQueue: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Vec<CompletionResult>>;
 
-    /// Records a failed attempt, fenced like completion: back to `available` at `retry_at` when
-    /// given and attempts remain, otherwise `failed` with its downstream `upstream_failed`.
-    /// Returns false if the lease was lost.
-    async fn fail_request(
-        &self,
-        worker: &str,
-        id: RequestId,
-        attempt: i64,
-        error: &str,
-        retry_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<bool>;
+    /// Records a failed attempt, fenced like completion, in one transaction with its check
+    /// verdicts, its event and its partition's state: back to `available` at `retry_at` when
+    /// given and attempts remain (the partition's previous state restored), otherwise `failed`
+    /// (the partition failed with the error, its downstream `upstream_failed`, the run ended
+    /// when nothing of it waits or runs).
+    async fn fail_request(&self, worker: &str, failed: &FailedAttempt, now: DateTime<Utc>) -> Result<FailOutcome>;
 
-    /// Marks a running request whose cancel was requested as canceled (fenced).
+    /// Marks a running request whose cancel was requested as canceled (fenced), restoring its
+    /// partition's previous state and failing its downstream, in one transaction; false if the
+    /// lease was lost.
     async fn acknowledge_cancel(&self, worker: &str, id: RequestId, attempt: i64, now: DateTime<Utc>) -> Result<bool>;
 
-    /// Returns expired leases to the queue (`available` at `now + backoff(attempt)`) or fails
-    /// them when attempts are exhausted; returns what it did.
+    /// Settles what lost its holder, each in the transaction that changes it: a running request
+    /// whose lease expired is canceled if a cancel was asked, else retried at
+    /// `now + backoff(attempt)`, else (attempts spent) failed with its partition; a run whose
+    /// owning process stopped renewing its lease ends canceled with everything of it that had not
+    /// finished.
     async fn reap_expired(
         &self,
         now: DateTime<Utc>,
         backoff: &(dyn Fn(i64) -> std::time::Duration + Send + Sync),
-    ) -> Result<Vec<(RequestId, RequestState)>>;
+    ) -> Result<Reaped>;
 
-    /// Returns the running requests of workers known to be dead (`owners`) to the queue at
-    /// once, without charging the interrupted attempt; returns their ids.
-    async fn release_abandoned(&self, owners: &[String], now: DateTime<Utc>) -> Result<Vec<RequestId>>;
+    /// Settles at once the work of processes known to be dead (`owners`: worker ids), as the
+    /// reaper would when their leases expire, except that an interrupted attempt is not charged
+    /// (the asset did not fail; its process died).
+    async fn release_abandoned(&self, owners: &[String], now: DateTime<Utc>) -> Result<Reaped>;
+
+    /// Every worker that holds a request's lease or owns an unfinished run (to find the dead
+    /// ones of this host).
+    async fn lease_holders(&self) -> Result<Vec<String>>;
 
     /// Cancels a run: its waiting requests at once, its running ones by asking their workers;
     /// the run ends when nothing of it runs. Returns (canceled, asked to stop).

@@ -20,6 +20,7 @@ async fn new_run(store: &dyn LineageStore) -> RunId {
             n_steps: 2,
             tags: serde_json::json!({}),
             created_at: ts(1),
+            owner: None,
         })
         .await
         .unwrap();
@@ -111,46 +112,36 @@ async fn failure_keeps_the_last_good_materialization(store: &dyn LineageStore) {
         .await
         .unwrap();
     let run2 = new_run(store).await;
-    store
-        .record_step_failed(&StepFailure {
-            run_id: run2,
-            asset_key: "storage_bill".into(),
-            partition_key: "2025-12-15".into(),
-            attempts: 3,
-            error: "graph api unavailable".into(),
-            ts: ts(5),
-        })
-        .await
-        .unwrap();
+    let c = claim_one(store, run2, "storage_bill", "2025-12-15", 1).await;
+    assert_eq!(
+        store.fail_request("w", &failed(&c, "graph api unavailable", None), t(5)).await.unwrap(),
+        FailOutcome::Failed
+    );
     let state = store.partition_states("storage_bill").await.unwrap().remove(0);
     assert_eq!(state.last_attempt_status, AttemptStatus::Failed);
     assert_eq!(state.current_materialization_id, Some(id));
     assert_eq!(state.last_error.as_deref(), Some("graph api unavailable"));
     let events = store.run_events(run2).await.unwrap();
     assert_eq!(events.last().unwrap().kind, EventKind::StepFailed);
-    assert_eq!(events.last().unwrap().body["attempts"], 3);
+    assert_eq!(events.last().unwrap().body["attempts"], 1);
+    assert_eq!(store.run(run2).await.unwrap().unwrap().status, RunStatus::Failed);
 }
 
 async fn canceled_step_leaves_no_trace_in_current_state(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
-    let started = RunEvent::step(run_id, ts(2), EventKind::StepStarted, "storage_bill", "2025-12-15", "");
-    store.record_step_started(&started).await.unwrap();
+    let c = claim_one(store, run_id, "storage_bill", "2025-12-15", 3).await;
     assert_eq!(store.partition_states("storage_bill").await.unwrap()[0].last_attempt_status, AttemptStatus::Running);
-    let canceled = RunEvent::step(run_id, ts(3), EventKind::StepSkipped, "storage_bill", "2025-12-15", "canceled");
-    store.record_step_canceled(&canceled).await.unwrap();
+    assert_eq!(store.cancel_request(c.id, t(2)).await.unwrap(), Some(RequestState::Running));
+    assert!(store.acknowledge_cancel("w", c.id, c.attempt, t(3)).await.unwrap());
     assert!(store.partition_states("storage_bill").await.unwrap().is_empty());
+    assert_eq!(store.run_events(run_id).await.unwrap().last().unwrap().kind, EventKind::StepCanceled);
 
     // With a previous materialization, cancel restores `materialized`.
     store.record_materialization(&materialization(run_id, "storage_bill", "2025-12-15", "b1", vec![])).await.unwrap();
     let run2 = new_run(store).await;
-    store
-        .record_step_started(&RunEvent::step(run2, ts(4), EventKind::StepStarted, "storage_bill", "2025-12-15", ""))
-        .await
-        .unwrap();
-    store
-        .record_step_canceled(&RunEvent::step(run2, ts(5), EventKind::StepSkipped, "storage_bill", "2025-12-15", ""))
-        .await
-        .unwrap();
+    let c = claim_one(store, run2, "storage_bill", "2025-12-15", 3).await;
+    store.cancel_request(c.id, t(4)).await.unwrap();
+    assert!(store.acknowledge_cancel("w", c.id, c.attempt, t(5)).await.unwrap());
     let state = store.partition_states("storage_bill").await.unwrap().remove(0);
     assert_eq!(state.last_attempt_status, AttemptStatus::Materialized);
     assert_eq!(state.data_version.as_deref(), Some("b1"));
@@ -250,26 +241,12 @@ fn urls_are_redacted() {
 
 async fn canceling_a_retry_of_a_failed_partition_keeps_it_failed(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
-    store
-        .record_step_failed(&StepFailure {
-            run_id,
-            asset_key: "storage_bill".into(),
-            partition_key: "2025-12-15".into(),
-            attempts: 1,
-            error: "quota exceeded".into(),
-            ts: ts(2),
-        })
-        .await
-        .unwrap();
+    let c = claim_one(store, run_id, "storage_bill", "2025-12-15", 1).await;
+    store.fail_request("w", &failed(&c, "quota exceeded", None), t(2)).await.unwrap();
     let run2 = new_run(store).await;
-    store
-        .record_step_started(&RunEvent::step(run2, ts(3), EventKind::StepStarted, "storage_bill", "2025-12-15", ""))
-        .await
-        .unwrap();
-    store
-        .record_step_canceled(&RunEvent::step(run2, ts(4), EventKind::StepSkipped, "storage_bill", "2025-12-15", ""))
-        .await
-        .unwrap();
+    let c = claim_one(store, run2, "storage_bill", "2025-12-15", 1).await;
+    store.cancel_request(c.id, t(3)).await.unwrap();
+    store.acknowledge_cancel("w", c.id, c.attempt, t(4)).await.unwrap();
     let state = store.partition_states("storage_bill").await.unwrap().remove(0);
     assert_eq!(state.last_attempt_status, AttemptStatus::Failed);
     assert_eq!(state.last_error.as_deref(), Some("quota exceeded"));
@@ -351,7 +328,38 @@ fn request(run_id: RunId, key: &str, asset: &str, partition: &str) -> NewRequest
 fn completion(claim: &ClaimedRequest, version: &str) -> Completion {
     let mut m = materialization(claim.run_id, &claim.asset_key, &claim.partition_key, version, vec![]);
     m.attempt = claim.attempt;
-    Completion { id: claim.id, attempt: claim.attempt, materialization: m }
+    Completion { id: claim.id, attempt: claim.attempt, materialization: m, checks: Vec::new() }
+}
+
+fn failed(claim: &ClaimedRequest, error: &str, retry_at: Option<chrono::DateTime<Utc>>) -> FailedAttempt {
+    FailedAttempt { id: claim.id, attempt: claim.attempt, error: error.to_owned(), retry_at, checks: Vec::new() }
+}
+
+fn check(claim: &ClaimedRequest, name: &str, severity: Severity, passed: bool) -> NewCheckResult {
+    NewCheckResult {
+        asset_key: claim.asset_key.clone(),
+        partition_key: claim.partition_key.clone(),
+        run_id: claim.run_id,
+        check_name: name.into(),
+        severity,
+        passed,
+        message: format!("{name} on {}", claim.partition_key),
+        created_at: t(5),
+    }
+}
+
+/// Submits one request of `run` (with `max_attempts`) and claims it as worker `w` at t(1).
+async fn claim_one(
+    store: &dyn LineageStore,
+    run: RunId,
+    asset: &str,
+    partition: &str,
+    max_attempts: i64,
+) -> ClaimedRequest {
+    let mut r = request(run, &format!("{run}:{asset}:{partition}"), asset, partition);
+    r.max_attempts = max_attempts;
+    store.submit_requests(&[r], &[]).await.unwrap();
+    store.claim_requests("w", Some(run), 1, t(1), t(61)).await.unwrap().remove(0)
 }
 
 async fn state_of(store: &dyn LineageStore, id: RequestId) -> RequestState {
@@ -469,7 +477,7 @@ async fn an_expired_lease_is_reclaimed_and_the_late_completion_rejected(store: &
         "not expired yet"
     );
     let reaped = store.reap_expired(t(61), &|_| std::time::Duration::from_secs(5)).await.unwrap();
-    assert_eq!(reaped, [(dead.id, RequestState::Available)]);
+    assert_eq!(reaped.requests, [(dead.id, RequestState::Available)]);
     let record = store.request(dead.id).await.unwrap().unwrap();
     assert_eq!(record.last_error.as_deref(), Some("lease expired (worker dead-worker)"));
     assert!(store.claim_requests("w2", None, 1, t(62), t(122)).await.unwrap().is_empty(), "backoff: not before t(66)");
@@ -494,12 +502,31 @@ async fn failures_retry_then_fail_and_fail_their_downstream(store: &dyn LineageS
     up.max_attempts = 2;
     let ids = store.submit_requests(&[up, request(run_id, "down", "bill", "d")], &[(0, 1)]).await.unwrap();
     let first = store.claim_requests("w", None, 1, t(0), t(60)).await.unwrap().remove(0);
-    assert!(store.fail_request("w", first.id, 1, "graph api 503", Some(t(10)), t(1)).await.unwrap());
+    assert_eq!(
+        store.fail_request("w", &failed(&first, "graph api 503", Some(t(10))), t(1)).await.unwrap(),
+        FailOutcome::Retrying
+    );
     assert_eq!(state_of(store, first.id).await, RequestState::Available);
-    assert!(!store.fail_request("w", first.id, 1, "again", Some(t(10)), t(2)).await.unwrap(), "fenced: no longer held");
+    assert!(
+        store.partition_states("usage").await.unwrap().is_empty(),
+        "a retrying partition is not shown running while it waits (it was never attempted before)"
+    );
+    assert_eq!(
+        store.fail_request("w", &failed(&first, "again", Some(t(10))), t(2)).await.unwrap(),
+        FailOutcome::LeaseLost,
+        "fenced: no longer held"
+    );
     let second = store.claim_requests("w", None, 1, t(10), t(70)).await.unwrap().remove(0);
     assert_eq!(second.attempt, 2);
-    assert!(store.fail_request("w", second.id, 2, "graph api 503", Some(t(20)), t(11)).await.unwrap());
+    assert_eq!(
+        store.fail_request("w", &failed(&second, "graph api 503", Some(t(20))), t(11)).await.unwrap(),
+        FailOutcome::Failed
+    );
+    let state = store.partition_states("usage").await.unwrap().remove(0);
+    assert_eq!(
+        (state.last_attempt_status, state.last_error.as_deref()),
+        (AttemptStatus::Failed, Some("graph api 503"))
+    );
     assert_eq!(state_of(store, first.id).await, RequestState::Failed, "attempts exhausted");
     assert_eq!(state_of(store, ids[1].id).await, RequestState::UpstreamFailed);
     assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed);
@@ -574,6 +601,7 @@ async fn a_backfill_is_stored_with_its_run_and_its_cells_reopen(store: &dyn Line
                 n_steps: 3,
                 tags: serde_json::json!({}),
                 created_at: t(0),
+                owner: None,
             },
             cells: 3,
             skipped: serde_json::json!([{"asset": "usage", "reason": "already_materialized", "count": 24, "keys": ["a..b (24)"]}]),
@@ -602,7 +630,7 @@ async fn a_backfill_is_stored_with_its_run_and_its_cells_reopen(store: &dyn Line
         } else {
             store.claim_requests("w", None, 10, t(10 * attempt), t(100)).await.unwrap().remove(0)
         };
-        store.fail_request("w", c.id, c.attempt, "boom", Some(t(10 * attempt + 5)), t(10 * attempt)).await.unwrap();
+        store.fail_request("w", &failed(&c, "boom", Some(t(10 * attempt + 5))), t(10 * attempt)).await.unwrap();
     }
     assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed);
     let counts = store.request_counts(run_id).await.unwrap();
@@ -627,8 +655,11 @@ async fn a_backfill_is_stored_with_its_run_and_its_cells_reopen(store: &dyn Line
     // A worker that died holding h1 gives it back without charging the attempt.
     let c = store.claim_requests("dead-worker", None, 10, t(41), t(1000)).await.unwrap().remove(0);
     assert_eq!(c.attempt, 1);
-    assert_eq!(store.release_abandoned(&["dead-worker".to_owned()], t(42)).await.unwrap(), vec![c.id]);
-    assert_eq!(store.release_abandoned(&["dead-worker".to_owned()], t(42)).await.unwrap(), vec![]);
+    assert_eq!(
+        store.release_abandoned(&["dead-worker".to_owned()], t(42)).await.unwrap().requests,
+        vec![(c.id, RequestState::Available)]
+    );
+    assert!(store.release_abandoned(&["dead-worker".to_owned()], t(42)).await.unwrap().is_empty());
     let again = store.claim_requests("w", None, 10, t(43), t(100)).await.unwrap().remove(0);
     assert_eq!((again.id, again.attempt), (c.id, 1));
 
@@ -642,31 +673,158 @@ async fn a_backfill_is_stored_with_its_run_and_its_cells_reopen(store: &dyn Line
 
 async fn check_results_are_stored_and_read_newest_first(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
-    let result = |partition: &str, name: &str, passed: bool| NewCheckResult {
-        asset_key: "credit_health".into(),
-        partition_key: partition.into(),
-        run_id,
-        check_name: name.into(),
-        severity: Severity::Error,
-        passed,
-        message: format!("{name} on {partition}"),
-        created_at: t(5),
-    };
-    store
-        .record_check_results(&[
-            result("w1", "balance", true),
-            result("w1", "duplicates", true),
-            result("w2", "balance", false),
-        ])
-        .await
-        .unwrap();
+    let w1 = claim_one(store, run_id, "credit_health", "w1", 1).await;
+    let mut done = completion(&w1, "v");
+    done.checks = vec![check(&w1, "balance", Severity::Error, true), check(&w1, "duplicates", Severity::Warn, true)];
+    store.complete_requests("w", &[done], t(5)).await.unwrap();
+    let w2 = claim_one(store, run_id, "credit_health", "w2", 1).await;
+    let mut fail = failed(&w2, "asset check failed: balance", None);
+    fail.checks = vec![check(&w2, "balance", Severity::Error, false)];
+    store.fail_request("w", &fail, t(6)).await.unwrap();
     let all = store.check_results("credit_health", None, 10).await.unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!((all[0].partition_key.as_str(), all[0].passed), ("w2", false), "newest first");
     let w1 = store.check_results("credit_health", Some("w1"), 10).await.unwrap();
     assert_eq!(w1.iter().map(|r| r.check_name.as_str()).collect::<Vec<_>>(), ["duplicates", "balance"]);
-    assert_eq!(w1[0].run_id, run_id);
+    assert_eq!((w1[0].run_id, w1[0].severity), (run_id, Severity::Warn));
     assert!(store.check_results("other", None, 10).await.unwrap().is_empty());
+}
+
+// --- Every terminal transition is fenced and complete -----------------------------------------
+
+async fn a_reaped_final_attempt_fails_its_partition_and_its_run(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    let mut bill = request(run_id, "bill", "storage_bill", "2025-12-15");
+    bill.max_attempts = 1;
+    let mut hour = request(run_id, "hour", "usage", "h0");
+    hour.max_attempts = 2;
+    store.submit_requests(&[bill, hour], &[]).await.unwrap();
+    let held = store.claim_requests("dead-worker", None, 10, t(0), t(60)).await.unwrap();
+    assert_eq!(held.len(), 2);
+    let reaped = store.reap_expired(t(61), &|_| std::time::Duration::from_secs(5)).await.unwrap();
+    let state_after = |asset: &str| {
+        reaped.requests.iter().find(|(id, _)| held.iter().any(|c| c.id == *id && c.asset_key == asset)).unwrap().1
+    };
+    assert_eq!((state_after("storage_bill"), state_after("usage")), (RequestState::Failed, RequestState::Available));
+
+    // The bill's last attempt is over: its partition is failed, not "in progress" forever.
+    let bill = store.partition_states("storage_bill").await.unwrap().remove(0);
+    assert_eq!(bill.last_attempt_status, AttemptStatus::Failed);
+    assert_eq!(bill.last_error.as_deref(), Some("lease expired (worker dead-worker)"));
+    // The hour will be retried: it waits, it does not run.
+    assert!(store.partition_states("usage").await.unwrap().is_empty(), "never materialized, nothing runs it now");
+    let kinds: Vec<EventKind> = store.run_events(run_id).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&EventKind::StepFailed) && kinds.contains(&EventKind::StepRetried));
+    // Nothing is left "being materialized": wipe is allowed.
+    store.wipe("storage_bill", Some(&["2025-12-15".to_owned()]), t(62)).await.expect("wipe after a reaped attempt");
+
+    // The hour's retry fails for good: the run ends failed.
+    let retry = store.claim_requests("w", None, 10, t(70), t(130)).await.unwrap().remove(0);
+    store.fail_request("w", &failed(&retry, "boom", None), t(71)).await.unwrap();
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed);
+}
+
+async fn a_cancel_asked_of_a_dead_worker_is_not_lost(store: &dyn LineageStore) {
+    // Reaped when the lease expires …
+    let run_id = new_run(store).await;
+    store
+        .submit_requests(&[request(run_id, "a", "usage", "h0"), request(run_id, "b", "usage", "h1")], &[])
+        .await
+        .unwrap();
+    let held = store.claim_requests("dead-worker", None, 1, t(0), t(60)).await.unwrap().remove(0);
+    let other = store.claim_requests("alive", None, 1, t(0), t(60)).await.unwrap().remove(0);
+    assert_eq!(store.cancel_request(held.id, t(1)).await.unwrap(), Some(RequestState::Running), "asked");
+    store.heartbeat("alive", &[other.id], t(600)).await.unwrap();
+    let reaped = store.reap_expired(t(61), &|_| std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(reaped.requests, [(held.id, RequestState::Canceled)]);
+    assert!(store.claim_requests("w", None, 10, t(62), t(122)).await.unwrap().is_empty(), "nothing runs it later");
+    assert!(store.partition_states("usage").await.unwrap().iter().all(|s| s.partition_key != "h0"), "restored");
+    assert_eq!(
+        store.complete_requests("dead-worker", &[completion(&held, "late")], t(63)).await.unwrap(),
+        [CompletionResult::LeaseLost]
+    );
+    store.complete_requests("alive", &[completion(&other, "v")], t(64)).await.unwrap();
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Canceled);
+
+    // … and at once when its process is known to be dead.
+    let run_id = new_run(store).await;
+    let held = claim_one(store, run_id, "usage", "h9", 3).await;
+    store.cancel_request(held.id, t(2)).await.unwrap();
+    let released = store.release_abandoned(&["w".to_owned()], t(3)).await.unwrap();
+    assert_eq!(released.requests, [(held.id, RequestState::Canceled)]);
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Canceled);
+}
+
+async fn a_run_whose_owner_is_gone_ends_canceled_and_nothing_of_it_runs_later(store: &dyn LineageStore) {
+    let owned_run = |owner: &str, lease: i64| NewRun {
+        id: RunId::new(),
+        trigger: Trigger::Manual,
+        selection: "+bill".into(),
+        n_steps: 3,
+        tags: serde_json::json!({}),
+        created_at: t(0),
+        owner: Some(RunOwner { worker: owner.to_owned(), lease_until: t(lease) }),
+    };
+    let run = owned_run("materialize-1", 30);
+    store.create_run(&run).await.unwrap();
+    let reqs =
+        [request(run.id, "h0", "usage", "h0"), request(run.id, "h1", "usage", "h1"), request(run.id, "d", "bill", "d")];
+    let ids = store.submit_requests(&reqs, &[(0, 2), (1, 2)]).await.unwrap();
+    assert!(store.claim_requests("worker-2", None, 10, t(1), t(61)).await.unwrap().is_empty(), "owned: not ours");
+    let held = store.claim_requests("materialize-1", Some(run.id), 1, t(1), t(61)).await.unwrap().remove(0);
+    assert_eq!(store.lease_holders().await.unwrap(), ["materialize-1"]);
+
+    // Heartbeats keep it alive past its first lease.
+    store.heartbeat("materialize-1", &[held.id], t(90)).await.unwrap();
+    assert!(store.reap_expired(t(40), &|_| std::time::Duration::ZERO).await.unwrap().is_empty());
+
+    // The process dies: once its lease expires the run ends canceled with all it had not finished.
+    let reaped = store.reap_expired(t(91), &|_| std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(reaped.runs, [run.id]);
+    let record = store.run(run.id).await.unwrap().unwrap();
+    assert_eq!((record.status, record.owner.as_deref()), (RunStatus::Canceled, Some("materialize-1")));
+    for id in &ids {
+        assert_eq!(state_of(store, id.id).await, RequestState::Canceled);
+    }
+    assert!(store.partition_states("usage").await.unwrap().is_empty(), "the running hour's partition is restored");
+    let events = store.run_events(run.id).await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, EventKind::RunCanceled);
+    assert!(last.message.contains("materialize-1"), "{}", last.message);
+    assert!(store.claim_requests("worker-2", None, 10, t(92), t(152)).await.unwrap().is_empty(), "nothing runs later");
+    assert_eq!(
+        store.complete_requests("materialize-1", &[completion(&held, "late")], t(93)).await.unwrap(),
+        [CompletionResult::LeaseLost]
+    );
+
+    // A process of this host seen dead is settled at once, without waiting for the lease.
+    let run = owned_run("materialize-2", 600);
+    store.create_run(&run).await.unwrap();
+    store.submit_requests(&[request(run.id, "x", "usage", "x")], &[]).await.unwrap();
+    let released = store.release_abandoned(&["materialize-2".to_owned()], t(100)).await.unwrap();
+    assert_eq!((released.runs, released.requests.len()), (vec![run.id], 0));
+    assert_eq!(store.run(run.id).await.unwrap().unwrap().status, RunStatus::Canceled);
+    assert!(store.lease_holders().await.unwrap().is_empty());
+}
+
+async fn a_completion_that_lost_its_lease_records_no_check_results(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    store.submit_requests(&[request(run_id, "k", "credit_health", "w1")], &[]).await.unwrap();
+    let slow = store.claim_requests("slow", None, 1, t(0), t(60)).await.unwrap().remove(0);
+    store.reap_expired(t(61), &|_| std::time::Duration::ZERO).await.unwrap();
+    let fast = store.claim_requests("fast", None, 1, t(62), t(122)).await.unwrap().remove(0);
+    let mut late = completion(&slow, "late");
+    late.checks = vec![check(&slow, "balance", Severity::Error, true)];
+    assert_eq!(store.complete_requests("slow", &[late], t(63)).await.unwrap(), [CompletionResult::LeaseLost]);
+    let mut late_failure = failed(&slow, "asset check failed: balance", None);
+    late_failure.checks = vec![check(&slow, "balance", Severity::Error, false)];
+    assert_eq!(store.fail_request("slow", &late_failure, t(63)).await.unwrap(), FailOutcome::LeaseLost);
+    assert!(store.check_results("credit_health", None, 10).await.unwrap().is_empty(), "nothing from the lost lease");
+    let mut done = completion(&fast, "v");
+    done.checks = vec![check(&fast, "balance", Severity::Error, true)];
+    store.complete_requests("fast", &[done], t(64)).await.unwrap();
+    let results = store.check_results("credit_health", None, 10).await.unwrap();
+    assert_eq!((results.len(), results[0].passed), (1, true));
 }
 
 async fn a_run_whose_last_requests_complete_at_once_still_ends(store: &dyn LineageStore) {
@@ -716,6 +874,7 @@ async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn Lineag
                 n_steps: 1,
                 tags: serde_json::json!({}),
                 created_at: t(at),
+                owner: None,
             }),
             requests: vec![request(run_id, key, "bill", "2025-12-15")],
             edges: vec![],
@@ -972,6 +1131,10 @@ lineage_store_tests!(
     staleness_follows_new_data_versions_and_stops_at_identical_bytes,
     wipe_forgets_partitions_and_makes_their_readers_stale,
     concurrent_writers_keep_staleness_counts_exact,
+    a_reaped_final_attempt_fails_its_partition_and_its_run,
+    a_cancel_asked_of_a_dead_worker_is_not_lost,
+    a_run_whose_owner_is_gone_ends_canceled_and_nothing_of_it_runs_later,
+    a_completion_that_lost_its_lease_records_no_check_results,
 );
 
 #[test]

@@ -324,7 +324,7 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
         return Ok(ExitStatus::Success);
     }
     let exec = app.executor().await?;
-    let released = engine::backfill::release_dead_local_workers(&exec, record.run_id).await?;
+    let released = engine::release_dead_local_workers(&*exec.store).await?.requests.len();
     let reopened = app.store.reopen_requests(record.run_id, &[RequestState::Canceled], app.clock.now()).await?;
     // Cells the first submission did not reach (a crash mid-submission) are requested now;
     // requested ones keep their request (same key).

@@ -36,6 +36,7 @@ pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> 
                 n_steps: inserted as i64,
                 tags: serde_json::json!({ "idempotency_key": key }),
                 created_at: now,
+                owner: None,
             })
             .await?;
         run_id

@@ -123,4 +123,22 @@ async fn kill_9_leaves_no_orphan_lineage_rows_and_the_rerun_completes_the_rest()
     .unwrap();
     assert_eq!(twice, 0, "no hour materialized before the crash was redone");
     assert_no_orphan_lineage_rows(&robo).await;
+
+    // The killed run ended canceled as soon as the next process of this host looked (the re-run),
+    // with a reason, and nothing of it is left for a worker to run later.
+    let runs: serde_json::Value = serde_json::from_str(&robo.ok(&["runs", "--json"]).stdout).unwrap();
+    let statuses: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["succeeded", "canceled"], "newest first: the re-run, then the killed run");
+    let killed = runs[1]["id"].as_str().unwrap();
+    let logs = robo.ok(&["runs", "logs", killed]).stdout;
+    assert!(logs.contains("run_canceled") && logs.contains("its process exited"), "{logs}");
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM materialization_requests WHERE state IN ('blocked', 'available', 'running')",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "no leftover request of the killed run for a worker to run later");
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM materializations").fetch_one(&mut db).await.unwrap();
+    assert_eq!(all, TOTAL_STEPS, "one materialization per cell, nothing run twice");
 }

@@ -160,7 +160,7 @@ async fn two_worker_processes_drain_a_submitted_run_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_workers_request_is_reclaimed_after_its_lease_and_completes_once() {
+async fn a_killed_workers_request_is_taken_back_at_once_on_its_host_and_completes_once() {
     let Some(db) = TestDb::create().await else { return };
     let robo = Robo::new();
     let env = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
@@ -188,7 +188,9 @@ async fn a_killed_workers_request_is_reclaimed_after_its_lease_and_completes_onc
     a.kill().unwrap();
     a.wait().unwrap();
 
-    // Worker B reclaims it once the lease expires, and completes it.
+    // Worker B, on the same host, sees that A's process is gone: it takes the request back at
+    // once (without charging the interrupted attempt, as the asset did not fail) and completes it.
+    // On another host it would wait for the lease to expire (the lineage contract tests).
     let mut b = robo.command(&["worker", "--lease-secs", "3"]);
     b.envs(env).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     let b = b.spawn().unwrap();
@@ -207,8 +209,13 @@ async fn a_killed_workers_request_is_reclaimed_after_its_lease_and_completes_onc
     };
     let _ = std::process::Command::new("kill").args(["-INT", &b.id().to_string()]).status();
     b.wait_with_output().unwrap();
-    assert_eq!(attempt, 2, "the second attempt completed");
+    assert_eq!(attempt, 1, "the interrupted attempt was not charged");
     assert_eq!(error, None);
+    let released: String = sqlx::query_scalar("SELECT message FROM run_events WHERE kind = 'step_retried'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(released, "its worker exited mid-attempt");
     let reclaimed: i64 = sqlx::query_scalar("SELECT count(*) FROM run_events WHERE kind = 'step_started'")
         .fetch_one(&mut conn)
         .await

@@ -65,6 +65,7 @@ async fn record_many(store: &dyn LineageStore, defs: &Definitions, cells: &[(&st
                 n_steps: 1,
                 tags: serde_json::json!({}),
                 created_at: now,
+                owner: None,
             })
             .await
             .unwrap();

@@ -96,20 +96,3 @@ pub struct WipeOutcome {
     /// Current materializations elsewhere that read a wiped partition (now stale).
     pub readers: u64,
 }
-
-/// A step that failed for good, to be recorded with its error.
-#[derive(Debug, Clone)]
-pub struct StepFailure {
-    /// The run.
-    pub run_id: RunId,
-    /// The asset.
-    pub asset_key: String,
-    /// The partition (`""` when unpartitioned).
-    pub partition_key: String,
-    /// How many attempts were made.
-    pub attempts: i64,
-    /// The last error, as shown to people.
-    pub error: String,
-    /// When it failed.
-    pub ts: DateTime<Utc>,
-}

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{MaterializationId, NewMaterialization, RequestId, RunId, Trigger};
+use super::{MaterializationId, NewCheckResult, NewMaterialization, RequestId, RunId, Trigger};
 
 /// Where a materialization request stands.
 #[derive(
@@ -116,6 +116,52 @@ pub struct Completion {
     pub attempt: i64,
     /// What it materialized.
     pub materialization: NewMaterialization,
+    /// Check verdicts on its output, recorded with it (and only if it is recorded).
+    pub checks: Vec<NewCheckResult>,
+}
+
+/// A failed attempt to record, fenced on the lease like a [`Completion`].
+#[derive(Debug, Clone)]
+pub struct FailedAttempt {
+    /// The request.
+    pub id: RequestId,
+    /// The attempt that failed.
+    pub attempt: i64,
+    /// What went wrong, as shown to people.
+    pub error: String,
+    /// When to try again; `None`, or no attempts left, fails the request for good.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Check verdicts the attempt produced (a failed `error` check is why it failed).
+    pub checks: Vec<NewCheckResult>,
+}
+
+/// What recording a failed attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailOutcome {
+    /// Back in the queue at its retry time.
+    Retrying,
+    /// Failed for good: its partition is failed and its downstream `upstream_failed`.
+    Failed,
+    /// The worker no longer held the lease: nothing was recorded.
+    LeaseLost,
+}
+
+/// What the reaper, or releasing a dead process's work, did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reaped {
+    /// Requests whose holder was gone, with the state each was left in (`available` to be
+    /// retried, `failed` when its attempts are spent, `canceled` when a cancel was asked).
+    pub requests: Vec<(RequestId, RequestState)>,
+    /// Runs whose owning process was gone: ended canceled with what had not finished.
+    pub runs: Vec<RunId>,
+}
+
+impl Reaped {
+    /// Whether nothing was reaped.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.runs.is_empty()
+    }
 }
 
 /// The result of recording a completion.

@@ -99,6 +99,19 @@ pub struct NewRun {
     pub tags: serde_json::Value,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// The process it belongs to, if any (an in-process `materialize`): only that process's
+    /// worker claims its requests, and when the process is gone the run ends canceled.
+    pub owner: Option<RunOwner>,
+}
+
+/// The worker of the process a run belongs to, and how long its claim on the run lasts unless
+/// renewed by heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOwner {
+    /// The worker's id (`host:pid:random`).
+    pub worker: String,
+    /// When the run is abandoned if no heartbeat renews it.
+    pub lease_until: DateTime<Utc>,
 }
 
 /// A stored run.
@@ -122,6 +135,8 @@ pub struct RunRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The worker of the process it belongs to (see [`NewRun::owner`]).
+    pub owner: Option<String>,
 }
 
 /// The kinds of entries in a run's event log.
@@ -153,6 +168,8 @@ pub enum EventKind {
     StepFailed,
     /// A step was not run because an upstream step failed or the run was canceled.
     StepSkipped,
+    /// A running step was canceled: its attempt recorded nothing.
+    StepCanceled,
     /// The run ended successfully.
     RunSucceeded,
     /// The run ended with failures.

@@ -7,9 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use const_format::concatcp;
 
-use super::writes::{
-    insert_check_results, insert_events, insert_run, lock_staleness_all, write_materializations, write_steps_started,
-};
+use super::writes::{insert_events, insert_run, lock_staleness_all, write_materializations, write_steps_started};
 use super::{MATERIALIZATION_COLUMNS, PARTITION_COLUMNS, STALE_INPUTS_RECOUNT, db};
 use crate::model::*;
 use crate::rows::{BackfillRow, CheckRow, EventRow, InputRow, MaterializationRow, PartitionRow, RunRow};
@@ -75,67 +73,6 @@ impl LineageStore for db::Store {
         let ids = write_materializations(&mut tx, ms).await?;
         tx.commit().await?;
         Ok(ids)
-    }
-
-    async fn record_step_failed(&self, failure: &StepFailure) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let mut event = RunEvent::step(
-            failure.run_id,
-            failure.ts,
-            EventKind::StepFailed,
-            &failure.asset_key,
-            &failure.partition_key,
-            failure.error.clone(),
-        );
-        event.body = serde_json::json!({ "attempts": failure.attempts });
-        insert_events(&mut tx, std::slice::from_ref(&event)).await?;
-        sqlx::query(
-            "INSERT INTO asset_partitions (asset_key, partition_key, last_run_id, last_attempt_status, \
-                 last_error, updated_at) \
-             VALUES ($1, $2, $3, 'failed', $4, $5) \
-             ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
-                 last_run_id = excluded.last_run_id, last_attempt_status = 'failed', \
-                 last_error = excluded.last_error, updated_at = excluded.updated_at",
-        )
-        .bind(&failure.asset_key)
-        .bind(&failure.partition_key)
-        .bind(failure.run_id.to_string())
-        .bind(&failure.error)
-        .bind(failure.ts)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn record_step_canceled(&self, event: &RunEvent) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        insert_events(&mut tx, std::slice::from_ref(event)).await?;
-        let asset_key = event.asset_key.as_deref().unwrap_or_default();
-        let partition_key = event.partition_key.as_deref().unwrap_or_default();
-        sqlx::query(
-            "DELETE FROM asset_partitions WHERE asset_key = $1 AND partition_key = $2 \
-                 AND current_materialization_id IS NULL AND prev_attempt_status IS NULL \
-                 AND last_attempt_status = 'running' AND last_run_id = $3",
-        )
-        .bind(asset_key)
-        .bind(partition_key)
-        .bind(event.run_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE asset_partitions SET last_attempt_status = coalesce(prev_attempt_status, 'materialized'), \
-                 last_error = prev_error, updated_at = $4 \
-             WHERE asset_key = $1 AND partition_key = $2 AND last_attempt_status = 'running' AND last_run_id = $3",
-        )
-        .bind(asset_key)
-        .bind(partition_key)
-        .bind(event.run_id.to_string())
-        .bind(event.ts)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn partition_states(&self, asset_key: &str) -> Result<Vec<PartitionState>> {
@@ -343,16 +280,6 @@ impl LineageStore for db::Store {
         rows.into_iter().map(MaterializationRow::into_record).collect()
     }
 
-    async fn record_check_results(&self, results: &[NewCheckResult]) -> Result<()> {
-        if results.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin_write().await?;
-        insert_check_results(&mut tx, results).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn check_results(
         &self,
         asset_key: &str,
@@ -414,7 +341,7 @@ impl LineageStore for db::Store {
     async fn runs(&self, status: Option<RunStatus>, limit: i64) -> Result<Vec<RunRecord>> {
         let rows: Vec<RunRow> = sqlx::query_as(
             "SELECT id, status, trigger, selection, n_steps, CAST(tags AS TEXT) AS tags, created_at, started_at, \
-                 finished_at \
+                 finished_at, owner \
              FROM runs WHERE ($1 IS NULL OR status = $1) ORDER BY created_at DESC, id DESC LIMIT $2",
         )
         .bind(status.map(RunStatus::as_str))
@@ -427,7 +354,7 @@ impl LineageStore for db::Store {
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>> {
         let row: Option<RunRow> = sqlx::query_as(
             "SELECT id, status, trigger, selection, n_steps, CAST(tags AS TEXT) AS tags, created_at, started_at, \
-                 finished_at \
+                 finished_at, owner \
              FROM runs WHERE id = $1",
         )
         .bind(id.to_string())

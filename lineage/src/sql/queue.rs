@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use const_format::concatcp;
 use sqlx::QueryBuilder;
 
-use super::writes::{write_materializations, write_steps_started};
+use super::writes::{insert_check_results, insert_events, write_materializations, write_steps_started};
 use super::{COMPLETIONS_PER_STATEMENT, REQUEST_COLUMNS, ROWS_PER_STATEMENT, db};
 use crate::model::*;
 use crate::rows::{RequestRow, decode, parse_request_id, parse_run_id};
@@ -80,6 +80,181 @@ async fn recompute_waiting(tx: &mut db::Conn, ids: &[String]) -> Result<()> {
         q.build().execute(&mut *tx).await?;
     }
     Ok(())
+}
+
+/// A running request, locked by the transition that settles it.
+#[derive(sqlx::FromRow)]
+struct Held {
+    id: String,
+    run_id: String,
+    asset_key: String,
+    partition_key: String,
+    attempt: i64,
+    max_attempts: i64,
+    lease_owner: Option<String>,
+    cancel_requested: bool,
+}
+
+/// The columns of a [`Held`].
+const HELD_COLUMNS: &str = "id, run_id, asset_key, partition_key, attempt, max_attempts, lease_owner, cancel_requested";
+
+/// How a held request's attempt ends.
+enum Settle<'a> {
+    /// Back in the queue at `run_at`; an uncharged attempt is given back (its process died).
+    Retry { run_at: DateTime<Utc>, error: &'a str, charged: bool },
+    /// Failed for good.
+    Fail { error: &'a str },
+    /// Canceled.
+    Cancel { why: &'a str },
+}
+
+/// Ends `held`'s attempt on `tx`: the request, its event, its partition's current state, its
+/// downstream requests and (when it was the last) its run, together. The caller has fenced and
+/// locked the row.
+async fn settle(tx: &mut db::Conn, held: &Held, how: Settle<'_>, now: DateTime<Utc>) -> Result<RequestState> {
+    let run = parse_run_id(&held.run_id)?;
+    let step = |kind, message: &str| RunEvent::step(run, now, kind, &held.asset_key, &held.partition_key, message);
+    match how {
+        Settle::Retry { run_at, error, charged } => {
+            sqlx::query(
+                "UPDATE materialization_requests SET state = 'available', run_at = $2, lease_owner = NULL, \
+                     lease_expires_at = NULL, last_error = $3, attempt = attempt - $4 WHERE id = $1",
+            )
+            .bind(&held.id)
+            .bind(run_at)
+            .bind(error)
+            .bind(i64::from(!charged))
+            .execute(&mut *tx)
+            .await?;
+            let mut event = step(EventKind::StepRetried, error);
+            event.body = serde_json::json!({
+                "attempt": held.attempt,
+                "delay_ms": (run_at - now).num_milliseconds().max(0),
+                "charged": charged,
+            });
+            insert_events(&mut *tx, &[event]).await?;
+            restore_partition(&mut *tx, held, now).await?;
+            Ok(RequestState::Available)
+        }
+        Settle::Fail { error } => {
+            sqlx::query(
+                "UPDATE materialization_requests SET state = 'failed', finished_at = $2, lease_owner = NULL, \
+                     lease_expires_at = NULL, last_error = $3 WHERE id = $1",
+            )
+            .bind(&held.id)
+            .bind(now)
+            .bind(error)
+            .execute(&mut *tx)
+            .await?;
+            let mut event = step(EventKind::StepFailed, error);
+            event.body = serde_json::json!({ "attempts": held.attempt });
+            insert_events(&mut *tx, &[event]).await?;
+            sqlx::query(
+                "INSERT INTO asset_partitions (asset_key, partition_key, last_run_id, last_attempt_status, \
+                     last_error, updated_at) \
+                 VALUES ($1, $2, $3, 'failed', $4, $5) \
+                 ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+                     last_run_id = excluded.last_run_id, last_attempt_status = 'failed', \
+                     last_error = excluded.last_error, updated_at = excluded.updated_at",
+            )
+            .bind(&held.asset_key)
+            .bind(&held.partition_key)
+            .bind(&held.run_id)
+            .bind(error)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(CASCADE_UPSTREAM_FAILED).bind(&held.id).bind(now).execute(&mut *tx).await?;
+            finish_run(&mut *tx, &held.run_id, now).await?;
+            Ok(RequestState::Failed)
+        }
+        Settle::Cancel { why } => {
+            sqlx::query(
+                "UPDATE materialization_requests SET state = 'canceled', finished_at = $2, lease_owner = NULL, \
+                     lease_expires_at = NULL WHERE id = $1",
+            )
+            .bind(&held.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            insert_events(&mut *tx, &[step(EventKind::StepCanceled, why)]).await?;
+            restore_partition(&mut *tx, held, now).await?;
+            sqlx::query(CASCADE_UPSTREAM_FAILED).bind(&held.id).bind(now).execute(&mut *tx).await?;
+            finish_run(&mut *tx, &held.run_id, now).await?;
+            Ok(RequestState::Canceled)
+        }
+    }
+}
+
+/// Puts a partition's attempt status and error back to what they were before `held`'s attempt
+/// marked it running; a partition never attempted before goes back to having no row. Only if
+/// the row is still this run's running attempt.
+async fn restore_partition(tx: &mut db::Conn, held: &Held, now: DateTime<Utc>) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM asset_partitions WHERE asset_key = $1 AND partition_key = $2 \
+             AND current_materialization_id IS NULL AND prev_attempt_status IS NULL \
+             AND last_attempt_status = 'running' AND last_run_id = $3",
+    )
+    .bind(&held.asset_key)
+    .bind(&held.partition_key)
+    .bind(&held.run_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE asset_partitions SET last_attempt_status = coalesce(prev_attempt_status, 'materialized'), \
+             last_error = prev_error, updated_at = $4 \
+         WHERE asset_key = $1 AND partition_key = $2 AND last_attempt_status = 'running' AND last_run_id = $3",
+    )
+    .bind(&held.asset_key)
+    .bind(&held.partition_key)
+    .bind(&held.run_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The request `id` if `worker` still holds its lease for `attempt`, locked for the transition.
+async fn fenced(tx: &mut db::Conn, worker: &str, id: RequestId, attempt: i64) -> Result<Option<Held>> {
+    Ok(sqlx::query_as(concatcp!(
+        "SELECT ",
+        HELD_COLUMNS,
+        " FROM materialization_requests WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND attempt = $3",
+        db::LOCK_ROW
+    ))
+    .bind(id.to_string())
+    .bind(worker)
+    .bind(attempt)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+/// Ends a run whose owning process is gone: its running requests canceled (partitions
+/// restored), its waiting ones canceled, a `run_canceled` event saying why, and the run's end.
+async fn abandon_run(tx: &mut db::Conn, run: &str, why: &str, now: DateTime<Utc>) -> Result<()> {
+    // Waiting ones first, so they end canceled rather than failed by the canceled running ones.
+    sqlx::query(
+        "UPDATE materialization_requests SET state = 'canceled', finished_at = $2 \
+         WHERE run_id = $1 AND state IN ('blocked', 'available')",
+    )
+    .bind(run)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let running: Vec<Held> = sqlx::query_as(concatcp!(
+        "SELECT ",
+        HELD_COLUMNS,
+        " FROM materialization_requests WHERE run_id = $1 AND state = 'running' ORDER BY id",
+        db::LOCK_ROW
+    ))
+    .bind(run)
+    .fetch_all(&mut *tx)
+    .await?;
+    for held in &running {
+        settle(&mut *tx, held, Settle::Cancel { why }, now).await?;
+    }
+    insert_events(&mut *tx, &[RunEvent::run(parse_run_id(run)?, now, EventKind::RunCanceled, why)]).await?;
+    finish_run(&mut *tx, run, now).await
 }
 
 /// Inserts requests (multi-row; a known idempotency key keeps its first request) and their
@@ -186,12 +361,16 @@ impl RequestQueue for db::Store {
         // Walks the claim index in priority order (see PostgreSQL's `begin_claim`).
         let candidates: Vec<(String, Option<String>)> = sqlx::query_as(concatcp!(
             "SELECT id, pool FROM materialization_requests WHERE state = 'available' AND run_at <= $1 \
-             AND ($3 IS NULL OR run_id = $3) ORDER BY priority DESC, run_at, id LIMIT $2",
+             AND ($3 IS NULL OR run_id = $3) \
+             AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.id = materialization_requests.run_id \
+                 AND o.owner IS NOT NULL AND o.owner <> $4) \
+             ORDER BY priority DESC, run_at, id LIMIT $2",
             db::SKIP_LOCKED
         ))
         .bind(now)
         .bind(limit * 4)
         .bind(only_run.map(|r| r.to_string()))
+        .bind(worker)
         .fetch_all(&mut *tx)
         .await?;
         let pools: BTreeSet<&str> = candidates.iter().filter_map(|(_, p)| p.as_deref()).collect();
@@ -288,10 +467,15 @@ impl RequestQueue for db::Store {
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<(RequestId, bool)>> {
         let mut out = Vec::with_capacity(ids.len());
-        if ids.is_empty() {
-            return Ok(out);
-        }
         let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE runs SET owner_expires_at = $2 WHERE owner = $1 AND status IN ('queued', 'running') \
+                 AND owner_expires_at < $2",
+        )
+        .bind(worker)
+        .bind(lease_until)
+        .execute(&mut *tx)
+        .await?;
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::new("UPDATE materialization_requests SET lease_expires_at = ");
             q.push_bind(lease_until)
@@ -345,6 +529,8 @@ impl RequestQueue for db::Store {
             }
             let ms: Vec<NewMaterialization> = held.iter().map(|i| chunk[*i].materialization.clone()).collect();
             let ids = write_materializations(&mut tx, &ms).await?;
+            let checks: Vec<NewCheckResult> = held.iter().flat_map(|i| chunk[*i].checks.iter().cloned()).collect();
+            insert_check_results(&mut tx, &checks).await?;
             let held_ids: Vec<String> = held.iter().map(|i| chunk[*i].id.to_string()).collect();
             for (i, mid) in held.iter().zip(&ids) {
                 results[offset + *i] = CompletionResult::Recorded(*mid);
@@ -386,62 +572,32 @@ impl RequestQueue for db::Store {
         Ok(results)
     }
 
-    async fn fail_request(
-        &self,
-        worker: &str,
-        id: RequestId,
-        attempt: i64,
-        error: &str,
-        retry_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
+    async fn fail_request(&self, worker: &str, failed: &FailedAttempt, now: DateTime<Utc>) -> Result<FailOutcome> {
         let mut tx = self.begin_write().await?;
-        let state: Option<(String, String)> = sqlx::query_as(
-            "UPDATE materialization_requests SET \
-                 state = CASE WHEN $5 IS NOT NULL AND attempt < max_attempts THEN 'available' ELSE 'failed' END, \
-                 run_at = CASE WHEN $5 IS NOT NULL AND attempt < max_attempts THEN $5 ELSE run_at END, \
-                 finished_at = CASE WHEN $5 IS NOT NULL AND attempt < max_attempts THEN NULL ELSE $6 END, \
-                 lease_owner = NULL, lease_expires_at = NULL, last_error = $4 \
-             WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND attempt = $3 \
-             RETURNING state, run_id",
-        )
-        .bind(id.to_string())
-        .bind(worker)
-        .bind(attempt)
-        .bind(error)
-        .bind(retry_at)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((state, run)) = state else {
-            return Ok(false);
+        let Some(held) = fenced(&mut tx, worker, failed.id, failed.attempt).await? else {
+            return Ok(FailOutcome::LeaseLost);
         };
-        if state == RequestState::Failed.as_str() {
-            sqlx::query(CASCADE_UPSTREAM_FAILED).bind(id.to_string()).bind(now).execute(&mut *tx).await?;
-            finish_run(&mut tx, &run, now).await?;
-        }
+        insert_check_results(&mut tx, &failed.checks).await?;
+        let outcome = match failed.retry_at.filter(|_| held.attempt < held.max_attempts) {
+            Some(run_at) => {
+                settle(&mut tx, &held, Settle::Retry { run_at, error: &failed.error, charged: true }, now).await?;
+                FailOutcome::Retrying
+            }
+            None => {
+                settle(&mut tx, &held, Settle::Fail { error: &failed.error }, now).await?;
+                FailOutcome::Failed
+            }
+        };
         tx.commit().await?;
-        Ok(true)
+        Ok(outcome)
     }
 
     async fn acknowledge_cancel(&self, worker: &str, id: RequestId, attempt: i64, now: DateTime<Utc>) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let run: Option<String> = sqlx::query_scalar(
-            "UPDATE materialization_requests SET state = 'canceled', finished_at = $4, lease_owner = NULL, \
-                 lease_expires_at = NULL \
-             WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND attempt = $3 RETURNING run_id",
-        )
-        .bind(id.to_string())
-        .bind(worker)
-        .bind(attempt)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(run) = run else {
+        let Some(held) = fenced(&mut tx, worker, id, attempt).await? else {
             return Ok(false);
         };
-        sqlx::query(CASCADE_UPSTREAM_FAILED).bind(id.to_string()).bind(now).execute(&mut *tx).await?;
-        finish_run(&mut tx, &run, now).await?;
+        settle(&mut tx, &held, Settle::Cancel { why: "canceled" }, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -450,64 +606,101 @@ impl RequestQueue for db::Store {
         &self,
         now: DateTime<Utc>,
         backoff: &(dyn Fn(i64) -> std::time::Duration + Send + Sync),
-    ) -> Result<Vec<(RequestId, RequestState)>> {
+    ) -> Result<Reaped> {
         let mut tx = self.begin_write().await?;
-        let expired: Vec<(String, String, i64, i64, Option<String>)> = sqlx::query_as(concatcp!(
-            "SELECT id, run_id, attempt, max_attempts, lease_owner FROM materialization_requests \
-             WHERE state = 'running' AND lease_expires_at < $1 ORDER BY lease_expires_at LIMIT 500",
+        let mut out = Reaped::default();
+        // Runs first: the requests of an abandoned run are canceled, not retried.
+        let runs: Vec<(String, String)> = sqlx::query_as(concatcp!(
+            "SELECT id, owner FROM runs WHERE owner IS NOT NULL AND status IN ('queued', 'running') \
+             AND owner_expires_at < $1 ORDER BY owner_expires_at LIMIT 100",
             db::SKIP_LOCKED
         ))
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        let mut out = Vec::with_capacity(expired.len());
-        for (id, run, attempt, max_attempts, owner) in expired {
-            let error = format!("lease expired (worker {})", owner.as_deref().unwrap_or("?"));
-            let retry = attempt < max_attempts;
-            let state = if retry { RequestState::Available } else { RequestState::Failed };
-            let run_at = now + chrono::Duration::from_std(backoff(attempt)).unwrap_or_default();
-            sqlx::query(
-                "UPDATE materialization_requests SET state = $2, run_at = $3, lease_owner = NULL, \
-                     lease_expires_at = NULL, last_error = $4, finished_at = $5 WHERE id = $1",
-            )
-            .bind(&id)
-            .bind(state.as_str())
-            .bind(run_at)
-            .bind(&error)
-            .bind(if retry { None } else { Some(now) })
-            .execute(&mut *tx)
-            .await?;
-            if !retry {
-                sqlx::query(CASCADE_UPSTREAM_FAILED).bind(&id).bind(now).execute(&mut *tx).await?;
-                finish_run(&mut tx, &run, now).await?;
-            }
-            out.push((parse_request_id(&id)?, state));
+        for (run, owner) in runs {
+            let why = format!("its process stopped renewing its lease (worker {owner})");
+            abandon_run(&mut tx, &run, &why, now).await?;
+            out.runs.push(parse_run_id(&run)?);
+        }
+        let expired: Vec<Held> = sqlx::query_as(concatcp!(
+            "SELECT ",
+            HELD_COLUMNS,
+            " FROM materialization_requests WHERE state = 'running' AND lease_expires_at < $1 \
+             ORDER BY lease_expires_at LIMIT 500",
+            db::SKIP_LOCKED
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for held in expired {
+            let error = format!("lease expired (worker {})", held.lease_owner.as_deref().unwrap_or("?"));
+            let how = if held.cancel_requested {
+                Settle::Cancel { why: "canceled (its worker stopped before it could stop the step)" }
+            } else if held.attempt < held.max_attempts {
+                let run_at = now + chrono::Duration::from_std(backoff(held.attempt)).unwrap_or_default();
+                Settle::Retry { run_at, error: &error, charged: true }
+            } else {
+                Settle::Fail { error: &error }
+            };
+            let state = settle(&mut tx, &held, how, now).await?;
+            out.requests.push((parse_request_id(&held.id)?, state));
         }
         tx.commit().await?;
         Ok(out)
     }
 
-    async fn release_abandoned(&self, owners: &[String], now: DateTime<Utc>) -> Result<Vec<RequestId>> {
+    async fn release_abandoned(&self, owners: &[String], now: DateTime<Utc>) -> Result<Reaped> {
+        let mut out = Reaped::default();
         if owners.is_empty() {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let mut tx = self.begin_write().await?;
-        // The attempt is not charged: the asset did not fail, its worker process died.
-        let mut q = QueryBuilder::new(
-            "UPDATE materialization_requests SET state = 'available', attempt = attempt - 1, run_at = ",
-        );
-        q.push_bind(now).push(
-            ", lease_owner = NULL, lease_expires_at = NULL, last_error = 'its worker exited mid-attempt' \
-             WHERE state = 'running' AND lease_owner IN (",
-        );
+        let mut q =
+            QueryBuilder::new("SELECT id, owner FROM runs WHERE status IN ('queued', 'running') AND owner IN (");
         let mut list = q.separated(", ");
         for owner in owners {
             list.push_bind(owner.as_str());
         }
-        q.push(") RETURNING id");
-        let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+        q.push(") ORDER BY id");
+        let runs: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+        for (run, owner) in runs {
+            let why = format!("its process exited (worker {owner})");
+            abandon_run(&mut tx, &run, &why, now).await?;
+            out.runs.push(parse_run_id(&run)?);
+        }
+        let mut q = QueryBuilder::new(concatcp!(
+            "SELECT ",
+            HELD_COLUMNS,
+            " FROM materialization_requests WHERE state = 'running' AND lease_owner IN ("
+        ));
+        let mut list = q.separated(", ");
+        for owner in owners {
+            list.push_bind(owner.as_str());
+        }
+        q.push(") ORDER BY id");
+        let held: Vec<Held> = q.build_query_as().fetch_all(&mut *tx).await?;
+        for held in held {
+            let how = if held.cancel_requested {
+                Settle::Cancel { why: "canceled (its worker exited before it could stop the step)" }
+            } else {
+                // The attempt is not charged: the asset did not fail, its worker process died.
+                Settle::Retry { run_at: now, error: "its worker exited mid-attempt", charged: false }
+            };
+            let state = settle(&mut tx, &held, how, now).await?;
+            out.requests.push((parse_request_id(&held.id)?, state));
+        }
         tx.commit().await?;
-        ids.iter().map(|id| parse_request_id(id)).collect()
+        Ok(out)
+    }
+
+    async fn lease_holders(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT lease_owner FROM materialization_requests WHERE state = 'running' \
+             UNION SELECT owner FROM runs WHERE owner IS NOT NULL AND status IN ('queued', 'running')",
+        )
+        .fetch_all(self.reader())
+        .await?)
     }
 
     async fn cancel_run(&self, run: RunId, now: DateTime<Utc>) -> Result<(u64, u64)> {

@@ -52,10 +52,10 @@ pub(super) async fn lock_staleness_all(tx: &mut db::Conn) -> Result<()> {
 /// Inserts a queued run.
 pub(super) async fn insert_run(conn: &mut db::Conn, run: &NewRun) -> Result<()> {
     sqlx::query(concatcp!(
-        "INSERT INTO runs (id, status, trigger, selection, n_steps, tags, created_at) \
+        "INSERT INTO runs (id, status, trigger, selection, n_steps, tags, created_at, owner, owner_expires_at) \
          VALUES ($1, 'queued', $2, $3, $4, $5",
         db::JSON,
-        ", $6)"
+        ", $6, $7, $8)"
     ))
     .bind(run.id.to_string())
     .bind(run.trigger.as_str())
@@ -63,6 +63,8 @@ pub(super) async fn insert_run(conn: &mut db::Conn, run: &NewRun) -> Result<()> 
     .bind(run.n_steps)
     .bind(run.tags.to_string())
     .bind(run.created_at)
+    .bind(run.owner.as_ref().map(|o| o.worker.as_str()))
+    .bind(run.owner.as_ref().map(|o| o.lease_until))
     .execute(&mut *conn)
     .await?;
     Ok(())
