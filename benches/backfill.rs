@@ -44,13 +44,12 @@ async fn year(name: &str, store: Arc<dyn LineageStore>, concurrency: usize) {
         io: Arc::new(ParquetIoManager::new(Arc::new(LocalObjectStore::new(dir.path().join("storage"))))),
         resources: Resources::default(),
         clock: Arc::new(FixedClock(chrono::Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap())),
-        dynamic: Default::default(),
     };
     let started = Instant::now();
     let graph = exec.defs.graph();
     let spec = BackfillSpec { selection: "+usage_report".into(), from: "2025-01-01".into(), to: "2025-12-31".into() };
     let selected = engine::selection::resolve(graph, &spec.selection).unwrap();
-    let ctx = exec.partitions_context();
+    let ctx = exec.partitions_context(None).await.unwrap();
     let targets =
         engine::plan::targets(graph, &selected, &PartitionSpec::Range(spec.from.clone(), spec.to.clone()), &ctx)
             .unwrap();

@@ -64,7 +64,6 @@ fn main() {
             io: Arc::new(ParquetIoManager::new(Arc::new(LocalObjectStore::new(dir.path().join("s"))))),
             resources: Resources::default(),
             clock: Arc::new(SystemClock),
-            dynamic: Default::default(),
         };
         let automation = Automation {
             conditions: names.iter().map(|n| (n.clone(), Condition::Eager)).collect(),

@@ -85,10 +85,9 @@ async fn measure_on(
         io: Arc::new(ParquetIoManager::new(Arc::new(LocalObjectStore::new(dir.path().join("storage"))))),
         resources: Resources::default(),
         clock: Arc::new(FixedClock(chrono::Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap())),
-        dynamic: Default::default(),
     };
     let graph = exec.defs.graph();
-    let ctx = exec.partitions_context();
+    let ctx = exec.partitions_context(None).await.unwrap();
     let started = Instant::now();
     let selected = engine::selection::resolve(graph, "+storage_bill").unwrap();
     let targets = engine::plan::targets(graph, &selected, &PartitionSpec::Range(from.into(), to.into()), &ctx).unwrap();

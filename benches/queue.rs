@@ -41,7 +41,6 @@ fn executor(store: Arc<dyn LineageStore>, dir: &std::path::Path) -> Executor {
         io: Arc::new(ParquetIoManager::new(Arc::new(LocalObjectStore::new(dir.join("storage"))))),
         resources: Resources::default(),
         clock: Arc::new(SystemClock),
-        dynamic: Default::default(),
     }
 }
 

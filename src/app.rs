@@ -1,12 +1,10 @@
 //! Wiring: binds resource keys to implementations and opens the stores.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use engine::{
-    AssetId, Clock, Definitions, Executor, FixedClock, LineageSnapshot, PartitionsContext, PartitionsDef, Resources,
-    SystemClock,
+    AssetId, Clock, Definitions, Executor, FixedClock, LineageSnapshot, PartitionsContext, Resources, SystemClock,
 };
 use lineage::LineageStore;
 use resources::{
@@ -38,36 +36,14 @@ impl App {
         Ok(App { config, defs, store, clock })
     }
 
-    /// Dynamic partition keys of every dynamic definition in the graph.
-    pub async fn dynamic_keys(&self) -> anyhow::Result<HashMap<String, Vec<String>>> {
-        let mut out = HashMap::new();
-        for def in self.defs.graph().assets() {
-            if let Some(PartitionsDef::Dynamic { name }) = &def.partitions
-                && !out.contains_key(name)
-            {
-                out.insert(name.clone(), self.store.dynamic_partitions(name).await?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The partitions context now.
+    /// The partitions context now, with every dynamic definition's keys.
     pub async fn partitions_context(&self) -> anyhow::Result<PartitionsContext> {
-        Ok(PartitionsContext { now: self.clock.now(), dynamic: self.dynamic_keys().await? })
+        Ok(PartitionsContext::load(&*self.store, self.defs.graph(), None, self.clock.now()).await?)
     }
 
     /// Which partitions of `assets` are materialized, for the planner.
     pub async fn snapshot(&self, assets: impl IntoIterator<Item = AssetId>) -> anyhow::Result<LineageSnapshot> {
-        let mut snapshot = LineageSnapshot::default();
-        for id in assets {
-            let key = self.defs.graph().asset(id).key.to_string();
-            for state in self.store.partition_states(&key).await? {
-                if state.current_materialization_id.is_some() {
-                    snapshot.insert(id, state.partition_key);
-                }
-            }
-        }
-        Ok(snapshot)
+        Ok(engine::backfill::CellStates::load(&*self.store, self.defs.graph(), assets).await?.snapshot())
     }
 
     /// Opens the configured app database (migrating it).
@@ -133,7 +109,6 @@ impl App {
             io: Arc::new(io),
             resources,
             clock: self.clock.clone(),
-            dynamic: self.dynamic_keys().await?,
         })
     }
 }

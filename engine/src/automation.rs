@@ -253,7 +253,7 @@ pub async fn schedule_tick(
         Ok(s) => s,
         Err(e) => return Ok((base(TickStatus::Failed, e.to_string()), Vec::new())),
     };
-    let ctx = PartitionsContext { now: tick, dynamic: exec.dynamic.clone() };
+    let ctx = exec.partitions_context_at(None, tick).await?;
     // Each selected asset's latest partition that exists at the tick.
     let mut targets: Vec<(AssetId, Vec<String>)> = Vec::new();
     for &id in &selected {
@@ -486,7 +486,7 @@ pub async fn conditions_tick(
     now: DateTime<Utc>,
 ) -> Result<Option<NewTick>, lineage::Error> {
     let graph = exec.defs.graph();
-    let ctx = PartitionsContext { now, dynamic: exec.dynamic.clone() };
+    let ctx = exec.partitions_context_at(None, now).await?;
     let seen: i64 = cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
     let new = exec.store.materializations_after(seen, 10_000).await?;
     let after = new.last().map_or(seen, |m| m.0);
@@ -519,7 +519,7 @@ pub async fn conditions_tick(
         let Condition::OnCron(cron) = condition else { continue };
         let Ok(id) = graph.lookup(asset) else { continue };
         for tick in cron.ticks_between(last.unwrap_or(now), now, 1_000) {
-            let tick_ctx = PartitionsContext { now: tick, dynamic: exec.dynamic.clone() };
+            let tick_ctx = PartitionsContext { now: tick, dynamic: ctx.dynamic.clone() };
             let key = graph.asset(id).partitions.as_ref().map_or(Some(String::new()), |p| p.keys(&tick_ctx).pop());
             if let Some(key) = key {
                 candidates.insert((graph.rank(id), key), (id, condition, Some(tick)));
@@ -608,14 +608,13 @@ async fn evaluate_condition(
 ) -> Result<(Option<String>, String), lineage::Error> {
     let graph = exec.defs.graph();
     let def = graph.asset(asset);
-    let mut wanted: Vec<(String, String)> = Vec::new();
-    for edge in graph.upstream(asset) {
-        let up = graph.asset(edge.asset);
-        let Ok(keys) = edge.mapping.upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), key, ctx) else {
-            return Ok((None, format!("its upstream partitions in {} cannot be mapped", up.key)));
-        };
-        wanted.extend(keys.into_iter().map(|k| (up.key.to_string(), k)));
-    }
+    let Ok(upstream) = crate::plan::upstream_partitions(graph, asset, key, ctx) else {
+        return Ok((None, format!("its upstream partitions of {key:?} cannot be mapped")));
+    };
+    let wanted: Vec<(String, String)> = upstream
+        .into_iter()
+        .flat_map(|(up, keys)| keys.into_iter().map(move |k| (graph.asset(up).key.to_string(), k)))
+        .collect();
     let mut all = wanted.clone();
     all.push((def.key.to_string(), key.to_owned()));
     let states = exec.store.partition_states_of(&all).await?;

@@ -111,7 +111,8 @@ impl CellStates {
         self.cells.get(&asset).and_then(|c| c.get(key))
     }
 
-    pub(crate) fn snapshot(&self) -> LineageSnapshot {
+    /// Which cells are materialized, for the planner.
+    pub fn snapshot(&self) -> LineageSnapshot {
         let mut snapshot = LineageSnapshot::default();
         for (asset, cells) in &self.cells {
             for (key, cell) in cells {

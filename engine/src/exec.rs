@@ -186,8 +186,6 @@ pub struct Executor {
     pub resources: Resources,
     /// The clock.
     pub clock: Arc<dyn Clock>,
-    /// Dynamic partition keys, for partitions contexts.
-    pub dynamic: HashMap<String, Vec<String>>,
 }
 
 /// blake3 over the ordered input versions: (asset, partition, data version) per line.
@@ -252,9 +250,19 @@ pub fn plan_requests(
 }
 
 impl Executor {
-    /// The partitions context at the clock's current time.
-    pub fn partitions_context(&self) -> PartitionsContext {
-        PartitionsContext { now: self.clock.now(), dynamic: self.dynamic.clone() }
+    /// The partitions context at the clock's current time, with the dynamic keys `assets` use
+    /// (every asset's when `None`) as the store holds them now.
+    pub async fn partitions_context(&self, assets: Option<&[AssetId]>) -> Result<PartitionsContext, lineage::Error> {
+        self.partitions_context_at(assets, self.clock.now()).await
+    }
+
+    /// [`Executor::partitions_context`] at another time (a schedule's tick).
+    pub async fn partitions_context_at(
+        &self,
+        assets: Option<&[AssetId]>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<PartitionsContext, lineage::Error> {
+        PartitionsContext::load(&*self.store, self.defs.graph(), assets, now).await
     }
 
     /// Runs `plan` to the end (or until `cancel`): submits it to the request queue as one run
@@ -419,15 +427,13 @@ pub(crate) async fn gather_inputs(
     partition_key: &str,
 ) -> Result<Result<Inputs, String>, lineage::Error> {
     let graph = exec.defs.graph();
-    let def = graph.asset(asset);
     let mut inputs = Inputs::default();
-    for edge in graph.upstream(asset) {
-        let up = graph.asset(edge.asset);
-        let keys = match edge.mapping.upstream_keys(up.partitions.as_ref(), def.partitions.as_ref(), partition_key, ctx)
-        {
-            Ok(keys) => keys,
-            Err(e) => return Ok(Err(format!("mapping {} onto {}: {e}", def.key, up.key))),
-        };
+    let upstream = match crate::plan::upstream_partitions(graph, asset, partition_key, ctx) {
+        Ok(upstream) => upstream,
+        Err(e) => return Ok(Err(format!("mapping {partition_key:?} onto its upstream: {e}"))),
+    };
+    for (up, keys) in upstream {
+        let up = graph.asset(up);
         let wanted: Vec<(String, String)> = keys.iter().map(|k| (up.key.to_string(), k.clone())).collect();
         let states = exec.store.partition_states_of(&wanted).await?;
         let mut versions = Vec::with_capacity(keys.len());

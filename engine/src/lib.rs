@@ -19,6 +19,7 @@ pub mod plan;
 pub mod retry;
 pub mod selection;
 pub mod staleness;
+pub mod status;
 pub mod worker;
 
 pub use context::{AssetContext, Clock, FixedClock, Inputs, ResourceError, Resources, SystemClock};

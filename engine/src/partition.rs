@@ -101,6 +101,31 @@ impl PartitionsContext {
     pub fn at(now: DateTime<Utc>) -> PartitionsContext {
         PartitionsContext { now, dynamic: HashMap::new() }
     }
+
+    /// A context at `now` with the current keys of every dynamic partitions definition that
+    /// `assets` use (every asset of the graph when `None`), read from the store: the one loader
+    /// of dynamic keys. A long-running process loads it per pass or per step, so keys a sensor
+    /// adds after it started are seen.
+    pub async fn load(
+        store: &dyn lineage::LineageStore,
+        graph: &crate::graph::AssetGraph,
+        assets: Option<&[crate::graph::AssetId]>,
+        now: DateTime<Utc>,
+    ) -> Result<PartitionsContext, lineage::Error> {
+        let mut ctx = PartitionsContext::at(now);
+        let defs: Vec<&PartitionsDef> = match assets {
+            None => graph.assets().iter().filter_map(|a| a.partitions.as_ref()).collect(),
+            Some(ids) => ids.iter().filter_map(|id| graph.asset(*id).partitions.as_ref()).collect(),
+        };
+        for def in defs {
+            if let PartitionsDef::Dynamic { name } = def
+                && !ctx.dynamic.contains_key(name)
+            {
+                ctx.dynamic.insert(name.clone(), store.dynamic_partitions(name).await?);
+            }
+        }
+        Ok(ctx)
+    }
 }
 
 /// Why a partition key was refused.

@@ -359,7 +359,11 @@ async fn try_execute(
     // The claim already marked the partition running.
     let started_at = exec.clock.now();
     observer.on_event(ExecEvent::StepStarted { asset: &def.key, partition_key: &claim.partition_key });
-    let ctx = exec.partitions_context();
+    // Dynamic keys as they are now (a sensor may have added some since this process started),
+    // read only for the definitions this step maps through.
+    let assets: Vec<crate::AssetId> =
+        std::iter::once(asset).chain(graph.upstream(asset).iter().map(|e| e.asset)).collect();
+    let ctx = exec.partitions_context(Some(&assets)).await?;
     let inputs = match gather_inputs(exec, &ctx, asset, &claim.partition_key).await? {
         Ok(inputs) => Arc::new(inputs),
         Err(error) => return Ok(Finished::Failed { error, retryable: false, checks: Vec::new() }),

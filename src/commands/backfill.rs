@@ -101,9 +101,10 @@ async fn follow(
         }
         return Ok(ExitStatus::Success);
     }
-    let counts = Counts::load(app, run).await?;
+    let record = load(app, &id.to_string()).await?;
+    let progress = engine::status::backfill_progress(&*app.store, app.defs.graph(), &record).await?;
     let assets: Vec<(String, usize, usize)> =
-        counts.per_asset.iter().map(|(a, c)| (a.clone(), c.done as usize, c.total() as usize)).collect();
+        progress.assets.iter().map(|(a, c)| (a.clone(), c.done as usize, c.total() as usize)).collect();
     let progress = Arc::new(BackfillProgress::new(&assets));
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
@@ -128,70 +129,13 @@ async fn load(app: &App, id: &str) -> anyhow::Result<BackfillRecord> {
     })
 }
 
-/// One asset's cells by state.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
-struct AssetCounts {
-    done: i64,
-    running: i64,
-    queued: i64,
-    failed: i64,
-    upstream_failed: i64,
-    canceled: i64,
-    skipped: i64,
-}
-
-impl AssetCounts {
-    fn total(&self) -> i64 {
-        self.done + self.running + self.queued + self.failed + self.upstream_failed + self.canceled
-    }
-}
-
-struct Counts {
-    /// In dependency order.
-    per_asset: Vec<(String, AssetCounts)>,
-}
-
-impl Counts {
-    async fn load(app: &App, run: RunId) -> anyhow::Result<Counts> {
-        let mut per_asset: Vec<(String, AssetCounts)> = Vec::new();
-        for (asset, state, n) in app.store.request_counts(run).await? {
-            let c = match per_asset.iter_mut().find(|(a, _)| *a == asset) {
-                Some((_, c)) => c,
-                None => {
-                    per_asset.push((asset, AssetCounts::default()));
-                    &mut per_asset.last_mut().expect("just pushed").1
-                }
-            };
-            match state {
-                RequestState::Succeeded => c.done += n,
-                RequestState::Running => c.running += n,
-                RequestState::Available | RequestState::Blocked => c.queued += n,
-                RequestState::Failed => c.failed += n,
-                RequestState::UpstreamFailed => c.upstream_failed += n,
-                RequestState::Canceled => c.canceled += n,
-            }
-        }
-        let graph = app.defs.graph();
-        per_asset.sort_by_key(|(a, _)| graph.lookup(a).map(|id| graph.rank(id)).unwrap_or(usize::MAX));
-        Ok(Counts { per_asset })
-    }
-}
-
 async fn status(app: &App, record: &BackfillRecord, json: bool) -> anyhow::Result<ExitStatus> {
-    let mut counts = Counts::load(app, record.run_id).await?;
+    let progress = engine::status::backfill_progress(&*app.store, app.defs.graph(), record).await?;
     let skipped = record.skipped.as_array().cloned().unwrap_or_default();
-    for s in &skipped {
-        let asset = s["asset"].as_str().unwrap_or_default();
-        let n = s["count"].as_i64().unwrap_or(0);
-        match counts.per_asset.iter_mut().find(|(a, _)| a == asset) {
-            Some((_, c)) => c.skipped += n,
-            None => counts.per_asset.push((asset.to_owned(), AssetCounts { skipped: n, ..Default::default() })),
-        }
-    }
     let failed = app.store.requests(Some(record.run_id), Some(RequestState::Failed), 1_000).await?;
     if json {
-        let assets: Vec<_> = counts
-            .per_asset
+        let assets: Vec<_> = progress
+            .assets
             .iter()
             .map(|(a, c)| serde_json::json!({ "asset": a, "cells": c.total(), "counts": c }))
             .collect();
@@ -216,7 +160,7 @@ async fn status(app: &App, record: &BackfillRecord, json: bool) -> anyhow::Resul
         "  {:<20} {:>7} {:>7} {:>8} {:>7} {:>7} {:>9} {:>8} {:>8}",
         "ASSET", "CELLS", "DONE", "RUNNING", "QUEUED", "FAILED", "UPSTREAM", "CANCELED", "SKIPPED"
     );
-    for (asset, c) in &counts.per_asset {
+    for (asset, c) in &progress.assets {
         println!(
             "  {:<20} {:>7} {:>7} {:>8} {:>7} {:>7} {:>9} {:>8} {:>8}",
             asset,
@@ -280,14 +224,7 @@ async fn list(app: &App, limit: i64, json: bool) -> anyhow::Result<ExitStatus> {
         "ID", "STATUS", "POLICY", "DONE/CELLS", "CREATED"
     );
     for b in backfills {
-        let done: i64 = app
-            .store
-            .request_counts(b.run_id)
-            .await?
-            .iter()
-            .filter(|(_, s, _)| *s == RequestState::Succeeded)
-            .map(|(_, _, n)| n)
-            .sum();
+        let (done, _) = engine::status::backfill_progress(&*app.store, app.defs.graph(), &b).await?.done_of_total();
         println!(
             "{:<36}  {:<9}  {:<7}  {:>11}  {:<20}  {} {} → {}",
             b.id,

@@ -14,6 +14,8 @@ use crate::app::App;
 use crate::cli::{LineageArgs, LineageFormat};
 use crate::commands::{lookup, print_json, short, show_key};
 use crate::user_error;
+use engine::status::PartitionStatus;
+use strum::IntoEnumIterator as _;
 
 #[derive(Debug, Serialize)]
 struct AssetNode {
@@ -403,39 +405,6 @@ fn asset_mermaid(app: &App, id: AssetId, args: &LineageArgs) -> String {
     out
 }
 
-/// Status of one asset for the picture.
-struct AssetCounts {
-    materialized: usize,
-    stale: usize,
-    failed: usize,
-    running: usize,
-    total: usize,
-}
-
-async fn asset_counts(app: &App, n: AssetId) -> anyhow::Result<AssetCounts> {
-    let graph = app.defs.graph();
-    let def = graph.asset(n);
-    let ctx = app.partitions_context().await?;
-    let total = def.partitions.as_ref().map_or(1, |p| p.len(&ctx));
-    let summaries =
-        app.store.partition_summaries(def.key.as_str(), crate::commands::no_upstream_keys(graph, n).as_deref()).await?;
-    let mut counts = AssetCounts { materialized: 0, stale: 0, failed: 0, running: 0, total };
-    for s in &summaries {
-        match s.last_attempt_status {
-            lineage::AttemptStatus::Failed => counts.failed += 1,
-            lineage::AttemptStatus::Running => counts.running += 1,
-            lineage::AttemptStatus::Materialized => {}
-        }
-        let Some(recorded) = engine::staleness::Recorded::of_summary(s) else { continue };
-        counts.materialized += 1;
-        // A key the definition no longer maps is not drawn as stale.
-        if engine::staleness::stale_causes(graph, n, &s.partition_key, recorded, &ctx).is_ok_and(|c| !c.is_empty()) {
-            counts.stale += 1;
-        }
-    }
-    Ok(counts)
-}
-
 /// Longest-path layers from the sources, then a few barycentre sweeps to order each layer:
 /// enough for graphs of tens of assets, deterministic, and with no dependency.
 fn layout(app: &App, nodes: &BTreeSet<AssetId>) -> Vec<Vec<AssetId>> {
@@ -489,12 +458,26 @@ async fn asset_svg(app: &App, id: AssetId, args: &LineageArgs) -> anyhow::Result
         }
     }
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    // One colour per partition status word (engine::status), for nodes and their health bars.
+    let colour = |s: PartitionStatus| match s {
+        PartitionStatus::Materialized => ("#dff5e1", "#2e7d32"),
+        PartitionStatus::Stale => ("#f3e5f5", "#6a1b9a"),
+        PartitionStatus::Failed => ("#fde2e1", "#c62828"),
+        PartitionStatus::InProgress => ("#e3f0ff", "#1565c0"),
+        PartitionStatus::Missing => ("#f1f1f1", "#757575"),
+    };
+    let styles: String = PartitionStatus::iter()
+        .map(|s| {
+            format!(".{s}{{fill:{};stroke:{}}} .bar-{s}{{fill:{};stroke:none}} ", colour(s).0, colour(s).1, colour(s).1)
+        })
+        .collect();
+    let legend: Vec<String> = PartitionStatus::iter().map(|s| s.to_string()).collect();
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"monospace\" font-size=\"12\">\n\
-         <style>.complete{{fill:#dff5e1;stroke:#2e7d32}} .partial{{fill:#fff4d6;stroke:#b7791f}} .failed{{fill:#fde2e1;stroke:#c62828}} \
-         .missing{{fill:#f1f1f1;stroke:#757575}} .running{{fill:#e3f0ff;stroke:#1565c0}} .stale{{fill:#f3e5f5;stroke:#6a1b9a}} text{{fill:#222}} path{{fill:none;stroke:#888;stroke-width:1.5}}</style>\n\
-         <text x=\"20\" y=\"24\" font-size=\"14\">lineage of {} — green: every partition materialized, amber: some, red: a failed partition, blue: running, purple: a stale partition, grey: none</text>\n",
-        esc(graph.asset(id).key.as_str())
+         <style>{styles}text{{fill:#222}} path{{fill:none;stroke:#888;stroke-width:1.5}}</style>\n\
+         <text x=\"20\" y=\"24\" font-size=\"14\">lineage of {} — each asset coloured by its most urgent partition status ({}), with a bar of its partitions by status</text>\n",
+        esc(graph.asset(id).key.as_str()),
+        legend.join(", ")
     );
     for (&n, &(x, y)) in &pos {
         for e in graph.upstream(n).iter().filter(|e| nodes.contains(&e.asset)) {
@@ -511,22 +494,11 @@ async fn asset_svg(app: &App, id: AssetId, args: &LineageArgs) -> anyhow::Result
             );
         }
     }
+    let ctx = app.partitions_context().await?;
     for (&n, &(x, y)) in &pos {
         let def = graph.asset(n);
-        let AssetCounts { materialized, stale, failed, running, total } = asset_counts(app, n).await?;
-        let class = if failed > 0 {
-            "failed"
-        } else if running > 0 {
-            "running"
-        } else if stale > 0 {
-            "stale"
-        } else if materialized == 0 {
-            "missing"
-        } else if materialized >= total {
-            "complete"
-        } else {
-            "partial"
-        };
+        let counts = engine::status::asset_status(&*app.store, graph, n, None, &ctx).await?.counts;
+        let class = counts.overall();
         let stroke = if n == id { " stroke-width=\"3\"" } else { "" };
         let _ = writeln!(
             out,
@@ -536,22 +508,39 @@ async fn asset_svg(app: &App, id: AssetId, args: &LineageArgs) -> anyhow::Result
             out,
             "<text x=\"{:.1}\" y=\"{:.1}\" font-weight=\"bold\">{}</text>",
             x + 10.0,
-            y + 20.0,
+            y + 18.0,
             esc(def.key.as_str())
         );
         let kind = def.partitions.as_ref().map_or("unpartitioned".to_owned(), |p| p.describe());
-        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>", x + 10.0, y + 37.0, esc(&kind));
-        let mut counts = format!("{materialized}/{total} materialized");
-        if stale > 0 {
-            counts.push_str(&format!(", {stale} stale"));
+        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>", x + 10.0, y + 33.0, esc(&kind));
+        let mut text = format!("{}/{} materialized", counts.materialized, counts.partitions);
+        for (n, word) in [(counts.stale, "stale"), (counts.failed, "failed"), (counts.in_progress, "in_progress")] {
+            if n > 0 {
+                text.push_str(&format!(", {n} {word}"));
+            }
         }
-        if failed > 0 {
-            counts.push_str(&format!(", {failed} failed"));
+        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>", x + 10.0, y + 48.0, esc(&text));
+        // The health bar: the asset's partitions by status, left to right in status order.
+        let total = counts.partitions.max(1) as f64;
+        let mut bx = x + 10.0;
+        for (status, n) in [
+            (PartitionStatus::Materialized, counts.materialized - counts.stale),
+            (PartitionStatus::Stale, counts.stale),
+            (PartitionStatus::Failed, counts.failed),
+            (PartitionStatus::InProgress, counts.in_progress),
+            (PartitionStatus::Missing, counts.missing),
+        ] {
+            let w = (W - 20.0) * n as f64 / total;
+            if w > 0.0 {
+                let _ = writeln!(
+                    out,
+                    "<rect class=\"bar-{status}\" x=\"{bx:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"5\"/>",
+                    y + H - 11.0
+                );
+                bx += w;
+            }
         }
-        if running > 0 {
-            counts.push_str(&format!(", {running} running"));
-        }
-        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text></g>", x + 10.0, y + 54.0, esc(&counts));
+        out.push_str("</g>\n");
     }
     out.push_str("</svg>\n");
     Ok(out)

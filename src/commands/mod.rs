@@ -175,13 +175,6 @@ fn partition_spec(args: &PartitionArgs) -> PartitionSpec {
     }
 }
 
-/// For an asset without upstream, the input keys hash every current materialization of it has
-/// (the empty set's): summaries leave it out. `None` for an asset with upstream (each partition
-/// reads other keys).
-fn no_upstream_keys(graph: &engine::AssetGraph, id: AssetId) -> Option<String> {
-    graph.upstream(id).is_empty().then(|| ::lineage::input_keys_hash([]))
-}
-
 /// The first 12 hex digits of a version.
 fn short(version: &str) -> &str {
     &version[..version.len().min(12)]

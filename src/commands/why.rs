@@ -2,7 +2,7 @@
 //! automation condition's evaluations), `wipe` and `repair`.
 
 use engine::staleness::{Because, Change, StaleCause};
-use lineage::AttemptStatus;
+use engine::status::PartitionStatus;
 use serde::Serialize;
 
 use crate::app::App;
@@ -14,8 +14,7 @@ use crate::{ExitStatus, user_error};
 struct Why {
     asset: String,
     partition: String,
-    /// missing | fresh | stale | failed | in_progress
-    status: &'static str,
+    status: PartitionStatus,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     causes: Vec<StaleCause>,
     /// The changed inputs, each traced to its root causes.
@@ -23,6 +22,9 @@ struct Why {
     root_causes: Option<Because>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// The freshness deadline it missed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    late_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub async fn why(app: &App, args: &WhyArgs) -> anyhow::Result<ExitStatus> {
@@ -37,32 +39,26 @@ pub async fn why(app: &App, args: &WhyArgs) -> anyhow::Result<ExitStatus> {
             return Err(user_error(format!("{} is partitioned ({}): give --partition", def.key, p.describe())));
         }
     };
+    // The partition's status, causes and lateness as `status` computes them.
+    let report = engine::status::asset_status(&*app.store, graph, id, Some(std::slice::from_ref(&key)), &ctx)
+        .await?
+        .partitions
+        .remove(0);
     let state = app.store.partition_states_of(&[(def.key.to_string(), key.clone())]).await?.remove(0);
     let mut why = Why {
         asset: def.key.to_string(),
         partition: key.clone(),
-        status: "missing",
-        causes: Vec::new(),
+        status: report.status,
         root_causes: None,
         error: None,
+        late_since: report.late_since,
+        causes: report.stale_causes,
     };
-    if let Some(state) = &state {
-        if let Some(recorded) = engine::staleness::Recorded::of(state) {
-            why.causes = engine::staleness::stale_causes(graph, id, &key, recorded, &ctx)
-                .map_err(|e| user_error(e.to_string()))?;
-            why.status = if why.causes.is_empty() { "fresh" } else { "stale" };
-            if why.causes.iter().any(|c| matches!(c, StaleCause::Inputs { .. })) {
-                why.root_causes = Some(engine::staleness::root_causes(&*app.store, def.key.as_str(), &key).await?);
-            }
-        }
-        match state.last_attempt_status {
-            AttemptStatus::Running => why.status = "in_progress",
-            AttemptStatus::Failed => {
-                why.status = "failed";
-                why.error = state.last_error.clone();
-            }
-            AttemptStatus::Materialized => {}
-        }
+    if why.causes.iter().any(|c| matches!(c, StaleCause::Inputs { .. })) {
+        why.root_causes = Some(engine::staleness::root_causes(&*app.store, def.key.as_str(), &key).await?);
+    }
+    if why.status == PartitionStatus::Failed {
+        why.error = state.as_ref().and_then(|s| s.last_error.clone());
     }
     let evaluations = app.store.condition_evaluations(def.key.as_str(), Some(&key), args.limit).await?;
     if args.json {
@@ -77,13 +73,18 @@ pub async fn why(app: &App, args: &WhyArgs) -> anyhow::Result<ExitStatus> {
 
     let shown = if key.is_empty() { def.key.to_string() } else { format!("{} {key}", def.key) };
     let headline = match why.status {
-        "fresh" => "fresh: its code version, dependencies and the data versions it read are current".to_owned(),
-        "stale" => format!("stale: {}", why.causes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
-        "failed" => format!("failed: {}", why.error.as_deref().unwrap_or("")),
-        "in_progress" => "in progress".to_owned(),
-        _ => "missing: no materialization (never materialized, or wiped)".to_owned(),
+        PartitionStatus::Materialized => {
+            "materialized: its code version, dependencies and the data versions it read are current".to_owned()
+        }
+        PartitionStatus::Stale => {
+            format!("stale: {}", why.causes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        }
+        PartitionStatus::Failed => format!("failed: {}", why.error.as_deref().unwrap_or("")),
+        PartitionStatus::InProgress => "in_progress: a worker holds it now".to_owned(),
+        PartitionStatus::Missing => "missing: no materialization (never materialized, or wiped)".to_owned(),
     };
-    println!("{shown}: {headline}");
+    let late = why.late_since.map(|d| format!(" (LATE: due {})", d.format("%Y-%m-%d %H:%M %Z"))).unwrap_or_default();
+    println!("{shown}: {headline}{late}");
     if let Some(state) = state.as_ref().filter(|s| s.current_materialization_id.is_some()) {
         println!(
             "  materialized {} by run {}, data {}",

@@ -113,7 +113,6 @@ async fn a_sensor_evaluation_that_dies_before_its_commit_leaves_nothing_and_is_r
         io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(dir.path())))),
         resources: engine::Resources::default(),
         clock: Arc::new(engine::SystemClock),
-        dynamic: Default::default(),
     };
     let pending =
         sensor("pending", std::time::Duration::from_secs(30), std::time::Duration::from_secs(5), |ctx| async move {
@@ -274,14 +273,13 @@ async fn eager_waits_for_all_24_hours_fires_once_and_again_when_an_hour_changes(
         )))),
         resources: engine::Resources::default(),
         clock: Arc::new(engine::FixedClock("2026-01-15T12:00:00Z".parse().unwrap())),
-        dynamic: Default::default(),
     };
     let automation = Automation { conditions: vec![("bill".into(), Condition::Eager)], ..Automation::default() };
     let materialize = |spec: engine::PartitionSpec| {
         let exec = &exec;
         async move {
             let graph = exec.defs.graph();
-            let ctx = exec.partitions_context();
+            let ctx = exec.partitions_context(None).await.unwrap();
             let targets =
                 engine::plan::targets(graph, &engine::selection::resolve(graph, "usage").unwrap(), &spec, &ctx)
                     .unwrap();
@@ -380,7 +378,6 @@ async fn on_missing_and_on_cron_request_what_they_say() {
         )))),
         resources: engine::Resources::default(),
         clock: Arc::new(engine::FixedClock("2026-01-15T12:00:00Z".parse().unwrap())),
-        dynamic: Default::default(),
     };
     let automation = Automation {
         conditions: vec![
@@ -393,7 +390,7 @@ async fn on_missing_and_on_cron_request_what_they_say() {
     engine::automation::run_once(&exec, &automation, t0).await.unwrap();
     // A day lands: its copy is missing and its upstream exists, so it is requested; once.
     let graph = exec.defs.graph();
-    let ctx = exec.partitions_context();
+    let ctx = exec.partitions_context(None).await.unwrap();
     let targets = engine::plan::targets(
         graph,
         &engine::selection::resolve(graph, "day").unwrap(),
@@ -442,20 +439,20 @@ async fn on_missing_and_on_cron_request_what_they_say() {
 }
 
 #[test]
-fn why_says_whether_a_partition_is_fresh_stale_or_missing() {
+fn why_says_whether_a_partition_is_materialized_stale_or_missing() {
     let robo = Robo::new();
     robo.ok(&["materialize", "storage_bill", "-p", "2025-12-15", "--with-upstream"]);
     let fresh = robo.ok(&["why", "storage_bill", "-p", "2025-12-15"]);
     let lines: Vec<&str> = fresh.stdout.lines().collect();
     assert_eq!(
         lines[0],
-        "storage_bill 2025-12-15: fresh: its code version, dependencies and the data versions it read are current"
+        "storage_bill 2025-12-15: materialized: its code version, dependencies and the data versions it read are current"
     );
     assert!(lines[1].starts_with("  materialized 2026-01-15 12:00:00 UTC by run "), "{}", fresh.stdout);
     assert_eq!(lines[2..], ["No automation condition has evaluated it."]);
     let missing = robo.ok(&["why", "storage_bill", "-p", "2025-12-16"]);
     assert!(missing.stdout.starts_with("storage_bill 2025-12-16: "), "{}", missing.stdout);
-    assert!(!missing.stdout.contains("fresh"), "{}", missing.stdout);
+    assert!(missing.stdout.contains(": missing: no materialization"), "{}", missing.stdout);
     // An hour re-materialized with other bytes makes the bill stale, and why says so.
     let graph = robo.home().join("graphs/acme-main/data.bin");
     std::fs::OpenOptions::new().write(true).open(&graph).unwrap().set_len(90 << 30).unwrap();
@@ -504,7 +501,6 @@ async fn a_sensor_that_outlives_its_timeout_records_a_failed_tick_and_requests_n
         io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(dir.path())))),
         resources: engine::Resources::default(),
         clock: Arc::new(engine::SystemClock),
-        dynamic: Default::default(),
     };
     let slow = sensor("slow", std::time::Duration::from_secs(30), std::time::Duration::from_millis(50), |_ctx| async {
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;

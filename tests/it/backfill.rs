@@ -268,7 +268,6 @@ async fn engine_harness(assets: Vec<AssetDef>) -> (tempfile::TempDir, Executor, 
         io: Arc::new(ParquetIoManager::new(Arc::new(LocalObjectStore::new(dir.path().join("storage"))))),
         resources: Resources::default(),
         clock: Arc::new(FixedClock(chrono::Utc.with_ymd_and_hms(2026, 1, 15, 0, 0, 0).unwrap())),
-        dynamic: Default::default(),
     };
     (dir, exec, store)
 }
@@ -280,7 +279,7 @@ async fn hourly_daily_monthly_in_dependency_order_and_retry_failed_reruns_the_fa
     let graph = exec.defs.graph();
     let spec = BackfillSpec { selection: "+report".into(), from: "2025-12-01".into(), to: "2025-12-31".into() };
     let selected = engine::selection::resolve(graph, &spec.selection).unwrap();
-    let ctx = exec.partitions_context();
+    let ctx = exec.partitions_context(None).await.unwrap();
     let targets =
         engine::plan::targets(graph, &selected, &PartitionSpec::Range(spec.from.clone(), spec.to.clone()), &ctx)
             .unwrap();

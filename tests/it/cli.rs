@@ -326,12 +326,15 @@ fn lineage_draws_the_asset_graph_as_mermaid_and_as_an_svg_with_status_colours() 
     "#);
     let svg = robo.ok(&["lineage", "storage_bill", "--format", "svg"]).stdout;
     assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"") && svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("<rect ").count(), 4, "one box per asset");
+    assert_eq!(svg.matches("\" rx=\"8\"").count(), 4, "one box per asset");
     assert_eq!(svg.matches("<path ").count(), 4, "one curve per dependency");
-    // 24 of the hours and 1 of the days exist: partial; nothing monthly yet: missing.
-    assert!(svg.contains("<g class=\"partial\"><rect") && svg.contains("<g class=\"missing\"><rect"), "{svg}");
+    // Boxes take the status words of `status`: hours and days are partly missing, months wholly.
+    assert_eq!(svg.matches("<g class=\"missing\"><rect").count(), 4, "{svg}");
     assert!(svg.contains(">1/379 materialized</text>"), "{svg}");
     assert!(svg.contains(">24/9108 materialized</text>"), "{svg}");
+    // Each box's health bar shows its materialized share: 24 of 9,108 hours is a sliver.
+    assert!(svg.contains("<rect class=\"bar-materialized\""), "{svg}");
+    assert!(!svg.contains("class=\"partial\"") && !svg.contains("class=\"complete\""), "one vocabulary");
     // An hour re-materialized with other bytes: the bill's box turns stale (purple).
     let graph = robo.home().join("graphs/acme-main/data.bin");
     std::fs::OpenOptions::new().write(true).open(&graph).unwrap().set_len(90 << 30).unwrap();

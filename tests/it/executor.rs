@@ -31,7 +31,6 @@ async fn harness(assets: Vec<AssetDef>) -> Harness {
         io: Arc::new(ParquetIoManager::new(Arc::new(LocalObjectStore::new(dir.path().join("storage"))))),
         resources: Resources::default(),
         clock: Arc::new(FixedClock(chrono::Utc.with_ymd_and_hms(2026, 1, 15, 0, 0, 0).unwrap())),
-        dynamic: Default::default(),
     };
     Harness { _dir: dir, exec, store }
 }
@@ -39,7 +38,7 @@ async fn harness(assets: Vec<AssetDef>) -> Harness {
 impl Harness {
     fn plan(&self, selection: &str, spec: PartitionSpec) -> engine::Plan {
         let graph = self.exec.defs.graph();
-        let ctx = self.exec.partitions_context();
+        let ctx = engine::PartitionsContext::at(self.exec.clock.now()); // no dynamic partitions here
         let selected = engine::selection::resolve(graph, selection).unwrap();
         let targets = engine::plan::targets(graph, &selected, &spec, &ctx).unwrap();
         engine::plan::plan(graph, &targets, &Default::default(), &ctx, PlanOptions { with_upstream: true }).unwrap()
