@@ -10,6 +10,7 @@ use crate::{APP_DB, START_DATE};
 
 pub(crate) fn definition() -> AssetDef {
     asset("api_key_cleanup")
+        .requires(APP_DB)
         .description("Deletes API keys that expired before the end of each hour; records the count.")
         .group("infrastructure")
         .owner("platform@robosystems.ai")

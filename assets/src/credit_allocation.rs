@@ -24,6 +24,7 @@ use crate::{APP_DB, START_DATE};
 
 pub(crate) fn definition() -> AssetDef {
     asset("credit_allocation")
+        .requires(APP_DB)
         .description(
             "Monthly credits of every active subscription for month M, and M-1's storage overage settled from its daily bills.",
         )

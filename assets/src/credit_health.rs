@@ -20,6 +20,7 @@ const FIRST_MONDAY: &str = "2025-01-06";
 
 pub(crate) fn definition() -> AssetDef {
     asset("credit_health")
+        .requires(APP_DB)
         .description("Weekly checks of the credits ledger: balances equal the ledger, no duplicate entries, every active subscription allocated.")
         .group("billing")
         .owner("platform@robosystems.ai")

@@ -19,6 +19,8 @@ pub const SUBSCRIPTIONS: &str = "subscriptions";
 
 pub(crate) fn definition() -> AssetDef {
     asset("graph_provisioning")
+        .requires(APP_DB)
+        .requires(GRAPH_STORAGE)
         .description(
             "Creates the graph of each new subscription through the Graph API, then activates the subscription.",
         )

@@ -1,7 +1,7 @@
 //! The RoboSystems assets: what the billing pipelines produce, as asset definitions.
 //!
-//! Assets name the resources they use by key ([`APP_DB`], [`GRAPH_STORAGE`]) and trait type;
-//! the binary binds concrete implementations. Money math lives in [`billing`], pure and exact.
+//! Assets name the resources they use by key ([`APP_DB`], [`GRAPH_STORAGE`], [`REPORTS`]) and
+//! trait type, and declare them (`.requires(..)`); the binary binds concrete implementations. Money math lives in [`billing`], pure and exact.
 
 mod api_key_cleanup;
 pub mod automation;
@@ -13,7 +13,7 @@ mod storage_bill;
 mod usage_report;
 mod usage_snapshot;
 
-use engine::{Definitions, DefinitionsError};
+use engine::{AssetDef, Definitions, DefinitionsError};
 
 /// Resource key of the app database (`Arc<dyn resources::AppDb>`).
 pub const APP_DB: &str = "app_db";
@@ -27,7 +27,12 @@ pub const START_DATE: &str = "2025-01-01";
 
 /// Every RoboSystems asset, validated.
 pub fn definitions() -> Result<Definitions, DefinitionsError> {
-    Definitions::new(vec![
+    Definitions::new(assets())
+}
+
+/// Every RoboSystems asset, as defined (validated when a deployment starts).
+pub fn assets() -> Vec<AssetDef> {
+    vec![
         usage_snapshot::definition(),
         storage_bill::definition(),
         credit_allocation::definition(),
@@ -35,7 +40,7 @@ pub fn definitions() -> Result<Definitions, DefinitionsError> {
         api_key_cleanup::definition(),
         credit_health::definition(),
         graph_provisioning::definition(),
-    ])
+    ]
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::{APP_DB, START_DATE};
 
 pub(crate) fn definition() -> AssetDef {
     asset("storage_bill")
+        .requires(APP_DB)
         .description(
             "Daily storage credits per tenant: average GB over the plan's included storage, from 24 hourly snapshots.",
         )

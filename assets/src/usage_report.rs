@@ -23,6 +23,7 @@ use crate::{REPORTS, START_DATE};
 
 pub(crate) fn definition() -> AssetDef {
     asset("usage_report")
+        .requires(REPORTS)
         .description("Monthly per-tenant usage: storage GB-days and credits, allocation and overage; Parquet and a CSV per tenant.")
         .group("billing")
         .owner("platform@robosystems.ai")

@@ -11,6 +11,8 @@ use crate::{APP_DB, GRAPH_STORAGE, START_DATE};
 
 pub(crate) fn definition() -> AssetDef {
     asset("usage_snapshot")
+        .requires(APP_DB)
+        .requires(GRAPH_STORAGE)
         .description("Storage bytes of every active graph at each hour, from the Graph API (or the dev source).")
         .group("billing")
         .owner("platform@robosystems.ai")

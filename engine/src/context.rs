@@ -74,6 +74,16 @@ impl Resources {
         self
     }
 
+    /// Binds `key` to a value already boxed as `Any` (what [`Resources::with`] stores).
+    pub fn insert(&mut self, key: &'static str, value: Arc<dyn Any + Send + Sync>) {
+        self.map.insert(key, value);
+    }
+
+    /// Whether `key` is bound.
+    pub fn contains(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
     /// The resource bound to `key`, as `T`.
     pub fn get<T: Any + Send + Sync + Clone>(&self, key: &str) -> Result<T, ResourceError> {
         let value = self.map.get(key).ok_or_else(|| ResourceError { key: key.to_owned(), detail: String::new() })?;

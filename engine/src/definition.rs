@@ -171,6 +171,9 @@ pub struct AssetDef {
     pub pool: Option<String>,
     /// When its partitions are due; past that and not materialized, a partition is `late`.
     pub freshness: Option<FreshnessPolicy>,
+    /// The resource keys its compute function asks for: a deployment that binds none of them is
+    /// refused at start-up, naming the asset and the key.
+    pub required_resources: Vec<String>,
     /// The compute function.
     pub compute: ComputeFn,
 }
@@ -204,6 +207,7 @@ impl fmt::Debug for AssetDef {
             .field("code_version", &self.code_version)
             .field("deps", &self.deps)
             .field("partitions", &self.partitions)
+            .field("required_resources", &self.required_resources)
             .finish_non_exhaustive()
     }
 }
@@ -226,6 +230,7 @@ pub fn asset(key: &str) -> AssetBuilder {
         retry: RetryPolicy::default(),
         pool: None,
         freshness: None,
+        required_resources: Vec::new(),
     }
 }
 
@@ -244,9 +249,16 @@ pub struct AssetBuilder {
     retry: RetryPolicy,
     pool: Option<String>,
     freshness: Option<FreshnessPolicy>,
+    required_resources: Vec<String>,
 }
 
 impl AssetBuilder {
+    /// Declares a resource key its compute function asks for (`ctx.resource(key)`).
+    pub fn requires(mut self, resource_key: &str) -> Self {
+        self.required_resources.push(resource_key.to_owned());
+        self
+    }
+
     /// When its partitions are due (see [`FreshnessPolicy`]).
     pub fn freshness(mut self, policy: FreshnessPolicy) -> Self {
         self.freshness = Some(policy);
@@ -331,6 +343,7 @@ impl AssetBuilder {
             retry: self.retry,
             pool: self.pool,
             freshness: self.freshness,
+            required_resources: self.required_resources,
             compute: Arc::new(move |ctx| Box::pin(f(ctx))),
         }
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use engine::automation::{Automation, TickReport};
+use engine::automation::TickReport;
 use engine::{Until, WorkerConfig};
 use lineage::{InstigatorKind, InstigatorStatus, TickCommit};
 use tokio_util::sync::CancellationToken;
@@ -13,10 +13,6 @@ use crate::app::App;
 use crate::cli::{DaemonArgs, InstigatorArgs, InstigatorCommand, SimulateArgs, TicksArgs};
 use crate::commands::materialize::cancel_on_signal;
 use crate::{ExitStatus, user_error};
-
-fn automation() -> anyhow::Result<Automation> {
-    assets::automation::automation().map_err(|e| user_error(format!("invalid automation definitions: {e}")))
-}
 
 fn print_report(r: &TickReport) {
     let committed = match r.commit {
@@ -34,7 +30,7 @@ fn print_report(r: &TickReport) {
 }
 
 pub async fn daemon(app: &App, args: &DaemonArgs) -> anyhow::Result<ExitStatus> {
-    let automation = automation()?;
+    let automation = &app.automation;
     let exec = app.executor().await?;
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
@@ -114,7 +110,7 @@ pub async fn daemon(app: &App, args: &DaemonArgs) -> anyhow::Result<ExitStatus> 
 }
 
 pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs) -> anyhow::Result<ExitStatus> {
-    let automation = automation()?;
+    let automation = &app.automation;
     let names: Vec<String> = if kind == InstigatorKind::Schedule {
         automation.schedules.iter().map(|s| s.name.clone()).collect()
     } else {
@@ -194,7 +190,7 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
 }
 
 pub async fn ticks(app: &App, args: &TicksArgs) -> anyhow::Result<ExitStatus> {
-    let automation = automation()?;
+    let automation = &app.automation;
     let known = automation.schedules.iter().any(|s| s.name == args.name)
         || automation.sensors.iter().any(|s| s.name == args.name);
     if !known {
@@ -242,7 +238,7 @@ pub async fn simulate(app: &App, args: &SimulateArgs) -> anyhow::Result<ExitStat
     if to - from > chrono::Duration::days(400) {
         return Err(user_error("simulate at most 400 days at a time"));
     }
-    let automation = automation()?;
+    let automation = &app.automation;
     let exec = app.executor().await?;
     let reports = engine::automation::simulate(&exec, &automation, from, to).await?;
     println!(

@@ -23,9 +23,9 @@ use crate::cli::{Cli, Command, PartitionArgs};
 use crate::config::Config;
 use crate::{ExitStatus, user_error};
 
-/// Runs the command `cli` names.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
-    let app = App::open(Config::from_env()?).await?;
+/// Runs the command `cli` names on a validated project.
+pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> anyhow::Result<ExitStatus> {
+    let app = App::open(Config::from_env()?, deployment).await?;
     match cli.command {
         Command::List(args) => list::list(&app, &args).await,
         Command::Materialize(args) => materialize::materialize(&app, &args).await,
@@ -105,17 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::Demo(crate::cli::DemoArgs { command: crate::cli::DemoCommand::Seed }) => {
-            let app_db = app.app_db().await?;
-            if app.seed_demo(&*app_db, &app.dev_graphs()).await? {
-                println!(
-                    "Seeded {} with {} demo tenants (labeled \"(demo)\") and their graph folders in {}",
-                    app_db.describe(),
-                    resources::appdb::DEMO_TENANTS.len(),
-                    app.config.home.join("graphs").display()
-                );
-            } else {
-                println!("{} already has tenants: nothing seeded", app_db.describe());
-            }
+            println!("{}", app.seed_demo().await?);
             Ok(ExitStatus::Success)
         }
         Command::Pools(args) => {

@@ -1,0 +1,248 @@
+//! [`Project`]: a deployment's definitions and resources, and the entry point that runs the whole
+//! command line on them.
+
+use std::any::Any;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{CommandFactory, FromArgMatches};
+use engine::automation::{Automation, AutomationError};
+use engine::{AssetDef, Clock, Definitions};
+use resources::ObjectStore;
+
+use crate::cli::{Cli, LogFormat};
+use crate::{ExitStatus, UserError, user_error};
+
+/// The resource key every project has bound: the object store outputs go to (a local folder, or
+/// the S3 bucket of `S3_BUCKET_NAME`), as `Arc<dyn ObjectStore>`.
+pub const OBJECT_STORE: &str = "object_store";
+
+/// What a resource factory can use when it builds a resource for a command that runs assets.
+#[derive(Clone)]
+pub struct Setup {
+    /// The state directory (`ROBO_ASSETS_HOME`, default `./.robo-assets`).
+    pub home: PathBuf,
+    /// The injected clock (`ROBO_ASSETS_NOW` pins it).
+    pub clock: Arc<dyn Clock>,
+    /// Where outputs go; also bound as [`OBJECT_STORE`].
+    pub objects: Arc<dyn ObjectStore>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Builds one resource, when a command needs resources (so configuration is read then).
+type Factory = Box<dyn Fn(Setup) -> BoxFuture<anyhow::Result<Arc<dyn Any + Send + Sync>>> + Send + Sync>;
+
+/// A resource key and how to build what it is bound to.
+pub(crate) struct Binding {
+    pub(crate) key: &'static str,
+    pub(crate) make: Factory,
+}
+
+/// Seeds a project's demo data (`demo seed`); returns what it did, for people.
+pub(crate) type Seeder = Box<dyn Fn(Setup) -> BoxFuture<anyhow::Result<String>> + Send + Sync>;
+
+/// A deployment: its asset definitions, schedules and sensors, and the resources its assets ask
+/// for by key. [`Project::main`] validates it and runs the whole `robo-assets` command line on
+/// it.
+///
+/// Bad definitions are refused at start-up, before any command runs, with exit code 2 and a
+/// message naming the assets and keys involved: a dependency cycle, an unknown dependency, a
+/// duplicate key, an incompatible partition mapping, a schedule or condition naming an unknown
+/// asset, or a resource key an asset requires (`.requires(key)`) that nothing binds.
+#[must_use = "a project does nothing until .main() runs it"]
+pub struct Project {
+    name: &'static str,
+    assets: Vec<AssetDef>,
+    automation: Box<dyn FnOnce() -> Result<Automation, AutomationError>>,
+    bindings: Vec<Binding>,
+    checks: Vec<Box<dyn FnOnce() -> anyhow::Result<()>>>,
+    demo: Option<Seeder>,
+}
+
+/// A project, validated: what every command runs on.
+pub(crate) struct Deployment {
+    pub(crate) defs: Definitions,
+    pub(crate) automation: Automation,
+    pub(crate) bindings: Vec<Binding>,
+    pub(crate) demo: Option<Seeder>,
+}
+
+impl Project {
+    /// A project with no assets yet; `name` is the command name shown in `--help`.
+    pub fn new(name: &'static str) -> Project {
+        Project {
+            name,
+            assets: Vec::new(),
+            automation: Box::new(|| Ok(Automation::default())),
+            bindings: Vec::new(),
+            checks: Vec::new(),
+            demo: None,
+        }
+    }
+
+    /// Adds asset definitions.
+    pub fn assets(mut self, assets: impl IntoIterator<Item = AssetDef>) -> Project {
+        self.assets.extend(assets);
+        self
+    }
+
+    /// Its schedules, sensors and declarative conditions, built at start-up (an error refuses
+    /// the project with exit code 2).
+    pub fn automation(mut self, build: impl FnOnce() -> Result<Automation, AutomationError> + 'static) -> Project {
+        self.automation = Box::new(build);
+        self
+    }
+
+    /// Binds `key` to `value` (e.g. an `Arc<dyn MyClient>`), handed to every compute function
+    /// that asks for it with `ctx.resource::<T>(key)`.
+    pub fn resource<T: Any + Send + Sync + Clone>(self, key: &'static str, value: T) -> Project {
+        self.resource_with(key, move |_setup| {
+            let value = value.clone();
+            async move { Ok(value) }
+        })
+    }
+
+    /// Binds `key` to what `make` builds from the [`Setup`] when a command runs assets (opening
+    /// a database, reading its configuration); an error ends the command.
+    pub fn resource_with<T, F, Fut>(mut self, key: &'static str, make: F) -> Project
+    where
+        T: Any + Send + Sync,
+        F: Fn(Setup) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<T>> + Send + 'static,
+    {
+        let make = Arc::new(make);
+        self.bindings.push(Binding {
+            key,
+            make: Box::new(move |setup| {
+                let make = make.clone();
+                Box::pin(async move { Ok(Arc::new(make(setup).await?) as Arc<dyn Any + Send + Sync>) })
+            }),
+        });
+        self
+    }
+
+    /// A check run at start-up, before any command (configuration read from the environment,
+    /// say): an error refuses to start; a [`user_error`] exits with code 2.
+    pub fn check(mut self, check: impl FnOnce() -> anyhow::Result<()> + 'static) -> Project {
+        self.checks.push(Box::new(check));
+        self
+    }
+
+    /// The project's demo data, created by `demo seed`; `seed` returns what it did.
+    pub fn demo<F, Fut>(mut self, seed: F) -> Project
+    where
+        F: Fn(Setup) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<String>> + Send + 'static,
+    {
+        self.demo = Some(Box::new(move |setup| Box::pin(seed(setup))));
+        self
+    }
+
+    /// Parses the command line, validates the project and runs the command; returns the exit
+    /// code (0 success, 1 a run failed, 2 bad input or definitions, 130 canceled).
+    pub fn main(self) -> ExitCode {
+        exit_quietly_on_broken_pipe();
+        let matches = Cli::command().name(self.name).bin_name(self.name).get_matches();
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        init_tracing(cli.log_format);
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+        exit_code(runtime.block_on(async move { crate::commands::run(cli, self.validate()?).await }))
+    }
+
+    /// Checks everything that can be checked before a command runs.
+    fn validate(self) -> anyhow::Result<Deployment> {
+        let defs = Definitions::new(self.assets).map_err(|e| user_error(format!("invalid asset definitions: {e}")))?;
+        let automation = (self.automation)().map_err(|e| user_error(format!("invalid automation definitions: {e}")))?;
+        check_automation(&defs, &automation)?;
+        let bound: BTreeSet<&str> = self.bindings.iter().map(|b| b.key).chain([OBJECT_STORE]).collect();
+        let unbound: Vec<String> = defs
+            .graph()
+            .assets()
+            .iter()
+            .flat_map(|a| a.required_resources.iter().map(move |k| (a, k)))
+            .filter(|(_, key)| !bound.contains(key.as_str()))
+            .map(|(a, key)| format!("asset {} requires resource {key:?}, which nothing binds", a.key))
+            .collect();
+        if !unbound.is_empty() {
+            return Err(user_error(format!(
+                "invalid resource bindings: {} (bound: {})",
+                unbound.join("; "),
+                bound.iter().copied().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        for check in self.checks {
+            check()?;
+        }
+        Ok(Deployment { defs, automation, bindings: self.bindings, demo: self.demo })
+    }
+}
+
+/// Schedules select existing assets; conditions name existing assets.
+fn check_automation(defs: &Definitions, automation: &Automation) -> anyhow::Result<()> {
+    let graph = defs.graph();
+    let mut problems = Vec::new();
+    for s in &automation.schedules {
+        if let Err(e) = engine::selection::resolve(graph, &s.selection) {
+            problems.push(format!("schedule {}: {e}", s.name));
+        }
+    }
+    for (asset, condition) in &automation.conditions {
+        if let Err(e) = graph.lookup(asset) {
+            problems.push(format!("{} condition: {e}", condition.name()));
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(user_error(format!("invalid automation definitions: {}", problems.join("; ")))),
+    }
+}
+
+/// Prints an error's chain and maps how a command ended to its exit code.
+fn exit_code(result: anyhow::Result<ExitStatus>) -> ExitCode {
+    match result {
+        Ok(ExitStatus::Success) => ExitCode::SUCCESS,
+        Ok(ExitStatus::Failure) => ExitCode::from(1),
+        Ok(ExitStatus::Canceled) => ExitCode::from(130),
+        Err(err) => {
+            let user = err.downcast_ref::<UserError>().is_some();
+            eprintln!("error: {err:#}");
+            ExitCode::from(if user { 2 } else { 1 })
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("warn,robo_assets=info,engine=info,lineage=info,resources=info,assets=info")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).with_target(false).init(),
+    }
+}
+
+/// `robo-assets … | head` closes stdout early: end quietly, as a Unix tool does on SIGPIPE,
+/// instead of printing a panic (Rust ignores SIGPIPE, so `println!` panics on a closed pipe).
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
