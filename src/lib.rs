@@ -35,13 +35,14 @@ pub use project::{OBJECT_STORE, Project, Setup};
 
 pub use arrow_array;
 pub use arrow_schema;
+pub use chrono;
 pub use engine;
 pub use engine::automation::{
     Automation, AutomationError, Condition, SensorRequest, SensorResult, on_cron, schedule, sensor,
 };
 pub use engine::{
-    AssetContext, AssetDef, AssetError, AssetKey, Clock, Definitions, FreshnessPolicy, Output, PartitionMapping,
-    PartitionsDef, Resources, RetryPolicy, Severity, TimeWindow, asset,
+    AssetBuilder, AssetContext, AssetDef, AssetError, AssetKey, Clock, Definitions, FreshnessPolicy, Output,
+    PartitionMapping, PartitionsDef, Resources, RetryPolicy, Severity, TimeWindow, asset,
 };
 pub use resources::ObjectStore;
 

@@ -10,4 +10,5 @@ mod crash;
 mod executor;
 mod graph_api;
 mod postgres;
+mod project;
 mod s3;
