@@ -68,7 +68,7 @@ impl Observer for Progress {
                 match &self.bar {
                     Some(bar) => bar.println(format!("  ↻ {text}")),
                     None => {
-                        tracing::warn!(message = "Step attempt failed; retrying.", %asset, partition = partition_key, attempt, error)
+                        tracing::warn!(message = "Step attempt failed; retrying.", %asset, partition = partition_key, attempt, error);
                     }
                 }
             }

@@ -35,6 +35,8 @@ mod dialect {
     pub(super) const LOCK_MAINTENANCE: Option<&str> = None;
 }
 
+// The shared SQL is compiled once per backend on purpose: each copy sees its own `dialect`.
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]
 mod sql;
 

@@ -116,7 +116,10 @@ impl ObjectStore for S3ObjectStore {
         let full = self.full_key(key)?;
         let out = match self.client.get_object().bucket(&self.bucket).key(&full).send().await {
             Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key) =>
+            {
                 return Err(ObjectStoreError::NotFound { uri: self.uri(key) });
             }
             Err(e) => return Err(self.remote("get", key, e)),

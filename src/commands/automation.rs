@@ -35,7 +35,7 @@ pub async fn daemon(app: &App, args: &DaemonArgs) -> anyhow::Result<ExitStatus> 
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
     if args.once {
-        let reports = engine::automation::run_once(&exec, &automation, app.clock.now()).await?;
+        let reports = engine::automation::run_once(&exec, automation, app.clock.now()).await?;
         for r in &reports {
             print_report(r);
         }
@@ -82,7 +82,7 @@ pub async fn daemon(app: &App, args: &DaemonArgs) -> anyhow::Result<ExitStatus> 
         })
     });
     while !cancel.is_cancelled() {
-        match engine::automation::run_once(&exec, &automation, app.clock.now()).await {
+        match engine::automation::run_once(&exec, automation, app.clock.now()).await {
             Ok(reports) => {
                 for r in &reports {
                     tracing::info!(
@@ -240,7 +240,7 @@ pub async fn simulate(app: &App, args: &SimulateArgs) -> anyhow::Result<ExitStat
     }
     let automation = &app.automation;
     let exec = app.executor().await?;
-    let reports = engine::automation::simulate(&exec, &automation, from, to).await?;
+    let reports = engine::automation::simulate(&exec, automation, from, to).await?;
     println!(
         "Simulated {} → {}: {} tick{} (nothing was written)",
         from.to_rfc3339(),

@@ -69,7 +69,7 @@ fn asset_tree(app: &App, id: AssetId, depth: usize, upstream: bool, mapping: Opt
     let edges = if upstream { graph.upstream(id) } else { graph.downstream(id) };
     AssetNode {
         asset: def.key.to_string(),
-        partitions: def.partitions.as_ref().map(|p| p.describe()),
+        partitions: def.partitions.as_ref().map(engine::PartitionsDef::describe),
         mapping,
         children: if depth == 0 {
             Vec::new()
@@ -511,7 +511,7 @@ async fn asset_svg(app: &App, id: AssetId, args: &LineageArgs) -> anyhow::Result
             y + 18.0,
             esc(def.key.as_str())
         );
-        let kind = def.partitions.as_ref().map_or("unpartitioned".to_owned(), |p| p.describe());
+        let kind = def.partitions.as_ref().map_or("unpartitioned".to_owned(), engine::PartitionsDef::describe);
         let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>", x + 10.0, y + 33.0, esc(&kind));
         let mut text = format!("{}/{} materialized", counts.materialized, counts.partitions);
         for (n, word) in [(counts.stale, "stale"), (counts.failed, "failed"), (counts.in_progress, "in_progress")] {

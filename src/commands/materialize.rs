@@ -98,7 +98,7 @@ pub(crate) async fn cancel_on_signal(cancel: CancellationToken) {
             s.recv().await;
             return;
         }
-        std::future::pending::<()>().await
+        std::future::pending::<()>().await;
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -166,10 +166,10 @@ fn print_summary(outcome: &RunOutcome) {
                 );
             }
             StepStatus::Failed { error, attempts } => {
-                println!("  ✗ {name:<36} {time:>9}  failed after {attempts} attempt(s): {error}")
+                println!("  ✗ {name:<36} {time:>9}  failed after {attempts} attempt(s): {error}");
             }
             StepStatus::Skipped { reason } => {
-                println!("  - {name:<36} {:>9}  skipped: {reason}", "")
+                println!("  - {name:<36} {:>9}  skipped: {reason}", "");
             }
             StepStatus::Canceled => println!("  - {name:<36} {:>9}  canceled", ""),
         }

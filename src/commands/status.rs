@@ -93,7 +93,7 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
         }
         out.push(AssetRow {
             asset: def.key.to_string(),
-            partitions_def: def.partitions.as_ref().map(|p| p.describe()),
+            partitions_def: def.partitions.as_ref().map(engine::PartitionsDef::describe),
             status: status.counts.overall(),
             counts: status.counts,
             partitions_listed: listed,

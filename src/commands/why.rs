@@ -133,7 +133,7 @@ fn print_changes(changes: &[Change], more: usize, indent: &str) {
             Because::Inputs { changes, more } => print_changes(changes, *more, &child),
             Because::Code { from, to } => println!("{child}└── root cause: code version {from} → {to}"),
             Because::Source => {
-                println!("{child}└── root cause: re-materialized from the same code and inputs; its source changed")
+                println!("{child}└── root cause: re-materialized from the same code and inputs; its source changed");
             }
             Because::Dependencies { added, removed } => println!(
                 "{child}└── root cause: it read other partitions ({} added, {} removed{})",
@@ -142,7 +142,7 @@ fn print_changes(changes: &[Change], more: usize, indent: &str) {
                 added.first().or(removed.first()).map(|k| format!(", e.g. {k}")).unwrap_or_default()
             ),
             Because::Missing => {
-                println!("{child}└── root cause: it has no materialization now (wiped or never re-run)")
+                println!("{child}└── root cause: it has no materialization now (wiped or never re-run)");
             }
             Because::Unknown => println!("{child}└── (the materialization that was read is no longer in the store)"),
         }

@@ -26,7 +26,7 @@ impl Observer for StepLog {
                     ms = o.duration.as_millis() as u64,
                 ),
                 StepStatus::Failed { error, attempts } => {
-                    tracing::warn!(message = "Step failed.", asset = %o.asset, partition = %o.partition_key, attempts, error = %error)
+                    tracing::warn!(message = "Step failed.", asset = %o.asset, partition = %o.partition_key, attempts, error = %error);
                 }
                 _ => {}
             },

@@ -52,7 +52,7 @@ fn materialized(defs: &Definitions, states: &mut CellStates, asset: &str, key: &
         }
     }
     let logical = crate::exec::logical_version(code, &crate::exec::inputs_hash(&inputs));
-    let n = states.cells.values().map(|c| c.len()).sum::<usize>() as i64 + 1;
+    let n = states.cells.values().map(std::collections::HashMap::len).sum::<usize>() as i64 + 1;
     let keys = lineage::input_keys_hash(inputs.iter().map(|i| (i.asset_key.as_str(), i.partition_key.as_str())));
     states.insert(
         id,
@@ -96,7 +96,7 @@ fn a_month_of_the_billing_chain_expands_across_partition_definitions() {
             "bill" => 24,
             _ => 31,
         };
-        assert_eq!(step.deps.len(), expected, "{:?}", step);
+        assert_eq!(step.deps.len(), expected, "{step:?}");
         for d in &step.deps {
             assert!(bf.plan.steps[*d].partition_key.starts_with(&step.partition_key));
         }

@@ -189,7 +189,7 @@ async fn insert_materializations(tx: &mut db::Conn, ms: &[NewMaterialization]) -
                 .push_bind(m.storage_uri.as_deref())
                 .push_bind(m.bytes)
                 .push_bind(m.row_count)
-                .push_bind(m.schema.as_ref().map(|s| s.to_string()))
+                .push_bind(m.schema.as_ref().map(std::string::ToString::to_string))
                 .push_unseparated(db::JSON)
                 .push_bind(m.metadata.to_string())
                 .push_unseparated(db::JSON)

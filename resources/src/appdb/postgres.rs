@@ -12,6 +12,8 @@ mod dialect {
     pub(super) type Store = super::PgAppDb;
 }
 
+// The shared SQL is compiled once per backend on purpose: each copy sees its own `dialect`.
+#[allow(clippy::duplicate_mod)]
 #[path = "sql.rs"]
 mod sql;
 

@@ -97,7 +97,7 @@ impl AppDb for db::Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            for (graph, _) in graphs.iter() {
+            for (graph, _) in graphs {
                 sqlx::query(
                     "INSERT INTO graphs (id, tenant_id, subscription_id, status, created_at) \
                      VALUES ($1, $2, $3, 'active', $4)",
