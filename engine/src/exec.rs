@@ -287,7 +287,7 @@ impl Executor {
         let worker = WorkerConfig { concurrency: config.concurrency.max(1), ..WorkerConfig::new(config.concurrency) };
         let owner = RunOwner {
             worker: worker.id.clone(),
-            lease_until: crate::worker::queue_now() + chrono::Duration::from_std(worker.lease).expect("lease fits"),
+            lease_until: worker.queue_clock.now() + chrono::Duration::from_std(worker.lease).expect("lease fits"),
         };
         self.store
             .create_run(&NewRun {

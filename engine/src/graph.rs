@@ -9,8 +9,18 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::definition::AssetDef;
 use crate::mapping::PartitionMapping;
 
-/// Index of an asset in the graph (stable for the life of a [`crate::Definitions`]).
-pub type AssetId = usize;
+/// An asset of a graph: its index (stable for the life of a [`crate::Definitions`]). Only the
+/// graph makes them, so an `AssetId` always names an asset of the graph it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct AssetId(usize);
+
+impl AssetId {
+    /// Its index, for tables kept beside the graph.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
 
 /// One edge, seen from either end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +135,8 @@ impl AssetGraph {
     pub(crate) fn build(assets: Vec<AssetDef>) -> Result<AssetGraph, DefinitionsError> {
         let mut by_key = HashMap::new();
         let mut by_name: HashMap<String, Vec<AssetId>> = HashMap::new();
-        for (id, def) in assets.iter().enumerate() {
+        for (i, def) in assets.iter().enumerate() {
+            let id = AssetId(i);
             if by_key.insert(def.key.as_str().to_owned(), id).is_some() {
                 return Err(DefinitionsError::DuplicateKey { key: def.key.to_string() });
             }
@@ -142,10 +153,11 @@ impl AssetGraph {
         };
 
         let mut dag = DiGraph::<AssetId, ()>::new();
-        let nodes: Vec<NodeIndex> = (0..graph.assets.len()).map(|id| dag.add_node(id)).collect();
-        for id in 0..graph.assets.len() {
-            for dep in graph.assets[id].deps.clone() {
-                let asset = graph.assets[id].key.to_string();
+        let nodes: Vec<NodeIndex> = (0..graph.assets.len()).map(|i| dag.add_node(AssetId(i))).collect();
+        for i in 0..graph.assets.len() {
+            let id = AssetId(i);
+            for dep in graph.assets[i].deps.clone() {
+                let asset = graph.assets[i].key.to_string();
                 let up = graph.lookup(&dep.key).map_err(|e| {
                     if e.ambiguous {
                         DefinitionsError::AmbiguousDep {
@@ -161,10 +173,10 @@ impl AssetGraph {
                         }
                     }
                 })?;
-                let up_def = graph.assets[up].partitions.as_ref();
-                let down_def = graph.assets[id].partitions.as_ref();
+                let up_def = graph.assets[up.0].partitions.as_ref();
+                let down_def = graph.assets[i].partitions.as_ref();
                 let incompatible = |reason: String| DefinitionsError::IncompatibleMapping {
-                    upstream: graph.assets[up].key.to_string(),
+                    upstream: graph.assets[up.0].key.to_string(),
                     downstream: asset.clone(),
                     reason,
                 };
@@ -173,9 +185,9 @@ impl AssetGraph {
                     None => PartitionMapping::infer(up_def, down_def).map_err(|e| incompatible(e.0))?,
                 };
                 mapping.validate(up_def, down_def).map_err(|e| incompatible(e.0))?;
-                graph.upstream[id].push(Edge { asset: up, mapping });
-                graph.downstream[up].push(Edge { asset: id, mapping });
-                dag.add_edge(nodes[up], nodes[id], ());
+                graph.upstream[i].push(Edge { asset: up, mapping });
+                graph.downstream[up.0].push(Edge { asset: id, mapping });
+                dag.add_edge(nodes[up.0], nodes[i], ());
             }
         }
 
@@ -183,14 +195,14 @@ impl AssetGraph {
             let self_loop = scc.len() == 1 && dag.contains_edge(scc[0], scc[0]);
             if scc.len() > 1 || self_loop {
                 let members: BTreeSet<AssetId> = scc.iter().map(|n| dag[*n]).collect();
-                let first = *members.iter().min_by_key(|id| graph.assets[**id].key.as_str()).expect("non-empty");
+                let first = *members.iter().min_by_key(|id| graph.assets[id.0].key.as_str()).expect("non-empty");
                 return Err(DefinitionsError::Cycle { assets: graph.cycle_from(first, &members) });
             }
         }
         let order = petgraph::algo::toposort(&dag, None).expect("cycles were rejected above");
         graph.topo = order.into_iter().map(|n| dag[n]).collect();
         for (rank, id) in graph.topo.iter().enumerate() {
-            graph.rank[*id] = rank;
+            graph.rank[id.0] = rank;
         }
         Ok(graph)
     }
@@ -200,11 +212,11 @@ impl AssetGraph {
         let mut path = vec![start];
         let mut current = start;
         loop {
-            let next = self.downstream[current]
+            let next = self.downstream[current.0]
                 .iter()
                 .map(|e| e.asset)
                 .filter(|a| members.contains(a))
-                .min_by_key(|a| if *a == start { 0 } else { 1 + self.assets[*a].key.as_str().len() })
+                .min_by_key(|a| if *a == start { 0 } else { 1 + self.assets[a.0].key.as_str().len() })
                 .expect("a member of a cycle has a successor in it");
             if next == start || path.contains(&next) {
                 path.push(next);
@@ -213,7 +225,12 @@ impl AssetGraph {
             path.push(next);
             current = next;
         }
-        path.into_iter().map(|a| self.assets[a].key.to_string()).collect()
+        path.into_iter().map(|a| self.assets[a.0].key.to_string()).collect()
+    }
+
+    /// Every asset's id, in definition order.
+    pub fn ids(&self) -> impl Iterator<Item = AssetId> + use<> {
+        (0..self.assets.len()).map(AssetId)
     }
 
     /// Finds an asset by full key or unique name.
@@ -225,7 +242,7 @@ impl AssetGraph {
             Some([id]) => Ok(*id),
             Some(ids) => Err(LookupError {
                 name: name.to_owned(),
-                suggestions: ids.iter().map(|id| self.assets[*id].key.to_string()).collect(),
+                suggestions: ids.iter().map(|id| self.assets[id.0].key.to_string()).collect(),
                 ambiguous: true,
             }),
             None => Err(LookupError {
@@ -241,7 +258,7 @@ impl AssetGraph {
 
     /// The definition of an asset.
     pub fn asset(&self, id: AssetId) -> &AssetDef {
-        &self.assets[id]
+        &self.assets[id.0]
     }
 
     /// Every asset, in definition order.
@@ -261,12 +278,12 @@ impl AssetGraph {
 
     /// Direct upstream edges of an asset, in declaration order.
     pub fn upstream(&self, id: AssetId) -> &[Edge] {
-        &self.upstream[id]
+        &self.upstream[id.0]
     }
 
     /// Direct downstream edges of an asset.
     pub fn downstream(&self, id: AssetId) -> &[Edge] {
-        &self.downstream[id]
+        &self.downstream[id.0]
     }
 
     /// Assets in dependency order.
@@ -276,17 +293,17 @@ impl AssetGraph {
 
     /// An asset's position in dependency order.
     pub fn rank(&self, id: AssetId) -> usize {
-        self.rank[id]
+        self.rank[id.0]
     }
 
     /// `roots` and their ancestors up to `depth` hops (`None`: all).
     pub fn upstream_closure(&self, roots: &BTreeSet<AssetId>, depth: Option<usize>) -> BTreeSet<AssetId> {
-        self.closure(roots, depth, |id| &self.upstream[id])
+        self.closure(roots, depth, |id| &self.upstream[id.0])
     }
 
     /// `roots` and their descendants up to `depth` hops (`None`: all).
     pub fn downstream_closure(&self, roots: &BTreeSet<AssetId>, depth: Option<usize>) -> BTreeSet<AssetId> {
-        self.closure(roots, depth, |id| &self.downstream[id])
+        self.closure(roots, depth, |id| &self.downstream[id.0])
     }
 
     fn closure<'a>(

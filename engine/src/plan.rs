@@ -63,9 +63,6 @@ pub struct Step {
 pub struct Plan {
     /// The steps.
     pub steps: Vec<Step>,
-    /// The time the plan was made for: the executor maps partitions as of this time, so an
-    /// hour closing mid-run cannot change what a step reads.
-    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 /// Upstream partitions a plan needs that are neither materialized nor planned.
@@ -323,7 +320,7 @@ pub fn plan(
             step
         })
         .collect();
-    Ok(Plan { steps, now: ctx.now })
+    Ok(Plan { steps })
 }
 
 fn partition_order(graph: &AssetGraph, step: &Step) -> i64 {

@@ -49,11 +49,11 @@ pub fn resolve(graph: &AssetGraph, selection: &str) -> Result<BTreeSet<AssetId>,
             return Err(SelectionError::Malformed { term: selection.to_owned(), reason: "empty term".to_owned() });
         }
         if term == "*" {
-            out.extend(0..graph.len());
+            out.extend(graph.ids());
             continue;
         }
         if let Some(group) = term.strip_prefix("group:") {
-            let ids: Vec<AssetId> = (0..graph.len()).filter(|id| graph.asset(*id).group == group).collect();
+            let ids: Vec<AssetId> = graph.ids().filter(|id| graph.asset(*id).group == group).collect();
             if ids.is_empty() {
                 let groups: BTreeSet<&str> = graph.assets().iter().map(|a| a.group.as_str()).collect();
                 return Err(SelectionError::NoMatch {
@@ -69,7 +69,8 @@ pub fn resolve(graph: &AssetGraph, selection: &str) -> Result<BTreeSet<AssetId>,
                 Some((k, v)) => (k, Some(v)),
                 None => (tag, None),
             };
-            let ids: Vec<AssetId> = (0..graph.len())
+            let ids: Vec<AssetId> = graph
+                .ids()
                 .filter(|id| graph.asset(*id).tags.get(k).is_some_and(|value| v.is_none_or(|v| v == value)))
                 .collect();
             if ids.is_empty() {

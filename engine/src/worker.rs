@@ -10,25 +10,25 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lineage::{
     ClaimedRequest, Completion, CompletionResult, FailOutcome, FailedAttempt, InputVersion, LineageStore,
     NewCheckResult, NewMaterialization, Reaped, RequestId, RunId,
 };
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::AssetContext;
+use crate::context::{AssetContext, Clock, SystemClock};
 use crate::exec::{
     ExecEvent, Executor, Observer, StepOutcome, StepStatus, gather_inputs, inputs_hash, logical_version,
 };
 
-/// Queue time: leases, claims and retry times follow the wall clock, not the injected [`Clock`]
-/// (which pins "now" for partitions and recorded timestamps), so a pinned clock cannot stall a
-/// retry or keep a lease alive forever.
-///
-/// [`Clock`]: crate::Clock
+/// Queue time: leases, claims and retry times follow the wall clock, not the executor's
+/// [`Clock`] (which pins "now" for partitions and recorded timestamps), so a pinned clock cannot
+/// stall a retry or keep a lease alive forever. A worker reads it through its
+/// [`WorkerConfig::queue_clock`], which tests replace.
 pub(crate) fn queue_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
@@ -59,6 +59,9 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// How often an idle worker looks for work.
     pub poll: Duration,
+    /// The time leases and retry times are stamped with (the wall clock); the worker schedules
+    /// its heartbeats, reaper passes and polls on tokio's clock.
+    pub queue_clock: Arc<dyn Clock>,
 }
 
 impl WorkerConfig {
@@ -69,6 +72,7 @@ impl WorkerConfig {
             concurrency: concurrency.max(1),
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(50),
+            queue_clock: Arc::new(SystemClock),
         }
     }
 }
@@ -107,6 +111,42 @@ struct Held {
     started: Instant,
 }
 
+/// When a worker next renews its leases (every third of the lease) and looks for work that lost
+/// its holder (every half lease, and at once on start), on tokio's clock: paused in tests.
+#[derive(Debug)]
+struct Cadence {
+    lease: Duration,
+    next_heartbeat: Instant,
+    next_reap: Instant,
+}
+
+impl Cadence {
+    fn new(lease: Duration) -> Cadence {
+        let now = Instant::now();
+        Cadence { lease, next_heartbeat: now + lease / 3, next_reap: now }
+    }
+
+    /// Whether a heartbeat is due now; if so, the next one is a third of a lease away.
+    fn heartbeat_due(&mut self) -> bool {
+        let now = Instant::now();
+        let due = now >= self.next_heartbeat;
+        if due {
+            self.next_heartbeat = now + self.lease / 3;
+        }
+        due
+    }
+
+    /// Whether a reaper pass is due now; if so, the next one is half a lease away.
+    fn reap_due(&mut self) -> bool {
+        let now = Instant::now();
+        let due = now >= self.next_reap;
+        if due {
+            self.next_reap = now + self.lease / 2;
+        }
+        due
+    }
+}
+
 /// Runs a worker until `until` says stop or `cancel` fires. `Err` means the lineage store failed.
 pub async fn run_worker(
     exec: &Executor,
@@ -124,8 +164,7 @@ pub async fn run_worker(
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     let mut held: HashMap<RequestId, Held> = HashMap::new();
     let mut task_request: HashMap<tokio::task::Id, RequestId> = HashMap::new();
-    let mut next_heartbeat = Instant::now() + config.lease / 3;
-    let mut next_reap = Instant::now();
+    let mut cadence = Cadence::new(config.lease);
     let retry_backoff =
         |attempt: i64| crate::retry::RetryPolicy::default().backoff(attempt.max(1) as u32, fastrand::f64());
 
@@ -135,7 +174,7 @@ pub async fn run_worker(
                 h.token.cancel();
             }
         } else if held.len() < config.concurrency {
-            let now = queue_now();
+            let now = config.queue_clock.now();
             let lease_until = now + chrono::Duration::from_std(config.lease).expect("lease fits");
             let free = (config.concurrency - held.len()) as i64;
             for claim in store.claim_requests(&config.id, only_run, free, now, lease_until).await? {
@@ -170,7 +209,7 @@ pub async fn run_worker(
             _ = cancel.cancelled(), if !cancel.is_cancelled() => {}
         }
 
-        let now = queue_now();
+        let now = config.queue_clock.now();
         let mut completions = Vec::new();
         let mut sizes = Vec::new();
         for joined in finished {
@@ -237,10 +276,9 @@ pub async fn run_worker(
         // A worker draining one run heartbeats even when it holds nothing: it renews the lease of
         // the run it owns (an in-process `materialize`), which other processes would otherwise
         // take for abandoned.
-        if Instant::now() >= next_heartbeat && (!held.is_empty() || only_run.is_some()) {
-            next_heartbeat = Instant::now() + config.lease / 3;
+        if (!held.is_empty() || only_run.is_some()) && cadence.heartbeat_due() {
             let ids: Vec<RequestId> = held.keys().copied().collect();
-            let lease_until = queue_now() + chrono::Duration::from_std(config.lease).expect("lease fits");
+            let lease_until = config.queue_clock.now() + chrono::Duration::from_std(config.lease).expect("lease fits");
             let alive: HashMap<RequestId, bool> =
                 store.heartbeat(&config.id, &ids, lease_until).await?.into_iter().collect();
             for (id, h) in &held {
@@ -251,10 +289,9 @@ pub async fn run_worker(
                 }
             }
         }
-        if only_run.is_none() && Instant::now() >= next_reap {
-            next_reap = Instant::now() + config.lease / 2;
+        if only_run.is_none() && cadence.reap_due() {
             let released = release_dead_local_workers(&*store).await?;
-            let reaped = store.reap_expired(queue_now(), &retry_backoff).await?;
+            let reaped = store.reap_expired(config.queue_clock.now(), &retry_backoff).await?;
             for (what, r) in [("of processes of this host that exited", released), ("whose lease expired", reaped)] {
                 if !r.is_empty() {
                     tracing::info!(
@@ -301,7 +338,7 @@ async fn fail(
     observer: &dyn Observer,
 ) -> Result<(), lineage::Error> {
     let claim = &h.claim;
-    let now = queue_now();
+    let now = config.queue_clock.now();
     let policy = exec.defs.graph().lookup(&claim.asset_key).ok().map(|id| exec.defs.graph().asset(id).retry);
     let delay = policy.unwrap_or_default().backoff(claim.attempt as u32, fastrand::f64());
     let retry_at = (retryable && claim.attempt < claim.max_attempts)
@@ -465,3 +502,6 @@ async fn try_execute(
         checks,
     })
 }
+
+#[cfg(test)]
+mod tests;

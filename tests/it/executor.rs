@@ -12,7 +12,7 @@ use engine::{
     AssetContext, AssetDef, AssetError, Definitions, Executor, FixedClock, NoObserver, Output, PartitionSpec,
     PartitionsDef, PlanOptions, Resources, RetryPolicy, RunConfig, StepStatus, asset,
 };
-use lineage::{EventKind, LineageStore, RunStatus, SqliteStore};
+use lineage::{EventKind, LineageStore, RequestQueue as _, RunStatus, SqliteStore};
 use resources::{LocalObjectStore, ParquetIoManager};
 use tokio_util::sync::CancellationToken;
 
@@ -273,4 +273,111 @@ async fn a_failed_error_check_blocks_downstream_and_a_failed_warn_check_does_not
         && r.message == "off by 5"));
     assert_eq!(h.count("SELECT count(*) FROM materializations WHERE partition_key = '2025-12-02'").await, 0);
     assert!(!h._dir.path().join("storage/ledger/2025-12-02.parquet").exists());
+}
+
+/// A queue clock the test moves by hand: leases expire when the test says so, not after a wait.
+struct ManualClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl engine::Clock for ManualClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl ManualClock {
+    fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_hangs_past_its_lease_loses_the_step_to_another_worker_and_records_nothing() {
+    // The first attempt hangs until the test lets it go; the second returns at once.
+    let gate = CancellationToken::new();
+    let hang = gate.clone();
+    let h = harness(vec![
+        asset("slow")
+            .partitions(PartitionsDef::daily("2025-12-01"))
+            .retry(RetryPolicy { max_attempts: 2, ..RetryPolicy::default() })
+            .compute(move |ctx: AssetContext| {
+                let hang = hang.clone();
+                async move {
+                    if ctx.attempt == 1 {
+                        hang.cancelled().await;
+                    }
+                    Ok(table(&ctx))
+                }
+            }),
+    ])
+    .await;
+    let plan = h.plan("slow", key("2025-12-15"));
+    let run = lineage::RunId::new();
+    let now = h.exec.clock.now();
+    let new_run = lineage::NewRun {
+        id: run,
+        trigger: lineage::Trigger::Manual,
+        selection: "slow".into(),
+        n_steps: 1,
+        tags: serde_json::json!({}),
+        created_at: now,
+        owner: None,
+    };
+    h.store.create_run(&new_run).await.unwrap();
+    let (requests, edges) =
+        engine::exec::plan_requests(&h.exec.defs, &plan, run, "lease-test", lineage::Trigger::Manual, now);
+    let id = h.store.submit_requests(&requests, &edges).await.unwrap()[0].id;
+
+    // Both workers stamp leases with the same hand-moved clock; an hour-long lease means no
+    // heartbeat (every 20 minutes) happens while the test runs.
+    let clock = Arc::new(ManualClock(std::sync::Mutex::new(chrono::Utc::now())));
+    let worker = |name: &str| engine::WorkerConfig {
+        id: name.to_owned(),
+        lease: Duration::from_secs(3600),
+        poll: Duration::from_millis(10),
+        queue_clock: clock.clone(),
+        ..engine::WorkerConfig::new(1)
+    };
+    let spawn = |config: engine::WorkerConfig, until: engine::Until, cancel: CancellationToken| {
+        let exec = h.exec.clone();
+        tokio::spawn(async move { engine::run_worker(&exec, &config, until, Arc::new(NoObserver), cancel).await })
+    };
+    let wait_for = |what: &'static str, ok: fn(&lineage::RequestRecord) -> bool| {
+        let store = h.store.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let r = store.request(id).await.unwrap().unwrap();
+                if ok(&r) {
+                    return r;
+                }
+                assert!(std::time::Instant::now() < deadline, "never {what}: {r:?}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+
+    // A drains this run only, so it ends by itself once the run has ended and it holds nothing.
+    let stop_b = CancellationToken::new();
+    let a = spawn(worker("worker-a"), engine::Until::RunEnded(run), CancellationToken::new());
+    wait_for("claimed by A", |r| r.lease_owner.as_deref() == Some("worker-a")).await;
+
+    // A hangs past its lease: B's reaper takes the request back, and B runs it as attempt 2.
+    clock.advance(chrono::Duration::hours(2));
+    let b = spawn(worker("worker-b"), engine::Until::Canceled, stop_b.clone());
+    let reaped = wait_for("reaped", |r| r.state == lineage::RequestState::Available).await;
+    assert_eq!(reaped.last_error.as_deref(), Some("lease expired (worker worker-a)"));
+    clock.advance(chrono::Duration::minutes(10)); // past the retry's backoff
+    let done = wait_for("completed by B", |r| r.state == lineage::RequestState::Succeeded).await;
+    assert_eq!(done.attempt, 2);
+
+    // A's step finally returns: its completion is fenced off and records nothing.
+    gate.cancel();
+    let a = a.await.unwrap().unwrap();
+    stop_b.cancel();
+    let b = b.await.unwrap().unwrap();
+    assert_eq!((a.completed, a.lease_lost), (0, 1), "A's late result was discarded");
+    assert_eq!(b.completed, 1);
+    assert_eq!(h.count("SELECT count(*) FROM materializations").await, 1, "materialized exactly once");
+    assert_eq!(h.count("SELECT attempt FROM materializations").await, 2, "by the second attempt");
+    assert_eq!(h.store.run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
 }
