@@ -1,5 +1,5 @@
 //! A project with one bad definition, chosen by `MISDEFINED` (the start-up validation tests in
-//! `tests/it/project.rs` run it): `cycle`, `unknown_dep`, `duplicate`, `mapping`, `unbound`,
+//! `tests/it/project.rs` run it): `cycle`, `unknown_dep`, `duplicate`, `key`, `mapping`, `unbound`,
 //! `schedule`, `condition`, or nothing for a valid project.
 
 use std::process::ExitCode;
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         "cycle" => vec![noop(asset("a").dep("c")), noop(asset("b").dep("a")), noop(asset("c").dep("b"))],
         "unknown_dep" => vec![hourly(), noop(asset("daily").dep("hourlly"))],
         "duplicate" => vec![hourly(), hourly()],
+        "key" => vec![hourly(), noop(asset("Daily Totals").dep("hourly"))],
         "mapping" => vec![
             hourly(),
             noop(

@@ -63,6 +63,10 @@ pub struct ResourceError {
 #[derive(Clone, Default)]
 pub struct Resources {
     map: HashMap<&'static str, Arc<dyn Any + Send + Sync>>,
+    /// The keys an asset declared (`.requires(..)`), when these are handed to its compute
+    /// function: any other key is refused with the fix, so a deployment's start-up check of
+    /// declared keys covers every key an asset uses.
+    declared: Option<Arc<[String]>>,
 }
 
 impl std::fmt::Debug for Resources {
@@ -90,8 +94,21 @@ impl Resources {
         self.map.contains_key(key)
     }
 
+    /// These resources as one asset sees them: only the keys it declared.
+    pub fn declared_by(&self, keys: &[String]) -> Resources {
+        Resources { map: self.map.clone(), declared: Some(keys.into()) }
+    }
+
     /// The resource bound to `key`, as `T`.
     pub fn get<T: Any + Send + Sync + Clone>(&self, key: &str) -> Result<T, ResourceError> {
+        if let Some(declared) = &self.declared
+            && !declared.iter().any(|k| k == key)
+        {
+            return Err(ResourceError {
+                key: key.to_owned(),
+                detail: format!(" for this asset: declare it with .requires({key:?}) in its definition"),
+            });
+        }
         let value = self.map.get(key).ok_or_else(|| ResourceError { key: key.to_owned(), detail: String::new() })?;
         value
             .downcast_ref::<T>()

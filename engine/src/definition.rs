@@ -212,12 +212,10 @@ impl fmt::Debug for AssetDef {
     }
 }
 
-/// Starts an asset definition.
-///
-/// # Panics
-/// If `key` is not a valid [`AssetKey`]: definitions are code, caught by the first test.
+/// Starts an asset definition. A malformed key is refused when the definitions are validated
+/// ([`Definitions::new`]), naming it.
 pub fn asset(key: &str) -> AssetBuilder {
-    let key = AssetKey::parse(key).unwrap_or_else(|e| panic!("{e}"));
+    let key = AssetKey(key.to_owned());
     AssetBuilder {
         key,
         description: String::new(),

@@ -310,6 +310,11 @@ impl Executor {
         observer.on_event(ExecEvent::RunStarted { run_id, n_steps: plan.steps.len() });
 
         if let Err(source) = run_worker(self, &worker, Until::RunEnded(run_id), observer, cancel.clone()).await {
+            // Nothing else claims this run's requests (it is this process's): cancel what waits,
+            // ask what runs to stop, and record the run failed.
+            if let Err(e) = self.store.cancel_run(run_id, self.clock.now()).await {
+                tracing::error!(message = "Could not cancel the run's requests.", %run_id, error = %e);
+            }
             let event = RunEvent::run(
                 run_id,
                 self.clock.now(),

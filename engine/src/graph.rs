@@ -34,6 +34,12 @@ pub struct Edge {
 /// Why a set of definitions was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DefinitionsError {
+    /// A key is not `snake_case` segments joined by `/`.
+    #[error("{reason}")]
+    InvalidKey {
+        /// What is wrong and what is valid.
+        reason: String,
+    },
     /// Two assets share a key.
     #[error("asset key {key:?} is defined twice")]
     DuplicateKey {
@@ -137,6 +143,8 @@ impl AssetGraph {
         let mut by_name: HashMap<String, Vec<AssetId>> = HashMap::new();
         for (i, def) in assets.iter().enumerate() {
             let id = AssetId(i);
+            crate::definition::AssetKey::parse(def.key.as_str())
+                .map_err(|reason| DefinitionsError::InvalidKey { reason })?;
             if by_key.insert(def.key.as_str().to_owned(), id).is_some() {
                 return Err(DefinitionsError::DuplicateKey { key: def.key.to_string() });
             }

@@ -33,19 +33,41 @@ pub(crate) fn queue_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
 
-fn this_host() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".to_owned())
+/// Where process ids of this machine mean the same thing: the boot (Linux's boot id) and the
+/// pid namespace (a container has its own). `None` where either cannot be read (not Linux):
+/// then no worker is ever judged dead by its pid, and leases expire instead.
+fn pid_space() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let namespace = namespace.to_string_lossy();
+    let namespace = namespace.trim_start_matches("pid:[").trim_end_matches(']');
+    Some(format!("{}.{namespace}", &boot.trim().get(..8)?))
 }
 
-/// Whether `owner` (a worker id, `host:pid:random`) names a process of this machine that no
-/// longer exists. Other machines' workers are never judged: their leases expire instead.
+/// This host as worker ids name it: the host name, for people, and the pid space, so a pid is
+/// only ever looked up where it means the process that wrote it.
+fn this_host() -> String {
+    let name =
+        std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".to_owned());
+    match pid_space() {
+        Some(space) => format!("{name}/{space}"),
+        None => name,
+    }
+}
+
+/// Whether `owner` (a worker id, `host/pid-space:pid:random`) names a process of this boot and
+/// pid namespace that no longer exists. Workers of other machines, containers or boots, and
+/// every worker where the pid space cannot be known, are never judged: their leases expire.
 pub fn is_dead_local_worker(owner: &str) -> bool {
     let mut parts = owner.rsplitn(3, ':');
     let (Some(_random), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
     };
     let Ok(pid) = pid.parse::<u32>() else { return false };
-    host == this_host() && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    pid_space().is_some()
+        && host == this_host()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// How a worker behaves.
@@ -359,6 +381,7 @@ async fn fail(
         FailOutcome::Failed => {
             report(observer, h, StepStatus::Failed { error: failed.error, attempts: claim.attempt as u32 });
         }
+        FailOutcome::Canceled => report(observer, h, StepStatus::Canceled),
         // The lease was lost: someone else owns the request now.
         FailOutcome::LeaseLost => {}
     }
@@ -412,7 +435,7 @@ async fn try_execute(
         run_id: claim.run_id,
         attempt: claim.attempt as u32,
         inputs: inputs.clone(),
-        resources: exec.resources.clone(),
+        resources: exec.resources.declared_by(&def.required_resources),
         cancel: token.clone(),
         io: exec.io.clone(),
         clock: exec.clock.clone(),

@@ -30,6 +30,9 @@ mod dialect {
     /// Locks a row that must be waited for (a pool, a run). `FOR NO KEY UPDATE` does not conflict
     /// with the key-share locks that foreign-key checks of new materializations take on a run.
     pub(super) const LOCK_ROW: &str = " FOR NO KEY UPDATE";
+    /// Locks a row (a request, when settling it) unless another transaction holds it, which is
+    /// skipped; `FOR NO KEY UPDATE`, which foreign-key checks of new rows do not conflict with.
+    pub(super) const LOCK_ROW_SKIP: &str = " FOR NO KEY UPDATE SKIP LOCKED";
     /// The maintenance lock (`i64::MIN`) shared, then each partition's (the `int8[]` bound as
     /// `$1`), in key order: see `lock_staleness`.
     pub(super) const LOCK_PARTITIONS: Option<&str> = Some(

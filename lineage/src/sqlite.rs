@@ -29,6 +29,9 @@ mod dialect {
     pub(super) const SKIP_LOCKED: &str = "";
     /// Locks a row that must be waited for (a pool, a run): the single writer again.
     pub(super) const LOCK_ROW: &str = "";
+    /// Locks a row (a request, when settling it) unless another transaction holds it, which is
+    /// skipped; `FOR NO KEY UPDATE`, which foreign-key checks of new rows do not conflict with.
+    pub(super) const LOCK_ROW_SKIP: &str = "";
     /// Staleness maintenance locks: the single writer serializes every write transaction.
     pub(super) const LOCK_PARTITIONS: Option<&str> = None;
     /// See [`LOCK_PARTITIONS`].

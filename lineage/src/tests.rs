@@ -807,6 +807,115 @@ async fn a_run_whose_owner_is_gone_ends_canceled_and_nothing_of_it_runs_later(st
     assert!(store.lease_holders().await.unwrap().is_empty());
 }
 
+async fn a_failure_after_a_cancel_was_asked_is_canceled_not_retried(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    let c = claim_one(store, run_id, "usage", "h0", 3).await;
+    assert_eq!(store.cancel_request(c.id, t(2)).await.unwrap(), Some(RequestState::Running));
+    let outcome = store.fail_request("w", &failed(&c, "graph api 503", Some(t(10))), t(3)).await.unwrap();
+    assert_eq!(outcome, FailOutcome::Canceled, "a retryable failure does not lose the cancel");
+    assert_eq!(state_of(store, c.id).await, RequestState::Canceled);
+    assert!(store.claim_requests("w2", None, 10, t(20), t(80)).await.unwrap().is_empty(), "nothing runs it later");
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Canceled);
+}
+
+async fn a_partition_two_runs_materialize_is_running_only_while_one_of_them_is(store: &dyn LineageStore) {
+    let status = || async {
+        store.partition_states("usage").await.unwrap().first().map(|s| (s.last_attempt_status, s.last_run_id))
+    };
+    let (run1, run2) = (new_run(store).await, new_run(store).await);
+    let first = claim_one(store, run1, "usage", "h0", 1).await;
+    let second = claim_one(store, run2, "usage", "h0", 1).await;
+    assert_eq!(status().await, Some((AttemptStatus::Running, Some(run2))));
+    // The second is canceled: the partition is still running, as the first run's.
+    store.cancel_request(second.id, t(2)).await.unwrap();
+    assert!(store.acknowledge_cancel("w", second.id, second.attempt, t(3)).await.unwrap());
+    assert_eq!(status().await, Some((AttemptStatus::Running, Some(run1))));
+    // The first fails: it is failed, not running with no lease behind it.
+    store.fail_request("w", &failed(&first, "boom", None), t(4)).await.unwrap();
+    assert_eq!(status().await, Some((AttemptStatus::Failed, Some(run1))));
+    // And in the other order: the first ends, then the second, which restores what was before.
+    let (run3, run4) = (new_run(store).await, new_run(store).await);
+    let third = claim_one(store, run3, "usage", "h1", 1).await;
+    let fourth = claim_one(store, run4, "usage", "h1", 1).await;
+    store.complete_requests("w", &[completion(&third, "v3")], t(5)).await.unwrap();
+    store.cancel_request(fourth.id, t(6)).await.unwrap();
+    store.acknowledge_cancel("w", fourth.id, fourth.attempt, t(7)).await.unwrap();
+    let h1 = store.partition_states("usage").await.unwrap().into_iter().find(|s| s.partition_key == "h1").unwrap();
+    assert_eq!((h1.last_attempt_status, h1.data_version.as_deref()), (AttemptStatus::Materialized, Some("v3")));
+}
+
+async fn settling_the_same_attempt_twice_at_once_settles_it_once(store: &dyn LineageStore) {
+    for round in 0..10 {
+        let run_id = new_run(store).await;
+        let mut r = request(run_id, &format!("twice:{round}"), "usage", &format!("h{round}"));
+        r.max_attempts = 3;
+        store.submit_requests(&[r], &[]).await.unwrap();
+        let held = store.claim_requests("dead", Some(run_id), 1, t(0), t(60)).await.unwrap().remove(0);
+        let dead = ["dead".to_owned()];
+        let (a, b) = tokio::join!(store.release_abandoned(&dead, t(1)), store.release_abandoned(&dead, t(1)));
+        let settled = a.unwrap().requests.len() + b.unwrap().requests.len();
+        assert_eq!(settled, 1, "round {round}: released once");
+        let record = store.request(held.id).await.unwrap().unwrap();
+        assert_eq!((record.state, record.attempt), (RequestState::Available, 0), "round {round}");
+        let retried =
+            store.run_events(run_id).await.unwrap().iter().filter(|e| e.kind == EventKind::StepRetried).count();
+        assert_eq!(retried, 1, "round {round}: one event");
+    }
+}
+
+async fn an_owner_completing_while_the_reaper_abandons_its_run_never_deadlocks(store: &dyn LineageStore) {
+    // The owner's lease has lapsed but it is alive and completing a step: the reaper and the
+    // completion race. Whichever wins, neither fails, and the request is settled once.
+    for round in 0..10 {
+        let run = NewRun {
+            id: RunId::new(),
+            trigger: Trigger::Manual,
+            selection: "x".into(),
+            n_steps: 2,
+            tags: serde_json::json!({}),
+            created_at: t(0),
+            owner: Some(RunOwner { worker: "owner".into(), lease_until: t(30) }),
+        };
+        store.create_run(&run).await.unwrap();
+        let reqs = [
+            request(run.id, &format!("r{round}:a"), "usage", "a"),
+            request(run.id, &format!("r{round}:b"), "bill", "b"),
+        ];
+        store.submit_requests(&reqs, &[(0, 1)]).await.unwrap();
+        let held = store.claim_requests("owner", Some(run.id), 1, t(1), t(61)).await.unwrap().remove(0);
+        let done = completion(&held, "v");
+        let (reaped, completed) = tokio::join!(
+            store.reap_expired(t(100), &|_| std::time::Duration::ZERO),
+            store.complete_requests("owner", std::slice::from_ref(&done), t(100)),
+        );
+        let (reaped, completed) = (reaped.expect("the reaper never deadlocks"), completed.expect("nor the owner"));
+        let state = state_of(store, held.id).await;
+        match completed[0] {
+            CompletionResult::Recorded(_) => assert_eq!(state, RequestState::Succeeded, "round {round}"),
+            CompletionResult::LeaseLost => assert_eq!(state, RequestState::Canceled, "round {round}"),
+        }
+        // A pass that skipped the run (the owner held a row) settles it on the next one.
+        store.reap_expired(t(101), &|_| std::time::Duration::ZERO).await.unwrap();
+        let _ = reaped;
+        assert_eq!(store.run(run.id).await.unwrap().unwrap().status, RunStatus::Canceled, "round {round}");
+    }
+}
+
+async fn an_abandoned_run_with_no_requests_ends_canceled(store: &dyn LineageStore) {
+    let run = NewRun {
+        id: RunId::new(),
+        trigger: Trigger::Manual,
+        selection: "x".into(),
+        n_steps: 0,
+        tags: serde_json::json!({}),
+        created_at: t(0),
+        owner: Some(RunOwner { worker: "killed-before-submitting".into(), lease_until: t(30) }),
+    };
+    store.create_run(&run).await.unwrap();
+    assert_eq!(store.reap_expired(t(31), &|_| std::time::Duration::ZERO).await.unwrap().runs, [run.id]);
+    assert_eq!(store.run(run.id).await.unwrap().unwrap().status, RunStatus::Canceled);
+}
+
 async fn a_completion_that_lost_its_lease_records_no_check_results(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     store.submit_requests(&[request(run_id, "k", "credit_health", "w1")], &[]).await.unwrap();
@@ -1135,6 +1244,11 @@ lineage_store_tests!(
     a_cancel_asked_of_a_dead_worker_is_not_lost,
     a_run_whose_owner_is_gone_ends_canceled_and_nothing_of_it_runs_later,
     a_completion_that_lost_its_lease_records_no_check_results,
+    a_failure_after_a_cancel_was_asked_is_canceled_not_retried,
+    a_partition_two_runs_materialize_is_running_only_while_one_of_them_is,
+    settling_the_same_attempt_twice_at_once_settles_it_once,
+    an_owner_completing_while_the_reaper_abandons_its_run_never_deadlocks,
+    an_abandoned_run_with_no_requests_ends_canceled,
 );
 
 #[test]

@@ -41,7 +41,7 @@ struct VersionNode {
     materialization_id: MaterializationId,
     data_version: String,
     code_version: String,
-    run_id: String,
+    run_id: lineage::RunId,
     finished_at: chrono::DateTime<chrono::Utc>,
     /// Whether this is still the partition's current materialization.
     current: bool,
@@ -137,7 +137,7 @@ async fn version_node(app: &App, m: MaterializationRecord, depth: usize) -> anyh
         materialization_id: m.id,
         data_version: m.data_version,
         code_version: m.code_version,
-        run_id: m.run_id.to_string(),
+        run_id: m.run_id,
         finished_at: m.finished_at,
         current,
         inputs,

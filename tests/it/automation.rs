@@ -517,3 +517,77 @@ async fn a_sensor_that_outlives_its_timeout_records_a_failed_tick_and_requests_n
     assert_eq!((ticks.len(), ticks[0].status.as_str()), (1, "failed"));
     assert!(store.requests(None, None, 10).await.unwrap().is_empty());
 }
+
+/// One long-running daemon (one `Executor`, as `robo-assets daemon` holds): a sensor adds a
+/// dynamic partition in one pass, and the next pass's condition sees it. (The executor used to
+/// keep the dynamic keys it was wired with, so the new subscription stayed invisible to it.)
+#[tokio::test]
+async fn a_long_running_daemon_sees_partitions_a_sensor_added_after_it_started() {
+    use engine::automation::{Automation, Condition, SensorRequest, SensorResult, sensor};
+    use lineage::{LineageStore, RequestQueue};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(lineage::SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap());
+    let noop = |b: engine::AssetBuilder| b.compute(|_ctx| async { Ok(engine::Output::none()) });
+    let exec = engine::Executor {
+        defs: engine::Definitions::new(vec![
+            noop(engine::asset("graph_provisioning").partitions(engine::PartitionsDef::dynamic("subscriptions"))),
+            noop(
+                engine::asset("graph_welcome")
+                    .partitions(engine::PartitionsDef::dynamic("subscriptions"))
+                    .dep("graph_provisioning"),
+            ),
+        ])
+        .unwrap(),
+        store: store.clone(),
+        io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(dir.path())))),
+        resources: engine::Resources::default(),
+        clock: Arc::new(engine::SystemClock),
+    };
+    let pending = sensor("pending", std::time::Duration::ZERO, std::time::Duration::from_secs(5), |ctx| async move {
+        if ctx.cursor.is_some() {
+            return Ok(SensorResult { cursor: ctx.cursor, ..SensorResult::default() });
+        }
+        Ok(SensorResult {
+            requests: vec![SensorRequest {
+                asset: "graph_provisioning".into(),
+                partition_key: "sub-7".into(),
+                key: "sensor:pending:sub-7".into(),
+            }],
+            dynamic_partitions: vec![("subscriptions".into(), vec!["sub-7".into()])],
+            cursor: Some("sub-7".into()),
+            skip_reason: None,
+        })
+    });
+    let automation = Automation {
+        schedules: vec![],
+        sensors: vec![pending],
+        conditions: vec![("graph_welcome".into(), Condition::OnMissing)],
+        catch_up: std::time::Duration::from_secs(3600),
+    };
+    let t0: chrono::DateTime<chrono::Utc> = "2026-01-15T12:00:00Z".parse().unwrap();
+    assert!(store.dynamic_partitions("subscriptions").await.unwrap().is_empty(), "no subscription when it starts");
+
+    // Pass 1: the sensor adds sub-7 and requests its provisioning, which a worker then runs.
+    engine::automation::run_once(&exec, &automation, t0).await.unwrap();
+    let run = store.requests(None, None, 10).await.unwrap()[0].run_id;
+    let config = engine::WorkerConfig::new(2);
+    let done = engine::run_worker(
+        &exec,
+        &config,
+        engine::Until::RunEnded(run),
+        Arc::new(engine::NoObserver),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.completed, 1);
+
+    // Pass 2, same executor: the condition sees sub-7 exist and requests its welcome.
+    engine::automation::run_once(&exec, &automation, t0 + chrono::Duration::minutes(1)).await.unwrap();
+    let welcome: Vec<_> =
+        store.requests(None, None, 10).await.unwrap().into_iter().filter(|r| r.asset_key == "graph_welcome").collect();
+    assert_eq!(welcome.len(), 1, "requested once the sensor's partition exists");
+    assert_eq!(welcome[0].partition_key, "sub-7");
+    let evaluated = store.condition_evaluations("graph_welcome", Some("sub-7"), 1).await.unwrap();
+    assert!(evaluated[0].requested, "{evaluated:?}");
+}

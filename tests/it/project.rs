@@ -27,10 +27,11 @@ fn run(kind: &str, args: &[&str]) -> (i32, String, String, tempfile::TempDir) {
 
 #[test]
 fn bad_definitions_are_refused_at_start_up_naming_the_assets_and_keys() {
-    let cases: [(&str, &[&str]); 7] = [
+    let cases: [(&str, &[&str]); 8] = [
         ("cycle", &["cycle", "a", "b", "c"]),
         ("unknown_dep", &["daily", "hourlly", "hourly"]),
         ("duplicate", &["asset key \"hourly\" is defined twice"]),
+        ("key", &["invalid asset key \"Daily Totals\"", "snake_case"]),
         ("mapping", &["daily", "hourly", "time_window"]),
         ("unbound", &["asset daily requires resource \"warehouse\", which nothing binds", "bound: object_store"]),
         ("schedule", &["schedule nightly", "dailly"]),

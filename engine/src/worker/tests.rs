@@ -45,3 +45,22 @@ async fn a_short_lease_heartbeats_and_reaps_proportionally() {
     let ms = Duration::from_millis;
     check(ms(300), &[(ms(0), false, true), (ms(99), false, false), (ms(1), true, false), (ms(50), false, true)]).await;
 }
+
+#[test]
+fn only_a_gone_process_of_this_boot_and_pid_namespace_counts_as_dead() {
+    let here = super::this_host();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let gone = child.id();
+    child.wait().unwrap();
+    if super::pid_space().is_none() {
+        // Not Linux: no pid is ever judged; leases decide.
+        assert!(!super::is_dead_local_worker(&format!("{here}:{gone}:0")));
+        return;
+    }
+    assert!(super::is_dead_local_worker(&format!("{here}:{gone}:0a1b2c3d")), "exited, same host, boot and namespace");
+    assert!(!super::is_dead_local_worker(&format!("{here}:{}:0a1b2c3d", std::process::id())), "this process");
+    let name = here.split('/').next().unwrap();
+    assert!(!super::is_dead_local_worker(&format!("{name}/00000000.1:{gone}:0")), "another boot or container");
+    assert!(!super::is_dead_local_worker(&format!("{name}:{gone}:0")), "an id from before pid spaces were named");
+    assert!(!super::is_dead_local_worker("not-a-worker-id"));
+}

@@ -143,6 +143,8 @@ pub enum FailOutcome {
     Retrying,
     /// Failed for good: its partition is failed and its downstream `upstream_failed`.
     Failed,
+    /// A cancel was asked while it ran: canceled, not retried.
+    Canceled,
     /// The worker no longer held the lease: nothing was recorded.
     LeaseLost,
 }

@@ -98,6 +98,18 @@ struct Held {
 /// The columns of a [`Held`].
 const HELD_COLUMNS: &str = "id, run_id, asset_key, partition_key, attempt, max_attempts, lease_owner, cancel_requested";
 
+/// The fence of a settling update: the lease owner and attempt it was read with, bound after
+/// the update's own values.
+const FENCE_RETRY: &str = " AND state = 'running' AND lease_owner = $5 AND attempt = $6";
+/// See [`FENCE_RETRY`].
+const FENCE_FAIL: &str = " AND state = 'running' AND lease_owner = $4 AND attempt = $5";
+/// See [`FENCE_RETRY`].
+const FENCE_CANCEL: &str = " AND state = 'running' AND lease_owner = $3 AND attempt = $4";
+
+/// The ids of a run's requests that have not ended, in id order.
+const UNFINISHED: &str = "SELECT id FROM materialization_requests WHERE run_id = $1 \
+     AND state IN ('blocked', 'available', 'running') ORDER BY id";
+
 /// How a held request's attempt ends.
 enum Settle<'a> {
     /// Back in the queue at `run_at`; an uncharged attempt is given back (its process died).
@@ -109,23 +121,31 @@ enum Settle<'a> {
 }
 
 /// Ends `held`'s attempt on `tx`: the request, its event, its partition's current state, its
-/// downstream requests and (when it was the last) its run, together. The caller has fenced and
-/// locked the row.
-async fn settle(tx: &mut db::Conn, held: &Held, how: Settle<'_>, now: DateTime<Utc>) -> Result<RequestState> {
+/// downstream requests and (when it was the last) its run, together. The caller has locked the
+/// row; the request's update is fenced once more on (running, lease owner, attempt), and when it
+/// no longer matches (settled by another transaction meanwhile) nothing is written: `None`.
+async fn settle(tx: &mut db::Conn, held: &Held, how: Settle<'_>, now: DateTime<Utc>) -> Result<Option<RequestState>> {
     let run = parse_run_id(&held.run_id)?;
     let step = |kind, message: &str| RunEvent::step(run, now, kind, &held.asset_key, &held.partition_key, message);
     match how {
         Settle::Retry { run_at, error, charged } => {
-            sqlx::query(
+            let updated = sqlx::query(concatcp!(
                 "UPDATE materialization_requests SET state = 'available', run_at = $2, lease_owner = NULL, \
                      lease_expires_at = NULL, last_error = $3, attempt = attempt - $4 WHERE id = $1",
-            )
+                FENCE_RETRY
+            ))
             .bind(&held.id)
             .bind(run_at)
             .bind(error)
             .bind(i64::from(!charged))
+            .bind(held.lease_owner.as_deref())
+            .bind(held.attempt)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                return Ok(None);
+            }
             let mut event = step(EventKind::StepRetried, error);
             event.body = serde_json::json!({
                 "attempt": held.attempt,
@@ -134,18 +154,25 @@ async fn settle(tx: &mut db::Conn, held: &Held, how: Settle<'_>, now: DateTime<U
             });
             insert_events(&mut *tx, &[event]).await?;
             restore_partition(&mut *tx, held, now).await?;
-            Ok(RequestState::Available)
+            Ok(Some(RequestState::Available))
         }
         Settle::Fail { error } => {
-            sqlx::query(
+            let updated = sqlx::query(concatcp!(
                 "UPDATE materialization_requests SET state = 'failed', finished_at = $2, lease_owner = NULL, \
                      lease_expires_at = NULL, last_error = $3 WHERE id = $1",
-            )
+                FENCE_FAIL
+            ))
             .bind(&held.id)
             .bind(now)
             .bind(error)
+            .bind(held.lease_owner.as_deref())
+            .bind(held.attempt)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                return Ok(None);
+            }
             let mut event = step(EventKind::StepFailed, error);
             event.body = serde_json::json!({ "attempts": held.attempt });
             insert_events(&mut *tx, &[event]).await?;
@@ -166,22 +193,29 @@ async fn settle(tx: &mut db::Conn, held: &Held, how: Settle<'_>, now: DateTime<U
             .await?;
             sqlx::query(CASCADE_UPSTREAM_FAILED).bind(&held.id).bind(now).execute(&mut *tx).await?;
             finish_run(&mut *tx, &held.run_id, now).await?;
-            Ok(RequestState::Failed)
+            Ok(Some(RequestState::Failed))
         }
         Settle::Cancel { why } => {
-            sqlx::query(
+            let updated = sqlx::query(concatcp!(
                 "UPDATE materialization_requests SET state = 'canceled', finished_at = $2, lease_owner = NULL, \
                      lease_expires_at = NULL WHERE id = $1",
-            )
+                FENCE_CANCEL
+            ))
             .bind(&held.id)
             .bind(now)
+            .bind(held.lease_owner.as_deref())
+            .bind(held.attempt)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                return Ok(None);
+            }
             insert_events(&mut *tx, &[step(EventKind::StepCanceled, why)]).await?;
             restore_partition(&mut *tx, held, now).await?;
             sqlx::query(CASCADE_UPSTREAM_FAILED).bind(&held.id).bind(now).execute(&mut *tx).await?;
             finish_run(&mut *tx, &held.run_id, now).await?;
-            Ok(RequestState::Canceled)
+            Ok(Some(RequestState::Canceled))
         }
     }
 }
@@ -190,6 +224,31 @@ async fn settle(tx: &mut db::Conn, held: &Held, how: Settle<'_>, now: DateTime<U
 /// marked it running; a partition never attempted before goes back to having no row. Only if
 /// the row is still this run's running attempt.
 async fn restore_partition(tx: &mut db::Conn, held: &Held, now: DateTime<Utc>) -> Result<()> {
+    // Another run may be materializing the same partition at the same time (a backfill and a
+    // schedule): then it stays running, as that run's.
+    let other: Option<String> = sqlx::query_scalar(
+        "SELECT run_id FROM materialization_requests WHERE asset_key = $1 AND partition_key = $2 \
+             AND state = 'running' AND id <> $3 ORDER BY started_at DESC, id LIMIT 1",
+    )
+    .bind(&held.asset_key)
+    .bind(&held.partition_key)
+    .bind(&held.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(other) = other {
+        sqlx::query(
+            "UPDATE asset_partitions SET last_run_id = $4, updated_at = $5 \
+             WHERE asset_key = $1 AND partition_key = $2 AND last_attempt_status = 'running' AND last_run_id = $3",
+        )
+        .bind(&held.asset_key)
+        .bind(&held.partition_key)
+        .bind(&held.run_id)
+        .bind(other)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        return Ok(());
+    }
     sqlx::query(
         "DELETE FROM asset_partitions WHERE asset_key = $1 AND partition_key = $2 \
              AND current_materialization_id IS NULL AND prev_attempt_status IS NULL \
@@ -229,9 +288,30 @@ async fn fenced(tx: &mut db::Conn, worker: &str, id: RequestId, attempt: i64) ->
     .await?)
 }
 
-/// Ends a run whose owning process is gone: its running requests canceled (partitions
-/// restored), its waiting ones canceled, a `run_canceled` event saying why, and the run's end.
-async fn abandon_run(tx: &mut db::Conn, run: &str, why: &str, now: DateTime<Utc>) -> Result<()> {
+/// Ends a run whose owning process is gone: its waiting requests canceled, its running ones
+/// canceled (partitions restored), a `run_canceled` event saying why, and the run canceled.
+///
+/// Lock order is the completion's (the run's requests, then the run), and the requests are
+/// taken with `SKIP LOCKED`: when another transaction holds one of them (the owner completing a
+/// step after all, or another reaper), this pass leaves the run alone and returns false; a later
+/// pass settles it. So a reaper never waits for an owner that waits for the reaper.
+async fn abandon_run(tx: &mut db::Conn, run: &str, why: &str, now: DateTime<Utc>) -> Result<bool> {
+    let all: Vec<String> = sqlx::query_scalar(UNFINISHED).bind(run).fetch_all(&mut *tx).await?;
+    let locked: Vec<String> =
+        sqlx::query_scalar(concatcp!(UNFINISHED, db::LOCK_ROW_SKIP)).bind(run).fetch_all(&mut *tx).await?;
+    if locked != all {
+        return Ok(false);
+    }
+    let status: Option<String> = sqlx::query_scalar(concatcp!(
+        "SELECT status FROM runs WHERE id = $1 AND status IN ('queued', 'running')",
+        db::LOCK_ROW
+    ))
+    .bind(run)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if status.is_none() {
+        return Ok(false);
+    }
     // Waiting ones first, so they end canceled rather than failed by the canceled running ones.
     sqlx::query(
         "UPDATE materialization_requests SET state = 'canceled', finished_at = $2 \
@@ -244,8 +324,7 @@ async fn abandon_run(tx: &mut db::Conn, run: &str, why: &str, now: DateTime<Utc>
     let running: Vec<Held> = sqlx::query_as(concatcp!(
         "SELECT ",
         HELD_COLUMNS,
-        " FROM materialization_requests WHERE run_id = $1 AND state = 'running' ORDER BY id",
-        db::LOCK_ROW
+        " FROM materialization_requests WHERE run_id = $1 AND state = 'running' ORDER BY id"
     ))
     .bind(run)
     .fetch_all(&mut *tx)
@@ -254,7 +333,16 @@ async fn abandon_run(tx: &mut db::Conn, run: &str, why: &str, now: DateTime<Utc>
         settle(&mut *tx, held, Settle::Cancel { why }, now).await?;
     }
     insert_events(&mut *tx, &[RunEvent::run(parse_run_id(run)?, now, EventKind::RunCanceled, why)]).await?;
-    finish_run(&mut *tx, run, now).await
+    // Canceled whatever it held (even nothing: a process killed between creating its run and
+    // submitting its requests).
+    sqlx::query(
+        "UPDATE runs SET status = 'canceled', finished_at = $2 WHERE id = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(run)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(true)
 }
 
 /// Inserts requests (multi-row; a known idempotency key keeps its first request) and their
@@ -578,6 +666,12 @@ impl RequestQueue for db::Store {
             return Ok(FailOutcome::LeaseLost);
         };
         insert_check_results(&mut tx, &failed.checks).await?;
+        if held.cancel_requested {
+            // A cancel was asked while it ran: it ends canceled, never retried.
+            settle(&mut tx, &held, Settle::Cancel { why: "canceled" }, now).await?;
+            tx.commit().await?;
+            return Ok(FailOutcome::Canceled);
+        }
         let outcome = match failed.retry_at.filter(|_| held.attempt < held.max_attempts) {
             Some(run_at) => {
                 settle(&mut tx, &held, Settle::Retry { run_at, error: &failed.error, charged: true }, now).await?;
@@ -610,25 +704,25 @@ impl RequestQueue for db::Store {
         let mut tx = self.begin_write().await?;
         let mut out = Reaped::default();
         // Runs first: the requests of an abandoned run are canceled, not retried.
-        let runs: Vec<(String, String)> = sqlx::query_as(concatcp!(
+        let runs: Vec<(String, String)> = sqlx::query_as(
             "SELECT id, owner FROM runs WHERE owner IS NOT NULL AND status IN ('queued', 'running') \
              AND owner_expires_at < $1 ORDER BY owner_expires_at LIMIT 100",
-            db::SKIP_LOCKED
-        ))
+        )
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         for (run, owner) in runs {
             let why = format!("its process stopped renewing its lease (worker {owner})");
-            abandon_run(&mut tx, &run, &why, now).await?;
-            out.runs.push(parse_run_id(&run)?);
+            if abandon_run(&mut tx, &run, &why, now).await? {
+                out.runs.push(parse_run_id(&run)?);
+            }
         }
         let expired: Vec<Held> = sqlx::query_as(concatcp!(
             "SELECT ",
             HELD_COLUMNS,
             " FROM materialization_requests WHERE state = 'running' AND lease_expires_at < $1 \
              ORDER BY lease_expires_at LIMIT 500",
-            db::SKIP_LOCKED
+            db::LOCK_ROW_SKIP
         ))
         .bind(now)
         .fetch_all(&mut *tx)
@@ -643,8 +737,9 @@ impl RequestQueue for db::Store {
             } else {
                 Settle::Fail { error: &error }
             };
-            let state = settle(&mut tx, &held, how, now).await?;
-            out.requests.push((parse_request_id(&held.id)?, state));
+            if let Some(state) = settle(&mut tx, &held, how, now).await? {
+                out.requests.push((parse_request_id(&held.id)?, state));
+            }
         }
         tx.commit().await?;
         Ok(out)
@@ -666,8 +761,9 @@ impl RequestQueue for db::Store {
         let runs: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
         for (run, owner) in runs {
             let why = format!("its process exited (worker {owner})");
-            abandon_run(&mut tx, &run, &why, now).await?;
-            out.runs.push(parse_run_id(&run)?);
+            if abandon_run(&mut tx, &run, &why, now).await? {
+                out.runs.push(parse_run_id(&run)?);
+            }
         }
         let mut q = QueryBuilder::new(concatcp!(
             "SELECT ",
@@ -678,7 +774,7 @@ impl RequestQueue for db::Store {
         for owner in owners {
             list.push_bind(owner.as_str());
         }
-        q.push(") ORDER BY id");
+        q.push(") ORDER BY id").push(db::LOCK_ROW_SKIP);
         let held: Vec<Held> = q.build_query_as().fetch_all(&mut *tx).await?;
         for held in held {
             let how = if held.cancel_requested {
@@ -687,8 +783,9 @@ impl RequestQueue for db::Store {
                 // The attempt is not charged: the asset did not fail, its worker process died.
                 Settle::Retry { run_at: now, error: "its worker exited mid-attempt", charged: false }
             };
-            let state = settle(&mut tx, &held, how, now).await?;
-            out.requests.push((parse_request_id(&held.id)?, state));
+            if let Some(state) = settle(&mut tx, &held, how, now).await? {
+                out.requests.push((parse_request_id(&held.id)?, state));
+            }
         }
         tx.commit().await?;
         Ok(out)

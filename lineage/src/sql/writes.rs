@@ -103,8 +103,13 @@ pub(super) async fn write_steps_started(tx: &mut db::Conn, events: &[RunEvent]) 
                 .push_bind(e.ts);
         });
         q.push(
+            // A partition another run is materializing keeps the state from before that run as
+            // the one to restore (never `running`, which no lease would then hold).
             " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
-               prev_attempt_status = asset_partitions.last_attempt_status, prev_error = asset_partitions.last_error, \
+               prev_attempt_status = CASE WHEN asset_partitions.last_attempt_status = 'running' \
+                   THEN asset_partitions.prev_attempt_status ELSE asset_partitions.last_attempt_status END, \
+               prev_error = CASE WHEN asset_partitions.last_attempt_status = 'running' \
+                   THEN asset_partitions.prev_error ELSE asset_partitions.last_error END, \
                last_run_id = excluded.last_run_id, last_attempt_status = 'running', \
                last_error = NULL, updated_at = excluded.updated_at",
         );
