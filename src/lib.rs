@@ -30,6 +30,7 @@ mod commands;
 mod config;
 mod progress;
 mod project;
+mod view;
 
 pub use project::{OBJECT_STORE, Project, Setup};
 

@@ -14,8 +14,6 @@ use crate::app::App;
 use crate::cli::{LineageArgs, LineageFormat};
 use crate::commands::{lookup, print_json, short, show_key};
 use crate::user_error;
-use engine::status::PartitionStatus;
-use strum::IntoEnumIterator as _;
 
 #[derive(Debug, Serialize)]
 struct AssetNode {
@@ -82,7 +80,7 @@ fn asset_tree(app: &App, id: AssetId, depth: usize, upstream: bool, mapping: Opt
     }
 }
 
-fn mapping_text(m: &engine::PartitionMapping) -> String {
+pub(crate) fn mapping_text(m: &engine::PartitionMapping) -> String {
     match m {
         engine::PartitionMapping::TimeWindow { start_offset: 0, end_offset: 0 } => "time_window".to_owned(),
         engine::PartitionMapping::TimeWindow { start_offset, end_offset } => {
@@ -405,145 +403,10 @@ fn asset_mermaid(app: &App, id: AssetId, args: &LineageArgs) -> String {
     out
 }
 
-/// Longest-path layers from the sources, then a few barycentre sweeps to order each layer:
-/// enough for graphs of tens of assets, deterministic, and with no dependency.
-fn layout(app: &App, nodes: &BTreeSet<AssetId>) -> Vec<Vec<AssetId>> {
-    let graph = app.defs.graph();
-    let mut layer: std::collections::BTreeMap<AssetId, usize> = Default::default();
-    for &n in graph.topo_order().iter().filter(|n| nodes.contains(n)) {
-        let l = graph
-            .upstream(n)
-            .iter()
-            .filter(|e| nodes.contains(&e.asset))
-            .map(|e| layer[&e.asset] + 1)
-            .max()
-            .unwrap_or(0);
-        layer.insert(n, l);
-    }
-    let depth = layer.values().copied().max().map_or(0, |m| m + 1);
-    let mut layers: Vec<Vec<AssetId>> = vec![Vec::new(); depth];
-    for (&n, &l) in &layer {
-        layers[l].push(n);
-    }
-    for _ in 0..4 {
-        for l in 1..layers.len() {
-            let (before, rest) = layers.split_at_mut(l);
-            let prev = &before[l - 1];
-            let centre = |n: AssetId| {
-                let ups: Vec<usize> =
-                    graph.upstream(n).iter().filter_map(|e| prev.iter().position(|p| *p == e.asset)).collect();
-                if ups.is_empty() { f64::MAX } else { ups.iter().sum::<usize>() as f64 / ups.len() as f64 }
-            };
-            rest[0].sort_by(|a, b| centre(*a).total_cmp(&centre(*b)).then(a.cmp(b)));
-        }
-    }
-    layers
-}
-
 async fn asset_svg(app: &App, id: AssetId, args: &LineageArgs) -> anyhow::Result<String> {
-    const W: f64 = 250.0;
-    const H: f64 = 64.0;
-    const GAP_X: f64 = 90.0;
-    const GAP_Y: f64 = 28.0;
-    let graph = app.defs.graph();
-    let nodes = neighbourhood(app, id, args);
-    let layers = layout(app, &nodes);
-    let rows = layers.iter().map(Vec::len).max().unwrap_or(1);
-    let (width, height) = (layers.len() as f64 * (W + GAP_X) - GAP_X + 40.0, rows as f64 * (H + GAP_Y) - GAP_Y + 70.0);
-    let mut pos: std::collections::BTreeMap<AssetId, (f64, f64)> = Default::default();
-    for (l, layer) in layers.iter().enumerate() {
-        let offset = (rows - layer.len()) as f64 * (H + GAP_Y) / 2.0;
-        for (i, &n) in layer.iter().enumerate() {
-            pos.insert(n, (20.0 + l as f64 * (W + GAP_X), 50.0 + offset + i as f64 * (H + GAP_Y)));
-        }
-    }
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    // One colour per partition status word (engine::status), for nodes and their health bars.
-    let colour = |s: PartitionStatus| match s {
-        PartitionStatus::Materialized => ("#dff5e1", "#2e7d32"),
-        PartitionStatus::Stale => ("#f3e5f5", "#6a1b9a"),
-        PartitionStatus::Failed => ("#fde2e1", "#c62828"),
-        PartitionStatus::InProgress => ("#e3f0ff", "#1565c0"),
-        PartitionStatus::Missing => ("#f1f1f1", "#757575"),
-    };
-    let styles: String = PartitionStatus::iter()
-        .map(|s| {
-            format!(".{s}{{fill:{};stroke:{}}} .bar-{s}{{fill:{};stroke:none}} ", colour(s).0, colour(s).1, colour(s).1)
-        })
-        .collect();
-    let legend: Vec<String> = PartitionStatus::iter().map(|s| s.to_string()).collect();
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"monospace\" font-size=\"12\">\n\
-         <style>{styles}text{{fill:#222}} path{{fill:none;stroke:#888;stroke-width:1.5}}</style>\n\
-         <text x=\"20\" y=\"24\" font-size=\"14\">lineage of {} — each asset coloured by its most urgent partition status ({}), with a bar of its partitions by status</text>\n",
-        esc(graph.asset(id).key.as_str()),
-        legend.join(", ")
-    );
-    for (&n, &(x, y)) in &pos {
-        for e in graph.upstream(n).iter().filter(|e| nodes.contains(&e.asset)) {
-            let (ux, uy) = pos[&e.asset];
-            let (x1, y1, x2, y2) = (ux + W, uy + H / 2.0, x, y + H / 2.0);
-            let mid = (x1 + x2) / 2.0;
-            let _ = writeln!(out, "<path d=\"M{x1:.1},{y1:.1} C{mid:.1},{y1:.1} {mid:.1},{y2:.1} {x2:.1},{y2:.1}\"/>");
-            let _ = writeln!(
-                out,
-                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{}</text>",
-                mid,
-                (y1 + y2) / 2.0 - 4.0,
-                esc(&mapping_text(&e.mapping))
-            );
-        }
-    }
-    let ctx = app.partitions_context().await?;
-    for (&n, &(x, y)) in &pos {
-        let def = graph.asset(n);
-        let counts = engine::status::asset_status(&*app.store, graph, n, None, &ctx).await?.counts;
-        let class = counts.overall();
-        let stroke = if n == id { " stroke-width=\"3\"" } else { "" };
-        let _ = writeln!(
-            out,
-            "<g class=\"{class}\"><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{W}\" height=\"{H}\" rx=\"8\"{stroke}/>"
-        );
-        let _ = writeln!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-weight=\"bold\">{}</text>",
-            x + 10.0,
-            y + 18.0,
-            esc(def.key.as_str())
-        );
-        let kind = def.partitions.as_ref().map_or("unpartitioned".to_owned(), engine::PartitionsDef::describe);
-        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>", x + 10.0, y + 33.0, esc(&kind));
-        let mut text = format!("{}/{} materialized", counts.materialized, counts.partitions);
-        for (n, word) in [(counts.stale, "stale"), (counts.failed, "failed"), (counts.in_progress, "in_progress")] {
-            if n > 0 {
-                text.push_str(&format!(", {n} {word}"));
-            }
-        }
-        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>", x + 10.0, y + 48.0, esc(&text));
-        // The health bar: the asset's partitions by status, left to right in status order.
-        let total = counts.partitions.max(1) as f64;
-        let mut bx = x + 10.0;
-        for (status, n) in [
-            (PartitionStatus::Materialized, counts.materialized - counts.stale),
-            (PartitionStatus::Stale, counts.stale),
-            (PartitionStatus::Failed, counts.failed),
-            (PartitionStatus::InProgress, counts.in_progress),
-            (PartitionStatus::Missing, counts.missing),
-        ] {
-            let w = (W - 20.0) * n as f64 / total;
-            if w > 0.0 {
-                let _ = writeln!(
-                    out,
-                    "<rect class=\"bar-{status}\" x=\"{bx:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"5\"/>",
-                    y + H - 11.0
-                );
-                bx += w;
-            }
-        }
-        out.push_str("</g>\n");
-    }
-    out.push_str("</svg>\n");
-    Ok(out)
+    let key = app.defs.graph().asset(id).key.to_string();
+    let title = format!("lineage of {key}: {} up, {} down", args.upstream, args.downstream);
+    crate::view::asset_graph(app, &neighbourhood(app, id, args), Some(id), &title, |_| None).await
 }
 
 fn asset_dot(app: &App, id: AssetId, args: &LineageArgs) -> String {

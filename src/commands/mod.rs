@@ -5,6 +5,7 @@ mod automation;
 mod backfill;
 mod history;
 mod lineage;
+pub(crate) use lineage::mapping_text;
 mod list;
 mod materialize;
 mod requests;

@@ -326,11 +326,19 @@ fn lineage_draws_the_asset_graph_as_mermaid_and_as_an_svg_with_status_colours() 
     "#);
     let svg = robo.ok(&["lineage", "storage_bill", "--format", "svg"]).stdout;
     assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"") && svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("\" rx=\"8\"").count(), 4, "one box per asset");
-    assert_eq!(svg.matches("<path ").count(), 4, "one curve per dependency");
+    assert_eq!(svg.matches("<g class=\"node ").count(), 4, "one box per asset");
+    assert_eq!(svg.matches("<g class=\"edge\"").count(), 4, "one edge per dependency");
+    assert_eq!(svg.matches("marker-end=\"url(#arrow)\"").count(), 4, "each with an arrowhead");
+    // The direct bill → report edge is drawn as its own edge (routed around the allocation: the
+    // layout's property tests prove no edge passes under a node), labelled with its mapping.
+    assert!(
+        svg.contains("data-from=\"storage_bill\" data-to=\"usage_report\"><path")
+            && svg.contains("font-size=\"10\">time_window(0, 1)</text>"),
+        "{svg}"
+    );
     // Boxes take the status words of `status`: hours and days are partly missing, months wholly.
-    assert_eq!(svg.matches("<g class=\"missing\"><rect").count(), 4, "{svg}");
-    assert!(svg.contains(">1/379 materialized</text>"), "{svg}");
+    assert_eq!(svg.matches("data-status=\"missing\"").count(), 4, "{svg}");
+    assert!(svg.contains(">1/379 materialized, 378 late</text>"), "{svg}");
     assert!(svg.contains(">24/9108 materialized</text>"), "{svg}");
     // Each box's health bar shows its materialized share: 24 of 9,108 hours is a sliver.
     assert!(svg.contains("<rect class=\"bar-materialized\""), "{svg}");
@@ -340,8 +348,8 @@ fn lineage_draws_the_asset_graph_as_mermaid_and_as_an_svg_with_status_colours() 
     std::fs::OpenOptions::new().write(true).open(&graph).unwrap().set_len(90 << 30).unwrap();
     robo.ok(&["materialize", "usage_snapshot", "-p", "2025-12-15T07:00"]);
     let svg = robo.ok(&["lineage", "storage_bill", "--format", "svg"]).stdout;
-    assert!(svg.contains("<g class=\"stale\"><rect"), "{svg}");
-    assert!(svg.contains(">1/379 materialized, 1 stale</text>"), "{svg}");
+    assert!(svg.contains("data-asset=\"storage_bill\" data-status=\"stale\""), "{svg}");
+    assert!(svg.contains(">1/379 materialized, 1 stale, 378 late</text>"), "{svg}");
     let refused = robo.run(&["lineage", "storage_bill", "-p", DAY, "--format", "svg"]);
     assert_eq!(refused.code, 2);
     assert!(refused.stderr.contains("--format mermaid and svg draw the asset graph"), "{}", refused.stderr);
