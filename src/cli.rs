@@ -86,10 +86,36 @@ pub enum Command {
     /// history (they stay in the store for lineage); outputs and ledger entries stay.
     /// Materializations that read them become stale.
     Wipe(WipeArgs),
+    /// Serve the read-only web view of the lineage store: asset graph, partitions, runs,
+    /// backfills, automation and the queue (prints its URL; Ctrl-C stops it).
+    Ui(UiArgs),
+    /// Daemon, an in-process worker and the web view in one process, like `dagster dev`
+    /// (Ctrl-C stops all three).
+    Dev(DevArgs),
     /// Recompute every partition's staleness from scratch and fix any wrong count.
     ///
     /// Staleness is maintained as materializations are recorded; this checks it.
     Repair,
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// Address to listen on. Loopback by default; any other address serves the lineage store
+    /// to the network without authentication (a warning says so).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub bind: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub ui: UiArgs,
+    /// Seconds between daemon evaluations.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval_secs: u64,
+    /// Steps at once for the in-process worker.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
 }
 
 #[derive(Debug, Args)]
@@ -481,6 +507,9 @@ pub struct RunsArgs {
     /// At most this many runs.
     #[arg(long, default_value_t = 20)]
     pub limit: i64,
+    /// Only runs older than this run id (the `next_cursor` of the previous page).
+    #[arg(long)]
+    pub before: Option<String>,
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -163,8 +163,16 @@ async fn run_status_transitions_are_logged(store: &dyn LineageStore) {
     assert_eq!(run.finished_at, Some(ts(4)));
     let kinds: Vec<_> = store.run_events(run_id).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [EventKind::RunStarted, EventKind::RunCanceled]);
-    assert_eq!(store.runs(Some(RunStatus::Canceled), 10).await.unwrap().len(), 1);
-    assert!(store.runs(Some(RunStatus::Succeeded), 10).await.unwrap().is_empty());
+    assert_eq!(store.runs(Some(RunStatus::Canceled), None, 10).await.unwrap().len(), 1);
+    assert!(store.runs(Some(RunStatus::Succeeded), None, 10).await.unwrap().is_empty());
+
+    // Keyset pages, newest first: a page ends where the next begins, with nothing twice.
+    let (older, newer) = (new_run(store).await, new_run(store).await);
+    let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let first = ids(store.runs(None, None, 2).await.unwrap());
+    assert_eq!(first, [newer, older]);
+    assert_eq!(ids(store.runs(None, Some(older), 2).await.unwrap()), [run_id]);
+    assert!(store.runs(None, Some(run_id), 2).await.unwrap().is_empty());
 
     let missing = RunId::new();
     let err = store

@@ -30,10 +30,30 @@ fn print_report(r: &TickReport) {
 }
 
 pub async fn daemon(app: &App, args: &DaemonArgs) -> anyhow::Result<ExitStatus> {
-    let automation = &app.automation;
-    let exec = app.executor().await?;
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
+    daemon_until(app, args, cancel).await
+}
+
+/// `robo-assets dev`: the daemon with its in-process worker, and the web view, until Ctrl-C.
+pub async fn dev(app: App, args: &crate::cli::DevArgs) -> anyhow::Result<ExitStatus> {
+    let app = Arc::new(app);
+    let listener = crate::view::server::bind(args.ui.bind).await?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    let ui = tokio::spawn(crate::view::server::serve(app.clone(), listener, cancel.clone()));
+    let daemon =
+        DaemonArgs { once: false, interval_secs: args.interval_secs, no_worker: false, concurrency: args.concurrency };
+    let outcome = daemon_until(&app, &daemon, cancel.clone()).await;
+    // The daemon ended (Ctrl-C, or an error): the web view goes with it.
+    cancel.cancel();
+    ui.await??;
+    outcome
+}
+
+async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -> anyhow::Result<ExitStatus> {
+    let automation = &app.automation;
+    let exec = app.executor().await?;
     if args.once {
         let reports = engine::automation::run_once(&exec, automation, app.clock.now()).await?;
         for r in &reports {

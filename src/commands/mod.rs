@@ -9,10 +9,10 @@ pub(crate) use lineage::mapping_text;
 mod list;
 mod materialize;
 mod requests;
-mod runs;
-mod status;
+pub(crate) mod runs;
+pub(crate) mod status;
 mod submit;
-mod why;
+pub(crate) mod why;
 mod worker;
 
 use std::collections::BTreeSet;
@@ -46,6 +46,15 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
         Command::Why(args) => why::why(&app, &args).await,
         Command::Wipe(args) => why::wipe(&app, &args).await,
         Command::Repair => why::repair(&app).await,
+        Command::Ui(args) => {
+            let app = std::sync::Arc::new(app);
+            let cancel = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(materialize::cancel_on_signal(cancel.clone()));
+            let listener = crate::view::server::bind(args.bind).await?;
+            crate::view::server::serve(app, listener, cancel).await?;
+            Ok(ExitStatus::Success)
+        }
+        Command::Dev(args) => automation::dev(app, &args).await,
         Command::Partitions(args) => {
             let declared: std::collections::BTreeSet<&str> = app
                 .defs
@@ -143,13 +152,13 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
 }
 
 /// Resolves a selection, turning its errors into user errors.
-fn select(app: &App, selection: &str) -> anyhow::Result<BTreeSet<AssetId>> {
+pub(crate) fn select(app: &App, selection: &str) -> anyhow::Result<BTreeSet<AssetId>> {
     engine::selection::resolve(app.defs.graph(), selection).map_err(|e| user_error(e.to_string()))
 }
 
 /// Parses a stored name given on the command line (a run status, a request state), saying which
 /// names are valid when it is none of them.
-fn parse_choice<T: std::str::FromStr + strum::VariantNames>(what: &str, given: &str) -> anyhow::Result<T> {
+pub(crate) fn parse_choice<T: std::str::FromStr + strum::VariantNames>(what: &str, given: &str) -> anyhow::Result<T> {
     T::from_str(given).map_err(|_| user_error(format!("unknown {what} {given:?} (valid: {})", T::VARIANTS.join(", "))))
 }
 
@@ -167,7 +176,7 @@ fn partition_spec(args: &PartitionArgs) -> PartitionSpec {
 }
 
 /// The first 12 hex digits of a version.
-fn short(version: &str) -> &str {
+pub(crate) fn short(version: &str) -> &str {
     &version[..version.len().min(12)]
 }
 
@@ -178,7 +187,7 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 /// A partition key for display: `(unpartitioned)` for `""`.
-fn show_key(key: &str) -> &str {
+pub(crate) fn show_key(key: &str) -> &str {
     if key.is_empty() { "(unpartitioned)" } else { key }
 }
 

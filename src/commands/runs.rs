@@ -15,7 +15,46 @@ fn parse_run_id(s: &str) -> anyhow::Result<RunId> {
         .map_err(|_| user_error(format!("{s:?} is not a run id (a UUID like 0193f1c2-…; see `robo-assets runs`)")))
 }
 
-async fn find(app: &App, s: &str) -> anyhow::Result<RunRecord> {
+/// A page of runs, newest first: the body of `runs --json` and `/api/v1/runs`.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct RunsPage {
+    pub runs: Vec<RunRecord>,
+    /// Pass as `--before` (`?before=`) for the next page; absent on the last page.
+    pub next_cursor: Option<RunId>,
+}
+
+/// One page of runs older than `before`.
+pub(crate) async fn page(
+    app: &App,
+    status: Option<RunStatus>,
+    before: Option<RunId>,
+    limit: i64,
+) -> anyhow::Result<RunsPage> {
+    let mut runs = app.store.runs(status, before, limit + 1).await?;
+    let next_cursor = if runs.len() as i64 > limit {
+        runs.truncate(limit as usize);
+        runs.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(RunsPage { runs, next_cursor })
+}
+
+/// A run with what it recorded: the body of `runs show --json` and `/api/v1/runs/{id}`.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct RunDetail {
+    pub run: RunRecord,
+    pub materializations: Vec<lineage::MaterializationRecord>,
+    pub events: Vec<lineage::RunEvent>,
+}
+
+pub(crate) async fn show(app: &App, run: RunRecord) -> anyhow::Result<RunDetail> {
+    let materializations = app.store.run_materializations(run.id).await?;
+    let events = app.store.run_events(run.id).await?;
+    Ok(RunDetail { run, materializations, events })
+}
+
+pub(crate) async fn find(app: &App, s: &str) -> anyhow::Result<RunRecord> {
     let id = parse_run_id(s)?;
     app.store.run(id).await?.ok_or_else(|| user_error(format!("no run with id {id}; see `robo-assets runs`")))
 }
@@ -35,9 +74,10 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                 Some(s) => Some(parse_choice::<RunStatus>("run status", s)?),
                 None => None,
             };
-            let runs = app.store.runs(status, args.limit.max(1)).await?;
+            let before = args.before.as_deref().map(parse_run_id).transpose()?;
+            let RunsPage { runs, next_cursor } = page(app, status, before, args.limit.max(1)).await?;
             if args.json {
-                print_json(&runs)?;
+                print_json(&RunsPage { runs, next_cursor })?;
                 return Ok(ExitStatus::Success);
             }
             println!(
@@ -56,15 +96,17 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                     r.selection
                 );
             }
+            if let Some(next) = next_cursor {
+                eprintln!("More: robo-assets runs --before {next}");
+            }
         }
         Some(RunsCommand::Show { run_id, json }) => {
-            let run = find(app, run_id).await?;
-            let materializations = app.store.run_materializations(run.id).await?;
-            let events = app.store.run_events(run.id).await?;
+            let detail = show(app, find(app, run_id).await?).await?;
             if *json {
-                print_json(&serde_json::json!({ "run": run, "materializations": materializations, "events": events }))?;
+                print_json(&detail)?;
                 return Ok(ExitStatus::Success);
             }
+            let RunDetail { run, materializations, events } = detail;
             println!("Run {}", run.id);
             println!("  status     {}", run.status);
             println!("  trigger    {}", run.trigger);

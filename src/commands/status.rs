@@ -21,7 +21,7 @@ const MAX_LISTED: usize = 200;
 
 /// A listed partition: its status from `engine::status`, with the details shown beside it.
 #[derive(Debug, Serialize)]
-struct PartitionRow {
+pub(crate) struct PartitionRow {
     #[serde(flatten)]
     report: PartitionReport,
     data_version: Option<String>,
@@ -33,30 +33,87 @@ struct PartitionRow {
     stale: Option<String>,
 }
 
+/// One asset's status: the body of `status --json` (one per asset) and of `/api/v1/status`.
 #[derive(Debug, Serialize)]
-struct AssetRow {
-    asset: String,
-    partitions_def: Option<String>,
+pub(crate) struct AssetRow {
+    pub asset: String,
+    pub partitions_def: Option<String>,
     /// The asset as a whole, in the same words as its partitions.
-    status: PartitionStatus,
-    counts: StatusCounts,
+    pub status: PartitionStatus,
+    pub counts: StatusCounts,
+    /// Every partition (or those asked for) in partition order, as runs of one status: a
+    /// year of hours that is all missing is one range.
+    pub ranges: Vec<StatusRange>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    partitions_listed: Vec<PartitionRow>,
+    pub partitions_listed: Vec<PartitionRow>,
     #[serde(skip)]
-    strip: String,
+    pub strip: String,
+    /// Every partition's report, for the web view's grid.
+    #[serde(skip)]
+    pub reports: Vec<PartitionReport>,
+}
+
+/// A run of consecutive partitions with one status (`late` counts the late ones among them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct StatusRange {
+    pub first: String,
+    pub last: String,
+    pub status: PartitionStatus,
+    pub count: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub late: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Run-length ranges of partition reports, in their order.
+pub(crate) fn ranges(reports: &[PartitionReport]) -> Vec<StatusRange> {
+    let mut out: Vec<StatusRange> = Vec::new();
+    for r in reports {
+        let late = usize::from(r.late_since.is_some());
+        match out.last_mut() {
+            Some(last) if last.status == r.status && (last.late > 0) == (late > 0) => {
+                last.last.clone_from(&r.partition);
+                last.count += 1;
+                last.late += late;
+            }
+            _ => out.push(StatusRange {
+                first: r.partition.clone(),
+                last: r.partition.clone(),
+                status: r.status,
+                count: 1,
+                late,
+            }),
+        }
+    }
+    out
 }
 
 pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
-    let graph = app.defs.graph();
     let selected = select(app, &args.selection)?;
-    let ctx = app.partitions_context().await?;
     let spec = partition_spec(&args.partitions);
-    let listing = spec != engine::PartitionSpec::None;
+    let out = rows(app, &selected, &spec).await?;
+    if args.json {
+        print_json(&out)?;
+        return Ok(ExitStatus::Success);
+    }
+    render(&out);
+    Ok(ExitStatus::Success)
+}
+
+/// The status of the `selected` assets (their partitions in `spec`, or all), in dependency order.
+pub(crate) async fn rows(
+    app: &App,
+    selected: &std::collections::BTreeSet<AssetId>,
+    spec: &engine::PartitionSpec,
+) -> anyhow::Result<Vec<AssetRow>> {
+    let graph = app.defs.graph();
+    let ctx = app.partitions_context().await?;
+    let listing = *spec != engine::PartitionSpec::None;
     let keys_of: HashMap<AssetId, Vec<String>> = if listing {
-        engine::plan::targets(graph, &selected, &spec, &ctx)
-            .map_err(|e| user_error(e.to_string()))?
-            .into_iter()
-            .collect()
+        engine::plan::targets(graph, selected, spec, &ctx).map_err(|e| user_error(e.to_string()))?.into_iter().collect()
     } else {
         HashMap::new()
     };
@@ -96,15 +153,16 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
             partitions_def: def.partitions.as_ref().map(engine::PartitionsDef::describe),
             status: status.counts.overall(),
             counts: status.counts,
+            ranges: ranges(&status.partitions),
             partitions_listed: listed,
             strip,
+            reports: status.partitions,
         });
     }
+    Ok(out)
+}
 
-    if args.json {
-        print_json(&out)?;
-        return Ok(ExitStatus::Success);
-    }
+fn render(out: &[AssetRow]) {
     let legend: Vec<String> = PartitionStatus::iter().map(|s| format!("{} {s}", s.glyph())).collect();
     println!(
         "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5}  LATEST ({})",
@@ -119,7 +177,7 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
         "LATE",
         legend.join(" ")
     );
-    for a in &out {
+    for a in out {
         println!(
             "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5}  {}",
             a.asset,
@@ -165,7 +223,6 @@ pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> 
             println!("  … {} more", a.counts.partitions - a.partitions_listed.len());
         }
     }
-    Ok(ExitStatus::Success)
 }
 
 /// The causes for people; changed inputs are named, e.g. `usage_snapshot 2025-12-15T07:00

@@ -1,6 +1,8 @@
 //! `robo-assets why` (a partition's status, stale causes and root causes as a tree, and its
 //! automation condition's evaluations), `wipe` and `repair`.
 
+use std::fmt::Write as _;
+
 use engine::staleness::{Because, Change, StaleCause};
 use engine::status::PartitionStatus;
 use serde::Serialize;
@@ -10,35 +12,31 @@ use crate::cli::{WhyArgs, WipeArgs};
 use crate::commands::{partition_spec, print_json, short, show_key};
 use crate::{ExitStatus, user_error};
 
+/// A partition's status with its causes: the `partition` of `why --json` and the web view's
+/// partition page.
 #[derive(Debug, Serialize)]
-struct Why {
-    asset: String,
-    partition: String,
-    status: PartitionStatus,
+pub(crate) struct Why {
+    pub asset: String,
+    pub partition: String,
+    pub status: PartitionStatus,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    causes: Vec<StaleCause>,
+    pub causes: Vec<StaleCause>,
     /// The changed inputs, each traced to its root causes.
     #[serde(skip_serializing_if = "Option::is_none")]
-    root_causes: Option<Because>,
+    pub root_causes: Option<Because>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub error: Option<String>,
     /// The freshness deadline it missed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    late_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub late_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-pub async fn why(app: &App, args: &WhyArgs) -> anyhow::Result<ExitStatus> {
+/// Why partition `key` of asset `id` is in its state, traced to root causes.
+pub(crate) async fn explain(app: &App, id: engine::AssetId, key: &str) -> anyhow::Result<Why> {
     let graph = app.defs.graph();
-    let id = graph.lookup(&args.asset).map_err(|e| user_error(e.to_string()))?;
     let def = graph.asset(id);
     let ctx = app.partitions_context().await?;
-    let key = match (&def.partitions, &args.partition) {
-        (None, _) => String::new(),
-        (Some(p), Some(k)) => p.resolve(k, &ctx).map_err(|e| user_error(format!("asset {}: {e}", def.key)))?,
-        (Some(p), None) => {
-            return Err(user_error(format!("{} is partitioned ({}): give --partition", def.key, p.describe())));
-        }
-    };
+    let key = key.to_owned();
     // The partition's status, causes and lateness as `status` computes them.
     let report = engine::status::asset_status(&*app.store, graph, id, Some(std::slice::from_ref(&key)), &ctx)
         .await?
@@ -60,6 +58,49 @@ pub async fn why(app: &App, args: &WhyArgs) -> anyhow::Result<ExitStatus> {
     if why.status == PartitionStatus::Failed {
         why.error = state.as_ref().and_then(|s| s.last_error.clone());
     }
+    Ok(why)
+}
+
+impl Why {
+    /// The one-line verdict: `stale: inputs changed`.
+    pub(crate) fn headline(&self) -> String {
+        match self.status {
+            PartitionStatus::Materialized => {
+                "materialized: its code version, dependencies and the data versions it read are current".to_owned()
+            }
+            PartitionStatus::Stale => {
+                format!("stale: {}", self.causes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+            }
+            PartitionStatus::Failed => format!("failed: {}", self.error.as_deref().unwrap_or("")),
+            PartitionStatus::InProgress => "in_progress: a worker holds it now".to_owned(),
+            PartitionStatus::Missing => "missing: no materialization (never materialized, or wiped)".to_owned(),
+        }
+    }
+
+    /// The root causes as a tree, hop by hop (empty when no input changed).
+    pub(crate) fn tree(&self) -> String {
+        let mut out = String::new();
+        if let Some(Because::Inputs { changes, more }) = &self.root_causes {
+            render_changes(&mut out, changes, *more, "");
+        }
+        out
+    }
+}
+
+pub async fn why(app: &App, args: &WhyArgs) -> anyhow::Result<ExitStatus> {
+    let graph = app.defs.graph();
+    let id = graph.lookup(&args.asset).map_err(|e| user_error(e.to_string()))?;
+    let def = graph.asset(id);
+    let ctx = app.partitions_context().await?;
+    let key = match (&def.partitions, &args.partition) {
+        (None, _) => String::new(),
+        (Some(p), Some(k)) => p.resolve(k, &ctx).map_err(|e| user_error(format!("asset {}: {e}", def.key)))?,
+        (Some(p), None) => {
+            return Err(user_error(format!("{} is partitioned ({}): give --partition", def.key, p.describe())));
+        }
+    };
+    let why = explain(app, id, &key).await?;
+    let state = app.store.partition_states_of(&[(def.key.to_string(), key.clone())]).await?.remove(0);
     let evaluations = app.store.condition_evaluations(def.key.as_str(), Some(&key), args.limit).await?;
     if args.json {
         print_json(&serde_json::json!({ "partition": why, "condition_evaluations": evaluations.iter().map(|e| {
@@ -72,17 +113,7 @@ pub async fn why(app: &App, args: &WhyArgs) -> anyhow::Result<ExitStatus> {
     }
 
     let shown = if key.is_empty() { def.key.to_string() } else { format!("{} {key}", def.key) };
-    let headline = match why.status {
-        PartitionStatus::Materialized => {
-            "materialized: its code version, dependencies and the data versions it read are current".to_owned()
-        }
-        PartitionStatus::Stale => {
-            format!("stale: {}", why.causes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-        }
-        PartitionStatus::Failed => format!("failed: {}", why.error.as_deref().unwrap_or("")),
-        PartitionStatus::InProgress => "in_progress: a worker holds it now".to_owned(),
-        PartitionStatus::Missing => "missing: no materialization (never materialized, or wiped)".to_owned(),
-    };
+    let headline = why.headline();
     let late = why.late_since.map(|d| format!(" (LATE: due {})", d.format("%Y-%m-%d %H:%M %Z"))).unwrap_or_default();
     println!("{shown}: {headline}{late}");
     if let Some(state) = state.as_ref().filter(|s| s.current_materialization_id.is_some()) {
@@ -93,9 +124,9 @@ pub async fn why(app: &App, args: &WhyArgs) -> anyhow::Result<ExitStatus> {
             state.data_version.as_deref().map(short).unwrap_or("-")
         );
     }
-    if let Some(Because::Inputs { changes, more }) = &why.root_causes {
+    if why.root_causes.is_some() {
         println!("Root causes, hop by hop:");
-        print_changes(changes, *more, "");
+        print!("{}", why.tree());
     }
     if evaluations.is_empty() {
         println!("No automation condition has evaluated it.");
@@ -115,8 +146,8 @@ pub async fn why(app: &App, args: &WhyArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// Prints changed partitions as a tree, each followed by why it changed.
-fn print_changes(changes: &[Change], more: usize, indent: &str) {
+/// Writes changed partitions as a tree, each followed by why it changed.
+fn render_changes(out: &mut String, changes: &[Change], more: usize, indent: &str) {
     for (i, c) in changes.iter().enumerate() {
         let last = i + 1 == changes.len() && more == 0;
         let (branch, next) = if last { ("└── ", "    ") } else { ("├── ", "│   ") };
@@ -127,28 +158,36 @@ fn print_changes(changes: &[Change], more: usize, indent: &str) {
             (Some(to), None) => short(to).to_owned(),
             (None, _) => "no materialization".to_owned(),
         };
-        println!("{indent}{branch}{} {}: {} → {to}", c.asset, show_key(&c.partition), short(&c.from));
+        _ = writeln!(out, "{indent}{branch}{} {}: {} → {to}", c.asset, show_key(&c.partition), short(&c.from));
         let child = format!("{indent}{next}");
         match &c.because {
-            Because::Inputs { changes, more } => print_changes(changes, *more, &child),
-            Because::Code { from, to } => println!("{child}└── root cause: code version {from} → {to}"),
+            Because::Inputs { changes, more } => render_changes(out, changes, *more, &child),
+            Because::Code { from, to } => _ = writeln!(out, "{child}└── root cause: code version {from} → {to}"),
             Because::Source => {
-                println!("{child}└── root cause: re-materialized from the same code and inputs; its source changed");
+                _ = writeln!(
+                    out,
+                    "{child}└── root cause: re-materialized from the same code and inputs; its source changed"
+                );
             }
-            Because::Dependencies { added, removed } => println!(
-                "{child}└── root cause: it read other partitions ({} added, {} removed{})",
-                added.len(),
-                removed.len(),
-                added.first().or(removed.first()).map(|k| format!(", e.g. {k}")).unwrap_or_default()
-            ),
+            Because::Dependencies { added, removed } => {
+                _ = writeln!(
+                    out,
+                    "{child}└── root cause: it read other partitions ({} added, {} removed{})",
+                    added.len(),
+                    removed.len(),
+                    added.first().or(removed.first()).map(|k| format!(", e.g. {k}")).unwrap_or_default()
+                );
+            }
             Because::Missing => {
-                println!("{child}└── root cause: it has no materialization now (wiped or never re-run)");
+                _ = writeln!(out, "{child}└── root cause: it has no materialization now (wiped or never re-run)");
             }
-            Because::Unknown => println!("{child}└── (the materialization that was read is no longer in the store)"),
+            Because::Unknown => {
+                _ = writeln!(out, "{child}└── (the materialization that was read is no longer in the store)");
+            }
         }
     }
     if more > 0 {
-        println!("{indent}└── … and {more} more changed inputs");
+        _ = writeln!(out, "{indent}└── … and {more} more changed inputs");
     }
 }
 

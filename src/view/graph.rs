@@ -61,7 +61,9 @@ pub fn status_css() -> String {
     PartitionStatus::iter()
         .map(|s| {
             let (fill, stroke) = colours(s);
-            format!(".{s}{{fill:{fill};stroke:{stroke}}} .bar-{s}{{fill:{stroke};stroke:none}} ")
+            // Missing partitions are the background of a bar, so they are pale.
+            let bar = if s == PartitionStatus::Missing { "#d6d6d6" } else { stroke };
+            format!(".{s}{{fill:{fill};stroke:{stroke}}} .bar-{s}{{fill:{bar};stroke:none}} ")
         })
         .collect()
 }
@@ -78,12 +80,14 @@ pub fn counts_text(c: &StatusCounts) -> String {
 }
 
 /// The picture, with `title` above it. The SVG is as wide as the wider of the graph and the title.
-pub fn svg(title: &str, nodes: &[GraphNode], edges: &[GraphEdge]) -> String {
+/// `standalone`: it carries its own `<style>` (a file); inside a page the page's stylesheet has
+/// the same rules (the Content-Security-Policy allows no inline style).
+pub fn svg(title: &str, nodes: &[GraphNode], edges: &[GraphEdge], standalone: bool) -> String {
     let sizes: Vec<NodeSize> = nodes
         .iter()
         .map(|n| {
             let chars = [n.key.len(), n.partitions.len(), counts_text(&n.counts).len()];
-            let group = n.group.as_ref().map_or(0, |g| g.len());
+            let group = n.group.as_ref().map_or(0, String::len);
             let w = chars.iter().map(|&c| c as f64 * CHAR_12).fold(group as f64 * CHAR_10, f64::max) + 20.0;
             NodeSize { w: w.max(160.0), h: NODE_H }
         })
@@ -96,16 +100,22 @@ pub fn svg(title: &str, nodes: &[GraphNode], edges: &[GraphEdge]) -> String {
     let width = (layout.width + 2.0 * MARGIN).max(title_w + 2.0 * MARGIN).ceil();
     let height = (layout.height + oy + MARGIN).ceil();
 
+    let style = if standalone {
+        format!(
+            "<style>{} text{{fill:#222;stroke:none}} .edge path{{fill:none;stroke:#666;stroke-width:1.5}} \
+             .edge text{{fill:#444;paint-order:stroke;stroke:#fff;stroke-width:4px}} .node rect.box{{stroke-width:1.5}} \
+             .node.highlight rect.box{{stroke-width:3.5}} #arrow path{{fill:#666}}</style>\n",
+            status_css()
+        )
+    } else {
+        String::new()
+    };
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"asset-graph\" width=\"{width}\" height=\"{height}\" \
-         viewBox=\"0 0 {width} {height}\" font-family=\"ui-monospace, monospace\" font-size=\"12\">\n\
-         <style>{} text{{fill:#222;stroke:none}} .edge path{{fill:none;stroke:#666;stroke-width:1.5}} \
-         .edge text{{fill:#444;paint-order:stroke;stroke:#fff;stroke-width:4px}} .node rect.box{{stroke-width:1.5}} \
-         .node.highlight rect.box{{stroke-width:3.5}} #arrow path{{fill:#666}}</style>\n\
+         viewBox=\"0 0 {width} {height}\" font-family=\"ui-monospace, monospace\" font-size=\"12\">\n{style}\
          <defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" \
          markerUnits=\"strokeWidth\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\"/></marker></defs>\n\
          <text x=\"{MARGIN}\" y=\"{}\" font-size=\"14\">{}</text>\n",
-        status_css(),
         MARGIN + 16.0,
         esc(title)
     );
@@ -229,7 +239,7 @@ mod tests {
     fn every_edge_has_an_arrowhead_and_its_label_and_markup_is_escaped() {
         let nodes = vec![node("a"), node("<img src=x onerror=alert(1)>")];
         let edges = vec![GraphEdge { from: 0, to: 1, label: "identity & more".to_owned() }];
-        let svg = svg("lineage of <b>", &nodes, &edges);
+        let svg = svg("lineage of <b>", &nodes, &edges, true);
         assert_eq!(svg.matches("marker-end=\"url(#arrow)\"").count(), 1);
         assert!(svg.contains("identity &amp; more"));
         assert!(svg.contains("&lt;img src=x onerror=alert(1)&gt;"));
@@ -239,7 +249,7 @@ mod tests {
     #[test]
     fn the_picture_is_as_wide_as_its_title() {
         let title = "x".repeat(300);
-        let svg = svg(&title, &[node("a")], &[]);
+        let svg = svg(&title, &[node("a")], &[], true);
         let width: f64 = svg.split("width=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
         assert!(width >= 300.0 * CHAR_14, "{width}");
     }

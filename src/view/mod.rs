@@ -3,6 +3,8 @@
 
 pub(crate) mod graph;
 pub(crate) mod layout;
+pub(crate) mod pages;
+pub(crate) mod server;
 
 use std::collections::BTreeSet;
 
@@ -27,7 +29,7 @@ pub(crate) fn esc(s: &str) -> String {
 }
 
 /// The assets `ids` as an SVG graph, with the edges between them, titled `title`. `href` gives a
-/// node's link (the web view) or none (the CLI).
+/// node's link (the web view, whose stylesheet styles it) or none (the CLI's standalone file).
 pub(crate) async fn asset_graph(
     app: &App,
     ids: &BTreeSet<AssetId>,
@@ -51,6 +53,7 @@ pub(crate) async fn asset_graph(
             href: href(def.key.as_str()),
         });
     }
+    let standalone = nodes.iter().all(|n| n.href.is_none());
     let index = |id: AssetId| order.iter().position(|x| *x == id);
     let mut edges = Vec::new();
     for (to, &id) in order.iter().enumerate() {
@@ -60,5 +63,5 @@ pub(crate) async fn asset_graph(
             }
         }
     }
-    Ok(graph::svg(title, &nodes, &edges))
+    Ok(graph::svg(title, &nodes, &edges, standalone))
 }

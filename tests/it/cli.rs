@@ -210,8 +210,9 @@ async fn inspection_commands_show_what_was_materialized() {
 
     let runs = robo.ok(&["runs", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
-    let run_id = json[0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(json[0]["status"], "succeeded");
+    let run_id = json["runs"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(json["runs"][0]["status"], "succeeded");
+    assert_eq!(json["next_cursor"], serde_json::Value::Null, "one run: one page");
     let show = robo.ok(&["runs", "show", &run_id]);
     assert!(show.stdout.contains("Materializations (25):"), "{}", show.stdout);
     assert_eq!(show.stdout.matches("step_succeeded").count(), 25);

@@ -127,6 +127,7 @@ async fn kill_9_leaves_no_orphan_lineage_rows_and_the_rerun_completes_the_rest()
     // The killed run ended canceled as soon as the next process of this host looked (the re-run),
     // with a reason, and nothing of it is left for a worker to run later.
     let runs: serde_json::Value = serde_json::from_str(&robo.ok(&["runs", "--json"]).stdout).unwrap();
+    let runs = &runs["runs"];
     let statuses: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["succeeded", "canceled"], "newest first: the re-run, then the killed run");
     let killed = runs[1]["id"].as_str().unwrap();

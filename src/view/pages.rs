@@ -1,0 +1,925 @@
+//! The web view's pages, rendered on the server with maud (every interpolated string is escaped
+//! by maud; the SVG pictures escape their own text with [`super::esc`]).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use engine::AssetId;
+use engine::status::{PartitionReport, PartitionStatus};
+use lineage::{MaterializationRecord, RunEvent, RunRecord};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use super::server::{PageResult, PartitionQuery, RunsQuery, SelectQuery, Shared, WebError};
+use crate::app::App;
+use crate::commands::{mapping_text, short, show_key};
+
+/// Percent-encodes a path segment or query value (everything but unreserved characters).
+pub(crate) fn urlenc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+pub(crate) fn asset_href(key: &str) -> String {
+    format!("/assets/{}", urlenc(key))
+}
+
+pub(crate) fn partition_href(asset: &str, key: &str) -> String {
+    format!("/assets/{}/partition?key={}", urlenc(asset), urlenc(key))
+}
+
+fn run_href(id: impl std::fmt::Display) -> String {
+    format!("/runs/{id}")
+}
+
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+const NAV: [(&str, &str); 6] = [
+    ("/", "Assets"),
+    ("/runs", "Runs"),
+    ("/backfills", "Backfills"),
+    ("/automation", "Automation"),
+    ("/queue", "Queue"),
+    ("/api/v1/status", "API"),
+];
+
+/// A whole page. `refresh`: reload every few seconds (pages showing running work).
+fn page(title: &str, active: &str, refresh: bool, body: Markup) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                @if refresh { meta http-equiv="refresh" content="3"; }
+                title { (title) " · robo-assets" }
+                link rel="stylesheet" href="/static/style.css";
+            }
+            body {
+                header {
+                    a.brand href="/" { "robo-assets" }
+                    nav {
+                        @for (href, label) in NAV {
+                            a href=(href) class=[(href == active).then_some("active")] { (label) }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    };
+    Html(markup.into_string()).into_response()
+}
+
+pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
+    page(
+        status.canonical_reason().unwrap_or("error"),
+        "",
+        false,
+        html! {
+            h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
+            p.error { (message) }
+            p { a href="/" { "Back to the asset graph" } }
+        },
+    )
+}
+
+fn status_badge(s: PartitionStatus) -> Markup {
+    html! { span class={"badge " (s)} { (s) } }
+}
+
+fn lookup(app: &App, key: &str) -> Result<AssetId, WebError> {
+    app.defs.graph().lookup(key).map_err(|e| WebError::not_found(e.to_string()))
+}
+
+/// The asset and the canonical partition key of `/assets/{asset}/partition?key=`.
+pub(crate) async fn resolve_partition(app: &App, asset: &str, key: &str) -> Result<(AssetId, String), WebError> {
+    let id = lookup(app, asset)?;
+    let def = app.defs.graph().asset(id);
+    let key = match &def.partitions {
+        None if key.is_empty() => String::new(),
+        None => return Err(WebError::bad_request(format!("asset {} is not partitioned (got {key:?})", def.key))),
+        Some(p) => p
+            .resolve(key, &app.partitions_context().await?)
+            .map_err(|e| WebError::not_found(format!("asset {}: {e}", def.key)))?,
+    };
+    Ok((id, key))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Asset graph (home)
+
+pub(crate) async fn home(State(app): State<Shared>, Query(q): Query<SelectQuery>) -> PageResult {
+    let graph = app.defs.graph();
+    let selection = q.select.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "*".to_owned());
+    let (ids, problem) = match crate::commands::select(&app, &selection) {
+        Ok(ids) => (ids, None),
+        Err(e) => (BTreeSet::new(), Some(e.to_string())),
+    };
+    let svg = if ids.is_empty() {
+        String::new()
+    } else {
+        let title = format!("{} of {} assets: {selection}", ids.len(), graph.assets().len());
+        super::asset_graph(&app, &ids, None, &title, |k| Some(asset_href(k))).await?
+    };
+    let groups: BTreeSet<&str> = graph.assets().iter().map(|a| a.group.as_str()).collect();
+    let rows = crate::commands::status::rows(&app, &ids, &engine::PartitionSpec::None).await?;
+    let body = html! {
+        h1 { "Assets" }
+        form.filter method="get" action="/" {
+            label for="select" { "Selection" }
+            input #select type="text" name="select" value=(selection) placeholder="+storage_bill, group:billing, *";
+            button type="submit" { "Filter" }
+            span.hint {
+                "e.g. " code { "+storage_bill" } " (it and its upstream), " code { "storage_bill+" } ", "
+                @for g in &groups { a href={ "/?select=" (urlenc(&format!("group:{g}"))) } { code { "group:" (g) } } " " }
+            }
+        }
+        @if let Some(p) = &problem { p.error { (p) } }
+        div.graph { (PreEscaped(svg)) }
+        table {
+            thead { tr { th { "Asset" } th { "Group" } th { "Partitions" } th { "Status" } th.num { "Materialized" }
+                th.num { "Stale" } th.num { "Failed" } th.num { "In progress" } th.num { "Missing" } th.num { "Late" } th { "Health" } } }
+            tbody {
+                @for r in &rows {
+                    @let def = graph.asset(graph.lookup(&r.asset).expect("listed assets exist"));
+                    tr {
+                        td { a href=(asset_href(&r.asset)) { (r.asset) } }
+                        td { (def.group) }
+                        td { (r.partitions_def.as_deref().unwrap_or("unpartitioned")) }
+                        td { (status_badge(r.status)) }
+                        td.num { (r.counts.materialized) " / " (r.counts.partitions) }
+                        td.num { (r.counts.stale) } td.num { (r.counts.failed) } td.num { (r.counts.in_progress) }
+                        td.num { (r.counts.missing) } td.num { (r.counts.late) }
+                        td { (health_bar(&r.counts)) }
+                    }
+                }
+            }
+        }
+    };
+    let status = if problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    Ok((status, page("Assets", "/", false, body)).into_response())
+}
+
+fn health_bar(c: &engine::status::StatusCounts) -> Markup {
+    let mut svg = String::from("<svg class=\"bar\" width=\"160\" height=\"8\" viewBox=\"0 0 160 8\">");
+    super::graph::bar(&mut svg, c, 0.0, 0.0, 160.0, 8.0);
+    svg.push_str("</svg>");
+    PreEscaped(svg)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Asset page
+
+pub(crate) async fn asset(State(app): State<Shared>, Path(key): Path<String>) -> PageResult {
+    let graph = app.defs.graph();
+    let id = lookup(&app, &key)?;
+    let def = graph.asset(id);
+    let key = def.key.to_string();
+    let row = crate::commands::status::rows(&app, &BTreeSet::from([id]), &engine::PartitionSpec::None).await?.remove(0);
+    let history = app.store.history(&key, None, 50).await?;
+    let checks = app.store.check_results(&key, None, 20).await?;
+    let conditions: Vec<String> =
+        app.automation.conditions.iter().filter(|(a, _)| *a == key).map(|(_, c)| format!("{c:?}")).collect();
+    let schedules: Vec<&engine::automation::ScheduleDef> = app
+        .automation
+        .schedules
+        .iter()
+        .filter(|s| engine::selection::resolve(graph, &s.selection).is_ok_and(|ids| ids.contains(&id)))
+        .collect();
+    let grid = health_grid(&key, def.partitions.as_ref(), &row.reports);
+    let running = row.counts.in_progress > 0;
+    let body = html! {
+        h1 { (key) " " (status_badge(row.status)) }
+        @if !def.description.is_empty() { p.description { (def.description) } }
+        h2 { "Definition" }
+        table.definition {
+            tr { th { "Group" } td { a href={ "/?select=" (urlenc(&format!("group:{}", def.group))) } { (def.group) } } }
+            @if !def.owners.is_empty() { tr { th { "Owners" } td { (def.owners.join(", ")) } } }
+            @if !def.tags.is_empty() { tr { th { "Tags" } td { @for (k, v) in &def.tags { code { (k) "=" (v) } " " } } } }
+            tr { th { "Code version" } td { code { (def.code_version) } } }
+            tr { th { "Partitions" } td { (def.partitions.as_ref().map_or("unpartitioned".to_owned(), engine::PartitionsDef::describe)) } }
+            tr { th { "Upstream" } td {
+                @for e in graph.upstream(id) { @let up = &graph.asset(e.asset).key;
+                    a href=(asset_href(up.as_str())) { (up) } " (" (mapping_text(&e.mapping)) ") " }
+                @if graph.upstream(id).is_empty() { "none" }
+            } }
+            tr { th { "Downstream" } td {
+                @for e in graph.downstream(id) { @let down = &graph.asset(e.asset).key;
+                    a href=(asset_href(down.as_str())) { (down) } " (" (mapping_text(&e.mapping)) ") " }
+                @if graph.downstream(id).is_empty() { "none" }
+            } }
+            tr { th { "Retry" } td { (def.retry.max_attempts) " attempts, first delay " (format!("{:?}", def.retry.initial_delay)) ", at most " (format!("{:?}", def.retry.max_delay)) } }
+            tr { th { "Pool" } td { (def.pool.as_deref().unwrap_or("none")) } }
+            tr { th { "Freshness" } td { (freshness(def.freshness)) } }
+            tr { th { "Automation condition" } td { (if conditions.is_empty() { "none".to_owned() } else { conditions.join("; ") }) } }
+            tr { th { "Schedules" } td {
+                @for s in &schedules { code { (s.name) } " (" (s.cron) " " (s.tz.name()) ") " }
+                @if schedules.is_empty() { "none" }
+            } }
+        }
+        h2 { "Partitions" }
+        p { (super::graph::counts_text(&row.counts)) " " (health_bar(&row.counts)) }
+        (PreEscaped(grid))
+        h2 { "Latest materializations" }
+        (materializations_table(&history, false))
+        (metadata_plots(&history))
+        h2 { "Checks" }
+        (checks_table(&checks))
+    };
+    Ok(page(&key, "/", running, body))
+}
+
+/// A JSON value for people: strings without quotes.
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn freshness(f: Option<engine::FreshnessPolicy>) -> String {
+    let hours = |d: std::time::Duration| {
+        let s = d.as_secs();
+        if s.is_multiple_of(3600) { format!("{} h", s / 3600) } else { format!("{} min", s / 60) }
+    };
+    match f {
+        None => "none".to_owned(),
+        Some(engine::FreshnessPolicy::AfterWindowEnd(d)) => {
+            format!("each partition due {} after its window ends", hours(d))
+        }
+        Some(engine::FreshnessPolicy::MaxLag(d)) => format!("the latest partition materialized within {}", hours(d)),
+    }
+}
+
+fn materializations_table(ms: &[MaterializationRecord], with_asset: bool) -> Markup {
+    html! {
+        @if ms.is_empty() { p { "None yet." } } @else {
+            table {
+                thead { tr { @if with_asset { th { "Asset" } } th { "Partition" } th { "Data version" } th { "Code" } th.num { "Rows" } th.num { "Bytes" }
+                    th.num { "Duration" } th { "Finished" } th { "Run" } th { "Output" } } }
+                tbody { @for m in ms { tr {
+                    @if with_asset { td { a href=(asset_href(&m.asset_key)) { (m.asset_key) } } }
+                    td { a href=(partition_href(&m.asset_key, &m.partition_key)) { (show_key(&m.partition_key)) } }
+                    td { code { (short(&m.data_version)) } }
+                    td { code { (m.code_version) } }
+                    td.num { (m.row_count.map(|n| n.to_string()).unwrap_or_default()) }
+                    td.num { (m.bytes.map(|n| n.to_string()).unwrap_or_default()) }
+                    td.num { ((m.finished_at - m.started_at).num_milliseconds()) " ms" }
+                    td { (time(m.finished_at)) }
+                    td { a href=(run_href(m.run_id)) { (short(&m.run_id.to_string())) } }
+                    td.uri { (m.storage_uri.as_deref().map(lineage::redact_url).unwrap_or_default()) }
+                } } }
+            }
+        }
+    }
+}
+
+/// Each numeric series over the materializations, oldest to newest, as a small line plot:
+/// rows, bytes, duration, and every numeric metadata entry (e.g. `total_credits`).
+fn metadata_plots(history: &[MaterializationRecord]) -> Markup {
+    let mut series: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for m in history.iter().rev() {
+        let mut add = |k: &str, v: Option<f64>| {
+            if let Some(v) = v {
+                series.entry(k.to_owned()).or_default().push(v);
+            }
+        };
+        add("rows", m.row_count.map(|n| n as f64));
+        add("bytes", m.bytes.map(|n| n as f64));
+        add("duration_ms", Some((m.finished_at - m.started_at).num_milliseconds() as f64));
+        if let Some(obj) = m.metadata.as_object() {
+            for (k, v) in obj {
+                let n = v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+                add(k, n);
+            }
+        }
+    }
+    series.retain(|_, v| v.len() >= 2);
+    html! {
+        @if !series.is_empty() {
+            h2 { "Over time" }
+            div.plots { @for (name, values) in &series { figure.plot {
+                figcaption { (name) " (last " (values.len()) ")" }
+                (PreEscaped(sparkline(values)))
+            } } }
+        }
+    }
+}
+
+fn sparkline(values: &[f64]) -> String {
+    let (w, h) = (220.0, 50.0);
+    let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let step = w / (values.len().max(2) - 1) as f64;
+    let points: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, h - 4.0 - (v - lo) / span * (h - 8.0)))
+        .collect();
+    format!(
+        "<svg class=\"spark\" width=\"{w}\" height=\"{}\" viewBox=\"0 0 {w} {}\"><polyline points=\"{}\"/>\
+         <text x=\"0\" y=\"{}\">min {}</text><text x=\"{w}\" y=\"{}\" text-anchor=\"end\">max {}</text></svg>",
+        h + 14.0,
+        h + 14.0,
+        points.join(" "),
+        h + 12.0,
+        trim_number(lo),
+        h + 12.0,
+        trim_number(hi)
+    )
+}
+
+fn trim_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v:.3}") }
+}
+
+fn checks_table(checks: &[lineage::CheckResultRecord]) -> Markup {
+    html! {
+        @if checks.is_empty() { p { "No check results." } } @else {
+            table {
+                thead { tr { th { "Partition" } th { "Check" } th { "Severity" } th { "Passed" } th { "When" } th { "Message" } } }
+                tbody { @for c in checks { tr class=[(!c.passed).then_some("check-failed")] {
+                    td { a href=(partition_href(&c.asset_key, &c.partition_key)) { (show_key(&c.partition_key)) } }
+                    td { (c.check_name) } td { (c.severity) }
+                    td { @if c.passed { "yes" } @else { strong { "NO" } } }
+                    td { (time(c.created_at)) } td { (c.message) }
+                } } }
+            }
+        }
+    }
+}
+
+/// The partition health view: rows of a calendar (days × 24 hours, months × days, years ×
+/// months) or rows of 50 for other partitions, each row drawn as runs of one status, so a
+/// hundred thousand partitions are a few thousand rectangles. Late missing partitions have their
+/// own colour. Newest row first.
+fn health_grid(asset: &str, def: Option<&engine::PartitionsDef>, reports: &[PartitionReport]) -> String {
+    use engine::partition::Cadence;
+    let cadence =
+        def.and_then(engine::PartitionsDef::as_time_window).map(engine::partition::TimeWindowPartitions::cadence);
+    // Which row (its label) and column the i-th partition, keyed k, goes in.
+    type RowOf = Box<dyn Fn(usize, &str) -> (String, usize)>;
+    // A run of one status in a row: first column, length, class, first and last partition index.
+    type Run = (usize, usize, &'static str, usize, usize);
+    let (columns, row_of): (usize, RowOf) = match cadence {
+        Some(Cadence::Hourly) => (24, Box::new(|_, k: &str| (k[..10].to_owned(), k[11..13].parse().unwrap_or(0)))),
+        Some(Cadence::Daily) => {
+            (31, Box::new(|_, k: &str| (k[..7].to_owned(), k[8..10].parse::<usize>().unwrap_or(1) - 1)))
+        }
+        Some(Cadence::Monthly) => {
+            (12, Box::new(|_, k: &str| (k[..4].to_owned(), k[5..7].parse::<usize>().unwrap_or(1) - 1)))
+        }
+        _ => (50, Box::new(|i, _: &str| (format!("{}–", i / 50 * 50 + 1), i % 50))),
+    };
+    // Rows in partition order, each a list of runs (first column, length, class, first key, last key).
+    let mut rows: Vec<(String, Vec<Run>)> = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        let (label, col) = row_of(i, &r.partition);
+        let class =
+            if r.late_since.is_some() && r.status == PartitionStatus::Missing { "late" } else { r.status.as_str() };
+        if rows.last().is_none_or(|(l, _)| *l != label) {
+            rows.push((label, Vec::new()));
+        }
+        let runs = &mut rows.last_mut().expect("pushed").1;
+        match runs.last_mut() {
+            Some(run) if run.2 == class && run.0 + run.1 == col => {
+                run.1 += 1;
+                run.4 = i;
+            }
+            _ => runs.push((col, 1, class, i, i)),
+        }
+    }
+    if rows.is_empty() {
+        return "<p>No partitions yet.</p>".to_owned();
+    }
+    let cell = if columns > 24 { 14.0 } else { 18.0 };
+    let row_h = if rows.len() > 400 {
+        3.0
+    } else if rows.len() > 120 {
+        8.0
+    } else {
+        cell
+    };
+    let label_w = 90.0;
+    let width = label_w + columns as f64 * cell + 10.0;
+    let height = 22.0 + rows.len() as f64 * row_h;
+    let mut out = format!(
+        "<svg class=\"grid\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-size=\"10\">\
+         <text x=\"{label_w}\" y=\"12\">{}</text>",
+        match cadence {
+            Some(Cadence::Hourly) => "hour of day →",
+            Some(Cadence::Daily) => "day of month →",
+            Some(Cadence::Monthly) => "month →",
+            _ => "partitions in order →",
+        }
+    );
+    let label_every = if row_h >= 8.0 { 1 } else { 30 };
+    for (n, (label, runs)) in rows.iter().rev().enumerate() {
+        let y = 18.0 + n as f64 * row_h;
+        let _ = write!(out, "<g class=\"grid-row\" data-row=\"{}\">", super::esc(label));
+        if n % label_every == 0 {
+            let _ = write!(out, "<text x=\"0\" y=\"{:.1}\">{}</text>", y + row_h.min(10.0), super::esc(label));
+        }
+        for &(col, len, class, first, last) in runs {
+            let (a, b) = (&reports[first].partition, &reports[last].partition);
+            let title = if first == last { format!("{a}: {class}") } else { format!("{a} … {b}: {len} {class}") };
+            let href = partition_href(asset, a);
+            let _ = write!(
+                out,
+                "<a href=\"{}\"><rect class=\"cell {class}\" data-status=\"{class}\" data-count=\"{len}\" x=\"{:.1}\" y=\"{y:.1}\" \
+                 width=\"{:.1}\" height=\"{:.1}\"><title>{}</title></rect></a>",
+                super::esc(&href),
+                label_w + col as f64 * cell,
+                len as f64 * cell - 1.0,
+                (row_h - 1.0).max(1.0),
+                super::esc(&title)
+            );
+        }
+        out.push_str("</g>");
+    }
+    out.push_str("</svg>");
+    let legend: String = ["materialized", "stale", "failed", "in_progress", "missing", "late"]
+        .iter()
+        .map(|s| format!("<span class=\"legend-item\"><span class=\"swatch {s}\"></span>{s}</span>"))
+        .collect();
+    format!("<div class=\"legend\">{legend}</div><div class=\"grid-wrap\">{out}</div>")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partition page
+
+pub(crate) async fn partition(
+    State(app): State<Shared>,
+    Path(asset): Path<String>,
+    Query(q): Query<PartitionQuery>,
+) -> PageResult {
+    let (id, key) = resolve_partition(&app, &asset, &q.key).await?;
+    let graph = app.defs.graph();
+    let asset = graph.asset(id).key.to_string();
+    let why = crate::commands::why::explain(&app, id, &key).await?;
+    let state = app.store.partition_states_of(&[(asset.clone(), key.clone())]).await?.remove(0);
+    let current = match state.as_ref().and_then(|s| s.current_materialization_id) {
+        Some(m) => app.store.materialization(m).await?,
+        None => None,
+    };
+    let (inputs, readers) = match &current {
+        Some(m) => (app.store.inputs_of(m.id).await?, app.store.readers_of(m.id).await?),
+        None => (Vec::new(), Vec::new()),
+    };
+    let history = app.store.history(&asset, Some(&key), 20).await?;
+    let checks = app.store.check_results(&asset, Some(&key), 20).await?;
+    let evaluations = app.store.condition_evaluations(&asset, Some(&key), 10).await?;
+    let tree = why.tree();
+    let title = format!("{asset} {}", show_key(&key));
+    let body = html! {
+        h1 { a href=(asset_href(&asset)) { (asset) } " " (show_key(&key)) " " (status_badge(why.status)) }
+        p.headline { (why.headline()) @if let Some(d) = why.late_since { " " strong.late { "LATE: due " (d.format("%Y-%m-%d %H:%M %Z")) } } }
+        @if !tree.is_empty() { h2 { "Root causes, hop by hop" } pre.tree { (tree) } }
+        @if let Some(m) = &current {
+            h2 { "Current materialization" }
+            table.definition {
+                tr { th { "Data version" } td { code { (m.data_version) } } }
+                tr { th { "Logical version" } td { code { (m.logical_version) } } }
+                tr { th { "Code version" } td { code { (m.code_version) } } }
+                tr { th { "Run" } td { a href=(run_href(m.run_id)) { (m.run_id) } " (attempt " (m.attempt) ")" } }
+                tr { th { "Materialized" } td { (time(m.finished_at)) " in " ((m.finished_at - m.started_at).num_milliseconds()) " ms" } }
+                tr { th { "Output" } td.uri { (m.storage_uri.as_deref().map(lineage::redact_url).unwrap_or_else(|| "(no output)".to_owned())) } }
+                tr { th { "Rows, bytes" } td { (m.row_count.map(|n| n.to_string()).unwrap_or("-".into())) ", " (m.bytes.map(|n| n.to_string()).unwrap_or("-".into())) } }
+            }
+            @if let Some(obj) = m.metadata.as_object().filter(|o| !o.is_empty()) {
+                h2 { "Metadata" }
+                table.definition { @for (k, v) in obj { tr { th { (k) } td { code { (plain(v)) } } } } }
+            }
+            @if let Some(schema) = &m.schema {
+                h2 { "Schema" }
+                @if let Some(fields) = schema.get("fields").and_then(|f| f.as_array()) {
+                    table { thead { tr { th { "Column" } th { "Type" } th { "Nullable" } } }
+                        tbody { @for f in fields { tr {
+                            td { code { (f.get("name").and_then(|v| v.as_str()).unwrap_or("")) } }
+                            td { code { (f.get("type").map(plain).unwrap_or_default()) } }
+                            td { (if f.get("nullable").and_then(serde_json::Value::as_bool).unwrap_or(true) { "yes" } else { "no" }) }
+                        } } } }
+                } @else {
+                    pre { (serde_json::to_string_pretty(schema).unwrap_or_default()) }
+                }
+            }
+            h2 { "Inputs (" (inputs.len()) ")" }
+            (inputs_table(&inputs))
+            h2 { "Read by (" (readers.len()) ")" }
+            (materializations_table(&readers, true))
+        }
+        h2 { "Checks" }
+        (checks_table(&checks))
+        h2 { "History" }
+        (history_table(&history))
+        @if !evaluations.is_empty() {
+            h2 { "Automation condition" }
+            table { thead { tr { th { "Evaluated" } th { "Condition" } th { "Requested" } th { "Reason" } } }
+                tbody { @for e in &evaluations { tr { td { (time(e.evaluated_at)) } td { (e.condition) } td { (if e.requested { "yes" } else { "no" }) } td { (e.reason) } } } } }
+        }
+    };
+    Ok(page(&title, "/", why.status == PartitionStatus::InProgress, body))
+}
+
+/// Inputs, with consecutive partitions of one asset read at one code version collapsed into a
+/// range (`usage_snapshot 2025-12-15T00:00 … T23:00, 24 partitions`).
+fn inputs_table(inputs: &[lineage::InputVersion]) -> Markup {
+    html! {
+        @if inputs.is_empty() { p { "It read no inputs." } } @else {
+            table {
+                thead { tr { th { "Asset" } th { "Partition" } th { "Data version read" } } }
+                tbody { @for i in inputs { tr {
+                    td { a href=(asset_href(&i.asset_key)) { (i.asset_key) } }
+                    td { a href=(partition_href(&i.asset_key, &i.partition_key)) { (show_key(&i.partition_key)) } }
+                    td { code { (short(&i.data_version)) } }
+                } } }
+            }
+        }
+    }
+}
+
+/// The partition's materializations, newest first, each with what changed from the one before.
+fn history_table(history: &[MaterializationRecord]) -> Markup {
+    html! {
+        @if history.is_empty() { p { "Never materialized." } } @else {
+            table {
+                thead { tr { th { "Finished" } th { "Data version" } th { "Run" } th { "What changed" } } }
+                tbody { @for (i, m) in history.iter().enumerate() { tr {
+                    td { (time(m.finished_at)) }
+                    td { code { (short(&m.data_version)) } }
+                    td { a href=(run_href(m.run_id)) { (short(&m.run_id.to_string())) } }
+                    td { (history.get(i + 1).map_or("first materialization".to_owned(), |before| changed(before, m))) }
+                } } }
+            }
+        }
+    }
+}
+
+fn changed(before: &MaterializationRecord, after: &MaterializationRecord) -> String {
+    let mut parts = Vec::new();
+    if before.code_version != after.code_version {
+        parts.push(format!("code version {} → {}", before.code_version, after.code_version));
+    }
+    if before.inputs_hash != after.inputs_hash {
+        parts.push("inputs changed".to_owned());
+    }
+    if before.data_version != after.data_version {
+        if parts.is_empty() {
+            parts.push("same code and inputs, other data (its source changed)".to_owned());
+        } else {
+            parts.push("data changed".to_owned());
+        }
+    } else {
+        parts.push("same data".to_owned());
+    }
+    parts.join("; ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+fn duration_ms(run: &RunRecord) -> Option<i64> {
+    Some((run.finished_at? - run.started_at?).num_milliseconds())
+}
+
+pub(crate) async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) -> PageResult {
+    let page_ = super::server::runs_page(&app, &q).await?;
+    let running = page_.runs.iter().any(|r| !r.status.is_terminal());
+    let status = q.status.clone().unwrap_or_default();
+    let body = html! {
+        h1 { "Runs" }
+        form.filter method="get" action="/runs" {
+            label for="status" { "Status" }
+            select #status name="status" {
+                option value="" selected[status.is_empty()] { "any" }
+                @for s in <lineage::RunStatus as strum::VariantNames>::VARIANTS { option value=(s) selected[status == *s] { (s) } }
+            }
+            button type="submit" { "Filter" }
+        }
+        (runs_table(&page_.runs))
+        @if let Some(next) = page_.next_cursor {
+            p { a.next href={ "/runs?before=" (next) "&status=" (urlenc(&status)) } { "Older runs →" } }
+        }
+    };
+    Ok(page("Runs", "/runs", running, body))
+}
+
+fn runs_table(runs: &[RunRecord]) -> Markup {
+    html! {
+        @if runs.is_empty() { p { "No runs." } } @else {
+            table {
+                thead { tr { th { "Run" } th { "Status" } th { "Trigger" } th.num { "Steps" } th { "Created" } th.num { "Duration" } th { "Selection" } } }
+                tbody { @for r in runs { tr {
+                    td { a href=(run_href(r.id)) { code { (r.id) } } }
+                    td { span class={"badge run-" (r.status)} { (r.status) } }
+                    td { (r.trigger) } td.num { (r.n_steps) } td { (time(r.created_at)) }
+                    td.num { (duration_ms(r).map(|d| format!("{d} ms")).unwrap_or_else(|| "-".into())) }
+                    td { code { (r.selection) } }
+                } } }
+            }
+        }
+    }
+}
+
+pub(crate) async fn run(State(app): State<Shared>, Path(id): Path<String>) -> PageResult {
+    let run = crate::commands::runs::find(&app, &id).await.map_err(|e| WebError::not_found(e.to_string()))?;
+    let detail = crate::commands::runs::show(&app, run).await?;
+    let mut ms = detail.materializations.clone();
+    ms.sort_by(|a, b| (&a.asset_key, &a.partition_key).cmp(&(&b.asset_key, &b.partition_key)));
+    let backfill = app.store.backfills(None, 1000).await?.into_iter().find(|b| b.run_id == detail.run.id);
+    let r = &detail.run;
+    let body = html! {
+        h1 { "Run " code { (r.id) } " " span class={"badge run-" (r.status)} { (r.status) } }
+        table.definition {
+            tr { th { "Trigger" } td { (r.trigger) } }
+            tr { th { "Selection" } td { code { (r.selection) } } }
+            @if let Some(b) = &backfill { tr { th { "Backfill" } td { a href={ "/backfills/" (b.id) } { (b.id) } } } }
+            tr { th { "Steps" } td { (r.n_steps) } }
+            tr { th { "Created" } td { (time(r.created_at)) } }
+            tr { th { "Duration" } td { (duration_ms(r).map(|d| format!("{d} ms")).unwrap_or_else(|| "-".into())) } }
+        }
+        h2 { "Timeline" }
+        (PreEscaped(gantt(&detail.events)))
+        h2 { "Materializations (" (ms.len()) ")" }
+        (materializations_table(&ms, true))
+        h2 { "Event log (" (detail.events.len()) ")" }
+        table.events {
+            thead { tr { th { "Time" } th { "Event" } th { "Asset" } th { "Partition" } th { "Message" } } }
+            tbody { @for e in &detail.events { tr class={"ev-" (e.kind.as_str())} {
+                td { (e.ts.format("%H:%M:%S%.3f")) } td { (e.kind.as_str()) }
+                td { @if let Some(a) = &e.asset_key { a href=(asset_href(a)) { (a) } } }
+                td { @if let (Some(a), Some(p)) = (&e.asset_key, &e.partition_key) { a href=(partition_href(a, p)) { (show_key(p)) } } }
+                td { (e.message) }
+            } } }
+        }
+    };
+    Ok(page(&format!("Run {}", short(&r.id.to_string())), "/runs", !r.status.is_terminal(), body))
+}
+
+/// One bar per step attempt, from its start to its end event, on a common time axis.
+fn gantt(events: &[RunEvent]) -> String {
+    use lineage::EventKind as K;
+    struct Bar {
+        label: String,
+        start: chrono::DateTime<chrono::Utc>,
+        end: Option<chrono::DateTime<chrono::Utc>>,
+        outcome: &'static str,
+    }
+    let mut bars: Vec<Bar> = Vec::new();
+    let mut open: std::collections::HashMap<(String, String), usize> = Default::default();
+    for e in events {
+        let (Some(a), Some(p)) = (&e.asset_key, &e.partition_key) else { continue };
+        let step = (a.clone(), p.clone());
+        match e.kind {
+            K::StepStarted => {
+                open.insert(step, bars.len());
+                bars.push(Bar { label: format!("{a} {}", show_key(p)), start: e.ts, end: None, outcome: "running" });
+            }
+            K::StepSucceeded | K::StepFailed | K::StepRetried | K::StepCanceled => {
+                if let Some(i) = open.remove(&step) {
+                    bars[i].end = Some(e.ts);
+                    bars[i].outcome = match e.kind {
+                        K::StepSucceeded => "succeeded",
+                        K::StepFailed => "failed",
+                        K::StepRetried => "retried",
+                        _ => "canceled",
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+    if bars.is_empty() {
+        return "<p>No step has started.</p>".to_owned();
+    }
+    let t0 = bars.iter().map(|b| b.start).min().expect("bars");
+    let t1 =
+        bars.iter().map(|b| b.end.unwrap_or(b.start)).max().expect("bars").max(t0 + chrono::Duration::milliseconds(1));
+    let total_ms = (t1 - t0).num_microseconds().unwrap_or(1).max(1) as f64 / 1000.0;
+    let (label_w, plot_w, row_h) = (260.0, 700.0, 16.0);
+    let height = 24.0 + bars.len() as f64 * row_h;
+    let mut out = format!(
+        "<svg class=\"gantt\" width=\"{}\" height=\"{height}\" viewBox=\"0 0 {} {height}\" font-size=\"10\">\
+         <text x=\"{label_w}\" y=\"12\">0 ms</text><text x=\"{}\" y=\"12\" text-anchor=\"end\">{total_ms:.1} ms</text>",
+        label_w + plot_w + 10.0,
+        label_w + plot_w + 10.0,
+        label_w + plot_w
+    );
+    for (i, b) in bars.iter().enumerate() {
+        let y = 18.0 + i as f64 * row_h;
+        let ms = |t: chrono::DateTime<chrono::Utc>| (t - t0).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+        let x = label_w + ms(b.start) / total_ms * plot_w;
+        let w = (b.end.map_or(total_ms, ms) - ms(b.start)) / total_ms * plot_w;
+        let took = b.end.map(|e| format!("{:.1} ms", (e - b.start).num_microseconds().unwrap_or(0) as f64 / 1000.0));
+        let _ = write!(
+            out,
+            "<text x=\"0\" y=\"{:.1}\">{}</text><rect class=\"gantt-bar {}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" \
+             height=\"{:.1}\"><title>{}: {} {}</title></rect>",
+            y + 11.0,
+            super::esc(&b.label),
+            b.outcome,
+            w.max(1.5),
+            row_h - 4.0,
+            super::esc(&b.label),
+            b.outcome,
+            took.unwrap_or_default()
+        );
+    }
+    out.push_str("</svg>");
+    format!("<div class=\"gantt-wrap\">{out}</div>")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backfills
+
+pub(crate) async fn backfills(State(app): State<Shared>) -> PageResult {
+    let list = app.store.backfills(None, 100).await?;
+    let running = list.iter().any(|b| !b.status.is_terminal());
+    let mut rows = Vec::with_capacity(list.len());
+    for b in &list {
+        let progress = engine::status::backfill_progress(&*app.store, app.defs.graph(), b).await?;
+        rows.push((b, progress.done_of_total()));
+    }
+    let body = html! {
+        h1 { "Backfills" }
+        @if rows.is_empty() { p { "No backfills. Start one with " code { "robo-assets backfill SELECTION --from A --to B" } "." } } @else {
+            table {
+                thead { tr { th { "Backfill" } th { "Status" } th { "Selection" } th { "Range" } th { "Policy" } th.num { "Done" } th { "Progress" } th { "Created" } } }
+                tbody { @for (b, (done, total)) in &rows { tr {
+                    td { a href={ "/backfills/" (b.id) } { code { (b.id) } } }
+                    td { span class={"badge run-" (b.status)} { (b.status) } }
+                    td { code { (b.selection) } } td { (b.partition_from) " → " (b.partition_to) } td { (b.policy) }
+                    td.num { (done) " / " (total) }
+                    td { progress max=(total.max(&1)) value=(done) {} }
+                    td { (time(b.created_at)) }
+                } } }
+            }
+        }
+    };
+    Ok(page("Backfills", "/backfills", running, body))
+}
+
+pub(crate) async fn backfill(State(app): State<Shared>, Path(id): Path<String>) -> PageResult {
+    let parsed: lineage::BackfillId =
+        id.parse().map_err(|_| WebError::not_found(format!("{id:?} is not a backfill id")))?;
+    let b = app
+        .store
+        .backfills(Some(parsed), 1)
+        .await?
+        .pop()
+        .ok_or_else(|| WebError::not_found(format!("no backfill with id {parsed}")))?;
+    let progress = engine::status::backfill_progress(&*app.store, app.defs.graph(), &b).await?;
+    let failed = app.store.requests(Some(b.run_id), Some(lineage::RequestState::Failed), 200).await?;
+    let (done, total) = progress.done_of_total();
+    let body = html! {
+        h1 { "Backfill " code { (b.id) } " " span class={"badge run-" (b.status)} { (b.status) } }
+        table.definition {
+            tr { th { "Selection" } td { code { (b.selection) } } }
+            tr { th { "Range" } td { (b.partition_from) " → " (b.partition_to) } }
+            tr { th { "Policy" } td { (b.policy) } }
+            tr { th { "Run" } td { a href=(run_href(b.run_id)) { (b.run_id) } } }
+            tr { th { "Progress" } td { (done) " / " (total) " cells " progress max=(total.max(1)) value=(done) {} } }
+        }
+        h2 { "Per asset" }
+        table {
+            thead { tr { th { "Asset" } th.num { "Done" } th.num { "Running" } th.num { "Queued" } th.num { "Failed" } th.num { "Upstream failed" } th.num { "Canceled" } th.num { "Skipped" } th.num { "Total" } } }
+            tbody { @for (asset, c) in &progress.assets { tr {
+                td { a href=(asset_href(asset)) { (asset) } }
+                td.num { (c.done) } td.num { (c.running) } td.num { (c.queued) } td.num { (c.failed) }
+                td.num { (c.upstream_failed) } td.num { (c.canceled) } td.num { (c.skipped) } td.num { (c.total()) }
+            } } }
+        }
+        h2 { "Failed cells (" (failed.len()) ")" }
+        @if failed.is_empty() { p { "None." } } @else {
+            table { thead { tr { th { "Asset" } th { "Partition" } th.num { "Attempts" } th { "Error" } } }
+                tbody { @for r in &failed { tr {
+                    td { a href=(asset_href(&r.asset_key)) { (r.asset_key) } }
+                    td { a href=(partition_href(&r.asset_key, &r.partition_key)) { (show_key(&r.partition_key)) } }
+                    td.num { (r.attempt) } td { (r.last_error.as_deref().unwrap_or("")) }
+                } } } }
+        }
+        h2 { "Skipped by the policy" }
+        @if b.skipped.as_array().is_none_or(Vec::is_empty) && b.skipped.as_object().is_none_or(serde_json::Map::is_empty) { p { "Nothing." } }
+        @else { pre { (serde_json::to_string_pretty(&b.skipped).unwrap_or_default()) } }
+    };
+    Ok(page("Backfill", "/backfills", !b.status.is_terminal(), body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Automation
+
+pub(crate) async fn automation(State(app): State<Shared>) -> PageResult {
+    let states = app.store.instigators().await?;
+    let now = app.clock.now();
+    let state_of = |name: &str| states.iter().find(|s| s.name == name);
+    let mut ticks = std::collections::BTreeMap::new();
+    for name in app.automation.schedules.iter().map(|s| &s.name).chain(app.automation.sensors.iter().map(|s| &s.name)) {
+        ticks.insert(name.clone(), app.store.ticks(name, 10).await?);
+    }
+    let mut evaluations = Vec::new();
+    for (asset, _) in &app.automation.conditions {
+        evaluations.extend(app.store.condition_evaluations(asset, None, 5).await?);
+    }
+    let body = html! {
+        h1 { "Automation" }
+        h2 { "Schedules" }
+        table {
+            thead { tr { th { "Schedule" } th { "Status" } th { "Cron" } th { "Zone" } th { "Last tick" } th { "Next tick" } th { "Selection" } } }
+            tbody { @for s in &app.automation.schedules { tr {
+                td { a href={ "#ticks-" (urlenc(&s.name)) } { (s.name) } }
+                td { (state_of(&s.name).map_or("running (not yet seen by a daemon)", |st| st.status.as_str())) }
+                td { code { (s.cron) } } td { (s.tz.name()) }
+                td { (ticks[&s.name].first().map_or("-".to_owned(), |t| time(t.tick_time))) }
+                td { (s.next_tick(now).map_or("-".to_owned(), time)) }
+                td { code { (s.selection) } }
+            } } }
+        }
+        h2 { "Sensors" }
+        table {
+            thead { tr { th { "Sensor" } th { "Status" } th.num { "Interval" } th { "Last tick" } th { "Cursor" } } }
+            tbody { @for s in &app.automation.sensors { tr {
+                td { a href={ "#ticks-" (urlenc(&s.name)) } { (s.name) } }
+                td { (state_of(&s.name).map_or("running (not yet seen by a daemon)", |st| st.status.as_str())) }
+                td.num { (s.min_interval.as_secs()) " s" }
+                td { (ticks[&s.name].first().map_or("-".to_owned(), |t| time(t.tick_time))) }
+                td { code { (state_of(&s.name).and_then(|st| st.cursor.clone()).unwrap_or_else(|| "-".into())) } }
+            } } }
+        }
+        h2 { "Ticks" }
+        @for (name, list) in &ticks {
+            h3 id={ "ticks-" (urlenc(name)) } { (name) }
+            @if list.is_empty() { p { "No ticks yet." } } @else {
+                ol.ticks { @for t in list { li class={"tick " (t.status)} {
+                    span.when { (time(t.tick_time)) } " " span class={"badge tick-" (t.status)} { (t.status) } " "
+                    (t.requests) " requests " (t.message)
+                    @if let Some(r) = t.run_id { " · " a href=(run_href(r)) { "run " (short(&r.to_string())) } }
+                } } }
+            }
+        }
+        h2 { "Condition evaluations" }
+        @if evaluations.is_empty() { p { "None yet." } } @else {
+            table { thead { tr { th { "Evaluated" } th { "Asset" } th { "Partition" } th { "Condition" } th { "Requested" } th { "Reason" } } }
+                tbody { @for e in &evaluations { tr {
+                    td { (time(e.evaluated_at)) }
+                    td { a href=(asset_href(&e.asset_key)) { (e.asset_key) } }
+                    td { a href=(partition_href(&e.asset_key, &e.partition_key)) { (show_key(&e.partition_key)) } }
+                    td { (e.condition) } td { (if e.requested { "yes" } else { "no" }) } td { (e.reason) }
+                } } } }
+        }
+    };
+    Ok(page("Automation", "/automation", false, body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue
+
+pub(crate) async fn queue(State(app): State<Shared>) -> PageResult {
+    let pools = app.store.pools().await?;
+    let workers = app.store.lease_holders().await?;
+    let mut by_state = Vec::new();
+    for state in [lineage::RequestState::Running, lineage::RequestState::Available, lineage::RequestState::Blocked] {
+        by_state.push((state, app.store.requests(None, Some(state), 500).await?));
+    }
+    let body = html! {
+        h1 { "Queue" }
+        p { "Open requests by state (at most 500 each are listed), pools and the workers holding leases. This page refreshes itself." }
+        h2 { "Requests" }
+        table {
+            thead { tr { th { "State" } th.num { "Requests" } } }
+            tbody { @for (s, list) in &by_state { tr { td { (s) } td.num { (list.len()) @if list.len() == 500 { "+" } } } } }
+        }
+        @for (s, list) in &by_state { @if !list.is_empty() {
+            h3 { (s) }
+            table { thead { tr { th { "Request" } th { "Asset" } th { "Partition" } th { "Run" } th.num { "Attempt" } th { "Worker" } th { "Lease until" } } }
+                tbody { @for r in list.iter().take(100) { tr {
+                    td { code { (short(&r.id.to_string())) } }
+                    td { a href=(asset_href(&r.asset_key)) { (r.asset_key) } }
+                    td { a href=(partition_href(&r.asset_key, &r.partition_key)) { (show_key(&r.partition_key)) } }
+                    td { a href=(run_href(r.run_id)) { (short(&r.run_id.to_string())) } }
+                    td.num { (r.attempt) " / " (r.max_attempts) }
+                    td { (r.lease_owner.as_deref().unwrap_or("-")) }
+                    td { (r.lease_expires_at.map_or("-".to_owned(), time)) }
+                } } } }
+        } }
+        h2 { "Pools" }
+        @if pools.is_empty() { p { "No pool has a limit." } } @else {
+            table { thead { tr { th { "Pool" } th.num { "Limit" } th.num { "Running" } } }
+                tbody { @for p in &pools { tr { td { (p.name) } td.num { (p.slot_limit) } td.num { (p.running) } } } } }
+        }
+        h2 { "Workers holding leases" }
+        @if workers.is_empty() { p { "None: no request is running." } } @else { ul { @for w in &workers { li { code { (w) } } } } }
+    };
+    Ok(page("Queue", "/queue", true, body))
+}
