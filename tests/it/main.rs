@@ -12,3 +12,4 @@ mod graph_api;
 mod postgres;
 mod project;
 mod s3;
+mod web;

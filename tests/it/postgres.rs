@@ -77,8 +77,10 @@ async fn materialize_records_lineage_in_postgres_and_never_shows_the_password() 
     let usage = status.as_array().unwrap().iter().find(|a| a["asset"] == "usage_snapshot").unwrap();
     assert_eq!(usage["counts"]["materialized"], 24);
     assert_eq!(runs[3].stdout.lines().filter(|l| l.contains("2025-12-15T") && l.contains("data ")).count(), 24);
-    let run_id =
-        serde_json::from_str::<serde_json::Value>(&runs[4].stdout).unwrap()["runs"][0]["id"].as_str().unwrap().to_owned();
+    let run_id = serde_json::from_str::<serde_json::Value>(&runs[4].stdout).unwrap()["runs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let show = robo.run_with(&["runs", "show", &run_id], &env);
     assert!(!show.stdout.contains(PASSWORD));
 
