@@ -4,6 +4,7 @@
 mod automation;
 mod backfill;
 mod billing;
+mod browser;
 mod cli;
 mod common;
 mod crash;
