@@ -164,6 +164,9 @@ pub struct DaemonArgs {
 pub struct InstigatorArgs {
     #[command(subcommand)]
     pub command: Option<InstigatorCommand>,
+    /// Print the list as JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +203,9 @@ pub struct TicksArgs {
     /// At most this many, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: i64,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -210,12 +216,18 @@ pub struct SimulateArgs {
     /// End of the range, inclusive.
     #[arg(long)]
     pub to: String,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct PartitionsArgs {
     #[command(subcommand)]
     pub command: PartitionsCommand,
+    /// Print JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -343,6 +355,9 @@ pub enum BackfillCommand {
 pub struct PoolsArgs {
     #[command(subcommand)]
     pub command: Option<PoolsCommand>,
+    /// Print JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -510,6 +525,12 @@ pub struct RunsArgs {
     /// Only runs older than this run id (the `next_cursor` of the previous page).
     #[arg(long)]
     pub before: Option<String>,
+    /// Only runs asked for by this trigger: manual, schedule, sensor, backfill, …
+    #[arg(long)]
+    pub trigger: Option<String>,
+    /// Only runs with a step of this asset.
+    #[arg(long)]
+    pub asset: Option<String>,
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,

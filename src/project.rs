@@ -151,8 +151,9 @@ impl Project {
         let matches = Cli::command().name(self.name).bin_name(self.name).get_matches();
         let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         init_tracing(cli.log_format);
+        let json = wants_json(&matches);
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
-        exit_code(runtime.block_on(async move { crate::commands::run(cli, self.validate()?).await }))
+        exit_code(runtime.block_on(async move { crate::commands::run(cli, self.validate()?).await }), json)
     }
 
     /// Checks everything that can be checked before a command runs.
@@ -203,8 +204,23 @@ fn check_automation(defs: &Definitions, automation: &Automation) -> anyhow::Resu
     }
 }
 
-/// Prints an error's chain and maps how a command ended to its exit code.
-fn exit_code(result: anyhow::Result<ExitStatus>) -> ExitCode {
+/// Whether the command line asked for JSON (`--json` on the command or a subcommand).
+fn wants_json(matches: &clap::ArgMatches) -> bool {
+    let mut m = matches;
+    loop {
+        if matches!(m.try_get_one::<bool>("json"), Ok(Some(true))) {
+            return true;
+        }
+        match m.subcommand() {
+            Some((_, sub)) => m = sub,
+            None => return false,
+        }
+    }
+}
+
+/// Prints an error's chain (with `--json`, also as `{"error": {"kind", "message"}}` on stdout,
+/// the shape `/api/v1` answers with) and maps how a command ended to its exit code.
+fn exit_code(result: anyhow::Result<ExitStatus>, json: bool) -> ExitCode {
     match result {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,
         Ok(ExitStatus::Failure) => ExitCode::from(1),
@@ -212,6 +228,10 @@ fn exit_code(result: anyhow::Result<ExitStatus>) -> ExitCode {
         Err(err) => {
             let user = err.downcast_ref::<UserError>().is_some();
             eprintln!("error: {err:#}");
+            if json {
+                let kind = if user { "invalid_input" } else { "internal" };
+                println!("{}", serde_json::json!({ "error": { "kind": kind, "message": format!("{err:#}") } }));
+            }
             ExitCode::from(if user { 2 } else { 1 })
         }
     }

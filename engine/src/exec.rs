@@ -99,12 +99,13 @@ pub struct StepOutcome {
     /// The asset.
     pub asset: AssetKey,
     /// The partition.
+    #[serde(rename = "partition")]
     pub partition_key: String,
     /// How it ended.
     #[serde(flatten)]
     pub status: StepStatus,
     /// Wall time from start to end (zero when it never started).
-    #[serde(serialize_with = "ser_millis")]
+    #[serde(rename = "duration_ms", serialize_with = "ser_millis")]
     pub duration: Duration,
 }
 
@@ -122,7 +123,7 @@ pub struct RunOutcome {
     /// Every step, in plan order.
     pub steps: Vec<StepOutcome>,
     /// Wall time of the whole run.
-    #[serde(serialize_with = "ser_millis")]
+    #[serde(rename = "duration_ms", serialize_with = "ser_millis")]
     pub duration: Duration,
 }
 

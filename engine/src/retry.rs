@@ -12,8 +12,10 @@ pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = no retry).
     pub max_attempts: u32,
     /// The delay before the first retry, before jitter.
+    #[serde(rename = "initial_delay_ms", serialize_with = "millis")]
     pub initial_delay: Duration,
     /// The cap on any one delay.
+    #[serde(rename = "max_delay_ms", serialize_with = "millis")]
     pub max_delay: Duration,
 }
 
@@ -46,6 +48,11 @@ impl RetryPolicy {
     pub fn should_retry(&self, attempt: u32) -> bool {
         attempt < self.max_attempts
     }
+}
+
+/// A duration as whole milliseconds, the unit in every JSON field named `*_ms`.
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

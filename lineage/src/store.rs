@@ -109,9 +109,8 @@ pub trait LineageStore: RequestQueue + AutomationStore + Send + Sync + 'static {
     /// Backfills, newest first (only `id` when given).
     async fn backfills(&self, id: Option<BackfillId>, limit: i64) -> Result<Vec<BackfillRecord>>;
 
-    /// Runs, newest first (by id: UUIDv7 ids are in creation order), optionally only those with
-    /// `status`, and only those older than `before` (keyset pagination: pass the last id of a page).
-    async fn runs(&self, status: Option<RunStatus>, before: Option<RunId>, limit: i64) -> Result<Vec<RunRecord>>;
+    /// Runs, newest first, as `filter` says.
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
 
     /// One run.
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>>;

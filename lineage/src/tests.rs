@@ -163,16 +163,34 @@ async fn run_status_transitions_are_logged(store: &dyn LineageStore) {
     assert_eq!(run.finished_at, Some(ts(4)));
     let kinds: Vec<_> = store.run_events(run_id).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [EventKind::RunStarted, EventKind::RunCanceled]);
-    assert_eq!(store.runs(Some(RunStatus::Canceled), None, 10).await.unwrap().len(), 1);
-    assert!(store.runs(Some(RunStatus::Succeeded), None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .runs(&RunFilter { status: Some(RunStatus::Canceled), limit: 10, ..RunFilter::default() })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .runs(&RunFilter { status: Some(RunStatus::Succeeded), limit: 10, ..RunFilter::default() })
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Keyset pages, newest first: a page ends where the next begins, with nothing twice.
     let (older, newer) = (new_run(store).await, new_run(store).await);
     let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
-    let first = ids(store.runs(None, None, 2).await.unwrap());
+    let page = |before: Option<RunId>| RunFilter { before, limit: 2, ..RunFilter::default() };
+    let first = ids(store.runs(&page(None)).await.unwrap());
     assert_eq!(first, [newer, older]);
-    assert_eq!(ids(store.runs(None, Some(older), 2).await.unwrap()), [run_id]);
-    assert!(store.runs(None, Some(run_id), 2).await.unwrap().is_empty());
+    assert_eq!(ids(store.runs(&page(Some(older))).await.unwrap()), [run_id]);
+    assert!(store.runs(&page(Some(run_id))).await.unwrap().is_empty());
+    let manual = RunFilter { trigger: Some(Trigger::Manual), limit: 10, ..RunFilter::default() };
+    assert_eq!(store.runs(&manual).await.unwrap().len(), 3);
+    let of_asset = RunFilter { asset: Some("storage_bill".to_owned()), limit: 10, ..RunFilter::default() };
+    assert!(store.runs(&of_asset).await.unwrap().is_empty(), "no request of these runs names storage_bill");
 
     let missing = RunId::new();
     let err = store

@@ -137,17 +137,18 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
         automation.sensors.iter().map(|s| s.name.clone()).collect()
     };
     let now = app.clock.now();
-    app.store.ensure_instigators(&names.iter().map(|n| (n.clone(), kind)).collect::<Vec<_>>(), now).await?;
-    let check = |name: &str| -> anyhow::Result<()> {
-        if names.iter().any(|n| n == name) {
-            Ok(())
-        } else {
-            Err(user_error(format!("no {kind} named {name:?}; known: {}", names.join(", "))))
+    // Only a change registers the instigators: listing writes nothing, and an unknown name is
+    // refused before anything is written.
+    let check = async |name: &str| -> anyhow::Result<()> {
+        if !names.iter().any(|n| n == name) {
+            return Err(user_error(format!("no {kind} named {name:?}; known: {}", names.join(", "))));
         }
+        app.store.ensure_instigators(&names.iter().map(|n| (n.clone(), kind)).collect::<Vec<_>>(), now).await?;
+        Ok(())
     };
     match &args.command {
         Some(InstigatorCommand::Start { name }) | Some(InstigatorCommand::Stop { name }) => {
-            check(name)?;
+            check(name).await?;
             let status = if matches!(args.command, Some(InstigatorCommand::Start { .. })) {
                 InstigatorStatus::Running
             } else {
@@ -158,7 +159,7 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
             return Ok(ExitStatus::Success);
         }
         Some(InstigatorCommand::Cursor { name, set, clear }) => {
-            check(name)?;
+            check(name).await?;
             if kind != InstigatorKind::Sensor {
                 return Err(user_error("only sensors have a cursor"));
             }
@@ -172,6 +173,10 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
         Some(InstigatorCommand::List) | None => {}
     }
     let states = app.store.instigators().await?;
+    if args.json {
+        crate::commands::print_json(&instigator_rows(app, kind).await?)?;
+        return Ok(ExitStatus::Success);
+    }
     if kind == InstigatorKind::Schedule {
         println!(
             "{:<28} {:<8} {:<14} {:<6} {:<20} {:<20} SELECTION",
@@ -209,6 +214,70 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
     Ok(ExitStatus::Success)
 }
 
+/// A schedule or sensor as `schedules --json` / `sensors --json` and `/api/v1/automation` show
+/// it. Reading never writes: one the daemon has not seen yet is `running` (its default).
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct InstigatorRow {
+    pub name: String,
+    pub kind: InstigatorKind,
+    pub status: InstigatorStatus,
+    /// Schedules: the cron expression, its time zone and what it requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selection: Option<String>,
+    /// Sensors: the least time between evaluations, and the cursor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    pub last_tick: Option<DateTime<Utc>>,
+    /// Schedules: when it fires next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_tick: Option<DateTime<Utc>>,
+}
+
+pub(crate) async fn instigator_rows(app: &App, kind: InstigatorKind) -> anyhow::Result<Vec<InstigatorRow>> {
+    let states = app.store.instigators().await?;
+    let now = app.clock.now();
+    let status_of = |name: &str| states.iter().find(|s| s.name == name).map_or(InstigatorStatus::Running, |s| s.status);
+    let mut rows = Vec::new();
+    if kind == InstigatorKind::Schedule {
+        for s in &app.automation.schedules {
+            rows.push(InstigatorRow {
+                name: s.name.clone(),
+                kind,
+                status: status_of(&s.name),
+                cron: Some(s.cron.clone()),
+                timezone: Some(s.tz.name().to_owned()),
+                selection: Some(s.selection.clone()),
+                interval_ms: None,
+                cursor: None,
+                last_tick: app.store.ticks(&s.name, 1).await?.first().map(|t| t.tick_time),
+                next_tick: s.next_tick(now),
+            });
+        }
+    } else {
+        for s in &app.automation.sensors {
+            rows.push(InstigatorRow {
+                name: s.name.clone(),
+                kind,
+                status: status_of(&s.name),
+                cron: None,
+                timezone: None,
+                selection: None,
+                interval_ms: Some(u64::try_from(s.min_interval.as_millis()).unwrap_or(u64::MAX)),
+                cursor: states.iter().find(|st| st.name == s.name).and_then(|st| st.cursor.clone()),
+                last_tick: app.store.ticks(&s.name, 1).await?.first().map(|t| t.tick_time),
+                next_tick: None,
+            });
+        }
+    }
+    Ok(rows)
+}
+
 pub async fn ticks(app: &App, args: &TicksArgs) -> anyhow::Result<ExitStatus> {
     let automation = &app.automation;
     let known = automation.schedules.iter().any(|s| s.name == args.name)
@@ -223,6 +292,10 @@ pub async fn ticks(app: &App, args: &TicksArgs) -> anyhow::Result<ExitStatus> {
         return Err(user_error(format!("no schedule or sensor named {:?}; known: {}", args.name, names.join(", "))));
     }
     let ticks = app.store.ticks(&args.name, args.limit).await?;
+    if args.json {
+        crate::commands::print_json(&ticks)?;
+        return Ok(ExitStatus::Success);
+    }
     if ticks.is_empty() {
         println!("{} has no ticks yet (the daemon records one per evaluation)", args.name);
     }
@@ -261,6 +334,22 @@ pub async fn simulate(app: &App, args: &SimulateArgs) -> anyhow::Result<ExitStat
     let automation = &app.automation;
     let exec = app.executor().await?;
     let reports = engine::automation::simulate(&exec, automation, from, to).await?;
+    if args.json {
+        let ticks: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "instigator": r.instigator,
+                    "tick_time": r.tick_time,
+                    "status": r.status,
+                    "message": r.message,
+                    "requests": r.requests.iter().map(|(a, p)| serde_json::json!({ "asset": a, "partition": p })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        crate::commands::print_json(&serde_json::json!({ "from": from, "to": to, "ticks": ticks }))?;
+        return Ok(ExitStatus::Success);
+    }
     println!(
         "Simulated {} → {}: {} tick{} (nothing was written)",
         from.to_rfc3339(),

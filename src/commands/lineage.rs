@@ -240,9 +240,10 @@ pub async fn lineage(app: &App, args: &LineageArgs) -> anyhow::Result<ExitStatus
     match args.format {
         LineageFormat::Json => print_json(&value)?,
         LineageFormat::Dot => print!("{}", version_dot(&value)),
-        LineageFormat::Mermaid | LineageFormat::Svg => {
+        LineageFormat::Svg => print!("{}", partition_svg(app, &value)),
+        LineageFormat::Mermaid => {
             return Err(user_error(
-                "--format mermaid and svg draw the asset graph: leave out --partition (partition lineage: tree, json or dot)",
+                "--format mermaid draws the asset graph: leave out --partition (partition lineage: tree, json, dot or svg)",
             ));
         }
         LineageFormat::Tree => {
@@ -407,6 +408,105 @@ async fn asset_svg(app: &App, id: AssetId, args: &LineageArgs) -> anyhow::Result
     let key = app.defs.graph().asset(id).key.to_string();
     let title = format!("lineage of {key}: {} up, {} down", args.upstream, args.downstream);
     crate::view::asset_graph(app, &neighbourhood(app, id, args), Some(id), &title, |_| None).await
+}
+
+/// A partition's lineage as a picture: the materialization, its inputs collapsed per asset into
+/// ranges (as the tree shows them), hop by hop, and what read it. A box counts the versions it
+/// stands for; those read at a version that has since been superseded count as stale.
+fn partition_svg(app: &App, value: &PartitionLineage) -> String {
+    use crate::view::graph::{GraphEdge, GraphNode};
+    use engine::status::StatusCounts;
+    fn node(asset: &str, text: String, count: usize, versions: &[&VersionNode], highlight: bool) -> GraphNode {
+        let superseded = versions.iter().filter(|v| !v.current).count();
+        let text =
+            if text.chars().count() > 64 { format!("{}…", text.chars().take(63).collect::<String>()) } else { text };
+        GraphNode {
+            key: asset.to_owned(),
+            partitions: text,
+            group: None,
+            counts: StatusCounts {
+                partitions: count,
+                materialized: versions.len(),
+                stale: superseded,
+                missing: count - versions.len(),
+                ..StatusCounts::default()
+            },
+            highlight,
+            href: None,
+        }
+    }
+    fn inputs(
+        app: &App,
+        groups: Vec<(String, usize, Vec<&VersionNode>)>,
+        to: usize,
+        nodes: &mut Vec<GraphNode>,
+        edges: &mut Vec<GraphEdge>,
+    ) {
+        for (asset, count, versions) in groups {
+            let def = app.defs.graph().lookup(&asset).ok().map(|id| app.defs.graph().asset(id));
+            let keys: Vec<String> = versions.iter().map(|v| v.partition.clone()).collect();
+            let ranges = compress_ranges(def.and_then(|d| d.partitions.as_ref()), &keys).join(", ");
+            let label = format!("{count} partition{}", if count == 1 { "" } else { "s" });
+            nodes.push(node(&asset, ranges, count, &versions, false));
+            let from = nodes.len() - 1;
+            edges.push(GraphEdge { from, to, label });
+            // The next hop: the inputs of every version in this box, merged per asset.
+            let mut next: Vec<(String, usize, Vec<&VersionNode>)> = Vec::new();
+            for g in versions.iter().flat_map(|v| &v.inputs) {
+                match next.iter_mut().find(|(a, _, _)| *a == g.asset) {
+                    Some(entry) => {
+                        entry.1 += g.count;
+                        entry.2.extend(g.versions.iter());
+                    }
+                    None => next.push((g.asset.clone(), g.count, g.versions.iter().collect())),
+                }
+            }
+            inputs(app, next, from, nodes, edges);
+        }
+    }
+    let root = &value.materialization;
+    let mut nodes = vec![node(
+        &root.asset,
+        format!("{}  data {}", show_key(&root.partition), short(&root.data_version)),
+        1,
+        &[root],
+        true,
+    )];
+    let mut edges = Vec::new();
+    let groups = root.inputs.iter().map(|g| (g.asset.clone(), g.count, g.versions.iter().collect())).collect();
+    inputs(app, groups, 0, &mut nodes, &mut edges);
+    fn readers(readers: &[VersionNode], from: usize, nodes: &mut Vec<GraphNode>, edges: &mut Vec<GraphEdge>) {
+        for r in readers {
+            nodes.push(node(
+                &r.asset,
+                format!("{}  data {}", show_key(&r.partition), short(&r.data_version)),
+                1,
+                &[r],
+                false,
+            ));
+            let to = nodes.len() - 1;
+            edges.push(GraphEdge { from, to, label: String::new() });
+            let below: Vec<&VersionNode> = r.inputs.iter().flat_map(|g| &g.versions).collect();
+            for b in below {
+                nodes.push(node(
+                    &b.asset,
+                    format!("{}  data {}", show_key(&b.partition), short(&b.data_version)),
+                    1,
+                    &[b],
+                    false,
+                ));
+                let last = nodes.len() - 1;
+                edges.push(GraphEdge { from: to, to: last, label: String::new() });
+            }
+        }
+    }
+    readers(&value.read_by, 0, &mut nodes, &mut edges);
+    let title = format!(
+        "lineage of {} {}: inputs collapsed into ranges, then what read it (stale = read at a since-superseded version)",
+        root.asset,
+        show_key(&root.partition)
+    );
+    crate::view::graph::svg(&title, &nodes, &edges, true)
 }
 
 fn asset_dot(app: &App, id: AssetId, args: &LineageArgs) -> String {

@@ -31,14 +31,32 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitStatus> {
             .iter()
             .map(|(def, deps, partitions)| {
                 json!({
-                    "key": def.key,
+                    "asset": def.key,
                     "group": def.group,
                     "description": def.description,
                     "owners": def.owners,
                     "tags": def.tags,
                     "code_version": def.code_version,
                     "deps": deps,
-                    "partitions": partitions.as_ref().map(|(d, _, n)| json!({"def": d, "count": n})),
+                    "partitions": def.partitions.as_ref().zip(partitions.as_ref()).map(|(p, (d, _, n))| {
+                        let mut v = json!({ "description": d, "count": n });
+                        match p {
+                            engine::PartitionsDef::TimeWindow(tw) => {
+                                v["kind"] = json!(tw.cadence());
+                                v["start"] = json!(tw.key(0));
+                                v["timezone"] = json!(tw.timezone().name());
+                            }
+                            engine::PartitionsDef::Static(keys) => {
+                                v["kind"] = json!("static");
+                                v["keys"] = json!(keys);
+                            }
+                            engine::PartitionsDef::Dynamic { name } => {
+                                v["kind"] = json!("dynamic");
+                                v["name"] = json!(name);
+                            }
+                        }
+                        v
+                    }),
                     "retry": def.retry,
                 })
             })

@@ -1,7 +1,7 @@
 //! One module per verb; each takes its parsed args and the wired [`App`] and returns an
 //! [`ExitStatus`]. Data goes to stdout, everything else to stderr.
 
-mod automation;
+pub(crate) mod automation;
 mod backfill;
 mod history;
 mod lineage;
@@ -80,6 +80,9 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
                 }
                 let added = app.store.add_dynamic_partitions(name, keys, app.clock.now()).await?;
                 println!("{name}: {added} key{} added", if added == 1 { "" } else { "s" });
+            } else if args.json {
+                let keys = app.store.dynamic_partitions(name).await?;
+                print_json(&serde_json::json!({ "name": name, "total": keys.len(), "keys": keys }))?;
             } else {
                 for key in app.store.dynamic_partitions(name).await? {
                     println!("{key}");
@@ -130,9 +133,25 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
                     m
                 });
             let limits = app.store.pools().await?;
-            println!("{:<16} {:>6} {:>8}  ASSETS", "POOL", "LIMIT", "RUNNING");
             let mut names: std::collections::BTreeSet<&str> = declared.keys().copied().collect();
             names.extend(limits.iter().map(|p| p.name.as_str()));
+            if args.json {
+                let pools: Vec<serde_json::Value> = names
+                    .iter()
+                    .map(|name| {
+                        let state = limits.iter().find(|p| p.name == *name);
+                        serde_json::json!({
+                            "name": name,
+                            "slot_limit": state.map(|p| p.slot_limit),
+                            "running": state.map_or(0, |p| p.running),
+                            "assets": declared.get(name).cloned().unwrap_or_default(),
+                        })
+                    })
+                    .collect();
+                print_json(&pools)?;
+                return Ok(ExitStatus::Success);
+            }
+            println!("{:<16} {:>6} {:>8}  ASSETS", "POOL", "LIMIT", "RUNNING");
             for name in names {
                 let (limit, running) = limits
                     .iter()
@@ -163,7 +182,7 @@ pub(crate) fn parse_choice<T: std::str::FromStr + strum::VariantNames>(what: &st
 }
 
 /// Finds one asset by key or name.
-fn lookup(app: &App, name: &str) -> anyhow::Result<AssetId> {
+pub(crate) fn lookup(app: &App, name: &str) -> anyhow::Result<AssetId> {
     app.defs.graph().lookup(name).map_err(|e| user_error(e.to_string()))
 }
 

@@ -24,13 +24,9 @@ pub(crate) struct RunsPage {
 }
 
 /// One page of runs older than `before`.
-pub(crate) async fn page(
-    app: &App,
-    status: Option<RunStatus>,
-    before: Option<RunId>,
-    limit: i64,
-) -> anyhow::Result<RunsPage> {
-    let mut runs = app.store.runs(status, before, limit + 1).await?;
+pub(crate) async fn page(app: &App, filter: lineage::RunFilter) -> anyhow::Result<RunsPage> {
+    let limit = filter.limit;
+    let mut runs = app.store.runs(&lineage::RunFilter { limit: limit + 1, ..filter }).await?;
     let next_cursor = if runs.len() as i64 > limit {
         runs.truncate(limit as usize);
         runs.last().map(|r| r.id)
@@ -74,8 +70,17 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                 Some(s) => Some(parse_choice::<RunStatus>("run status", s)?),
                 None => None,
             };
-            let before = args.before.as_deref().map(parse_run_id).transpose()?;
-            let RunsPage { runs, next_cursor } = page(app, status, before, args.limit.max(1)).await?;
+            let filter = lineage::RunFilter {
+                status,
+                trigger: args.trigger.as_deref().map(|t| parse_choice::<lineage::Trigger>("trigger", t)).transpose()?,
+                asset: match &args.asset {
+                    Some(a) => Some(app.defs.graph().asset(crate::commands::lookup(app, a)?).key.to_string()),
+                    None => None,
+                },
+                before: args.before.as_deref().map(parse_run_id).transpose()?,
+                limit: args.limit.max(1),
+            };
+            let RunsPage { runs, next_cursor } = page(app, filter).await?;
             if args.json {
                 print_json(&RunsPage { runs, next_cursor })?;
                 return Ok(ExitStatus::Success);

@@ -88,7 +88,7 @@ pub struct Layout {
 }
 
 /// An item of a column: a node, or the slot of an edge passing through.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Item {
     Node(usize),
     Dummy { edge: usize },
@@ -138,6 +138,10 @@ pub fn layered(sizes: &[NodeSize], edges: &[(usize, usize)], label_w: &[f64], sp
 
     // 3. Barycentre sweeps: an item's position is the mean position of its neighbours in the
     // previous (or next) column. Ties keep the current order, so the result is deterministic.
+    let mut incoming: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (e, &(_, b)) in edges.iter().enumerate() {
+        incoming[b].push(e);
+    }
     let neighbours = |item: Item, column: usize, towards: isize| -> Vec<Item> {
         let target = column as isize + towards;
         let mut found = Vec::new();
@@ -152,10 +156,8 @@ pub fn layered(sizes: &[NodeSize], edges: &[(usize, usize)], label_w: &[f64], sp
         };
         match item {
             Item::Node(i) => {
-                for (e, &(a, b)) in edges.iter().enumerate() {
-                    if (towards < 0 && b == i) || (towards > 0 && a == i) {
-                        add_edge(e);
-                    }
+                for &e in if towards < 0 { &incoming[i] } else { &out[i] } {
+                    add_edge(e);
                 }
             }
             Item::Dummy { edge } => add_edge(edge),
@@ -166,8 +168,9 @@ pub fn layered(sizes: &[NodeSize], edges: &[(usize, usize)], label_w: &[f64], sp
         let (range, towards): (Vec<usize>, isize) =
             if sweep % 2 == 0 { ((1..depth).collect(), -1) } else { ((0..depth.saturating_sub(1)).rev().collect(), 1) };
         for c in range {
-            let reference = &columns[(c as isize + towards) as usize];
-            let position = |item: &Item| reference.iter().position(|x| x == item);
+            let reference: std::collections::HashMap<Item, usize> =
+                columns[(c as isize + towards) as usize].iter().enumerate().map(|(i, &item)| (item, i)).collect();
+            let position = |item: &Item| reference.get(item).copied();
             let mut keyed: Vec<(f64, usize, Item)> = columns[c]
                 .iter()
                 .enumerate()
@@ -242,10 +245,6 @@ pub fn layered(sizes: &[NodeSize], edges: &[(usize, usize)], label_w: &[f64], sp
     for (i, &node) in nodes.iter().enumerate() {
         let mut ends: Vec<(f64, usize)> = out[i].iter().map(|&e| (next_y(e), e)).collect();
         spread(&mut ends, node, &mut out_port);
-    }
-    let mut incoming: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (e, &(_, b)) in edges.iter().enumerate() {
-        incoming[b].push(e);
     }
     for (i, &node) in nodes.iter().enumerate() {
         let mut ends: Vec<(f64, usize)> = incoming[i].iter().map(|&e| (prev_y(e, &out_port), e)).collect();

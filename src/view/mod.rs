@@ -39,11 +39,28 @@ pub(crate) async fn asset_graph(
 ) -> anyhow::Result<String> {
     let graph = app.defs.graph();
     let ctx = app.partitions_context().await?;
+    let mut counts = std::collections::HashMap::new();
+    for &id in ids {
+        counts.insert(id, engine::status::asset_status(&*app.store, graph, id, None, &ctx).await?.counts);
+    }
+    Ok(asset_graph_of(app, ids, &counts, highlight, title, href))
+}
+
+/// [`asset_graph`] with the counts already computed (the home page has them for its table).
+pub(crate) fn asset_graph_of(
+    app: &App,
+    ids: &BTreeSet<AssetId>,
+    counts: &std::collections::HashMap<AssetId, engine::status::StatusCounts>,
+    highlight: Option<AssetId>,
+    title: &str,
+    href: impl Fn(&str) -> Option<String>,
+) -> String {
+    let graph = app.defs.graph();
     let order: Vec<AssetId> = graph.topo_order().iter().copied().filter(|id| ids.contains(id)).collect();
     let mut nodes = Vec::with_capacity(order.len());
     for &id in &order {
         let def = graph.asset(id);
-        let counts = engine::status::asset_status(&*app.store, graph, id, None, &ctx).await?.counts;
+        let counts = counts.get(&id).copied().unwrap_or_default();
         nodes.push(graph::GraphNode {
             key: def.key.to_string(),
             partitions: def.partitions.as_ref().map_or("unpartitioned".to_owned(), engine::PartitionsDef::describe),
@@ -63,5 +80,5 @@ pub(crate) async fn asset_graph(
             }
         }
     }
-    Ok(graph::svg(title, &nodes, &edges, standalone))
+    graph::svg(title, &nodes, &edges, standalone)
 }

@@ -127,14 +127,18 @@ pub(crate) async fn home(State(app): State<Shared>, Query(q): Query<SelectQuery>
         Ok(ids) => (ids, None),
         Err(e) => (BTreeSet::new(), Some(e.to_string())),
     };
+    let rows = crate::commands::status::rows(&app, &ids, &engine::PartitionSpec::None).await?;
+    let counts = rows
+        .iter()
+        .filter_map(|r| graph.lookup(&r.asset).ok().map(|id| (id, r.counts)))
+        .collect::<std::collections::HashMap<_, _>>();
     let svg = if ids.is_empty() {
         String::new()
     } else {
         let title = format!("{} of {} assets: {selection}", ids.len(), graph.assets().len());
-        super::asset_graph(&app, &ids, None, &title, |k| Some(asset_href(k))).await?
+        super::asset_graph_of(&app, &ids, &counts, None, &title, |k| Some(asset_href(k)))
     };
     let groups: BTreeSet<&str> = graph.assets().iter().map(|a| a.group.as_str()).collect();
-    let rows = crate::commands::status::rows(&app, &ids, &engine::PartitionSpec::None).await?;
     let body = html! {
         h1 { "Assets" }
         form.filter method="get" action="/" {
@@ -598,6 +602,8 @@ pub(crate) async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) 
     let page_ = super::server::runs_page(&app, &q).await?;
     let running = page_.runs.iter().any(|r| !r.status.is_terminal());
     let status = q.status.clone().unwrap_or_default();
+    let trigger = q.trigger.clone().unwrap_or_default();
+    let asset = q.asset.clone().unwrap_or_default();
     let body = html! {
         h1 { "Runs" }
         form.filter method="get" action="/runs" {
@@ -606,11 +612,18 @@ pub(crate) async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) 
                 option value="" selected[status.is_empty()] { "any" }
                 @for s in <lineage::RunStatus as strum::VariantNames>::VARIANTS { option value=(s) selected[status == *s] { (s) } }
             }
+            label for="trigger" { "Trigger" }
+            select #trigger name="trigger" {
+                option value="" selected[trigger.is_empty()] { "any" }
+                @for s in <lineage::Trigger as strum::VariantNames>::VARIANTS { option value=(s) selected[trigger == *s] { (s) } }
+            }
+            label for="asset" { "Asset" }
+            input #asset type="text" name="asset" value=(asset) placeholder="storage_bill";
             button type="submit" { "Filter" }
         }
         (runs_table(&page_.runs))
         @if let Some(next) = page_.next_cursor {
-            p { a.next href={ "/runs?before=" (next) "&status=" (urlenc(&status)) } { "Older runs →" } }
+            p { a.next href={ "/runs?before=" (next) "&status=" (urlenc(&status)) "&trigger=" (urlenc(&trigger)) "&asset=" (urlenc(&asset)) } { "Older runs →" } }
         }
     };
     Ok(page("Runs", "/runs", running, body))

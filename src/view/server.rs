@@ -76,7 +76,7 @@ impl IntoResponse for WebError {
         if self.api {
             let kind = match self.status {
                 StatusCode::NOT_FOUND => "not_found",
-                StatusCode::BAD_REQUEST => "invalid_request",
+                StatusCode::BAD_REQUEST => "invalid_input",
                 _ => "internal",
             };
             let body = serde_json::json!({ "error": { "kind": kind, "message": self.message } });
@@ -105,6 +105,8 @@ pub(crate) fn router(app: Shared) -> Router {
         .route("/api/v1/runs", get(api_runs))
         .route("/api/v1/runs/{id}", get(api_run))
         .route("/api/v1/assets/{key}/partition", get(api_partition))
+        .route("/api/v1/schedules", get(api_schedules))
+        .route("/api/v1/sensors", get(api_sensors))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(app)
@@ -167,6 +169,10 @@ pub(crate) struct RunsQuery {
     #[serde(default)]
     pub before: Option<String>,
     #[serde(default)]
+    pub trigger: Option<String>,
+    #[serde(default)]
+    pub asset: Option<String>,
+    #[serde(default)]
     pub limit: Option<i64>,
 }
 
@@ -191,7 +197,16 @@ pub(crate) async fn runs_page(app: &App, q: &RunsQuery) -> Result<crate::command
     if !(1..=1000).contains(&limit) {
         return Err(WebError::bad_request(format!("limit {limit} is out of range (1 to 1000)")));
     }
-    Ok(crate::commands::runs::page(app, status, before, limit).await?)
+    let trigger = match q.trigger.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(crate::commands::parse_choice::<lineage::Trigger>("trigger", s)?),
+        None => None,
+    };
+    let asset = match q.asset.as_deref().filter(|s| !s.is_empty()) {
+        Some(a) => Some(app.defs.graph().asset(crate::commands::lookup(app, a)?).key.to_string()),
+        None => None,
+    };
+    let filter = lineage::RunFilter { status, trigger, asset, before, limit };
+    Ok(crate::commands::runs::page(app, filter).await?)
 }
 
 async fn api_run(State(app): State<Shared>, Path(id): Path<String>) -> PageResult {
@@ -204,6 +219,16 @@ async fn api_run(State(app): State<Shared>, Path(id): Path<String>) -> PageResul
         if e.message.starts_with("no run") { WebError::not_found(e.message).api() } else { e.api() }
     })?;
     Ok(axum::Json(body).into_response())
+}
+
+async fn api_schedules(State(app): State<Shared>) -> PageResult {
+    let rows = crate::commands::automation::instigator_rows(&app, lineage::InstigatorKind::Schedule).await;
+    Ok(axum::Json(rows.map_err(|e| WebError::from(e).api())?).into_response())
+}
+
+async fn api_sensors(State(app): State<Shared>) -> PageResult {
+    let rows = crate::commands::automation::instigator_rows(&app, lineage::InstigatorKind::Sensor).await;
+    Ok(axum::Json(rows.map_err(|e| WebError::from(e).api())?).into_response())
 }
 
 /// `?key=` of a partition.

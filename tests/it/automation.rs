@@ -293,7 +293,14 @@ async fn eager_waits_for_all_24_hours_fires_once_and_again_when_an_hour_changes(
         async move {
             let reports = engine::automation::run_once(exec, automation, now).await.unwrap();
             // Drain what was requested.
-            for run in exec.store.runs(None, None, 100).await.unwrap().into_iter().filter(|r| !r.status.is_terminal()) {
+            for run in exec
+                .store
+                .runs(&lineage::RunFilter { limit: 100, ..Default::default() })
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| !r.status.is_terminal())
+            {
                 engine::run_worker(
                     exec,
                     &engine::WorkerConfig::new(4),

@@ -140,7 +140,7 @@ fn the_graph_grid_gantt_and_escaping_in_chromium() {
     let evil = "<img src=x onerror=alert(1)>";
     robo.ok(&["partitions", "add", "subscriptions", evil]);
     let runs: serde_json::Value = serde_json::from_str(&robo.ok(&["runs", "--json"]).stdout).unwrap();
-    let first_run = runs["runs"].as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_owned();
+    let first_run = runs["runs"].as_array().unwrap().last().unwrap()["run_id"].as_str().unwrap().to_owned();
     let ui = Ui::start(&robo, &["ui", "--bind", "127.0.0.1:0"]);
     let base = format!("http://{}", ui.addr);
 

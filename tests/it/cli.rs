@@ -210,7 +210,7 @@ async fn inspection_commands_show_what_was_materialized() {
 
     let runs = robo.ok(&["runs", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
-    let run_id = json["runs"][0]["id"].as_str().unwrap().to_owned();
+    let run_id = json["runs"][0]["run_id"].as_str().unwrap().to_owned();
     assert_eq!(json["runs"][0]["status"], "succeeded");
     assert_eq!(json["next_cursor"], serde_json::Value::Null, "one run: one page");
     let show = robo.ok(&["runs", "show", &run_id]);
@@ -351,9 +351,17 @@ fn lineage_draws_the_asset_graph_as_mermaid_and_as_an_svg_with_status_colours() 
     let svg = robo.ok(&["lineage", "storage_bill", "--format", "svg"]).stdout;
     assert!(svg.contains("data-asset=\"storage_bill\" data-status=\"stale\""), "{svg}");
     assert!(svg.contains(">1/379 materialized, 1 stale, 378 late</text>"), "{svg}");
-    let refused = robo.run(&["lineage", "storage_bill", "-p", DAY, "--format", "svg"]);
+    // A partition's picture: the bill and its 24 hours collapsed into one box of ranges, one of
+    // which was re-materialized since it was read (stale), with an arrow into the bill.
+    let svg = robo.ok(&["lineage", "storage_bill", "-p", DAY, "--format", "svg"]).stdout;
+    assert_eq!(svg.matches("<g class=\"node ").count(), 2, "{svg}");
+    assert!(svg.contains(">2025-12-15T00:00..2025-12-15T23:00 (24)</text>"), "{svg}");
+    assert!(svg.contains(">24/24 materialized, 1 stale</text>"), "{svg}");
+    assert!(svg.contains("data-from=\"usage_snapshot\" data-to=\"storage_bill\"><path"), "{svg}");
+    assert!(svg.contains(">24 partitions</text>"), "{svg}");
+    let refused = robo.run(&["lineage", "storage_bill", "-p", DAY, "--format", "mermaid"]);
     assert_eq!(refused.code, 2);
-    assert!(refused.stderr.contains("--format mermaid and svg draw the asset graph"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--format mermaid draws the asset graph"), "{}", refused.stderr);
 }
 
 #[test]

@@ -130,7 +130,7 @@ async fn kill_9_leaves_no_orphan_lineage_rows_and_the_rerun_completes_the_rest()
     let runs = &runs["runs"];
     let statuses: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["succeeded", "canceled"], "newest first: the re-run, then the killed run");
-    let killed = runs[1]["id"].as_str().unwrap();
+    let killed = runs[1]["run_id"].as_str().unwrap();
     let logs = robo.ok(&["runs", "logs", killed]).stdout;
     assert!(logs.contains("run_canceled") && logs.contains("its process exited"), "{logs}");
     let left: i64 = sqlx::query_scalar(

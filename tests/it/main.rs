@@ -7,6 +7,7 @@ mod billing;
 mod browser;
 mod cli;
 mod common;
+mod contract;
 mod crash;
 mod executor;
 mod graph_api;

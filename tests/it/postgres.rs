@@ -77,7 +77,7 @@ async fn materialize_records_lineage_in_postgres_and_never_shows_the_password() 
     let usage = status.as_array().unwrap().iter().find(|a| a["asset"] == "usage_snapshot").unwrap();
     assert_eq!(usage["counts"]["materialized"], 24);
     assert_eq!(runs[3].stdout.lines().filter(|l| l.contains("2025-12-15T") && l.contains("data ")).count(), 24);
-    let run_id = serde_json::from_str::<serde_json::Value>(&runs[4].stdout).unwrap()["runs"][0]["id"]
+    let run_id = serde_json::from_str::<serde_json::Value>(&runs[4].stdout).unwrap()["runs"][0]["run_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -307,7 +307,7 @@ async fn canceling_a_running_request_stops_its_worker_step() {
     let env = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
     let submitted = robo.run_with(&["submit", "usage_snapshot", "--partition", "2025-12-15T05:00", "--json"], &env);
     let json: serde_json::Value = serde_json::from_str(&submitted.stdout).unwrap();
-    let id = json["requests"][0]["id"].as_str().unwrap().to_owned();
+    let id = json["requests"][0]["request_id"].as_str().unwrap().to_owned();
     let mut cmd = robo.command(&["worker", "--lease-secs", "3"]);
     cmd.envs(env).env("ROBO_ASSETS_DEV_LATENCY_MS", "60000");
     let worker = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();

@@ -108,7 +108,7 @@ fn seeded() -> Robo {
 
 fn first_run_id(robo: &Robo) -> String {
     let runs: serde_json::Value = serde_json::from_str(&robo.ok(&["runs", "--json"]).stdout).unwrap();
-    runs["runs"].as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_owned()
+    runs["runs"].as_array().unwrap().last().unwrap()["run_id"].as_str().unwrap().to_owned()
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn every_page_is_html_with_a_strict_csp_and_links_to_the_others() {
     let robo = seeded();
     let run = first_run_id(&robo);
     let backfill: serde_json::Value = serde_json::from_str(&robo.ok(&["backfill", "list", "--json"]).stdout).unwrap();
-    let backfill = backfill[0]["id"].as_str().unwrap().to_owned();
+    let backfill = backfill[0]["backfill_id"].as_str().unwrap().to_owned();
     let ui = Ui::start(&robo, &["ui", "--bind", "127.0.0.1:0"]);
 
     let pages = [
@@ -231,6 +231,8 @@ fn the_api_serves_the_cli_json_bodies() {
         ("/api/v1/status?select=%2Bstorage_bill".to_owned(), vec!["status", "+storage_bill", "--json"]),
         ("/api/v1/runs".to_owned(), vec!["runs", "--json", "--limit", "50"]),
         (format!("/api/v1/runs/{run}"), vec!["runs", "show", &run, "--json"]),
+        ("/api/v1/schedules".to_owned(), vec!["schedules", "--json"]),
+        ("/api/v1/sensors".to_owned(), vec!["sensors", "--json"]),
     ] {
         let r = ui.get(&path);
         assert_eq!(r.status, 200, "{path}: {}", r.body);
@@ -257,10 +259,10 @@ fn the_api_serves_the_cli_json_bodies() {
     assert_eq!(missing.json()["error"]["kind"], "not_found");
     let bad = ui.get("/api/v1/status?select=nope_asset");
     assert_eq!(bad.status, 400);
-    assert_eq!(bad.json()["error"]["kind"], "invalid_request");
+    assert_eq!(bad.json()["error"]["kind"], "invalid_input");
     assert!(bad.json()["error"]["message"].as_str().unwrap().contains("nope_asset"));
     let bad = ui.get("/api/v1/runs?limit=0");
-    assert_eq!((bad.status, bad.json()["error"]["kind"].as_str()), (400, Some("invalid_request")));
+    assert_eq!((bad.status, bad.json()["error"]["kind"].as_str()), (400, Some("invalid_input")));
 }
 
 #[test]
@@ -273,7 +275,7 @@ fn runs_are_paged_by_keyset_on_the_cli_and_the_page() {
     let first = page(&["runs", "--json", "--limit", "2"]);
     let next = first["next_cursor"].as_str().expect("a next page").to_owned();
     assert_eq!(first["runs"].as_array().unwrap().len(), 2);
-    assert_eq!(first["runs"][1]["id"], next.as_str());
+    assert_eq!(first["runs"][1]["run_id"], next.as_str());
     let second = page(&["runs", "--json", "--limit", "2", "--before", &next]);
     assert_eq!(second["runs"].as_array().unwrap().len(), 1);
     assert_eq!(second["next_cursor"], serde_json::Value::Null);
@@ -282,7 +284,14 @@ fn runs_are_paged_by_keyset_on_the_cli_and_the_page() {
     let ui = Ui::start(&robo, &["ui", "--bind", "127.0.0.1:0"]);
     let html = ui.get("/runs?limit=2").body;
     assert_eq!(html.matches("<td><a href=\"/runs/").count(), 2, "{html}");
-    assert!(html.contains(&format!("href=\"/runs?before={next}&amp;status=\"")), "{html}");
+    assert!(html.contains(&format!("href=\"/runs?before={next}&amp;status=&amp;trigger=&amp;asset=\"")), "{html}");
+    // Filters: by asset (runs with a step of it) and by trigger.
+    let of_hour = ui.get("/runs?asset=usage_snapshot&trigger=manual").body;
+    assert_eq!(of_hour.matches("<td><a href=\"/runs/").count(), 3, "{of_hour}");
+    let none = ui.get("/runs?asset=storage_bill").body;
+    assert!(none.contains("No runs."), "{none}");
+    let bad = ui.get("/runs?trigger=nope");
+    assert_eq!(bad.status, 400, "{}", bad.body);
     let older = ui.get(&format!("/runs?limit=2&before={next}")).body;
     assert_eq!(older.matches("<td><a href=\"/runs/").count(), 1);
 }

@@ -146,8 +146,10 @@ pub struct NewTick {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewConditionEvaluation {
     /// The asset.
+    #[serde(rename = "asset")]
     pub asset_key: String,
     /// The partition.
+    #[serde(rename = "partition")]
     pub partition_key: String,
     /// `eager`, `on_missing`, `on_cron`.
     pub condition: String,
@@ -165,10 +167,13 @@ pub struct NewConditionEvaluation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct ConditionEvaluationRecord {
     /// Its id.
+    #[serde(rename = "evaluation_id")]
     pub id: i64,
     /// The asset.
+    #[serde(rename = "asset")]
     pub asset_key: String,
     /// The partition.
+    #[serde(rename = "partition")]
     pub partition_key: String,
     /// The condition.
     pub condition: String,
@@ -200,6 +205,7 @@ pub enum TickCommit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TickRecord {
     /// Its id.
+    #[serde(rename = "tick_id")]
     pub id: i64,
     /// The schedule or sensor.
     pub instigator: String,

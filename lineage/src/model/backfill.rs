@@ -66,6 +66,7 @@ pub struct NewBackfill {
 #[derive(Debug, Clone, Serialize)]
 pub struct BackfillRecord {
     /// Its id.
+    #[serde(rename = "backfill_id")]
     pub id: BackfillId,
     /// The selection as the user wrote it.
     pub selection: String,

@@ -38,8 +38,10 @@ impl Severity {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewCheckResult {
     /// The asset.
+    #[serde(rename = "asset")]
     pub asset_key: String,
     /// The partition (`""` when unpartitioned).
+    #[serde(rename = "partition")]
     pub partition_key: String,
     /// The run that evaluated it.
     pub run_id: RunId,
@@ -59,10 +61,13 @@ pub struct NewCheckResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckResultRecord {
     /// Its id (increasing).
+    #[serde(rename = "check_result_id")]
     pub id: i64,
     /// The asset.
+    #[serde(rename = "asset")]
     pub asset_key: String,
     /// The partition.
+    #[serde(rename = "partition")]
     pub partition_key: String,
     /// The run.
     pub run_id: RunId,

@@ -9,8 +9,10 @@ use super::{MaterializationId, RunId};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InputVersion {
     /// The upstream asset.
+    #[serde(rename = "asset")]
     pub asset_key: String,
     /// The upstream partition (`""` when unpartitioned).
+    #[serde(rename = "partition")]
     pub partition_key: String,
     /// The upstream materialization read, if it is known to the store.
     pub materialization_id: Option<MaterializationId>,
@@ -59,10 +61,13 @@ pub struct NewMaterialization {
 #[derive(Debug, Clone, Serialize)]
 pub struct MaterializationRecord {
     /// Its id (the global cursor).
+    #[serde(rename = "materialization_id")]
     pub id: MaterializationId,
     /// The asset.
+    #[serde(rename = "asset")]
     pub asset_key: String,
     /// The partition (`""` when unpartitioned).
+    #[serde(rename = "partition")]
     pub partition_key: String,
     /// The run that produced it.
     pub run_id: RunId,
@@ -83,6 +88,7 @@ pub struct MaterializationRecord {
     /// Output size in bytes.
     pub bytes: Option<i64>,
     /// Output rows.
+    #[serde(rename = "rows")]
     pub row_count: Option<i64>,
     /// Output schema.
     pub schema: Option<serde_json::Value>,

@@ -40,8 +40,10 @@ impl AttemptStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionState {
     /// The asset.
+    #[serde(rename = "asset")]
     pub asset_key: String,
     /// The partition (`""` when unpartitioned).
+    #[serde(rename = "partition")]
     pub partition_key: String,
     /// The latest successful materialization, if any.
     pub current_materialization_id: Option<MaterializationId>,

@@ -85,6 +85,7 @@ pub struct NewRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SubmitOutcome {
     /// The request (the existing one if the key was known).
+    #[serde(rename = "request_id")]
     pub id: RequestId,
     /// Whether it was new.
     pub inserted: bool,
@@ -94,12 +95,15 @@ pub struct SubmitOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClaimedRequest {
     /// The request.
+    #[serde(rename = "request_id")]
     pub id: RequestId,
     /// Its run.
     pub run_id: RunId,
     /// The asset.
+    #[serde(rename = "asset")]
     pub asset_key: String,
     /// The partition.
+    #[serde(rename = "partition")]
     pub partition_key: String,
     /// This attempt (1-based): completion is fenced on it.
     pub attempt: i64,
@@ -180,14 +184,17 @@ pub enum CompletionResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestRecord {
     /// Its id.
+    #[serde(rename = "request_id")]
     pub id: RequestId,
     /// Its idempotency key.
     pub idempotency_key: String,
     /// Its run.
     pub run_id: RunId,
     /// The asset.
+    #[serde(rename = "asset")]
     pub asset_key: String,
     /// The partition.
+    #[serde(rename = "partition")]
     pub partition_key: String,
     /// What asked for it.
     pub trigger: Trigger,

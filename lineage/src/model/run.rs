@@ -118,6 +118,7 @@ pub struct RunOwner {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
     /// Its id.
+    #[serde(rename = "run_id")]
     pub id: RunId,
     /// Where it stands.
     pub status: RunStatus,
@@ -195,8 +196,10 @@ pub struct RunEvent {
     /// What happened.
     pub kind: EventKind,
     /// The asset of a step event.
+    #[serde(rename = "asset")]
     pub asset_key: Option<String>,
     /// The partition of a step event (`""` for an unpartitioned asset).
+    #[serde(rename = "partition")]
     pub partition_key: Option<String>,
     /// A human-readable message (an error, a retry delay).
     pub message: String,
@@ -237,4 +240,19 @@ impl RunEvent {
             body: serde_json::json!({}),
         }
     }
+}
+
+/// Which runs to list, newest first (by id: UUIDv7 ids are in creation order).
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs asked for by this trigger (manual, schedule, sensor, backfill, …).
+    pub trigger: Option<Trigger>,
+    /// Only runs with a step of this asset.
+    pub asset: Option<String>,
+    /// Only runs older than this one (keyset pagination: the last id of the previous page).
+    pub before: Option<RunId>,
+    /// At most this many.
+    pub limit: i64,
 }

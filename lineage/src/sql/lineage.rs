@@ -338,15 +338,19 @@ impl LineageStore for db::Store {
         rows.into_iter().map(BackfillRow::into_record).collect()
     }
 
-    async fn runs(&self, status: Option<RunStatus>, before: Option<RunId>, limit: i64) -> Result<Vec<RunRecord>> {
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
         let rows: Vec<RunRow> = sqlx::query_as(
             "SELECT id, status, trigger, selection, n_steps, CAST(tags AS TEXT) AS tags, created_at, started_at, \
                  finished_at, owner \
-             FROM runs WHERE ($1 IS NULL OR status = $1) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $2",
+             FROM runs WHERE ($1 IS NULL OR status = $1) AND ($3 IS NULL OR id < $3) AND ($4 IS NULL OR trigger = $4) \
+                 AND ($5 IS NULL OR id IN (SELECT run_id FROM materialization_requests WHERE asset_key = $5)) \
+             ORDER BY id DESC LIMIT $2",
         )
-        .bind(status.map(RunStatus::as_str))
-        .bind(limit)
-        .bind(before.map(|b| b.to_string()))
+        .bind(filter.status.map(RunStatus::as_str))
+        .bind(filter.limit)
+        .bind(filter.before.map(|b| b.to_string()))
+        .bind(filter.trigger.map(Trigger::as_str))
+        .bind(filter.asset.as_deref())
         .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(RunRow::into_record).collect()
