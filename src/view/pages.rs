@@ -447,7 +447,7 @@ fn health_grid(asset: &str, def: Option<&engine::PartitionsDef>, reports: &[Part
                 super::esc(&href),
                 label_w + col as f64 * cell,
                 len as f64 * cell - 1.0,
-                (row_h - 1.0).max(1.0),
+                if row_h >= 8.0 { row_h - 1.0 } else { row_h },
                 super::esc(&title)
             );
         }
