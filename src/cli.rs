@@ -504,9 +504,12 @@ pub struct HistoryArgs {
     /// Only this partition.
     #[arg(long, short = 'p')]
     pub partition: Option<String>,
-    /// At most this many materializations.
+    /// At most this many.
     #[arg(long, default_value_t = 20)]
     pub limit: i64,
+    /// Only those older than this id (the `next_cursor` of the previous page).
+    #[arg(long)]
+    pub before: Option<i64>,
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -77,13 +77,18 @@ pub trait LineageStore: RequestQueue + AutomationStore + Send + Sync + 'static {
     /// materializations that read one become stale. Refuses while a run materializes one.
     async fn wipe(&self, asset_key: &str, partitions: Option<&[String]>, now: DateTime<Utc>) -> Result<WipeOutcome>;
 
-    /// Materializations of an asset (optionally one partition), newest first.
+    /// Materializations of an asset (optionally one partition), newest first, older than
+    /// `before` when given (keyset pagination).
     async fn history(
         &self,
         asset_key: &str,
         partition_key: Option<&str>,
+        before: Option<MaterializationId>,
         limit: i64,
     ) -> Result<Vec<MaterializationRecord>>;
+
+    /// How many rows a listing has in all, whatever page is shown.
+    async fn count(&self, of: Counted<'_>) -> Result<i64>;
 
     /// One materialization by id.
     async fn materialization(&self, id: MaterializationId) -> Result<Option<MaterializationRecord>>;
@@ -94,11 +99,13 @@ pub trait LineageStore: RequestQueue + AutomationStore + Send + Sync + 'static {
     /// Materializations that read materialization `id` as an input, oldest first (impact).
     async fn readers_of(&self, id: MaterializationId) -> Result<Vec<MaterializationRecord>>;
 
-    /// Check results of an asset (one partition when given), newest first.
+    /// Check results of an asset (one partition when given), newest first, older than `before`
+    /// (a check result id) when given.
     async fn check_results(
         &self,
         asset_key: &str,
         partition_key: Option<&str>,
+        before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<CheckResultRecord>>;
 

@@ -73,9 +73,13 @@ async fn materialization_updates_current_state_and_keeps_history(store: &dyn Lin
     assert_eq!(states[0].data_version.as_deref(), Some("v2"));
     assert_eq!(states[0].last_attempt_status, AttemptStatus::Materialized);
 
-    let history = store.history("usage_snapshot", Some("2025-12-15T00:00"), 10).await.unwrap();
+    let history = store.history("usage_snapshot", Some("2025-12-15T00:00"), None, 10).await.unwrap();
     assert_eq!(history.iter().map(|m| m.data_version.as_str()).collect::<Vec<_>>(), ["v2", "v1"]);
     assert_eq!(history[0].metadata["tenants"], 2);
+    let older = store.history("usage_snapshot", Some("2025-12-15T00:00"), Some(second), 10).await.unwrap();
+    assert_eq!(older.iter().map(|m| m.data_version.as_str()).collect::<Vec<_>>(), ["v1"]);
+    let counted = Counted::History { asset: "usage_snapshot", partition: Some("2025-12-15T00:00") };
+    assert_eq!(store.count(counted).await.unwrap(), 2);
 }
 
 async fn inputs_are_recorded_exactly_in_order(store: &dyn LineageStore) {
@@ -517,7 +521,7 @@ async fn an_expired_lease_is_reclaimed_and_the_late_completion_rejected(store: &
         store.complete_requests("w2", &[completion(&retry, "ok")], t(67)).await.unwrap()[0],
         CompletionResult::Recorded(_)
     ));
-    let history = store.history("usage", Some("h0"), 10).await.unwrap();
+    let history = store.history("usage", Some("h0"), None, 10).await.unwrap();
     assert_eq!(history.len(), 1, "materialized exactly once");
     assert_eq!(history[0].data_version, "ok");
 }
@@ -707,13 +711,25 @@ async fn check_results_are_stored_and_read_newest_first(store: &dyn LineageStore
     let mut fail = failed(&w2, "asset check failed: balance", None);
     fail.checks = vec![check(&w2, "balance", Severity::Error, false)];
     store.fail_request("w", &fail, t(6)).await.unwrap();
-    let all = store.check_results("credit_health", None, 10).await.unwrap();
+    let all = store.check_results("credit_health", None, None, 10).await.unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!((all[0].partition_key.as_str(), all[0].passed), ("w2", false), "newest first");
-    let w1 = store.check_results("credit_health", Some("w1"), 10).await.unwrap();
+    let w1 = store.check_results("credit_health", Some("w1"), None, 10).await.unwrap();
     assert_eq!(w1.iter().map(|r| r.check_name.as_str()).collect::<Vec<_>>(), ["duplicates", "balance"]);
     assert_eq!((w1[0].run_id, w1[0].severity), (run_id, Severity::Warn));
-    assert!(store.check_results("other", None, 10).await.unwrap().is_empty());
+    assert!(store.check_results("other", None, None, 10).await.unwrap().is_empty());
+    // Pages and totals: the second page starts after the first's last id.
+    let first = store.check_results("credit_health", None, None, 2).await.unwrap();
+    let rest = store.check_results("credit_health", None, Some(first[1].id), 2).await.unwrap();
+    assert_eq!(rest.iter().map(|r| r.id).collect::<Vec<_>>(), [all[2].id]);
+    let total = store.count(Counted::CheckResults { asset: "credit_health", partition: None }).await.unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(store.count(Counted::CheckResults { asset: "credit_health", partition: Some("w1") }).await.unwrap(), 2);
+    assert_eq!(store.count(Counted::Requests { run: Some(run_id), state: None }).await.unwrap(), 2);
+    assert_eq!(store.count(Counted::Requests { run: None, state: Some(RequestState::Failed) }).await.unwrap(), 1);
+    let filter = RunFilter { status: Some(RunStatus::Canceled), ..RunFilter::default() };
+    assert_eq!(store.count(Counted::Runs(&filter)).await.unwrap(), 0);
+    assert_eq!(store.count(Counted::Runs(&RunFilter::default())).await.unwrap(), 1);
 }
 
 // --- Every terminal transition is fenced and complete -----------------------------------------
@@ -954,11 +970,14 @@ async fn a_completion_that_lost_its_lease_records_no_check_results(store: &dyn L
     let mut late_failure = failed(&slow, "asset check failed: balance", None);
     late_failure.checks = vec![check(&slow, "balance", Severity::Error, false)];
     assert_eq!(store.fail_request("slow", &late_failure, t(63)).await.unwrap(), FailOutcome::LeaseLost);
-    assert!(store.check_results("credit_health", None, 10).await.unwrap().is_empty(), "nothing from the lost lease");
+    assert!(
+        store.check_results("credit_health", None, None, 10).await.unwrap().is_empty(),
+        "nothing from the lost lease"
+    );
     let mut done = completion(&fast, "v");
     done.checks = vec![check(&fast, "balance", Severity::Error, true)];
     store.complete_requests("fast", &[done], t(64)).await.unwrap();
-    let results = store.check_results("credit_health", None, 10).await.unwrap();
+    let results = store.check_results("credit_health", None, None, 10).await.unwrap();
     assert_eq!((results.len(), results[0].passed), (1, true));
 }
 
@@ -1151,7 +1170,7 @@ async fn wipe_forgets_partitions_and_makes_their_readers_stale(store: &dyn Linea
     let left: Vec<String> =
         store.partition_states("usage_snapshot").await.unwrap().into_iter().map(|s| s.partition_key).collect();
     assert_eq!(left, ["h1"]);
-    assert!(store.history("usage_snapshot", Some("h0"), 10).await.unwrap().is_empty());
+    assert!(store.history("usage_snapshot", Some("h0"), None, 10).await.unwrap().is_empty());
     assert_eq!(stale_inputs(store, "storage_bill", "d1").await, 1, "its input is gone");
     assert_eq!(store.inputs_of(bill).await.unwrap().len(), 2, "what it read is still recorded");
     let read = store.inputs_of(bill).await.unwrap()[0].materialization_id.unwrap();
@@ -1426,7 +1445,7 @@ async fn a_sqlite_store_written_by_an_earlier_version_migrates_and_reads_back() 
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/lineage-20251207000000.db"), &path).unwrap();
     let store = SqliteStore::open(&path).await.expect("the old database migrates");
 
-    let bill = store.history("storage_bill", Some("2025-12-15"), 10).await.unwrap();
+    let bill = store.history("storage_bill", Some("2025-12-15"), None, 10).await.unwrap();
     assert_eq!(bill.len(), 1);
     assert_eq!(store.inputs_of(bill[0].id).await.unwrap().len(), 24, "the bill read its 24 hours");
     assert_eq!(store.partition_states("usage_snapshot").await.unwrap().len(), 27);

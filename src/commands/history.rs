@@ -22,10 +22,22 @@ pub async fn history(app: &App, args: &HistoryArgs) -> anyhow::Result<ExitStatus
         }
         (None, _) => None,
     };
-    let records = app.store.history(def.key.as_str(), partition.as_deref(), args.limit.max(1)).await?;
+    let limit = args.limit.max(1);
+    let mut records = app.store.history(def.key.as_str(), partition.as_deref(), args.before, limit + 1).await?;
+    let next_cursor = if records.len() as i64 > limit {
+        records.truncate(limit as usize);
+        records.last().map(|m| m.id)
+    } else {
+        None
+    };
+    let total =
+        app.store.count(lineage::Counted::History { asset: def.key.as_str(), partition: partition.as_deref() }).await?;
     if args.json {
-        print_json(&records)?;
+        print_json(&serde_json::json!({ "materializations": records, "total": total, "next_cursor": next_cursor }))?;
         return Ok(ExitStatus::Success);
+    }
+    if let Some(next) = next_cursor {
+        eprintln!("{} of {total} shown; more: --before {next}", records.len());
     }
     if records.is_empty() {
         println!(
@@ -59,7 +71,7 @@ pub async fn history(app: &App, args: &HistoryArgs) -> anyhow::Result<ExitStatus
 /// What changed between `m` and the materialization of the same partition before it: its data,
 /// its code version, and which inputs it read at another version (or newly, or no longer).
 async fn changes(app: &App, m: &lineage::MaterializationRecord) -> anyhow::Result<String> {
-    let earlier = app.store.history(&m.asset_key, Some(&m.partition_key), 1_000).await?;
+    let earlier = app.store.history(&m.asset_key, Some(&m.partition_key), None, 1_000).await?;
     let Some(prev) = earlier.into_iter().find(|p| p.id < m.id) else {
         return Ok("first materialization".to_owned());
     };

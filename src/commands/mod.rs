@@ -93,9 +93,25 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
         Command::Checks(args) => {
             let asset = lookup(&app, &args.asset)?;
             let key = app.defs.graph().asset(asset).key.to_string();
-            let results = app.store.check_results(&key, args.partition.as_deref(), args.limit).await?;
+            let limit = args.limit.max(1);
+            let mut results = app.store.check_results(&key, args.partition.as_deref(), args.before, limit + 1).await?;
+            let next_cursor = if results.len() as i64 > limit {
+                results.truncate(limit as usize);
+                results.last().map(|r| r.id)
+            } else {
+                None
+            };
+            let total = app
+                .store
+                .count(::lineage::Counted::CheckResults { asset: &key, partition: args.partition.as_deref() })
+                .await?;
+            if let Some(next) = next_cursor.filter(|_| !args.json) {
+                eprintln!("{} of {total} shown; more: --before {next}", results.len());
+            }
             if args.json {
-                print_json(&results)?;
+                print_json(
+                    &serde_json::json!({ "check_results": results, "total": total, "next_cursor": next_cursor }),
+                )?;
             } else if results.is_empty() {
                 println!("{key} has no check results");
             } else {

@@ -26,9 +26,14 @@ pub async fn requests(app: &App, args: &RequestsArgs) -> anyhow::Result<ExitStat
                 None => None,
             };
             let list = app.store.requests(run, state, args.limit.max(1)).await?;
+            let total = app.store.count(lineage::Counted::Requests { run, state }).await?;
             if args.json {
-                print_json(&list)?;
+                let truncated = total > list.len() as i64;
+                print_json(&serde_json::json!({ "requests": list, "total": total, "truncated": truncated }))?;
                 return Ok(ExitStatus::Success);
+            }
+            if total > list.len() as i64 {
+                eprintln!("{} of {total} shown (newest first); --limit shows more", list.len());
             }
             println!("{:<36}  {:<15} {:>7}  {:<36}  ASSET PARTITION", "REQUEST", "STATE", "ATTEMPT", "RUN");
             for r in list {

@@ -19,6 +19,8 @@ fn parse_run_id(s: &str) -> anyhow::Result<RunId> {
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct RunsPage {
     pub runs: Vec<RunRecord>,
+    /// Runs the filter selects, on every page.
+    pub total: i64,
     /// Pass as `--before` (`?before=`) for the next page; absent on the last page.
     pub next_cursor: Option<RunId>,
 }
@@ -26,6 +28,7 @@ pub(crate) struct RunsPage {
 /// One page of runs older than `before`.
 pub(crate) async fn page(app: &App, filter: lineage::RunFilter) -> anyhow::Result<RunsPage> {
     let limit = filter.limit;
+    let total = app.store.count(lineage::Counted::Runs(&filter)).await?;
     let mut runs = app.store.runs(&lineage::RunFilter { limit: limit + 1, ..filter }).await?;
     let next_cursor = if runs.len() as i64 > limit {
         runs.truncate(limit as usize);
@@ -33,7 +36,7 @@ pub(crate) async fn page(app: &App, filter: lineage::RunFilter) -> anyhow::Resul
     } else {
         None
     };
-    Ok(RunsPage { runs, next_cursor })
+    Ok(RunsPage { runs, total, next_cursor })
 }
 
 /// A run with what it recorded: the body of `runs show --json` and `/api/v1/runs/{id}`.
@@ -80,15 +83,16 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                 before: args.before.as_deref().map(parse_run_id).transpose()?,
                 limit: args.limit.max(1),
             };
-            let RunsPage { runs, next_cursor } = page(app, filter).await?;
+            let RunsPage { runs, total, next_cursor } = page(app, filter).await?;
             if args.json {
-                print_json(&RunsPage { runs, next_cursor })?;
+                print_json(&RunsPage { runs, total, next_cursor })?;
                 return Ok(ExitStatus::Success);
             }
             println!(
                 "{:<36}  {:<9} {:<8} {:>5} {:<20} {:>10}  SELECTION",
                 "RUN", "STATUS", "TRIGGER", "STEPS", "CREATED", "DURATION"
             );
+            let runs_shown = runs.len();
             for r in runs {
                 println!(
                     "{:<36}  {:<9} {:<8} {:>5} {:<20} {:>10}  {}",
@@ -102,7 +106,7 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                 );
             }
             if let Some(next) = next_cursor {
-                eprintln!("More: robo-assets runs --before {next}");
+                eprintln!("{runs_shown} of {total} shown; more: robo-assets runs --before {next}");
             }
         }
         Some(RunsCommand::Show { run_id, json }) => {

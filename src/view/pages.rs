@@ -192,8 +192,8 @@ pub(crate) async fn asset(State(app): State<Shared>, Path(key): Path<String>) ->
     let def = graph.asset(id);
     let key = def.key.to_string();
     let row = crate::commands::status::rows(&app, &BTreeSet::from([id]), &engine::PartitionSpec::None).await?.remove(0);
-    let history = app.store.history(&key, None, 50).await?;
-    let checks = app.store.check_results(&key, None, 20).await?;
+    let history = app.store.history(&key, None, None, 50).await?;
+    let checks = app.store.check_results(&key, None, None, 20).await?;
     let conditions: Vec<String> =
         app.automation.conditions.iter().filter(|(a, _)| *a == key).map(|(_, c)| format!("{c:?}")).collect();
     let schedules: Vec<&engine::automation::ScheduleDef> = app
@@ -482,8 +482,8 @@ pub(crate) async fn partition(
         Some(m) => (app.store.inputs_of(m.id).await?, app.store.readers_of(m.id).await?),
         None => (Vec::new(), Vec::new()),
     };
-    let history = app.store.history(&asset, Some(&key), 20).await?;
-    let checks = app.store.check_results(&asset, Some(&key), 20).await?;
+    let history = app.store.history(&asset, Some(&key), None, 20).await?;
+    let checks = app.store.check_results(&asset, Some(&key), None, 20).await?;
     let evaluations = app.store.condition_evaluations(&asset, Some(&key), 10).await?;
     let tree = why.tree();
     let title = format!("{asset} {}", show_key(&key));

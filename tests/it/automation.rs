@@ -314,7 +314,7 @@ async fn eager_waits_for_all_24_hours_fires_once_and_again_when_an_hour_changes(
             reports
         }
     };
-    let bills = || async { store.history("bill", Some("2025-12-15"), 10).await.unwrap().len() };
+    let bills = || async { store.history("bill", Some("2025-12-15"), None, 10).await.unwrap().len() };
     let why = || async { store.condition_evaluations("bill", Some("2025-12-15"), 1).await.unwrap().remove(0) };
 
     // 23 of the 24 hours: the bill waits, and says for what.

@@ -256,7 +256,7 @@ fn chain(broken: Arc<AtomicBool>) -> Vec<AssetDef> {
 }
 
 async fn mid(store: &SqliteStore, asset: &str, key: &str) -> i64 {
-    store.history(asset, Some(key), 1).await.unwrap()[0].id
+    store.history(asset, Some(key), None, 1).await.unwrap()[0].id
 }
 
 async fn engine_harness(assets: Vec<AssetDef>) -> (tempfile::TempDir, Executor, Arc<SqliteStore>) {

@@ -158,7 +158,7 @@ async fn december_and_january(robo: &Robo, env: &[(String, String)], data: AppDa
     assert_eq!(used, [31 * acme_day, 31 * globex_day, 0]);
     assert_eq!(overage, [0, globex_overage, 0]);
     let history = run(robo, &["history", "credit_allocation", "--json"], env).await;
-    let h: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let h = serde_json::from_str::<serde_json::Value>(&history.stdout).unwrap()["materializations"].clone();
     assert_eq!(h[0]["metadata"]["total_overage_credits"], "51900.000");
     assert_eq!(h[0]["metadata"]["bills_read"], 31);
 
@@ -237,7 +237,7 @@ async fn api_key_cleanup_deletes_exactly_the_keys_expired_before_the_hour_ends()
     assert_eq!(keys(&robo).await, ["key-acme-prod", "key-initech"]);
 
     let history = robo.ok(&["history", "api_key_cleanup", "-p", "2025-12-15T06:00", "--json"]);
-    let h: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let h = serde_json::from_str::<serde_json::Value>(&history.stdout).unwrap()["materializations"].clone();
     assert_eq!(h[0]["metadata"]["deleted"], 1);
     assert_eq!(h[0]["metadata"]["deleted_keys"], serde_json::json!(["key-globex-old"]));
     assert_eq!(h[0]["metadata"]["expired_before"], "2025-12-15T07:00:00+00:00");
@@ -251,7 +251,7 @@ async fn credit_health_passes_on_a_sound_ledger_and_catches_a_corrupted_one() {
     let ok = robo.ok(&["materialize", "credit_health", "-p", "2026-01-05"]);
     assert!(ok.stdout.contains("succeeded: 1 step"), "{}", ok.stdout);
     let checks = robo.ok(&["checks", "credit_health", "--json"]);
-    let results: serde_json::Value = serde_json::from_str(&checks.stdout).unwrap();
+    let results = serde_json::from_str::<serde_json::Value>(&checks.stdout).unwrap()["check_results"].clone();
     assert_eq!(results.as_array().unwrap().len(), 3);
     assert!(results.as_array().unwrap().iter().all(|r| r["passed"] == true), "{results}");
 

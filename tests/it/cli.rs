@@ -204,6 +204,8 @@ async fn inspection_commands_show_what_was_materialized() {
 
     let history = robo.ok(&["history", "storage_bill", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!((json["total"].as_i64(), &json["next_cursor"]), (Some(1), &serde_json::Value::Null));
+    let json = &json["materializations"];
     assert_eq!(json.as_array().unwrap().len(), 1);
     assert_eq!(json[0]["n_inputs"], 24);
     assert_eq!(json[0]["metadata"]["total_credits"], "159.750");
@@ -480,7 +482,10 @@ fn wipe_needs_yes_forgets_partitions_and_makes_their_readers_stale_then_repair_a
     );
     assert_eq!(status(&["usage_snapshot", "-p", "2025-12-15T07:00"])[0]["counts"]["missing"], 1);
     let history = robo.ok(&["history", "usage_snapshot", "-p", "2025-12-15T07:00", "--json"]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&history.stdout).unwrap(), serde_json::json!([]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&history.stdout).unwrap(),
+        serde_json::json!({ "materializations": [], "total": 0, "next_cursor": null })
+    );
     let bill = status(&["storage_bill", "-p", "2025-12-15"]);
     assert_eq!(bill[0]["partitions_listed"][0]["status"], "stale");
     assert_eq!(

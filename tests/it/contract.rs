@@ -100,3 +100,33 @@ fn errors_with_json_are_json_objects_and_keep_their_exit_codes() {
         assert!(run.stderr.starts_with("error: "), "people still read it on stderr: {}", run.stderr);
     }
 }
+
+#[test]
+fn lists_say_how_many_there_are_and_where_the_next_page_starts() {
+    let robo = Robo::new();
+    robo.ok(&["materialize", "storage_bill", "-p", DAY, "--with-upstream"]);
+    let first = json(&robo, &["history", "usage_snapshot", "--limit", "20", "--json"]);
+    assert_eq!(first["total"], 24);
+    assert_eq!(first["materializations"].as_array().unwrap().len(), 20);
+    let next = first["next_cursor"].as_i64().expect("a next page");
+    let rest = json(&robo, &["history", "usage_snapshot", "--limit", "20", "--before", &next.to_string(), "--json"]);
+    assert_eq!(rest["materializations"].as_array().unwrap().len(), 4);
+    assert_eq!(rest["next_cursor"], serde_json::Value::Null);
+    let mut seen: Vec<i64> = first["materializations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["materializations"].as_array().unwrap())
+        .map(|m| m["materialization_id"].as_i64().unwrap())
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 24, "every materialization once across the pages");
+    // The text listing says it is cut, on stderr.
+    let text = robo.ok(&["history", "usage_snapshot"]);
+    assert!(text.stderr.contains(&format!("20 of 24 shown; more: --before {next}")), "{}", text.stderr);
+    let requests = json(&robo, &["requests", "--limit", "5", "--json"]);
+    assert_eq!((requests["total"].as_i64(), requests["truncated"].as_bool()), (Some(25), Some(true)));
+    let runs = json(&robo, &["runs", "--json"]);
+    assert_eq!(runs["total"], 1);
+}

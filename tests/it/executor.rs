@@ -265,7 +265,7 @@ async fn a_failed_error_check_blocks_downstream_and_a_failed_warn_check_does_not
     }
     assert!(matches!(status_of("report", "2025-12-02"), StepStatus::Skipped { .. }), "nothing reads the bad day");
     // Every verdict is stored, and the bad day's data was never written.
-    let results = h.store.check_results("ledger", Some("2025-12-02"), 10).await.unwrap();
+    let results = h.store.check_results("ledger", Some("2025-12-02"), None, 10).await.unwrap();
     assert_eq!(results.len(), 2);
     assert!(results.iter().any(|r| r.check_name == "sums_match"
         && !r.passed

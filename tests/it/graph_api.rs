@@ -153,7 +153,7 @@ async fn graph_provisioning_creates_the_graph_and_activates_the_subscription() {
     .unwrap();
     assert_eq!((status.as_str(), graph.as_str()), ("active", "graph-sub-hooli"));
     let history = run(&["history", "graph_provisioning", "--json"]).await;
-    let h: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let h = serde_json::from_slice::<serde_json::Value>(&history.stdout).unwrap()["materializations"].clone();
     assert_eq!(h[0]["metadata"]["outcome"], "activated");
     assert_eq!(h[0]["metadata"]["graph_created"], true);
 
@@ -169,7 +169,7 @@ async fn graph_provisioning_creates_the_graph_and_activates_the_subscription() {
     let out = run(&["materialize", "graph_provisioning", "-p", "sub-hooli"]).await;
     assert!(out.status.success());
     let history = run(&["history", "graph_provisioning", "--json"]).await;
-    let h: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let h = serde_json::from_slice::<serde_json::Value>(&history.stdout).unwrap()["materializations"].clone();
     assert_eq!(h[0]["metadata"]["outcome"], "already active");
 
     // An unknown subscription is a failed step that says so.

@@ -70,7 +70,7 @@ fn expected(events: &Path, day: &str) -> (i64, i64, i64) {
 
 fn recorded(project: &Project, day: &str) -> (i64, i64, i64) {
     let history = project.json(&["history", "daily_revenue", "-p", day, "--json"]);
-    let m = &history[0]["metadata"];
+    let m = &history["materializations"][0]["metadata"];
     (m["events"].as_i64().unwrap(), m["gross_cents"].as_i64().unwrap(), m["tax_cents"].as_i64().unwrap())
 }
 

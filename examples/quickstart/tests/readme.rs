@@ -37,7 +37,11 @@ fn the_readme_example_runs_as_written() {
     let (code, history, _) = run(&home, &["history", "daily_bill", "--json"]);
     assert_eq!(code, 0);
     let history: serde_json::Value = serde_json::from_str(&history).unwrap();
-    assert_eq!(history[0]["metadata"], serde_json::json!({ "readings": 48, "cents": 144 }), "{history}");
+    assert_eq!(
+        history["materializations"][0]["metadata"],
+        serde_json::json!({ "readings": 48, "cents": 144 }),
+        "{history}"
+    );
 
     let (code, status, _) = run(&home, &["status", "--json"]);
     assert_eq!(code, 0);

@@ -256,3 +256,31 @@ pub struct RunFilter {
     /// At most this many.
     pub limit: i64,
 }
+
+/// A listing whose rows [`crate::LineageStore::count`] counts.
+#[derive(Debug, Clone, Copy)]
+pub enum Counted<'a> {
+    /// Runs as a filter selects them (its `before` and `limit` are ignored).
+    Runs(&'a RunFilter),
+    /// Materializations of an asset (one partition when given), wiped ones left out.
+    History {
+        /// The asset.
+        asset: &'a str,
+        /// The partition.
+        partition: Option<&'a str>,
+    },
+    /// Check results of an asset (one partition when given).
+    CheckResults {
+        /// The asset.
+        asset: &'a str,
+        /// The partition.
+        partition: Option<&'a str>,
+    },
+    /// Requests of a run and/or in a state.
+    Requests {
+        /// The run.
+        run: Option<RunId>,
+        /// The state.
+        state: Option<crate::RequestState>,
+    },
+}

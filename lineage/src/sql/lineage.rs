@@ -229,20 +229,52 @@ impl LineageStore for db::Store {
         &self,
         asset_key: &str,
         partition_key: Option<&str>,
+        before: Option<MaterializationId>,
         limit: i64,
     ) -> Result<Vec<MaterializationRecord>> {
         let rows: Vec<MaterializationRow> = sqlx::query_as(concatcp!(
             "SELECT ",
             MATERIALIZATION_COLUMNS,
             " FROM materializations WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2) \
-             AND wiped_at IS NULL ORDER BY id DESC LIMIT $3"
+             AND wiped_at IS NULL AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $3"
         ))
         .bind(asset_key)
         .bind(partition_key)
         .bind(limit)
+        .bind(before)
         .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(MaterializationRow::into_record).collect()
+    }
+
+    async fn count(&self, of: Counted<'_>) -> Result<i64> {
+        let query = match of {
+            Counted::Runs(f) => sqlx::query_scalar(
+                "SELECT count(*) FROM runs WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR trigger = $2) \
+                 AND ($3 IS NULL OR id IN (SELECT run_id FROM materialization_requests WHERE asset_key = $3))",
+            )
+            .bind(f.status.map(RunStatus::as_str))
+            .bind(f.trigger.map(Trigger::as_str))
+            .bind(f.asset.as_deref()),
+            Counted::History { asset, partition } => sqlx::query_scalar(
+                "SELECT count(*) FROM materializations WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2) \
+                 AND wiped_at IS NULL",
+            )
+            .bind(asset)
+            .bind(partition),
+            Counted::CheckResults { asset, partition } => sqlx::query_scalar(
+                "SELECT count(*) FROM asset_check_results WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2)",
+            )
+            .bind(asset)
+            .bind(partition),
+            Counted::Requests { run, state } => sqlx::query_scalar(
+                "SELECT count(*) FROM materialization_requests WHERE ($1 IS NULL OR run_id = $1) \
+                 AND ($2 IS NULL OR state = $2)",
+            )
+            .bind(run.map(|r| r.to_string()))
+            .bind(state.map(RequestState::as_str)),
+        };
+        Ok(query.fetch_one(self.reader()).await?)
     }
 
     async fn materialization(&self, id: MaterializationId) -> Result<Option<MaterializationRecord>> {
@@ -284,16 +316,18 @@ impl LineageStore for db::Store {
         &self,
         asset_key: &str,
         partition_key: Option<&str>,
+        before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<CheckResultRecord>> {
         let rows: Vec<CheckRow> = sqlx::query_as(
             "SELECT id, asset_key, partition_key, run_id, check_name, severity, passed, message, created_at \
              FROM asset_check_results WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2) \
-             ORDER BY id DESC LIMIT $3",
+             AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $3",
         )
         .bind(asset_key)
         .bind(partition_key)
         .bind(limit)
+        .bind(before)
         .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(CheckRow::into_record).collect()
