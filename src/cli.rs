@@ -534,6 +534,9 @@ pub struct RunsArgs {
     /// Only runs with a step of this asset.
     #[arg(long)]
     pub asset: Option<String>,
+    /// Only runs created at or after this time (RFC 3339, or a date: 2026-01-01).
+    #[arg(long)]
+    pub since: Option<String>,
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use engine::automation::TickReport;
 use engine::{Until, WorkerConfig};
 use lineage::{InstigatorKind, InstigatorStatus, TickCommit};
@@ -313,18 +313,9 @@ pub async fn ticks(app: &App, args: &TicksArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-fn parse_time(flag: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
-    }
-    Err(user_error(format!("{flag} {s:?} is not a time: use RFC 3339 (2026-01-01T02:00:00Z) or a date (2026-01-01)")))
-}
-
 pub async fn simulate(app: &App, args: &SimulateArgs) -> anyhow::Result<ExitStatus> {
-    let (from, to) = (parse_time("--from", &args.from)?, parse_time("--to", &args.to)?);
+    let (from, to) =
+        (crate::commands::parse_time("--from", &args.from)?, crate::commands::parse_time("--to", &args.to)?);
     if to <= from {
         return Err(user_error("--to must be after --from"));
     }

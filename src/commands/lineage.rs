@@ -318,9 +318,22 @@ fn render_inputs(out: &mut String, groups: &[InputGroup], prefix: &str) {
 }
 
 /// Every materialization that read `root`, transitively (breadth first, each once).
-async fn impact(app: &App, root: lineage::MaterializationRecord, args: &LineageArgs) -> anyhow::Result<ExitStatus> {
-    let mut seen = std::collections::BTreeSet::from([root.id]);
-    let mut queue = std::collections::VecDeque::from([(root.id, 0usize)]);
+/// One materialization that read another, directly (1 hop) or through others.
+#[derive(Debug, Serialize)]
+pub(crate) struct Impacted {
+    pub asset: String,
+    pub partition: String,
+    pub materialization_id: MaterializationId,
+    pub data_version: String,
+    pub hops: usize,
+    /// Whether it is still its partition's current materialization.
+    pub current: bool,
+}
+
+/// Every materialization that read `root`, transitively, breadth first, each once.
+pub(crate) async fn impact_of(app: &App, root: MaterializationId) -> anyhow::Result<Vec<Impacted>> {
+    let mut seen = std::collections::BTreeSet::from([root]);
+    let mut queue = std::collections::VecDeque::from([(root, 0usize)]);
     let mut found: Vec<(usize, lineage::MaterializationRecord)> = Vec::new();
     while let Some((id, depth)) = queue.pop_front() {
         for reader in app.store.readers_of(id).await? {
@@ -333,17 +346,22 @@ async fn impact(app: &App, root: lineage::MaterializationRecord, args: &LineageA
     let keys: Vec<(String, String)> =
         found.iter().map(|(_, m)| (m.asset_key.clone(), m.partition_key.clone())).collect();
     let states = app.store.partition_states_of(&keys).await?;
-    let rows: Vec<serde_json::Value> = found
-        .iter()
+    Ok(found
+        .into_iter()
         .zip(&states)
-        .map(|((depth, m), s)| {
-            let current = s.as_ref().and_then(|s| s.current_materialization_id) == Some(m.id);
-            serde_json::json!({
-                "asset": m.asset_key, "partition": m.partition_key, "materialization_id": m.id,
-                "data_version": m.data_version, "hops": depth, "current": current,
-            })
+        .map(|((hops, m), s)| Impacted {
+            current: s.as_ref().and_then(|s| s.current_materialization_id) == Some(m.id),
+            asset: m.asset_key,
+            partition: m.partition_key,
+            materialization_id: m.id,
+            data_version: m.data_version,
+            hops,
         })
-        .collect();
+        .collect())
+}
+
+async fn impact(app: &App, root: lineage::MaterializationRecord, args: &LineageArgs) -> anyhow::Result<ExitStatus> {
+    let rows = impact_of(app, root.id).await?;
     if matches!(args.format, LineageFormat::Json) {
         print_json(&serde_json::json!({ "materialization_id": root.id, "read_by": rows }))?;
         return Ok(ExitStatus::Success);
@@ -360,12 +378,12 @@ async fn impact(app: &App, root: lineage::MaterializationRecord, args: &LineageA
     for r in &rows {
         println!(
             "  {:>2} hop{} {} {}  #{}  {}",
-            r["hops"],
-            if r["hops"] == 1 { " " } else { "s" },
-            r["asset"].as_str().unwrap_or_default(),
-            show_key(r["partition"].as_str().unwrap_or_default()),
-            r["materialization_id"],
-            if r["current"] == true { "current" } else { "superseded since" }
+            r.hops,
+            if r.hops == 1 { " " } else { "s" },
+            r.asset,
+            show_key(&r.partition),
+            r.materialization_id,
+            if r.current { "current" } else { "superseded since" }
         );
     }
     Ok(ExitStatus::Success)

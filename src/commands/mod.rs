@@ -5,7 +5,7 @@ pub(crate) mod automation;
 mod backfill;
 mod history;
 mod lineage;
-pub(crate) use lineage::mapping_text;
+pub(crate) use lineage::{impact_of, mapping_text};
 mod list;
 mod materialize;
 mod requests;
@@ -236,4 +236,15 @@ fn human_bytes(n: u64) -> String {
         unit += 1;
     }
     if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+/// A time given on the command line or in a query: RFC 3339, or a date (midnight UTC).
+pub(crate) fn parse_time(flag: &str, s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    Err(user_error(format!("{flag} {s:?} is not a time: use RFC 3339 (2026-01-01T02:00:00Z) or a date (2026-01-01)")))
 }

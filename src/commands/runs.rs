@@ -80,6 +80,7 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                     Some(a) => Some(app.defs.graph().asset(crate::commands::lookup(app, a)?).key.to_string()),
                     None => None,
                 },
+                since: args.since.as_deref().map(|s| crate::commands::parse_time("--since", s)).transpose()?,
                 before: args.before.as_deref().map(parse_run_id).transpose()?,
                 limit: args.limit.max(1),
             };

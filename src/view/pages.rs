@@ -478,9 +478,13 @@ pub(crate) async fn partition(
         Some(m) => app.store.materialization(m).await?,
         None => None,
     };
-    let (inputs, readers) = match &current {
-        Some(m) => (app.store.inputs_of(m.id).await?, app.store.readers_of(m.id).await?),
-        None => (Vec::new(), Vec::new()),
+    let (inputs, readers, impact) = match &current {
+        Some(m) => (
+            app.store.inputs_of(m.id).await?,
+            app.store.readers_of(m.id).await?,
+            crate::commands::impact_of(&app, m.id).await?,
+        ),
+        None => (Vec::new(), Vec::new(), Vec::new()),
     };
     let history = app.store.history(&asset, Some(&key), None, 20).await?;
     let checks = app.store.check_results(&asset, Some(&key), None, 20).await?;
@@ -523,6 +527,19 @@ pub(crate) async fn partition(
             (inputs_table(&inputs))
             h2 { "Read by (" (readers.len()) ")" }
             (materializations_table(&readers, true))
+            h2 { "Impact: everything downstream that read it (" (impact.len()) ")" }
+            @if impact.is_empty() { p { "Nothing read it." } } @else {
+                table.impact {
+                    thead { tr { th.num { "Hops" } th { "Asset" } th { "Partition" } th { "Data version" } th { "Now" } } }
+                    tbody { @for r in &impact { tr {
+                        td.num { (r.hops) }
+                        td { a href=(asset_href(&r.asset)) { (r.asset) } }
+                        td { a href=(partition_href(&r.asset, &r.partition)) { (show_key(&r.partition)) } }
+                        td { code { (short(&r.data_version)) } }
+                        td { (if r.current { "current" } else { "superseded since" }) }
+                    } } }
+                }
+            }
         }
         h2 { "Checks" }
         (checks_table(&checks))
@@ -604,6 +621,7 @@ pub(crate) async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) 
     let status = q.status.clone().unwrap_or_default();
     let trigger = q.trigger.clone().unwrap_or_default();
     let asset = q.asset.clone().unwrap_or_default();
+    let since = q.since.clone().unwrap_or_default();
     let body = html! {
         h1 { "Runs" }
         form.filter method="get" action="/runs" {
@@ -619,11 +637,14 @@ pub(crate) async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) 
             }
             label for="asset" { "Asset" }
             input #asset type="text" name="asset" value=(asset) placeholder="storage_bill";
+            label for="since" { "Since" }
+            input #since type="text" name="since" value=(since) placeholder="2026-01-01";
             button type="submit" { "Filter" }
         }
+        p { (page_.total) " runs match." }
         (runs_table(&page_.runs))
         @if let Some(next) = page_.next_cursor {
-            p { a.next href={ "/runs?before=" (next) "&status=" (urlenc(&status)) "&trigger=" (urlenc(&trigger)) "&asset=" (urlenc(&asset)) } { "Older runs →" } }
+            p { a.next href={ "/runs?before=" (next) "&status=" (urlenc(&status)) "&trigger=" (urlenc(&trigger)) "&asset=" (urlenc(&asset)) "&since=" (urlenc(&since)) } { "Older runs →" } }
         }
     };
     Ok(page("Runs", "/runs", running, body))

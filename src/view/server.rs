@@ -173,6 +173,8 @@ pub(crate) struct RunsQuery {
     #[serde(default)]
     pub asset: Option<String>,
     #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
     pub limit: Option<i64>,
 }
 
@@ -205,7 +207,11 @@ pub(crate) async fn runs_page(app: &App, q: &RunsQuery) -> Result<crate::command
         Some(a) => Some(app.defs.graph().asset(crate::commands::lookup(app, a)?).key.to_string()),
         None => None,
     };
-    let filter = lineage::RunFilter { status, trigger, asset, before, limit };
+    let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(crate::commands::parse_time("since", s)?),
+        None => None,
+    };
+    let filter = lineage::RunFilter { status, trigger, asset, since, before, limit };
     Ok(crate::commands::runs::page(app, filter).await?)
 }
 

@@ -123,10 +123,20 @@ fn lists_say_how_many_there_are_and_where_the_next_page_starts() {
     seen.dedup();
     assert_eq!(seen.len(), 24, "every materialization once across the pages");
     // The text listing says it is cut, on stderr.
+    // Impact on the partition page and in the CLI come from one function: the hour was read by
+    // the bill.
+    let impact = json(&robo, &["lineage", "usage_snapshot", "-p", "2025-12-15T07:00", "--impact", "--format", "json"]);
+    assert_eq!(impact["read_by"][0]["asset"], "storage_bill");
+    assert_eq!(
+        (impact["read_by"][0]["hops"].as_i64(), impact["read_by"][0]["current"].as_bool()),
+        (Some(1), Some(true))
+    );
     let text = robo.ok(&["history", "usage_snapshot"]);
     assert!(text.stderr.contains(&format!("20 of 24 shown; more: --before {next}")), "{}", text.stderr);
     let requests = json(&robo, &["requests", "--limit", "5", "--json"]);
     assert_eq!((requests["total"].as_i64(), requests["truncated"].as_bool()), (Some(25), Some(true)));
     let runs = json(&robo, &["runs", "--json"]);
     assert_eq!(runs["total"], 1);
+    assert_eq!(json(&robo, &["runs", "--since", "2026-01-16", "--json"])["total"], 0);
+    assert_eq!(json(&robo, &["runs", "--since", "2026-01-15T11:00:00Z", "--json"])["total"], 1);
 }

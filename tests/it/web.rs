@@ -170,6 +170,8 @@ fn every_page_is_html_with_a_strict_csp_and_links_to_the_others() {
     // The partition page: its inputs (24 hours) and the bill's current materialization.
     let part = ui.get(&format!("/assets/storage_bill/partition?key={DAY}")).body;
     assert!(part.contains("Inputs (24)") && part.contains("materialized: its code version"), "{part}");
+    let hour = ui.get("/assets/usage_snapshot/partition?key=2025-12-15T07%3A00").body;
+    assert!(hour.contains("Impact: everything downstream that read it (1)"), "{hour}");
     assert!(part.contains("/assets/usage_snapshot/partition?key=2025-12-15T07%3A00"), "{part}");
     // The run page: a Gantt bar per step (24 hours and the bill).
     let run_page = ui.get(&format!("/runs/{run}")).body;
@@ -284,7 +286,15 @@ fn runs_are_paged_by_keyset_on_the_cli_and_the_page() {
     let ui = Ui::start(&robo, &["ui", "--bind", "127.0.0.1:0"]);
     let html = ui.get("/runs?limit=2").body;
     assert_eq!(html.matches("<td><a href=\"/runs/").count(), 2, "{html}");
-    assert!(html.contains(&format!("href=\"/runs?before={next}&amp;status=&amp;trigger=&amp;asset=\"")), "{html}");
+    assert!(
+        html.contains(&format!("href=\"/runs?before={next}&amp;status=&amp;trigger=&amp;asset=&amp;since=\"")),
+        "{html}"
+    );
+    assert!(html.contains("3 runs match."), "{html}");
+    // By creation time (the tests' clock is 2026-01-15T12:00Z).
+    assert_eq!(ui.get("/runs?since=2026-01-15").body.matches("<td><a href=\"/runs/").count(), 3);
+    assert!(ui.get("/runs?since=2026-01-16").body.contains("No runs."));
+    assert_eq!(ui.get("/runs?since=yesterday").status, 400);
     // Filters: by asset (runs with a step of it) and by trigger.
     let of_hour = ui.get("/runs?asset=usage_snapshot&trigger=manual").body;
     assert_eq!(of_hour.matches("<td><a href=\"/runs/").count(), 3, "{of_hour}");

@@ -251,6 +251,8 @@ pub struct RunFilter {
     pub trigger: Option<Trigger>,
     /// Only runs with a step of this asset.
     pub asset: Option<String>,
+    /// Only runs created at or after this time.
+    pub since: Option<DateTime<Utc>>,
     /// Only runs older than this one (keyset pagination: the last id of the previous page).
     pub before: Option<RunId>,
     /// At most this many.

@@ -251,11 +251,13 @@ impl LineageStore for db::Store {
         let query = match of {
             Counted::Runs(f) => sqlx::query_scalar(
                 "SELECT count(*) FROM runs WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR trigger = $2) \
-                 AND ($3 IS NULL OR id IN (SELECT run_id FROM materialization_requests WHERE asset_key = $3))",
+                 AND ($3 IS NULL OR id IN (SELECT run_id FROM materialization_requests WHERE asset_key = $3)) \
+                 AND ($4 IS NULL OR created_at >= $4)",
             )
             .bind(f.status.map(RunStatus::as_str))
             .bind(f.trigger.map(Trigger::as_str))
-            .bind(f.asset.as_deref()),
+            .bind(f.asset.as_deref())
+            .bind(f.since),
             Counted::History { asset, partition } => sqlx::query_scalar(
                 "SELECT count(*) FROM materializations WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2) \
                  AND wiped_at IS NULL",
@@ -378,6 +380,7 @@ impl LineageStore for db::Store {
                  finished_at, owner \
              FROM runs WHERE ($1 IS NULL OR status = $1) AND ($3 IS NULL OR id < $3) AND ($4 IS NULL OR trigger = $4) \
                  AND ($5 IS NULL OR id IN (SELECT run_id FROM materialization_requests WHERE asset_key = $5)) \
+                 AND ($6 IS NULL OR created_at >= $6) \
              ORDER BY id DESC LIMIT $2",
         )
         .bind(filter.status.map(RunStatus::as_str))
@@ -385,6 +388,7 @@ impl LineageStore for db::Store {
         .bind(filter.before.map(|b| b.to_string()))
         .bind(filter.trigger.map(Trigger::as_str))
         .bind(filter.asset.as_deref())
+        .bind(filter.since)
         .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(RunRow::into_record).collect()
