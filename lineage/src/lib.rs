@@ -82,18 +82,18 @@ pub async fn open(url: &str) -> Result<Arc<dyn LineageStore>> {
     Err(Error::UnsupportedUrl { url: redact_url(url) })
 }
 
-/// Replaces the password of a connection string with `***`, for anything printed or stored.
-///
-/// `scheme://user:secret@host/db` keeps the user; everything between the first `:` of the
-/// userinfo and the *last* `@` is hidden, so a password containing `/`, `?` or `@` is hidden
-/// too. A `key=value` DSN has its `password=` value hidden. When in doubt, more is hidden.
+/// A lineage or app database URL for people: every credential form sqlx accepts is hidden — the
+/// userinfo password (`user:***@`, however odd its characters), `password=` and `sslpassword=`
+/// query parameters, and the same keys in a `key=value` connection string (quoted or not).
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
+    if !url.contains("://") {
         return redact_dsn(url);
-    };
+    }
+    let url = redact_query(url);
+    let scheme_end = url.find("://").expect("checked above");
     let rest = &url[scheme_end + 3..];
     let Some(at) = rest.rfind('@') else {
-        return url.to_owned();
+        return url;
     };
     let userinfo = &rest[..at];
     let user = userinfo.split(':').next().unwrap_or_default();
@@ -105,15 +105,125 @@ pub fn redact_url(url: &str) -> String {
     format!("{}://{}{}", &url[..scheme_end], redacted, &rest[at..])
 }
 
-/// Hides `password=…` values in a `key=value` connection string.
-fn redact_dsn(dsn: &str) -> String {
-    dsn.split(' ')
-        .map(|part| match part.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => part.to_owned(),
+/// A PostgreSQL URL as sqlx should parse it: secret query parameters sqlx does not support
+/// (`sslpassword`, …) are removed, because sqlx logs an unsupported parameter *with its value*.
+/// Each removed name is logged, without its value. Use it before every `PgConnectOptions` parse.
+pub fn without_unsupported_secrets(url: &str) -> String {
+    let Some(q) = url.find('?') else { return url.to_owned() };
+    let (base, query) = (&url[..q], &url[q + 1..]);
+    let (query, fragment) = match query.find('#') {
+        Some(h) => (&query[..h], &query[h..]),
+        None => (query, ""),
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split('=').next().unwrap_or_default();
+            let unsupported = is_secret(key) && key != "password";
+            if unsupported {
+                tracing::warn!(
+                    message = "Ignoring a connection parameter sqlx does not support (its value is not shown).",
+                    parameter = key
+                );
+            }
+            !unsupported
         })
-        .collect::<Vec<_>>()
-        .join(" ")
+        .collect();
+    if kept.is_empty() { format!("{base}{fragment}") } else { format!("{base}?{}{fragment}", kept.join("&")) }
+}
+
+/// Whether a connection parameter holds a secret (`password`, `sslpassword`, …), its name
+/// percent-decoded as sqlx decodes query keys (`passw%6Frd` is `password`).
+fn is_secret(key: &str) -> bool {
+    let mut decoded = Vec::with_capacity(key.len());
+    let bytes = key.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                decoded.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let key = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
+    key.contains("password") || key.contains("secret") || key.contains("token")
+}
+
+/// Hides the values of secret query parameters (`?password=…&sslpassword=…`), wherever they are.
+fn redact_query(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(i) = rest.find(['?', '&']) {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let end = rest.find(['&', '#']).unwrap_or(rest.len());
+        match rest[..end].split_once('=') {
+            Some((key, _)) if is_secret(key) => {
+                out.push_str(key);
+                out.push_str("=***");
+                rest = &rest[end..];
+            }
+            _ => {}
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Hides secret values in a `key=value` connection string, where values may be quoted
+/// (`password='a b'`) and `=` may have spaces around it.
+fn redact_dsn(dsn: &str) -> String {
+    let chars: Vec<char> = dsn.chars().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    let skip_spaces = |i: &mut usize| {
+        while *i < chars.len() && chars[*i].is_whitespace() {
+            *i += 1;
+        }
+    };
+    loop {
+        skip_spaces(&mut i);
+        if i >= chars.len() {
+            break;
+        }
+        let start = i;
+        while i < chars.len() && chars[i] != '=' && !chars[i].is_whitespace() {
+            i += 1;
+        }
+        let key: String = chars[start..i].iter().collect();
+        skip_spaces(&mut i);
+        if i >= chars.len() || chars[i] != '=' {
+            out.push(key);
+            continue;
+        }
+        i += 1;
+        skip_spaces(&mut i);
+        let value_start = i;
+        if i < chars.len() && chars[i] == '\'' {
+            i += 1;
+            while i < chars.len() && chars[i] != '\'' {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            i = (i + 1).min(chars.len());
+        } else {
+            while i < chars.len() && !chars[i].is_whitespace() {
+                i += 1;
+            }
+        }
+        let value: String = chars[value_start..i.min(chars.len())].iter().collect();
+        out.push(if is_secret(&key) { format!("{key}=***") } else { format!("{key}={value}") });
+    }
+    out.join(" ")
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ pub struct PgStore {
 impl PgStore {
     /// Connects to `url` and applies pending migrations.
     pub async fn connect(url: &str) -> Result<PgStore> {
-        let options: PgConnectOptions = url.parse()?;
+        let options: PgConnectOptions = crate::without_unsupported_secrets(url).parse()?;
         PgStore::connect_with(options, redact_url(url)).await
     }
 

@@ -507,3 +507,18 @@ fn wipe_needs_yes_forgets_partitions_and_makes_their_readers_stale_then_repair_a
     assert_eq!(unknown.code, 2);
     assert!(unknown.stderr.contains("unknown asset \"nope\""), "{}", unknown.stderr);
 }
+
+#[test]
+fn a_password_in_any_url_form_is_never_printed() {
+    let robo = Robo::new();
+    for url in [
+        "postgres://app@127.0.0.1:1/x?password=s3cretZ",
+        "postgres://app@127.0.0.1:1/x?sslmode=disable&sslpassword=s3cretZ",
+        "postgres://app:s3cretZ@127.0.0.1:1/x",
+    ] {
+        let run = robo.run_with(&["status", "--json"], &[("ROBO_ASSETS_LINEAGE_URL", url), ("RUST_LOG", "debug")]);
+        assert_ne!(run.code, 0, "{url}: the server is unreachable");
+        assert!(run.stderr.contains("opening lineage store postgres://app"), "{}", run.stderr);
+        assert!(!run.stderr.contains("s3cretZ") && !run.stdout.contains("s3cretZ"), "{url} leaked: {run:?}");
+    }
+}

@@ -30,7 +30,7 @@ impl PgAppDb {
     /// Connects to `url` (a `postgres://` URL) and applies pending migrations; `shown` describes
     /// it without secrets.
     pub async fn connect(url: &str, shown: String) -> Result<PgAppDb, AppDbError> {
-        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        let options: sqlx::postgres::PgConnectOptions = lineage::without_unsupported_secrets(url).parse()?;
         PgAppDb::connect_with(options, shown).await
     }
 
