@@ -137,7 +137,7 @@ pub struct WhyArgs {
     #[arg(long, short = 'p')]
     pub partition: Option<String>,
     /// At most this many condition evaluations, newest first.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub limit: i64,
     /// Print JSON on stdout.
     #[arg(long)]
@@ -201,7 +201,7 @@ pub struct TicksArgs {
     /// The schedule or sensor.
     pub name: String,
     /// At most this many, newest first.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub limit: i64,
     /// Print JSON on stdout.
     #[arg(long)]
@@ -316,7 +316,7 @@ pub enum BackfillCommand {
     /// List backfills, newest first.
     List {
         /// At most this many.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         limit: i64,
         /// Print JSON on stdout.
         #[arg(long)]
@@ -415,7 +415,7 @@ pub struct RequestsArgs {
     #[arg(long)]
     pub state: Option<String>,
     /// At most this many requests.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub limit: i64,
     /// Print JSON on stdout.
     #[arg(long)]
@@ -505,7 +505,7 @@ pub struct HistoryArgs {
     #[arg(long, short = 'p')]
     pub partition: Option<String>,
     /// At most this many.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub limit: i64,
     /// Only those older than this id (the `next_cursor` of the previous page).
     #[arg(long)]
@@ -523,7 +523,7 @@ pub struct RunsArgs {
     #[arg(long)]
     pub status: Option<String>,
     /// At most this many runs.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub limit: i64,
     /// Only runs older than this run id (the `next_cursor` of the previous page).
     #[arg(long)]

@@ -522,3 +522,46 @@ fn a_password_in_any_url_form_is_never_printed() {
         assert!(!run.stderr.contains("s3cretZ") && !run.stdout.contains("s3cretZ"), "{url} leaked: {run:?}");
     }
 }
+
+#[test]
+fn every_limit_is_checked_before_anything_runs() {
+    let robo = Robo::new();
+    for args in [
+        vec!["ticks", "storage_bill_daily", "--limit=-1"],
+        vec!["backfill", "list", "--limit=-1"],
+        vec!["why", "storage_bill", "-p", "2025-12-15", "--limit=-1"],
+        vec!["checks", "credit_health", "--limit=0"],
+        vec!["history", "storage_bill", "--limit=-5"],
+        vec!["runs", "--limit=100001"],
+        vec!["requests", "--limit=-1"],
+    ] {
+        let run = robo.run(&args);
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stderr.contains("--limit") && run.stderr.contains("1..=100000"), "{args:?}: {}", run.stderr);
+    }
+    assert!(!robo.home().join("lineage.db").exists(), "nothing was opened or written");
+}
+
+#[tokio::test]
+async fn listing_or_refusing_schedules_and_sensors_writes_nothing() {
+    let robo = Robo::new();
+    robo.ok(&["schedules"]);
+    robo.ok(&["sensors", "--json"]);
+    for args in [
+        vec!["schedules", "stop", "nope"],
+        vec!["schedules", "start", "nope"],
+        vec!["sensors", "cursor", "nope"],
+        vec!["sensors", "stop", "storage_bill_daily"],
+    ] {
+        let run = robo.run(&args);
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stderr.contains("known:"), "{}", run.stderr);
+    }
+    let mut db = robo.lineage_db().await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM instigators").fetch_one(&mut db).await.unwrap();
+    assert_eq!(rows, 0, "no first-seen time was recorded by reading or by a refused change");
+    // A change that is accepted registers them.
+    robo.ok(&["schedules", "stop", "storage_bill_daily"]);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM instigators").fetch_one(&mut db).await.unwrap();
+    assert!(rows > 0);
+}
