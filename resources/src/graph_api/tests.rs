@@ -150,3 +150,20 @@ async fn creating_a_graph_twice_is_one_graph() {
     assert_eq!(*fixture.created.lock().unwrap(), ["g-new"]);
     assert!(GraphApiClient::new("ftp://x", "ftp://x".into(), GraphApiConfig::default()).is_err());
 }
+
+#[test]
+fn retry_delays_are_random_so_clients_do_not_retry_in_lockstep() {
+    use backon::BackoffBuilder as _;
+    // Two clients (as two processes would each build one): with a fixed jitter seed their
+    // delays were identical (740, 1948, 3057 ms for every snapshot in an outage).
+    let delays = || -> Vec<Duration> {
+        let c = client("http://127.0.0.1:1", 100, None);
+        c.backoff().build().collect()
+    };
+    let (a, b) = (delays(), delays());
+    assert_eq!(a.len(), 2, "three attempts: two delays");
+    assert_ne!(a, b, "two clients drew the same jitter");
+    // Each stays within [delay, 2 × delay) of its exponential step.
+    let first = Duration::from_millis(10);
+    assert!(a[0] >= first && a[0] < first * 2, "{a:?}");
+}
