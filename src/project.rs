@@ -208,7 +208,9 @@ fn check_automation(defs: &Definitions, automation: &Automation) -> anyhow::Resu
 fn wants_json(matches: &clap::ArgMatches) -> bool {
     let mut m = matches;
     loop {
-        if matches!(m.try_get_one::<bool>("json"), Ok(Some(true))) {
+        if matches!(m.try_get_one::<bool>("json"), Ok(Some(true)))
+            || matches!(m.try_get_one::<crate::cli::LineageFormat>("format"), Ok(Some(crate::cli::LineageFormat::Json)))
+        {
             return true;
         }
         match m.subcommand() {

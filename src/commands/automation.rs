@@ -214,7 +214,8 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
     Ok(ExitStatus::Success)
 }
 
-/// A schedule or sensor as `schedules --json` / `sensors --json` and `/api/v1/automation` show
+/// A schedule or sensor as `schedules --json` / `sensors --json` and `/api/v1/schedules` /
+/// `/api/v1/sensors` show
 /// it. Reading never writes: one the daemon has not seen yet is `running` (its default).
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct InstigatorRow {

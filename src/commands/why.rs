@@ -31,6 +31,17 @@ pub(crate) struct Why {
     pub late_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// The body of `why --json` and `/api/v1/assets/{asset}/partition`: the partition's status
+/// with its causes, and its automation condition's evaluations, newest first.
+pub(crate) fn body(why: Why, evaluations: &[lineage::ConditionEvaluationRecord]) -> serde_json::Value {
+    serde_json::json!({ "partition": why, "condition_evaluations": evaluations.iter().map(|e| {
+        serde_json::json!({
+            "evaluated_at": e.evaluated_at, "condition": e.condition, "requested": e.requested,
+            "reason": e.reason, "request_key": e.request_key,
+        })
+    }).collect::<Vec<_>>() })
+}
+
 /// Why partition `key` of asset `id` is in its state, traced to root causes.
 pub(crate) async fn explain(app: &App, id: engine::AssetId, key: &str) -> anyhow::Result<Why> {
     let graph = app.defs.graph();
@@ -103,12 +114,7 @@ pub async fn why(app: &App, args: &WhyArgs) -> anyhow::Result<ExitStatus> {
     let state = app.store.partition_states_of(&[(def.key.to_string(), key.clone())]).await?.remove(0);
     let evaluations = app.store.condition_evaluations(def.key.as_str(), Some(&key), args.limit).await?;
     if args.json {
-        print_json(&serde_json::json!({ "partition": why, "condition_evaluations": evaluations.iter().map(|e| {
-            serde_json::json!({
-                "evaluated_at": e.evaluated_at, "condition": e.condition, "requested": e.requested,
-                "reason": e.reason, "request_key": e.request_key,
-            })
-        }).collect::<Vec<_>>() }))?;
+        print_json(&body(why, &evaluations))?;
         return Ok(ExitStatus::Success);
     }
 

@@ -644,7 +644,7 @@ pub(crate) async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) 
         p { (page_.total) " runs match." }
         (runs_table(&page_.runs))
         @if let Some(next) = page_.next_cursor {
-            p { a.next href={ "/runs?before=" (next) "&status=" (urlenc(&status)) "&trigger=" (urlenc(&trigger)) "&asset=" (urlenc(&asset)) "&since=" (urlenc(&since)) } { "Older runs →" } }
+            p { a.next href={ "/runs?before=" (next) "&status=" (urlenc(&status)) "&trigger=" (urlenc(&trigger)) "&asset=" (urlenc(&asset)) "&since=" (urlenc(&since)) "&limit=" (page_.runs.len()) } { "Older runs →" } }
         }
     };
     Ok(page("Runs", "/runs", running, body))
@@ -668,18 +668,23 @@ fn runs_table(runs: &[RunRecord]) -> Markup {
 }
 
 pub(crate) async fn run(State(app): State<Shared>, Path(id): Path<String>) -> PageResult {
-    let run = crate::commands::runs::find(&app, &id).await.map_err(|e| WebError::not_found(e.to_string()))?;
+    // No such run is 404; a malformed id is the request's fault (400); the rest is ours (500).
+    let run = crate::commands::runs::find(&app, &id).await.map_err(|e| {
+        let message = e.to_string();
+        if message.starts_with("no run") { WebError::not_found(message) } else { WebError::from(e) }
+    })?;
     let detail = crate::commands::runs::show(&app, run).await?;
     let mut ms = detail.materializations.clone();
     ms.sort_by(|a, b| (&a.asset_key, &a.partition_key).cmp(&(&b.asset_key, &b.partition_key)));
-    let backfill = app.store.backfills(None, 1000).await?.into_iter().find(|b| b.run_id == detail.run.id);
+    // A backfill's run carries the backfill's id in its tags.
+    let backfill = detail.run.tags.get("backfill").and_then(|b| b.as_str()).map(str::to_owned);
     let r = &detail.run;
     let body = html! {
         h1 { "Run " code { (r.id) } " " span class={"badge run-" (r.status)} { (r.status) } }
         table.definition {
             tr { th { "Trigger" } td { (r.trigger) } }
             tr { th { "Selection" } td { code { (r.selection) } } }
-            @if let Some(b) = &backfill { tr { th { "Backfill" } td { a href={ "/backfills/" (b.id) } { (b.id) } } } }
+            @if let Some(b) = &backfill { tr { th { "Backfill" } td { a href={ "/backfills/" (urlenc(b)) } { (b) } } } }
             tr { th { "Steps" } td { (r.n_steps) } }
             tr { th { "Created" } td { (time(r.created_at)) } }
             tr { th { "Duration" } td { (duration_ms(r).map(|d| format!("{d} ms")).unwrap_or_else(|| "-".into())) } }

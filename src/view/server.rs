@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -77,6 +78,8 @@ impl IntoResponse for WebError {
             let kind = match self.status {
                 StatusCode::NOT_FOUND => "not_found",
                 StatusCode::BAD_REQUEST => "invalid_input",
+                StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+                StatusCode::MISDIRECTED_REQUEST => "misdirected",
                 _ => "internal",
             };
             let body = serde_json::json!({ "error": { "kind": kind, "message": self.message } });
@@ -88,8 +91,8 @@ impl IntoResponse for WebError {
 
 pub(crate) type PageResult = Result<Response, WebError>;
 
-/// The router: pages, the API and the stylesheet, behind the security headers.
-pub(crate) fn router(app: Shared) -> Router {
+/// The router: pages, the API and the stylesheet, behind the host check and the security headers.
+pub(crate) fn router(app: Shared, hosts: Hosts) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/assets/{key}", get(pages::asset))
@@ -108,6 +111,7 @@ pub(crate) fn router(app: Shared) -> Router {
         .route("/api/v1/schedules", get(api_schedules))
         .route("/api/v1/sensors", get(api_sensors))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(hosts, check_host))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(app)
 }
@@ -118,14 +122,59 @@ async fn not_found(request: Request) -> WebError {
     if api { e.api() } else { e }
 }
 
+/// The hosts a request may name: loopback names always, and with an explicit non-loopback
+/// `--bind` any host (the user chose to serve the network). Checking `Host` defeats DNS
+/// rebinding: a page on another site whose name re-resolves to 127.0.0.1 sends its own name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hosts {
+    any: bool,
+}
+
+impl Hosts {
+    pub(crate) fn for_bind(addr: &SocketAddr) -> Hosts {
+        Hosts { any: !addr.ip().is_loopback() }
+    }
+
+    fn allows(self, host: Option<&str>) -> bool {
+        if self.any {
+            return true;
+        }
+        let Some(host) = host else { return false };
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+        };
+        name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// Refuses a request whose `Host` is not one the view answers to (421).
+async fn check_host(State(hosts): State<Hosts>, request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    if hosts.allows(host) {
+        return next.run(request).await;
+    }
+    let e = WebError {
+        status: StatusCode::MISDIRECTED_REQUEST,
+        message: "this web view answers to localhost and loopback addresses only".to_owned(),
+        api: request.uri().path().starts_with("/api/"),
+    };
+    e.into_response()
+}
+
 /// Security headers on every response, and 405 for any method but GET and HEAD (also on paths
-/// that do not exist, so the answer does not depend on the path).
+/// that do not exist, so the answer does not depend on the path; JSON under `/api/`).
 async fn security_headers(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let mut response = if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
         next.run(request).await
     } else {
-        let mut r = (StatusCode::METHOD_NOT_ALLOWED, "the web view is read-only: GET and HEAD only\n").into_response();
+        let e = WebError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: "the web view is read-only: GET and HEAD only".to_owned(),
+            api: request.uri().path().starts_with("/api/"),
+        };
+        let mut r = e.into_response();
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         r
     };
@@ -152,7 +201,8 @@ pub(crate) struct SelectQuery {
     pub select: Option<String>,
 }
 
-async fn api_status(State(app): State<Shared>, Query(q): Query<SelectQuery>) -> PageResult {
+async fn api_status(State(app): State<Shared>, q: Result<Query<SelectQuery>, QueryRejection>) -> PageResult {
+    let Query(q) = q.map_err(|e| WebError::bad_request(e.body_text()).api())?;
     let run = async {
         let selected = crate::commands::select(&app, q.select.as_deref().unwrap_or("*"))?;
         crate::commands::status::rows(&app, &selected, &engine::PartitionSpec::None).await
@@ -174,11 +224,16 @@ pub(crate) struct RunsQuery {
     pub asset: Option<String>,
     #[serde(default)]
     pub since: Option<String>,
+    /// Kept as text and parsed here, so a bad value is this view's error, not the extractor's.
     #[serde(default)]
-    pub limit: Option<i64>,
+    pub limit: Option<String>,
 }
 
-async fn api_runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) -> PageResult {
+/// How many runs a page lists when `?limit=` is not given: the CLI's default.
+pub(crate) const RUNS_PER_PAGE: i64 = 20;
+
+async fn api_runs(State(app): State<Shared>, q: Result<Query<RunsQuery>, QueryRejection>) -> PageResult {
+    let Query(q) = q.map_err(|e| WebError::bad_request(e.body_text()).api())?;
     let page = runs_page(&app, &q).await.map_err(WebError::api)?;
     Ok(axum::Json(page).into_response())
 }
@@ -195,10 +250,14 @@ pub(crate) async fn runs_page(app: &App, q: &RunsQuery) -> Result<crate::command
         }
         None => None,
     };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(WebError::bad_request(format!("limit {limit} is out of range (1 to 1000)")));
-    }
+    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
+        None => RUNS_PER_PAGE,
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| WebError::bad_request(format!("limit {s:?} is not a number from 1 to 1000")))?,
+    };
     let trigger = match q.trigger.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(crate::commands::parse_choice::<lineage::Trigger>("trigger", s)?),
         None => None,
@@ -215,7 +274,8 @@ pub(crate) async fn runs_page(app: &App, q: &RunsQuery) -> Result<crate::command
     Ok(crate::commands::runs::page(app, filter).await?)
 }
 
-async fn api_run(State(app): State<Shared>, Path(id): Path<String>) -> PageResult {
+async fn api_run(State(app): State<Shared>, id: Result<Path<String>, PathRejection>) -> PageResult {
+    let Path(id) = id.map_err(|e| WebError::bad_request(e.body_text()).api())?;
     let run = async {
         let run = crate::commands::runs::find(&app, &id).await?;
         crate::commands::runs::show(&app, run).await
@@ -246,12 +306,20 @@ pub(crate) struct PartitionQuery {
 
 async fn api_partition(
     State(app): State<Shared>,
-    Path(asset): Path<String>,
-    Query(q): Query<PartitionQuery>,
+    asset: Result<Path<String>, PathRejection>,
+    q: Result<Query<PartitionQuery>, QueryRejection>,
 ) -> PageResult {
+    let Path(asset) = asset.map_err(|e| WebError::bad_request(e.body_text()).api())?;
+    let Query(q) = q.map_err(|e| WebError::bad_request(e.body_text()).api())?;
     let (id, key) = pages::resolve_partition(&app, &asset, &q.key).await.map_err(WebError::api)?;
-    let why = crate::commands::why::explain(&app, id, &key).await.map_err(|e| WebError::from(e).api())?;
-    Ok(axum::Json(why).into_response())
+    let run = async {
+        let why = crate::commands::why::explain(&app, id, &key).await?;
+        let asset = app.defs.graph().asset(id).key.to_string();
+        // The CLI's default: `why --limit 5`.
+        let evaluations = app.store.condition_evaluations(&asset, Some(&key), 5).await?;
+        anyhow::Ok(crate::commands::why::body(why, &evaluations))
+    };
+    Ok(axum::Json(run.await.map_err(|e| WebError::from(e).api())?).into_response())
 }
 
 /// Whether `addr` is a loopback address (the default; anything else is said to be unauthenticated).
@@ -278,6 +346,8 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     eprintln!("Web view on http://{local}/ (read-only; Ctrl-C to stop)");
-    axum::serve(listener, router(app)).with_graceful_shutdown(cancel.cancelled_owned()).await?;
+    axum::serve(listener, router(app, Hosts::for_bind(&local)))
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await?;
     Ok(())
 }

@@ -166,7 +166,7 @@ fn every_page_is_html_with_a_strict_csp_and_links_to_the_others() {
     assert!(asset.contains("<g class=\"grid-row\" data-row=\"2025-12-15\">"), "{asset}");
     let row = asset.split("data-row=\"2025-12-15\">").nth(1).unwrap().split("</g>").next().unwrap();
     assert!(row.contains("data-status=\"materialized\" data-count=\"24\""), "{row}");
-    assert!(asset.contains(&format!("href=\"/runs/{run}\"")) || asset.contains("href=\"/runs/"), "{asset}");
+    assert!(asset.contains(&format!("href=\"/runs/{run}\"")), "{asset}");
     // The partition page: its inputs (24 hours) and the bill's current materialization.
     let part = ui.get(&format!("/assets/storage_bill/partition?key={DAY}")).body;
     assert!(part.contains("Inputs (24)") && part.contains("materialized: its code version"), "{part}");
@@ -185,7 +185,8 @@ fn every_page_is_html_with_a_strict_csp_and_links_to_the_others() {
 fn unknown_pages_are_404_and_writes_are_405() {
     let robo = Robo::new();
     let ui = Ui::start(&robo, &["ui", "--bind", "127.0.0.1:0"]);
-    for path in ["/nope", "/assets/nope_asset", "/runs/not-a-run", "/runs/01939c1e-0000-7000-8000-000000000000"] {
+    assert_eq!(ui.get("/runs/not-a-run").status, 400, "a malformed id is the request's fault");
+    for path in ["/nope", "/assets/nope_asset", "/runs/01939c1e-0000-7000-8000-000000000000"] {
         let r = ui.get(path);
         assert_eq!(r.status, 404, "{path}");
         assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
@@ -231,7 +232,11 @@ fn the_api_serves_the_cli_json_bodies() {
     for (path, args) in [
         ("/api/v1/status".to_owned(), vec!["status", "--json"]),
         ("/api/v1/status?select=%2Bstorage_bill".to_owned(), vec!["status", "+storage_bill", "--json"]),
-        ("/api/v1/runs".to_owned(), vec!["runs", "--json", "--limit", "50"]),
+        ("/api/v1/runs".to_owned(), vec!["runs", "--json"]),
+        (
+            "/api/v1/runs?limit=50&trigger=manual".to_owned(),
+            vec!["runs", "--json", "--limit", "50", "--trigger", "manual"],
+        ),
         (format!("/api/v1/runs/{run}"), vec!["runs", "show", &run, "--json"]),
         ("/api/v1/schedules".to_owned(), vec!["schedules", "--json"]),
         ("/api/v1/sensors".to_owned(), vec!["sensors", "--json"]),
@@ -242,7 +247,7 @@ fn the_api_serves_the_cli_json_bodies() {
         assert_eq!(r.json(), cli(&args), "{path} = robo-assets {}", args.join(" "));
     }
     let why = ui.get(&format!("/api/v1/assets/storage_bill/partition?key={DAY}")).json();
-    assert_eq!(why, cli(&["why", "storage_bill", "-p", DAY, "--json"])["partition"]);
+    assert_eq!(why, cli(&["why", "storage_bill", "-p", DAY, "--json"]));
     // Status as ranges: the 24 hours of the 15th and the 3 backfilled after them are one range
     // of materialized between two of missing.
     let status = ui.get("/api/v1/status?select=usage_snapshot").json();
@@ -263,8 +268,18 @@ fn the_api_serves_the_cli_json_bodies() {
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["error"]["kind"], "invalid_input");
     assert!(bad.json()["error"]["message"].as_str().unwrap().contains("nope_asset"));
-    let bad = ui.get("/api/v1/runs?limit=0");
-    assert_eq!((bad.status, bad.json()["error"]["kind"].as_str()), (400, Some("invalid_input")));
+    // Every API error is a JSON object, extractor and method errors included.
+    for (path, status, kind) in [
+        ("/api/v1/runs?limit=0", 400, "invalid_input"),
+        ("/api/v1/runs?limit=abc", 400, "invalid_input"),
+        ("/api/v1/runs/%FF", 400, "invalid_input"),
+        ("/api/v1/nope", 404, "not_found"),
+    ] {
+        let r = ui.get(path);
+        assert_eq!((r.status, r.json()["error"]["kind"].as_str()), (status, Some(kind)), "{path}: {}", r.body);
+    }
+    let post = request(&ui.addr, "POST", "/api/v1/runs");
+    assert_eq!((post.status, post.json()["error"]["kind"].as_str()), (405, Some("method_not_allowed")));
 }
 
 #[test]
@@ -287,7 +302,9 @@ fn runs_are_paged_by_keyset_on_the_cli_and_the_page() {
     let html = ui.get("/runs?limit=2").body;
     assert_eq!(html.matches("<td><a href=\"/runs/").count(), 2, "{html}");
     assert!(
-        html.contains(&format!("href=\"/runs?before={next}&amp;status=&amp;trigger=&amp;asset=&amp;since=\"")),
+        html.contains(&format!(
+            "href=\"/runs?before={next}&amp;status=&amp;trigger=&amp;asset=&amp;since=&amp;limit=2\""
+        )),
         "{html}"
     );
     assert!(html.contains("3 runs match."), "{html}");
@@ -354,4 +371,26 @@ fn dev_runs_daemon_worker_and_view_until_ctrl_c() {
     assert!(status.success(), "{status:?}: {rest}");
     assert!(rest.contains("Daemon stopped."), "{rest}");
     assert!(TcpStream::connect(&dev.addr).is_err(), "the view stopped too");
+}
+
+#[test]
+fn a_request_naming_another_host_is_refused_against_dns_rebinding() {
+    let robo = Robo::new();
+    let ui = Ui::start(&robo, &["ui", "--bind", "127.0.0.1:0"]);
+    let with_host = |host: &str| {
+        let mut stream = TcpStream::connect(&ui.addr).unwrap();
+        write!(stream, "GET /api/v1/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).unwrap();
+        raw.split(' ').nth(1).unwrap().parse::<u16>().unwrap()
+    };
+    assert_eq!(with_host("evil.example:3000"), 421);
+    assert_eq!(with_host("127.0.0.1.evil.example"), 421);
+    for ok in ["localhost:3000", "127.0.0.1", "[::1]:8080", ui.addr.as_str(), "LOCALHOST"] {
+        assert_eq!(with_host(ok), 200, "{ok}");
+    }
+    // Markup in the selection (it is echoed in the title and the error) is text.
+    let page = ui.get("/?select=%3Cb%3Ex%3C%2Fb%3E");
+    assert_eq!(page.status, 400);
+    assert!(!page.body.contains("<b>x") && page.body.contains("&lt;b&gt;x"), "{}", page.body);
 }
