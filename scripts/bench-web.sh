@@ -18,7 +18,7 @@ cd "$work"
 echo "filling: 1,000 assets in one run"
 "$bin" materialize 'tag:kind=synthetic' >/dev/null
 run_1000="$("$bin" runs --json --limit 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0]["run_id"])')"
-first="$("$bin" list --json | python3 -c 'import json,sys; print([a for a in json.load(sys.stdin) if a["asset"]=="hourly"][0]["partitions"]["start"])')"
+first="$("$bin" list --json | python3 -c 'import json,sys; print([a for a in json.load(sys.stdin) if a["asset"]=="hourly"][0]["partitions_def"]["start"])')"
 echo "filling: hourly ranges (first partition $first)"
 "$bin" backfill hourly --from "$first" --to "$(python3 -c "import datetime as d; print((d.datetime.fromisoformat('$first')+d.timedelta(hours=999)).strftime('%Y-%m-%dT%H:%M'))")" >/dev/null
 "$bin" backfill hourly --from "$(python3 -c "import datetime as d; print((d.datetime.fromisoformat('$first')+d.timedelta(hours=50000)).strftime('%Y-%m-%dT%H:%M'))")" \

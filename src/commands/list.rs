@@ -38,7 +38,10 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitStatus> {
                     "tags": def.tags,
                     "code_version": def.code_version,
                     "deps": deps,
-                    "partitions": def.partitions.as_ref().zip(partitions.as_ref()).map(|(p, (d, _, n))| {
+                    // `partitions` is the definition in words, as in `status` and `lineage`;
+                    // `partitions_def` is its structure.
+                    "partitions": partitions.as_ref().map(|(d, _, _)| d),
+                    "partitions_def": def.partitions.as_ref().zip(partitions.as_ref()).map(|(p, (d, _, n))| {
                         let mut v = json!({ "description": d, "count": n });
                         match p {
                             engine::PartitionsDef::TimeWindow(tw) => {

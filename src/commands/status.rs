@@ -37,7 +37,7 @@ pub(crate) struct PartitionRow {
 #[derive(Debug, Serialize)]
 pub(crate) struct AssetRow {
     pub asset: String,
-    pub partitions_def: Option<String>,
+    pub partitions: Option<String>,
     /// The asset as a whole, in the same words as its partitions.
     pub status: PartitionStatus,
     pub counts: StatusCounts,
@@ -150,7 +150,7 @@ pub(crate) async fn rows(
         }
         out.push(AssetRow {
             asset: def.key.to_string(),
-            partitions_def: def.partitions.as_ref().map(engine::PartitionsDef::describe),
+            partitions: def.partitions.as_ref().map(engine::PartitionsDef::describe),
             status: status.counts.overall(),
             counts: status.counts,
             ranges: ranges(&status.partitions),
@@ -181,7 +181,7 @@ fn render(out: &[AssetRow]) {
         println!(
             "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5}  {}",
             a.asset,
-            a.partitions_def.as_deref().unwrap_or("-"),
+            a.partitions.as_deref().unwrap_or("-"),
             a.counts.partitions,
             a.counts.materialized,
             a.counts.stale,

@@ -161,7 +161,7 @@ pub(crate) async fn home(State(app): State<Shared>, Query(q): Query<SelectQuery>
                     tr {
                         td { a href=(asset_href(&r.asset)) { (r.asset) } }
                         td { (def.group) }
-                        td { (r.partitions_def.as_deref().unwrap_or("unpartitioned")) }
+                        td { (r.partitions.as_deref().unwrap_or("unpartitioned")) }
                         td { (status_badge(r.status)) }
                         td.num { (r.counts.materialized) " / " (r.counts.partitions) }
                         td.num { (r.counts.stale) } td.num { (r.counts.failed) } td.num { (r.counts.in_progress) }
