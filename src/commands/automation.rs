@@ -293,9 +293,14 @@ pub async fn ticks(app: &App, args: &TicksArgs) -> anyhow::Result<ExitStatus> {
         return Err(user_error(format!("no schedule or sensor named {:?}; known: {}", args.name, names.join(", "))));
     }
     let ticks = app.store.ticks(&args.name, args.limit).await?;
+    let total = app.store.count(lineage::Counted::Ticks { instigator: &args.name }).await?;
     if args.json {
-        crate::commands::print_json(&ticks)?;
+        let truncated = total > ticks.len() as i64;
+        crate::commands::print_json(&serde_json::json!({ "ticks": ticks, "total": total, "truncated": truncated }))?;
         return Ok(ExitStatus::Success);
+    }
+    if total > ticks.len() as i64 {
+        eprintln!("{} of {total} shown (newest first); --limit shows more", ticks.len());
     }
     if ticks.is_empty() {
         println!("{} has no ticks yet (the daemon records one per evaluation)", args.name);

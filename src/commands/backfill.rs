@@ -211,9 +211,14 @@ async fn status(app: &App, record: &BackfillRecord, json: bool) -> anyhow::Resul
 
 async fn list(app: &App, limit: i64, json: bool) -> anyhow::Result<ExitStatus> {
     let backfills = app.store.backfills(None, limit).await?;
+    let total = app.store.count(lineage::Counted::Backfills).await?;
     if json {
-        print_json(&backfills)?;
+        let truncated = total > backfills.len() as i64;
+        print_json(&serde_json::json!({ "backfills": backfills, "total": total, "truncated": truncated }))?;
         return Ok(ExitStatus::Success);
+    }
+    if total > backfills.len() as i64 {
+        eprintln!("{} of {total} shown (newest first); --limit shows more", backfills.len());
     }
     if backfills.is_empty() {
         println!("No backfills yet. Start one: robo-assets backfill +storage_bill --from 2025-12-01 --to 2025-12-31");

@@ -213,7 +213,13 @@ pub(crate) async fn asset(State(app): State<Shared>, Path(key): Path<String>) ->
             @if !def.owners.is_empty() { tr { th { "Owners" } td { (def.owners.join(", ")) } } }
             @if !def.tags.is_empty() { tr { th { "Tags" } td { @for (k, v) in &def.tags { code { (k) "=" (v) } " " } } } }
             tr { th { "Code version" } td { code { (def.code_version) } } }
-            tr { th { "Partitions" } td { (def.partitions.as_ref().map_or("unpartitioned".to_owned(), engine::PartitionsDef::describe)) } }
+            tr { th { "Partitions" } td {
+                (def.partitions.as_ref().map_or("unpartitioned".to_owned(), engine::PartitionsDef::describe))
+                @if let Some(tw) = def.partitions.as_ref().and_then(engine::PartitionsDef::as_time_window) {
+                    ", from " code { (tw.key(0)) } " in " (tw.timezone().name())
+                }
+                " — " (row.counts.partitions) " partitions now"
+            } }
             tr { th { "Upstream" } td {
                 @for e in graph.upstream(id) { @let up = &graph.asset(e.asset).key;
                     a href=(asset_href(up.as_str())) { (up) } " (" (mapping_text(&e.mapping)) ") " }
@@ -958,7 +964,15 @@ pub(crate) async fn queue(State(app): State<Shared>) -> PageResult {
                 tbody { @for p in &pools { tr { td { (p.name) } td.num { (p.slot_limit) } td.num { (p.running) } } } } }
         }
         h2 { "Workers holding leases" }
-        @if workers.is_empty() { p { "None: no request is running." } } @else { ul { @for w in &workers { li { code { (w) } } } } }
+        @if workers.is_empty() { p { "None: no request is running." } } @else {
+            p { "A worker's heartbeat extends its leases; a lease that runs out is reclaimed by another worker." }
+            table { thead { tr { th { "Worker" } th.num { "Running" } th { "Leases until" } } }
+                tbody { @for w in &workers {
+                    @let held: Vec<&lineage::RequestRecord> = by_state[0].1.iter().filter(|r| r.lease_owner.as_deref() == Some(w.as_str())).collect();
+                    tr { td { code { (w) } } td.num { (held.len()) }
+                        td { (held.iter().filter_map(|r| r.lease_expires_at).max().map_or("-".to_owned(), time)) } }
+                } } }
+        }
     };
     Ok(page("Queue", "/queue", true, body))
 }

@@ -53,7 +53,7 @@ fn every_command_speaks_one_json_vocabulary() {
     robo.ok(&["partitions", "add", "subscriptions", "sub-contract"]);
     robo.ok(&["daemon", "--once", "--no-worker"]);
     let backfills = json(&robo, &["backfill", "list", "--json"]);
-    let backfill = backfills[0]["backfill_id"].as_str().expect("backfill_id").to_owned();
+    let backfill = backfills["backfills"][0]["backfill_id"].as_str().expect("backfill_id").to_owned();
     let outputs = [
         ("materialize", materialized),
         ("list", json(&robo, &["list", "--json"])),
@@ -82,7 +82,9 @@ fn every_command_speaks_one_json_vocabulary() {
         keys(value, &mut all);
         // A list that is empty pins no shape: the seeded ones are not.
         let list = match *name {
-            "ticks" | "pools" | "schedules" | "sensors" => Some(value),
+            "pools" | "schedules" | "sensors" => Some(value),
+            "ticks" => Some(&value["ticks"]),
+            "backfill_list" => Some(&value["backfills"]),
             "checks" => Some(&value["check_results"]),
             "partitions_list" => Some(&value["keys"]),
             "history" => Some(&value["materializations"]),

@@ -116,7 +116,7 @@ fn every_page_is_html_with_a_strict_csp_and_links_to_the_others() {
     let robo = seeded();
     let run = first_run_id(&robo);
     let backfill: serde_json::Value = serde_json::from_str(&robo.ok(&["backfill", "list", "--json"]).stdout).unwrap();
-    let backfill = backfill[0]["backfill_id"].as_str().unwrap().to_owned();
+    let backfill = backfill["backfills"][0]["backfill_id"].as_str().unwrap().to_owned();
     let ui = Ui::start(&robo, &["ui", "--bind", "127.0.0.1:0"]);
 
     let pages = [

@@ -278,6 +278,13 @@ pub enum Counted<'a> {
         /// The partition.
         partition: Option<&'a str>,
     },
+    /// Ticks of a schedule or sensor.
+    Ticks {
+        /// Its name.
+        instigator: &'a str,
+    },
+    /// Backfills.
+    Backfills,
     /// Requests of a run and/or in a state.
     Requests {
         /// The run.

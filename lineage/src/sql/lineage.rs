@@ -269,6 +269,10 @@ impl LineageStore for db::Store {
             )
             .bind(asset)
             .bind(partition),
+            Counted::Ticks { instigator } => {
+                sqlx::query_scalar("SELECT count(*) FROM ticks WHERE instigator = $1").bind(instigator)
+            }
+            Counted::Backfills => sqlx::query_scalar("SELECT count(*) FROM backfills"),
             Counted::Requests { run, state } => sqlx::query_scalar(
                 "SELECT count(*) FROM materialization_requests WHERE ($1 IS NULL OR run_id = $1) \
                  AND ($2 IS NULL OR state = $2)",
