@@ -155,7 +155,7 @@ fn main() {
         let pass_time = t.elapsed();
         let mut first_start = None;
         while first_start.is_none() {
-            let requests = store.requests(None, None, 500).await.unwrap();
+            let requests = store.requests(None, None, None, 500).await.unwrap();
             first_start = requests.iter().filter(|r| r.trigger == lineage::Trigger::Condition && r.created_at >= before).filter_map(|r| r.started_at).min();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

@@ -203,6 +203,9 @@ pub struct TicksArgs {
     /// At most this many, newest first.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub limit: i64,
+    /// Only ticks before this tick id in time order (the `next_cursor` of the previous page).
+    #[arg(long)]
+    pub before: Option<i64>,
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -318,6 +321,9 @@ pub enum BackfillCommand {
         /// At most this many.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         limit: i64,
+        /// Only backfills older than this backfill id (the `next_cursor` of the previous page).
+        #[arg(long)]
+        before: Option<String>,
         /// Print JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -417,6 +423,9 @@ pub struct RequestsArgs {
     /// At most this many requests.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub limit: i64,
+    /// Only requests older than this request id (the `next_cursor` of the previous page).
+    #[arg(long)]
+    pub before: Option<String>,
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -420,7 +420,7 @@ pub async fn run_once(
     let mut reports = Vec::new();
     for sched in &automation.schedules {
         let Some(state) = state_of(&sched.name).filter(|s| s.status == InstigatorStatus::Running) else { continue };
-        let last = exec.store.ticks(&sched.name, 1).await?.first().map(|t| t.tick_time);
+        let last = exec.store.ticks(&sched.name, None, 1).await?.first().map(|t| t.tick_time);
         let floor = now - chrono::Duration::from_std(automation.catch_up).unwrap_or_default();
         let after = last.unwrap_or(state.created_at).max(floor).max(state.created_at - chrono::Duration::seconds(1));
         for tick in sched.ticks_between(after, now, 10_000) {
@@ -438,7 +438,7 @@ pub async fn run_once(
     }
     for sensor in &automation.sensors {
         let Some(state) = state_of(&sensor.name).filter(|s| s.status == InstigatorStatus::Running) else { continue };
-        let last = exec.store.ticks(&sensor.name, 1).await?.first().map(|t| t.tick_time);
+        let last = exec.store.ticks(&sensor.name, None, 1).await?.first().map(|t| t.tick_time);
         if last.is_some_and(|l| now - l < chrono::Duration::from_std(sensor.min_interval).unwrap_or_default()) {
             continue;
         }
@@ -457,7 +457,8 @@ pub async fn run_once(
         && !automation.conditions.is_empty()
     {
         // on_cron ticks since the last evaluation, or since the conditions were first seen.
-        let last = exec.store.ticks(CONDITIONS, 1).await?.first().map(|t| t.tick_time).unwrap_or(state.created_at);
+        let last =
+            exec.store.ticks(CONDITIONS, None, 1).await?.first().map(|t| t.tick_time).unwrap_or(state.created_at);
         if let Some(tick) = conditions_tick(exec, automation, state.cursor.clone(), Some(last), now).await? {
             let requests = tick.requests.iter().map(|r| (r.asset_key.clone(), r.partition_key.clone())).collect();
             let commit = exec.store.commit_tick(&tick).await?;

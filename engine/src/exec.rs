@@ -335,7 +335,7 @@ impl Executor {
         // The outcome, from what the store recorded.
         let records: HashMap<RequestId, lineage::RequestRecord> = self
             .store
-            .requests(Some(run_id), None, plan.steps.len() as i64 + 1)
+            .requests(Some(run_id), None, None, plan.steps.len() as i64 + 1)
             .await
             .map_err(err)?
             .into_iter()

@@ -113,8 +113,13 @@ pub trait LineageStore: RequestQueue + AutomationStore + Send + Sync + 'static {
     /// separately as requests of that run.
     async fn create_backfill(&self, backfill: &NewBackfill) -> Result<()>;
 
-    /// Backfills, newest first (only `id` when given).
-    async fn backfills(&self, id: Option<BackfillId>, limit: i64) -> Result<Vec<BackfillRecord>>;
+    /// Backfills, newest first (only `id` when given), older than `before` when given.
+    async fn backfills(
+        &self,
+        id: Option<BackfillId>,
+        before: Option<BackfillId>,
+        limit: i64,
+    ) -> Result<Vec<BackfillRecord>>;
 
     /// Runs, newest first, as `filter` says.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
@@ -236,6 +241,7 @@ pub trait RequestQueue: Send + Sync {
         &self,
         run_id: Option<RunId>,
         state: Option<RequestState>,
+        before: Option<RequestId>,
         limit: i64,
     ) -> Result<Vec<RequestRecord>>;
 
@@ -277,6 +283,7 @@ pub trait AutomationStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<ConditionEvaluationRecord>>;
 
-    /// An instigator's ticks, newest first.
-    async fn ticks(&self, instigator: &str, limit: i64) -> Result<Vec<TickRecord>>;
+    /// An instigator's ticks, newest first (by tick time), after tick `before` in that order
+    /// when given.
+    async fn ticks(&self, instigator: &str, before: Option<i64>, limit: i64) -> Result<Vec<TickRecord>>;
 }

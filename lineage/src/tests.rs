@@ -441,7 +441,7 @@ async fn a_duplicate_idempotency_key_returns_the_first_request(store: &dyn Linea
         store.submit_requests(&[request(run_id, "sched:bill:2025-12-15", "bill", "2025-12-15")], &[]).await.unwrap();
     assert!(first[0].inserted && !again[0].inserted);
     assert_eq!(first[0].id, again[0].id);
-    assert_eq!(store.requests(Some(run_id), None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.requests(Some(run_id), None, None, 10).await.unwrap().len(), 1);
 
     // In one submission too, mixed with new keys, across statement-sized chunks.
     let mut batch: Vec<NewRequest> =
@@ -452,7 +452,7 @@ async fn a_duplicate_idempotency_key_returns_the_first_request(store: &dyn Linea
     assert_eq!(outcomes.iter().filter(|o| o.inserted).count(), 1_200);
     assert!(!outcomes[1_200].inserted && outcomes[1_200].id == first[0].id);
     assert!(!outcomes[1_201].inserted && outcomes[1_201].id == outcomes[7].id);
-    assert_eq!(store.requests(Some(run_id), None, 5_000).await.unwrap().len(), 1_201);
+    assert_eq!(store.requests(Some(run_id), None, None, 5_000).await.unwrap().len(), 1_201);
 }
 
 async fn claims_are_exclusive_and_completion_is_fenced_on_the_lease(store: &dyn LineageStore) {
@@ -681,10 +681,10 @@ async fn a_backfill_is_stored_with_its_run_and_its_cells_reopen(store: &dyn Line
         request(run_id, "backfill:bill", "bill", "d"),
     ];
     store.submit_requests(&reqs, &[(0, 2), (1, 2)]).await.unwrap();
-    let b = store.backfills(Some(id), 10).await.unwrap().remove(0);
+    let b = store.backfills(Some(id), None, 10).await.unwrap().remove(0);
     assert_eq!((b.run_id, b.status, b.cells, b.policy.as_str()), (run_id, RunStatus::Queued, 3, "missing"));
     assert_eq!(b.skipped[0]["count"], 24);
-    assert_eq!(store.backfills(None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.backfills(None, None, 10).await.unwrap().len(), 1);
 
     // h0 succeeds, h1 fails for good: the bill is upstream_failed, the run failed.
     let claimed = store.claim_requests("w", None, 10, t(1), t(61)).await.unwrap();
@@ -735,7 +735,7 @@ async fn a_backfill_is_stored_with_its_run_and_its_cells_reopen(store: &dyn Line
     assert_eq!(state_of(store, reqs[2].id).await, RequestState::Canceled);
     assert!(store.heartbeat("w", &[again.id], t(200)).await.unwrap()[0].1, "cancel requested");
     store.acknowledge_cancel("w", again.id, again.attempt, t(45)).await.unwrap();
-    assert_eq!(store.backfills(Some(id), 1).await.unwrap()[0].status, RunStatus::Canceled);
+    assert_eq!(store.backfills(Some(id), None, 1).await.unwrap()[0].status, RunStatus::Canceled);
 }
 
 async fn check_results_are_stored_and_read_newest_first(store: &dyn LineageStore) {
@@ -1078,8 +1078,8 @@ async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn Lineag
     let second = tick("bill_daily", 100, "sched:bill_daily:100:bill:2025-12-15", None);
     assert_eq!(store.commit_tick(&first).await.unwrap(), TickCommit::Committed { requests: 1 });
     assert_eq!(store.commit_tick(&second).await.unwrap(), TickCommit::AlreadyTicked);
-    assert_eq!(store.requests(None, None, 10).await.unwrap().len(), 1);
-    let ticks = store.ticks("bill_daily", 10).await.unwrap();
+    assert_eq!(store.requests(None, None, None, 10).await.unwrap().len(), 1);
+    let ticks = store.ticks("bill_daily", None, 10).await.unwrap();
     assert_eq!((ticks.len(), ticks[0].requests, ticks[0].status.as_str()), (1, 1, "requested"));
     assert_eq!(ticks[0].run_id, Some(first.run.as_ref().unwrap().id));
     assert_eq!(store.run(first.run.as_ref().unwrap().id).await.unwrap().unwrap().trigger, Trigger::Schedule);
@@ -1090,12 +1090,21 @@ async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn Lineag
     assert_eq!(store.commit_tick(&s1).await.unwrap(), TickCommit::Committed { requests: 1 });
     let stale = tick("pending", 11, "sensor:pending:sub-2", Some((None, Some("c2".into()))));
     assert_eq!(store.commit_tick(&stale).await.unwrap(), TickCommit::CursorMoved);
-    assert!(store.ticks("pending", 10).await.unwrap().len() == 1, "the refused tick left nothing");
+    assert!(store.ticks("pending", None, 10).await.unwrap().len() == 1, "the refused tick left nothing");
     let next = tick("pending", 12, "sensor:pending:sub-2", Some((Some("c1".into()), Some("c2".into()))));
     assert_eq!(store.commit_tick(&next).await.unwrap(), TickCommit::Committed { requests: 1 });
     let states = store.instigators().await.unwrap();
     let pending = states.iter().find(|s| s.name == "pending").unwrap();
     assert_eq!((pending.cursor.as_deref(), pending.status.as_str()), (Some("c2"), "running"));
+    // Ticks page in time order; a cursor is the last tick's id. Requests page by id.
+    let newest = store.ticks("pending", None, 1).await.unwrap();
+    assert_eq!(newest[0].tick_time, next.tick_time);
+    let older = store.ticks("pending", Some(newest[0].id), 10).await.unwrap();
+    assert_eq!(older.iter().map(|t| t.tick_time).collect::<Vec<_>>(), [s1.tick_time]);
+    assert_eq!(store.count(Counted::Ticks { instigator: "pending" }).await.unwrap(), 2);
+    let all = store.requests(None, None, None, 10).await.unwrap();
+    let page = store.requests(None, None, Some(all[0].id), 10).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), all[1..].iter().map(|r| r.id).collect::<Vec<_>>());
     assert!(store.set_instigator("pending", Some(InstigatorStatus::Stopped), Some(None), t(13)).await.unwrap());
     assert!(!store.set_instigator("nope", Some(InstigatorStatus::Stopped), None, t(13)).await.unwrap());
     let pending = store.instigators().await.unwrap().into_iter().find(|s| s.name == "pending").unwrap();
@@ -1487,13 +1496,13 @@ async fn a_sqlite_store_written_by_an_earlier_version_migrates_and_reads_back() 
     assert_eq!(store.inputs_of(bill[0].id).await.unwrap().len(), 24, "the bill read its 24 hours");
     assert_eq!(store.partition_states("usage_snapshot").await.unwrap().len(), 27);
 
-    let requests = store.requests(None, None, 100).await.unwrap();
+    let requests = store.requests(None, None, None, 100).await.unwrap();
     assert_eq!(requests.len(), 53);
     let count = |t: Trigger| requests.iter().filter(|r| r.trigger == t).count();
     assert_eq!((count(Trigger::Manual), count(Trigger::Backfill)), (50, 3), "origin became trigger");
     assert_eq!(requests.iter().filter(|r| r.state == RequestState::Available).count(), 24);
 
-    let backfills = store.backfills(None, 10).await.unwrap();
+    let backfills = store.backfills(None, None, 10).await.unwrap();
     assert_eq!(
         (backfills.len(), backfills[0].policy, backfills[0].status),
         (1, BackfillPolicy::Missing, RunStatus::Succeeded)

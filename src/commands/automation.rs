@@ -67,8 +67,12 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
                     .iter()
                     .filter(|r| matches!(r.commit, Some(TickCommit::Committed { requests }) if requests > 0))
                 {
-                    if let Some(t) =
-                        exec.store.ticks(&r.instigator, 50).await?.into_iter().find(|t| t.tick_time == r.tick_time)
+                    if let Some(t) = exec
+                        .store
+                        .ticks(&r.instigator, None, 50)
+                        .await?
+                        .into_iter()
+                        .find(|t| t.tick_time == r.tick_time)
                         && let Some(run) = t.run_id
                     {
                         runs.push(run);
@@ -184,7 +188,7 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
         );
         for s in &automation.schedules {
             let state = states.iter().find(|st| st.name == s.name);
-            let last = app.store.ticks(&s.name, 1).await?.first().map(|t| t.tick_time);
+            let last = app.store.ticks(&s.name, None, 1).await?.first().map(|t| t.tick_time);
             println!(
                 "{:<28} {:<8} {:<14} {:<6} {:<20} {:<20} {}",
                 s.name,
@@ -200,7 +204,7 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
         println!("{:<30} {:<8} {:>9} {:<20} CURSOR", "SENSOR", "STATUS", "INTERVAL", "LAST TICK");
         for s in &automation.sensors {
             let state = states.iter().find(|st| st.name == s.name);
-            let last = app.store.ticks(&s.name, 1).await?.first().map(|t| t.tick_time);
+            let last = app.store.ticks(&s.name, None, 1).await?.first().map(|t| t.tick_time);
             println!(
                 "{:<30} {:<8} {:>8}s {:<20} {}",
                 s.name,
@@ -256,7 +260,7 @@ pub(crate) async fn instigator_rows(app: &App, kind: InstigatorKind) -> anyhow::
                 selection: Some(s.selection.clone()),
                 interval_ms: None,
                 cursor: None,
-                last_tick: app.store.ticks(&s.name, 1).await?.first().map(|t| t.tick_time),
+                last_tick: app.store.ticks(&s.name, None, 1).await?.first().map(|t| t.tick_time),
                 next_tick: s.next_tick(now),
             });
         }
@@ -271,7 +275,7 @@ pub(crate) async fn instigator_rows(app: &App, kind: InstigatorKind) -> anyhow::
                 selection: None,
                 interval_ms: Some(u64::try_from(s.min_interval.as_millis()).unwrap_or(u64::MAX)),
                 cursor: states.iter().find(|st| st.name == s.name).and_then(|st| st.cursor.clone()),
-                last_tick: app.store.ticks(&s.name, 1).await?.first().map(|t| t.tick_time),
+                last_tick: app.store.ticks(&s.name, None, 1).await?.first().map(|t| t.tick_time),
                 next_tick: None,
             });
         }
@@ -292,15 +296,22 @@ pub async fn ticks(app: &App, args: &TicksArgs) -> anyhow::Result<ExitStatus> {
             .collect();
         return Err(user_error(format!("no schedule or sensor named {:?}; known: {}", args.name, names.join(", "))));
     }
-    let ticks = app.store.ticks(&args.name, args.limit).await?;
+    let mut ticks = app.store.ticks(&args.name, args.before, args.limit + 1).await?;
+    let next_cursor = if ticks.len() as i64 > args.limit {
+        ticks.truncate(args.limit as usize);
+        ticks.last().map(|t| t.id)
+    } else {
+        None
+    };
     let total = app.store.count(lineage::Counted::Ticks { instigator: &args.name }).await?;
     if args.json {
-        let truncated = total > ticks.len() as i64;
-        crate::commands::print_json(&serde_json::json!({ "ticks": ticks, "total": total, "truncated": truncated }))?;
+        crate::commands::print_json(
+            &serde_json::json!({ "ticks": ticks, "total": total, "next_cursor": next_cursor }),
+        )?;
         return Ok(ExitStatus::Success);
     }
-    if total > ticks.len() as i64 {
-        eprintln!("{} of {total} shown (newest first); --limit shows more", ticks.len());
+    if let Some(next) = next_cursor {
+        eprintln!("{} of {total} shown; more: --before {next}", ticks.len());
     }
     if ticks.is_empty() {
         println!("{} has no ticks yet (the daemon records one per evaluation)", args.name);

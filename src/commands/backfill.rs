@@ -19,7 +19,7 @@ use crate::{ExitStatus, user_error};
 pub async fn backfill(app: &App, args: &BackfillArgs) -> anyhow::Result<ExitStatus> {
     match &args.command {
         None => launch(app, &args.launch).await,
-        Some(BackfillCommand::List { limit, json }) => list(app, *limit, *json).await,
+        Some(BackfillCommand::List { limit, before, json }) => list(app, *limit, before.as_deref(), *json).await,
         Some(BackfillCommand::Status { id, json }) => status(app, &load(app, id).await?, *json).await,
         Some(BackfillCommand::Cancel { id }) => cancel(app, &load(app, id).await?).await,
         Some(BackfillCommand::Resume { id, run }) => resume(app, &load(app, id).await?, run).await,
@@ -124,7 +124,7 @@ async fn follow(
 async fn load(app: &App, id: &str) -> anyhow::Result<BackfillRecord> {
     let parsed = BackfillId::from_str(id)
         .map_err(|_| user_error(format!("{id:?} is not a backfill id (see `robo-assets backfill list`)")))?;
-    app.store.backfills(Some(parsed), 1).await?.into_iter().next().ok_or_else(|| {
+    app.store.backfills(Some(parsed), None, 1).await?.into_iter().next().ok_or_else(|| {
         user_error(format!("no backfill {id} in {} (see `robo-assets backfill list`)", app.store.describe()))
     })
 }
@@ -132,7 +132,7 @@ async fn load(app: &App, id: &str) -> anyhow::Result<BackfillRecord> {
 async fn status(app: &App, record: &BackfillRecord, json: bool) -> anyhow::Result<ExitStatus> {
     let progress = engine::status::backfill_progress(&*app.store, app.defs.graph(), record).await?;
     let skipped = record.skipped.as_array().cloned().unwrap_or_default();
-    let failed = app.store.requests(Some(record.run_id), Some(RequestState::Failed), 1_000).await?;
+    let failed = app.store.requests(Some(record.run_id), Some(RequestState::Failed), None, 1_000).await?;
     if json {
         let assets: Vec<_> = progress
             .assets
@@ -209,16 +209,25 @@ async fn status(app: &App, record: &BackfillRecord, json: bool) -> anyhow::Resul
     Ok(ExitStatus::Success)
 }
 
-async fn list(app: &App, limit: i64, json: bool) -> anyhow::Result<ExitStatus> {
-    let backfills = app.store.backfills(None, limit).await?;
+async fn list(app: &App, limit: i64, before: Option<&str>, json: bool) -> anyhow::Result<ExitStatus> {
+    let before = match before {
+        Some(b) => Some(b.parse::<BackfillId>().map_err(|_| user_error(format!("{b:?} is not a backfill id")))?),
+        None => None,
+    };
+    let mut backfills = app.store.backfills(None, before, limit + 1).await?;
+    let next_cursor = if backfills.len() as i64 > limit {
+        backfills.truncate(limit as usize);
+        backfills.last().map(|b| b.id)
+    } else {
+        None
+    };
     let total = app.store.count(lineage::Counted::Backfills).await?;
     if json {
-        let truncated = total > backfills.len() as i64;
-        print_json(&serde_json::json!({ "backfills": backfills, "total": total, "truncated": truncated }))?;
+        print_json(&serde_json::json!({ "backfills": backfills, "total": total, "next_cursor": next_cursor }))?;
         return Ok(ExitStatus::Success);
     }
-    if total > backfills.len() as i64 {
-        eprintln!("{} of {total} shown (newest first); --limit shows more", backfills.len());
+    if let Some(next) = next_cursor {
+        eprintln!("{} of {total} shown; more: --before {next}", backfills.len());
     }
     if backfills.is_empty() {
         println!("No backfills yet. Start one: robo-assets backfill +storage_bill --from 2025-12-01 --to 2025-12-31");

@@ -25,15 +25,21 @@ pub async fn requests(app: &App, args: &RequestsArgs) -> anyhow::Result<ExitStat
                 Some(s) => Some(parse_choice::<RequestState>("request state", s)?),
                 None => None,
             };
-            let list = app.store.requests(run, state, args.limit.max(1)).await?;
+            let before = args.before.as_deref().map(parse_id).transpose()?;
+            let mut list = app.store.requests(run, state, before, args.limit + 1).await?;
+            let next_cursor = if list.len() as i64 > args.limit {
+                list.truncate(args.limit as usize);
+                list.last().map(|r| r.id)
+            } else {
+                None
+            };
             let total = app.store.count(lineage::Counted::Requests { run, state }).await?;
             if args.json {
-                let truncated = total > list.len() as i64;
-                print_json(&serde_json::json!({ "requests": list, "total": total, "truncated": truncated }))?;
+                print_json(&serde_json::json!({ "requests": list, "total": total, "next_cursor": next_cursor }))?;
                 return Ok(ExitStatus::Success);
             }
-            if total > list.len() as i64 {
-                eprintln!("{} of {total} shown (newest first); --limit shows more", list.len());
+            if let Some(next) = next_cursor {
+                eprintln!("{} of {total} shown; more: --before {next}", list.len());
             }
             println!("{:<36}  {:<15} {:>7}  {:<36}  ASSET PARTITION", "REQUEST", "STATE", "ATTEMPT", "RUN");
             for r in list {

@@ -70,7 +70,7 @@ pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> 
 async fn wait(app: &App, run_id: RunId, total: usize) -> anyhow::Result<ExitStatus> {
     let mut last = String::new();
     loop {
-        let requests = app.store.requests(Some(run_id), None, total as i64 + 1).await?;
+        let requests = app.store.requests(Some(run_id), None, None, total as i64 + 1).await?;
         let count = |s: RequestState| requests.iter().filter(|r| r.state == s).count();
         let line = format!(
             "{}/{} done ({} running, {} waiting, {} failed)",

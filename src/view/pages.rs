@@ -790,7 +790,7 @@ fn gantt(events: &[RunEvent]) -> String {
 // Backfills
 
 pub(crate) async fn backfills(State(app): State<Shared>) -> PageResult {
-    let list = app.store.backfills(None, 100).await?;
+    let list = app.store.backfills(None, None, 100).await?;
     let running = list.iter().any(|b| !b.status.is_terminal());
     let mut rows = Vec::with_capacity(list.len());
     for b in &list {
@@ -821,12 +821,12 @@ pub(crate) async fn backfill(State(app): State<Shared>, Path(id): Path<String>) 
         id.parse().map_err(|_| WebError::not_found(format!("{id:?} is not a backfill id")))?;
     let b = app
         .store
-        .backfills(Some(parsed), 1)
+        .backfills(Some(parsed), None, 1)
         .await?
         .pop()
         .ok_or_else(|| WebError::not_found(format!("no backfill with id {parsed}")))?;
     let progress = engine::status::backfill_progress(&*app.store, app.defs.graph(), &b).await?;
-    let failed = app.store.requests(Some(b.run_id), Some(lineage::RequestState::Failed), 200).await?;
+    let failed = app.store.requests(Some(b.run_id), Some(lineage::RequestState::Failed), None, 200).await?;
     let (done, total) = progress.done_of_total();
     let body = html! {
         h1 { "Backfill " code { (b.id) } " " span class={"badge run-" (b.status)} { (b.status) } }
@@ -871,7 +871,7 @@ pub(crate) async fn automation(State(app): State<Shared>) -> PageResult {
     let state_of = |name: &str| states.iter().find(|s| s.name == name);
     let mut ticks = std::collections::BTreeMap::new();
     for name in app.automation.schedules.iter().map(|s| &s.name).chain(app.automation.sensors.iter().map(|s| &s.name)) {
-        ticks.insert(name.clone(), app.store.ticks(name, 10).await?);
+        ticks.insert(name.clone(), app.store.ticks(name, None, 10).await?);
     }
     let mut evaluations = Vec::new();
     for (asset, _) in &app.automation.conditions {
@@ -935,7 +935,7 @@ pub(crate) async fn queue(State(app): State<Shared>) -> PageResult {
     let workers = app.store.lease_holders().await?;
     let mut by_state = Vec::new();
     for state in [lineage::RequestState::Running, lineage::RequestState::Available, lineage::RequestState::Blocked] {
-        by_state.push((state, app.store.requests(None, Some(state), 500).await?));
+        by_state.push((state, app.store.requests(None, Some(state), None, 500).await?));
     }
     let body = html! {
         h1 { "Queue" }

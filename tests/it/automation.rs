@@ -144,17 +144,17 @@ async fn a_sensor_evaluation_that_dies_before_its_commit_leaves_nothing_and_is_r
     let (uncommitted, listed) = engine::automation::sensor_tick(&exec, &pending, None, t0).await;
     assert_eq!(listed.len(), 1);
     drop(uncommitted);
-    assert!(store.ticks("pending", 10).await.unwrap().is_empty());
-    assert!(store.requests(None, None, 10).await.unwrap().is_empty());
+    assert!(store.ticks("pending", None, 10).await.unwrap().is_empty());
+    assert!(store.requests(None, None, None, 10).await.unwrap().is_empty());
     assert!(store.dynamic_partitions("subscriptions").await.unwrap().is_empty());
     // The restarted daemon evaluates from the old cursor and requests it: once.
     let reports = engine::automation::run_once(&exec, &automation, t0 + chrono::Duration::seconds(5)).await.unwrap();
     assert_eq!(reports.len(), 1);
-    assert_eq!(store.requests(None, None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.requests(None, None, None, 10).await.unwrap().len(), 1);
     assert_eq!(store.dynamic_partitions("subscriptions").await.unwrap(), ["sub-1"]);
     let later = engine::automation::run_once(&exec, &automation, t0 + chrono::Duration::minutes(5)).await.unwrap();
     assert_eq!(later[0].status, lineage::TickStatus::Skipped);
-    assert_eq!(store.requests(None, None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.requests(None, None, None, 10).await.unwrap().len(), 1);
 }
 
 #[test]
@@ -359,7 +359,7 @@ async fn eager_waits_for_all_24_hours_fires_once_and_again_when_an_hour_changes(
     assert_eq!(why().await.reason, "stale: an upstream partition has a new data version");
     // Other days were never touched.
     assert!(store.condition_evaluations("bill", Some("2025-12-16"), 10).await.unwrap().is_empty());
-    let requests = store.requests(None, None, 100).await.unwrap();
+    let requests = store.requests(None, None, None, 100).await.unwrap();
     assert_eq!(requests.iter().filter(|r| r.trigger == lineage::Trigger::Condition).count(), 2);
 }
 
@@ -435,7 +435,7 @@ async fn on_missing_and_on_cron_request_what_they_say() {
     assert_eq!(e.reason, "cron tick 2026-01-15T08:00:00+00:00: missing");
     assert_eq!(
         store
-            .requests(None, None, 10)
+            .requests(None, None, None, 10)
             .await
             .unwrap()
             .iter()
@@ -520,9 +520,9 @@ async fn a_sensor_that_outlives_its_timeout_records_a_failed_tick_and_requests_n
         (reports[0].status.as_str(), reports[0].message.as_str()),
         ("failed", "evaluation timed out after 50ms")
     );
-    let ticks = store.ticks("slow", 10).await.unwrap();
+    let ticks = store.ticks("slow", None, 10).await.unwrap();
     assert_eq!((ticks.len(), ticks[0].status.as_str()), (1, "failed"));
-    assert!(store.requests(None, None, 10).await.unwrap().is_empty());
+    assert!(store.requests(None, None, None, 10).await.unwrap().is_empty());
 }
 
 /// One long-running daemon (one `Executor`, as `robo-assets daemon` holds): a sensor adds a
@@ -576,7 +576,7 @@ async fn a_long_running_daemon_sees_partitions_a_sensor_added_after_it_started()
 
     // Pass 1: the sensor adds sub-7 and requests its provisioning, which a worker then runs.
     engine::automation::run_once(&exec, &automation, t0).await.unwrap();
-    let run = store.requests(None, None, 10).await.unwrap()[0].run_id;
+    let run = store.requests(None, None, None, 10).await.unwrap()[0].run_id;
     let config = engine::WorkerConfig::new(2);
     let done = engine::run_worker(
         &exec,
@@ -591,8 +591,13 @@ async fn a_long_running_daemon_sees_partitions_a_sensor_added_after_it_started()
 
     // Pass 2, same executor: the condition sees sub-7 exist and requests its welcome.
     engine::automation::run_once(&exec, &automation, t0 + chrono::Duration::minutes(1)).await.unwrap();
-    let welcome: Vec<_> =
-        store.requests(None, None, 10).await.unwrap().into_iter().filter(|r| r.asset_key == "graph_welcome").collect();
+    let welcome: Vec<_> = store
+        .requests(None, None, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.asset_key == "graph_welcome")
+        .collect();
     assert_eq!(welcome.len(), 1, "requested once the sensor's partition exists");
     assert_eq!(welcome[0].partition_key, "sub-7");
     let evaluated = store.condition_evaluations("graph_welcome", Some("sub-7"), 1).await.unwrap();

@@ -323,7 +323,7 @@ async fn hourly_daily_monthly_in_dependency_order_and_retry_failed_reruns_the_fa
     for day in 1..=31 {
         assert!(report > mid(&store, "bill", &format!("2025-12-{day:02}")).await);
     }
-    let record = store.backfills(Some(id), 1).await.unwrap().remove(0);
+    let record = store.backfills(Some(id), None, 1).await.unwrap().remove(0);
     assert_eq!((record.status, record.cells), (RunStatus::Succeeded, 776));
 }
 

@@ -152,8 +152,12 @@ fn lists_say_how_many_there_are_and_where_the_next_page_starts() {
     );
     let text = robo.ok(&["history", "usage_snapshot"]);
     assert!(text.stderr.contains(&format!("20 of 24 shown; more: --before {next}")), "{}", text.stderr);
-    let requests = json(&robo, &["requests", "--limit", "5", "--json"]);
-    assert_eq!((requests["total"].as_i64(), requests["truncated"].as_bool()), (Some(25), Some(true)));
+    let requests = json(&robo, &["requests", "--limit", "20", "--json"]);
+    assert_eq!(requests["total"], 25);
+    let next = requests["next_cursor"].as_str().expect("a next page").to_owned();
+    let rest = json(&robo, &["requests", "--limit", "20", "--before", &next, "--json"]);
+    assert_eq!(rest["requests"].as_array().unwrap().len(), 5);
+    assert_eq!(rest["next_cursor"], serde_json::Value::Null);
     let runs = json(&robo, &["runs", "--json"]);
     assert_eq!(runs["total"], 1);
     assert_eq!(json(&robo, &["runs", "--since", "2026-01-16", "--json"])["total"], 0);

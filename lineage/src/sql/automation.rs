@@ -162,13 +162,16 @@ impl AutomationStore for db::Store {
         .await?)
     }
 
-    async fn ticks(&self, instigator: &str, limit: i64) -> Result<Vec<TickRecord>> {
+    async fn ticks(&self, instigator: &str, before: Option<i64>, limit: i64) -> Result<Vec<TickRecord>> {
         let rows: Vec<TickRow> = sqlx::query_as(
             "SELECT id, instigator, tick_time, status, run_id, requests, message, cursor, created_at FROM ticks \
-             WHERE instigator = $1 ORDER BY tick_time DESC, id DESC LIMIT $2",
+             WHERE instigator = $1 AND ($3 IS NULL OR (tick_time, id) < \
+                 (SELECT b.tick_time, b.id FROM ticks b WHERE b.id = $3)) \
+             ORDER BY tick_time DESC, id DESC LIMIT $2",
         )
         .bind(instigator)
         .bind(limit)
+        .bind(before)
         .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(TickRow::into_record).collect()

@@ -364,15 +364,22 @@ impl LineageStore for db::Store {
         Ok(())
     }
 
-    async fn backfills(&self, id: Option<BackfillId>, limit: i64) -> Result<Vec<BackfillRecord>> {
+    async fn backfills(
+        &self,
+        id: Option<BackfillId>,
+        before: Option<BackfillId>,
+        limit: i64,
+    ) -> Result<Vec<BackfillRecord>> {
+        // Ids are UUIDv7: their order is creation order.
         let rows: Vec<BackfillRow> = sqlx::query_as(
             "SELECT b.id, b.selection, b.partition_from, b.partition_to, b.policy, b.run_id, r.status, b.cells, \
                  CAST(b.skipped AS TEXT) AS skipped, b.created_at, r.finished_at \
              FROM backfills b JOIN runs r ON r.id = b.run_id \
-             WHERE ($1 IS NULL OR b.id = $1) ORDER BY b.created_at DESC, b.id DESC LIMIT $2",
+             WHERE ($1 IS NULL OR b.id = $1) AND ($3 IS NULL OR b.id < $3) ORDER BY b.id DESC LIMIT $2",
         )
         .bind(id.map(|i| i.to_string()))
         .bind(limit)
+        .bind(before.map(|b| b.to_string()))
         .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(BackfillRow::into_record).collect()

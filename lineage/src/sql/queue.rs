@@ -914,18 +914,21 @@ impl RequestQueue for db::Store {
         &self,
         run_id: Option<RunId>,
         state: Option<RequestState>,
+        before: Option<RequestId>,
         limit: i64,
     ) -> Result<Vec<RequestRecord>> {
+        // Ids are UUIDv7: their order is creation order.
         let rows: Vec<RequestRow> = sqlx::query_as(concatcp!(
             "SELECT ",
             REQUEST_COLUMNS,
             " FROM materialization_requests \
-             WHERE ($1 IS NULL OR run_id = $1) AND ($2 IS NULL OR state = $2) \
-             ORDER BY created_at DESC, id DESC LIMIT $3"
+             WHERE ($1 IS NULL OR run_id = $1) AND ($2 IS NULL OR state = $2) AND ($4 IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $3"
         ))
         .bind(run_id.map(|r| r.to_string()))
         .bind(state.map(RequestState::as_str))
         .bind(limit)
+        .bind(before.map(|b| b.to_string()))
         .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(RequestRow::into_record).collect()
