@@ -249,15 +249,26 @@ impl LineageStore for db::Store {
 
     async fn count(&self, of: Counted<'_>) -> Result<i64> {
         let query = match of {
-            Counted::Runs(f) => sqlx::query_scalar(
-                "SELECT count(*) FROM runs WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR trigger = $2) \
-                 AND ($3 IS NULL OR id IN (SELECT run_id FROM materialization_requests WHERE asset_key = $3)) \
-                 AND ($4 IS NULL OR created_at >= $4)",
-            )
-            .bind(f.status.map(RunStatus::as_str))
-            .bind(f.trigger.map(Trigger::as_str))
-            .bind(f.asset.as_deref())
-            .bind(f.since),
+            Counted::Runs(f) => {
+                // Only the filters given, so an index (runs (status, id)) can serve the count; a
+                // `$1 IS NULL OR …` condition would make SQLite scan every run.
+                let mut q = sqlx::QueryBuilder::new("SELECT count(*) FROM runs WHERE 1 = 1");
+                if let Some(status) = f.status {
+                    q.push(" AND status = ").push_bind(status.as_str());
+                }
+                if let Some(trigger) = f.trigger {
+                    q.push(" AND trigger = ").push_bind(trigger.as_str());
+                }
+                if let Some(asset) = &f.asset {
+                    q.push(" AND id IN (SELECT run_id FROM materialization_requests WHERE asset_key = ")
+                        .push_bind(asset.clone())
+                        .push(")");
+                }
+                if let Some(since) = f.since {
+                    q.push(" AND created_at >= ").push_bind(since);
+                }
+                return Ok(q.build_query_scalar().fetch_one(self.reader()).await?);
+            }
             Counted::History { asset, partition } => sqlx::query_scalar(
                 "SELECT count(*) FROM materializations WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2) \
                  AND wiped_at IS NULL",
