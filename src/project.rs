@@ -229,10 +229,16 @@ fn exit_code(result: anyhow::Result<ExitStatus>, json: bool) -> ExitCode {
         Ok(ExitStatus::Canceled) => ExitCode::from(130),
         Err(err) => {
             let user = err.downcast_ref::<UserError>().is_some();
-            eprintln!("error: {err:#}");
+            // A message that echoes a huge argument is cut: what was wrong fits on a screen.
+            let mut message = format!("{err:#}");
+            let chars = message.chars().count();
+            if chars > 2_000 {
+                message = format!("{}… ({chars} characters in all)", message.chars().take(2_000).collect::<String>());
+            }
+            eprintln!("error: {message}");
             if json {
                 let kind = if user { "invalid_input" } else { "internal" };
-                println!("{}", serde_json::json!({ "error": { "kind": kind, "message": format!("{err:#}") } }));
+                println!("{}", serde_json::json!({ "error": { "kind": kind, "message": message } }));
             }
             ExitCode::from(if user { 2 } else { 1 })
         }

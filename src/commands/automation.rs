@@ -133,6 +133,9 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
     Ok(ExitStatus::Success)
 }
 
+/// The most bytes a sensor cursor set from the command line may have.
+const MAX_CURSOR_BYTES: usize = 64 * 1024;
+
 pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs) -> anyhow::Result<ExitStatus> {
     let automation = &app.automation;
     let names: Vec<String> = if kind == InstigatorKind::Schedule {
@@ -145,7 +148,11 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
     // refused before anything is written.
     let check = async |name: &str| -> anyhow::Result<()> {
         if !names.iter().any(|n| n == name) {
-            return Err(user_error(format!("no {kind} named {name:?}; known: {}", names.join(", "))));
+            return Err(user_error(format!(
+                "no {kind} named {}; known: {}",
+                crate::commands::clip(name),
+                names.join(", ")
+            )));
         }
         app.store.ensure_instigators(&names.iter().map(|n| (n.clone(), kind)).collect::<Vec<_>>(), now).await?;
         Ok(())
@@ -163,10 +170,18 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
             return Ok(ExitStatus::Success);
         }
         Some(InstigatorCommand::Cursor { name, set, clear }) => {
-            check(name).await?;
+            // A cursor is the sensor's own state; 64 KiB is far more than any needs. Checked
+            // before `check` registers anything.
+            if let Some(cursor) = set.as_deref().filter(|c| c.len() > MAX_CURSOR_BYTES) {
+                return Err(user_error(format!(
+                    "a cursor may have at most {MAX_CURSOR_BYTES} bytes; this one has {}",
+                    cursor.len()
+                )));
+            }
             if kind != InstigatorKind::Sensor {
                 return Err(user_error("only sensors have a cursor"));
             }
+            check(name).await?;
             if *clear || set.is_some() {
                 app.store.set_instigator(name, None, Some(set.as_deref()), now).await?;
             }

@@ -75,8 +75,9 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
                 )));
             }
             if let crate::cli::PartitionsCommand::Add { keys, .. } = &args.command {
-                if let Some(bad) = keys.iter().find(|k| k.is_empty() || k.contains('/') || k.contains("..")) {
-                    return Err(user_error(format!("{bad:?} is not a partition key: no '/', '..' or empty keys")));
+                if let Some(bad) = keys.iter().find(|k| check_key(k).is_err()) {
+                    let why = check_key(bad).expect_err("found above");
+                    return Err(user_error(format!("{} is not a partition key: {why}", clip(bad))));
                 }
                 let added = app.store.add_dynamic_partitions(name, keys, app.clock.now()).await?;
                 println!("{name}: {added} key{} added", if added == 1 { "" } else { "s" });
@@ -138,9 +139,6 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
             Ok(ExitStatus::Success)
         }
         Command::Pools(args) => {
-            if let Some(crate::cli::PoolsCommand::Set { name, limit }) = &args.command {
-                app.store.set_pool_limit(name, *limit).await?;
-            }
             let declared: std::collections::BTreeMap<&str, Vec<&str>> =
                 app.defs.graph().assets().iter().fold(Default::default(), |mut m, a| {
                     if let Some(p) = &a.pool {
@@ -148,6 +146,21 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
                     }
                     m
                 });
+            if let Some(crate::cli::PoolsCommand::Set { name, limit }) = &args.command {
+                // A limit on a pool no asset declares would limit nothing: refuse it.
+                if !declared.contains_key(name.as_str()) {
+                    return Err(user_error(format!(
+                        "no asset declares a pool named {}; declared pools: {}",
+                        clip(name),
+                        if declared.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            declared.keys().copied().collect::<Vec<_>>().join(", ")
+                        }
+                    )));
+                }
+                app.store.set_pool_limit(name, *limit).await?;
+            }
             let limits = app.store.pools().await?;
             let mut names: std::collections::BTreeSet<&str> = declared.keys().copied().collect();
             names.extend(limits.iter().map(|p| p.name.as_str()));
@@ -183,6 +196,38 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
             println!("lineage store {} is up to date", app.store.describe());
             Ok(ExitStatus::Success)
         }
+    }
+}
+
+/// The most characters a partition key, an idempotency key or a name given on the command line
+/// may have (they become file names and index keys).
+pub(crate) const MAX_KEY_CHARS: usize = 255;
+
+/// Why `key` cannot be a partition key: empty, too long, a path separator or `..` (keys are
+/// file names), or a control character.
+pub(crate) fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        Err("it is empty".to_owned())
+    } else if key.chars().count() > MAX_KEY_CHARS {
+        Err(format!("it has {} characters; at most {MAX_KEY_CHARS}", key.chars().count()))
+    } else if key.contains('/') || key.contains("..") {
+        Err("it contains '/' or '..' (keys become file names)".to_owned())
+    } else if key.chars().any(char::is_control) {
+        Err("it contains a control character (a newline, a tab, …)".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// A value for an error message: quoted, and cut to 80 characters with its length said, so a
+/// 100 kB argument does not flood the terminal.
+pub(crate) fn clip(value: &str) -> String {
+    const SHOWN: usize = 80;
+    let n = value.chars().count();
+    if n <= SHOWN {
+        format!("{value:?}")
+    } else {
+        format!("{:?}… ({n} characters)", value.chars().take(SHOWN).collect::<String>())
     }
 }
 

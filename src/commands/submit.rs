@@ -23,6 +23,15 @@ pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> 
     let run_id = RunId::new();
     let now = app.clock.now();
     // Without --key, every submission is new; with it, the same key returns the first requests.
+    if let Some(k) = &args.key
+        && (k.is_empty() || k.chars().count() > crate::commands::MAX_KEY_CHARS || k.chars().any(char::is_control))
+    {
+        return Err(crate::user_error(format!(
+            "--key {} is not an idempotency key: give 1 to {} characters, no control characters",
+            crate::commands::clip(k),
+            crate::commands::MAX_KEY_CHARS
+        )));
+    }
     let key = args.key.clone().unwrap_or_else(|| format!("manual:{run_id}"));
     let (requests, edges) = engine::exec::plan_requests(&app.defs, &plan, run_id, &key, lineage::Trigger::Manual, now);
     let outcomes = app.store.submit_requests(&requests, &edges).await?;

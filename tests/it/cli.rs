@@ -565,3 +565,45 @@ async fn listing_or_refusing_schedules_and_sensors_writes_nothing() {
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM instigators").fetch_one(&mut db).await.unwrap();
     assert!(rows > 0);
 }
+
+#[tokio::test]
+async fn bad_names_keys_and_cursors_are_refused_and_write_nothing() {
+    let robo = Robo::new();
+    robo.ok(&["status"]);
+    let huge = "k".repeat(100_000);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["pools", "set", "", "4"], "no asset declares a pool named \"\""),
+        (vec!["pools", "set", "nope_pool", "4"], "declared pools: graph_api"),
+        (vec!["partitions", "add", "subscriptions", "a\nb"], "control character"),
+        (vec!["partitions", "add", "subscriptions", "a/b"], "'/' or '..'"),
+        (vec!["partitions", "add", "subscriptions", &huge], "100000 characters; at most 255"),
+        (vec!["submit", "usage_snapshot", "-p", "2025-12-15T05:00", "--key", ""], "1 to 255 characters"),
+        (vec!["submit", "usage_snapshot", "-p", "2025-12-15T05:00", "--key", &huge], "1 to 255 characters"),
+        (vec!["sensors", "cursor", "pending_subscription_sensor", "--set", &huge[..70_000]], "at most 65536 bytes"),
+        (vec!["schedules", "stop", &huge], "(100000 characters)"),
+    ];
+    let mut db = robo.lineage_db().await;
+    let before = counts(&mut db).await;
+    for (args, says) in cases {
+        let run = robo.run(&args);
+        assert_eq!(run.code, 2, "{:?}: {run:?}", &args[..2]);
+        assert!(run.stderr.contains(says), "{:?}: {}", &args[..2], &run.stderr[..run.stderr.len().min(500)]);
+        assert!(run.stderr.len() < 3_000, "{:?}: the error echoes the whole argument", &args[..2]);
+    }
+    assert_eq!(counts(&mut db).await, before, "nothing was written");
+}
+
+/// Rows of the tables bad input must not touch.
+async fn counts(db: &mut sqlx::SqliteConnection) -> Vec<(&'static str, i64)> {
+    let mut out = Vec::new();
+    for query in [
+        "SELECT count(*) FROM pools",
+        "SELECT count(*) FROM dynamic_partitions",
+        "SELECT count(*) FROM materialization_requests",
+        "SELECT count(*) FROM instigators",
+        "SELECT count(*) FROM runs",
+    ] {
+        out.push((query, sqlx::query_scalar(query).fetch_one(&mut *db).await.unwrap()));
+    }
+    out
+}
