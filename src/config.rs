@@ -34,6 +34,12 @@ impl Config {
     /// Reads the environment.
     pub fn from_env() -> anyhow::Result<Config> {
         let home = PathBuf::from(var("ROBO_ASSETS_HOME").unwrap_or_else(|| "./.robo-assets".to_owned()));
+        if home.exists() && !home.is_dir() {
+            return Err(user_error(format!(
+                "ROBO_ASSETS_HOME={} is a file; it must be a directory (robo-assets creates it when missing)",
+                home.display()
+            )));
+        }
         let lineage_url =
             var("ROBO_ASSETS_LINEAGE_URL").unwrap_or_else(|| format!("sqlite://{}", home.join("lineage.db").display()));
         if !["sqlite://", "postgres://", "postgresql://"].iter().any(|p| lineage_url.starts_with(p)) {
@@ -41,6 +47,23 @@ impl Config {
                 "ROBO_ASSETS_LINEAGE_URL={} is not a lineage store URL: use sqlite://PATH or postgres://USER@HOST/DB",
                 lineage::redact_url(&lineage_url)
             )));
+        }
+        if lineage_url.starts_with("sqlite://")
+            && lineage_url["sqlite://".len()..].split('?').next().unwrap_or_default().is_empty()
+        {
+            return Err(user_error(
+                "ROBO_ASSETS_LINEAGE_URL=sqlite:// names no file: use sqlite://PATH (e.g. sqlite://./.robo-assets/lineage.db)",
+            ));
+        }
+        if let Some(bucket) = var("S3_BUCKET_NAME") {
+            check_bucket(&bucket)?;
+        } else if var("AWS_ENDPOINT_URL").is_some() {
+            return Err(user_error(
+                "AWS_ENDPOINT_URL is set but S3_BUCKET_NAME is not: outputs would go to the local disk; set S3_BUCKET_NAME, or unset AWS_ENDPOINT_URL",
+            ));
+        }
+        if let Some(endpoint) = var("AWS_ENDPOINT_URL") {
+            check_endpoint(&endpoint)?;
         }
         let s3 = var("S3_BUCKET_NAME").map(|bucket| {
             let mut s3 = resources::S3Config::new(bucket);
@@ -67,4 +90,39 @@ impl Config {
         };
         Ok(Config { storage_dir: home.join("storage"), s3, home, lineage_url, now })
     }
+}
+
+/// S3 bucket naming rules: 3 to 63 characters of lowercase letters, digits, dots and hyphens,
+/// beginning and ending with a letter or digit, no two dots in a row, not an IP address.
+fn check_bucket(bucket: &str) -> anyhow::Result<()> {
+    let valid_chars = bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let ok = (3..=63).contains(&bucket.len())
+        && valid_chars
+        && ends(bucket.chars().next())
+        && ends(bucket.chars().last())
+        && !bucket.contains("..")
+        && bucket.parse::<std::net::Ipv4Addr>().is_err();
+    if ok {
+        Ok(())
+    } else {
+        Err(user_error(format!(
+            "S3_BUCKET_NAME={} is not a bucket name: 3 to 63 lowercase letters, digits, dots or hyphens, \
+             beginning and ending with a letter or digit",
+            crate::commands::clip(bucket)
+        )))
+    }
+}
+
+/// An endpoint is an http(s) URL with a host.
+fn check_endpoint(endpoint: &str) -> anyhow::Result<()> {
+    let rest = endpoint.strip_prefix("http://").or_else(|| endpoint.strip_prefix("https://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or_default()).unwrap_or_default();
+    if host.is_empty() {
+        return Err(user_error(format!(
+            "AWS_ENDPOINT_URL={} is not an endpoint URL: use http://HOST:PORT or https://HOST",
+            lineage::redact_url(endpoint)
+        )));
+    }
+    Ok(())
 }

@@ -607,3 +607,26 @@ async fn counts(db: &mut sqlx::SqliteConnection) -> Vec<(&'static str, i64)> {
     }
     out
 }
+
+#[test]
+fn bad_configuration_is_refused_at_start_naming_the_variable() {
+    let robo = Robo::new();
+    let file = robo.dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let file = file.display().to_string();
+    for (env, says) in [
+        (vec![("ROBO_ASSETS_HOME", file.as_str())], "is a file; it must be a directory"),
+        (vec![("ROBO_ASSETS_LINEAGE_URL", "sqlite://")], "sqlite:// names no file"),
+        (vec![("S3_BUCKET_NAME", "Bad_Bucket!")], "S3_BUCKET_NAME=\"Bad_Bucket!\" is not a bucket name"),
+        (
+            vec![("S3_BUCKET_NAME", "outputs"), ("AWS_ENDPOINT_URL", "not-a-url")],
+            "AWS_ENDPOINT_URL=not-a-url is not an endpoint URL",
+        ),
+        (vec![("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")], "AWS_ENDPOINT_URL is set but S3_BUCKET_NAME is not"),
+    ] {
+        let run = robo.run_with(&["materialize", "usage_snapshot", "-p", "2025-12-15T00:00"], &env);
+        assert_eq!(run.code, 2, "{env:?}: {run:?}");
+        assert!(run.stderr.contains(says), "{env:?}: {}", run.stderr);
+        assert!(!robo.home().exists(), "{env:?}: nothing was created");
+    }
+}
