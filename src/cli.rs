@@ -282,6 +282,10 @@ pub struct BackfillLaunchArgs {
     /// Last partition of the range (inclusive).
     #[arg(long, required = true)]
     pub to: Option<String>,
+    /// Fixes one dimension of multi-dimensional partitions (repeatable): the range runs over the
+    /// time dimension with realm=123 only; every realm when omitted.
+    #[arg(long = "dim", value_name = "NAME=KEY", value_parser = parse_dim)]
+    pub dims: Vec<String>,
     /// Which cells to run: missing (no materialization), failed (latest attempt failed), stale
     /// (missing, or code or inputs changed since), all.
     #[arg(long, default_value = "missing", value_parser = backfill_policy())]
@@ -466,6 +470,19 @@ pub struct PartitionArgs {
     /// Last partition of a range (inclusive); needs --from.
     #[arg(long, requires = "from")]
     pub to: Option<String>,
+    /// Fixes one dimension of multi-dimensional partitions (repeatable): --dim realm=123 with
+    /// --partition 2025-12 is `month=2025-12|realm=123`; with --from/--to the range runs over the
+    /// time dimension for that realm only (every realm when omitted).
+    #[arg(long = "dim", value_name = "NAME=KEY", value_parser = parse_dim)]
+    pub dims: Vec<String>,
+}
+
+/// A `--dim NAME=KEY`.
+fn parse_dim(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((name, key)) if !name.is_empty() && !key.is_empty() && !s.contains('|') => Ok(s.to_owned()),
+        _ => Err(format!("{s:?} is not NAME=KEY (e.g. realm=123)")),
+    }
 }
 
 #[derive(Debug, Args)]

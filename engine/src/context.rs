@@ -177,6 +177,14 @@ impl std::fmt::Debug for AssetContext {
 }
 
 impl AssetContext {
+    /// The value of one dimension of a multi-dimensional partition key: `ctx.dimension("realm")`
+    /// is `Some("123")` for `month=2025-12|realm=123`.
+    pub fn dimension(&self, name: &str) -> Option<&str> {
+        self.partition_key
+            .split(crate::partition::multi::DIMENSION_SEPARATOR)
+            .find_map(|part| part.split_once('=').and_then(|(n, v)| (n == name).then_some(v)))
+    }
+
     /// Loads every partition of `upstream` this step reads, in partition order.
     pub async fn load(&self, upstream: &str) -> Result<Vec<(String, RecordBatch)>, AssetError> {
         let (key, versions) =

@@ -23,7 +23,7 @@ impl AssetId {
 }
 
 /// One edge, seen from either end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edge {
     /// The asset at the other end.
     pub asset: AssetId,
@@ -193,7 +193,7 @@ impl AssetGraph {
                     None => PartitionMapping::infer(up_def, down_def).map_err(|e| incompatible(e.0))?,
                 };
                 mapping.validate(up_def, down_def).map_err(|e| incompatible(e.0))?;
-                graph.upstream[i].push(Edge { asset: up, mapping });
+                graph.upstream[i].push(Edge { asset: up, mapping: mapping.clone() });
                 graph.downstream[up.0].push(Edge { asset: id, mapping });
                 dag.add_edge(nodes[up.0], nodes[i], ());
             }

@@ -17,6 +17,10 @@ use chrono::{
 use chrono_tz::Tz;
 use serde::Serialize;
 
+pub mod multi;
+
+pub use multi::{Dimension, MultiPartitions};
+
 /// How long a time-window partition is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,6 +89,8 @@ pub enum PartitionsDef {
         /// The name the keys are stored under.
         name: String,
     },
+    /// The product of N dimensions, each a time window, a static set or a dynamic set.
+    Multi(MultiPartitions),
 }
 
 /// What key listing needs besides the definition: the clock and the dynamic keys.
@@ -117,11 +123,9 @@ impl PartitionsContext {
             None => graph.assets().iter().filter_map(|a| a.partitions.as_ref()).collect(),
             Some(ids) => ids.iter().filter_map(|id| graph.asset(*id).partitions.as_ref()).collect(),
         };
-        for def in defs {
-            if let PartitionsDef::Dynamic { name } = def
-                && !ctx.dynamic.contains_key(name)
-            {
-                ctx.dynamic.insert(name.clone(), store.dynamic_partitions(name).await?);
+        for name in defs.into_iter().flat_map(PartitionsDef::dynamic_names) {
+            if !ctx.dynamic.contains_key(name) {
+                ctx.dynamic.insert(name.to_owned(), store.dynamic_partitions(name).await?);
             }
         }
         Ok(ctx)
@@ -170,6 +174,14 @@ pub enum PartitionKeyError {
         def: String,
         /// Some valid keys.
         valid: String,
+    },
+    /// One dimension's value of a multi-dimensional key was refused.
+    #[error("in dimension {dimension}: {source}")]
+    Dimension {
+        /// The dimension.
+        dimension: String,
+        /// Why its value was refused.
+        source: Box<PartitionKeyError>,
     },
     /// A key was given for an unpartitioned asset.
     #[error("it is not partitioned, so it takes no partition key (got {key:?})")]
@@ -448,6 +460,43 @@ impl PartitionsDef {
         PartitionsDef::Dynamic { name: name.to_owned() }
     }
 
+    /// The product of `dims`, each `(name, definition)`: `multi([("realm", dynamic("qbo_realms")),
+    /// ("month", monthly("2025-01-01"))])`. Keys are `month=2025-12|realm=123` (see
+    /// [`MultiPartitions`]).
+    ///
+    /// # Panics
+    /// Like [`MultiPartitions::new`].
+    pub fn multi<I: IntoIterator<Item = (S, PartitionsDef)>, S: Into<String>>(dims: I) -> PartitionsDef {
+        PartitionsDef::Multi(MultiPartitions::new(dims.into_iter().map(|(n, d)| (n.into(), d)).collect()))
+    }
+
+    /// The multi-dimensional definition, if this is one.
+    pub fn as_multi(&self) -> Option<&MultiPartitions> {
+        match self {
+            PartitionsDef::Multi(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The names of the dynamic partitions this definition reads keys from (its own, or its
+    /// dimensions').
+    pub fn dynamic_names(&self) -> Vec<&str> {
+        match self {
+            PartitionsDef::Dynamic { name } => vec![name.as_str()],
+            PartitionsDef::Multi(m) => m.dimensions().iter().flat_map(|d| d.def.dynamic_names()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The position of a key in time (0 for keys without a time window): the order steps run in.
+    pub fn order_index(&self, key: &str) -> i64 {
+        match self {
+            PartitionsDef::TimeWindow(tw) => tw.parse_index(key).unwrap_or(0),
+            PartitionsDef::Multi(m) => m.order_index(key),
+            _ => 0,
+        }
+    }
+
     /// Sets the IANA time zone of a time-window definition (default UTC).
     ///
     /// # Panics
@@ -492,6 +541,7 @@ impl PartitionsDef {
             PartitionsDef::TimeWindow(tw) => tw.describe(),
             PartitionsDef::Static(keys) => format!("static [{}]", keys.join(", ")),
             PartitionsDef::Dynamic { name } => format!("dynamic {name}"),
+            PartitionsDef::Multi(m) => m.describe(),
         }
     }
 
@@ -504,6 +554,7 @@ impl PartitionsDef {
             },
             PartitionsDef::Static(keys) => keys.clone(),
             PartitionsDef::Dynamic { name } => ctx.dynamic.get(name).cloned().unwrap_or_default(),
+            PartitionsDef::Multi(m) => m.keys(ctx),
         }
     }
 
@@ -513,6 +564,7 @@ impl PartitionsDef {
             PartitionsDef::TimeWindow(tw) => tw.last_index(ctx.now).map_or(0, |l| l as usize + 1),
             PartitionsDef::Static(keys) => keys.len(),
             PartitionsDef::Dynamic { name } => ctx.dynamic.get(name).map_or(0, Vec::len),
+            PartitionsDef::Multi(m) => m.len(ctx),
         }
     }
 
@@ -525,6 +577,7 @@ impl PartitionsDef {
     pub fn resolve(&self, key: &str, ctx: &PartitionsContext) -> Result<String, PartitionKeyError> {
         match self {
             PartitionsDef::TimeWindow(tw) => tw.resolve(key, ctx.now).map(|i| tw.key(i)),
+            PartitionsDef::Multi(m) => m.resolve(key, ctx),
             PartitionsDef::Static(_) | PartitionsDef::Dynamic { .. } => {
                 let keys = self.keys(ctx);
                 if keys.iter().any(|k| k == key) {
@@ -552,6 +605,7 @@ impl PartitionsDef {
                 let b = tw.resolve(to, ctx.now)?;
                 Ok((a.min(b)..=a.max(b)).map(|i| tw.key(i)).collect())
             }
+            PartitionsDef::Multi(m) => m.range(from, to, ctx),
             _ => {
                 let keys = self.keys(ctx);
                 let a = self.resolve(from, ctx)?;
@@ -563,10 +617,14 @@ impl PartitionsDef {
         }
     }
 
-    /// The time window of a key, for time-window definitions.
+    /// The time window of a key: its own for time-window definitions, its time dimension's for
+    /// multi-dimensional ones.
     pub fn window_of(&self, key: &str) -> Option<TimeWindow> {
-        let tw = self.as_time_window()?;
-        tw.parse_index(key).ok().map(|i| tw.window(i))
+        match self {
+            PartitionsDef::TimeWindow(tw) => tw.parse_index(key).ok().map(|i| tw.window(i)),
+            PartitionsDef::Multi(m) => m.window_of(key),
+            _ => None,
+        }
     }
 }
 

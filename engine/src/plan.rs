@@ -324,13 +324,7 @@ pub fn plan(
 }
 
 fn partition_order(graph: &AssetGraph, step: &Step) -> i64 {
-    graph
-        .asset(step.asset)
-        .partitions
-        .as_ref()
-        .and_then(|p| p.as_time_window())
-        .and_then(|tw| tw.parse_index(&step.partition_key).ok())
-        .unwrap_or(0)
+    graph.asset(step.asset).partitions.as_ref().map_or(0, |p| p.order_index(&step.partition_key))
 }
 
 impl Plan {

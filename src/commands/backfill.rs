@@ -43,6 +43,7 @@ async fn launch(app: &App, args: &BackfillLaunchArgs) -> anyhow::Result<ExitStat
     let (Some(selection), Some(from), Some(to)) = (&args.selection, &args.from, &args.to) else {
         return Err(user_error("backfill needs SELECTION, --from and --to (or a subcommand: list, status, …)"));
     };
+    let (from, to) = (&crate::commands::with_dims(from, &args.dims), &crate::commands::with_dims(to, &args.dims));
     let spec = BackfillSpec { selection: selection.clone(), from: from.clone(), to: to.clone() };
     let policy = args.policy;
     let bf = plan(app, &spec, policy).await?;

@@ -72,21 +72,8 @@ fn asset_tree(app: &App, id: AssetId, depth: usize, upstream: bool, mapping: Opt
         children: if depth == 0 {
             Vec::new()
         } else {
-            edges
-                .iter()
-                .map(|e| asset_tree(app, e.asset, depth - 1, upstream, Some(mapping_text(&e.mapping))))
-                .collect()
+            edges.iter().map(|e| asset_tree(app, e.asset, depth - 1, upstream, Some(e.mapping.to_string()))).collect()
         },
-    }
-}
-
-pub(crate) fn mapping_text(m: &engine::PartitionMapping) -> String {
-    match m {
-        engine::PartitionMapping::TimeWindow { start_offset: 0, end_offset: 0 } => "time_window".to_owned(),
-        engine::PartitionMapping::TimeWindow { start_offset, end_offset } => {
-            format!("time_window({start_offset}, {end_offset})")
-        }
-        other => other.name().to_owned(),
     }
 }
 
@@ -176,15 +163,13 @@ pub async fn lineage(app: &App, args: &LineageArgs) -> anyhow::Result<ExitStatus
             upstream: graph
                 .upstream(id)
                 .iter()
-                .map(|e| {
-                    asset_tree(app, e.asset, args.upstream.saturating_sub(1), true, Some(mapping_text(&e.mapping)))
-                })
+                .map(|e| asset_tree(app, e.asset, args.upstream.saturating_sub(1), true, Some(e.mapping.to_string())))
                 .collect(),
             downstream: graph
                 .downstream(id)
                 .iter()
                 .map(|e| {
-                    asset_tree(app, e.asset, args.downstream.saturating_sub(1), false, Some(mapping_text(&e.mapping)))
+                    asset_tree(app, e.asset, args.downstream.saturating_sub(1), false, Some(e.mapping.to_string()))
                 })
                 .collect(),
         };
@@ -415,7 +400,7 @@ fn asset_mermaid(app: &App, id: AssetId, args: &LineageArgs) -> String {
     }
     for &n in &nodes {
         for e in graph.upstream(n).iter().filter(|e| nodes.contains(&e.asset)) {
-            let _ = writeln!(out, "  n{} -->|{}| n{}", index(e.asset), mapping_text(&e.mapping), index(n));
+            let _ = writeln!(out, "  n{} -->|{}| n{}", index(e.asset), e.mapping, index(n));
         }
     }
     let _ = writeln!(out, "  style n{} stroke-width:3px", index(id));
@@ -547,7 +532,7 @@ fn asset_dot(app: &App, id: AssetId, args: &LineageArgs) -> String {
                 "  \"{}\" -> \"{}\" [label=\"{}\"];",
                 graph.asset(e.asset).key,
                 graph.asset(n).key,
-                mapping_text(&e.mapping)
+                e.mapping
             );
         }
     }

@@ -42,22 +42,9 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitStatus> {
                     // `partitions_def` is its structure.
                     "partitions": partitions.as_ref().map(|(d, _, _)| d),
                     "partitions_def": def.partitions.as_ref().zip(partitions.as_ref()).map(|(p, (d, _, n))| {
-                        let mut v = json!({ "description": d, "count": n });
-                        match p {
-                            engine::PartitionsDef::TimeWindow(tw) => {
-                                v["kind"] = json!(tw.cadence());
-                                v["start"] = json!(tw.key(0));
-                                v["timezone"] = json!(tw.timezone().name());
-                            }
-                            engine::PartitionsDef::Static(keys) => {
-                                v["kind"] = json!("static");
-                                v["keys"] = json!(keys);
-                            }
-                            engine::PartitionsDef::Dynamic { name } => {
-                                v["kind"] = json!("dynamic");
-                                v["name"] = json!(name);
-                            }
-                        }
+                        let mut v = partitions_def_json(p);
+                        v["description"] = json!(d);
+                        v["count"] = json!(n);
                         v
                     }),
                     "retry": def.retry,
@@ -77,4 +64,23 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitStatus> {
         println!("{:<20} {:<10} {:<38} {:<20} {}", def.key.as_str(), def.group, parts, deps, def.code_version);
     }
     Ok(ExitStatus::Success)
+}
+
+/// The structure of a partitions definition: `kind` and what that kind has.
+fn partitions_def_json(p: &engine::PartitionsDef) -> serde_json::Value {
+    match p {
+        engine::PartitionsDef::TimeWindow(tw) => {
+            json!({ "kind": tw.cadence(), "start": tw.key(0), "timezone": tw.timezone().name() })
+        }
+        engine::PartitionsDef::Static(keys) => json!({ "kind": "static", "keys": keys }),
+        engine::PartitionsDef::Dynamic { name } => json!({ "kind": "dynamic", "name": name }),
+        engine::PartitionsDef::Multi(m) => json!({
+            "kind": "multi",
+            "dimensions": m.dimensions().iter().map(|d| {
+                let mut v = partitions_def_json(&d.def);
+                v["dimension"] = json!(d.name);
+                v
+            }).collect::<Vec<_>>(),
+        }),
+    }
 }

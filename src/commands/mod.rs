@@ -5,7 +5,7 @@ pub(crate) mod automation;
 mod backfill;
 mod history;
 mod lineage;
-pub(crate) use lineage::{impact_of, mapping_text};
+pub(crate) use lineage::impact_of;
 mod list;
 mod materialize;
 mod requests;
@@ -61,10 +61,8 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
                 .graph()
                 .assets()
                 .iter()
-                .filter_map(|a| match &a.partitions {
-                    Some(engine::PartitionsDef::Dynamic { name }) => Some(name.as_str()),
-                    _ => None,
-                })
+                .filter_map(|a| a.partitions.as_ref())
+                .flat_map(engine::PartitionsDef::dynamic_names)
                 .collect();
             let (crate::cli::PartitionsCommand::List { name } | crate::cli::PartitionsCommand::Add { name, .. }) =
                 &args.command;
@@ -214,6 +212,8 @@ pub(crate) fn check_key(key: &str) -> Result<(), String> {
         Err("it contains '/' or '..' (keys become file names)".to_owned())
     } else if key.chars().any(char::is_control) {
         Err("it contains a control character (a newline, a tab, …)".to_owned())
+    } else if key.contains(engine::partition::multi::DIMENSION_SEPARATOR) {
+        Err("it contains '|', which separates the dimensions of multi-dimensional keys".to_owned())
     } else {
         Ok(())
     }
@@ -249,10 +249,21 @@ pub(crate) fn lookup(app: &App, name: &str) -> anyhow::Result<AssetId> {
 
 fn partition_spec(args: &PartitionArgs) -> PartitionSpec {
     match (&args.partition, &args.from, &args.to) {
-        (Some(k), _, _) => PartitionSpec::Key(k.clone()),
-        (None, Some(a), Some(b)) => PartitionSpec::Range(a.clone(), b.clone()),
+        (Some(k), _, _) => PartitionSpec::Key(with_dims(k, &args.dims)),
+        (None, Some(a), Some(b)) => PartitionSpec::Range(with_dims(a, &args.dims), with_dims(b, &args.dims)),
         _ => PartitionSpec::None,
     }
+}
+
+/// A key with `--dim NAME=KEY` parts added: `2025-12` and `realm=123` make `2025-12|realm=123`,
+/// which a multi-dimensional definition reads as `month=2025-12|realm=123`.
+pub(crate) fn with_dims(key: &str, dims: &[String]) -> String {
+    let mut key = key.to_owned();
+    for dim in dims {
+        key.push(engine::partition::multi::DIMENSION_SEPARATOR);
+        key.push_str(dim);
+    }
+    key
 }
 
 /// The first 12 hex digits of a version.

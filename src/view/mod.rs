@@ -76,7 +76,7 @@ pub(crate) fn asset_graph_of(
     for (to, &id) in order.iter().enumerate() {
         for e in graph.upstream(id) {
             if let Some(from) = index(e.asset) {
-                edges.push(graph::GraphEdge { from, to, label: crate::commands::mapping_text(&e.mapping) });
+                edges.push(graph::GraphEdge { from, to, label: e.mapping.to_string() });
             }
         }
     }

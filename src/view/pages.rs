@@ -14,7 +14,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::server::{PageResult, PartitionQuery, RunsQuery, SelectQuery, Shared, WebError};
 use crate::app::App;
-use crate::commands::{mapping_text, short, show_key};
+use crate::commands::{short, show_key};
 
 /// Percent-encodes a path segment or query value (everything but unreserved characters).
 pub(crate) fn urlenc(s: &str) -> String {
@@ -222,12 +222,12 @@ pub(crate) async fn asset(State(app): State<Shared>, Path(key): Path<String>) ->
             } }
             tr { th { "Upstream" } td {
                 @for e in graph.upstream(id) { @let up = &graph.asset(e.asset).key;
-                    a href=(asset_href(up.as_str())) { (up) } " (" (mapping_text(&e.mapping)) ") " }
+                    a href=(asset_href(up.as_str())) { (up) } " (" (e.mapping.to_string()) ") " }
                 @if graph.upstream(id).is_empty() { "none" }
             } }
             tr { th { "Downstream" } td {
                 @for e in graph.downstream(id) { @let down = &graph.asset(e.asset).key;
-                    a href=(asset_href(down.as_str())) { (down) } " (" (mapping_text(&e.mapping)) ") " }
+                    a href=(asset_href(down.as_str())) { (down) } " (" (e.mapping.to_string()) ") " }
                 @if graph.downstream(id).is_empty() { "none" }
             } }
             tr { th { "Retry" } td { (def.retry.max_attempts) " attempts, first delay " (format!("{:?}", def.retry.initial_delay)) ", at most " (format!("{:?}", def.retry.max_delay)) } }
@@ -374,7 +374,7 @@ fn checks_table(checks: &[lineage::CheckResultRecord]) -> Markup {
 /// The partition health view: rows of a calendar (days × 24 hours, months × days, years ×
 /// months) or rows of 50 for other partitions, each row drawn as runs of one status, so a
 /// hundred thousand partitions are a few thousand rectangles. Late missing partitions have their
-/// own colour. Newest row first.
+/// own colour. Newest row first; multi-dimensional assets get a matrix ([`matrix_placement`]).
 fn health_grid(asset: &str, def: Option<&engine::PartitionsDef>, reports: &[PartitionReport]) -> String {
     use engine::partition::Cadence;
     let cadence =
@@ -393,10 +393,31 @@ fn health_grid(asset: &str, def: Option<&engine::PartitionsDef>, reports: &[Part
         }
         _ => (50, Box::new(|i, _: &str| (format!("{}–", i / 50 * 50 + 1), i % 50))),
     };
-    // Rows in partition order, each a list of runs (first column, length, class, first key, last key).
+    // Where each partition goes: (row label, column, index into reports), in row order.
+    let (columns, axis, placed) = match def {
+        Some(engine::PartitionsDef::Multi(m)) => matrix_placement(m, reports),
+        _ => {
+            let placed: Vec<(String, usize, usize)> = reports
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let (label, col) = row_of(i, &r.partition);
+                    (label, col, i)
+                })
+                .collect();
+            let axis = match cadence {
+                Some(Cadence::Hourly) => "hour of day →",
+                Some(Cadence::Daily) => "day of month →",
+                Some(Cadence::Monthly) => "month →",
+                _ => "partitions in order →",
+            };
+            (columns, axis.to_owned(), placed)
+        }
+    };
+    // Rows in order, each a list of runs (first column, length, class, first key, last key).
     let mut rows: Vec<(String, Vec<Run>)> = Vec::new();
-    for (i, r) in reports.iter().enumerate() {
-        let (label, col) = row_of(i, &r.partition);
+    for (label, col, i) in placed {
+        let r = &reports[i];
         let class =
             if r.late_since.is_some() && r.status == PartitionStatus::Missing { "late" } else { r.status.as_str() };
         if rows.last().is_none_or(|(l, _)| *l != label) {
@@ -414,7 +435,13 @@ fn health_grid(asset: &str, def: Option<&engine::PartitionsDef>, reports: &[Part
     if rows.is_empty() {
         return "<p>No partitions yet.</p>".to_owned();
     }
-    let cell = if columns > 24 { 14.0 } else { 18.0 };
+    let cell = if matches!(def, Some(engine::PartitionsDef::Multi(_))) {
+        (900.0 / columns as f64).clamp(2.0, 18.0)
+    } else if columns > 24 {
+        14.0
+    } else {
+        18.0
+    };
     let row_h = if rows.len() > 400 {
         3.0
     } else if rows.len() > 120 {
@@ -422,21 +449,22 @@ fn health_grid(asset: &str, def: Option<&engine::PartitionsDef>, reports: &[Part
     } else {
         cell
     };
-    let label_w = 90.0;
-    let width = label_w + columns as f64 * cell + 10.0;
+    let label_w = rows.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0).max(14) as f64 * 6.5;
+    let width = label_w + (columns as f64 * cell).max(axis.chars().count() as f64 * 6.0) + 10.0;
     let height = 22.0 + rows.len() as f64 * row_h;
     let mut out = format!(
         "<svg class=\"grid\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-size=\"10\">\
          <text x=\"{label_w}\" y=\"12\">{}</text>",
-        match cadence {
-            Some(Cadence::Hourly) => "hour of day →",
-            Some(Cadence::Daily) => "day of month →",
-            Some(Cadence::Monthly) => "month →",
-            _ => "partitions in order →",
-        }
+        super::esc(&axis)
     );
     let label_every = if row_h >= 8.0 { 1 } else { 30 };
-    for (n, (label, runs)) in rows.iter().rev().enumerate() {
+    // Calendars show the newest row first; a matrix keeps its rows in dimension order.
+    let ordered: Vec<&(String, Vec<Run>)> = if matches!(def, Some(engine::PartitionsDef::Multi(_))) {
+        rows.iter().collect()
+    } else {
+        rows.iter().rev().collect()
+    };
+    for (n, (label, runs)) in ordered.into_iter().enumerate() {
         let y = 18.0 + n as f64 * row_h;
         let _ = write!(out, "<g class=\"grid-row\" data-row=\"{}\">", super::esc(label));
         if n % label_every == 0 {
@@ -465,6 +493,58 @@ fn health_grid(asset: &str, def: Option<&engine::PartitionsDef>, reports: &[Part
         .map(|s| format!("<span class=\"legend-item\"><span class=\"swatch {s}\"></span>{s}</span>"))
         .collect();
     format!("<div class=\"legend\">{legend}</div><div class=\"grid-wrap\">{out}</div>")
+}
+
+/// The partition matrix of a multi-dimensional asset: a row per combination of the other
+/// dimensions (`kind=order`), a column per partition of the time dimension (from the first
+/// listed). Without a time dimension: a row per key of the first dimension, a column per
+/// combination of the others. Returns (columns, axis label, placement in row order).
+fn matrix_placement(
+    m: &engine::partition::MultiPartitions,
+    reports: &[PartitionReport],
+) -> (usize, String, Vec<(String, usize, usize)>) {
+    let time = m.time_dimension();
+    let mut first_index = i64::MAX;
+    let mut split: Vec<(usize, Vec<&str>)> = Vec::with_capacity(reports.len());
+    for (i, r) in reports.iter().enumerate() {
+        let Ok(values) = m.split(&r.partition) else { continue };
+        if let Some((t, tw)) = time
+            && let Ok(idx) = tw.parse_index(values[t])
+        {
+            first_index = first_index.min(idx);
+        }
+        split.push((i, values));
+    }
+    let dims = m.dimensions();
+    let mut columns_seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut placed: Vec<(String, usize, usize)> = Vec::with_capacity(split.len());
+    for (i, values) in split {
+        let (label, col) = match time {
+            Some((t, tw)) => {
+                let label: Vec<String> =
+                    (0..dims.len()).filter(|&d| d != t).map(|d| format!("{}={}", dims[d].name, values[d])).collect();
+                let col = tw.parse_index(values[t]).map_or(0, |idx| (idx - first_index) as usize);
+                (if label.is_empty() { dims[t].name.clone() } else { label.join("|") }, col)
+            }
+            None => {
+                let rest: Vec<String> = (1..dims.len()).map(|d| format!("{}={}", dims[d].name, values[d])).collect();
+                let next = columns_seen.len();
+                let col = *columns_seen.entry(rest.join("|")).or_insert(next);
+                (format!("{}={}", dims[0].name, values[0]), col)
+            }
+        };
+        placed.push((label, col, i));
+    }
+    placed.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let columns = placed.iter().map(|p| p.1 + 1).max().unwrap_or(1);
+    let axis = match time {
+        Some((t, tw)) if first_index != i64::MAX => {
+            format!("{} → {} … {}", dims[t].name, tw.key(first_index), tw.key(first_index + columns as i64 - 1))
+        }
+        Some((t, _)) => format!("{} →", dims[t].name),
+        None => format!("{} →", dims[1..].iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(" × ")),
+    };
+    (columns, axis, placed)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -975,4 +1055,59 @@ pub(crate) async fn queue(State(app): State<Shared>) -> PageResult {
         }
     };
     Ok(page("Queue", "/queue", true, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use engine::PartitionsDef;
+    use engine::status::{PartitionReport, PartitionStatus};
+
+    fn report(partition: &str, status: PartitionStatus) -> PartitionReport {
+        PartitionReport { partition: partition.to_owned(), status, stale_causes: Vec::new(), late_since: None }
+    }
+
+    /// The matrix of a realm × month asset: a row per realm in order, a column per month from
+    /// the first, runs of one status drawn as one rectangle linking to the run's first cell.
+    #[test]
+    fn a_two_dimensional_asset_is_drawn_as_a_matrix() {
+        let def = PartitionsDef::multi([
+            ("realm", PartitionsDef::fixed(["123", "456"])),
+            ("month", PartitionsDef::monthly("2025-01-01")),
+        ]);
+        let m = def.as_multi().unwrap();
+        let mut reports = Vec::new();
+        for month in ["2025-03", "2025-04", "2025-05"] {
+            for realm in ["123", "456"] {
+                let status = if realm == "456" && month == "2025-05" {
+                    PartitionStatus::Failed
+                } else {
+                    PartitionStatus::Materialized
+                };
+                reports.push(report(&format!("month={month}|realm={realm}"), status));
+            }
+        }
+        let (columns, axis, placed) = super::matrix_placement(m, &reports);
+        assert_eq!(columns, 3);
+        assert_eq!(axis, "month → 2025-03 … 2025-05");
+        let rows: Vec<(&str, usize)> = placed.iter().map(|(l, c, _)| (l.as_str(), *c)).collect();
+        assert_eq!(
+            rows,
+            [
+                ("realm=123", 0),
+                ("realm=123", 1),
+                ("realm=123", 2),
+                ("realm=456", 0),
+                ("realm=456", 1),
+                ("realm=456", 2)
+            ]
+        );
+        let svg = super::health_grid("qbo_profit_and_loss", Some(&def), &reports);
+        let row_456 = &svg[svg.find("data-row=\"realm=456\"").unwrap()..];
+        assert!(row_456.contains("data-status=\"materialized\" data-count=\"2\""), "{row_456}");
+        assert!(row_456.contains("data-status=\"failed\" data-count=\"1\""), "{row_456}");
+        assert!(
+            svg.find("data-row=\"realm=123\"").unwrap() < svg.find("data-row=\"realm=456\"").unwrap(),
+            "rows in dimension order"
+        );
+    }
 }

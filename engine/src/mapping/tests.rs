@@ -28,9 +28,9 @@ fn a_new_york_day_reads_23_or_25_utc_hours_on_dst_days() {
     let hourly = PartitionsDef::hourly("2025-01-01");
     let daily = PartitionsDef::daily("2025-01-01").timezone("America/New_York");
     let m = PartitionMapping::time_window(0, 0);
-    assert_eq!(up(m, &hourly, &daily, "2025-03-09").len(), 23);
-    assert_eq!(up(m, &hourly, &daily, "2025-11-02").len(), 25);
-    assert_eq!(up(m, &hourly, &daily, "2025-11-02")[0], "2025-11-02T04:00");
+    assert_eq!(up(m.clone(), &hourly, &daily, "2025-03-09").len(), 23);
+    assert_eq!(up(m.clone(), &hourly, &daily, "2025-11-02").len(), 25);
+    assert_eq!(up(m.clone(), &hourly, &daily, "2025-11-02")[0], "2025-11-02T04:00");
 }
 
 #[test]
@@ -143,7 +143,7 @@ proptest! {
         let (h, d, m) = (PartitionsDef::hourly("2025-01-01"), PartitionsDef::daily("2025-01-01"), PartitionsDef::monthly("2025-01-01"));
         let tw = PartitionMapping::time_window(0, 0);
         let key = m.as_time_window().unwrap().key(month);
-        let via_days: Vec<String> = up(tw, &d, &m, &key).iter().flat_map(|day| up(tw, &h, &d, day)).collect();
+        let via_days: Vec<String> = up(tw.clone(), &d, &m, &key).iter().flat_map(|day| up(tw.clone(), &h, &d, day)).collect();
         prop_assert_eq!(via_days, up(tw, &h, &m, &key));
     }
 }

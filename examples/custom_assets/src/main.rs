@@ -3,13 +3,17 @@
 //! `daily_revenue` aggregate that prices them with a resource of its own (`TaxRates`, bound by
 //! key). `cargo run -p custom-assets -- materialize daily_revenue -p 2025-12-01 --with-upstream`,
 //! then `backfill`, `status`, `lineage`, `why`: the whole CLI works for it.
+//!
+//! `kind_daily` is partitioned in two dimensions, day × event kind (`day=2025-12-01|kind=order`),
+//! and reads the day's hours of `events` for its kind; `kind_totals` (per kind) reads every day
+//! of its kind. Both mappings are inferred: the time dimensions pair, and so do the kinds.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use robo_assets::arrow_array::cast::AsArray;
-use robo_assets::arrow_array::types::Int64Type;
+use robo_assets::arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use robo_assets::arrow_array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use robo_assets::arrow_schema::{DataType, Field, Schema, TimeUnit};
 use robo_assets::chrono::{DateTime, Utc};
@@ -132,9 +136,80 @@ fn daily_revenue() -> AssetDef {
         })
 }
 
+/// The event kinds the shop has.
+fn kinds() -> PartitionsDef {
+    PartitionsDef::fixed(["order", "refund", "subscription"])
+}
+
+/// One kind's events of one day: two dimensions.
+fn kind_daily() -> AssetDef {
+    asset("kind_daily")
+        .description("One event kind's events of the day, in cents")
+        .group("shop")
+        .partitions(PartitionsDef::multi([("day", PartitionsDef::daily("2025-12-01")), ("kind", kinds())]))
+        .dep("events")
+        .compute(|ctx: AssetContext| async move {
+            let kind = ctx.dimension("kind").ok_or("kind_daily is partitioned by kind")?.to_owned();
+            let (mut ts, mut cents) = (Vec::new(), Vec::new());
+            for (_hour, table) in ctx.load("events").await? {
+                let times =
+                    table.column_by_name("ts").ok_or("events has no ts")?.as_primitive::<TimestampMicrosecondType>();
+                let kinds = table.column_by_name("kind").ok_or("events has no kind")?.as_string::<i32>();
+                let amounts =
+                    table.column_by_name("amount_cents").ok_or("events has no amount")?.as_primitive::<Int64Type>();
+                for row in (0..table.num_rows()).filter(|&r| kinds.value(r) == kind) {
+                    ts.push(times.value(row));
+                    cents.push(amounts.value(row));
+                }
+            }
+            let schema = Schema::new(vec![
+                Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+                Field::new("amount_cents", DataType::Int64, false),
+            ]);
+            let (events, gross) = (ts.len() as i64, cents.iter().sum::<i64>());
+            let table = RecordBatch::try_new(
+                Arc::new(schema),
+                vec![
+                    Arc::new(TimestampMicrosecondArray::from(ts).with_timezone("UTC")),
+                    Arc::new(Int64Array::from(cents)),
+                ],
+            )?;
+            Ok(Output::table(table).with_metadata("events", events).with_metadata("gross_cents", gross))
+        })
+}
+
+/// Every day of one kind, one row per day: a one-dimensional asset reading a two-dimensional one.
+fn kind_totals() -> AssetDef {
+    asset("kind_totals")
+        .description("One event kind's gross per day, in cents")
+        .group("shop")
+        .partitions(kinds())
+        .dep("kind_daily")
+        .compute(|ctx: AssetContext| async move {
+            let (mut days, mut gross) = (Vec::new(), Vec::new());
+            for (key, table) in ctx.load("kind_daily").await? {
+                let day = key.split('|').find_map(|p| p.strip_prefix("day=")).ok_or("kind_daily keys name the day")?;
+                let cents =
+                    table.column_by_name("amount_cents").ok_or("kind_daily has no amount")?.as_primitive::<Int64Type>();
+                days.push(day.to_owned());
+                gross.push(cents.values().iter().sum::<i64>());
+            }
+            let total: i64 = gross.iter().sum();
+            let schema = Schema::new(vec![
+                Field::new("day", DataType::Utf8, false),
+                Field::new("gross_cents", DataType::Int64, false),
+            ]);
+            let table = RecordBatch::try_new(
+                Arc::new(schema),
+                vec![Arc::new(StringArray::from(days)), Arc::new(Int64Array::from(gross))],
+            )?;
+            Ok(Output::table(table).with_metadata("gross_cents", total))
+        })
+}
+
 fn main() -> ExitCode {
     Project::new("custom-assets")
-        .assets([events(), daily_revenue()])
+        .assets([events(), daily_revenue(), kind_daily(), kind_totals()])
         .resource(TAX_RATES, Arc::new(TaxRates::standard()))
         .main()
 }

@@ -139,3 +139,124 @@ fn a_bad_events_file_fails_the_hour_with_what_was_wrong() {
     assert_eq!(code, 1, "a failed run exits 1: {stdout}");
     assert!(stdout.contains("line 2: expected ts,kind,amount_cents"), "{stdout}");
 }
+
+/// Gross cents of one kind's events, from the CSV, over the days given.
+fn gross_of(events: &Path, kind: &str, days: &[&str]) -> i64 {
+    let text = std::fs::read_to_string(events).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f.len() == 3 && f[1] == kind && days.iter().any(|d| f[0].starts_with(d)))
+        .map(|f| f[2].parse::<i64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn two_dimensional_partitions_work_through_the_whole_cli() {
+    let project = Project::new();
+    let list = project.json(&["list", "--json"]);
+    let kind_daily = list.as_array().unwrap().iter().find(|a| a["asset"] == "kind_daily").unwrap();
+    assert_eq!(kind_daily["partitions_def"]["kind"], "multi");
+    assert_eq!(kind_daily["partitions_def"]["dimensions"][0]["dimension"], "day");
+    assert_eq!(
+        kind_daily["partitions_def"]["dimensions"][1]["keys"],
+        serde_json::json!(["order", "refund", "subscription"])
+    );
+    // 3 closed days × 3 kinds at noon on 12-04.
+    assert_eq!(kind_daily["partitions_def"]["count"], 9);
+
+    // One cell, its dimensions in any order or as --dim: the day's 24 hours, then the cell.
+    let run = project.ok(&["materialize", "kind_daily", "-p", "2025-12-01", "--dim", "kind=order", "--with-upstream"]);
+    assert!(run.contains("succeeded: 25 steps"), "{run}");
+    let file = project.dir.path().join("home/storage/kind_daily/day=2025-12-01/kind=order/data.parquet");
+    assert!(file.exists(), "Hive-style path {}", file.display());
+    let history = project.json(&["history", "kind_daily", "-p", "kind=order|day=2025-12-01", "--json"]);
+    let m = &history["materializations"][0];
+    assert_eq!(m["partition"], "day=2025-12-01|kind=order", "the key is stored canonical");
+    assert_eq!(m["metadata"]["gross_cents"], gross_of(&project.events(), "order", &["2025-12-01"]));
+
+    // A backfill over the time dimension for every kind (the upstream hours too).
+    let backfill = project.ok(&["backfill", "+kind_daily", "--from", "2025-12-01", "--to", "2025-12-03"]);
+    assert!(backfill.contains("kind_daily"), "{backfill}");
+    let status = project.json(&["status", "kind_daily", "--json"]);
+    assert_eq!(status[0]["counts"]["partitions"], 9);
+    assert_eq!(status[0]["counts"]["materialized"], 9, "{status}");
+    for kind in ["order", "refund", "subscription"] {
+        for day in ["2025-12-01", "2025-12-02", "2025-12-03"] {
+            let h = project.json(&["history", "kind_daily", "-p", &format!("day={day}|kind={kind}"), "--json"]);
+            assert_eq!(h["materializations"].as_array().unwrap().len(), 1, "{day} {kind} once: {h}");
+            assert_eq!(h["materializations"][0]["metadata"]["gross_cents"], gross_of(&project.events(), kind, &[day]));
+        }
+    }
+
+    // Lineage and why on a cell: it read its day's hours.
+    let lineage = project.ok(&["lineage", "kind_daily", "-p", "day=2025-12-02|kind=refund"]);
+    assert!(lineage.contains("events ← 24 partitions: 2025-12-02T00:00..2025-12-02T23:00 (24)"), "{lineage}");
+    let why = project.json(&["why", "kind_daily", "-p", "kind=refund|day=2025-12-02", "--json"]);
+    assert_eq!(why["partition"]["status"], "materialized", "{why}");
+
+    // One dimension read from two: a kind's total over every day of it.
+    project.ok(&["materialize", "kind_totals", "-p", "subscription"]);
+    let h = project.json(&["history", "kind_totals", "-p", "subscription", "--json"]);
+    let days = ["2025-12-01", "2025-12-02", "2025-12-03"];
+    assert_eq!(h["materializations"][0]["metadata"]["gross_cents"], gross_of(&project.events(), "subscription", &days));
+
+    // A change in one hour makes that day's cells stale for every kind (each read the hour).
+    let text = std::fs::read_to_string(project.events()).unwrap();
+    let changed = text.lines().find(|l| l.starts_with("2025-12-03T1")).expect("an event on 12-03");
+    let (prefix, amount) = changed.rsplit_once(',').unwrap();
+    let amount: i64 = amount.parse().unwrap();
+    std::fs::write(project.events(), text.replace(changed, &format!("{prefix},{}", amount + 100))).unwrap();
+    let hour = format!("{}:00", &changed[..13]);
+    project.ok(&["materialize", "events", "-p", &hour]);
+    for kind in ["order", "refund", "subscription"] {
+        let why = project.ok(&["why", "kind_daily", "-p", &format!("day=2025-12-03|kind={kind}")]);
+        assert!(why.starts_with(&format!("kind_daily day=2025-12-03|kind={kind}: stale: 1 input changed")), "{why}");
+        assert!(why.contains(&format!("events {hour}")), "root cause is the hour: {why}");
+    }
+    let why = project.json(&["why", "kind_daily", "-p", "day=2025-12-02|kind=order", "--json"]);
+    assert_eq!(why["partition"]["status"], "materialized", "another day is current: {why}");
+
+    // Bad keys say what is valid, exit 2, and record nothing.
+    for (key, says) in [
+        ("day=2025-12-01|kind=gift", "in dimension kind: unknown partition \"gift\""),
+        ("day=2025-12-01", "day=KEY|kind=KEY (every dimension once"),
+        ("day=2025-12-09|kind=order", "in dimension day: partition \"2025-12-09\" is out of range"),
+        ("day=2025-12-01|kind=order|region=eu", "\"region\" is not one of them"),
+    ] {
+        let (code, stdout, stderr) = project.run(&["materialize", "kind_daily", "-p", key]);
+        assert_eq!(code, 2, "{key}: {stdout}{stderr}");
+        assert!(stderr.contains(says), "{key}: {stderr}");
+    }
+    let (code, _, stderr) =
+        project.run(&["backfill", "kind_daily", "--from", "2025-12-01", "--to", "2025-12-02", "--dim", "kind"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is not NAME=KEY"), "{stderr}");
+
+    // Other tools read the whole asset at once, with day and kind as columns from the paths.
+    let Ok(python) = std::env::var("ROBO_ASSETS_TEST_PYTHON") else {
+        assert!(std::env::var("CI").is_err(), "CI must set ROBO_ASSETS_TEST_PYTHON to a python with pyarrow");
+        eprintln!("skipped the pyarrow read: set ROBO_ASSETS_TEST_PYTHON to a python with pyarrow");
+        return;
+    };
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys, pyarrow.dataset as ds\n\
+             t = ds.dataset(sys.argv[1], format='parquet', partitioning='hive').to_table()\n\
+             rows = t.filter(ds.field('kind') == 'order').num_rows\n\
+             print(t.num_rows, rows, sorted(set(t.column('day').to_pylist())), t.schema.field('amount_cents').type)",
+            project.dir.path().join("home/storage/kind_daily").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(project.events()).unwrap();
+    let all = text.lines().skip(1).filter(|l| days.iter().any(|d| l.starts_with(d))).count();
+    let orders =
+        text.lines().skip(1).filter(|l| days.iter().any(|d| l.starts_with(d)) && l.contains(",order,")).count();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("{all} {orders} ['2025-12-01', '2025-12-02', '2025-12-03'] int64")
+    );
+}
