@@ -88,9 +88,35 @@ pub enum PartitionsDef {
     Dynamic {
         /// The name the keys are stored under.
         name: String,
+        /// How a key as typed becomes canonical (`320193` → `0000320193`), if the set has a format.
+        key_format: Option<KeyFormat>,
     },
     /// The product of N dimensions, each a time window, a static set or a dynamic set.
     Multi(MultiPartitions),
+}
+
+/// Turns a dynamic key as typed into its canonical form, or says what a valid key is: the SEC's
+/// CIKs are 10 digits, zero-padded, so `320193` becomes `0000320193`. Definitions with the same
+/// name are equal whatever their formats (a set has one format, given by its definition).
+#[derive(Clone, Copy)]
+pub struct KeyFormat(pub fn(&str) -> Result<String, String>);
+
+impl fmt::Debug for KeyFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyFormat")
+    }
+}
+
+impl PartialEq for KeyFormat {
+    fn eq(&self, _: &KeyFormat) -> bool {
+        true
+    }
+}
+
+impl Eq for KeyFormat {}
+
+impl std::hash::Hash for KeyFormat {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 /// What key listing needs besides the definition: the clock and the dynamic keys.
@@ -457,7 +483,7 @@ impl PartitionsDef {
 
     /// Keys stored in the lineage store under `name`.
     pub fn dynamic(name: &str) -> PartitionsDef {
-        PartitionsDef::Dynamic { name: name.to_owned() }
+        PartitionsDef::Dynamic { name: name.to_owned(), key_format: None }
     }
 
     /// The product of `dims`, each `(name, definition)`: `multi([("realm", dynamic("qbo_realms")),
@@ -482,7 +508,7 @@ impl PartitionsDef {
     /// dimensions').
     pub fn dynamic_names(&self) -> Vec<&str> {
         match self {
-            PartitionsDef::Dynamic { name } => vec![name.as_str()],
+            PartitionsDef::Dynamic { name, .. } => vec![name.as_str()],
             PartitionsDef::Multi(m) => m.dimensions().iter().flat_map(|d| d.def.dynamic_names()).collect(),
             _ => Vec::new(),
         }
@@ -494,6 +520,37 @@ impl PartitionsDef {
             PartitionsDef::TimeWindow(tw) => tw.parse_index(key).unwrap_or(0),
             PartitionsDef::Multi(m) => m.order_index(key),
             _ => 0,
+        }
+    }
+
+    /// Gives a dynamic definition a key format: keys are normalized by `format` when added and
+    /// when given on the command line, and refused with its message when it refuses them.
+    ///
+    /// # Panics
+    /// If the definition is not dynamic.
+    pub fn key_format(self, format: fn(&str) -> Result<String, String>) -> PartitionsDef {
+        match self {
+            PartitionsDef::Dynamic { name, .. } => PartitionsDef::Dynamic { name, key_format: Some(KeyFormat(format)) },
+            other => panic!("key_format() applies to dynamic partitions, not {}", other.describe()),
+        }
+    }
+
+    /// A dynamic key in canonical form: as given, or as its definition's key format makes it.
+    pub fn normalize_key(&self, key: &str) -> Result<String, PartitionKeyError> {
+        match self {
+            PartitionsDef::Dynamic { key_format: Some(KeyFormat(format)), .. } => format(key).map_err(|expected| {
+                PartitionKeyError::Malformed { key: key.to_owned(), def: self.describe(), expected }
+            }),
+            _ => Ok(key.to_owned()),
+        }
+    }
+
+    /// The dynamic definition called `name`: this one, or one of its dimensions.
+    pub fn dynamic_def(&self, name: &str) -> Option<&PartitionsDef> {
+        match self {
+            PartitionsDef::Dynamic { name: n, .. } if n == name => Some(self),
+            PartitionsDef::Multi(m) => m.dimensions().iter().find_map(|d| d.def.dynamic_def(name)),
+            _ => None,
         }
     }
 
@@ -540,7 +597,7 @@ impl PartitionsDef {
         match self {
             PartitionsDef::TimeWindow(tw) => tw.describe(),
             PartitionsDef::Static(keys) => format!("static [{}]", keys.join(", ")),
-            PartitionsDef::Dynamic { name } => format!("dynamic {name}"),
+            PartitionsDef::Dynamic { name, .. } => format!("dynamic {name}"),
             PartitionsDef::Multi(m) => m.describe(),
         }
     }
@@ -553,7 +610,7 @@ impl PartitionsDef {
                 None => Vec::new(),
             },
             PartitionsDef::Static(keys) => keys.clone(),
-            PartitionsDef::Dynamic { name } => ctx.dynamic.get(name).cloned().unwrap_or_default(),
+            PartitionsDef::Dynamic { name, .. } => ctx.dynamic.get(name).cloned().unwrap_or_default(),
             PartitionsDef::Multi(m) => m.keys(ctx),
         }
     }
@@ -563,7 +620,7 @@ impl PartitionsDef {
         match self {
             PartitionsDef::TimeWindow(tw) => tw.last_index(ctx.now).map_or(0, |l| l as usize + 1),
             PartitionsDef::Static(keys) => keys.len(),
-            PartitionsDef::Dynamic { name } => ctx.dynamic.get(name).map_or(0, Vec::len),
+            PartitionsDef::Dynamic { name, .. } => ctx.dynamic.get(name).map_or(0, Vec::len),
             PartitionsDef::Multi(m) => m.len(ctx),
         }
     }
@@ -579,6 +636,8 @@ impl PartitionsDef {
             PartitionsDef::TimeWindow(tw) => tw.resolve(key, ctx.now).map(|i| tw.key(i)),
             PartitionsDef::Multi(m) => m.resolve(key, ctx),
             PartitionsDef::Static(_) | PartitionsDef::Dynamic { .. } => {
+                let normalized = self.normalize_key(key)?;
+                let key = normalized.as_str();
                 let keys = self.keys(ctx);
                 if keys.iter().any(|k| k == key) {
                     Ok(key.to_owned())

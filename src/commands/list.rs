@@ -73,7 +73,7 @@ fn partitions_def_json(p: &engine::PartitionsDef) -> serde_json::Value {
             json!({ "kind": tw.cadence(), "start": tw.key(0), "timezone": tw.timezone().name() })
         }
         engine::PartitionsDef::Static(keys) => json!({ "kind": "static", "keys": keys }),
-        engine::PartitionsDef::Dynamic { name } => json!({ "kind": "dynamic", "name": name }),
+        engine::PartitionsDef::Dynamic { name, .. } => json!({ "kind": "dynamic", "name": name }),
         engine::PartitionsDef::Multi(m) => json!({
             "kind": "multi",
             "dimensions": m.dimensions().iter().map(|d| {

@@ -77,7 +77,20 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
                     let why = check_key(bad).expect_err("found above");
                     return Err(user_error(format!("{} is not a partition key: {why}", clip(bad))));
                 }
-                let added = app.store.add_dynamic_partitions(name, keys, app.clock.now()).await?;
+                // The set's key format, if its definition has one (CIKs are padded to 10 digits).
+                let def = app
+                    .defs
+                    .graph()
+                    .assets()
+                    .iter()
+                    .filter_map(|a| a.partitions.as_ref())
+                    .find_map(|p| p.dynamic_def(name))
+                    .expect("declared above");
+                let keys = keys
+                    .iter()
+                    .map(|k| def.normalize_key(k).map_err(|e| user_error(format!("{name}: {e}"))))
+                    .collect::<anyhow::Result<Vec<String>>>()?;
+                let added = app.store.add_dynamic_partitions(name, &keys, app.clock.now()).await?;
                 println!("{name}: {added} key{} added", if added == 1 { "" } else { "s" });
             } else if args.json {
                 let keys = app.store.dynamic_partitions(name).await?;

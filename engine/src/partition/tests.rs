@@ -183,3 +183,28 @@ fn ranges_are_compressed_for_display() {
         ["2025-12-15T00:00", "2025-12-15T01:00", "2025-12-15T02:00", "2025-12-15T05:00"].map(String::from).to_vec();
     assert_eq!(compress_ranges(Some(&hourly), &keys), ["2025-12-15T00:00..2025-12-15T02:00 (3)", "2025-12-15T05:00"]);
 }
+
+#[test]
+fn a_dynamic_key_format_normalizes_what_is_typed() {
+    fn cik(key: &str) -> Result<String, String> {
+        if (1..=10).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(format!("{key:0>10}"))
+        } else {
+            Err("1 to 10 digits (a CIK)".to_owned())
+        }
+    }
+    let def = PartitionsDef::dynamic("sec_ciks").key_format(cik);
+    let mut ctx = ctx();
+    ctx.dynamic.insert("sec_ciks".into(), vec!["0000320193".into()]);
+    assert_eq!(def.normalize_key("320193").unwrap(), "0000320193");
+    assert_eq!(def.resolve("320193", &ctx).unwrap(), "0000320193");
+    let err = def.resolve("AAPL", &ctx).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "malformed partition key \"AAPL\" for dynamic sec_ciks partitions: expected 1 to 10 digits (a CIK)"
+    );
+    // In a dimension too.
+    let multi = PartitionsDef::multi([("cik", def.clone()), ("month", PartitionsDef::monthly("2025-01-01"))]);
+    assert_eq!(multi.resolve("cik=320193|month=2025-03", &ctx).unwrap(), "cik=0000320193|month=2025-03");
+    assert_eq!(multi.dynamic_def("sec_ciks"), Some(&def));
+}
