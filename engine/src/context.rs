@@ -163,6 +163,7 @@ pub struct AssetContext {
     pub cancel: CancellationToken,
     pub(crate) io: Arc<dyn IoManager>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) store: Arc<dyn lineage::LineageStore>,
 }
 
 impl std::fmt::Debug for AssetContext {
@@ -183,6 +184,24 @@ impl AssetContext {
         self.partition_key
             .split(crate::partition::multi::DIMENSION_SEPARATOR)
             .find_map(|part| part.split_once('=').and_then(|(n, v)| (n == name).then_some(v)))
+    }
+
+    /// This partition's current materialization, with its metadata: where an incremental
+    /// asset left off (Plaid's sync cursor is metadata of the materialization that wrote the
+    /// changes up to it, so both are recorded in one transaction, and a failed or killed attempt
+    /// leaves the previous one current). `None` before the first and after a wipe. One read,
+    /// only when asked.
+    pub async fn previous(&self) -> Result<Option<lineage::MaterializationRecord>, AssetError> {
+        let state = self
+            .store
+            .partition_states_of(&[(self.key.to_string(), self.partition_key.clone())])
+            .await?
+            .pop()
+            .flatten();
+        match state.and_then(|s| s.current_materialization_id) {
+            Some(id) => Ok(self.store.materialization(id).await?),
+            None => Ok(None),
+        }
     }
 
     /// Loads every partition of `upstream` this step reads, in partition order.

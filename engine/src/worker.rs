@@ -439,6 +439,7 @@ async fn try_execute(
         cancel: token.clone(),
         io: exec.io.clone(),
         clock: exec.clock.clone(),
+        store: exec.store.clone(),
     };
     let work = async {
         let output = (def.compute)(context).await.map_err(|e| e.to_string())?;

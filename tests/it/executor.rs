@@ -381,3 +381,39 @@ async fn a_worker_that_hangs_past_its_lease_loses_the_step_to_another_worker_and
     assert_eq!(h.count("SELECT attempt FROM materializations").await, 2, "by the second attempt");
     assert_eq!(h.store.run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
 }
+
+/// An incremental asset reads where its previous materialization left off (a cursor in its
+/// metadata); a failed attempt records nothing, so the next one starts from the same cursor.
+#[tokio::test]
+async fn an_incremental_asset_reads_its_previous_materialization_and_a_failure_keeps_it() {
+    let fail_next = Arc::new(AtomicU32::new(0));
+    let fail = fail_next.clone();
+    let h = harness(vec![asset("feed").compute(move |ctx| {
+        let fail = fail.clone();
+        async move {
+            let cursor = match ctx.previous().await? {
+                Some(m) => m.metadata["cursor"].as_i64().ok_or("the previous materialization has a cursor")?,
+                None => 0,
+            };
+            if fail.swap(0, Ordering::SeqCst) == 1 {
+                return Err(format!("failed after reading cursor {cursor}").into());
+            }
+            Ok(table(&ctx).with_metadata("read_from", cursor).with_metadata("cursor", cursor + 10))
+        }
+    })])
+    .await;
+    let plan = h.plan("feed", PartitionSpec::None);
+    let metadata = |h: &Harness| {
+        let h = h.store.clone();
+        async move { h.history("feed", Some(""), None, 1).await.unwrap().remove(0).metadata }
+    };
+    assert_eq!(h.run(&plan, 1, CancellationToken::new()).await.status, RunStatus::Succeeded);
+    assert_eq!(metadata(&h).await, serde_json::json!({"read_from": 0, "cursor": 10}));
+    assert_eq!(h.run(&plan, 1, CancellationToken::new()).await.status, RunStatus::Succeeded);
+    assert_eq!(metadata(&h).await, serde_json::json!({"read_from": 10, "cursor": 20}));
+    fail_next.store(1, Ordering::SeqCst);
+    let failed = h.run(&plan, 1, CancellationToken::new()).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(h.run(&plan, 1, CancellationToken::new()).await.status, RunStatus::Succeeded);
+    assert_eq!(metadata(&h).await, serde_json::json!({"read_from": 20, "cursor": 30}), "the failure moved nothing");
+}
