@@ -76,6 +76,12 @@ impl App {
         })
     }
 
+    /// Runs one of the project's own commands.
+    pub async fn run_project_command(&self, name: &str, matches: clap::ArgMatches) -> anyhow::Result<()> {
+        let (_, run) = self.deployment.commands.iter().find(|(n, _)| n == name).expect("parsed as a project command");
+        run(self.setup().await, matches).await
+    }
+
     /// Seeds the project's demo data (`demo seed`).
     pub async fn seed_demo(&self) -> anyhow::Result<String> {
         let seed = self.deployment.demo.as_ref().ok_or_else(|| user_error("this project defines no demo data"))?;

@@ -37,6 +37,7 @@ pub use project::{OBJECT_STORE, Project, Setup};
 pub use arrow_array;
 pub use arrow_schema;
 pub use chrono;
+pub use clap;
 pub use engine;
 pub use engine::automation::{
     Automation, AutomationError, Condition, SensorRequest, SensorResult, on_cron, schedule, sensor,

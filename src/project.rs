@@ -47,6 +47,10 @@ pub(crate) struct Binding {
 /// Seeds a project's demo data (`demo seed`); returns what it did, for people.
 pub(crate) type Seeder = Box<dyn Fn(Setup) -> BoxFuture<anyhow::Result<String>> + Send + Sync>;
 
+/// Runs a project's own command (`qbo connect REALM …`) with what resource factories get and
+/// the command's parsed arguments.
+pub(crate) type CommandRunner = Box<dyn Fn(Setup, clap::ArgMatches) -> BoxFuture<anyhow::Result<()>> + Send + Sync>;
+
 /// A deployment: its asset definitions, schedules and sensors, and the resources its assets ask
 /// for by key. [`Project::main`] validates it and runs the whole `robo-assets` command line on
 /// it.
@@ -63,6 +67,7 @@ pub struct Project {
     bindings: Vec<Binding>,
     checks: Vec<Box<dyn FnOnce() -> anyhow::Result<()>>>,
     demo: Option<Seeder>,
+    commands: Vec<(clap::Command, CommandRunner)>,
 }
 
 /// A project, validated: what every command runs on.
@@ -71,6 +76,7 @@ pub(crate) struct Deployment {
     pub(crate) automation: Automation,
     pub(crate) bindings: Vec<Binding>,
     pub(crate) demo: Option<Seeder>,
+    pub(crate) commands: Vec<(String, CommandRunner)>,
 }
 
 impl Project {
@@ -83,6 +89,7 @@ impl Project {
             bindings: Vec::new(),
             checks: Vec::new(),
             demo: None,
+            commands: Vec::new(),
         }
     }
 
@@ -144,15 +151,52 @@ impl Project {
         self
     }
 
+    /// A command of the project's own beside the built-in ones (`robo-assets qbo connect
+    /// REALM --refresh-token …`): `command` is its clap definition (its name must not be a
+    /// built-in command's), `run` gets what resource factories get and the parsed arguments. A
+    /// [`user_error`] exits with code 2, like the built-in commands' bad input.
+    ///
+    /// # Panics
+    /// If the name is a built-in command's: commands are code, and the first run shows it.
+    pub fn command<F, Fut>(mut self, command: clap::Command, run: F) -> Project
+    where
+        F: Fn(Setup, clap::ArgMatches) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let name = command.get_name().to_owned();
+        assert!(
+            Cli::command().find_subcommand(&name).is_none(),
+            "project command {name:?} has the name of a built-in command"
+        );
+        self.commands.push((command, Box::new(move |setup, matches| Box::pin(run(setup, matches)))));
+        self
+    }
+
     /// Parses the command line, validates the project and runs the command; returns the exit
     /// code (0 success, 1 a run failed, 2 bad input or definitions, 130 canceled).
     pub fn main(self) -> ExitCode {
         exit_quietly_on_broken_pipe();
-        let matches = Cli::command().name(self.name).bin_name(self.name).get_matches();
-        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-        init_tracing(cli.log_format);
+        let mut command = Cli::command().name(self.name).bin_name(self.name);
+        for (c, _) in &self.commands {
+            command = command.subcommand(c.clone());
+        }
+        let matches = command.get_matches();
         let json = wants_json(&matches);
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+        if let Some((name, sub)) = matches.subcommand()
+            && self.commands.iter().any(|(c, _)| c.get_name() == name)
+        {
+            let format = matches.get_one::<LogFormat>("log_format").copied().unwrap_or(LogFormat::Text);
+            init_tracing(format);
+            let (name, sub) = (name.to_owned(), sub.clone());
+            return exit_code(
+                runtime
+                    .block_on(async move { crate::commands::run_project_command(&name, sub, self.validate()?).await }),
+                json,
+            );
+        }
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        init_tracing(cli.log_format);
         exit_code(runtime.block_on(async move { crate::commands::run(cli, self.validate()?).await }), json)
     }
 
@@ -180,7 +224,8 @@ impl Project {
         for check in self.checks {
             check()?;
         }
-        Ok(Deployment { defs, automation, bindings: self.bindings, demo: self.demo })
+        let commands = self.commands.into_iter().map(|(c, run)| (c.get_name().to_owned(), run)).collect();
+        Ok(Deployment { defs, automation, bindings: self.bindings, demo: self.demo, commands })
     }
 }
 

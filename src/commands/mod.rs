@@ -25,6 +25,17 @@ use crate::config::Config;
 use crate::{ExitStatus, user_error};
 
 /// Runs the command `cli` names on a validated project.
+/// Runs one of the project's own commands ([`crate::Project::command`]).
+pub(crate) async fn run_project_command(
+    name: &str,
+    matches: clap::ArgMatches,
+    deployment: crate::project::Deployment,
+) -> anyhow::Result<ExitStatus> {
+    let app = App::open(Config::from_env()?, deployment).await?;
+    app.run_project_command(name, matches).await?;
+    Ok(ExitStatus::Success)
+}
+
 pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> anyhow::Result<ExitStatus> {
     let app = App::open(Config::from_env()?, deployment).await?;
     match cli.command {

@@ -17,7 +17,7 @@ use robo_assets::arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use robo_assets::arrow_array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use robo_assets::arrow_schema::{DataType, Field, Schema, TimeUnit};
 use robo_assets::chrono::{DateTime, Utc};
-use robo_assets::{AssetContext, AssetDef, AssetError, Output, PartitionsDef, Project, asset};
+use robo_assets::{AssetContext, AssetDef, AssetError, Output, PartitionsDef, Project, asset, clap};
 
 /// The resource key of the tax rates.
 const TAX_RATES: &str = "tax_rates";
@@ -211,5 +211,21 @@ fn main() -> ExitCode {
     Project::new("custom-assets")
         .assets([events(), daily_revenue(), kind_daily(), kind_totals()])
         .resource(TAX_RATES, Arc::new(TaxRates::standard()))
+        // A command of the project's own, beside the built-in ones.
+        .command(
+            clap::Command::new("tax-rate")
+                .about("Print the tax rate of an event kind")
+                .arg(clap::Arg::new("kind").required(true).help("order, refund or subscription")),
+            |_setup, args| async move {
+                let kind = args.get_one::<String>("kind").expect("required");
+                let rates = TaxRates::standard();
+                let bps = rates.basis_points.get(kind.as_str()).ok_or_else(|| {
+                    let known: Vec<&str> = rates.basis_points.keys().copied().collect();
+                    robo_assets::user_error(format!("no tax rate for {kind:?}; kinds: {}", known.join(", ")))
+                })?;
+                println!("{kind}: {}.{:02} %", bps / 100, bps % 100);
+                Ok(())
+            },
+        )
         .main()
 }

@@ -260,3 +260,13 @@ fn two_dimensional_partitions_work_through_the_whole_cli() {
         format!("{all} {orders} ['2025-12-01', '2025-12-02', '2025-12-03'] int64")
     );
 }
+
+#[test]
+fn a_command_of_the_project_s_own_runs_beside_the_built_in_ones() {
+    let project = Project::new();
+    assert_eq!(project.ok(&["tax-rate", "order"]), "order: 20.00 %\n");
+    assert!(project.ok(&["--help"]).contains("tax-rate"), "listed in --help");
+    let (code, _, stderr) = project.run(&["tax-rate", "gift"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no tax rate for \"gift\"; kinds: order, refund, subscription"), "{stderr}");
+}
