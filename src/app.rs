@@ -55,7 +55,7 @@ impl App {
             Some(s3) => Arc::new(S3ObjectStore::connect(s3).await),
             None => Arc::new(LocalObjectStore::new(&self.config.storage_dir)),
         };
-        Setup { home: self.config.home.clone(), clock: self.clock.clone(), objects }
+        Setup { home: self.config.home.clone(), clock: self.clock.clone(), objects, store: self.store.clone() }
     }
 
     /// Builds every resource the project binds and an executor around them.

@@ -38,6 +38,7 @@ pub use arrow_array;
 pub use arrow_schema;
 pub use chrono;
 pub use clap;
+pub use lineage;
 pub use engine;
 pub use engine::automation::{
     Automation, AutomationError, Condition, SensorRequest, SensorResult, on_cron, schedule, sensor,

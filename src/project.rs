@@ -31,6 +31,8 @@ pub struct Setup {
     pub clock: Arc<dyn Clock>,
     /// Where outputs go; also bound as [`OBJECT_STORE`].
     pub objects: Arc<dyn ObjectStore>,
+    /// The lineage store (a project command adds dynamic partitions through it, say).
+    pub store: Arc<dyn lineage::LineageStore>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

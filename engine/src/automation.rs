@@ -60,6 +60,9 @@ pub struct ScheduleDef {
     pub tz: Tz,
     /// What it requests (the selection syntax).
     pub selection: String,
+    /// How many of the latest time windows each tick requests (1: the one that just closed; 2:
+    /// that one and the one before it again, for late adjustments).
+    pub windows: usize,
     parsed: croner::Cron,
 }
 
@@ -78,10 +81,25 @@ pub fn schedule(name: &str, cron: &str, tz: &str, selection: &str) -> Result<Sch
         .parse(cron)
         .map_err(|e| AutomationError::Cron { name: name.to_owned(), cron: cron.to_owned(), detail: e.to_string() })?;
     let tz: Tz = tz.parse().map_err(|_| AutomationError::TimeZone { name: name.to_owned(), tz: tz.to_owned() })?;
-    Ok(ScheduleDef { name: name.to_owned(), cron: cron.to_owned(), tz, selection: selection.to_owned(), parsed })
+    Ok(ScheduleDef {
+        name: name.to_owned(),
+        cron: cron.to_owned(),
+        tz,
+        selection: selection.to_owned(),
+        windows: 1,
+        parsed,
+    })
 }
 
 impl ScheduleDef {
+    /// Requests the latest `n` time windows on each tick instead of the latest one (a monthly
+    /// close that also re-reads the month before, which may have been adjusted since). On
+    /// multi-dimensional assets, those windows for every key of the other dimensions.
+    pub fn windows(mut self, n: usize) -> ScheduleDef {
+        self.windows = n.max(1);
+        self
+    }
+
     /// Tick times in `(after, until]`, in order, at most `limit`.
     pub fn ticks_between(&self, after: DateTime<Utc>, until: DateTime<Utc>, limit: usize) -> Vec<DateTime<Utc>> {
         let mut out = Vec::new();
@@ -254,14 +272,16 @@ pub async fn schedule_tick(
         Err(e) => return Ok((base(TickStatus::Failed, e.to_string()), Vec::new())),
     };
     let ctx = exec.partitions_context_at(None, tick).await?;
-    // Each selected asset's latest partition that exists at the tick.
+    // Each selected asset's latest partitions that exist at the tick (the latest window, or
+    // `windows` of them, for every key of a multi-dimensional asset's other dimensions).
     let mut targets: Vec<(AssetId, Vec<String>)> = Vec::new();
     for &id in &selected {
         match &graph.asset(id).partitions {
             None => targets.push((id, vec![String::new()])),
             Some(p) => {
-                if let Some(last) = p.keys(&ctx).pop() {
-                    targets.push((id, vec![last]));
+                let latest = p.latest(&ctx, sched.windows);
+                if !latest.is_empty() {
+                    targets.push((id, latest));
                 }
             }
         }

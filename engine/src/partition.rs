@@ -615,6 +615,34 @@ impl PartitionsDef {
         }
     }
 
+    /// The partitions of the latest `windows` time windows that exist in `ctx` (oldest first):
+    /// for a multi-dimensional definition, those windows of its time dimension for every key of
+    /// the others; for a definition without time, its last key. What a schedule tick requests.
+    pub fn latest(&self, ctx: &PartitionsContext, windows: usize) -> Vec<String> {
+        let last_windows = |tw: &TimeWindowPartitions| -> Vec<String> {
+            match tw.last_index(ctx.now) {
+                Some(last) => ((last + 1 - windows.max(1) as i64).max(0)..=last).map(|i| tw.key(i)).collect(),
+                None => Vec::new(),
+            }
+        };
+        match self {
+            PartitionsDef::TimeWindow(tw) => last_windows(tw),
+            PartitionsDef::Multi(m) => match m.time_dimension() {
+                Some((t, tw)) => {
+                    let per_dim: Vec<Vec<String>> = m
+                        .dimensions()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, d)| if i == t { last_windows(tw) } else { d.def.keys(ctx) })
+                        .collect();
+                    m.product(&per_dim)
+                }
+                None => self.keys(ctx).pop().into_iter().collect(),
+            },
+            _ => self.keys(ctx).pop().into_iter().collect(),
+        }
+    }
+
     /// How many partitions exist in `ctx`.
     pub fn len(&self, ctx: &PartitionsContext) -> usize {
         match self {

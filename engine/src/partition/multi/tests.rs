@@ -203,3 +203,26 @@ fn inferred_mappings_pair_dimensions_as_dagster_does() {
     let err = bad.validate(Some(&realm_month), Some(&realm_month)).unwrap_err().to_string();
     assert!(err.contains("has no dimension \"region\"; its dimensions: \"month\", \"realm\""), "{err}");
 }
+
+#[test]
+fn a_schedule_takes_the_latest_windows_for_every_other_key() {
+    let ctx = ctx(); // 2026-01-01: December 2025 is the last closed month
+    let realm_month = PartitionsDef::multi([
+        ("realm", PartitionsDef::dynamic("qbo_realms")),
+        ("month", PartitionsDef::monthly("2025-01-01")),
+    ]);
+    assert_eq!(
+        realm_month.latest(&ctx, 2),
+        [
+            "month=2025-11|realm=123",
+            "month=2025-11|realm=456",
+            "month=2025-11|realm=9130",
+            "month=2025-12|realm=123",
+            "month=2025-12|realm=456",
+            "month=2025-12|realm=9130"
+        ]
+    );
+    assert_eq!(PartitionsDef::monthly("2025-01-01").latest(&ctx, 1), ["2025-12"]);
+    assert_eq!(PartitionsDef::monthly("2025-12-01").latest(&ctx, 3), ["2025-12"], "no window before the first");
+    assert_eq!(PartitionsDef::dynamic("qbo_realms").latest(&ctx, 2), ["9130"]);
+}
