@@ -68,6 +68,12 @@ impl fmt::Display for AssetKey {
 /// The error an asset's compute function returns: anything, boxed.
 pub type AssetError = Box<dyn std::error::Error + Send + Sync>;
 
+/// An error that retrying cannot fix (a revoked credential, say): the step fails at once,
+/// whatever its retry policy. Return it boxed as the [`AssetError`]; anything else is retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotRetryable(pub String);
+
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 

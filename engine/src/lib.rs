@@ -24,8 +24,8 @@ pub mod worker;
 
 pub use context::{AssetContext, Clock, FixedClock, Inputs, ResourceError, Resources, SystemClock};
 pub use definition::{
-    AssetBuilder, AssetDef, AssetDep, AssetError, AssetKey, CheckResult, Definitions, FreshnessPolicy, Output,
-    Severity, asset,
+    AssetBuilder, AssetDef, AssetDep, AssetError, AssetKey, CheckResult, Definitions, FreshnessPolicy, NotRetryable,
+    Output, Severity, asset,
 };
 pub use exec::{ExecEvent, Executor, NoObserver, Observer, RunConfig, RunOutcome, StepOutcome, StepStatus};
 pub use graph::{AssetGraph, AssetId, DefinitionsError, LookupError};

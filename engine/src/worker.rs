@@ -442,7 +442,8 @@ async fn try_execute(
         store: exec.store.clone(),
     };
     let work = async {
-        let output = (def.compute)(context).await.map_err(|e| e.to_string())?;
+        let output =
+            (def.compute)(context).await.map_err(|e| (e.to_string(), !e.is::<crate::definition::NotRetryable>()))?;
         // Data that fails an error check is never written: the previous output stays in place.
         let blocked = output.checks.iter().any(|c| !c.passed && c.severity == crate::Severity::Error);
         let stored = match output.table.as_ref().filter(|_| !blocked) {
@@ -450,11 +451,11 @@ async fn try_execute(
                 exec.io
                     .store(&def.key, &claim.partition_key, table)
                     .await
-                    .map_err(|e| format!("storing output: {e}"))?,
+                    .map_err(|e| (format!("storing output: {e}"), true))?,
             ),
             None => None,
         };
-        Ok::<_, String>((output, stored))
+        Ok::<_, (String, bool)>((output, stored))
     };
     let res = tokio::select! {
         biased;
@@ -464,7 +465,7 @@ async fn try_execute(
     let (output, stored) = match res {
         Ok(ok) => ok,
         Err(_) if token.is_cancelled() => return Ok(Finished::Canceled),
-        Err(error) => return Ok(Finished::Failed { error, retryable: true, checks: Vec::new() }),
+        Err((error, retryable)) => return Ok(Finished::Failed { error, retryable, checks: Vec::new() }),
     };
     // Verdicts are recorded with the attempt's outcome, in its transaction: a worker that lost
     // its lease records none.

@@ -417,3 +417,30 @@ async fn an_incremental_asset_reads_its_previous_materialization_and_a_failure_k
     assert_eq!(h.run(&plan, 1, CancellationToken::new()).await.status, RunStatus::Succeeded);
     assert_eq!(metadata(&h).await, serde_json::json!({"read_from": 20, "cursor": 30}), "the failure moved nothing");
 }
+
+/// An error retrying cannot fix fails the step at its first attempt, whatever the retry policy.
+#[tokio::test]
+async fn a_not_retryable_error_fails_at_once() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let h = harness(vec![asset("revoked").retry(RetryPolicy::exponential(3, Duration::from_millis(1))).compute(
+        move |_ctx| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Err::<Output, AssetError>(Box::new(engine::NotRetryable("the token was revoked: reconnect".into())))
+            }
+        },
+    )])
+    .await;
+    let outcome = h.run(&h.plan("revoked", PartitionSpec::None), 1, CancellationToken::new()).await;
+    assert_eq!(outcome.status, RunStatus::Failed);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one attempt");
+    match &outcome.steps[0].status {
+        StepStatus::Failed { error, attempts } => {
+            assert_eq!(*attempts, 1);
+            assert!(error.contains("reconnect"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
