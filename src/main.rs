@@ -14,5 +14,7 @@ fn main() -> std::process::ExitCode {
         .resource_with(assets::GRAPH_STORAGE, robosystems::graph_storage)
         .resource_with(assets::REPORTS, |setup| async move { Ok::<_, anyhow::Error>(Arc::clone(&setup.objects)) })
         .demo(robosystems::seed_demo)
+        .resource_with(assets::quickbooks::QBO, robosystems::quickbooks::source)
+        .command(robosystems::quickbooks::command(), robosystems::quickbooks::run)
         .main()
 }

@@ -12,6 +12,8 @@ use anyhow::Context as _;
 use resources::{AppDb, DevGraphStorage, GraphApiClient, GraphStorage, PgAppDb, SqliteAppDb};
 use robo_assets::{Setup, user_error};
 
+pub mod quickbooks;
+
 /// Where the app database is.
 enum AppDbLocation {
     /// A SQLite file (the embedded default, seeded with labeled demo data on first use).
@@ -76,6 +78,7 @@ pub fn check_config() -> anyhow::Result<()> {
     app_db_location(std::path::Path::new("."))?;
     graph_api()?;
     dev_graphs(std::path::Path::new("."))?;
+    quickbooks::check()?;
     Ok(())
 }
 

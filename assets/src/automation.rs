@@ -8,6 +8,7 @@
 //! | `usage_report_monthly` | `0 6 2 * *` | the month that ended |
 //! | `api_key_cleanup_hourly` | `0 * * * *` | the hour that just ended |
 //! | `credit_health_weekly` | `0 3 * * 1` | the week (Monday–Sunday) that ended |
+//! | `qbo_monthly_close` | `0 6 3 * *` | every realm's QuickBooks reports of the month that ended and the month before (adjustments) |
 //!
 //! `pending_subscription_sensor` adds a `subscriptions` partition and requests
 //! `graph_provisioning` for every subscription in `provisioning`.
@@ -30,6 +31,7 @@ pub fn automation() -> Result<Automation, engine::automation::AutomationError> {
         schedule("usage_report_monthly", "0 6 2 * *", "UTC", "usage_report")?,
         schedule("api_key_cleanup_hourly", "0 * * * *", "UTC", "api_key_cleanup")?,
         schedule("credit_health_weekly", "0 3 * * 1", "UTC", "credit_health")?,
+        schedule("qbo_monthly_close", "0 6 3 * *", "UTC", "group:quickbooks")?.windows(2),
     ];
     let pending =
         sensor("pending_subscription_sensor", Duration::from_secs(30), Duration::from_secs(20), |ctx| async move {

@@ -9,6 +9,7 @@ pub mod billing;
 mod credit_allocation;
 mod credit_health;
 pub mod graph_provisioning;
+pub mod quickbooks;
 mod storage_bill;
 mod usage_report;
 mod usage_snapshot;
@@ -40,6 +41,8 @@ pub fn assets() -> Vec<AssetDef> {
         api_key_cleanup::definition(),
         credit_health::definition(),
         graph_provisioning::definition(),
+        quickbooks::profit_and_loss(),
+        quickbooks::balance_sheet(),
     ]
 }
 

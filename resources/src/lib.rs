@@ -6,6 +6,8 @@
 //! * [`appdb`]: the RoboSystems application database (tenants, plans, the credits ledger).
 //! * [`graph_storage`]: how big each graph is (a labeled dev source in embedded mode).
 //! * [`graph_api`]: the Graph API over HTTP: storage per graph, graph creation.
+//! * [`qbo`]: QuickBooks Online reports (OAuth with rotating refresh tokens) and their rows.
+//! * [`secret`]: credentials that never print.
 //!
 //! Only this crate knows parquet, the object stores and the app database's SQL. It knows nothing
 //! of plans, runs or the lineage store.
@@ -15,11 +17,15 @@ pub mod graph_api;
 pub mod graph_storage;
 pub mod object_store;
 pub mod parquet_io;
+pub mod qbo;
 pub mod s3;
+pub mod secret;
 
 pub use appdb::{AppDb, PgAppDb, SqliteAppDb};
 pub use graph_api::{GraphApiClient, GraphApiConfig, GraphApiError};
 pub use graph_storage::{DevGraphStorage, GraphStorage};
 pub use object_store::{LocalObjectStore, ObjectStore, ObjectStoreError};
 pub use parquet_io::ParquetIoManager;
+pub use qbo::{DevQbo, QboClient, QboConfig, QboSource, QboTokens};
 pub use s3::{S3Config, S3ObjectStore};
+pub use secret::Secret;

@@ -54,14 +54,29 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitStatus> {
         crate::commands::print_json(&value)?;
         return Ok(ExitStatus::Success);
     }
-    println!("{:<20} {:<10} {:<38} {:<20} CODE", "ASSET", "GROUP", "PARTITIONS", "DEPS");
-    for (def, deps, partitions) in &rows {
-        let parts = match partitions {
-            Some((d, from, n)) => format!("{d} {from} ({n})"),
-            None => "-".to_owned(),
-        };
-        let deps = if deps.is_empty() { "-".to_owned() } else { deps.join(", ") };
-        println!("{:<20} {:<10} {:<38} {:<20} {}", def.key.as_str(), def.group, parts, deps, def.code_version);
+    let lines: Vec<[String; 5]> = rows
+        .iter()
+        .map(|(def, deps, partitions)| {
+            let parts = match partitions {
+                Some((d, from, n)) if from.is_empty() => format!("{d} ({n})"),
+                Some((d, from, n)) => format!("{d} {from} ({n})"),
+                None => "-".to_owned(),
+            };
+            let deps = if deps.is_empty() { "-".to_owned() } else { deps.join(", ") };
+            [def.key.to_string(), def.group.clone(), parts, deps, def.code_version.clone()]
+        })
+        .collect();
+    // Columns as wide as their widest cell, so long names and multi-dimensional partitions align.
+    let header = ["ASSET", "GROUP", "PARTITIONS", "DEPS", "CODE"].map(str::to_owned);
+    let mut widths = [0usize; 5];
+    for line in std::iter::once(&header).chain(&lines) {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for line in std::iter::once(&header).chain(&lines) {
+        let cells: Vec<String> = line.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
     }
     Ok(ExitStatus::Success)
 }

@@ -245,7 +245,7 @@ pub(crate) fn check_key(key: &str) -> Result<(), String> {
 
 /// A value for an error message: quoted, and cut to 80 characters with its length said, so a
 /// 100 kB argument does not flood the terminal.
-pub(crate) fn clip(value: &str) -> String {
+pub fn clip(value: &str) -> String {
     const SHOWN: usize = 80;
     let n = value.chars().count();
     if n <= SHOWN {

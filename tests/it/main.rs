@@ -13,5 +13,6 @@ mod executor;
 mod graph_api;
 mod postgres;
 mod project;
+mod qbo;
 mod s3;
 mod web;

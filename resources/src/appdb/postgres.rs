@@ -8,11 +8,17 @@ use super::AppDbError;
 mod dialect {
     /// A connection (a transaction derefs to one).
     pub(super) type Conn = sqlx::PgConnection;
+    /// Locks the selected rows until the transaction ends (SQLite's write transaction already
+    /// holds the database's only write lock).
+    pub(super) const FOR_UPDATE: &str = " FOR UPDATE";
     /// The store the shared methods are implemented for.
     pub(super) type Store = super::PgAppDb;
 }
 
 // The shared SQL is compiled once per backend on purpose: each copy sees its own `dialect`.
+#[allow(clippy::duplicate_mod)]
+#[path = "qbo.rs"]
+mod qbo;
 #[allow(clippy::duplicate_mod)]
 #[path = "sql.rs"]
 mod sql;
