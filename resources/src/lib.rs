@@ -6,6 +6,7 @@
 //! * [`appdb`]: the RoboSystems application database (tenants, plans, the credits ledger).
 //! * [`graph_storage`]: how big each graph is (a labeled dev source in embedded mode).
 //! * [`graph_api`]: the Graph API over HTTP: storage per graph, graph creation.
+//! * [`plaid`]: Plaid `/transactions/sync` (live client and labeled dev source), access tokens per item.
 //!
 //! Only this crate knows parquet, the object stores and the app database's SQL. It knows nothing
 //! of plans, runs or the lineage store.
@@ -15,6 +16,7 @@ pub mod graph_api;
 pub mod graph_storage;
 pub mod object_store;
 pub mod parquet_io;
+pub mod plaid;
 pub mod s3;
 
 pub use appdb::{AppDb, PgAppDb, SqliteAppDb};
@@ -22,4 +24,5 @@ pub use graph_api::{GraphApiClient, GraphApiConfig, GraphApiError};
 pub use graph_storage::{DevGraphStorage, GraphStorage};
 pub use object_store::{LocalObjectStore, ObjectStore, ObjectStoreError};
 pub use parquet_io::ParquetIoManager;
+pub use plaid::{DevPlaid, PlaidClient, PlaidConfig, PlaidError, PlaidItems, PlaidSource};
 pub use s3::{S3Config, S3ObjectStore};
