@@ -14,5 +14,9 @@ fn main() -> std::process::ExitCode {
         .resource_with(assets::GRAPH_STORAGE, robosystems::graph_storage)
         .resource_with(assets::REPORTS, |setup| async move { Ok::<_, anyhow::Error>(Arc::clone(&setup.objects)) })
         .demo(robosystems::seed_demo)
+        // Plaid (issue 13 §4).
+        .check(robosystems::check_plaid)
+        .resource_with(assets::PLAID, robosystems::plaid)
+        .command(robosystems::plaid_command(), robosystems::plaid_run)
         .main()
 }
