@@ -4,7 +4,8 @@
 //! reproduces Plaid's faults on demand: `TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION` on a given
 //! request (after which every mid-pagination cursor handed out before is refused the same way,
 //! so only a restart from the pagination's first cursor gets through), 429
-//! `TRANSACTIONS_SYNC_LIMIT`, `ITEM_LOGIN_REQUIRED` for a flagged token, `next_cursor: ""` while
+//! `TRANSACTIONS_SYNC_LIMIT` (on given requests, or past N requests per window as Plaid's 50 per
+//! minute per item), `ITEM_LOGIN_REQUIRED` for a flagged token, `next_cursor: ""` while
 //! not ready, and holding a request open (for `kill -9` tests). Amounts are written as exact
 //! JSON number text (`1234.567`), never through `f64`.
 
@@ -69,6 +70,11 @@ pub struct FixtureState {
     pub mutation: Vec<FixtureEvent>,
     /// Requests (1-based) answered 429 `TRANSACTIONS_SYNC_LIMIT`.
     pub rate_limited: BTreeSet<usize>,
+    /// Plaid's per-item limit: at most this many requests per `rate_window` (50 per minute in
+    /// production); more are answered 429 `TRANSACTIONS_SYNC_LIMIT`.
+    pub rate_limit: Option<(usize, std::time::Duration)>,
+    /// When the requests within the window arrived.
+    recent: std::collections::VecDeque<std::time::Instant>,
     /// Requests (1-based) answered `next_cursor: ""` (not ready).
     pub not_ready: BTreeSet<usize>,
     /// The request (1-based) held open until [`PlaidFixture::release`].
@@ -272,7 +278,21 @@ async fn sync(State(f): State<Arc<PlaidFixture>>, body: String) -> (StatusCode, 
             "provided access token is in an invalid format",
         );
     }
-    if s.rate_limited.contains(&n) {
+    let now = std::time::Instant::now();
+    let over_limit = match s.rate_limit {
+        Some((limit, window)) => {
+            while s.recent.front().is_some_and(|t| now.duration_since(*t) >= window) {
+                s.recent.pop_front();
+            }
+            let over = s.recent.len() >= limit;
+            if !over {
+                s.recent.push_back(now);
+            }
+            over
+        }
+        None => false,
+    };
+    if s.rate_limited.contains(&n) || over_limit {
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMIT_EXCEEDED",

@@ -159,6 +159,19 @@ async fn a_429_is_retried_with_backoff_on_the_same_page() {
 }
 
 #[tokio::test]
+async fn past_the_per_item_limit_the_client_backs_off_until_the_window_passes() {
+    // Plaid allows 50 syncs a minute per item; here 2 per 100 ms, and 5 pages to read.
+    let (f, api) = fixture(2_500).await;
+    f.with(|s| s.rate_limit = Some((2, Duration::from_millis(100))));
+    let batch = api.sync("item-1", "").await.unwrap();
+    assert_eq!((batch.pages, batch.changes.len()), (5, 2_500));
+    let mut current = BTreeMap::new();
+    fold(&mut current, &batch.changes);
+    assert_eq!(current, truth(&f));
+    assert!(f.with(|s| s.requests) > 5, "some requests were answered 429 and asked again");
+}
+
+#[tokio::test]
 async fn item_login_required_fails_at_once_naming_the_item_and_saying_to_re_link() {
     let (f, api) = fixture(10).await;
     f.with(|s| {
