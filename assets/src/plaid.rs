@@ -9,13 +9,18 @@
 //!   nothing and the next starts from the old cursor. Each sync's changes are also kept in the
 //!   [`ChangeLog`] under a sequence number (`sync_seq`).
 //! - `plaid_transactions_current`: the current set per item, folded from the changes: its own
-//!   previous output, plus every sync it has not folded yet (read from the change log up to the
-//!   one `plaid_transactions` holds now, recognised by its data version), so running it after
-//!   several syncs misses none. Removed transactions are gone, modified ones replaced.
+//!   previous output, plus every sync it has not folded yet (the change log's, up to the one
+//!   `plaid_transactions` holds now), so running it after several syncs misses none. Removed
+//!   transactions are gone, modified ones replaced.
+//!
+//! Each sync's Parquet file says which sync it is in its schema metadata (`plaid.sync_seq`, and
+//! `plaid.generation`, the run that made the item's first sync), so two syncs with the same
+//! changes (two empty ones) are still two data versions, and the fold knows exactly which syncs
+//! it has not seen.
 //!
 //! `amount` is `decimal(28, 8)`, exact; positive = money out of the account (Plaid's sign).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -100,6 +105,7 @@ fn table<'a>(
     item: &str,
     changes: impl ExactSizeIterator<Item = &'a Change> + Clone,
     with_change: bool,
+    metadata: HashMap<String, String>,
 ) -> Result<RecordBatch, AssetError> {
     let n = changes.len();
     let text =
@@ -126,7 +132,24 @@ fn table<'a>(
         text(|c| c.category_primary.as_deref()),
         text(|c| c.category_detailed.as_deref()),
     ]);
-    Ok(RecordBatch::try_new(schema(with_change), columns)?)
+    let schema = Arc::new(schema(with_change).as_ref().clone().with_metadata(metadata));
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// Schema metadata keys of a sync's file: which sync of which generation it is.
+const SYNC_SEQ: &str = "plaid.sync_seq";
+const GENERATION: &str = "plaid.generation";
+
+/// (generation, sync number) of a `plaid_transactions` file.
+fn sync_of(batch: &RecordBatch) -> Result<(String, u64), AssetError> {
+    let metadata = batch.schema_ref().metadata();
+    let seq = metadata.get(SYNC_SEQ).and_then(|s| s.parse().ok());
+    match (metadata.get(GENERATION), seq) {
+        (Some(generation), Some(seq)) => Ok((generation.clone(), seq)),
+        _ => {
+            Err(format!("the file has no {SYNC_SEQ} and {GENERATION} schema metadata: it is not a Plaid sync's").into())
+        }
+    }
 }
 
 /// The rows of a `plaid_transactions` or `plaid_transactions_current` table, as changes (a
@@ -183,7 +206,7 @@ async fn sync(ctx: AssetContext) -> Result<Output, AssetError> {
     let objects: Arc<dyn ObjectStore> = ctx.resource(OBJECT_STORE)?;
     let item = ctx.partition_key.as_str();
     let previous = ctx.previous().await?;
-    let (cursor, seq) = match &previous {
+    let (cursor, seq, generation) = match &previous {
         Some(m) => {
             let source = m.metadata["source"].as_str().unwrap_or_default();
             if source != plaid.source() {
@@ -195,19 +218,27 @@ async fn sync(ctx: AssetContext) -> Result<Output, AssetError> {
                 )
                 .into());
             }
-            (m.metadata["cursor"].as_str().unwrap_or_default().to_owned(), m.metadata["sync_seq"].as_u64().unwrap_or(0))
+            (
+                m.metadata["cursor"].as_str().unwrap_or_default().to_owned(),
+                m.metadata["sync_seq"].as_u64().unwrap_or(0),
+                m.metadata["generation"].as_str().unwrap_or_default().to_owned(),
+            )
         }
-        None => (String::new(), 0),
+        // The first sync (or the first after a wipe) starts a generation of sync numbers.
+        None => (String::new(), 0, ctx.run_id.to_string()),
     };
     let batch = plaid.sync(item, &cursor).await?;
-    let table = table(item, batch.changes.iter(), true)?;
     let seq = seq + 1;
+    let file_metadata =
+        HashMap::from([(SYNC_SEQ.to_owned(), seq.to_string()), (GENERATION.to_owned(), generation.clone())]);
+    let table = table(item, batch.changes.iter(), true, file_metadata)?;
     // Kept before the materialization is recorded; a killed sync's file is replaced by the next.
     ChangeLog::new(objects).put(item, seq, &table).await?;
     let count = |kind| batch.changes.iter().filter(|c| c.kind == kind).count();
     Ok(Output::table(table)
         .with_metadata("cursor", batch.next_cursor)
         .with_metadata("sync_seq", seq)
+        .with_metadata("generation", generation)
         .with_metadata("added", count(ChangeKind::Added))
         .with_metadata("modified", count(ChangeKind::Modified))
         .with_metadata("removed", count(ChangeKind::Removed))
@@ -234,61 +265,47 @@ async fn fold(ctx: AssetContext) -> Result<Output, AssetError> {
     let plaid: Arc<dyn PlaidSource> = ctx.resource(PLAID)?;
     let log = ChangeLog::new(ctx.resource::<Arc<dyn ObjectStore>>(OBJECT_STORE)?);
     let item = ctx.partition_key.as_str();
-    let upstream = ctx
-        .inputs
-        .versions()
-        .find(|i| i.asset_key == "plaid_transactions")
-        .map(|i| i.data_version.clone())
-        .ok_or_else(|| {
-            format!("plaid item {item} has not been synced: materialize plaid_transactions -p {item} first")
-        })?;
-    // Build on the previous current set when there is one to trust.
+    // The latest sync (its bytes checked against the recorded version), and which one it is.
+    let (_, latest) = ctx.load("plaid_transactions").await?.pop().ok_or_else(|| {
+        format!("plaid item {item} has not been synced: materialize plaid_transactions -p {item} first")
+    })?;
+    let (generation, latest_seq) = sync_of(&latest)?;
+    // Build on the previous current set when it belongs to the same generation of syncs (a
+    // wiped and re-synced plaid_transactions starts a new one, from its whole history).
     let mut current = BTreeMap::new();
-    let (mut seq, mut folded) = (0u64, None);
+    let mut seq = 0;
     if let Some((previous, batch)) = ctx.load_previous().await?
-        && let Some(s) = previous.metadata["folded_seq"].as_u64()
+        && previous.metadata["generation"].as_str() == Some(generation.as_str())
+        && let Some(folded) = previous.metadata["folded_seq"].as_u64().filter(|f| *f <= latest_seq)
     {
         apply(&mut current, rows(&batch)?);
-        seq = s;
-        folded = previous.metadata["folded_version"].as_str().map(str::to_owned);
+        seq = folded;
     }
-    let mut syncs = 0u64;
-    if folded.as_deref() != Some(upstream.as_str()) {
-        let mut found = false;
-        for from_scratch in [false, true] {
-            if from_scratch {
-                // plaid_transactions was wiped and synced again: its numbering started over.
-                current.clear();
-                (seq, syncs) = (0, 0);
-            }
-            while let Some((batch, version)) = log.get(item, seq + 1).await? {
-                seq += 1;
-                syncs += 1;
-                apply(&mut current, rows(&batch)?);
-                if version == upstream {
-                    found = true;
-                    break;
-                }
-            }
-            if found || seq == 0 {
-                break;
-            }
-        }
-        if !found {
-            return Err(format!(
-                "the change log of plaid item {item} (plaid_changes/{item}/) has no sync with plaid_transactions' current \
-                 version {}: re-materialize plaid_transactions -p {item}",
-                &upstream[..12.min(upstream.len())]
+    let folded_from = seq;
+    while seq + 1 < latest_seq {
+        seq += 1;
+        let missing = || {
+            format!(
+                "sync {seq} of plaid item {item} is not in the change log (plaid_changes/{item}/): wipe                  plaid_transactions and plaid_transactions_current for {item} and sync again"
             )
-            .into());
+        };
+        let (batch, _) = log.get(item, seq).await?.ok_or_else(missing)?;
+        if sync_of(&batch)? != (generation.clone(), seq) {
+            return Err(missing().into());
         }
+        apply(&mut current, rows(&batch)?);
     }
-    let table = table(item, current.values(), false).map_err(|e| format!("building the current set of {item}: {e}"))?;
+    if seq < latest_seq {
+        apply(&mut current, rows(&latest)?);
+        seq = latest_seq;
+    }
+    let table = table(item, current.values(), false, HashMap::new())
+        .map_err(|e| format!("building the current set of {item}: {e}"))?;
     Ok(Output::table(table)
         .with_metadata("transactions", current.len())
-        .with_metadata("syncs_folded", syncs)
+        .with_metadata("syncs_folded", seq - folded_from)
         .with_metadata("folded_seq", seq)
-        .with_metadata("folded_version", upstream)
+        .with_metadata("generation", generation)
         .with_metadata("source", plaid.source()))
 }
 
@@ -327,11 +344,11 @@ mod tests {
                 ..change(ChangeKind::Removed, "b", None)
             },
         ];
-        let batch = table("item-1", changes.iter(), true).unwrap();
+        let batch = table("item-1", changes.iter(), true, HashMap::new()).unwrap();
         assert_eq!(rows(&batch).unwrap(), changes);
         let mut current = BTreeMap::new();
         apply(&mut current, changes);
-        let folded = table("item-1", current.values(), false).unwrap();
+        let folded = table("item-1", current.values(), false, HashMap::new()).unwrap();
         assert_eq!(folded.num_rows(), 1);
         let back = rows(&folded).unwrap();
         assert_eq!((back[0].transaction_id.as_str(), back[0].amount, back[0].kind), ("a", Some(1), ChangeKind::Added));

@@ -85,7 +85,8 @@ async fn the_dev_source_syncs_offline_and_says_so_and_the_current_set_folds_its_
     let robo = Robo::new();
     ok(&robo, &["partitions", "add", "plaid_items", "item-demo"], &[]).await;
     ok(&robo, &["materialize", "plaid_transactions", "-p", "item-demo"], &[]).await;
-    let meta = metadata(&robo, "plaid_transactions", "item-demo", &[]).await;
+    let mut meta = metadata(&robo, "plaid_transactions", "item-demo", &[]).await;
+    assert!(meta.as_object_mut().unwrap().remove("generation").is_some_and(|g| g.is_string()));
     assert_eq!(
         meta,
         serde_json::json!({"source": "dev", "cursor": "dev-1", "sync_seq": 1, "added": 7, "modified": 0,
@@ -135,6 +136,32 @@ async fn the_current_set_folds_every_sync_it_missed() {
     ok(&robo, &["materialize", "plaid_transactions", "-p", "item-demo"], &[]).await;
     ok(&robo, &["materialize", "plaid_transactions_current", "-p", "item-demo"], &[]).await;
     assert_eq!(amounts(&output(&robo, "plaid_transactions_current", "item-demo")), current);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_syncs_with_the_same_changes_are_still_two_syncs_to_the_fold() {
+    // Empty, then changes, then empty again: the two empty syncs have the same rows, and the
+    // fold must still see the changes between them.
+    let (fixture, robo, env) = live(50).await;
+    let env = pairs(&env);
+    let with_token: Vec<(&str, &str)> = env.iter().copied().chain([("PLAID_ACCESS_TOKEN", TOKEN)]).collect();
+    ok(&robo, &["plaid", "link", "item-1"], &with_token).await;
+    ok(&robo, &["partitions", "add", "plaid_items", "item-1"], &env).await;
+    let sync = ["materialize", "plaid_transactions", "-p", "item-1"];
+    let fold = ["materialize", "plaid_transactions_current", "-p", "item-1"];
+    ok(&robo, &sync, &env).await;
+    ok(&robo, &sync, &env).await; // nothing new
+    ok(&robo, &fold, &env).await;
+    fixture.with(|s| s.log.push(FixtureEvent::Removed("tx-000003".into(), "acc-0".into())));
+    fixture.add_generated(100, 2);
+    ok(&robo, &sync, &env).await;
+    ok(&robo, &sync, &env).await; // nothing new again
+    ok(&robo, &fold, &env).await;
+    let current = amounts(&output(&robo, "plaid_transactions_current", "item-1"));
+    assert_eq!(current.len(), 51);
+    assert_eq!(current, truth(&fixture));
+    let meta = metadata(&robo, "plaid_transactions_current", "item-1", &env).await;
+    assert_eq!((meta["folded_seq"].as_u64(), meta["syncs_folded"].as_u64()), (Some(4), Some(2)));
 }
 
 /// A fixture item with `n` transactions and a linked robo-assets home.
