@@ -38,7 +38,6 @@ pub use arrow_array;
 pub use arrow_schema;
 pub use chrono;
 pub use clap;
-pub use lineage;
 pub use engine;
 pub use engine::automation::{
     Automation, AutomationError, Condition, SensorRequest, SensorResult, on_cron, schedule, sensor,
@@ -47,6 +46,7 @@ pub use engine::{
     AssetBuilder, AssetContext, AssetDef, AssetError, AssetKey, Clock, Definitions, FreshnessPolicy, Output,
     PartitionMapping, PartitionsDef, Resources, RetryPolicy, Severity, TimeWindow, asset,
 };
+pub use lineage;
 pub use resources::ObjectStore;
 
 /// Bad input or configuration: the message says what was wrong and what is valid; exit code 2.

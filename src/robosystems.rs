@@ -220,7 +220,7 @@ pub fn plaid_command() -> robo_assets::clap::Command {
         Command::new("link")
             .about(
                 "Store the access token of a Plaid item (from Plaid Link) in the app database, replacing any earlier \
-                 one; then `partitions add plaid_items ITEM` and `materialize plaid_transactions -p ITEM`",
+                 one, and add ITEM to the plaid_items partitions; then `materialize plaid_transactions -p ITEM`",
             )
             .arg(Arg::new("item").value_name("ITEM").required(true).help("the Plaid item id"))
             .arg(
@@ -256,11 +256,15 @@ pub async fn plaid_run(setup: Setup, matches: robo_assets::clap::ArgMatches) -> 
         ));
     }
     let (items, db) = plaid_items(&setup).await?;
-    let new = items.link_plaid_item(&item, &resources::plaid::Secret::new(token), setup.clock.now()).await?;
+    let now = setup.clock.now();
+    let new = items.link_plaid_item(&item, &resources::plaid::Secret::new(token), now).await?;
+    // The item is a partition of the Plaid assets from now on (adding it again adds nothing).
+    setup.store.add_dynamic_partitions(assets::plaid::PLAID_ITEMS, std::slice::from_ref(&item), now).await?;
     println!(
-        "{} plaid item {item} (access token stored in {db}). Next: robo-assets partitions add plaid_items {item} ; \
-         robo-assets materialize plaid_transactions -p {item}",
-        if new { "Linked" } else { "Re-linked" }
+        "{} plaid item {item} (access token stored in {db}; partition of {}). Next: robo-assets materialize \
+         plaid_transactions -p {item}",
+        if new { "Linked" } else { "Re-linked" },
+        assets::plaid::PLAID_ITEMS
     );
     Ok(())
 }

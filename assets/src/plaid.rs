@@ -28,9 +28,9 @@ use arrow_array::types::{Date32Type, Decimal128Type};
 use arrow_array::{ArrayRef, BooleanArray, Date32Array, Decimal128Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
-use engine::{AssetContext, AssetDef, AssetError, Output, PartitionsDef, asset};
+use engine::{AssetContext, AssetDef, AssetError, NotRetryable, Output, PartitionsDef, RetryPolicy, asset};
 use resources::ObjectStore;
-use resources::plaid::{AMOUNT_PRECISION, AMOUNT_SCALE, Change, ChangeKind, ChangeLog, PlaidSource};
+use resources::plaid::{AMOUNT_PRECISION, AMOUNT_SCALE, Change, ChangeKind, ChangeLog, PlaidError, PlaidSource};
 
 use crate::{OBJECT_STORE, PLAID};
 
@@ -51,6 +51,9 @@ pub(crate) fn transactions() -> AssetDef {
         .code_version("1")
         .partitions(PartitionsDef::dynamic(PLAID_ITEMS))
         .pool("plaid")
+        // Plaid unavailable after the client's own retries, transactions not ready yet, or still
+        // changing: the step is tried again a minute later, then two (a re-link is not retried).
+        .retry(RetryPolicy::exponential(3, std::time::Duration::from_secs(60)))
         .compute(sync)
 }
 
@@ -227,7 +230,18 @@ async fn sync(ctx: AssetContext) -> Result<Output, AssetError> {
         // The first sync (or the first after a wipe) starts a generation of sync numbers.
         None => (String::new(), 0, ctx.run_id.to_string()),
     };
-    let batch = plaid.sync(item, &cursor).await?;
+    let batch = plaid.sync(item, &cursor).await.map_err(|e| -> AssetError {
+        match e {
+            // Retrying cannot fix these: a step retried later would fail the same way.
+            PlaidError::NotLinked { .. }
+            | PlaidError::LoginRequired { .. }
+            | PlaidError::Refused { .. }
+            | PlaidError::Malformed { .. }
+            | PlaidError::Config { .. } => Box::new(NotRetryable(e.to_string())),
+            // Plaid unavailable, transactions not ready or still changing: try again later.
+            e => Box::new(e),
+        }
+    })?;
     let seq = seq + 1;
     let file_metadata =
         HashMap::from([(SYNC_SEQ.to_owned(), seq.to_string()), (GENERATION.to_owned(), generation.clone())]);

@@ -146,7 +146,6 @@ async fn two_syncs_with_the_same_changes_are_still_two_syncs_to_the_fold() {
     let env = pairs(&env);
     let with_token: Vec<(&str, &str)> = env.iter().copied().chain([("PLAID_ACCESS_TOKEN", TOKEN)]).collect();
     ok(&robo, &["plaid", "link", "item-1"], &with_token).await;
-    ok(&robo, &["partitions", "add", "plaid_items", "item-1"], &env).await;
     let sync = ["materialize", "plaid_transactions", "-p", "item-1"];
     let fold = ["materialize", "plaid_transactions_current", "-p", "item-1"];
     ok(&robo, &sync, &env).await;
@@ -198,7 +197,10 @@ async fn a_live_item_syncs_pages_survives_a_mutation_on_page_2_and_no_secret_sho
     let with_token: Vec<(&str, &str)> = trace.iter().copied().chain([("PLAID_ACCESS_TOKEN", TOKEN)]).collect();
     let linked = keep(ok(&robo, &link, &with_token).await);
     assert!(linked.stdout.starts_with("Linked plaid item item-1"), "{}", linked.stdout);
-    keep(ok(&robo, &["partitions", "add", "plaid_items", "item-1"], &trace).await);
+    let partitions = keep(ok(&robo, &["partitions", "list", "plaid_items"], &trace).await);
+    assert_eq!(partitions.stdout.trim(), "item-1", "linking added the partition");
+    let relinked = keep(ok(&robo, &link, &with_token).await);
+    assert!(relinked.stdout.starts_with("Re-linked plaid item item-1"), "{}", relinked.stdout);
     keep(ok(&robo, &["materialize", "plaid_transactions", "-p", "item-1"], &trace).await);
     let first = metadata(&robo, "plaid_transactions", "item-1", &env).await;
     assert_eq!(
@@ -238,7 +240,11 @@ async fn a_live_item_syncs_pages_survives_a_mutation_on_page_2_and_no_secret_sho
     });
     let failed = keep(run(&robo, &["materialize", "plaid_transactions", "-p", "item-1"], &trace).await);
     assert_eq!(failed.code, 1);
-    assert!(failed.stdout.contains("plaid item item-1 needs to be re-linked"), "{}", failed.stdout);
+    assert!(
+        failed.stdout.contains("failed after 1 attempt(s): plaid item item-1 needs to be re-linked"),
+        "{}",
+        failed.stdout
+    );
     assert_eq!(count_materializations(&robo, "plaid_transactions").await, 2, "nothing recorded");
     assert_eq!(metadata(&robo, "plaid_transactions", "item-1", &env).await["cursor"], second["cursor"]);
 
@@ -322,7 +328,12 @@ async fn bad_plaid_input_exits_2_or_fails_the_step_and_records_nothing() {
     ok(&robo, &["partitions", "add", "plaid_items", "item-1"], &env).await;
     let r = run(&robo, &["materialize", "plaid_transactions", "-p", "item-1"], &env).await;
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.contains("plaid item item-1 is not linked: run `robo-assets plaid link item-1"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("failed after 1 attempt(s): plaid item item-1 is not linked: run `robo-assets plaid link item-1"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(count_materializations(&robo, "plaid_transactions").await, 0);
     assert_eq!(fixture.with(|s| s.requests), 0);
 }
@@ -333,7 +344,6 @@ async fn kill_9_in_the_middle_of_a_sync_keeps_the_old_cursor_and_the_next_run_do
     let env = pairs(&env);
     let with_token: Vec<(&str, &str)> = env.iter().copied().chain([("PLAID_ACCESS_TOKEN", TOKEN)]).collect();
     ok(&robo, &["plaid", "link", "item-1"], &with_token).await;
-    ok(&robo, &["partitions", "add", "plaid_items", "item-1"], &env).await;
     ok(&robo, &["materialize", "plaid_transactions", "-p", "item-1"], &env).await;
     let first = metadata(&robo, "plaid_transactions", "item-1", &env).await;
 
