@@ -16,5 +16,9 @@ fn main() -> std::process::ExitCode {
         .demo(robosystems::seed_demo)
         .resource_with(assets::quickbooks::QBO, robosystems::quickbooks::source)
         .command(robosystems::quickbooks::command(), robosystems::quickbooks::run)
+        // Plaid (issue 13 §4).
+        .check(robosystems::check_plaid)
+        .resource_with(assets::PLAID, robosystems::plaid)
+        .command(robosystems::plaid_command(), robosystems::plaid_run)
         .main()
 }

@@ -2,7 +2,9 @@
 //! database (`DATABASE_URL`: embedded SQLite seeded with labeled demo data by default, PostgreSQL
 //! in production) and the graph storage source (`GRAPH_API_URL`, `GRAPH_API_TOKEN`,
 //! `GRAPH_API_TIMEOUT_MS`; the labeled dev source under `$ROBO_ASSETS_HOME/graphs` when unset,
-//! slowed by `ROBO_ASSETS_DEV_LATENCY_MS`). Every URL that could hold a secret is shown redacted.
+//! slowed by `ROBO_ASSETS_DEV_LATENCY_MS`), and Plaid (`PLAID_API_URL`, `PLAID_CLIENT_ID`, `PLAID_SECRET`;
+//! the labeled dev source when none is set) with the `plaid link` command. Every URL that could
+//! hold a secret is shown redacted; Plaid secrets are never shown.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -141,4 +143,131 @@ pub async fn seed_demo(setup: Setup) -> anyhow::Result<String> {
     } else {
         format!("{} already has tenants: nothing seeded", app_db.describe())
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plaid (issue 13 §4): `PLAID_API_URL`, `PLAID_CLIENT_ID`, `PLAID_SECRET`; the labeled dev source
+// when none is set. Access tokens live in the app database (`robo-assets plaid link`).
+
+/// The Plaid variables; setting any of them makes Plaid live.
+const PLAID_VARS: [&str; 3] = ["PLAID_API_URL", "PLAID_CLIENT_ID", "PLAID_SECRET"];
+
+/// Plaid's URL and credentials when any Plaid variable is set (live), `None` for the dev source.
+/// Live without `PLAID_CLIENT_ID` or `PLAID_SECRET`, or with a URL that is not http(s), is
+/// refused naming the variable.
+fn plaid_live() -> anyhow::Result<Option<(String, resources::PlaidConfig)>> {
+    if PLAID_VARS.iter().all(|v| var(v).is_none()) {
+        return Ok(None);
+    }
+    let set: Vec<&str> = PLAID_VARS.iter().copied().filter(|v| var(v).is_some()).collect();
+    let required = |name: &str| {
+        var(name).ok_or_else(|| {
+            user_error(format!(
+                "{name} is not set: Plaid is live because {} is set; set PLAID_CLIENT_ID and PLAID_SECRET, or unset \
+                 every PLAID_* variable for the dev source",
+                set.join(", ")
+            ))
+        })
+    };
+    let client_id = required("PLAID_CLIENT_ID")?;
+    let secret = resources::Secret::new(required("PLAID_SECRET")?);
+    let url = var("PLAID_API_URL").unwrap_or_else(|| resources::plaid::PRODUCTION_URL.to_owned());
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+        return Err(user_error(format!(
+            "PLAID_API_URL={} is not an http(s) URL (Plaid's are https://production.plaid.com and https://sandbox.plaid.com)",
+            lineage::redact_url(&url)
+        )));
+    }
+    Ok(Some((url, resources::PlaidConfig::new(client_id, secret))))
+}
+
+/// Refuses a bad Plaid configuration at start-up.
+pub fn check_plaid() -> anyhow::Result<()> {
+    plaid_live().map(|_| ())
+}
+
+/// Access tokens per item, in the app database.
+async fn plaid_items(setup: &Setup) -> anyhow::Result<(Arc<dyn resources::PlaidItems>, String)> {
+    Ok(match app_db_location(&setup.home)? {
+        AppDbLocation::Sqlite(path) => {
+            let db =
+                SqliteAppDb::open(&path).await.with_context(|| format!("opening app database {}", path.display()))?;
+            let shown = db.describe();
+            (Arc::new(db), shown)
+        }
+        AppDbLocation::Postgres(url) => {
+            let shown = lineage::redact_url(&url);
+            let db =
+                PgAppDb::connect(&url, shown.clone()).await.with_context(|| format!("opening app database {shown}"))?;
+            (Arc::new(db), shown)
+        }
+    })
+}
+
+/// The Plaid source (`assets::PLAID`): Plaid when a Plaid variable is set, else the dev source.
+pub async fn plaid(setup: Setup) -> anyhow::Result<Arc<dyn resources::PlaidSource>> {
+    Ok(match plaid_live()? {
+        None => Arc::new(resources::DevPlaid),
+        Some((url, config)) => {
+            let (items, _) = plaid_items(&setup).await?;
+            let shown = lineage::redact_url(&url);
+            Arc::new(resources::PlaidClient::new(&url, shown, config, items).map_err(|e| user_error(e.to_string()))?)
+        }
+    })
+}
+
+/// `robo-assets plaid link ITEM --access-token …`.
+pub fn plaid_command() -> robo_assets::clap::Command {
+    use robo_assets::clap::{Arg, Command};
+    Command::new("plaid").about("Plaid items: link one with its access token").subcommand_required(true).subcommand(
+        Command::new("link")
+            .about(
+                "Store the access token of a Plaid item (from Plaid Link) in the app database, replacing any earlier \
+                 one, and add ITEM to the plaid_items partitions; then `materialize plaid_transactions -p ITEM`",
+            )
+            .arg(Arg::new("item").value_name("ITEM").required(true).help("the Plaid item id"))
+            .arg(
+                Arg::new("access-token")
+                    .long("access-token")
+                    .value_name("TOKEN")
+                    .env("PLAID_ACCESS_TOKEN")
+                    .hide_env_values(true)
+                    .help("the item's access token (better: set PLAID_ACCESS_TOKEN, kept out of shell history)"),
+            ),
+    )
+}
+
+/// Runs `robo-assets plaid link`.
+pub async fn plaid_run(setup: Setup, matches: robo_assets::clap::ArgMatches) -> anyhow::Result<()> {
+    let Some(("link", link)) = matches.subcommand() else { unreachable!("clap requires a subcommand") };
+    let item = link.get_one::<String>("item").expect("required").trim().to_owned();
+    let shown: String = item.chars().take(80).collect();
+    if item.is_empty()
+        || item.chars().count() > 255
+        || item.chars().any(|c| c.is_control() || c == '/' || c == '|')
+        || item.starts_with('.')
+    {
+        return Err(user_error(format!(
+            "plaid item {shown:?} is not a usable item id: 1 to 255 characters, no '/', '|' or control characters, \
+             not starting with '.'"
+        )));
+    }
+    let token = link.get_one::<String>("access-token").map(|t| t.trim().to_owned()).unwrap_or_default();
+    if token.is_empty() {
+        return Err(user_error(
+            "the access token is empty: pass --access-token TOKEN or set PLAID_ACCESS_TOKEN".to_owned(),
+        ));
+    }
+    let (items, db) = plaid_items(&setup).await?;
+    let now = setup.clock.now();
+    let new = items.link_plaid_item(&item, &resources::Secret::new(token), now).await?;
+    // The item is a partition of the Plaid assets from now on (adding it again adds nothing).
+    setup.store.add_dynamic_partitions(assets::plaid::PLAID_ITEMS, std::slice::from_ref(&item), now).await?;
+    println!(
+        "{} plaid item {item} (access token stored in {db}; partition of {}). Next: robo-assets materialize \
+         plaid_transactions -p {item}",
+        if new { "Linked" } else { "Re-linked" },
+        assets::plaid::PLAID_ITEMS
+    );
+    Ok(())
 }

@@ -14,6 +14,9 @@ mod storage_bill;
 mod usage_report;
 mod usage_snapshot;
 
+// Plaid (issue 13 §4).
+pub mod plaid;
+
 use engine::{AssetDef, Definitions, DefinitionsError};
 
 /// Resource key of the app database (`Arc<dyn resources::AppDb>`).
@@ -22,6 +25,13 @@ pub const APP_DB: &str = "app_db";
 pub const REPORTS: &str = "reports";
 /// Resource key of the graph storage source (`Arc<dyn resources::GraphStorage>`).
 pub const GRAPH_STORAGE: &str = "graph_storage";
+
+/// Resource key of the Plaid transactions source (`Arc<dyn resources::PlaidSource>`): Plaid, or
+/// the labeled dev source.
+pub const PLAID: &str = "plaid";
+/// Resource key of the object store outputs go to (`Arc<dyn resources::ObjectStore>`; every
+/// project binds it): Plaid keeps each sync's changes there.
+pub const OBJECT_STORE: &str = "object_store";
 
 /// The first partition of every RoboSystems time-partitioned asset.
 pub const START_DATE: &str = "2025-01-01";
@@ -43,6 +53,8 @@ pub fn assets() -> Vec<AssetDef> {
         graph_provisioning::definition(),
         quickbooks::profit_and_loss(),
         quickbooks::balance_sheet(),
+        plaid::transactions(),
+        plaid::current(),
     ]
 }
 

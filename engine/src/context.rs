@@ -204,6 +204,30 @@ impl AssetContext {
         }
     }
 
+    /// This partition's current output, for an incremental asset that builds on it (Plaid's
+    /// current set folds new changes into the previous set): `None` when there is nothing to
+    /// build on, i.e. no current materialization, or its stored output is not the recorded
+    /// version (a run that did not finish rewrote it in place), so the asset rebuilds from its
+    /// source instead of trusting bytes nobody recorded.
+    pub async fn load_previous(&self) -> Result<Option<(lineage::MaterializationRecord, RecordBatch)>, AssetError> {
+        let Some(previous) = self.previous().await? else { return Ok(None) };
+        if previous.storage_uri.is_none() {
+            return Ok(None);
+        }
+        let (batch, version) = self.io.load(&self.key, &self.partition_key).await.map_err(|e| {
+            format!("loading the previous output of {} partition {:?}: {e}", self.key, self.partition_key)
+        })?;
+        if version != previous.data_version {
+            tracing::warn!(
+                message = "The stored output is not the recorded version; rebuilding.",
+                asset = %self.key,
+                partition = %self.partition_key
+            );
+            return Ok(None);
+        }
+        Ok(Some((previous, batch)))
+    }
+
     /// Loads every partition of `upstream` this step reads, in partition order.
     pub async fn load(&self, upstream: &str) -> Result<Vec<(String, RecordBatch)>, AssetError> {
         let (key, versions) =

@@ -8,6 +8,7 @@
 //! * [`graph_api`]: the Graph API over HTTP: storage per graph, graph creation.
 //! * [`qbo`]: QuickBooks Online reports (OAuth with rotating refresh tokens) and their rows.
 //! * [`secret`]: credentials that never print.
+//! * [`plaid`]: Plaid `/transactions/sync` (live client and labeled dev source), access tokens per item.
 //!
 //! Only this crate knows parquet, the object stores and the app database's SQL. It knows nothing
 //! of plans, runs or the lineage store.
@@ -17,6 +18,7 @@ pub mod graph_api;
 pub mod graph_storage;
 pub mod object_store;
 pub mod parquet_io;
+pub mod plaid;
 pub mod qbo;
 pub mod s3;
 pub mod secret;
@@ -26,6 +28,7 @@ pub use graph_api::{GraphApiClient, GraphApiConfig, GraphApiError};
 pub use graph_storage::{DevGraphStorage, GraphStorage};
 pub use object_store::{LocalObjectStore, ObjectStore, ObjectStoreError};
 pub use parquet_io::ParquetIoManager;
+pub use plaid::{DevPlaid, PlaidClient, PlaidConfig, PlaidError, PlaidItems, PlaidSource};
 pub use qbo::{DevQbo, QboClient, QboConfig, QboSource, QboTokens};
 pub use s3::{S3Config, S3ObjectStore};
 pub use secret::Secret;

@@ -84,7 +84,9 @@ pub fn decode(bytes: Bytes) -> Result<RecordBatch, IoError> {
 fn arrow_select_concat(schema: arrow_schema::SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch, IoError> {
     match batches {
         [] => Ok(RecordBatch::new_empty(schema)),
-        [one] => Ok(one.clone()),
+        // The reader's batches lack the schema's metadata (key-value pairs a writer put there);
+        // give them the file's schema back.
+        [one] => Ok(one.clone().with_schema(schema)?),
         many => {
             // Large outputs come back in several batches; concatenate them column by column.
             let columns = (0..schema.fields().len())
@@ -174,6 +176,19 @@ mod tests {
         assert_eq!(version, stored.data_version);
         let again = io.store(&asset, "2025-12-15T02:00", &batch()).await.unwrap();
         assert_eq!(again.data_version, stored.data_version, "same table, same bytes, same version");
+    }
+
+    #[test]
+    fn schema_metadata_survives_a_round_trip() {
+        // Plaid's syncs say which sync they are in their schema metadata.
+        let metadata = std::collections::HashMap::from([("plaid.sync_seq".to_owned(), "3".to_owned())]);
+        let batch = batch();
+        let batch =
+            batch.clone().with_schema(Arc::new(batch.schema().as_ref().clone().with_metadata(metadata))).unwrap();
+        let (bytes, _) = encode(&batch).unwrap();
+        let back = decode(Bytes::from(bytes)).unwrap();
+        assert_eq!(back.schema().metadata()["plaid.sync_seq"], "3");
+        assert_eq!(back, batch);
     }
 
     #[test]

@@ -23,6 +23,11 @@ mod qbo;
 #[path = "sql.rs"]
 mod sql;
 
+// Plaid items (access tokens per item), written once like `sql.rs`.
+#[allow(clippy::duplicate_mod)]
+#[path = "plaid.rs"]
+mod plaid;
+
 /// The production app database on PostgreSQL (`DATABASE_URL=postgres://…`).
 #[derive(Debug, Clone)]
 pub struct PgAppDb {

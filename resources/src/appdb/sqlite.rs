@@ -29,6 +29,11 @@ mod qbo;
 #[path = "sql.rs"]
 mod sql;
 
+// Plaid items (access tokens per item), written once like `sql.rs`.
+#[allow(clippy::duplicate_mod)]
+#[path = "plaid.rs"]
+mod plaid;
+
 /// The embedded app database on SQLite.
 #[derive(Debug, Clone)]
 pub struct SqliteAppDb {

@@ -62,6 +62,7 @@ async fn rewriting_a_period_revises_instead_of_double_charging_on_postgres() {
     let revisions: i64 =
         sqlx::query_scalar("SELECT count(*) FROM credit_ledger_revisions").fetch_one(db.pool()).await.unwrap();
     assert_eq!(revisions, 2);
+    a_plaid_item_is_linked_and_re_linked(&db).await;
     db.pool().close().await;
     conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).await.unwrap();
 }
@@ -213,4 +214,20 @@ proptest::proptest! {
             assert!(health.duplicate_entries.is_empty(), "{health:?}");
         });
     }
+}
+
+#[tokio::test]
+async fn a_plaid_item_is_linked_and_re_linked_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_plaid_item_is_linked_and_re_linked(&SqliteAppDb::open(&dir.path().join("app.db")).await.unwrap()).await;
+}
+
+async fn a_plaid_item_is_linked_and_re_linked(db: &dyn crate::plaid::PlaidItems) {
+    use crate::plaid::Secret;
+    let now = Utc::now();
+    assert_eq!(db.plaid_access_token("item-a").await.unwrap(), None);
+    assert!(db.link_plaid_item("item-a", &Secret::new("access-1"), now).await.unwrap(), "new");
+    assert!(!db.link_plaid_item("item-a", &Secret::new("access-2"), now).await.unwrap(), "re-linked");
+    assert_eq!(db.plaid_access_token("item-a").await.unwrap().unwrap().expose(), "access-2");
+    assert_eq!(db.plaid_item_ids().await.unwrap(), ["item-a"]);
 }
