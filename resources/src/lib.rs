@@ -6,6 +6,7 @@
 //! * [`appdb`]: the RoboSystems application database (tenants, plans, the credits ledger).
 //! * [`graph_storage`]: how big each graph is (a labeled dev source in embedded mode).
 //! * [`graph_api`]: the Graph API over HTTP: storage per graph, graph creation.
+//! * [`sec`]: SEC EDGAR filings and XBRL facts as Arrow tables (live API or labeled dev source).
 //!
 //! Only this crate knows parquet, the object stores and the app database's SQL. It knows nothing
 //! of plans, runs or the lineage store.
@@ -16,6 +17,7 @@ pub mod graph_storage;
 pub mod object_store;
 pub mod parquet_io;
 pub mod s3;
+pub mod sec;
 
 pub use appdb::{AppDb, PgAppDb, SqliteAppDb};
 pub use graph_api::{GraphApiClient, GraphApiConfig, GraphApiError};
@@ -23,3 +25,4 @@ pub use graph_storage::{DevGraphStorage, GraphStorage};
 pub use object_store::{LocalObjectStore, ObjectStore, ObjectStoreError};
 pub use parquet_io::ParquetIoManager;
 pub use s3::{S3Config, S3ObjectStore};
+pub use sec::{DevSecSource, SecClient, SecConfig, SecError, SecSource};
