@@ -10,7 +10,8 @@
 //! | `credit_health_weekly` | `0 3 * * 1` | the week (Monday–Sunday) that ended |
 //!
 //! `pending_subscription_sensor` adds a `subscriptions` partition and requests
-//! `graph_provisioning` for every subscription in `provisioning`.
+//! `graph_provisioning` for every subscription in `provisioning`; `sec_filings_sensor` requests
+//! `sec_company_facts` for a CIK when a new filing appears (see [`crate::sec`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +72,7 @@ pub fn automation() -> Result<Automation, engine::automation::AutomationError> {
         });
     Ok(Automation {
         schedules,
-        sensors: vec![pending],
+        sensors: vec![pending, crate::sec::filings_sensor()],
         conditions: Vec::new(),
         catch_up: Duration::from_secs(24 * 3600),
     })

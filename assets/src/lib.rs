@@ -1,6 +1,6 @@
 //! The RoboSystems assets: what the billing pipelines produce, as asset definitions.
 //!
-//! Assets name the resources they use by key ([`APP_DB`], [`GRAPH_STORAGE`], [`REPORTS`]) and
+//! Assets name the resources they use by key ([`APP_DB`], [`GRAPH_STORAGE`], [`REPORTS`], [`SEC`]) and
 //! trait type, and declare them (`.requires(..)`); the binary binds concrete implementations. Money math lives in [`billing`], pure and exact.
 
 mod api_key_cleanup;
@@ -9,6 +9,7 @@ pub mod billing;
 mod credit_allocation;
 mod credit_health;
 pub mod graph_provisioning;
+pub mod sec;
 mod storage_bill;
 mod usage_report;
 mod usage_snapshot;
@@ -21,6 +22,7 @@ pub const APP_DB: &str = "app_db";
 pub const REPORTS: &str = "reports";
 /// Resource key of the graph storage source (`Arc<dyn resources::GraphStorage>`).
 pub const GRAPH_STORAGE: &str = "graph_storage";
+pub use sec::SEC;
 
 /// The first partition of every RoboSystems time-partitioned asset.
 pub const START_DATE: &str = "2025-01-01";
@@ -40,6 +42,8 @@ pub fn assets() -> Vec<AssetDef> {
         api_key_cleanup::definition(),
         credit_health::definition(),
         graph_provisioning::definition(),
+        sec::submissions(),
+        sec::company_facts(),
     ]
 }
 

@@ -14,4 +14,5 @@ mod graph_api;
 mod postgres;
 mod project;
 mod s3;
+mod sec;
 mod web;
