@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::automation::{SensorDef, SensorRequest, SensorResult, sensor};
-use engine::{AssetContext, AssetDef, AssetError, Output, PartitionsDef, RetryPolicy, asset};
+use engine::{AssetContext, AssetDef, AssetError, Output, PartitionsDef, asset};
 use resources::SecSource;
 use resources::sec::SecError;
 
@@ -46,7 +46,8 @@ fn definition(key: &str, description: &str) -> engine::AssetBuilder {
         .tag("team", "data")
         .code_version("1")
         .partitions(PartitionsDef::dynamic(SEC_CIKS))
-        .retry(RetryPolicy::exponential(2, Duration::from_secs(5)))
+        // One attempt per step: the client already retries what is transient (5xx, throttles
+        // after the cool-down), and a 404 or a value that does not fit would fail again.
         .pool("sec")
 }
 

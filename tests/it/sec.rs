@@ -155,6 +155,21 @@ fn live_sec_without_a_user_agent_or_with_a_bad_rate_is_refused_at_start_up() {
     assert!(!robo.home().exists(), "nothing written");
 }
 
+#[test]
+fn a_partition_that_is_not_a_cik_is_refused_and_nothing_is_recorded() {
+    let robo = Robo::new();
+    robo.ok(&["partitions", "add", "sec_ciks", APPLE]);
+    let run = robo.run(&["materialize", "sec_company_facts", "--partition", "AAPL"]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("unknown partition \"AAPL\" for dynamic sec_ciks partitions; valid keys: 0000320193"),
+        "{}",
+        run.stderr
+    );
+    assert!(!robo.home().join("storage/sec_company_facts").exists());
+    assert_eq!(robo.ok(&["runs"]).stdout.lines().filter(|l| l.contains("sec_company_facts")).count(), 0);
+}
+
 #[derive(Default)]
 struct LiveSec {
     requests: AtomicUsize,
@@ -204,8 +219,8 @@ async fn live_sec_materializes_from_the_api_and_a_cik_without_xbrl_is_a_failed_s
     );
     assert!(!robo.home().join("storage/sec_company_facts/0000000404.parquet").exists());
     assert_eq!(metadata(&robo, "sec_company_facts").await.len(), 1, "nothing recorded for the failed CIK");
-    // One request for the CIK with facts, one per attempt of the failed step (never retried within one).
-    assert_eq!(state.requests.load(Ordering::SeqCst), 1 + 2);
+    // One request for each CIK: a 404 is not retried.
+    assert_eq!(state.requests.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
