@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
         .check(robosystems::check_config)
         .resource_with(assets::APP_DB, robosystems::app_db)
         .resource_with(assets::GRAPH_STORAGE, robosystems::graph_storage)
+        .resource_with(assets::SEC, robosystems::sec)
         .resource_with(assets::REPORTS, |setup| async move { Ok::<_, anyhow::Error>(Arc::clone(&setup.objects)) })
         .demo(robosystems::seed_demo)
         .resource_with(assets::quickbooks::QBO, robosystems::quickbooks::source)

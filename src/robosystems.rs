@@ -1,17 +1,20 @@
 //! The RoboSystems resources, from the environment names RoboSystems already uses: the app
 //! database (`DATABASE_URL`: embedded SQLite seeded with labeled demo data by default, PostgreSQL
-//! in production) and the graph storage source (`GRAPH_API_URL`, `GRAPH_API_TOKEN`,
+//! in production), the graph storage source (`GRAPH_API_URL`, `GRAPH_API_TOKEN`,
 //! `GRAPH_API_TIMEOUT_MS`; the labeled dev source under `$ROBO_ASSETS_HOME/graphs` when unset,
-//! slowed by `ROBO_ASSETS_DEV_LATENCY_MS`), and Plaid (`PLAID_API_URL`, `PLAID_CLIENT_ID`, `PLAID_SECRET`;
-//! the labeled dev source when none is set) with the `plaid link` command. Every URL that could
-//! hold a secret is shown redacted; Plaid secrets are never shown.
-
+//! slowed by `ROBO_ASSETS_DEV_LATENCY_MS`), Plaid (`PLAID_API_URL`, `PLAID_CLIENT_ID`,
+//! `PLAID_SECRET`; the labeled dev source when none is set) with the `plaid link` command, SEC
+//! EDGAR (`SEC_API_URL`, `SEC_USER_AGENT`, `SEC_RATE_LIMIT`, `SEC_COOL_DOWN_SECS`; the labeled
+//! dev source when none is set), and QuickBooks (`quickbooks.rs`). Every URL that could hold a
+//! secret is shown redacted; credentials are never shown.
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use resources::{AppDb, DevGraphStorage, GraphApiClient, GraphStorage, PgAppDb, SqliteAppDb};
+use resources::{
+    AppDb, DevGraphStorage, DevSecSource, GraphApiClient, GraphStorage, PgAppDb, SecClient, SecSource, SqliteAppDb,
+};
 use robo_assets::{Setup, user_error};
 
 pub mod quickbooks;
@@ -75,10 +78,54 @@ fn dev_graphs(home: &std::path::Path) -> anyhow::Result<DevGraphStorage> {
     Ok(DevGraphStorage::new(home.join("graphs")).with_latency(latency))
 }
 
+/// The SEC source's configuration from the environment; `None` when no SEC variable is set
+/// (the labeled dev source). Live use requires `SEC_USER_AGENT`: the SEC refuses undeclared
+/// automated tools.
+fn sec_config() -> anyhow::Result<Option<(String, resources::SecConfig)>> {
+    const SEC_VARS: [&str; 2] = ["SEC_API_URL", "SEC_USER_AGENT"];
+    if SEC_VARS.iter().all(|v| var(v).is_none()) {
+        return Ok(None);
+    }
+    let url = var("SEC_API_URL").unwrap_or_else(|| "https://data.sec.gov".to_owned());
+    let Some(user_agent) = var("SEC_USER_AGENT") else {
+        return Err(user_error(
+            "SEC_USER_AGENT is not set: the SEC refuses requests from undeclared tools; set it to who you are, \
+             e.g. SEC_USER_AGENT=\"Company Name admin@company.com\" (or unset SEC_API_URL for the dev source)",
+        ));
+    };
+    if !user_agent.contains('@') {
+        return Err(user_error(format!(
+            "SEC_USER_AGENT={user_agent:?} declares no contact: the SEC asks for a name and an email address, \
+             e.g. \"Company Name admin@company.com\""
+        )));
+    }
+    let mut config = resources::SecConfig::new(user_agent);
+    if let Some(rate) = var("SEC_RATE_LIMIT") {
+        config.rate_per_sec = rate.trim().parse::<f64>().ok().filter(|r| *r > 0.0 && *r <= 10.0).ok_or_else(|| {
+            user_error(format!(
+                "SEC_RATE_LIMIT={rate:?} is not a number of requests per second above 0 and at most 10 (the SEC's limit)"
+            ))
+        })?;
+    }
+    if let Some(secs) = var("SEC_COOL_DOWN_SECS") {
+        config.cool_down = Duration::from_secs(secs.trim().parse().map_err(|_| {
+            user_error(format!("SEC_COOL_DOWN_SECS={secs:?} is not a whole number of seconds (default 600)"))
+        })?);
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(user_error(format!(
+            "SEC_API_URL={} is not an http(s) URL: use https://data.sec.gov, or unset it for the dev source",
+            lineage::redact_url(&url)
+        )));
+    }
+    Ok(Some((url, config)))
+}
+
 /// Refuses a bad configuration at start-up, before any command runs.
 pub fn check_config() -> anyhow::Result<()> {
     app_db_location(std::path::Path::new("."))?;
     graph_api()?;
+    sec_config()?;
     dev_graphs(std::path::Path::new("."))?;
     quickbooks::check()?;
     Ok(())
@@ -127,6 +174,15 @@ pub async fn graph_storage(setup: Setup) -> anyhow::Result<Arc<dyn GraphStorage>
     Ok(match graph_api()? {
         Some(api) => Arc::new(api),
         None => Arc::new(dev_graphs(&setup.home)?),
+    })
+}
+
+/// The SEC source (`assets::SEC`): one live client per process (so one token bucket and one
+/// cool-down for every SEC request it makes), or the labeled dev source.
+pub async fn sec(_setup: Setup) -> anyhow::Result<Arc<dyn SecSource>> {
+    Ok(match sec_config()? {
+        Some((url, config)) => Arc::new(SecClient::new(&url, config).map_err(|e| user_error(e.to_string()))?),
+        None => Arc::new(DevSecSource),
     })
 }
 

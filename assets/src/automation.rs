@@ -11,7 +11,8 @@
 //! | `qbo_monthly_close` | `0 6 3 * *` | every realm's QuickBooks reports of the month that ended and the month before (adjustments) |
 //!
 //! `pending_subscription_sensor` adds a `subscriptions` partition and requests
-//! `graph_provisioning` for every subscription in `provisioning`.
+//! `graph_provisioning` for every subscription in `provisioning`; `sec_filings_sensor` requests
+//! `sec_company_facts` for a CIK when a new filing appears (see [`crate::sec`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +74,7 @@ pub fn automation() -> Result<Automation, engine::automation::AutomationError> {
         });
     Ok(Automation {
         schedules,
-        sensors: vec![pending],
+        sensors: vec![pending, crate::sec::filings_sensor()],
         conditions: Vec::new(),
         catch_up: Duration::from_secs(24 * 3600),
     })

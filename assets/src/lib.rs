@@ -1,6 +1,6 @@
 //! The RoboSystems assets: what the billing pipelines produce, as asset definitions.
 //!
-//! Assets name the resources they use by key ([`APP_DB`], [`GRAPH_STORAGE`], [`REPORTS`]) and
+//! Assets name the resources they use by key ([`APP_DB`], [`GRAPH_STORAGE`], [`REPORTS`], [`SEC`]) and
 //! trait type, and declare them (`.requires(..)`); the binary binds concrete implementations. Money math lives in [`billing`], pure and exact.
 
 mod api_key_cleanup;
@@ -10,6 +10,7 @@ mod credit_allocation;
 mod credit_health;
 pub mod graph_provisioning;
 pub mod quickbooks;
+pub mod sec;
 mod storage_bill;
 mod usage_report;
 mod usage_snapshot;
@@ -25,6 +26,7 @@ pub const APP_DB: &str = "app_db";
 pub const REPORTS: &str = "reports";
 /// Resource key of the graph storage source (`Arc<dyn resources::GraphStorage>`).
 pub const GRAPH_STORAGE: &str = "graph_storage";
+pub use sec::SEC;
 
 /// Resource key of the Plaid transactions source (`Arc<dyn resources::PlaidSource>`): Plaid, or
 /// the labeled dev source.
@@ -55,6 +57,8 @@ pub fn assets() -> Vec<AssetDef> {
         quickbooks::balance_sheet(),
         plaid::transactions(),
         plaid::current(),
+        sec::submissions(),
+        sec::company_facts(),
     ]
 }
 

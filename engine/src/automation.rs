@@ -133,6 +133,9 @@ pub struct SensorContext {
     pub now: DateTime<Utc>,
     /// Resources by key (the app database, …).
     pub resources: Resources,
+    /// The current keys of every dynamic partitions definition the assets use, by name (what a
+    /// sensor polling "every CIK" iterates), read from the store as the evaluation starts.
+    pub dynamic_partitions: std::collections::HashMap<String, Vec<String>>,
 }
 
 /// A request a sensor makes.
@@ -325,7 +328,6 @@ pub async fn sensor_tick(
     cursor: Option<String>,
     now: DateTime<Utc>,
 ) -> (NewTick, Vec<(String, String)>) {
-    let ctx = SensorContext { cursor: cursor.clone(), now, resources: exec.resources.clone() };
     let mut tick = NewTick {
         instigator: sensor.name.clone(),
         tick_time: now,
@@ -339,6 +341,16 @@ pub async fn sensor_tick(
         evaluations: Vec::new(),
         created_at: now,
     };
+    let dynamic_partitions =
+        match crate::partition::PartitionsContext::load(&*exec.store, exec.defs.graph(), None, now).await {
+            Ok(partitions) => partitions.dynamic,
+            Err(e) => {
+                tick.status = TickStatus::Failed;
+                tick.message = format!("reading dynamic partitions failed: {e}");
+                return (tick, Vec::new());
+            }
+        };
+    let ctx = SensorContext { cursor: cursor.clone(), now, resources: exec.resources.clone(), dynamic_partitions };
     let result = match tokio::time::timeout(sensor.timeout, (sensor.evaluate)(ctx)).await {
         Err(_) => {
             tick.status = TickStatus::Failed;

@@ -9,6 +9,7 @@
 //! * [`qbo`]: QuickBooks Online reports (OAuth with rotating refresh tokens) and their rows.
 //! * [`secret`]: credentials that never print.
 //! * [`plaid`]: Plaid `/transactions/sync` (live client and labeled dev source), access tokens per item.
+//! * [`sec`]: SEC EDGAR filings and XBRL facts as Arrow tables (live API or labeled dev source).
 //!
 //! Only this crate knows parquet, the object stores and the app database's SQL. It knows nothing
 //! of plans, runs or the lineage store.
@@ -21,6 +22,7 @@ pub mod parquet_io;
 pub mod plaid;
 pub mod qbo;
 pub mod s3;
+pub mod sec;
 pub mod secret;
 
 pub use appdb::{AppDb, PgAppDb, SqliteAppDb};
@@ -31,4 +33,5 @@ pub use parquet_io::ParquetIoManager;
 pub use plaid::{DevPlaid, PlaidClient, PlaidConfig, PlaidError, PlaidItems, PlaidSource};
 pub use qbo::{DevQbo, QboClient, QboConfig, QboSource, QboTokens};
 pub use s3::{S3Config, S3ObjectStore};
+pub use sec::{DevSecSource, SecClient, SecConfig, SecError, SecSource};
 pub use secret::Secret;

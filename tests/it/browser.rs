@@ -146,7 +146,7 @@ fn the_graph_grid_gantt_and_escaping_in_chromium() {
 
     // The graph: a node per asset, an arrow per dependency, and no edge under a node.
     browser.goto(&format!("{base}/"));
-    assert_eq!(browser.count("svg.asset-graph g.node"), 11);
+    assert_eq!(browser.count("svg.asset-graph g.node"), assets::assets().len());
     assert_eq!(browser.count("svg.asset-graph g.edge path[marker-end='url(#arrow)']"), 5);
     assert_eq!(browser.count("svg.asset-graph marker#arrow path"), 1);
     assert_eq!(browser.js(EDGES_UNDER_NODES), json!([]), "edges pass under nodes");

@@ -42,7 +42,11 @@ impl Robo {
             .env_remove("DATABASE_URL")
             .env_remove("S3_BUCKET_NAME")
             .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("GRAPH_API_URL");
+            .env_remove("GRAPH_API_URL")
+            .env_remove("SEC_API_URL")
+            .env_remove("SEC_USER_AGENT")
+            .env_remove("SEC_RATE_LIMIT")
+            .env_remove("SEC_COOL_DOWN_SECS");
         cmd
     }
 

@@ -16,4 +16,5 @@ mod postgres;
 mod project;
 mod qbo;
 mod s3;
+mod sec;
 mod web;
