@@ -225,7 +225,8 @@ impl GraphStorage for GraphApiClient {
 }
 
 /// A reqwest error without its URL (which could carry credentials): what kind of failure it was.
-fn describe_reqwest(e: &reqwest::Error) -> String {
+/// Every HTTP client here (Graph API, SEC, Plaid, QuickBooks) describes transport errors with it.
+pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {

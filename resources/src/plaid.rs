@@ -32,6 +32,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::appdb::AppDbError;
+use crate::graph_api::describe_reqwest;
 use crate::object_store::{ObjectStore, ObjectStoreError};
 
 #[cfg(any(test, feature = "plaid-fixture"))]
@@ -664,19 +665,6 @@ impl PlaidSource for PlaidClient {
 
     fn describe(&self) -> String {
         format!("Plaid at {}", self.shown)
-    }
-}
-
-/// A reqwest error without its URL: what kind of failure it was.
-fn describe_reqwest(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "connection failed".to_owned()
-    } else if e.is_body() || e.is_decode() {
-        "the response body was cut short".to_owned()
-    } else {
-        "request failed".to_owned()
     }
 }
 

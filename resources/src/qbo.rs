@@ -303,8 +303,7 @@ impl QboClient {
     }
 
     fn transport(what: &str, realm: &str, e: reqwest::Error) -> QboError {
-        // Without the URL: it holds the realm only, but a proxy or a query could hold more.
-        let reason = if e.is_timeout() { "timed out".to_owned() } else { e.without_url().to_string() };
+        let reason = crate::graph_api::describe_reqwest(&e);
         QboError::Transport { what: what.to_owned(), realm: realm.to_owned(), reason }
     }
 }

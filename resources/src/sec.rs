@@ -38,6 +38,8 @@ use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use serde::de::{MapAccess, Visitor};
+
+use crate::graph_api::describe_reqwest;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
@@ -851,19 +853,6 @@ fn reason(page: &str) -> String {
         clipped.push_str(" (set SEC_USER_AGENT to \"Company Name admin@company.com\")");
     }
     clipped
-}
-
-/// A reqwest error without its URL: what kind of failure it was.
-fn describe_reqwest(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "connection failed".to_owned()
-    } else if e.is_body() || e.is_decode() {
-        "the response body was cut short".to_owned()
-    } else {
-        "request failed".to_owned()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

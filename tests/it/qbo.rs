@@ -357,26 +357,13 @@ async fn one_refresh_between_two_workers_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_refresh_between_two_workers_on_postgres() {
-    use sqlx::{Connection, Executor};
-    let url = std::env::var("ROBO_ASSETS_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let admin: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-    let mut conn = match sqlx::PgConnection::connect_with(&admin).await {
-        Ok(conn) => conn,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: no PostgreSQL ({e}); set ROBO_ASSETS_TEST_PG_URL");
-            return;
-        }
-        Err(e) => panic!("PostgreSQL is required when CI is set: {e}"),
-    };
-    let name = format!("robo_test_qbo_{:08x}{:08x}", fastrand::u32(..), fastrand::u32(..));
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-    let a = Arc::new(resources::PgAppDb::connect_with(admin.clone().database(&name), name.clone()).await.unwrap());
-    let b = Arc::new(resources::PgAppDb::connect_with(admin.clone().database(&name), name.clone()).await.unwrap());
+    let Some(db) = crate::postgres::TestDb::create().await else { return };
+    let a = Arc::new(resources::PgAppDb::connect(&db.url, "test app database".into()).await.unwrap());
+    let b = Arc::new(resources::PgAppDb::connect(&db.url, "test app database".into()).await.unwrap());
     one_refresh_between_two_workers(a.clone(), b.clone()).await;
     a.pool().close().await;
     b.pool().close().await;
-    conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).await.unwrap();
+    db.drop_db().await;
 }
 
 /// Spawns a materialization, waits until `reached` says the fixture holds its request, and
