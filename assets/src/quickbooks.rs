@@ -63,8 +63,10 @@ fn report_asset(name: &'static str, report: QboReport, description: &str) -> Ass
         .code_version("1")
         .partitions(realm_months())
         .retry(RetryPolicy::exponential(3, std::time::Duration::from_secs(5)))
-        // Intuit allows 10 requests at once per realm and app: `robo-assets pools set quickbooks 10`.
-        .pool("quickbooks")
+        // Intuit allows 10 requests at once per realm and app: `robo-assets pools set quickbooks 10`
+        // caps each realm's steps across every worker (the client also paces each realm's
+        // requests to 10 a second and 500 a minute across workers).
+        .pool_per("quickbooks", "realm")
         .compute(move |ctx| compute(ctx, name, report))
 }
 

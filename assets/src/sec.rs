@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::automation::{SensorDef, SensorRequest, SensorResult, sensor};
-use engine::{AssetContext, AssetDef, AssetError, Output, PartitionsDef, asset};
+use engine::{AssetContext, AssetDef, AssetError, NotRetryable, Output, PartitionsDef, RetryPolicy, asset};
 use resources::SecSource;
 use resources::sec::SecError;
 
@@ -46,8 +46,10 @@ fn definition(key: &str, description: &str) -> engine::AssetBuilder {
         .tag("team", "data")
         .code_version("1")
         .partitions(PartitionsDef::dynamic(SEC_CIKS).key_format(normalize_cik))
-        // One attempt per step: the client already retries what is transient (5xx, throttles
-        // after the cool-down), and a 404 or a value that does not fit would fail again.
+        // The client already retries what is transient (5xx, throttles after the cool-down); a
+        // step that still failed on a throttle or an outage is tried again later, twice. A 404,
+        // a refusal or a value that does not fit would fail again: those fail at once.
+        .retry(RetryPolicy::exponential(3, Duration::from_secs(120)))
         .pool("sec")
 }
 
@@ -82,6 +84,11 @@ fn cik_of(ctx: &AssetContext) -> Result<String, AssetError> {
     Ok(cik)
 }
 
+/// A client error as a step error: retried by the asset's policy only if trying later may help.
+fn step_error(e: SecError) -> AssetError {
+    if e.is_retryable() { Box::new(e) } else { Box::new(NotRetryable(e.to_string())) }
+}
+
 fn labeled(out: Output, source: &dyn SecSource) -> Output {
     if source.kind() == "dev" {
         tracing::info!(
@@ -94,7 +101,7 @@ fn labeled(out: Output, source: &dyn SecSource) -> Output {
 async fn compute_submissions(ctx: AssetContext) -> Result<Output, AssetError> {
     let sec: Arc<dyn SecSource> = ctx.resource(SEC)?;
     let cik = cik_of(&ctx)?;
-    let subs = sec.submissions(&cik).await?;
+    let subs = sec.submissions(&cik).await.map_err(step_error)?;
     let n = subs.table.num_rows();
     let out = Output::table(subs.table)
         .with_metadata("cik", cik)
@@ -106,7 +113,7 @@ async fn compute_submissions(ctx: AssetContext) -> Result<Output, AssetError> {
 async fn compute_company_facts(ctx: AssetContext) -> Result<Output, AssetError> {
     let sec: Arc<dyn SecSource> = ctx.resource(SEC)?;
     let cik = cik_of(&ctx)?;
-    let facts = sec.company_facts(&cik).await?;
+    let facts = sec.company_facts(&cik).await.map_err(step_error)?;
     let n = facts.table.num_rows();
     let out = Output::table(facts.table)
         .with_metadata("cik", cik)

@@ -195,7 +195,8 @@ pub enum Condition {
     /// When it is missing and every partition it reads exists (evaluated as upstream
     /// partitions arrive).
     OnMissing,
-    /// At each tick of a cron, its latest partition if missing or stale.
+    /// At each tick of a cron, its latest partition if missing or stale (for a multi-dimensional
+    /// asset, the latest window for every key of its other dimensions).
     OnCron(Box<ScheduleDef>),
 }
 
@@ -383,7 +384,7 @@ pub async fn sensor_tick(
             asset_key: def.key.to_string(),
             partition_key: r.partition_key.clone(),
             trigger: Trigger::Sensor,
-            pool: def.pool.clone(),
+            pool: def.request_pool(&r.partition_key),
             priority: graph.rank(id) as i64,
             max_attempts: def.retry.max_attempts as i64,
             run_at: Utc::now(),
@@ -553,8 +554,10 @@ pub async fn conditions_tick(
         let Ok(id) = graph.lookup(asset) else { continue };
         for tick in cron.ticks_between(last.unwrap_or(now), now, 1_000) {
             let tick_ctx = PartitionsContext { now: tick, dynamic: ctx.dynamic.clone() };
-            let key = graph.asset(id).partitions.as_ref().map_or(Some(String::new()), |p| p.keys(&tick_ctx).pop());
-            if let Some(key) = key {
+            // The latest partition, as a schedule's tick: the latest window for every key of a
+            // multi-dimensional asset's other dimensions.
+            let keys = graph.asset(id).partitions.as_ref().map_or(vec![String::new()], |p| p.latest(&tick_ctx, 1));
+            for key in keys {
                 candidates.insert((graph.rank(id), key), (id, condition, Some(tick)));
             }
         }
@@ -585,7 +588,7 @@ pub async fn conditions_tick(
                 asset_key: def.key.to_string(),
                 partition_key: key.clone(),
                 trigger: Trigger::Condition,
-                pool: def.pool.clone(),
+                pool: def.request_pool(key),
                 priority: graph.rank(*id) as i64,
                 max_attempts: def.retry.max_attempts as i64,
                 run_at: Utc::now(),

@@ -181,9 +181,7 @@ impl AssetContext {
     /// The value of one dimension of a multi-dimensional partition key: `ctx.dimension("realm")`
     /// is `Some("123")` for `month=2025-12|realm=123`.
     pub fn dimension(&self, name: &str) -> Option<&str> {
-        self.partition_key
-            .split(crate::partition::multi::DIMENSION_SEPARATOR)
-            .find_map(|part| part.split_once('=').and_then(|(n, v)| (n == name).then_some(v)))
+        crate::partition::multi::dimension_value(&self.partition_key, name)
     }
 
     /// This partition's current materialization, with its metadata: where an incremental

@@ -175,6 +175,9 @@ pub struct AssetDef {
     pub retry: RetryPolicy,
     /// A concurrency pool that limits how many of its steps run at once across the cluster.
     pub pool: Option<String>,
+    /// The partition dimension the pool is kept per (`Some("realm")`: each realm has the
+    /// pool's limit on its own); see [`AssetDef::request_pool`].
+    pub pool_dimension: Option<String>,
     /// When its partitions are due; past that and not materialized, a partition is `late`.
     pub freshness: Option<FreshnessPolicy>,
     /// The resource keys its compute function asks for: a deployment that binds none of them is
@@ -202,6 +205,22 @@ impl FreshnessPolicy {
             FreshnessPolicy::AfterWindowEnd(after) => Some(window_end + chrono::Duration::from_std(after).ok()?),
             FreshnessPolicy::MaxLag(_) => None,
         }
+    }
+}
+
+impl AssetDef {
+    /// The pool of a request for `partition_key`: the asset's pool, or with
+    /// [`AssetBuilder::pool_per`] its member for the key's value of that dimension
+    /// (`quickbooks[realm=123]`).
+    pub fn request_pool(&self, partition_key: &str) -> Option<String> {
+        let pool = self.pool.as_deref()?;
+        Some(match self.pool_dimension.as_deref() {
+            None => pool.to_owned(),
+            Some(dim) => match crate::partition::multi::dimension_value(partition_key, dim) {
+                Some(value) => lineage::pool_member(pool, dim, value),
+                None => pool.to_owned(),
+            },
+        })
     }
 }
 
@@ -233,6 +252,7 @@ pub fn asset(key: &str) -> AssetBuilder {
         partitions: None,
         retry: RetryPolicy::default(),
         pool: None,
+        pool_dimension: None,
         freshness: None,
         required_resources: Vec::new(),
     }
@@ -252,6 +272,7 @@ pub struct AssetBuilder {
     partitions: Option<PartitionsDef>,
     retry: RetryPolicy,
     pool: Option<String>,
+    pool_dimension: Option<String>,
     freshness: Option<FreshnessPolicy>,
     required_resources: Vec<String>,
 }
@@ -323,9 +344,21 @@ impl AssetBuilder {
         self
     }
 
-    /// Its concurrency pool.
+    /// Its concurrency pool: `robo-assets pools set POOL N` lets at most N of its steps run at
+    /// once across every worker (a pool without a limit set is unlimited).
     pub fn pool(mut self, pool: &str) -> Self {
         self.pool = Some(pool.to_owned());
+        self.pool_dimension = None;
+        self
+    }
+
+    /// Its concurrency pool, kept per key of one dimension of its multi-dimensional partitions:
+    /// `.pool_per("quickbooks", "realm")` lets at most N steps of *each realm* run at once, N
+    /// being the limit of `quickbooks` (`robo-assets pools set quickbooks 10`: Intuit allows a
+    /// realm 10 concurrent requests). The requests' pool is `quickbooks[realm=123]`.
+    pub fn pool_per(mut self, pool: &str, dimension: &str) -> Self {
+        self.pool = Some(pool.to_owned());
+        self.pool_dimension = Some(dimension.to_owned());
         self
     }
 
@@ -346,6 +379,7 @@ impl AssetBuilder {
             partitions: self.partitions,
             retry: self.retry,
             pool: self.pool,
+            pool_dimension: self.pool_dimension,
             freshness: self.freshness,
             required_resources: self.required_resources,
             compute: Arc::new(move |ctx| Box::pin(f(ctx))),

@@ -235,7 +235,7 @@ pub fn plan_requests(
                 asset_key: def.key.to_string(),
                 partition_key: step.partition_key.clone(),
                 trigger,
-                pool: def.pool.clone(),
+                pool: def.request_pool(&step.partition_key),
                 // Downstream first: a cell whose inputs just finished is claimed before the
                 // remaining upstream cells, so a daily bill follows its 24th hour at once.
                 priority: graph.rank(step.asset) as i64,

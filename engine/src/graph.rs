@@ -72,6 +72,14 @@ pub enum DefinitionsError {
         /// The assets on the cycle, in order, first repeated at the end.
         assets: Vec<String>,
     },
+    /// A pool is kept per a partition dimension the asset does not have.
+    #[error("asset {asset:?}: {reason}")]
+    PoolDimension {
+        /// The asset.
+        asset: String,
+        /// What is wrong and what is valid.
+        reason: String,
+    },
     /// A mapping cannot connect the two partitions definitions.
     #[error("asset {downstream:?} cannot depend on {upstream:?}: {reason}")]
     IncompatibleMapping {
@@ -149,6 +157,23 @@ impl AssetGraph {
                 return Err(DefinitionsError::DuplicateKey { key: def.key.to_string() });
             }
             by_name.entry(def.key.name().to_owned()).or_default().push(id);
+            if let Some(dim) = def.pool_dimension.as_deref() {
+                let dims = def
+                    .partitions
+                    .as_ref()
+                    .and_then(|p| p.as_multi())
+                    .map(crate::partition::multi::MultiPartitions::dimensions);
+                if !dims.is_some_and(|d| d.iter().any(|d| d.name == dim)) {
+                    let valid = dims.map_or("it has no multi-dimensional partitions".to_owned(), |d| {
+                        let names: Vec<&str> = d.iter().map(|d| d.name.as_str()).collect();
+                        format!("its dimensions are {}", names.join(", "))
+                    });
+                    return Err(DefinitionsError::PoolDimension {
+                        asset: def.key.to_string(),
+                        reason: format!("its pool is kept per {dim:?}, but {valid}"),
+                    });
+                }
+            }
         }
         let mut graph = AssetGraph {
             upstream: vec![Vec::new(); assets.len()],

@@ -638,6 +638,35 @@ async fn pool_limits_hold_across_workers(store: &dyn LineageStore) {
     assert_eq!(store.claim_requests("b", None, 10, t(1), t(61)).await.unwrap().len(), 1);
 }
 
+async fn a_pool_kept_per_dimension_limits_each_member(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    store.set_pool_limit("quickbooks", 1).await.unwrap();
+    let reqs: Vec<NewRequest> = ["123", "123", "456"]
+        .iter()
+        .enumerate()
+        .map(|(i, realm)| {
+            let mut r = request(run_id, &format!("q{i}"), "qbo", &format!("month=2025-0{}|realm={realm}", i + 1));
+            r.pool = Some(pool_member("quickbooks", "realm", realm));
+            r
+        })
+        .collect();
+    store.submit_requests(&reqs, &[]).await.unwrap();
+    let a = store.claim_requests("a", None, 10, t(0), t(60)).await.unwrap();
+    let mut claimed: Vec<&str> = a.iter().map(|c| c.partition_key.as_str()).collect();
+    claimed.sort_unstable();
+    assert_eq!(claimed, ["month=2025-01|realm=123", "month=2025-03|realm=456"], "one per realm");
+    assert_eq!(
+        store.pools().await.unwrap(),
+        [PoolState { name: "quickbooks".to_owned(), slot_limit: 1, running: 2 }],
+        "the family counts its members"
+    );
+    assert!(store.claim_requests("b", None, 10, t(0), t(60)).await.unwrap().is_empty());
+    let first = a.iter().find(|c| c.partition_key.ends_with("123")).unwrap();
+    store.complete_requests("a", &[completion(first, "v")], t(1)).await.unwrap();
+    let b = store.claim_requests("b", None, 10, t(1), t(61)).await.unwrap();
+    assert_eq!(b.iter().map(|c| c.partition_key.as_str()).collect::<Vec<_>>(), ["month=2025-02|realm=123"]);
+}
+
 async fn heartbeats_extend_only_the_workers_own_leases(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     store.submit_requests(&[request(run_id, "k", "usage", "h0")], &[]).await.unwrap();
@@ -1323,6 +1352,7 @@ lineage_store_tests!(
     failures_retry_then_fail_and_fail_their_downstream,
     cancel_stops_waiting_requests_at_once_and_asks_running_ones,
     pool_limits_hold_across_workers,
+    a_pool_kept_per_dimension_limits_each_member,
     heartbeats_extend_only_the_workers_own_leases,
     a_backfill_is_stored_with_its_run_and_its_cells_reopen,
     check_results_are_stored_and_read_newest_first,

@@ -9,10 +9,11 @@
 //! on the realm's row, before the access token is used ([`QboTokens::access_token`]). A 401
 //! (either envelope: `Fault`/`Error`/`Message` or the gateway's lowercase `fault`/`error`/
 //! `message`) buys one refresh and one retry; a 200 can carry a `Fault`; a 429 waits (60 s, as
-//! Intuit asks) and retries; requests are paced to 10 per second per realm in this process (the
-//! `quickbooks` pool caps it across workers). `intuit_tid` is kept for support.
+//! Intuit asks) and retries; a realm's requests are paced to 10 a second and 500 a minute across
+//! every worker, by slots reserved on its row in the app database
+//! ([`QboTokens::reserve_request_slot`]), and the `quickbooks` pool, one per realm, caps how many
+//! of its steps run at once. `intuit_tid` is kept for support.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,6 +171,17 @@ pub trait QboTokens: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
         exchange: &dyn TokenExchange,
     ) -> Result<Secret, QboError>;
+
+    /// Reserves the realm's next request slot for a sender that is ready at `now`: the later of
+    /// `now` and the slot the previous reservation left, after which the next one is `gap` later.
+    /// Every worker of a deployment reserves through the same row (in a write transaction), so
+    /// the realm's requests are paced across processes and machines, not only within one.
+    async fn reserve_request_slot(
+        &self,
+        realm: &str,
+        now: DateTime<Utc>,
+        gap: chrono::Duration,
+    ) -> Result<DateTime<Utc>, QboError>;
 }
 
 /// A report as fetched.
@@ -211,8 +223,10 @@ pub struct QboConfig {
     pub throttle_wait: Duration,
     /// Tries after a 429 before the step fails (and is retried by its policy).
     pub throttle_retries: u32,
-    /// Requests per second per realm in this process (Intuit allows 10).
+    /// Requests per second per realm, across every worker (Intuit allows 10).
     pub requests_per_second: u32,
+    /// Requests per minute per realm, across every worker (Intuit allows 500).
+    pub requests_per_minute: u32,
     /// Each request's timeout (Intuit cuts requests at 120 s; the token request holds a row lock).
     pub timeout: Duration,
 }
@@ -228,6 +242,7 @@ impl QboConfig {
             throttle_wait: Duration::from_secs(60),
             throttle_retries: 3,
             requests_per_second: 10,
+            requests_per_minute: 500,
             timeout: Duration::from_secs(20),
         }
     }
@@ -239,8 +254,6 @@ pub struct QboClient {
     config: QboConfig,
     http: reqwest::Client,
     tokens: Arc<dyn QboTokens>,
-    /// When each realm may send its next request (pacing to `requests_per_second`).
-    next_slot: tokio::sync::Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 /// The first error of a fault body, in either envelope: `code: message (detail)`.
@@ -285,21 +298,26 @@ impl QboClient {
             realm: "-".to_owned(),
             reason: e.to_string(),
         })?;
-        Ok(QboClient { config, http, tokens, next_slot: tokio::sync::Mutex::new(HashMap::new()) })
+        Ok(QboClient { config, http, tokens })
     }
 
-    /// Waits for the realm's next request slot.
-    async fn pace(&self, realm: &str) {
-        let gap = Duration::from_secs(1) / self.config.requests_per_second.max(1);
-        let at = {
-            let mut slots = self.next_slot.lock().await;
-            let now = tokio::time::Instant::now();
-            let slot = slots.entry(realm.to_owned()).or_insert(now);
-            let at = (*slot).max(now);
-            *slot = at + gap;
-            at
-        };
-        tokio::time::sleep_until(at).await;
+    /// The spacing of one realm's requests that keeps both of Intuit's limits: 10 a second and
+    /// 500 a minute give 120 ms.
+    pub fn request_gap(&self) -> Duration {
+        let per_second = Duration::from_secs(1) / self.config.requests_per_second.max(1);
+        let per_minute = Duration::from_secs(60) / self.config.requests_per_minute.max(1);
+        per_second.max(per_minute)
+    }
+
+    /// Waits for the realm's next request slot, reserved in the app database so that every
+    /// worker sending to the realm shares one pace.
+    async fn pace(&self, realm: &str) -> Result<(), QboError> {
+        let gap = chrono::Duration::from_std(self.request_gap()).unwrap_or(chrono::Duration::milliseconds(120));
+        let at = self.tokens.reserve_request_slot(realm, Utc::now(), gap).await?;
+        if let Ok(wait) = (at - Utc::now()).to_std() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
     }
 
     fn transport(what: &str, realm: &str, e: reqwest::Error) -> QboError {
@@ -390,7 +408,7 @@ impl QboSource for QboClient {
         let mut access = self.tokens.access_token(realm, None, Utc::now(), self).await?;
         let (mut refreshed, mut throttled, mut server_errors) = (false, 0, 0);
         loop {
-            self.pace(realm).await;
+            self.pace(realm).await?;
             let resp = self
                 .http
                 .get(&url)

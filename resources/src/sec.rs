@@ -135,6 +135,14 @@ pub enum SecError {
     Config(String),
 }
 
+impl SecError {
+    /// Whether trying again later may succeed: a throttle or an outage may pass; a 404, a
+    /// refusal, malformed data, a value that does not fit or a bad configuration will not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SecError::Throttled { .. } | SecError::Unavailable { .. })
+    }
+}
+
 /// One filer's filing index: one row per filing (see [`submissions_schema`]).
 #[derive(Debug, Clone)]
 pub struct Submissions {

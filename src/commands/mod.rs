@@ -183,6 +183,14 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
                 }
                 app.store.set_pool_limit(name, *limit).await?;
             }
+            // A pool kept per partition dimension: its limit holds for each key of it.
+            let per: std::collections::BTreeMap<&str, &str> = app
+                .defs
+                .graph()
+                .assets()
+                .iter()
+                .filter_map(|a| Some((a.pool.as_deref()?, a.pool_dimension.as_deref()?)))
+                .collect();
             let limits = app.store.pools().await?;
             let mut names: std::collections::BTreeSet<&str> = declared.keys().copied().collect();
             names.extend(limits.iter().map(|p| p.name.as_str()));
@@ -194,6 +202,7 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
                         serde_json::json!({
                             "name": name,
                             "slot_limit": state.map(|p| p.slot_limit),
+                            "per": per.get(name),
                             "running": state.map_or(0, |p| p.running),
                             "assets": declared.get(name).cloned().unwrap_or_default(),
                         })
@@ -202,14 +211,17 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
                 print_json(&pools)?;
                 return Ok(ExitStatus::Success);
             }
-            println!("{:<16} {:>6} {:>8}  ASSETS", "POOL", "LIMIT", "RUNNING");
+            println!("{:<16} {:>16} {:>8}  ASSETS", "POOL", "LIMIT", "RUNNING");
             for name in names {
-                let (limit, running) = limits
+                let (mut limit, running) = limits
                     .iter()
                     .find(|p| p.name == name)
                     .map_or(("none".to_owned(), 0), |p| (p.slot_limit.to_string(), p.running));
+                if let Some(dim) = per.get(name) {
+                    limit = format!("{limit} per {dim}");
+                }
                 let assets = declared.get(name).map(|a| a.join(", ")).unwrap_or_default();
-                println!("{name:<16} {limit:>6} {running:>8}  {assets}");
+                println!("{name:<16} {limit:>16} {running:>8}  {assets}");
             }
             Ok(ExitStatus::Success)
         }

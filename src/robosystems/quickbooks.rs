@@ -1,6 +1,7 @@
 //! QuickBooks Online: the `qbo` resource from `QBO_CLIENT_ID`, `QBO_CLIENT_SECRET`,
 //! `QBO_API_URL` (default production; sandbox by URL), `QBO_TOKEN_URL` (default Intuit's
-//! bearer-token endpoint) and `QBO_THROTTLE_WAIT_SECS` (how long a 429 waits, default 60), or the
+//! bearer-token endpoint), `QBO_THROTTLE_WAIT_SECS` (how long a 429 waits, default 60) and
+//! `QBO_REQUESTS_PER_SECOND` (each realm's pace across all workers, 1 to 10, default 10), or the
 //! labeled dev source when none is set; and `robo-assets qbo connect REALM` / `qbo realms`.
 
 use std::sync::Arc;
@@ -13,8 +14,14 @@ use robo_assets::{Setup, clap, user_error};
 
 use super::{AppDbLocation, app_db_location, var};
 
-const VARIABLES: [&str; 5] =
-    ["QBO_CLIENT_ID", "QBO_CLIENT_SECRET", "QBO_API_URL", "QBO_TOKEN_URL", "QBO_THROTTLE_WAIT_SECS"];
+const VARIABLES: [&str; 6] = [
+    "QBO_CLIENT_ID",
+    "QBO_CLIENT_SECRET",
+    "QBO_API_URL",
+    "QBO_TOKEN_URL",
+    "QBO_THROTTLE_WAIT_SECS",
+    "QBO_REQUESTS_PER_SECOND",
+];
 
 /// The live configuration when any QuickBooks variable is set; `None` for the dev source.
 fn live_config() -> anyhow::Result<Option<QboConfig>> {
@@ -49,6 +56,13 @@ fn live_config() -> anyhow::Result<Option<QboConfig>> {
             user_error(format!("QBO_THROTTLE_WAIT_SECS={secs:?} is not a whole number of seconds from 0 to 3600"))
         })?;
         config.throttle_wait = Duration::from_secs(secs);
+    }
+    if let Some(rate) = var("QBO_REQUESTS_PER_SECOND") {
+        config.requests_per_second = rate.parse().ok().filter(|r| (1..=10).contains(r)).ok_or_else(|| {
+            user_error(format!(
+                "QBO_REQUESTS_PER_SECOND={rate:?} is not a whole number from 1 to 10 (Intuit allows a realm 10 a second)"
+            ))
+        })?;
     }
     Ok(Some(config))
 }

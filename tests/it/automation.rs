@@ -445,6 +445,78 @@ async fn on_missing_and_on_cron_request_what_they_say() {
     );
 }
 
+/// Conditions on multi-dimensional assets (day × kind): `eager` and `on_missing` follow the one
+/// cell that changed upstream, through the identity on `kind` and on `day`, and `on_cron`
+/// requests the latest day for every kind.
+#[tokio::test]
+async fn conditions_on_multi_dimensional_assets_follow_each_cell() {
+    use engine::automation::{Automation, Condition, on_cron};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(lineage::SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap());
+    let noop = |ctx: engine::AssetContext| async move {
+        Ok(engine::Output::none().with_metadata("p", ctx.partition_key.clone()))
+    };
+    let day_kind = || {
+        engine::PartitionsDef::multi([
+            ("day", engine::PartitionsDef::daily("2026-01-01")),
+            ("kind", engine::PartitionsDef::fixed(["cpu", "disk"])),
+        ])
+    };
+    let exec = engine::Executor {
+        defs: engine::Definitions::new(vec![
+            engine::asset("events").partitions(day_kind()).compute(noop),
+            engine::asset("rollup").partitions(day_kind()).dep("events").compute(noop),
+            engine::asset("copy").partitions(day_kind()).dep("events").compute(noop),
+            engine::asset("nightly").partitions(day_kind()).compute(noop),
+        ])
+        .unwrap(),
+        store: store.clone(),
+        io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(
+            dir.path().join("s"),
+        )))),
+        resources: engine::Resources::default(),
+        clock: Arc::new(engine::FixedClock("2026-01-15T12:00:00Z".parse().unwrap())),
+    };
+    let automation = Automation {
+        conditions: vec![
+            ("rollup".into(), Condition::Eager),
+            ("copy".into(), Condition::OnMissing),
+            ("nightly".into(), on_cron("0 3 * * *", "UTC").unwrap()),
+        ],
+        ..Automation::default()
+    };
+    let t0: chrono::DateTime<chrono::Utc> = "2026-01-15T02:00:00Z".parse().unwrap();
+    let first = engine::automation::run_once(&exec, &automation, t0).await.unwrap();
+    assert!(first.iter().all(|r| r.requests.is_empty()), "nothing upstream yet: {first:?}");
+
+    // One cell lands upstream: each condition requests that cell, not the other kind's.
+    let graph = exec.defs.graph();
+    let ctx = exec.partitions_context(None).await.unwrap();
+    let targets = engine::plan::targets(
+        graph,
+        &engine::selection::resolve(graph, "events").unwrap(),
+        &engine::PartitionSpec::Key("kind=disk|day=2026-01-10".into()),
+        &ctx,
+    )
+    .unwrap();
+    let plan = engine::plan::plan(graph, &targets, &Default::default(), &ctx, Default::default()).unwrap();
+    exec.execute(&plan, &Default::default(), Arc::new(engine::NoObserver), Default::default()).await.unwrap();
+    let r = engine::automation::run_once(&exec, &automation, t0 + chrono::Duration::minutes(30)).await.unwrap();
+    let mut requested: Vec<(String, String)> = r.iter().flat_map(|r| r.requests.clone()).collect();
+    requested.sort();
+    let cell = "day=2026-01-10|kind=disk".to_owned();
+    assert_eq!(requested, [("copy".to_owned(), cell.clone()), ("rollup".to_owned(), cell.clone())]);
+    let e = store.condition_evaluations("copy", Some(&cell), 1).await.unwrap().remove(0);
+    assert_eq!(e.reason, "missing, and every upstream partition exists");
+
+    // 03:00 passes: the latest complete day, for every kind.
+    let r = engine::automation::run_once(&exec, &automation, t0 + chrono::Duration::hours(1)).await.unwrap();
+    let mut nightly: Vec<String> =
+        r.iter().flat_map(|r| r.requests.clone()).filter(|(a, _)| a == "nightly").map(|(_, k)| k).collect();
+    nightly.sort();
+    assert_eq!(nightly, ["day=2026-01-14|kind=cpu", "day=2026-01-14|kind=disk"]);
+}
+
 #[test]
 fn why_says_whether_a_partition_is_materialized_stale_or_missing() {
     let robo = Robo::new();

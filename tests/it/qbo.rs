@@ -51,7 +51,21 @@ struct Intuit {
     hold_report: AtomicBool,
     /// Seconds slept before answering a refresh (to widen a race).
     refresh_delay_ms: AtomicUsize,
+    /// Milliseconds a report takes (so steps overlap).
+    report_delay_ms: AtomicUsize,
+    /// Intuit's rate limit, scaled down: more than this many reports of one realm within
+    /// `WINDOW` get a 429 (0: no limit).
+    window_limit: AtomicUsize,
+    /// Arrival times of each realm's reports within the window.
+    arrivals: Mutex<HashMap<String, std::collections::VecDeque<std::time::Instant>>>,
+    /// 429s answered for going over `window_limit`.
+    rate_limited: AtomicUsize,
+    /// Reports being answered now, by realm, and the most seen at once: per realm and in all.
+    in_flight: Mutex<(HashMap<String, usize>, usize, usize)>,
 }
+
+/// The window of the fixture's rate limit.
+const WINDOW: Duration = Duration::from_secs(3);
 
 fn with_tid(status: StatusCode, body: Value) -> Response {
     let tid = format!("1-{:08x}", fastrand::u32(..));
@@ -134,6 +148,33 @@ async fn report(
             StatusCode::UNAUTHORIZED,
             json!({"warnings": null, "intuitObject": null, "fault": {"error": [{"message": "message=AuthenticationFailed; errorCode=003200; statusCode=401", "detail": "Token expired", "code": "3200", "element": null}], "type": "AUTHENTICATION"}, "report": null, "time": 1733300000000u64}),
         );
+    }
+    let limit = f.window_limit.load(Ordering::SeqCst);
+    if limit > 0 {
+        let now = std::time::Instant::now();
+        let mut arrivals = f.arrivals.lock().unwrap();
+        let seen = arrivals.entry(realm.clone()).or_default();
+        seen.retain(|t| now.duration_since(*t) < WINDOW);
+        seen.push_back(now);
+        if seen.len() > limit {
+            f.rate_limited.fetch_add(1, Ordering::SeqCst);
+            return with_tid(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"Fault": {"Error": [{"Message": "message=ThrottleExceeded; errorCode=003001; statusCode=429", "Detail": "The request limit was reached.", "code": "3001"}], "type": "SERVICE"}}),
+            );
+        }
+    }
+    let delay = f.report_delay_ms.load(Ordering::SeqCst) as u64;
+    if delay > 0 {
+        {
+            let mut guard = f.in_flight.lock().unwrap();
+            let (by_realm, max_realm, max_total) = &mut *guard;
+            *by_realm.entry(realm.clone()).or_default() += 1;
+            *max_realm = (*max_realm).max(by_realm[&realm]);
+            *max_total = (*max_total).max(by_realm.values().sum());
+        }
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        *f.in_flight.lock().unwrap().0.get_mut(&realm).unwrap() -= 1;
     }
     if realm == HELD_REPORT {
         while f.hold_report.load(Ordering::SeqCst) {
@@ -364,6 +405,96 @@ async fn one_refresh_between_two_workers_on_postgres() {
     a.pool().close().await;
     b.pool().close().await;
     db.drop_db().await;
+}
+
+/// Starts a `robo-assets worker` against the fixture.
+fn spawn_worker(robo: &Robo, url: &str, args: &[&str], extra: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = robo.command(&[&["worker"], args].concat());
+    cmd.envs(live_env(url)).envs(extra.iter().copied());
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap()
+}
+
+/// Waits until `n` requests succeeded (failing on a failed one), then stops the workers.
+async fn drain(robo: &Robo, n: i64, workers: Vec<std::process::Child>) {
+    let mut db = robo.lineage_db().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (done, failed): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state = 'failed') \
+             FROM materialization_requests",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(failed, 0, "no request failed");
+        if done == n {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{done} of {n} requests succeeded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for mut w in workers {
+        let _ = std::process::Command::new("kill").args(["-INT", &w.id().to_string()]).status();
+        w.wait().unwrap();
+    }
+}
+
+/// Two workers share one realm's pace: the slots are reserved on the realm's row in the app
+/// database, so two processes at 2 requests a second each still send 2 a second between them.
+/// A fixture that refuses more than 8 in 3 s (Intuit's limit, scaled down) answers no 429; with
+/// pacing kept per process it would see 4 a second and throttle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_one_pace_per_realm() {
+    let (url, intuit) = serve().await;
+    intuit.window_limit.store(8, Ordering::SeqCst);
+    let robo = Arc::new(Robo::new());
+    connect(&robo, &url, NORMAL, &format!("{TOKEN_MARK}-refresh-0")).await;
+    let pace = [("QBO_REQUESTS_PER_SECOND", "2")];
+    let r =
+        run_env(&robo, &url, &["submit", "qbo_profit_and_loss", "--from", "2025-01", "--to", "2025-12"], &pace).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let workers = (0..2).map(|_| spawn_worker(&robo, &url, &["--concurrency", "2"], &pace)).collect();
+    drain(&robo, 12, workers).await;
+    assert_eq!(intuit.rate_limited.load(Ordering::SeqCst), 0, "no report was throttled");
+    assert_eq!(intuit.reports.lock().unwrap()[NORMAL], 12, "one report per month");
+}
+
+/// `pools set quickbooks 1` lets one step per realm run at once, across workers, while other
+/// realms run beside it (the pool is kept per realm, not for QuickBooks as a whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickbooks_pool_holds_per_realm() {
+    let (url, intuit) = serve().await;
+    intuit.report_delay_ms.store(400, Ordering::SeqCst);
+    let robo = Arc::new(Robo::new());
+    for realm in [NORMAL, "2001"] {
+        connect(&robo, &url, realm, &format!("{TOKEN_MARK}-refresh-0")).await;
+    }
+    // The fixture has one token chain: realm 2001 borrows the access token 1001 bought.
+    let r = run(&robo, &url, &["materialize", "qbo_profit_and_loss", "-p", "2025-12", "--dim", "realm=1001"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        robo.home().join("app.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE qbo_realms SET (access_token, access_expires_at) = \
+         (SELECT access_token, access_expires_at FROM qbo_realms WHERE realm_id = '1001') WHERE realm_id = '2001'",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    robo.ok(&["pools", "set", "quickbooks", "1"]);
+    let r = run(&robo, &url, &["submit", "qbo_profit_and_loss", "--from", "2025-01", "--to", "2025-04"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let workers = (0..2).map(|_| spawn_worker(&robo, &url, &["--concurrency", "8"], &[])).collect();
+    drain(&robo, 9, workers).await;
+    let (_, max_realm, max_total) = *intuit.in_flight.lock().unwrap();
+    assert_eq!(max_realm, 1, "one report per realm at a time");
+    assert_eq!(max_total, 2, "the two realms ran side by side");
+    let pools = robo.ok(&["pools"]).stdout;
+    assert!(pools.contains("1 per realm"), "{pools}");
 }
 
 /// Spawns a materialization, waits until `reached` says the fixture holds its request, and

@@ -122,3 +122,21 @@ fn selection_errors_say_what_is_valid() {
     assert!(select("x+bill").starts_with(r#"error: malformed selection term "x+bill""#), "{}", select("x+bill"));
     assert!(select("bill,").starts_with("error: malformed selection term"));
 }
+
+#[test]
+fn a_pool_kept_per_dimension_needs_that_dimension() {
+    let months = || PartitionsDef::monthly("2025-01-01");
+    let multi = || PartitionsDef::multi([("realm", PartitionsDef::fixed(["1", "2"])), ("month", months())]);
+    assert_eq!(
+        check(vec![noop(asset("report").partitions(multi()).pool_per("quickbooks", "company"))]),
+        r#"error: asset "report": its pool is kept per "company", but its dimensions are month, realm"#
+    );
+    assert_eq!(
+        check(vec![noop(asset("report").partitions(months()).pool_per("quickbooks", "realm"))]),
+        r#"error: asset "report": its pool is kept per "realm", but it has no multi-dimensional partitions"#
+    );
+    let defs =
+        Definitions::new(vec![noop(asset("report").partitions(multi()).pool_per("quickbooks", "realm"))]).unwrap();
+    let def = &defs.graph().assets()[0];
+    assert_eq!(def.request_pool("month=2025-03|realm=2").as_deref(), Some("quickbooks[realm=2]"));
+}

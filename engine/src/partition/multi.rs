@@ -11,6 +11,12 @@ use super::{PartitionKeyError, PartitionsContext, PartitionsDef, TimeWindow, Tim
 /// Separates dimensions in a key.
 pub const DIMENSION_SEPARATOR: char = '|';
 
+/// The value of dimension `name` in a canonical multi-dimensional key: `Some("123")` for
+/// `realm` in `month=2025-12|realm=123`.
+pub fn dimension_value<'k>(key: &'k str, name: &str) -> Option<&'k str> {
+    key.split(DIMENSION_SEPARATOR).find_map(|part| part.split_once('=').and_then(|(n, v)| (n == name).then_some(v)))
+}
+
 /// One dimension of a [`MultiPartitions`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Dimension {

@@ -230,7 +230,20 @@ pub struct RequestRecord {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// A concurrency pool: its slot limit and how many of its requests run now.
+/// The pool whose slot limit a request's pool takes: the pool itself or, for a member of a pool
+/// kept per partition dimension (`quickbooks[realm=123]`, see [`pool_member`]), its family
+/// (`quickbooks`), whose limit each member has.
+pub fn pool_family(pool: &str) -> &str {
+    pool.split_once('[').map_or(pool, |(family, _)| family)
+}
+
+/// The member of pool `family` for one key of a partition dimension: `quickbooks[realm=123]`.
+pub fn pool_member(family: &str, dimension: &str, key: &str) -> String {
+    format!("{family}[{dimension}={key}]")
+}
+
+/// A concurrency pool: its slot limit and how many of its requests run now (for a pool kept
+/// per partition dimension, of all its members together; each member has the limit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PoolState {
     /// Its name.

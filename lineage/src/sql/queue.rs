@@ -466,12 +466,15 @@ impl RequestQueue for db::Store {
         .await?;
         let pools: BTreeSet<&str> = candidates.iter().filter_map(|(_, p)| p.as_deref()).collect();
         // Pool slots: lock the pools' rows (PostgreSQL) so concurrent claims of one pool
-        // serialize, then count what runs now. Unknown pools are unlimited.
+        // serialize, then count what runs now. Unknown pools are unlimited. A pool kept per
+        // partition dimension (`quickbooks[realm=123]`) has its family's limit (`quickbooks`)
+        // for each of its members.
         let mut free: HashMap<&str, i64> = HashMap::new();
         for pool in pools {
+            let family = pool_family(pool);
             let limit: Option<i64> =
                 sqlx::query_scalar(concatcp!("SELECT slot_limit FROM pools WHERE name = $1", db::LOCK_ROW))
-                    .bind(pool)
+                    .bind(family)
                     .fetch_optional(&mut *tx)
                     .await?;
             if let Some(limit) = limit {
@@ -951,7 +954,8 @@ impl RequestQueue for db::Store {
     async fn pools(&self) -> Result<Vec<PoolState>> {
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT p.name, p.slot_limit, (SELECT count(*) FROM materialization_requests r \
-                 WHERE r.pool = p.name AND r.state = 'running') \
+                 WHERE r.state = 'running' \
+                 AND (r.pool = p.name OR substr(r.pool, 1, length(p.name) + 1) = p.name || '[')) \
              FROM pools p ORDER BY p.name",
         )
         .fetch_all(self.reader())

@@ -83,4 +83,31 @@ impl QboTokens for db::Store {
         tracing::info!(realm, "QuickBooks access token refreshed; the rotated refresh token is stored");
         Ok(grant.access_token)
     }
+
+    async fn reserve_request_slot(
+        &self,
+        realm: &str,
+        now: DateTime<Utc>,
+        gap: Duration,
+    ) -> Result<DateTime<Utc>, QboError> {
+        let mut tx = self.begin_write().await?;
+        let select = format!("SELECT next_request_at FROM qbo_realms WHERE realm_id = $1{}", db::FOR_UPDATE);
+        let row: Option<(Option<DateTime<Utc>>,)> = sqlx::query_as(sqlx::AssertSqlSafe(select))
+            .bind(realm)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(AppDbError::from)?;
+        let Some((next,)) = row else {
+            return Err(QboError::NotConnected { realm: realm.to_owned() });
+        };
+        let slot = next.map_or(now, |next| next.max(now));
+        sqlx::query("UPDATE qbo_realms SET next_request_at = $2 WHERE realm_id = $1")
+            .bind(realm)
+            .bind(slot + gap)
+            .execute(&mut *tx)
+            .await
+            .map_err(AppDbError::from)?;
+        tx.commit().await.map_err(AppDbError::from)?;
+        Ok(slot)
+    }
 }
