@@ -277,7 +277,7 @@ fn exit_code(result: anyhow::Result<ExitStatus>, json: bool) -> ExitCode {
         Err(err) => {
             let user = err.downcast_ref::<UserError>().is_some();
             // A message that echoes a huge argument is cut: what was wrong fits on a screen.
-            let mut message = format!("{err:#}");
+            let mut message = chain(err.as_ref());
             let chars = message.chars().count();
             if chars > 2_000 {
                 message = format!("{}… ({chars} characters in all)", message.chars().take(2_000).collect::<String>());
@@ -290,6 +290,23 @@ fn exit_code(result: anyhow::Result<ExitStatus>, json: bool) -> ExitCode {
             ExitCode::from(if user { 2 } else { 1 })
         }
     }
+}
+
+/// An error and its causes, `: `-separated like `{:#}`, with each cause once: sqlx (and others)
+/// put their source's text into their own message, which `{:#}` would print a second time.
+pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = String::new();
+    for cause in std::iter::successors(Some(err), |e| e.source()) {
+        let text = cause.to_string();
+        if message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 fn init_tracing(format: LogFormat) {

@@ -68,7 +68,7 @@ pub async fn worker(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitStatus> 
                 restarts += 1;
                 tracing::warn!(
                     message = "Lineage store failed; restarting the worker loop.",
-                    error = %e,
+                    error = %crate::project::chain(&e),
                     pause_ms = pause.as_millis() as u64,
                 );
                 tokio::select! {

@@ -115,6 +115,24 @@ fn an_unreachable_store_is_a_clear_error_without_the_password() {
     assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
 }
 
+/// Issue 14 §5: an unreachable app database fails with its real cause, not "pool timed out"
+/// after 30 s, and each cause is printed once (the lineage store's too).
+#[test]
+fn an_unreachable_app_database_fails_with_its_cause_printed_once() {
+    let robo = Robo::new();
+    let url = format!("postgres://app:{PASSWORD}@127.0.0.1:1/app");
+    let run = robo.run_with(&["demo", "seed"], &[("DATABASE_URL", url.as_str())]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("opening app database postgres://app:***@127.0.0.1:1/app"), "{}", run.stderr);
+    assert!(!run.stderr.contains("pool timed out"), "{}", run.stderr);
+    assert_eq!(run.stderr.matches("Connection refused").count(), 1, "{}", run.stderr);
+    assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
+
+    let store = format!("postgres://app:{PASSWORD}@127.0.0.1:1/lineage");
+    let run = robo.run_with(&["status"], &[("ROBO_ASSETS_LINEAGE_URL", store.as_str())]);
+    assert_eq!(run.stderr.matches("Connection refused").count(), 1, "{}", run.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_worker_processes_drain_a_submitted_run_exactly_once() {
     let Some(db) = TestDb::create().await else { return };

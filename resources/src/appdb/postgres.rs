@@ -47,6 +47,13 @@ impl PgAppDb {
 
     /// Connects to `options` and applies pending migrations; `shown` describes it without secrets.
     pub async fn connect_with(options: sqlx::postgres::PgConnectOptions, shown: String) -> Result<PgAppDb, AppDbError> {
+        // One direct connection first, as the lineage store does: a refused connection or a bad
+        // password fails at once with its real cause, instead of being retried by the pool until
+        // its acquire timeout and reported as "pool timed out".
+        let probe = tokio::time::timeout(Duration::from_secs(10), <sqlx::PgConnection as sqlx::Connection>::connect_with(&options))
+            .await
+            .map_err(|_| AppDbError::Database(sqlx::Error::PoolTimedOut))??;
+        let _ = sqlx::Connection::close(probe).await;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
