@@ -191,9 +191,11 @@ pub async fn seed_demo(setup: Setup) -> anyhow::Result<String> {
     let (app_db, _) = open_app_db(&setup).await?;
     Ok(if seed(&setup, &*app_db).await? {
         format!(
-            "Seeded {} with {} demo tenants (labeled \"(demo)\") and their graph folders in {}",
+            "Seeded {} with {} demo tenants (labeled \"(demo)\"; {} still provisioning its graph) and their graph \
+             folders in {}",
             app_db.describe(),
-            resources::appdb::DEMO_TENANTS.len(),
+            resources::appdb::DEMO_TENANTS.len() + resources::appdb::DEMO_PROVISIONING.len(),
+            resources::appdb::DEMO_PROVISIONING.len(),
             setup.home.join("graphs").display()
         )
     } else {

@@ -191,6 +191,14 @@ pub enum PartitionKeyError {
         /// The zone.
         tz: String,
     },
+    /// A range whose first key comes after its last (`--from` later than `--to`).
+    #[error("partition range {from:?} to {to:?} is reversed: --from must not come after --to (e.g. --from {to} --to {from})")]
+    Reversed {
+        /// The first key as given.
+        from: String,
+        /// The last key as given.
+        to: String,
+    },
     /// The key is not in a static or dynamic set.
     #[error("unknown partition {key:?} for {def} partitions; valid keys: {valid}")]
     Unknown {
@@ -690,7 +698,10 @@ impl PartitionsDef {
             PartitionsDef::TimeWindow(tw) => {
                 let a = tw.resolve(from, ctx.now)?;
                 let b = tw.resolve(to, ctx.now)?;
-                Ok((a.min(b)..=a.max(b)).map(|i| tw.key(i)).collect())
+                if a > b {
+                    return Err(PartitionKeyError::Reversed { from: from.to_owned(), to: to.to_owned() });
+                }
+                Ok((a..=b).map(|i| tw.key(i)).collect())
             }
             PartitionsDef::Multi(m) => m.range(from, to, ctx),
             _ => {
@@ -699,7 +710,10 @@ impl PartitionsDef {
                 let b = self.resolve(to, ctx)?;
                 let ia = keys.iter().position(|k| *k == a).expect("resolved key is listed");
                 let ib = keys.iter().position(|k| *k == b).expect("resolved key is listed");
-                Ok(keys[ia.min(ib)..=ia.max(ib)].to_vec())
+                if ia > ib {
+                    return Err(PartitionKeyError::Reversed { from: from.to_owned(), to: to.to_owned() });
+                }
+                Ok(keys[ia..=ib].to_vec())
             }
         }
     }

@@ -22,17 +22,38 @@ pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> 
 
     let run_id = RunId::new();
     let now = app.clock.now();
-    // Without --key, every submission is new; with it, the same key returns the first requests.
-    if let Some(k) = &args.key
-        && (k.is_empty() || k.chars().count() > crate::commands::MAX_KEY_CHARS || k.chars().any(char::is_control))
-    {
-        return Err(crate::user_error(format!(
-            "--key {} is not an idempotency key: give 1 to {} characters, no control characters",
-            crate::commands::clip(k),
-            crate::commands::MAX_KEY_CHARS
-        )));
-    }
-    let key = args.key.clone().unwrap_or_else(|| format!("manual:{run_id}"));
+    // Without --key, every submission is new. A user's key lives in its own namespace
+    // (`user:K`, never a system key such as `sched:…`) and names one selection: the same key
+    // with the same cells returns the first run, with other cells it is refused.
+    let mut cells = None;
+    let key = match &args.key {
+        None => format!("manual:{run_id}"),
+        Some(k) => {
+            if k.is_empty() || k.chars().count() > crate::commands::MAX_KEY_CHARS || k.chars().any(char::is_control) {
+                return Err(user_error(format!(
+                    "--key {} is not an idempotency key: give 1 to {} characters, no control characters",
+                    crate::commands::clip(k),
+                    crate::commands::MAX_KEY_CHARS
+                )));
+            }
+            let key = format!("{USER_KEY_PREFIX}{k}");
+            let digest = cells_digest(graph, &targets);
+            if let Some(first) = keyed_run(app, &key, graph, &targets).await?
+                && first.tags.get("cells").and_then(|c| c.as_str()) != Some(digest.as_str())
+            {
+                return Err(user_error(format!(
+                    "--key {} was already used for another selection ({} in run {}): a key names one \
+                     selection (its assets and partitions); submit the same selection to get that run again, \
+                     or use a new key",
+                    crate::commands::clip(k),
+                    crate::commands::clip(&first.selection),
+                    first.id
+                )));
+            }
+            cells = Some(digest);
+            key
+        }
+    };
     let (requests, edges) = engine::exec::plan_requests(&app.defs, &plan, run_id, &key, lineage::Trigger::Manual, now);
     let outcomes = app.store.submit_requests(&requests, &edges).await?;
     let inserted = outcomes.iter().filter(|o| o.inserted).count();
@@ -43,7 +64,10 @@ pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> 
                 trigger: lineage::Trigger::Manual,
                 selection: args.selection.clone(),
                 n_steps: inserted as i64,
-                tags: serde_json::json!({ "idempotency_key": key }),
+                tags: match &cells {
+                    Some(cells) => serde_json::json!({ "idempotency_key": key, "cells": cells }),
+                    None => serde_json::json!({ "idempotency_key": key }),
+                },
                 created_at: now,
                 owner: None,
             })
@@ -73,6 +97,59 @@ pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> 
         return Ok(ExitStatus::Success);
     }
     wait(app, run_id, outcomes.len()).await
+}
+
+/// The namespace of `submit --key K`: stored as `user:K`, so no user key can take one the
+/// system makes (`sched:…`, `sensor:…`, `manual:…`, backfills').
+pub(crate) const USER_KEY_PREFIX: &str = "user:";
+
+/// What a user key covers: the selected cells (asset, partition), as one digest.
+fn cells_digest(graph: &engine::AssetGraph, targets: &[(engine::AssetId, Vec<String>)]) -> String {
+    let mut cells: Vec<(String, &str)> = targets
+        .iter()
+        .flat_map(|(id, keys)| keys.iter().map(move |k| (graph.asset(*id).key.to_string(), k.as_str())))
+        .collect();
+    cells.sort();
+    cells.dedup();
+    let mut hasher = blake3::Hasher::new();
+    for (asset, partition) in &cells {
+        hasher.update(asset.as_bytes()).update(b"\0").update(partition.as_bytes()).update(b"\n");
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// The first manual run submitted with `key`, if any: among the manual runs with a step of one
+/// of the selected assets (a run of the same key has requests of its selection's assets).
+async fn keyed_run(
+    app: &App,
+    key: &str,
+    graph: &engine::AssetGraph,
+    targets: &[(engine::AssetId, Vec<String>)],
+) -> anyhow::Result<Option<lineage::RunRecord>> {
+    let mut found = None;
+    for (id, _) in targets {
+        let mut filter = lineage::RunFilter {
+            trigger: Some(lineage::Trigger::Manual),
+            asset: Some(graph.asset(*id).key.to_string()),
+            limit: 1_000,
+            ..Default::default()
+        };
+        loop {
+            let page = app.store.runs(&filter).await?;
+            let Some(last) = page.last().map(|r| r.id) else { break };
+            for run in page {
+                if run.tags.get("idempotency_key").and_then(|k| k.as_str()) == Some(key) {
+                    // Pages run newest first: the last match seen is the first run.
+                    found = Some(run);
+                }
+            }
+            filter.before = Some(last);
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(found)
 }
 
 /// Follows a run until it ends, printing progress on stderr.

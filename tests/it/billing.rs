@@ -89,7 +89,7 @@ async fn the_same_month_on_postgresql_and_an_s3_compatible_server() {
     .collect();
     // A production app database is never seeded implicitly.
     let seeded = run(&robo, &["demo", "seed"], &env).await;
-    assert!(seeded.stdout.contains("with 3 demo tenants"), "{}", seeded.stdout);
+    assert!(seeded.stdout.contains("with 4 demo tenants"), "{}", seeded.stdout);
     assert!(!seeded.stdout.contains("s3cret"), "the password is never shown: {}", seeded.stdout);
     let outputs = server.object("");
     december_and_january(&robo, &env, AppData::Postgres(&app_db), &outputs).await;

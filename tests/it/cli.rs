@@ -630,3 +630,47 @@ fn bad_configuration_is_refused_at_start_naming_the_variable() {
         assert!(!robo.home().exists(), "{env:?}: nothing was created");
     }
 }
+
+/// Issue 14 §7: `--key K` is stored as `user:K` (no user key can take a system key such as a
+/// schedule tick's) and names one selection: the same selection returns the first run, another
+/// selection is refused with exit 2 and writes nothing.
+#[tokio::test]
+async fn a_user_key_names_one_selection_in_its_own_namespace() {
+    let robo = Robo::new();
+    let first = robo.ok(&["submit", "usage_snapshot", "-p", "2025-12-15T05:00", "--key", "K", "--json"]);
+    let run_id = serde_json::from_str::<serde_json::Value>(&first.stdout).unwrap()["run_id"].clone();
+    let again = robo.ok(&["submit", "usage_snapshot", "-p", "2025-12-15T05:00", "--key", "K", "--json"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&again.stdout).unwrap()["run_id"], run_id);
+
+    let mut db = robo.lineage_db().await;
+    let before = counts(&mut db).await;
+    for args in [
+        vec!["submit", "usage_snapshot", "--from", "2025-12-15T05:00", "--to", "2025-12-15T06:00", "--key", "K"],
+        vec!["submit", "usage_snapshot", "-p", "2025-12-15T06:00", "--key", "K"],
+    ] {
+        let run = robo.run(&args);
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stderr.contains("was already used for another selection"), "{}", run.stderr);
+        assert!(run.stderr.contains("a key names one selection"), "{}", run.stderr);
+    }
+    assert_eq!(counts(&mut db).await, before, "a refused key writes nothing");
+
+    robo.ok(&["submit", "usage_snapshot", "-p", "2025-12-15T07:00", "--key", "sched:storage_bill_daily:2025-12-15"]);
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT idempotency_key FROM materialization_requests ORDER BY idempotency_key")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    assert!(!keys.is_empty());
+    assert!(keys.iter().all(|k| k.starts_with("user:")), "user keys are namespaced: {keys:?}");
+}
+
+/// Issue 14 §7: `demo seed` says how many tenants it created.
+#[tokio::test]
+async fn demo_seed_says_how_many_tenants_it_created() {
+    let robo = Robo::new();
+    let run = robo.ok(&["demo", "seed"]);
+    let mut app = robo.app_db().await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut app).await.unwrap();
+    assert!(run.stdout.contains(&format!("with {n} demo tenants")), "{n} tenants: {}", run.stdout);
+}

@@ -208,3 +208,15 @@ fn a_dynamic_key_format_normalizes_what_is_typed() {
     assert_eq!(multi.resolve("cik=320193|month=2025-03", &ctx).unwrap(), "cik=0000320193|month=2025-03");
     assert_eq!(multi.dynamic_def("sec_ciks"), Some(&def));
 }
+
+/// Issue 14: a reversed range is refused, not silently swapped, on every kind of definition.
+#[test]
+fn a_reversed_range_is_refused() {
+    let hourly = PartitionsDef::hourly("2024-01-01");
+    let err = hourly.range("2025-12-15T06:00", "2025-12-15T05:00", &ctx()).unwrap_err();
+    assert!(matches!(err, PartitionKeyError::Reversed { .. }), "{err}");
+    assert!(err.to_string().contains("--from must not come after --to"), "{err}");
+    let daily = PartitionsDef::daily("2024-01-01");
+    assert!(matches!(daily.range("2025-12-16", "2025-12-15", &ctx()), Err(PartitionKeyError::Reversed { .. })));
+    assert_eq!(daily.range("2025-12-15", "2025-12-15", &ctx()).unwrap(), ["2025-12-15"]);
+}
