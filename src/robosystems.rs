@@ -51,13 +51,14 @@ fn app_db_location(home: &std::path::Path) -> anyhow::Result<AppDbLocation> {
 
 /// The Graph API client, when `GRAPH_API_URL` is set.
 fn graph_api() -> anyhow::Result<Option<GraphApiClient>> {
-    let Some(url) = var("GRAPH_API_URL") else { return Ok(None) };
+    // Checked even without GRAPH_API_URL: a garbage value is a mistake whether or not it is used.
     let timeout_ms = match var("GRAPH_API_TIMEOUT_MS") {
         None => 10_000,
         Some(ms) => ms.parse::<u64>().ok().filter(|ms| *ms > 0).ok_or_else(|| {
             user_error(format!("GRAPH_API_TIMEOUT_MS={ms:?} is not a positive number of milliseconds"))
         })?,
     };
+    let Some(url) = var("GRAPH_API_URL") else { return Ok(None) };
     let config = resources::GraphApiConfig {
         timeout: Duration::from_millis(timeout_ms),
         token: var("GRAPH_API_TOKEN"),
@@ -82,6 +83,22 @@ fn dev_graphs(home: &std::path::Path) -> anyhow::Result<DevGraphStorage> {
 /// (the labeled dev source). Live use requires `SEC_USER_AGENT`: the SEC refuses undeclared
 /// automated tools.
 fn sec_config() -> anyhow::Result<Option<(String, resources::SecConfig)>> {
+    // The tuning variables are checked even for the dev source: a garbage value is a mistake
+    // whether or not it is used.
+    let rate_per_sec = match var("SEC_RATE_LIMIT") {
+        None => None,
+        Some(rate) => Some(rate.trim().parse::<f64>().ok().filter(|r| *r > 0.0 && *r <= 10.0).ok_or_else(|| {
+            user_error(format!(
+                "SEC_RATE_LIMIT={rate:?} is not a number of requests per second above 0 and at most 10 (the SEC's limit)"
+            ))
+        })?),
+    };
+    let cool_down = match var("SEC_COOL_DOWN_SECS") {
+        None => None,
+        Some(secs) => Some(Duration::from_secs(secs.trim().parse().map_err(|_| {
+            user_error(format!("SEC_COOL_DOWN_SECS={secs:?} is not a whole number of seconds (default 600)"))
+        })?)),
+    };
     const SEC_VARS: [&str; 2] = ["SEC_API_URL", "SEC_USER_AGENT"];
     if SEC_VARS.iter().all(|v| var(v).is_none()) {
         return Ok(None);
@@ -100,17 +117,11 @@ fn sec_config() -> anyhow::Result<Option<(String, resources::SecConfig)>> {
         )));
     }
     let mut config = resources::SecConfig::new(user_agent);
-    if let Some(rate) = var("SEC_RATE_LIMIT") {
-        config.rate_per_sec = rate.trim().parse::<f64>().ok().filter(|r| *r > 0.0 && *r <= 10.0).ok_or_else(|| {
-            user_error(format!(
-                "SEC_RATE_LIMIT={rate:?} is not a number of requests per second above 0 and at most 10 (the SEC's limit)"
-            ))
-        })?;
+    if let Some(rate) = rate_per_sec {
+        config.rate_per_sec = rate;
     }
-    if let Some(secs) = var("SEC_COOL_DOWN_SECS") {
-        config.cool_down = Duration::from_secs(secs.trim().parse().map_err(|_| {
-            user_error(format!("SEC_COOL_DOWN_SECS={secs:?} is not a whole number of seconds (default 600)"))
-        })?);
+    if let Some(cool_down) = cool_down {
+        config.cool_down = cool_down;
     }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(user_error(format!(

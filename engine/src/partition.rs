@@ -192,7 +192,9 @@ pub enum PartitionKeyError {
         tz: String,
     },
     /// A range whose first key comes after its last (`--from` later than `--to`).
-    #[error("partition range {from:?} to {to:?} is reversed: --from must not come after --to (e.g. --from {to} --to {from})")]
+    #[error(
+        "partition range {from:?} to {to:?} is reversed: --from must not come after --to (e.g. --from {to} --to {from})"
+    )]
     Reversed {
         /// The first key as given.
         from: String,

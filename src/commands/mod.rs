@@ -267,8 +267,23 @@ pub fn clip(value: &str) -> String {
     }
 }
 
+/// The longest selection accepted (many comma-separated asset names fit).
+pub(crate) const MAX_SELECTION_CHARS: usize = 4_096;
+
+/// Refuses a name too long to be one before it is echoed in a "did you mean" error.
+fn check_name_length(what: &str, given: &str, max: usize) -> anyhow::Result<()> {
+    if given.chars().count() > max {
+        return Err(user_error(format!(
+            "{what} {} is too long: at most {max} characters (`robo-assets list` shows the assets)",
+            clip(given)
+        )));
+    }
+    Ok(())
+}
+
 /// Resolves a selection, turning its errors into user errors.
 pub(crate) fn select(app: &App, selection: &str) -> anyhow::Result<BTreeSet<AssetId>> {
+    check_name_length("selection", selection, MAX_SELECTION_CHARS)?;
     engine::selection::resolve(app.defs.graph(), selection).map_err(|e| user_error(e.to_string()))
 }
 
@@ -280,6 +295,7 @@ pub(crate) fn parse_choice<T: std::str::FromStr + strum::VariantNames>(what: &st
 
 /// Finds one asset by key or name.
 pub(crate) fn lookup(app: &App, name: &str) -> anyhow::Result<AssetId> {
+    check_name_length("asset", name, MAX_KEY_CHARS)?;
     app.defs.graph().lookup(name).map_err(|e| user_error(e.to_string()))
 }
 

@@ -3,6 +3,7 @@
 
 mod automation;
 mod backfill;
+mod bad_input;
 mod billing;
 mod browser;
 mod cli;

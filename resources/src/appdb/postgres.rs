@@ -50,9 +50,12 @@ impl PgAppDb {
         // One direct connection first, as the lineage store does: a refused connection or a bad
         // password fails at once with its real cause, instead of being retried by the pool until
         // its acquire timeout and reported as "pool timed out".
-        let probe = tokio::time::timeout(Duration::from_secs(10), <sqlx::PgConnection as sqlx::Connection>::connect_with(&options))
-            .await
-            .map_err(|_| AppDbError::Database(sqlx::Error::PoolTimedOut))??;
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| AppDbError::Database(sqlx::Error::PoolTimedOut))??;
         let _ = sqlx::Connection::close(probe).await;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(8)
