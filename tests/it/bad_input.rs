@@ -18,11 +18,11 @@ struct Case {
 }
 
 fn case(args: &[&str], says: &str) -> Case {
-    Case { args: args.iter().map(|s| s.to_string()).collect(), env: Vec::new(), says: says.to_owned() }
+    Case { args: args.iter().map(ToString::to_string).collect(), env: Vec::new(), says: says.to_owned() }
 }
 
 fn with_env(args: &[&str], env: &[(&'static str, &str)], says: &str) -> Case {
-    Case { env: env.iter().map(|(k, v)| (*k, v.to_string())).collect(), ..case(args, says) }
+    Case { env: env.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(), ..case(args, says) }
 }
 
 const HOUR: &str = "2025-12-15T05:00";
