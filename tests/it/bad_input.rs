@@ -315,3 +315,71 @@ fn diff(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> 
     let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     keys.into_iter().filter(|k| before.get(*k) != after.get(*k)).map(String::as_str).collect::<Vec<_>>().join(", ")
 }
+
+/// The cases that reach the lineage store, on PostgreSQL: the same exit 2 and message, and
+/// every table unchanged (negative `--limit`s were a raw database error, exit 1, there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_on_postgres_exits_2_and_changes_nothing() {
+    let Some(db) = crate::postgres::TestDb::create().await else { return };
+    let robo = Robo::new();
+    let env = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
+    for args in [
+        vec!["submit", "usage_snapshot", "-p", HOUR, "--key", "K"],
+        vec!["partitions", "add", "subscriptions", "sub_existing"],
+    ] {
+        let run = robo.run_with(&args, &env);
+        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+    }
+    let cases = [
+        case(&["ticks", "storage_bill_daily", "--limit=-1"], "1..=100000"),
+        case(&["backfill", "list", "--limit=-1"], "1..=100000"),
+        case(&["why", "storage_bill", "--limit=-1"], "1..=100000"),
+        case(&["checks", "credit_health", "--limit=-1"], "1..=100000"),
+        case(&["history", "usage_snapshot", "--limit", "0"], "1..=100000"),
+        case(&["runs", "--limit=-1"], "1..=100000"),
+        case(&["requests", "--limit=-1"], "1..=100000"),
+        case(&["pools", "set", "", "4"], "no asset declares a pool named \"\""),
+        case(&["pools", "set", "nope_pool", "4"], "declared pools: graph_api"),
+        case(&["schedules", "stop", "nope"], "known:"),
+        case(&["schedules", "start", "nope"], "known:"),
+        case(&["sensors", "cursor", "nope"], "known:"),
+        case(&["sensors", "stop", "storage_bill_daily"], "known:"),
+        case(&["partitions", "add", "subscriptions", "a\nb"], "control character"),
+        case(&["submit", "usage_snapshot", "-p", HOUR, "--key", ""], "1 to 255 characters"),
+        case(&["submit", "usage_snapshot", "-p", "2025-12-15T06:00", "--key", "K"], "a key names one selection"),
+        case(&["backfill", "usage_snapshot", "--from", "2025-12-15T06:00", "--to", HOUR], "is reversed"),
+        case(&["backfill", "status", "nope"], "backfill id"),
+        case(&["runs", "show", "not-a-run"], "is not a run id"),
+    ];
+    let mut conn = db.connect().await;
+    let before = pg_dump(&mut conn).await;
+    for c in &cases {
+        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        let run = robo.run_with(&args, &env);
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stderr.contains(&c.says), "{args:?}: expected {:?} in {}", c.says, run.stderr);
+        assert_eq!(pg_dump(&mut conn).await, before, "{args:?} changed the store");
+    }
+    drop(conn);
+    db.drop_db().await;
+}
+
+/// Every row of every table in the `public` schema, as JSON, sorted.
+async fn pg_dump(conn: &mut sqlx::PgConnection) -> BTreeMap<String, Vec<String>> {
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    let mut out = BTreeMap::new();
+    for table in tables {
+        let mut rows: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT to_jsonb(t)::text FROM \"{table}\" t")))
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+        rows.sort();
+        out.insert(table, rows);
+    }
+    out
+}

@@ -564,3 +564,50 @@ async fn workers_ride_out_dropped_database_connections_and_record_everything_onc
     drop(conn);
     db.drop_db().await;
 }
+
+/// Issue 14 §1: a password given as `?password=` (a form sqlx accepts) is never shown: not in the
+/// worker's start line, not in "no backfill … in …", not in "opening app database …", and not
+/// at `RUST_LOG=debug`, nor an `AWS_ENDPOINT_URL`'s userinfo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_parameter_password_never_appears_in_any_output() {
+    let Some(db) = TestDb::create().await else { return };
+    let robo = Robo::new();
+    // The suite's URL carries the password as userinfo; move it into the query.
+    let url = db.url.replacen(&format!(":{PASSWORD}@"), "@", 1) + &format!("?password={PASSWORD}");
+    assert!(url.contains(&format!("?password={PASSWORD}")), "{url}");
+    let env = [("ROBO_ASSETS_LINEAGE_URL", url.as_str()), ("RUST_LOG", "debug")];
+
+    let mut outputs = Vec::new();
+    let run = robo.run_with(&["backfill", "status", "0190f5c0-0000-7000-8000-000000000000"], &env);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("no backfill"), "{}", run.stderr);
+    outputs.push(run);
+    let app_url = db.url.replacen(&format!(":{PASSWORD}@"), "@", 1).replacen("/robo_it_", "/nope_", 1)
+        + &format!("?password={PASSWORD}");
+    let run = robo.run_with(&["demo", "seed"], &[("DATABASE_URL", app_url.as_str()), ("RUST_LOG", "debug")]);
+    assert!(run.stderr.contains("opening app database"), "{}", run.stderr);
+    outputs.push(run);
+    let run = robo.run_with(
+        &["status"],
+        &[
+            ("S3_BUCKET_NAME", "outputs"),
+            ("AWS_ENDPOINT_URL", &format!("http://key:{PASSWORD}@127.0.0.1:1")),
+            ("RUST_LOG", "debug"),
+        ],
+    );
+    outputs.push(run);
+
+    let mut cmd = robo.command(&["worker"]);
+    cmd.envs(env).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let worker = cmd.spawn().unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let _ = std::process::Command::new("kill").args(["-INT", &worker.id().to_string()]).status();
+    let out = worker.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.contains("Worker started"), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "the worker leaked the password: {stderr}");
+    for run in outputs {
+        assert!(!run.stderr.contains(PASSWORD) && !run.stdout.contains(PASSWORD), "leaked: {run:?}");
+    }
+    db.drop_db().await;
+}
