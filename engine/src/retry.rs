@@ -44,6 +44,13 @@ impl RetryPolicy {
         ceiling.div_f64(2.0) + ceiling.div_f64(2.0).mul_f64(unit)
     }
 
+    /// [`RetryPolicy::backoff`] with `unit` drawn from fastrand's thread-local generator, which
+    /// is seeded at random in every thread of every process: two workers retrying the same
+    /// outage wait different delays instead of arriving in lockstep.
+    pub fn jittered_backoff(&self, attempt: u32) -> Duration {
+        self.backoff(attempt, fastrand::f64())
+    }
+
     /// Whether attempt `attempt` (1-based) may be followed by another.
     pub fn should_retry(&self, attempt: u32) -> bool {
         attempt < self.max_attempts
@@ -68,6 +75,19 @@ mod tests {
             let ceiling = Duration::from_millis(100).saturating_mul(1 << (attempt - 1).min(30)).min(policy.max_delay);
             prop_assert!(d >= ceiling / 2 && d <= ceiling);
         }
+    }
+
+    /// Issue 14 §2: two independent workers (threads here, each seeded as a process is) draw
+    /// different delays for the same attempts.
+    #[test]
+    fn two_workers_retry_delays_differ() {
+        let delays = || {
+            std::thread::spawn(|| (1..=8).map(|a| RetryPolicy::default().jittered_backoff(a)).collect::<Vec<_>>())
+                .join()
+                .unwrap()
+        };
+        let (a, b) = (delays(), delays());
+        assert_ne!(a, b, "two workers retried in lockstep: {a:?}");
     }
 
     #[test]

@@ -187,8 +187,7 @@ pub async fn run_worker(
     let mut held: HashMap<RequestId, Held> = HashMap::new();
     let mut task_request: HashMap<tokio::task::Id, RequestId> = HashMap::new();
     let mut cadence = Cadence::new(config.lease);
-    let retry_backoff =
-        |attempt: i64| crate::retry::RetryPolicy::default().backoff(attempt.max(1) as u32, fastrand::f64());
+    let retry_backoff = |attempt: i64| crate::retry::RetryPolicy::default().jittered_backoff(attempt.max(1) as u32);
 
     loop {
         if cancel.is_cancelled() {
@@ -362,7 +361,7 @@ async fn fail(
     let claim = &h.claim;
     let now = config.queue_clock.now();
     let policy = exec.defs.graph().lookup(&claim.asset_key).ok().map(|id| exec.defs.graph().asset(id).retry);
-    let delay = policy.unwrap_or_default().backoff(claim.attempt as u32, fastrand::f64());
+    let delay = policy.unwrap_or_default().jittered_backoff(claim.attempt as u32);
     let retry_at = (retryable && claim.attempt < claim.max_attempts)
         .then(|| now + chrono::Duration::from_std(delay).unwrap_or_default());
     let failed = FailedAttempt { id: claim.id, attempt: claim.attempt, error, retry_at, checks };
