@@ -393,7 +393,9 @@ pub struct SubmitArgs {
     /// Also request upstream partitions that are missing.
     #[arg(long)]
     pub with_upstream: bool,
-    /// Idempotency key: submitting the same key again returns the first requests.
+    /// Idempotency key (1 to 255 characters, stored as `user:KEY`): it names this selection;
+    /// submitting the same selection with it again returns the first run, another selection is
+    /// refused.
     #[arg(long)]
     pub key: Option<String>,
     /// Follow the run to its end, with progress; exit like `materialize`.
