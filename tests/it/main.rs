@@ -11,6 +11,7 @@ mod contract;
 mod crash;
 mod executor;
 mod graph_api;
+mod metrics;
 mod plaid;
 mod postgres;
 mod project;
