@@ -158,6 +158,10 @@ pub struct DaemonArgs {
     /// Steps at once for the in-process worker.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+    /// Serve Prometheus metrics at http://ADDR/metrics: HOST:PORT, or a port alone for loopback
+    /// (e.g. 9464). Off unless given.
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_bind)]
+    pub metrics_bind: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -414,6 +418,10 @@ pub struct WorkerArgs {
     /// Lease length in seconds (renewed every third of it while a step runs).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub lease_secs: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics: HOST:PORT, or a port alone for loopback
+    /// (e.g. 9464). Off unless given.
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_bind)]
+    pub metrics_bind: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,7 @@ mod app;
 mod cli;
 mod commands;
 mod config;
+mod metrics;
 mod progress;
 mod project;
 mod view;

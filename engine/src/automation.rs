@@ -457,6 +457,9 @@ pub async fn run_once(
         let floor = now - chrono::Duration::from_std(automation.catch_up).unwrap_or_default();
         let after = last.unwrap_or(state.created_at).max(floor).max(state.created_at - chrono::Duration::seconds(1));
         for tick in sched.ticks_between(after, now, 10_000) {
+            let lag = (now - tick).to_std().unwrap_or_default();
+            let labels = crate::metrics::InstigatorLabel { instigator: sched.name.clone() };
+            crate::metrics::global().tick_lag.get_or_create(&labels).observe(lag.as_secs_f64());
             let (new_tick, listed) = schedule_tick(exec, sched, tick).await?;
             let commit = exec.store.commit_tick(&new_tick).await?;
             reports.push(TickReport {
@@ -475,7 +478,10 @@ pub async fn run_once(
         if last.is_some_and(|l| now - l < chrono::Duration::from_std(sensor.min_interval).unwrap_or_default()) {
             continue;
         }
+        let evaluating = std::time::Instant::now();
         let (new_tick, listed) = sensor_tick(exec, sensor, state.cursor.clone(), now).await;
+        let labels = crate::metrics::InstigatorLabel { instigator: sensor.name.clone() };
+        crate::metrics::global().sensor_evaluation.get_or_create(&labels).observe(evaluating.elapsed().as_secs_f64());
         let commit = exec.store.commit_tick(&new_tick).await?;
         reports.push(TickReport {
             instigator: sensor.name.clone(),

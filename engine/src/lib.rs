@@ -14,6 +14,7 @@ pub mod exec;
 pub mod graph;
 pub mod io;
 pub mod mapping;
+pub mod metrics;
 pub mod partition;
 pub mod plan;
 pub mod retry;

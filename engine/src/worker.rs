@@ -199,6 +199,9 @@ pub async fn run_worker(
             let lease_until = now + chrono::Duration::from_std(config.lease).expect("lease fits");
             let free = (config.concurrency - held.len()) as i64;
             for claim in store.claim_requests(&config.id, only_run, free, now, lease_until).await? {
+                let waited = (now - claim.claimable_since).to_std().unwrap_or_default();
+                let asset = crate::metrics::AssetLabel { asset: claim.asset_key.clone() };
+                crate::metrics::global().claim_latency.get_or_create(&asset).observe(waited.as_secs_f64());
                 let token = cancel.child_token();
                 let handle = tasks.spawn(execute_claim(exec.clone(), claim.clone(), token.clone(), observer.clone()));
                 task_request.insert(handle.id(), claim.id);
@@ -283,6 +286,7 @@ pub async fn run_worker(
                     }
                     CompletionResult::LeaseLost => {
                         stats.lease_lost += 1;
+                        crate::metrics::global().fenced_completions.inc();
                         tracing::warn!(
                             message = "Lease lost before completion; result discarded.",
                             request = %h.claim.id,
@@ -313,7 +317,14 @@ pub async fn run_worker(
         if only_run.is_none() && cadence.reap_due() {
             let released = release_dead_local_workers(&*store).await?;
             let reaped = store.reap_expired(config.queue_clock.now(), &retry_backoff).await?;
-            for (what, r) in [("of processes of this host that exited", released), ("whose lease expired", reaped)] {
+            for (what, cause, r) in [
+                ("of processes of this host that exited", "holder_exited", released),
+                ("whose lease expired", "lease_expired", reaped),
+            ] {
+                for (_, state) in &r.requests {
+                    let labels = crate::metrics::SettledLabels { cause: cause.to_owned(), state: state.to_string() };
+                    crate::metrics::global().settled.get_or_create(&labels).inc();
+                }
                 if !r.is_empty() {
                     tracing::info!(
                         message = "Settled work that lost its holder.",
@@ -329,6 +340,13 @@ pub async fn run_worker(
 }
 
 fn report(observer: &dyn Observer, h: &Held, status: StepStatus) {
+    let outcome = match status {
+        StepStatus::Succeeded { .. } => "succeeded",
+        StepStatus::Failed { .. } => "failed",
+        StepStatus::Canceled => "canceled",
+        StepStatus::Skipped { .. } => "skipped",
+    };
+    crate::metrics::global().step_finished(&h.claim.asset_key, outcome, h.started.elapsed());
     let outcome = StepOutcome {
         step_idx: 0,
         asset: crate::AssetKey::parse(&h.claim.asset_key)
@@ -367,6 +385,9 @@ async fn fail(
     let failed = FailedAttempt { id: claim.id, attempt: claim.attempt, error, retry_at, checks };
     match exec.store.fail_request(&config.id, &failed, now).await? {
         FailOutcome::Retrying => {
+            let metrics = crate::metrics::global();
+            metrics.step_finished(&claim.asset_key, "failed", h.started.elapsed());
+            metrics.retries.get_or_create(&crate::metrics::AssetLabel { asset: claim.asset_key.clone() }).inc();
             let key = crate::AssetKey::parse(&claim.asset_key)
                 .unwrap_or_else(|_| crate::AssetKey::parse("unknown").expect("valid"));
             observer.on_event(ExecEvent::StepRetrying {

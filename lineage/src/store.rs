@@ -127,6 +127,9 @@ pub trait LineageStore: RequestQueue + AutomationStore + Send + Sync + 'static {
     /// One run.
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>>;
 
+    /// How many runs are in each status, by status.
+    async fn run_counts(&self) -> Result<Vec<(RunStatus, i64)>>;
+
     /// A run's event log, oldest first.
     async fn run_events(&self, id: RunId) -> Result<Vec<RunEvent>>;
 
@@ -250,6 +253,11 @@ pub trait RequestQueue: Send + Sync {
 
     /// Every pool with a limit, with how many of its requests run now, by name.
     async fn pools(&self) -> Result<Vec<PoolState>>;
+
+    /// How many requests wait or run (`blocked`, `available`, `running`), by state and pool
+    /// family (a pool kept per dimension counts under its family's name): the queue's depth.
+    /// Finished requests are not counted.
+    async fn queue_depth(&self) -> Result<Vec<QueueDepth>>;
 }
 
 /// Automation state: which schedules and sensors exist and run, their ticks (each committed with

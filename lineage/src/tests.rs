@@ -638,6 +638,47 @@ async fn pool_limits_hold_across_workers(store: &dyn LineageStore) {
     assert_eq!(store.claim_requests("b", None, 10, t(1), t(61)).await.unwrap().len(), 1);
 }
 
+async fn queue_depth_counts_what_waits_and_runs_by_pool_family(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    let mut reqs: Vec<NewRequest> = ["123", "456"]
+        .iter()
+        .enumerate()
+        .map(|(i, realm)| {
+            let mut r = request(run_id, &format!("q{i}"), "qbo", &format!("month=2025-01|realm={realm}"));
+            r.pool = Some(pool_member("quickbooks", "realm", realm));
+            r
+        })
+        .collect();
+    reqs.push(request(run_id, "up", "usage", "h0"));
+    reqs.push(request(run_id, "down", "bill", "d0"));
+    // `bill` waits on `usage`.
+    store.submit_requests(&reqs, &[(2, 3)]).await.unwrap();
+    let depth = |state, pool: Option<&str>, requests| QueueDepth { state, pool: pool.map(str::to_owned), requests };
+    assert_eq!(
+        store.queue_depth().await.unwrap(),
+        [
+            depth(RequestState::Available, None, 1),
+            depth(RequestState::Available, Some("quickbooks"), 2),
+            depth(RequestState::Blocked, None, 1),
+        ],
+        "members of a pool kept per dimension count under their family"
+    );
+    let claimed = store.claim_requests("w", None, 10, t(5), t(65)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(claimed.iter().all(|c| c.claimable_since == t(0)), "claimable since submission: {claimed:?}");
+    let up = claimed.iter().find(|c| c.asset_key == "usage").unwrap();
+    store.complete_requests("w", &[completion(up, "v")], t(7)).await.unwrap();
+    let down = store.claim_requests("w", None, 10, t(9), t(69)).await.unwrap();
+    assert_eq!(down.len(), 1);
+    assert_eq!(down[0].claimable_since, t(7), "a blocked request is claimable from when its upstream finished");
+    assert_eq!(
+        store.queue_depth().await.unwrap(),
+        [depth(RequestState::Running, None, 1), depth(RequestState::Running, Some("quickbooks"), 2)],
+        "finished requests are not counted"
+    );
+    assert_eq!(store.run_counts().await.unwrap(), [(RunStatus::Running, 1)]);
+}
+
 async fn a_pool_kept_per_dimension_limits_each_member(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     store.set_pool_limit("quickbooks", 1).await.unwrap();
@@ -1335,6 +1376,7 @@ macro_rules! lineage_store_tests {
 }
 
 lineage_store_tests!(
+    queue_depth_counts_what_waits_and_runs_by_pool_family,
     materialization_updates_current_state_and_keeps_history,
     inputs_are_recorded_exactly_in_order,
     failure_keeps_the_last_good_materialization,

@@ -42,8 +42,14 @@ pub async fn dev(app: App, args: &crate::cli::DevArgs) -> anyhow::Result<ExitSta
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
     let ui = tokio::spawn(crate::view::server::serve(app.clone(), listener, cancel.clone()));
-    let daemon =
-        DaemonArgs { once: false, interval_secs: args.interval_secs, no_worker: false, concurrency: args.concurrency };
+    let daemon = DaemonArgs {
+        once: false,
+        interval_secs: args.interval_secs,
+        no_worker: false,
+        concurrency: args.concurrency,
+        // The web view serves /metrics.
+        metrics_bind: None,
+    };
     let outcome = daemon_until(&app, &daemon, cancel.clone()).await;
     // The daemon ended (Ctrl-C, or an error): the web view goes with it.
     cancel.cancel();
@@ -97,6 +103,10 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
         store = %app.store.describe(),
         worker = !args.no_worker,
     );
+    let metrics = match args.metrics_bind {
+        Some(addr) => Some(crate::metrics::serve(app.store.clone(), addr, cancel.clone()).await?),
+        None => None,
+    };
     let worker = (!args.no_worker).then(|| {
         let exec = exec.clone();
         let cancel = cancel.clone();
@@ -119,7 +129,10 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
                 }
             }
             // A store hiccup does not stop the daemon: the next pass catches up.
-            Err(e) => tracing::warn!(message = "Evaluation failed; retrying next interval.", error = %e),
+            Err(e) => {
+                engine::metrics::global().store_error("daemon");
+                tracing::warn!(message = "Evaluation failed; retrying next interval.", error = %e);
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(args.interval_secs)) => {}
@@ -128,6 +141,9 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
     }
     if let Some(worker) = worker {
         worker.await??;
+    }
+    if let Some(metrics) = metrics {
+        metrics.await??;
     }
     eprintln!("Daemon stopped.");
     Ok(ExitStatus::Success)

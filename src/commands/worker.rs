@@ -55,6 +55,10 @@ pub async fn worker(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitStatus> 
     );
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
+    let metrics = match args.metrics_bind {
+        Some(addr) => Some(crate::metrics::serve(app.store.clone(), addr, cancel.clone()).await?),
+        None => None,
+    };
     // A lineage-store failure (a restarted database, a dropped connection) stops the worker
     // loop; the process starts it again after a pause instead of exiting. Steps it held are
     // abandoned: their leases expire and they are reclaimed, and fenced completion guarantees
@@ -66,6 +70,7 @@ pub async fn worker(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitStatus> 
             Ok(stats) => break stats,
             Err(e) if !cancel.is_cancelled() => {
                 restarts += 1;
+                engine::metrics::global().store_error("worker");
                 tracing::warn!(
                     message = "Lineage store failed; restarting the worker loop.",
                     error = %crate::project::chain(&e),
@@ -80,6 +85,9 @@ pub async fn worker(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitStatus> 
             Err(e) => return Err(e.into()),
         }
     };
+    if let Some(metrics) = metrics {
+        metrics.await??;
+    }
     eprintln!(
         "Worker {} stopped: {} completed, {} failed attempts, {} canceled, {} lost leases{}",
         config.id,

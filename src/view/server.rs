@@ -104,6 +104,7 @@ pub(crate) fn router(app: Shared, hosts: Hosts) -> Router {
         .route("/automation", get(pages::automation))
         .route("/queue", get(pages::queue))
         .route("/static/style.css", get(style))
+        .route("/metrics", get(metrics))
         .route("/api/v1/status", get(api_status))
         .route("/api/v1/runs", get(api_runs))
         .route("/api/v1/runs/{id}", get(api_run))
@@ -149,7 +150,7 @@ impl Hosts {
 }
 
 /// Refuses a request whose `Host` is not one the view answers to (421).
-async fn check_host(State(hosts): State<Hosts>, request: Request, next: Next) -> Response {
+pub(crate) async fn check_host(State(hosts): State<Hosts>, request: Request, next: Next) -> Response {
     let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
     if hosts.allows(host) {
         return next.run(request).await;
@@ -185,6 +186,10 @@ async fn security_headers(request: Request, next: Next) -> Response {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response
+}
+
+async fn metrics(State(app): State<Shared>) -> Response {
+    crate::metrics::respond(&*app.store).await
 }
 
 async fn style() -> Response {

@@ -12,6 +12,7 @@ mod contract;
 mod crash;
 mod executor;
 mod graph_api;
+mod metrics;
 mod plaid;
 mod postgres;
 mod project;

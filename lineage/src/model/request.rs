@@ -109,6 +109,21 @@ pub struct ClaimedRequest {
     pub attempt: i64,
     /// Attempts in all.
     pub max_attempts: i64,
+    /// When it could first be claimed: submitted, due for retry, or its last upstream request
+    /// finished, whichever is latest (claim latency is measured from it).
+    #[serde(skip)]
+    pub claimable_since: DateTime<Utc>,
+}
+
+/// How many requests are in one waiting or running state, in one pool family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueDepth {
+    /// `blocked`, `available` or `running`.
+    pub state: RequestState,
+    /// The pool family, or `None` for requests without a pool.
+    pub pool: Option<String>,
+    /// How many.
+    pub requests: i64,
 }
 
 /// A finished attempt to record, fenced on the lease.

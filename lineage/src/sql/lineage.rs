@@ -10,7 +10,7 @@ use const_format::concatcp;
 use super::writes::{insert_events, insert_run, lock_staleness_all, write_materializations, write_steps_started};
 use super::{MATERIALIZATION_COLUMNS, PARTITION_COLUMNS, STALE_INPUTS_RECOUNT, db};
 use crate::model::*;
-use crate::rows::{BackfillRow, CheckRow, EventRow, InputRow, MaterializationRow, PartitionRow, RunRow};
+use crate::rows::{BackfillRow, CheckRow, EventRow, InputRow, MaterializationRow, PartitionRow, RunRow, decode};
 use crate::store::LineageStore;
 use crate::{Error, Result};
 
@@ -426,6 +426,14 @@ impl LineageStore for db::Store {
         .fetch_optional(self.reader())
         .await?;
         row.map(RunRow::into_record).transpose()
+    }
+
+    async fn run_counts(&self) -> Result<Vec<(RunStatus, i64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, count(*) FROM runs GROUP BY status ORDER BY status")
+                .fetch_all(self.reader())
+                .await?;
+        rows.into_iter().map(|(status, n)| Ok((decode("runs.status", &status)?, n))).collect()
     }
 
     async fn run_events(&self, id: RunId) -> Result<Vec<RunEvent>> {

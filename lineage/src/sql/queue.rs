@@ -1,7 +1,7 @@
 //! `RequestQueue`: submission with idempotency keys, claims with leases, heartbeats, fenced
 //! completion and failure, cancel, the reaper, and pools.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -517,11 +517,19 @@ impl RequestQueue for db::Store {
         for id in &picked {
             ids.push_bind(*id);
         }
-        q.push(") RETURNING id, run_id, asset_key, partition_key, attempt, max_attempts");
-        let rows: Vec<(String, String, String, String, i64, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
+        // When each could first be claimed: its `run_at` (submission or retry time), or when the
+        // last of its upstream requests finished, whichever is later (for claim latency).
+        q.push(
+            ") RETURNING id, run_id, asset_key, partition_key, attempt, max_attempts, run_at, \
+             (SELECT max(u.finished_at) FROM request_edges e JOIN materialization_requests u \
+                 ON u.id = e.upstream_request_id \
+              WHERE e.downstream_request_id = materialization_requests.id)",
+        );
+        type Row = (String, String, String, String, i64, i64, DateTime<Utc>, Option<DateTime<Utc>>);
+        let rows: Vec<Row> = q.build_query_as().fetch_all(&mut *tx).await?;
         let mut claimed = Vec::with_capacity(rows.len());
         let mut runs = BTreeSet::new();
-        for (id, run_id, asset_key, partition_key, attempt, max_attempts) in rows {
+        for (id, run_id, asset_key, partition_key, attempt, max_attempts, run_at, upstream_done) in rows {
             claimed.push(ClaimedRequest {
                 id: parse_request_id(&id)?,
                 run_id: parse_run_id(&run_id)?,
@@ -529,6 +537,7 @@ impl RequestQueue for db::Store {
                 partition_key,
                 attempt,
                 max_attempts,
+                claimable_since: upstream_done.map_or(run_at, |done| done.max(run_at)),
             });
             runs.insert(run_id);
         }
@@ -961,5 +970,25 @@ impl RequestQueue for db::Store {
         .fetch_all(self.reader())
         .await?;
         Ok(rows.into_iter().map(|(name, slot_limit, running)| PoolState { name, slot_limit, running }).collect())
+    }
+
+    async fn queue_depth(&self) -> Result<Vec<QueueDepth>> {
+        // Grouped by pool first (members of a family are few: one per realm, say), then by family.
+        let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT state, pool, count(*) FROM materialization_requests \
+             WHERE state IN ('blocked', 'available', 'running') GROUP BY state, pool",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        let mut depth: BTreeMap<(String, Option<String>), i64> = BTreeMap::new();
+        for (state, pool, n) in rows {
+            *depth.entry((state, pool.as_deref().map(|p| pool_family(p).to_owned()))).or_default() += n;
+        }
+        depth
+            .into_iter()
+            .map(|((state, pool), requests)| {
+                Ok(QueueDepth { state: decode("materialization_requests.state", &state)?, pool, requests })
+            })
+            .collect()
     }
 }
