@@ -708,3 +708,11 @@ fn a_failed_warn_check_shows_wherever_results_are_shown() {
     assert!(row.lines().any(|l| l.starts_with("credit_health") && l.contains("3 passed")), "{row}");
     assert!(!row.contains("Failed checks"), "{row}");
 }
+
+/// `submit` names what each request materializes, not only its id.
+#[test]
+fn submit_prints_the_asset_and_partition_of_each_request() {
+    let robo = Robo::new();
+    let out = robo.ok(&["submit", "usage_snapshot", "-p", "2025-12-15T05:00"]);
+    assert!(out.stdout.contains("  usage_snapshot 2025-12-15T05:00  request "), "{}", out.stdout);
+}
