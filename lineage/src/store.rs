@@ -109,6 +109,14 @@ pub trait LineageStore: RequestQueue + AutomationStore + Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<CheckResultRecord>>;
 
+    /// What a run's checks found: the latest verdict of each (asset, partition, check) the run
+    /// evaluated (a retried step's last attempt), ordered by asset, partition and check name.
+    async fn run_check_results(&self, run_id: RunId) -> Result<Vec<CheckResultRecord>>;
+
+    /// The latest verdict of every check on every partition of `asset_key` (whichever run
+    /// evaluated it), ordered by partition and check name: what `status` shows per asset.
+    async fn latest_check_results(&self, asset_key: &str) -> Result<Vec<CheckResultRecord>>;
+
     /// Creates a backfill and its (queued) run in one transaction; its cells are submitted
     /// separately as requests of that run.
     async fn create_backfill(&self, backfill: &NewBackfill) -> Result<()>;

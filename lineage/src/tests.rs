@@ -1065,6 +1065,65 @@ async fn an_abandoned_run_with_no_requests_ends_canceled(store: &dyn LineageStor
     assert_eq!(store.run(run.id).await.unwrap().unwrap().status, RunStatus::Canceled);
 }
 
+async fn a_runs_and_an_assets_latest_check_verdicts_are_read_per_check(store: &dyn LineageStore) {
+    let first_run = new_run(store).await;
+    let w1 = claim_one(store, first_run, "credit_health", "w1", 1).await;
+    let mut done = completion(&w1, "v1");
+    done.checks = vec![check(&w1, "balance", Severity::Error, true), check(&w1, "duplicates", Severity::Warn, true)];
+    store.complete_requests("w", &[done], t(5)).await.unwrap();
+    // w2 fails its error check, is retried, and passes: the run's verdict is the last attempt's.
+    let w2 = claim_one(store, first_run, "credit_health", "w2", 2).await;
+    let mut fail = failed(&w2, "asset check failed: balance", Some(t(6)));
+    fail.checks = vec![check(&w2, "balance", Severity::Error, false)];
+    store.fail_request("w", &fail, t(5)).await.unwrap();
+    let again = store.claim_requests("w", Some(first_run), 1, t(7), t(67)).await.unwrap().remove(0);
+    assert_eq!((again.id, again.attempt), (w2.id, 2));
+    let mut done = completion(&again, "v2");
+    done.checks = vec![check(&again, "balance", Severity::Error, true)];
+    store.complete_requests("w", &[done], t(8)).await.unwrap();
+    // A later run finds w1's duplicates failing.
+    let second_run = new_run(store).await;
+    let w1_again = claim_one(store, second_run, "credit_health", "w1", 1).await;
+    let mut done = completion(&w1_again, "v3");
+    done.checks = vec![check(&w1_again, "duplicates", Severity::Warn, false)];
+    store.complete_requests("w", &[done], t(9)).await.unwrap();
+
+    let verdicts = |rs: Vec<CheckResultRecord>| {
+        rs.into_iter().map(|r| (r.partition_key, r.check_name, r.passed, r.run_id)).collect::<Vec<_>>()
+    };
+    let s = |x: &str| x.to_owned();
+    assert_eq!(
+        verdicts(store.run_check_results(first_run).await.unwrap()),
+        [
+            (s("w1"), s("balance"), true, first_run),
+            (s("w1"), s("duplicates"), true, first_run),
+            (s("w2"), s("balance"), true, first_run),
+        ],
+        "one verdict per check, the retried step's last"
+    );
+    assert_eq!(
+        verdicts(store.run_check_results(second_run).await.unwrap()),
+        [(s("w1"), s("duplicates"), false, second_run)]
+    );
+    assert!(store.run_check_results(new_run(store).await).await.unwrap().is_empty());
+    assert_eq!(
+        verdicts(store.latest_check_results("credit_health").await.unwrap()),
+        [
+            (s("w1"), s("balance"), true, first_run),
+            (s("w1"), s("duplicates"), false, second_run),
+            (s("w2"), s("balance"), true, first_run),
+        ],
+        "the latest verdict of each check on each partition, whichever run found it"
+    );
+    assert!(store.latest_check_results("other").await.unwrap().is_empty());
+    // Wiping a partition forgets its verdicts.
+    store.wipe("credit_health", Some(&[s("w1")]), t(10)).await.unwrap();
+    assert_eq!(
+        verdicts(store.latest_check_results("credit_health").await.unwrap()),
+        [(s("w2"), s("balance"), true, first_run)]
+    );
+}
+
 async fn a_completion_that_lost_its_lease_records_no_check_results(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     store.submit_requests(&[request(run_id, "k", "credit_health", "w1")], &[]).await.unwrap();
@@ -1407,6 +1466,7 @@ lineage_store_tests!(
     a_cancel_asked_of_a_dead_worker_is_not_lost,
     a_run_whose_owner_is_gone_ends_canceled_and_nothing_of_it_runs_later,
     a_completion_that_lost_its_lease_records_no_check_results,
+    a_runs_and_an_assets_latest_check_verdicts_are_read_per_check,
     a_failure_after_a_cancel_was_asked_is_canceled_not_retried,
     a_partition_two_runs_materialize_is_running_only_while_one_of_them_is,
     settling_the_same_attempt_twice_at_once_settles_it_once,

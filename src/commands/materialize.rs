@@ -78,16 +78,30 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
     let outcome = exec.execute(&plan, &config, progress.clone(), cancel).await?;
     progress.finish();
 
+    // The run's check verdicts, as `checks` and `runs show` name them.
+    let check_results = app.store.run_check_results(outcome.run_id).await?;
     if args.json {
-        print_json(&outcome)?;
+        print_json(&MaterializeBody { outcome: &outcome, check_results: &check_results })?;
+        for r in check_results.iter().filter(|r| !r.passed) {
+            eprintln!("warning: check failed: {}", crate::commands::check_line(r));
+        }
     } else {
         print_summary(&outcome);
+        crate::commands::print_checks(&check_results);
     }
     Ok(match outcome.status {
         RunStatus::Succeeded => ExitStatus::Success,
         RunStatus::Canceled => ExitStatus::Canceled,
         _ => ExitStatus::Failure,
     })
+}
+
+/// The body of `materialize --json`: the run's outcome and its check verdicts.
+#[derive(serde::Serialize)]
+struct MaterializeBody<'a> {
+    #[serde(flatten)]
+    outcome: &'a RunOutcome,
+    check_results: &'a [lineage::CheckResultRecord],
 }
 
 /// First Ctrl-C (or SIGTERM) cancels the run cleanly; a second Ctrl-C exits at once.

@@ -323,6 +323,33 @@ pub(crate) fn short(version: &str) -> &str {
     &version[..version.len().min(12)]
 }
 
+/// At most this many failed checks are spelled out in a summary; `checks ASSET` lists them all.
+const MAX_LISTED_CHECKS: usize = 20;
+
+/// The check lines of a run's summary (`materialize`, `runs show`, `submit --wait`): a count, then
+/// each failed verdict, with a warning on stderr per failed check so a failed `warn` check is
+/// seen even when stdout is piped away.
+pub(crate) fn print_checks(results: &[::lineage::CheckResultRecord]) {
+    if results.is_empty() {
+        return;
+    }
+    let failed: Vec<&::lineage::CheckResultRecord> = results.iter().filter(|r| !r.passed).collect();
+    println!("Checks: {} evaluated, {} passed, {} failed", results.len(), results.len() - failed.len(), failed.len());
+    for r in failed.iter().take(MAX_LISTED_CHECKS) {
+        println!("  ! {}", check_line(r));
+        eprintln!("warning: check failed: {}", check_line(r));
+    }
+    if failed.len() > MAX_LISTED_CHECKS {
+        println!("  … {} more: see `robo-assets checks ASSET`", failed.len() - MAX_LISTED_CHECKS);
+        eprintln!("warning: {} more checks failed", failed.len() - MAX_LISTED_CHECKS);
+    }
+}
+
+/// `credit_health 2025-12-15 subscriptions_allocated (warn): initech has no allocation`.
+pub(crate) fn check_line(r: &::lineage::CheckResultRecord) -> String {
+    format!("{} {} {} ({}): {}", r.asset_key, show_key(&r.partition_key), r.check_name, r.severity, r.message)
+}
+
 /// Prints a value as pretty JSON on stdout.
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

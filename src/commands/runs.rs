@@ -44,13 +44,16 @@ pub(crate) async fn page(app: &App, filter: lineage::RunFilter) -> anyhow::Resul
 pub(crate) struct RunDetail {
     pub run: RunRecord,
     pub materializations: Vec<lineage::MaterializationRecord>,
+    /// The latest verdict of each check the run evaluated, as `checks` lists them.
+    pub check_results: Vec<lineage::CheckResultRecord>,
     pub events: Vec<lineage::RunEvent>,
 }
 
 pub(crate) async fn show(app: &App, run: RunRecord) -> anyhow::Result<RunDetail> {
     let materializations = app.store.run_materializations(run.id).await?;
+    let check_results = app.store.run_check_results(run.id).await?;
     let events = app.store.run_events(run.id).await?;
-    Ok(RunDetail { run, materializations, events })
+    Ok(RunDetail { run, materializations, check_results, events })
 }
 
 pub(crate) async fn find(app: &App, s: &str) -> anyhow::Result<RunRecord> {
@@ -116,7 +119,7 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                 print_json(&detail)?;
                 return Ok(ExitStatus::Success);
             }
-            let RunDetail { run, materializations, events } = detail;
+            let RunDetail { run, materializations, check_results, events } = detail;
             println!("Run {}", run.id);
             println!("  status     {}", run.status);
             println!("  trigger    {}", run.trigger);
@@ -134,6 +137,10 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                     m.attempt,
                     m.storage_uri.as_deref().unwrap_or("(no output)")
                 );
+            }
+            if !check_results.is_empty() {
+                println!();
+                crate::commands::print_checks(&check_results);
             }
             print_events(&events);
         }

@@ -44,6 +44,10 @@ pub(crate) struct AssetRow {
     /// Every partition (or those asked for) in partition order, as runs of one status: a
     /// year of hours that is all missing is one range.
     pub ranges: Vec<StatusRange>,
+    /// The latest verdict of each check on each partition (those asked for), counted.
+    pub checks: CheckCounts,
+    /// Those latest verdicts that failed, as `checks` lists them (partition order).
+    pub failed_check_results: Vec<lineage::CheckResultRecord>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub partitions_listed: Vec<PartitionRow>,
     #[serde(skip)]
@@ -52,6 +56,28 @@ pub(crate) struct AssetRow {
     #[serde(skip)]
     pub reports: Vec<PartitionReport>,
 }
+
+/// How many of an asset's latest check verdicts passed and failed (a check counts once per
+/// partition: its latest verdict there).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct CheckCounts {
+    pub passed: usize,
+    pub failed: usize,
+}
+
+impl CheckCounts {
+    /// The CHECKS column: `-` (no verdict), `3 passed`, `1 failed`.
+    fn render(self) -> String {
+        match self {
+            CheckCounts { passed: 0, failed: 0 } => "-".to_owned(),
+            CheckCounts { failed: 0, passed } => format!("{passed} passed"),
+            CheckCounts { failed, .. } => format!("{failed} failed"),
+        }
+    }
+}
+
+/// At most this many failed checks are listed per asset under the status table.
+const MAX_LISTED_CHECKS: usize = 5;
 
 /// A run of consecutive partitions with one status (`late` counts the late ones among them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -148,12 +174,22 @@ pub(crate) async fn rows(
                 });
             }
         }
+        let mut verdicts = app.store.latest_check_results(&def.key.to_string()).await?;
+        if let Some(keys) = keys {
+            let wanted: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
+            verdicts.retain(|r| wanted.contains(r.partition_key.as_str()));
+        }
+        let failed = verdicts.iter().filter(|r| !r.passed).count();
+        let checks = CheckCounts { passed: verdicts.len() - failed, failed };
+        verdicts.retain(|r| !r.passed);
         out.push(AssetRow {
             asset: def.key.to_string(),
             partitions: def.partitions.as_ref().map(engine::PartitionsDef::describe),
             status: status.counts.overall(),
             counts: status.counts,
             ranges: ranges(&status.partitions),
+            checks,
+            failed_check_results: verdicts,
             partitions_listed: listed,
             strip,
             reports: status.partitions,
@@ -165,7 +201,7 @@ pub(crate) async fn rows(
 fn render(out: &[AssetRow]) {
     let legend: Vec<String> = PartitionStatus::iter().map(|s| format!("{} {s}", s.glyph())).collect();
     println!(
-        "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5}  LATEST ({})",
+        "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5} {:>10}  LATEST ({})",
         "ASSET",
         "PARTITIONS",
         "TOTAL",
@@ -175,11 +211,12 @@ fn render(out: &[AssetRow]) {
         "IN_PROGRESS",
         "MISSING",
         "LATE",
+        "CHECKS",
         legend.join(" ")
     );
     for a in out {
         println!(
-            "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5}  {}",
+            "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5} {:>10}  {}",
             a.asset,
             a.partitions.as_deref().unwrap_or("-"),
             a.counts.partitions,
@@ -189,8 +226,20 @@ fn render(out: &[AssetRow]) {
             a.counts.in_progress,
             a.counts.missing,
             a.counts.late,
+            a.checks.render(),
             a.strip
         );
+    }
+    if out.iter().any(|a| a.checks.failed > 0) {
+        println!("\nFailed checks (latest verdicts):");
+        for a in out.iter().filter(|a| a.checks.failed > 0) {
+            for r in a.failed_check_results.iter().take(MAX_LISTED_CHECKS) {
+                println!("  ! {}", crate::commands::check_line(r));
+            }
+            if a.checks.failed > MAX_LISTED_CHECKS {
+                println!("  … {} more: robo-assets checks {}", a.checks.failed - MAX_LISTED_CHECKS, a.asset);
+            }
+        }
     }
     for a in out.iter().filter(|a| !a.partitions_listed.is_empty()) {
         println!("\n{}:", a.asset);

@@ -86,8 +86,9 @@ pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> 
             if outcomes.len() == 1 { "" } else { "s" },
             outcomes.len() - inserted
         );
-        for o in outcomes.iter().take(5) {
-            println!("  request {}", o.id);
+        // What each request materializes: a bare request id says nothing.
+        for (o, r) in outcomes.iter().zip(&requests).take(5) {
+            println!("  {} {}  request {}", r.asset_key, crate::commands::show_key(&r.partition_key), o.id);
         }
         if outcomes.len() > 5 {
             println!("  … see `robo-assets requests --run {run_id}`");

@@ -674,3 +674,89 @@ async fn demo_seed_says_how_many_tenants_it_created() {
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut app).await.unwrap();
     assert!(run.stdout.contains(&format!("with {n} demo tenants")), "{n} tenants: {}", run.stdout);
 }
+
+/// A failed `warn` check (`subscriptions_allocated` finds no allocation for a month nobody
+/// allocated) stands out wherever results are shown: the summary, stderr, `--json`, `runs show`
+/// and a CHECKS column in `status`.
+#[test]
+fn a_failed_warn_check_shows_wherever_results_are_shown() {
+    let robo = Robo::new();
+    let run = robo.ok(&["materialize", "credit_health", "-p", "2026-01-05"]);
+    assert!(run.stdout.contains("succeeded: 1 step"), "a warn check fails no step: {}", run.stdout);
+    assert!(run.stdout.contains("Checks: 3 evaluated, 2 passed, 1 failed"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "  ! credit_health 2026-01-05 subscriptions_allocated (warn): acme (sub-acme) has no allocation for 2026-01"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("warning: check failed: credit_health 2026-01-05 subscriptions_allocated (warn)"),
+        "{}",
+        run.stderr
+    );
+
+    let json = robo.ok(&["materialize", "credit_health", "-p", "2026-01-05", "--json"]);
+    assert!(
+        json.stderr.contains("warning: check failed: credit_health 2026-01-05 subscriptions_allocated"),
+        "{}",
+        json.stderr
+    );
+    let body: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let results = body["check_results"].as_array().expect("check_results");
+    let verdicts: Vec<(&str, &str, bool)> = results
+        .iter()
+        .map(|r| (r["check_name"].as_str().unwrap(), r["severity"].as_str().unwrap(), r["passed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("balance_equals_ledger", "error", true),
+            ("no_duplicate_entries", "error", true),
+            ("subscriptions_allocated", "warn", false)
+        ]
+    );
+    assert_eq!(results[2]["asset"], "credit_health");
+    assert_eq!(results[2]["partition"], "2026-01-05");
+    let run_id = body["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(results[2]["run_id"], run_id.as_str());
+
+    let shown = robo.ok(&["runs", "show", &run_id]);
+    assert!(shown.stdout.contains("Checks: 3 evaluated, 2 passed, 1 failed"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("  ! credit_health 2026-01-05 subscriptions_allocated (warn): "), "{}", shown.stdout);
+    let shown: serde_json::Value = serde_json::from_str(&robo.ok(&["runs", "show", &run_id, "--json"]).stdout).unwrap();
+    assert_eq!(shown["check_results"], body["check_results"], "one set of verdicts, one shape");
+
+    let status = robo.ok(&["status", "credit_health,storage_bill"]);
+    let header = status.stdout.lines().next().unwrap();
+    assert!(header.contains("CHECKS"), "{header}");
+    let row = status.stdout.lines().find(|l| l.starts_with("credit_health")).unwrap();
+    assert!(row.contains("1 failed"), "{row}");
+    let row = status.stdout.lines().find(|l| l.starts_with("storage_bill")).unwrap();
+    assert!(row.contains("  - "), "no checks: {row}");
+    assert!(status.stdout.contains("Failed checks (latest verdicts):"), "{}", status.stdout);
+    assert!(status.stdout.contains("  ! credit_health 2026-01-05 subscriptions_allocated (warn)"), "{}", status.stdout);
+    let status: serde_json::Value =
+        serde_json::from_str(&robo.ok(&["status", "credit_health", "--json"]).stdout).unwrap();
+    assert_eq!(status[0]["checks"], serde_json::json!({ "passed": 2, "failed": 1 }));
+    assert_eq!(status[0]["failed_check_results"][0]["check_name"], "subscriptions_allocated");
+    assert_eq!(status[0]["failed_check_results"].as_array().unwrap().len(), 1, "latest verdicts only");
+
+    // Once the month is allocated, the latest verdict passes and status says so.
+    robo.ok(&["backfill", "+credit_allocation", "--from", "2026-01", "--to", "2026-01"]);
+    let run = robo.ok(&["materialize", "credit_health", "-p", "2026-01-05"]);
+    assert!(run.stdout.contains("Checks: 3 evaluated, 3 passed, 0 failed"), "{}", run.stdout);
+    assert!(!run.stderr.contains("warning: check failed"), "{}", run.stderr);
+    let row = robo.ok(&["status", "credit_health"]).stdout;
+    assert!(row.lines().any(|l| l.starts_with("credit_health") && l.contains("3 passed")), "{row}");
+    assert!(!row.contains("Failed checks"), "{row}");
+}
+
+/// `submit` names what each request materializes, not only its id.
+#[test]
+fn submit_prints_the_asset_and_partition_of_each_request() {
+    let robo = Robo::new();
+    let out = robo.ok(&["submit", "usage_snapshot", "-p", "2025-12-15T05:00"]);
+    assert!(out.stdout.contains("  usage_snapshot 2025-12-15T05:00  request "), "{}", out.stdout);
+}

@@ -49,7 +49,8 @@ fn every_command_speaks_one_json_vocabulary() {
     let run = materialized["run_id"].as_str().unwrap().to_owned();
     // Seed every listing so no snapshot is an empty array: check verdicts, a sensor tick, a
     // dynamic key.
-    robo.ok(&["materialize", "credit_health", "-p", "2026-01-05"]);
+    let checked = json(&robo, &["materialize", "credit_health", "-p", "2026-01-05", "--json"]);
+    let checked_run = checked["run_id"].as_str().unwrap().to_owned();
     robo.ok(&["partitions", "add", "subscriptions", "sub-contract"]);
     robo.ok(&["daemon", "--once", "--no-worker"]);
     let backfills = json(&robo, &["backfill", "list", "--json"]);
@@ -62,6 +63,9 @@ fn every_command_speaks_one_json_vocabulary() {
         ("history", json(&robo, &["history", "storage_bill", "--json"])),
         ("runs", json(&robo, &["runs", "--json"])),
         ("runs_show", json(&robo, &["runs", "show", &run, "--json"])),
+        ("materialize_checks", checked),
+        ("runs_show_checks", json(&robo, &["runs", "show", &checked_run, "--json"])),
+        ("status_checks", json(&robo, &["status", "credit_health", "--json"])),
         ("runs_logs", json(&robo, &["runs", "logs", &run, "--json"])),
         ("lineage", json(&robo, &["lineage", "storage_bill", "--format", "json"])),
         ("lineage_partition", json(&robo, &["lineage", "storage_bill", "-p", DAY, "--format", "json"])),
@@ -85,7 +89,8 @@ fn every_command_speaks_one_json_vocabulary() {
             "pools" | "schedules" | "sensors" => Some(value),
             "ticks" => Some(&value["ticks"]),
             "backfill_list" => Some(&value["backfills"]),
-            "checks" => Some(&value["check_results"]),
+            "checks" | "materialize_checks" | "runs_show_checks" => Some(&value["check_results"]),
+            "status_checks" => Some(&value[0]["failed_check_results"]),
             "partitions_list" => Some(&value["keys"]),
             "history" => Some(&value["materializations"]),
             "requests" => Some(&value["requests"]),

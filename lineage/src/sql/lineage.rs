@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use const_format::concatcp;
 
 use super::writes::{insert_events, insert_run, lock_staleness_all, write_materializations, write_steps_started};
-use super::{MATERIALIZATION_COLUMNS, PARTITION_COLUMNS, STALE_INPUTS_RECOUNT, db};
+use super::{CHECK_COLUMNS, MATERIALIZATION_COLUMNS, PARTITION_COLUMNS, STALE_INPUTS_RECOUNT, db};
 use crate::model::*;
 use crate::rows::{BackfillRow, CheckRow, EventRow, InputRow, MaterializationRow, PartitionRow, RunRow, decode};
 use crate::store::LineageStore;
@@ -336,15 +336,46 @@ impl LineageStore for db::Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<CheckResultRecord>> {
-        let rows: Vec<CheckRow> = sqlx::query_as(
-            "SELECT id, asset_key, partition_key, run_id, check_name, severity, passed, message, created_at \
-             FROM asset_check_results WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2) \
-             AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $3",
-        )
+        let rows: Vec<CheckRow> = sqlx::query_as(concatcp!(
+            "SELECT ",
+            CHECK_COLUMNS,
+            " FROM asset_check_results WHERE asset_key = $1 AND ($2 IS NULL OR partition_key = $2) \
+             AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $3"
+        ))
         .bind(asset_key)
         .bind(partition_key)
         .bind(limit)
         .bind(before)
+        .fetch_all(self.reader())
+        .await?;
+        rows.into_iter().map(CheckRow::into_record).collect()
+    }
+
+    async fn run_check_results(&self, run_id: RunId) -> Result<Vec<CheckResultRecord>> {
+        let rows: Vec<CheckRow> = sqlx::query_as(concatcp!(
+            "SELECT ",
+            CHECK_COLUMNS,
+            " FROM asset_check_results c WHERE run_id = $1 AND id = (SELECT max(id) FROM asset_check_results l \
+               WHERE l.run_id = c.run_id AND l.asset_key = c.asset_key AND l.partition_key = c.partition_key \
+               AND l.check_name = c.check_name) \
+             ORDER BY asset_key, partition_key, check_name"
+        ))
+        .bind(run_id.to_string())
+        .fetch_all(self.reader())
+        .await?;
+        rows.into_iter().map(CheckRow::into_record).collect()
+    }
+
+    async fn latest_check_results(&self, asset_key: &str) -> Result<Vec<CheckResultRecord>> {
+        let rows: Vec<CheckRow> = sqlx::query_as(concatcp!(
+            "SELECT ",
+            CHECK_COLUMNS,
+            " FROM asset_check_results c WHERE asset_key = $1 AND id = (SELECT max(id) FROM asset_check_results l \
+               WHERE l.asset_key = c.asset_key AND l.partition_key = c.partition_key \
+               AND l.check_name = c.check_name) \
+             ORDER BY partition_key, check_name"
+        ))
+        .bind(asset_key)
         .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(CheckRow::into_record).collect()

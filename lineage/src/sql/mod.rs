@@ -33,6 +33,9 @@ const MATERIALIZATION_COLUMNS: &str = "id, asset_key, partition_key, run_id, att
      logical_version, code_version, n_inputs, inputs_hash, storage_uri, bytes, row_count, \
      CAST(schema AS TEXT) AS schema, CAST(metadata AS TEXT) AS metadata, started_at, finished_at";
 
+/// The columns of a `CheckRow`.
+const CHECK_COLUMNS: &str = "id, asset_key, partition_key, run_id, check_name, severity, passed, message, created_at";
+
 /// The columns of a `PartitionRow`.
 const PARTITION_COLUMNS: &str = "asset_key, partition_key, current_materialization_id, data_version, \
      logical_version, code_version, materialized_at, last_run_id, last_attempt_status, last_error, stale_inputs, \
