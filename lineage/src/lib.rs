@@ -86,7 +86,14 @@ pub async fn open(url: &str) -> Result<Arc<dyn LineageStore>> {
 /// userinfo password (`user:***@`, however odd its characters), `password=` and `sslpassword=`
 /// query parameters, and the same keys in a `key=value` connection string (quoted or not).
 pub fn redact_url(url: &str) -> String {
-    if !url.contains("://") {
+    // A URL starts with its scheme; anything else is a key=value DSN, even when a quoted
+    // password in it contains "://".
+    let is_url = url.find("://").is_some_and(|end| {
+        let scheme = &url[..end];
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if !is_url {
         return redact_dsn(url);
     }
     let url = redact_query(url);

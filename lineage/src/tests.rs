@@ -286,6 +286,15 @@ fn urls_are_redacted() {
     }
 }
 
+/// Found by `no_password_form_leaks`: a DSN whose quoted password contains "://" was taken for a
+/// URL (with nothing to redact) and shown whole.
+#[test]
+fn a_dsn_whose_password_looks_like_a_url_is_still_a_dsn() {
+    let shown = redact_url("host=db user=app password='Zq://!*/' dbname=x");
+    assert!(!shown.contains("Zq://"), "{shown}");
+    assert!(shown.contains("host=db"), "{shown}");
+}
+
 proptest::proptest! {
     /// No password, whatever its characters, survives redaction in any form sqlx accepts.
     #[test]
