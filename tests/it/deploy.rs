@@ -105,11 +105,16 @@ fn the_kubernetes_manifests_are_what_kustomize_lists_and_every_pod_is_locked_dow
         }
     }
     let find = |kind: &str, name: &str| {
-        kinds.iter().find(|(k, n, _)| k == kind && n == name).map(|(_, _, d)| d).unwrap_or_else(|| panic!("{kind} {name}"))
+        kinds
+            .iter()
+            .find(|(k, n, _)| k == kind && n == name)
+            .map(|(_, _, d)| d)
+            .unwrap_or_else(|| panic!("{kind} {name}"))
     };
-    assert_eq!(strings(&find("Job", "robo-assets-migrate")["spec"]["template"]["spec"]["containers"][0]["args"]), [
-        "migrate"
-    ]);
+    assert_eq!(
+        strings(&find("Job", "robo-assets-migrate")["spec"]["template"]["spec"]["containers"][0]["args"]),
+        ["migrate"]
+    );
     assert_eq!(find("Deployment", "robo-assets-daemon")["spec"]["replicas"], 2, "two daemons are safe");
     let hpa = find("HorizontalPodAutoscaler", "robo-assets-worker");
     assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "robo-assets-worker");
