@@ -269,6 +269,7 @@ pub async fn schedule_tick(
         requests: Vec::new(),
         edges: Vec::new(),
         evaluations: Vec::new(),
+        min_interval: None,
         created_at: now,
     };
     let selected = match crate::selection::resolve(graph, &sched.selection) {
@@ -340,6 +341,7 @@ pub async fn sensor_tick(
         requests: Vec::new(),
         edges: Vec::new(),
         evaluations: Vec::new(),
+        min_interval: chrono::Duration::from_std(sensor.min_interval).ok(),
         created_at: now,
     };
     let dynamic_partitions =
@@ -459,6 +461,7 @@ pub async fn run_once(
         for tick in sched.ticks_between(after, now, 10_000) {
             let (new_tick, listed) = schedule_tick(exec, sched, tick).await?;
             let commit = exec.store.commit_tick(&new_tick).await?;
+            crate::failpoint::hit("automation.schedule_tick_committed");
             reports.push(TickReport {
                 instigator: sched.name.clone(),
                 tick_time: tick,
@@ -476,6 +479,7 @@ pub async fn run_once(
             continue;
         }
         let (new_tick, listed) = sensor_tick(exec, sensor, state.cursor.clone(), now).await;
+        crate::failpoint::hit("automation.sensor_evaluated");
         let commit = exec.store.commit_tick(&new_tick).await?;
         reports.push(TickReport {
             instigator: sensor.name.clone(),
@@ -626,6 +630,7 @@ pub async fn conditions_tick(
         requests,
         edges: Vec::new(),
         evaluations,
+        min_interval: None,
         created_at: now,
     }))
 }

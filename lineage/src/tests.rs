@@ -1099,6 +1099,7 @@ async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn Lineag
             requests: vec![request(run_id, key, "bill", "2025-12-15")],
             edges: vec![],
             evaluations: vec![],
+            min_interval: None,
             created_at: t(at),
         }
     };
