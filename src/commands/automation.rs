@@ -133,8 +133,12 @@ async fn waiting_automation_runs(store: &dyn lineage::LineageStore) -> anyhow::R
     let mut runs = Vec::new();
     for trigger in [lineage::Trigger::Schedule, lineage::Trigger::Sensor, lineage::Trigger::Condition] {
         for status in [lineage::RunStatus::Queued, lineage::RunStatus::Running] {
-            let filter =
-                lineage::RunFilter { status: Some(status), trigger: Some(trigger), limit: 100_000, ..Default::default() };
+            let filter = lineage::RunFilter {
+                status: Some(status),
+                trigger: Some(trigger),
+                limit: 100_000,
+                ..Default::default()
+            };
             runs.extend(store.runs(&filter).await?.into_iter().filter(|r| r.owner.is_none()).map(|r| r.id));
         }
     }

@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod contract;
 mod crash;
+mod crashpoints;
 mod executor;
 mod graph_api;
 mod plaid;
