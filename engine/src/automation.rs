@@ -269,6 +269,7 @@ pub async fn schedule_tick(
         requests: Vec::new(),
         edges: Vec::new(),
         evaluations: Vec::new(),
+        min_interval: None,
         created_at: now,
     };
     let selected = match crate::selection::resolve(graph, &sched.selection) {
@@ -340,6 +341,7 @@ pub async fn sensor_tick(
         requests: Vec::new(),
         edges: Vec::new(),
         evaluations: Vec::new(),
+        min_interval: chrono::Duration::from_std(sensor.min_interval).ok(),
         created_at: now,
     };
     let dynamic_partitions =
@@ -462,6 +464,7 @@ pub async fn run_once(
             crate::metrics::global().tick_lag.get_or_create(&labels).observe(lag.as_secs_f64());
             let (new_tick, listed) = schedule_tick(exec, sched, tick).await?;
             let commit = exec.store.commit_tick(&new_tick).await?;
+            crate::failpoint::hit("automation.schedule_tick_committed");
             reports.push(TickReport {
                 instigator: sched.name.clone(),
                 tick_time: tick,
@@ -482,6 +485,7 @@ pub async fn run_once(
         let (new_tick, listed) = sensor_tick(exec, sensor, state.cursor.clone(), now).await;
         let labels = crate::metrics::InstigatorLabel { instigator: sensor.name.clone() };
         crate::metrics::global().sensor_evaluation.get_or_create(&labels).observe(evaluating.elapsed().as_secs_f64());
+        crate::failpoint::hit("automation.sensor_evaluated");
         let commit = exec.store.commit_tick(&new_tick).await?;
         reports.push(TickReport {
             instigator: sensor.name.clone(),
@@ -632,6 +636,7 @@ pub async fn conditions_tick(
         requests,
         edges: Vec::new(),
         evaluations,
+        min_interval: None,
         created_at: now,
     }))
 }

@@ -349,6 +349,8 @@ pub async fn launch(
             skipped: bf.skipped_json(exec.defs.graph()),
         })
         .await?;
+    // The backfill exists, its cells are not requested yet: `backfill resume` requests them.
+    crate::failpoint::hit("backfill.submit");
     submit(exec, id, run_id, &bf.plan).await?;
     Ok((id, run_id))
 }

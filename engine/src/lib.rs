@@ -11,6 +11,7 @@ pub mod backfill;
 pub mod context;
 pub mod definition;
 pub mod exec;
+pub mod failpoint;
 pub mod graph;
 pub mod io;
 pub mod mapping;

@@ -265,7 +265,9 @@ pub async fn run_worker(
             }
         }
         if !completions.is_empty() {
+            crate::failpoint::hit("worker.before_complete");
             let results = store.complete_requests(&config.id, &completions, now).await?;
+            crate::failpoint::hit("worker.after_complete");
             for ((result, completion), (h, size)) in results.into_iter().zip(&completions).zip(sizes) {
                 match result {
                     CompletionResult::Recorded(materialization_id) => {
@@ -475,6 +477,7 @@ async fn try_execute(
             ),
             None => None,
         };
+        crate::failpoint::hit("worker.output_written");
         Ok::<_, (String, bool)>((output, stored))
     };
     let res = tokio::select! {

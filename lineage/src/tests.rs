@@ -1208,6 +1208,7 @@ async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn Lineag
             requests: vec![request(run_id, key, "bill", "2025-12-15")],
             edges: vec![],
             evaluations: vec![],
+            min_interval: None,
             created_at: t(at),
         }
     };
@@ -1247,6 +1248,35 @@ async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn Lineag
     assert!(!store.set_instigator("nope", Some(InstigatorStatus::Stopped), None, t(13)).await.unwrap());
     let pending = store.instigators().await.unwrap().into_iter().find(|s| s.name == "pending").unwrap();
     assert_eq!((pending.cursor, pending.status.as_str()), (None, "stopped"));
+}
+
+/// Defect 6: two daemons evaluate one sensor 5 ms apart (its cursor unchanged, so the cursor
+/// check alone lets both through): the store records one tick, at once or in turn.
+async fn a_sensors_minimum_interval_holds_across_daemons(store: &dyn LineageStore) {
+    store.ensure_instigators(&[("watch".into(), InstigatorKind::Sensor)], t(0)).await.unwrap();
+    let tick = |at: chrono::DateTime<chrono::Utc>| NewTick {
+        instigator: "watch".into(),
+        tick_time: at,
+        status: TickStatus::Skipped,
+        message: "nothing to request".into(),
+        cursor: Some((None, None)),
+        dynamic_partitions: vec![],
+        run: None,
+        requests: vec![],
+        edges: vec![],
+        evaluations: vec![],
+        min_interval: Some(chrono::Duration::seconds(30)),
+        created_at: at,
+    };
+    let (a, b) = (tick(t(100)), tick(t(100) + chrono::Duration::milliseconds(5)));
+    let (ra, rb) = tokio::join!(store.commit_tick(&a), store.commit_tick(&b));
+    let mut outcomes = [ra.unwrap(), rb.unwrap()];
+    outcomes.sort_by_key(|o| matches!(o, TickCommit::AlreadyTicked));
+    assert_eq!(outcomes, [TickCommit::Committed { requests: 0 }, TickCommit::AlreadyTicked]);
+    assert_eq!(store.ticks("watch", None, 10).await.unwrap().len(), 1);
+    // After its interval, the next evaluation is recorded.
+    assert_eq!(store.commit_tick(&tick(t(131))).await.unwrap(), TickCommit::Committed { requests: 0 });
+    assert_eq!(store.ticks("watch", None, 10).await.unwrap().len(), 2);
 }
 
 /// Records `asset partition` at `version`, reading the current versions of `reads`.
@@ -1468,6 +1498,7 @@ lineage_store_tests!(
     check_results_are_stored_and_read_newest_first,
     a_run_whose_last_requests_complete_at_once_still_ends,
     a_tick_is_recorded_once_with_its_requests_and_cursor,
+    a_sensors_minimum_interval_holds_across_daemons,
     staleness_follows_new_data_versions_and_stops_at_identical_bytes,
     wipe_forgets_partitions_and_makes_their_readers_stale,
     concurrent_writers_keep_staleness_counts_exact,

@@ -66,26 +66,11 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
             print_report(r);
         }
         if !args.no_worker {
-            // Run what this pass requested (each run to its end) in this process.
-            let runs: Vec<lineage::RunId> = {
-                let mut runs = Vec::new();
-                for r in reports
-                    .iter()
-                    .filter(|r| matches!(r.commit, Some(TickCommit::Committed { requests }) if requests > 0))
-                {
-                    if let Some(t) = exec
-                        .store
-                        .ticks(&r.instigator, None, 50)
-                        .await?
-                        .into_iter()
-                        .find(|t| t.tick_time == r.tick_time)
-                        && let Some(run) = t.run_id
-                    {
-                        runs.push(run);
-                    }
-                }
-                runs
-            };
+            // Run what this pass requested, and what earlier passes requested and nobody ran (a
+            // pass that crashed after committing its ticks): every unfinished run of a
+            // schedule, sensor or condition, oldest first, each to its end, in this process.
+            engine::release_dead_local_workers(&*exec.store).await?;
+            let runs = waiting_automation_runs(&*exec.store).await?;
             for run in runs {
                 let config = WorkerConfig::new(args.concurrency as usize);
                 engine::run_worker(&exec, &config, Until::RunEnded(run), Arc::new(engine::NoObserver), cancel.clone())
@@ -119,13 +104,22 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
         match engine::automation::run_once(&exec, automation, app.clock.now()).await {
             Ok(reports) => {
                 for r in &reports {
-                    tracing::info!(
-                        message = "Tick.",
-                        instigator = %r.instigator,
-                        tick = %r.tick_time.to_rfc3339(),
-                        status = %r.status,
-                        detail = %r.message,
-                    );
+                    // Only the daemon whose commit created the tick reports what it requested.
+                    if matches!(r.commit, Some(TickCommit::Committed { .. }) | None) {
+                        tracing::info!(
+                            message = "Tick.",
+                            instigator = %r.instigator,
+                            tick = %r.tick_time.to_rfc3339(),
+                            status = %r.status,
+                            detail = %r.message,
+                        );
+                    } else {
+                        tracing::info!(
+                            message = "Tick not recorded: another daemon recorded it, or moved the cursor.",
+                            instigator = %r.instigator,
+                            tick = %r.tick_time.to_rfc3339(),
+                        );
+                    }
                 }
             }
             // A store hiccup does not stop the daemon: the next pass catches up.
@@ -147,6 +141,26 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
     }
     eprintln!("Daemon stopped.");
     Ok(ExitStatus::Success)
+}
+
+/// Every unfinished run that a tick requested (schedule, sensor or condition) and no process
+/// owns, oldest first.
+async fn waiting_automation_runs(store: &dyn lineage::LineageStore) -> anyhow::Result<Vec<lineage::RunId>> {
+    let mut runs = Vec::new();
+    for trigger in [lineage::Trigger::Schedule, lineage::Trigger::Sensor, lineage::Trigger::Condition] {
+        for status in [lineage::RunStatus::Queued, lineage::RunStatus::Running] {
+            let filter = lineage::RunFilter {
+                status: Some(status),
+                trigger: Some(trigger),
+                limit: 100_000,
+                ..Default::default()
+            };
+            runs.extend(store.runs(&filter).await?.into_iter().filter(|r| r.owner.is_none()).map(|r| r.id));
+        }
+    }
+    // Ids are UUIDv7: their order is creation order.
+    runs.sort();
+    Ok(runs)
 }
 
 /// The most bytes a sensor cursor set from the command line may have.

@@ -10,6 +10,7 @@ mod cli;
 mod common;
 mod contract;
 mod crash;
+mod crashpoints;
 mod deploy;
 mod executor;
 mod graph_api;

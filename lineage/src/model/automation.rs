@@ -138,6 +138,11 @@ pub struct NewTick {
     pub edges: Vec<(usize, usize)>,
     /// Condition evaluations made in this tick.
     pub evaluations: Vec<NewConditionEvaluation>,
+    /// A sensor's minimum interval: the commit is refused (`AlreadyTicked`) when another tick of
+    /// the instigator is closer than this to `tick_time`, so daemons evaluating the same sensor
+    /// at nearly the same instant record one tick. `None` for schedules (their tick time is the
+    /// cron time, unique on its own).
+    pub min_interval: Option<chrono::Duration>,
     /// Now.
     pub created_at: DateTime<Utc>,
 }

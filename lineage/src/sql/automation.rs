@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use const_format::concatcp;
 use sqlx::QueryBuilder;
 
 use super::lineage::insert_dynamic_partitions;
@@ -76,6 +77,25 @@ impl AutomationStore for db::Store {
 
     async fn commit_tick(&self, tick: &NewTick) -> Result<TickCommit> {
         let mut tx = self.begin_write().await?;
+        if let Some(interval) = tick.min_interval {
+            // Serializes the ticks of one instigator (SQLite's single writer already does), so
+            // of two daemons evaluating it within its interval only the first records a tick.
+            sqlx::query(concatcp!("SELECT name FROM instigators WHERE name = $1", db::LOCK_ROW))
+                .bind(&tick.instigator)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let near: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM ticks WHERE instigator = $1 AND tick_time > $2 AND tick_time < $3",
+            )
+            .bind(&tick.instigator)
+            .bind(tick.tick_time - interval)
+            .bind(tick.tick_time + interval)
+            .fetch_one(&mut *tx)
+            .await?;
+            if near > 0 {
+                return Ok(TickCommit::AlreadyTicked);
+            }
+        }
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO ticks (instigator, tick_time, status, message, cursor, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (instigator, tick_time) DO NOTHING RETURNING id",

@@ -292,6 +292,7 @@ impl AppDb for db::Store {
             }
         }
         tx.commit().await?;
+        engine::failpoint::hit("appdb.ledger_written");
         Ok(out)
     }
 

@@ -1,0 +1,67 @@
+//! Crash points: named places at a commit boundary where a test can abort the process, as
+//! `kill -9` would, to prove that what was committed before is enough to resume.
+//!
+//! `ROBO_ASSETS_FAILPOINT=name[:n]` aborts the process (`std::process::abort`) the `n`-th time
+//! (default: the first) the point `name` is hit. The variable is read once; unset, every point
+//! is one atomic load and a branch. This module does not delay, return errors or inject
+//! anything but an abort: a crash is what the store must survive.
+//!
+//! The points, in the order a step meets them:
+//!
+//! | name | where |
+//! |------|-------|
+//! | `backfill.submit` | a backfill's row and run committed, its cells not yet requested |
+//! | `worker.output_written` | a step's output file written, its completion not yet committed |
+//! | `worker.before_complete` | a batch of completions about to be committed |
+//! | `worker.after_complete` | a batch of completions committed, before anything else |
+//! | `appdb.ledger_written` | a ledger transaction committed, the step not yet completed |
+//! | `automation.sensor_evaluated` | a sensor evaluated, its tick not yet committed |
+//! | `automation.schedule_tick_committed` | a schedule tick committed, later catch-up ticks not yet |
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The environment variable naming the point to abort at: `name` or `name:n`.
+pub const ENV: &str = "ROBO_ASSETS_FAILPOINT";
+
+/// Every point's name (the table above), so a test can check it names a real one.
+pub const POINTS: [&str; 7] = [
+    "backfill.submit",
+    "worker.output_written",
+    "worker.before_complete",
+    "worker.after_complete",
+    "appdb.ledger_written",
+    "automation.sensor_evaluated",
+    "automation.schedule_tick_committed",
+];
+
+struct Armed {
+    name: String,
+    nth: u64,
+    hits: AtomicU64,
+}
+
+fn armed() -> Option<&'static Armed> {
+    static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
+    ARMED
+        .get_or_init(|| {
+            let spec = std::env::var(ENV).ok()?;
+            let (name, nth) = match spec.split_once(':') {
+                Some((name, n)) => (name, n.parse().unwrap_or(1)),
+                None => (spec.as_str(), 1),
+            };
+            Some(Armed { name: name.to_owned(), nth: nth.max(1), hits: AtomicU64::new(0) })
+        })
+        .as_ref()
+}
+
+/// Marks the point `name`: aborts the process if `ROBO_ASSETS_FAILPOINT` names it and this is
+/// its `n`-th hit; otherwise does nothing.
+#[inline]
+pub fn hit(name: &str) {
+    let Some(armed) = armed() else { return };
+    if armed.name == name && armed.hits.fetch_add(1, Ordering::SeqCst) + 1 == armed.nth {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
