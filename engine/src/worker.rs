@@ -84,6 +84,11 @@ pub struct WorkerConfig {
     /// The time leases and retry times are stamped with (the wall clock); the worker schedules
     /// its heartbeats, reaper passes and polls on tokio's clock.
     pub queue_clock: Arc<dyn Clock>,
+    /// When the worker is canceled (its process is stopping: SIGTERM in a rollout, Ctrl-C),
+    /// put the requests it holds back in the queue, the interrupted attempts not charged, for
+    /// other workers to run, instead of canceling them. `robo-assets worker` and the daemon's
+    /// worker do; an in-process `materialize` does not (Ctrl-C there means stop this run).
+    pub release_on_shutdown: bool,
 }
 
 impl WorkerConfig {
@@ -95,6 +100,7 @@ impl WorkerConfig {
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(50),
             queue_clock: Arc::new(SystemClock),
+            release_on_shutdown: false,
         }
     }
 }
@@ -119,6 +125,8 @@ pub struct WorkerStats {
     pub lease_lost: u64,
     /// Requests canceled while held.
     pub canceled: u64,
+    /// Requests put back in the queue as the worker stopped (`release_on_shutdown`).
+    pub released: u64,
 }
 
 enum Finished {
@@ -256,6 +264,8 @@ pub async fn run_worker(
                     stats.failed += 1;
                     fail(exec, config, &h, error, retryable, checks, &*observer).await?;
                 }
+                // Stopping: the request goes back to the queue below, with all this worker holds.
+                Finished::Canceled if config.release_on_shutdown && cancel.is_cancelled() => {}
                 Finished::Canceled => {
                     stats.canceled += 1;
                     if store.acknowledge_cancel(&config.id, h.claim.id, h.claim.attempt, now).await? {
@@ -337,6 +347,16 @@ pub async fn run_worker(
                 }
             }
         }
+    }
+    if config.release_on_shutdown && cancel.is_cancelled() {
+        let released = store.release_abandoned(std::slice::from_ref(&config.id), config.queue_clock.now()).await?;
+        if !released.is_empty() {
+            tracing::info!(
+                message = "Stopping: released the requests this worker held, for other workers.",
+                requests = released.requests.len(),
+            );
+        }
+        stats.released = released.requests.len() as u64;
     }
     Ok(stats)
 }

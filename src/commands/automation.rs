@@ -95,7 +95,8 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
     let worker = (!args.no_worker).then(|| {
         let exec = exec.clone();
         let cancel = cancel.clone();
-        let config = WorkerConfig::new(args.concurrency as usize);
+        // Stopping hands what it holds to the other workers.
+        let config = WorkerConfig { release_on_shutdown: true, ..WorkerConfig::new(args.concurrency as usize) };
         tokio::spawn(async move {
             engine::run_worker(&exec, &config, Until::Canceled, Arc::new(engine::NoObserver), cancel).await
         })

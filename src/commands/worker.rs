@@ -45,8 +45,11 @@ impl Observer for StepLog {
 
 pub async fn worker(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitStatus> {
     let exec = app.executor().await?;
-    let config =
-        WorkerConfig { lease: Duration::from_secs(args.lease_secs), ..WorkerConfig::new(args.concurrency as usize) };
+    let config = WorkerConfig {
+        lease: Duration::from_secs(args.lease_secs),
+        release_on_shutdown: true,
+        ..WorkerConfig::new(args.concurrency as usize)
+    };
     tracing::info!(
         message = "Worker started.",
         worker = %config.id,
@@ -89,12 +92,13 @@ pub async fn worker(app: &App, args: &WorkerArgs) -> anyhow::Result<ExitStatus> 
         metrics.await??;
     }
     eprintln!(
-        "Worker {} stopped: {} completed, {} failed attempts, {} canceled, {} lost leases{}",
+        "Worker {} stopped: {} completed, {} failed attempts, {} canceled, {} lost leases, {} released to the queue{}",
         config.id,
         stats.completed,
         stats.failed,
         stats.canceled,
         stats.lease_lost,
+        stats.released,
         if restarts > 0 {
             format!(" (since its last of {restarts} restarts after store failures)")
         } else {

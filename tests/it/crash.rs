@@ -143,3 +143,59 @@ async fn kill_9_leaves_no_orphan_lineage_rows_and_the_rerun_completes_the_rest()
     let all: i64 = sqlx::query_scalar("SELECT count(*) FROM materializations").fetch_one(&mut db).await.unwrap();
     assert_eq!(all, TOTAL_STEPS, "one materialization per cell, nothing run twice");
 }
+
+/// A `robo-assets worker` told to stop (SIGTERM: a rollout, a scale-down) hands what it holds
+/// back to the queue, the interrupted attempts not charged, instead of canceling it; another
+/// worker then carries the backfill to its end.
+#[tokio::test]
+async fn sigterm_to_a_worker_releases_its_requests_for_other_workers() {
+    let robo = Robo::new();
+    robo.ok(&["backfill", "usage_snapshot", "--from", "2025-12-15T00:00", "--to", "2025-12-15T03:00", "--detach"]);
+    let count = |state: &'static str| {
+        let robo = &robo;
+        async move {
+            let mut db = robo.lineage_db().await;
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM materialization_requests WHERE state = $1")
+                .bind(state)
+                .fetch_one(&mut db)
+                .await
+                .unwrap()
+        }
+    };
+    // Every step waits a minute on the (slow) dev source: the worker holds all four.
+    let worker = robo
+        .command(&["worker", "--concurrency", "4"])
+        .env("ROBO_ASSETS_DEV_LATENCY_MS", "60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count("running").await < 4 {
+        assert!(Instant::now() < deadline, "the worker never held the four requests");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&worker, "-TERM");
+    let out = worker.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("0 canceled") && stderr.contains("4 released to the queue"), "{stderr}");
+    assert_eq!((count("available").await, count("running").await, count("canceled").await), (4, 0, 0));
+    let mut db = robo.lineage_db().await;
+    let attempts: Vec<i64> =
+        sqlx::query_scalar("SELECT attempt FROM materialization_requests").fetch_all(&mut db).await.unwrap();
+    assert_eq!(attempts, [0, 0, 0, 0], "the interrupted attempts are not charged");
+
+    // Another worker finishes the backfill.
+    let mut other = robo.command(&["worker"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count("succeeded").await < 4 {
+        assert!(Instant::now() < deadline, "the other worker did not finish the backfill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = other.kill();
+    let _ = other.wait();
+    let backfills: serde_json::Value = serde_json::from_str(&robo.ok(&["backfill", "list", "--json"]).stdout).unwrap();
+    assert_eq!(backfills["backfills"][0]["status"], "succeeded", "{backfills}");
+    assert_eq!(assert_no_orphan_lineage_rows(&robo).await, 4);
+}
