@@ -59,3 +59,18 @@ fn bad_cron_and_bad_zones_are_refused_with_the_reason() {
     let e = schedule("x", "0 2 * * *", "Mars/Olympus", "a").unwrap_err().to_string();
     assert_eq!(e, "schedule x: \"Mars/Olympus\" is not an IANA time zone (e.g. America/New_York, UTC)");
 }
+
+proptest::proptest! {
+    /// Any cron text and zone is a schedule or a reason: never a panic, and a schedule's ticks
+    /// are increasing.
+    #[test]
+    fn any_cron_text_is_a_schedule_or_a_reason(
+        cron in "[0-9*/,-]{1,6}( [0-9*/,-]{1,6}){4}|[0-9a-zA-Z*/,? -]{0,30}",
+        tz in "UTC|America/New_York|Nowhere/Else|",
+    ) {
+        if let Ok(s) = schedule("s", &cron, &tz, "a") {
+            let ticks = s.ticks_between(utc("2025-03-08T00:00:00Z"), utc("2025-03-10T00:00:00Z"), 200);
+            proptest::prop_assert!(ticks.windows(2).all(|w| w[0] < w[1]), "{cron}: {ticks:?}");
+        }
+    }
+}

@@ -140,3 +140,17 @@ fn a_pool_kept_per_dimension_needs_that_dimension() {
     let def = &defs.graph().assets()[0];
     assert_eq!(def.request_pool("month=2025-03|realm=2").as_deref(), Some("quickbooks[realm=2]"));
 }
+
+proptest::proptest! {
+    /// Any text, near-valid or not, is a selection or a clear error: never a panic, and what a
+    /// valid one selects is named by the graph.
+    #[test]
+    fn any_selection_text_is_resolved_or_refused(text in "[-+*:,=a-z0-9 ]{0,24}|\\PC{0,24}") {
+        let defs = chain();
+        if let Ok(ids) = selection::resolve(defs.graph(), &text) {
+            for id in ids {
+                proptest::prop_assert!(["raw", "usage", "bill", "report"].contains(&defs.graph().asset(id).key.to_string().as_str()));
+            }
+        }
+    }
+}

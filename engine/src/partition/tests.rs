@@ -220,3 +220,24 @@ fn a_reversed_range_is_refused() {
     assert!(matches!(daily.range("2025-12-16", "2025-12-15", &ctx()), Err(PartitionKeyError::Reversed { .. })));
     assert_eq!(daily.range("2025-12-15", "2025-12-15", &ctx()).unwrap(), ["2025-12-15"]);
 }
+
+proptest! {
+    /// Any key text, for every kind of definition, resolves to a canonical key (which resolves
+    /// to itself) or is refused: never a panic. Ranges between any two texts likewise.
+    #[test]
+    fn any_key_text_resolves_canonically_or_is_refused(
+        key in "[0-9T:|=a-z-]{0,24}|\\PC{0,16}",
+        other in "[0-9T:|=a-z-]{0,24}",
+    ) {
+        let mut all = defs();
+        all.push(PartitionsDef::fixed(["a", "b", "c"]));
+        all.push(PartitionsDef::multi([("month", PartitionsDef::monthly("2024-01-01")), ("kind", PartitionsDef::fixed(["a", "b"]))]));
+        for def in &all {
+            if let Ok(canonical) = def.resolve(&key, &ctx()) {
+                let again = def.resolve(&canonical, &ctx());
+                proptest::prop_assert!(again.as_ref().is_ok_and(|k| *k == canonical), "{}: {key:?} -> {canonical:?} -> {again:?}", def.describe());
+            }
+            let _ = def.range(&key, &other, &ctx());
+        }
+    }
+}
