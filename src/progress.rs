@@ -28,10 +28,12 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:32.cyan/blue} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}",
+                with_rate_and_eta(
+                    ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {bar:32.cyan/blue} {pos}/{len} steps  {rate}  eta {eta_human}  {msg}",
+                    )
+                    .expect("valid template"),
                 )
-                .expect("valid template")
                 .progress_chars("█▉▊▋▌▍▎▏ "),
             );
             bar
@@ -105,7 +107,7 @@ impl Observer for Progress {
                         message = "Progress.",
                         steps = format!("{}/{}", lines.done, lines.total),
                         percent = lines.done * 100 / lines.total.max(1),
-                        eta = format!("{eta:.1?}"),
+                        eta = human(eta),
                     );
                 }
             }
@@ -135,10 +137,12 @@ impl BackfillProgress {
         let width = assets.iter().map(|(a, ..)| a.len()).max().unwrap_or(8);
         let (multi, bars) = if std::io::stderr().is_terminal() {
             let multi = indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(&format!(
-                "{{prefix:<{width}}} {{bar:32.cyan/blue}} {{pos:>6}}/{{len:<6}} {{per_sec:>10}}  eta {{eta:<4}} {{msg}}"
-            ))
-            .expect("valid template")
+            let style = with_rate_and_eta(
+                ProgressStyle::with_template(&format!(
+                    "{{prefix:<{width}}} {{bar:32.cyan/blue}} {{pos:>6}}/{{len:<6}} {{rate:>8}}  eta {{eta_human:<7}} {{msg}}"
+                ))
+                .expect("valid template"),
+            )
             .progress_chars("█▉▊▋▌▍▎▏ ");
             let bars = assets
                 .iter()
@@ -155,6 +159,18 @@ impl BackfillProgress {
         } else {
             (None, Vec::new())
         };
+        if multi.is_none() {
+            // Without a terminal, the first line comes at once: what is to do, before any of it.
+            let (done, total) = assets.iter().fold((0, 0), |(d, t), c| (d + c.1, t + c.2));
+            let per_asset: Vec<String> = assets.iter().map(|(a, d, t)| format!("{a} {d}/{t}")).collect();
+            tracing::info!(
+                message = "Backfill progress.",
+                cells = format!("{done}/{total}"),
+                per_asset = per_asset.join(", "),
+                failed = 0,
+                elapsed = "0s",
+            );
+        }
         let now = Instant::now();
         BackfillProgress {
             multi,
@@ -217,8 +233,69 @@ impl Observer for BackfillProgress {
                 cells = format!("{done}/{total}"),
                 per_asset = per_asset.join(", "),
                 failed = lines.failed,
-                elapsed = format!("{elapsed:.1?}"),
+                elapsed = human(elapsed),
             );
         }
+    }
+}
+
+/// A bar style with `{rate}` (steps a second, one decimal under 10, none above; `-` before the
+/// first) and `{eta_human}` (a human duration; `-` until there is a rate to go by).
+fn with_rate_and_eta(style: ProgressStyle) -> ProgressStyle {
+    style
+        .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&rate(state.per_sec()));
+        })
+        .with_key("eta_human", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let known = state.pos() > 0 && state.per_sec().is_finite() && state.per_sec() > 0.0;
+            let _ = w.write_str(&if known { human(state.eta()) } else { "-".to_owned() });
+        })
+}
+
+/// Steps a second as people read it: `71/s`, `2.5/s`, `-` when there is none yet.
+fn rate(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        "-".to_owned()
+    } else if per_sec < 10.0 {
+        format!("{per_sec:.1}/s")
+    } else {
+        format!("{per_sec:.0}/s")
+    }
+}
+
+/// A duration as people read it: `0s`, `4.2s`, `3m05s`, `2h07m`; never nanoseconds.
+fn human(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        let tenths = (secs * 10.0).round() / 10.0;
+        if tenths == 0.0 { "0s".to_owned() } else { format!("{tenths:.1}s") }
+    } else if secs < 3600.0 {
+        let s = secs.round() as u64;
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        let m = (secs / 60.0).round() as u64;
+        format!("{}h{:02}m", m / 60, m % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_have_at_most_one_decimal() {
+        assert_eq!(rate(71.126_778_625_4), "71/s");
+        assert_eq!(rate(2.54), "2.5/s");
+        assert_eq!(rate(0.0), "-");
+        assert_eq!(rate(f64::INFINITY), "-");
+    }
+
+    #[test]
+    fn durations_are_human_never_nanoseconds() {
+        assert_eq!(human(Duration::ZERO), "0s");
+        assert_eq!(human(Duration::from_nanos(3)), "0s");
+        assert_eq!(human(Duration::from_millis(4_240)), "4.2s");
+        assert_eq!(human(Duration::from_secs(185)), "3m05s");
+        assert_eq!(human(Duration::from_secs(7_620)), "2h07m");
     }
 }

@@ -347,3 +347,21 @@ fn upstream_partitions_of_selected_assets_outside_the_range_are_included() {
     assert_eq!(refused.code, 2);
     assert!(refused.stderr.contains("missing upstream partitions"), "{}", refused.stderr);
 }
+
+/// Without a terminal, a backfill says what it is about to do at once (0 of 24 cells), before any
+/// cell runs, and its durations are human (never nanoseconds, never ten decimals).
+#[test]
+fn a_backfill_without_a_terminal_reports_progress_from_its_start() {
+    let robo = Robo::new();
+    let run = robo.run_with(
+        &["backfill", "usage_snapshot", "--from", "2025-12-15T00:00", "--to", "2025-12-15T23:00"],
+        &[("RUST_LOG", "info")],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains("Backfill progress.")).collect();
+    assert!(lines.first().is_some_and(|l| l.contains("cells=\"0/24\"")), "the first line comes at start: {lines:?}");
+    assert!(lines.last().is_some_and(|l| l.contains("cells=\"24/24\"")), "{lines:?}");
+    for line in &lines {
+        assert!(!line.contains("ns\"") && !line.contains("µs\""), "a human duration: {line}");
+    }
+}
