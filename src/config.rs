@@ -76,6 +76,7 @@ impl Config {
             }
             s3
         });
+        engine::failpoint::check_env().map_err(user_error)?;
         let now = match var("ROBO_ASSETS_NOW") {
             None => None,
             Some(s) => Some(

@@ -41,6 +41,21 @@ struct Armed {
     hits: AtomicU64,
 }
 
+/// Checks `ROBO_ASSETS_FAILPOINT` as a start-up check would: unset, or a known point with an
+/// optional hit count of at least 1. A typo would otherwise arm nothing and the crash test
+/// would pass without crashing.
+pub fn check_env() -> Result<(), String> {
+    let Ok(spec) = std::env::var(ENV) else { return Ok(()) };
+    let (name, nth) = spec.split_once(':').map_or((spec.as_str(), Some("1")), |(n, c)| (n, Some(c)));
+    if !POINTS.contains(&name) {
+        return Err(format!("{ENV}={spec:?} names no crash point: the points are {}", POINTS.join(", ")));
+    }
+    if nth.and_then(|n| n.parse::<u64>().ok()).is_none_or(|n| n == 0) {
+        return Err(format!("{ENV}={spec:?}: give NAME or NAME:N with N a hit count of at least 1"));
+    }
+    Ok(())
+}
+
 fn armed() -> Option<&'static Armed> {
     static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
     ARMED
