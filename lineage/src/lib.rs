@@ -19,7 +19,7 @@ mod store;
 pub use model::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use store::{AutomationStore, LineageStore, RequestQueue};
+pub use store::{AutomationStore, LineageStore, OutboxStore, RequestQueue};
 
 use std::sync::Arc;
 

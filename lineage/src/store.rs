@@ -14,7 +14,7 @@ use crate::model::*;
 /// Every write is one transaction: a caller never sees half of a write. A read is one
 /// statement, except where its documentation says it reads in parts.
 #[async_trait]
-pub trait LineageStore: RequestQueue + AutomationStore + Send + Sync + 'static {
+pub trait LineageStore: RequestQueue + AutomationStore + OutboxStore + Send + Sync + 'static {
     /// A short name of the backend and where it lives, with secrets redacted.
     fn describe(&self) -> String;
 
@@ -143,6 +143,14 @@ pub trait LineageStore: RequestQueue + AutomationStore + Send + Sync + 'static {
 
     /// Materializations recorded by a run, in recording order.
     async fn run_materializations(&self, id: RunId) -> Result<Vec<MaterializationRecord>>;
+
+    /// The materialization a run recorded for one partition of an asset, if any.
+    async fn step_materialization(
+        &self,
+        run: RunId,
+        asset_key: &str,
+        partition_key: &str,
+    ) -> Result<Option<MaterializationRecord>>;
 
     /// Adds keys to a dynamic partitions definition; returns how many were new.
     async fn add_dynamic_partitions(&self, partitions_def: &str, keys: &[String], now: DateTime<Utc>) -> Result<u64>;
@@ -302,4 +310,26 @@ pub trait AutomationStore: Send + Sync {
     /// An instigator's ticks, newest first (by tick time), after tick `before` in that order
     /// when given.
     async fn ticks(&self, instigator: &str, before: Option<i64>, limit: i64) -> Result<Vec<TickRecord>>;
+}
+
+/// The OpenLineage outbox: lineage events written by the transitions they describe (a run or a
+/// step attempt started, completed, failed, aborted), in the same transaction, read back in id
+/// order to be delivered or exported.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Undelivered events, oldest first.
+    async fn outbox_pending(&self, limit: i64) -> Result<Vec<OutboxEvent>>;
+
+    /// Every event (delivered or not) at or after `since`, with an id above `after`, in id order.
+    async fn outbox_events(&self, since: DateTime<Utc>, after: i64, limit: i64) -> Result<Vec<OutboxEvent>>;
+
+    /// Marks events delivered, or, with `rejected`, given up on: the receiver refused them for
+    /// good (a 4xx), which the row keeps as its last error.
+    async fn outbox_delivered(&self, ids: &[i64], now: DateTime<Utc>, rejected: Option<&str>) -> Result<()>;
+
+    /// Records a failed delivery of an event, which stays pending.
+    async fn outbox_delivery_failed(&self, id: i64, error: &str) -> Result<()>;
+
+    /// How many events wait for delivery.
+    async fn outbox_backlog(&self) -> Result<i64>;
 }

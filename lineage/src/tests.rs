@@ -1449,6 +1449,115 @@ async fn concurrent_writers_keep_staleness_counts_exact(store: &dyn LineageStore
     assert_eq!(store.repair_staleness().await.unwrap(), 0, "no count drifted");
 }
 
+/// The outbox as (event type, asset or "run", attempt, error) in delivery order.
+async fn outbox_log(store: &dyn LineageStore) -> Vec<(LineageEventType, String, Option<i64>, Option<String>)> {
+    store
+        .outbox_events(Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap(), 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let what = match (&e.asset_key, &e.partition_key) {
+                (Some(a), Some(p)) => format!("{a} {p}"),
+                _ => format!("run {}", e.run_id),
+            };
+            (e.event_type, what, e.attempt, e.error)
+        })
+        .collect()
+}
+
+async fn every_transition_writes_its_lineage_event_with_it(store: &dyn LineageStore) {
+    use LineageEventType::*;
+    let run_id = new_run(store).await;
+    let run = format!("run {run_id}");
+    let mut up = request(run_id, "up", "usage", "h0");
+    up.max_attempts = 2;
+    let reqs = [up, request(run_id, "ok", "usage", "h1"), request(run_id, "down", "bill", "d")];
+    let ids = store.submit_requests(&reqs, &[(0, 2)]).await.unwrap();
+    assert!(outbox_log(store).await.is_empty(), "nothing started yet");
+    let claimed = store.claim_requests("w", None, 2, t(0), t(60)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    // A charged failure (retried), then an uncharged one (its worker exited), then for good.
+    store.fail_request("w", &failed(&claimed[0], "graph api 503", Some(t(1))), t(1)).await.unwrap();
+    store.complete_requests("w", &[completion(&claimed[1], "v1")], t(2)).await.unwrap();
+    let second = store.claim_requests("w2", None, 1, t(3), t(60)).await.unwrap().remove(0);
+    assert_eq!(second.id, ids[0].id);
+    store.release_abandoned(&["w2".to_owned()], t(4)).await.unwrap();
+    let third = store.claim_requests("w", None, 1, t(5), t(60)).await.unwrap().remove(0);
+    assert_eq!(third.attempt, 2, "the released attempt was not charged");
+    // A late completion of the first attempt is fenced out, and records no event either.
+    store.complete_requests("w", &[completion(&claimed[0], "late")], t(6)).await.unwrap();
+    store.fail_request("w", &failed(&third, "graph api 503", None), t(7)).await.unwrap();
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed);
+    let err = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        outbox_log(store).await,
+        vec![
+            (Start, run.clone(), None, None),
+            (Start, "usage h0".into(), Some(1), None),
+            (Start, "usage h1".into(), Some(1), None),
+            (Fail, "usage h0".into(), Some(1), err("graph api 503")),
+            (Complete, "usage h1".into(), Some(1), None),
+            (Start, "usage h0".into(), Some(2), None),
+            (Abort, "usage h0".into(), Some(2), err("its worker exited mid-attempt")),
+            (Start, "usage h0".into(), Some(2), None),
+            (Fail, "usage h0".into(), Some(2), err("graph api 503")),
+            (Fail, run.clone(), None, None),
+        ],
+        "bill d never started: no event of it"
+    );
+    // A canceled run: START, the running step aborted, the run aborted.
+    let canceled = new_run(store).await;
+    let req = request(canceled, "c", "usage", "h9");
+    store.submit_requests(&[req], &[]).await.unwrap();
+    let c = store.claim_requests("w", Some(canceled), 1, t(8), t(60)).await.unwrap().remove(0);
+    store.cancel_run(canceled, t(9)).await.unwrap();
+    assert!(store.acknowledge_cancel("w", c.id, 1, t(10)).await.unwrap());
+    let log = outbox_log(store).await;
+    assert_eq!(
+        log[10..].iter().map(|(ty, what, _, _)| (*ty, what.clone())).collect::<Vec<_>>(),
+        vec![
+            (Start, format!("run {canceled}")),
+            (Start, "usage h9".into()),
+            (Abort, "usage h9".into()),
+            (Abort, format!("run {canceled}")),
+        ]
+    );
+    // A run canceled before anything of it started has no lineage events at all.
+    let never = new_run(store).await;
+    store.submit_requests(&[request(never, "n", "usage", "h8")], &[]).await.unwrap();
+    store.cancel_run(never, t(11)).await.unwrap();
+    assert_eq!(store.run(never).await.unwrap().unwrap().status, RunStatus::Canceled);
+    assert_eq!(outbox_log(store).await.len(), 14);
+    // Delivery: pending in id order, marked once, the backlog counted.
+    let pending = store.outbox_pending(100).await.unwrap();
+    assert_eq!(pending.len(), 14);
+    assert!(pending.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(store.outbox_backlog().await.unwrap(), 14);
+    store.outbox_delivery_failed(pending[0].id, "HTTP 500").await.unwrap();
+    store.outbox_delivered(&[pending[0].id, pending[1].id], t(20), None).await.unwrap();
+    store.outbox_delivered(&[pending[2].id], t(21), Some("HTTP 400: bad event")).await.unwrap();
+    assert_eq!(store.outbox_backlog().await.unwrap(), 11);
+    let rest = store.outbox_pending(100).await.unwrap();
+    assert_eq!(rest[0].id, pending[3].id);
+    let all = store.outbox_events(Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap(), 0, 100).await.unwrap();
+    assert_eq!((all[0].delivery_attempts, all[0].delivered_at), (2, Some(t(20))));
+    assert_eq!(
+        store
+            .outbox_events(Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap(), pending[12].id, 100)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "paged by id"
+    );
+    assert_eq!(
+        store.outbox_events(t(10), 0, 100).await.unwrap().len(),
+        2,
+        "since: the aborts of the last step and its run"
+    );
+}
+
 macro_rules! lineage_store_tests {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -1474,6 +1583,7 @@ macro_rules! lineage_store_tests {
 }
 
 lineage_store_tests!(
+    every_transition_writes_its_lineage_event_with_it,
     queue_depth_counts_what_waits_and_runs_by_pool_family,
     materialization_updates_current_state_and_keeps_history,
     inputs_are_recorded_exactly_in_order,

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use const_format::concatcp;
 
+use super::outbox;
 use super::writes::{insert_events, insert_run, lock_staleness_all, write_materializations, write_steps_started};
 use super::{CHECK_COLUMNS, MATERIALIZATION_COLUMNS, PARTITION_COLUMNS, STALE_INPUTS_RECOUNT, db};
 use crate::model::*;
@@ -29,6 +30,11 @@ impl LineageStore for db::Store {
 
     async fn set_run_status(&self, run_id: RunId, status: RunStatus, event: &RunEvent) -> Result<()> {
         let mut tx = self.begin_write().await?;
+        let before: Option<(String, bool)> =
+            sqlx::query_as(concatcp!("SELECT status, started_at IS NOT NULL FROM runs WHERE id = $1", db::LOCK_ROW))
+                .bind(run_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
         let res = sqlx::query(
             "UPDATE runs SET status = $2, \
                  started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, $3) ELSE started_at END, \
@@ -44,6 +50,19 @@ impl LineageStore for db::Store {
             return Err(Error::UnknownRun(run_id));
         }
         insert_events(&mut tx, std::slice::from_ref(event)).await?;
+        // The lineage event of the change, if it is one: a run starting, or a started run ending.
+        if let Some((was, started)) = before {
+            let run = run_id.to_string();
+            let was_open = matches!(was.as_str(), "queued" | "running");
+            let lineage_event = match status {
+                RunStatus::Running if was == "queued" => {
+                    Some(outbox::NewOutboxEvent::run(&run, LineageEventType::Start, event.ts))
+                }
+                _ if was_open => outbox::run_ended(&run, status.as_str(), started, event.ts),
+                _ => None,
+            };
+            outbox::enqueue(&mut tx, lineage_event.as_slice()).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -488,6 +507,25 @@ impl LineageStore for db::Store {
         .fetch_all(self.reader())
         .await?;
         rows.into_iter().map(MaterializationRow::into_record).collect()
+    }
+
+    async fn step_materialization(
+        &self,
+        run: RunId,
+        asset_key: &str,
+        partition_key: &str,
+    ) -> Result<Option<MaterializationRecord>> {
+        let row: Option<MaterializationRow> = sqlx::query_as(concatcp!(
+            "SELECT ",
+            MATERIALIZATION_COLUMNS,
+            " FROM materializations WHERE run_id = $1 AND asset_key = $2 AND partition_key = $3"
+        ))
+        .bind(run.to_string())
+        .bind(asset_key)
+        .bind(partition_key)
+        .fetch_optional(self.reader())
+        .await?;
+        row.map(MaterializationRow::into_record).transpose()
     }
 
     async fn add_dynamic_partitions(&self, partitions_def: &str, keys: &[String], now: DateTime<Utc>) -> Result<u64> {

@@ -16,6 +16,7 @@
 
 mod automation;
 mod lineage;
+mod outbox;
 mod queue;
 mod writes;
 

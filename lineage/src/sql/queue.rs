@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use const_format::concatcp;
 use sqlx::QueryBuilder;
 
+use super::outbox::{self, NewOutboxEvent};
 use super::writes::{insert_check_results, insert_events, write_materializations, write_steps_started};
 use super::{COMPLETIONS_PER_STATEMENT, REQUEST_COLUMNS, ROWS_PER_STATEMENT, db};
 use crate::model::*;
@@ -51,7 +52,8 @@ const FINISH_RUN: &str = "UPDATE runs SET \
          finished_at = $2 \
      WHERE id = $1 AND status IN ('queued', 'running') \
        AND NOT EXISTS (SELECT 1 FROM materialization_requests WHERE run_id = $1 \
-           AND state IN ('blocked', 'available', 'running'))";
+           AND state IN ('blocked', 'available', 'running')) \
+     RETURNING status, started_at IS NOT NULL";
 
 /// Ends a run when none of its requests is waiting or running: first locks the run's row, then
 /// looks. Without the lock, two workers completing a run's last two requests at once (on
@@ -63,7 +65,11 @@ async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>) -> Result<
         .bind(run)
         .fetch_optional(&mut *tx)
         .await?;
-    sqlx::query(FINISH_RUN).bind(run).bind(now).execute(&mut *tx).await?;
+    let ended: Option<(String, bool)> = sqlx::query_as(FINISH_RUN).bind(run).bind(now).fetch_optional(&mut *tx).await?;
+    if let Some((status, started)) = ended {
+        let event = outbox::run_ended(run, &status, started, now);
+        outbox::enqueue(&mut *tx, event.as_slice()).await?;
+    }
     Ok(())
 }
 
@@ -93,6 +99,27 @@ struct Held {
     max_attempts: i64,
     lease_owner: Option<String>,
     cancel_requested: bool,
+}
+
+impl Held {
+    /// The lineage event of this attempt.
+    fn lineage_event<'a>(
+        &'a self,
+        event_type: LineageEventType,
+        now: DateTime<Utc>,
+        error: Option<&'a str>,
+    ) -> NewOutboxEvent<'a> {
+        NewOutboxEvent::step(
+            &self.run_id,
+            &self.id,
+            self.attempt,
+            &self.asset_key,
+            &self.partition_key,
+            event_type,
+            now,
+            error,
+        )
+    }
 }
 
 /// The columns of a [`Held`].
@@ -146,6 +173,10 @@ async fn settle(tx: &mut db::Conn, held: &Held, how: Settle<'_>, now: DateTime<U
             if updated == 0 {
                 return Ok(None);
             }
+            // A charged attempt failed; an uncharged one was cut short (its worker exited or
+            // stopped): the next attempt is another lineage run.
+            let ended = if charged { LineageEventType::Fail } else { LineageEventType::Abort };
+            outbox::enqueue(&mut *tx, &[held.lineage_event(ended, now, Some(error))]).await?;
             let mut event = step(EventKind::StepRetried, error);
             event.body = serde_json::json!({
                 "attempt": held.attempt,
@@ -173,6 +204,7 @@ async fn settle(tx: &mut db::Conn, held: &Held, how: Settle<'_>, now: DateTime<U
             if updated == 0 {
                 return Ok(None);
             }
+            outbox::enqueue(&mut *tx, &[held.lineage_event(LineageEventType::Fail, now, Some(error))]).await?;
             let mut event = step(EventKind::StepFailed, error);
             event.body = serde_json::json!({ "attempts": held.attempt });
             insert_events(&mut *tx, &[event]).await?;
@@ -211,6 +243,7 @@ async fn settle(tx: &mut db::Conn, held: &Held, how: Settle<'_>, now: DateTime<U
             if updated == 0 {
                 return Ok(None);
             }
+            outbox::enqueue(&mut *tx, &[held.lineage_event(LineageEventType::Abort, now, Some(why))]).await?;
             insert_events(&mut *tx, &[step(EventKind::StepCanceled, why)]).await?;
             restore_partition(&mut *tx, held, now).await?;
             sqlx::query(CASCADE_UPSTREAM_FAILED).bind(&held.id).bind(now).execute(&mut *tx).await?;
@@ -335,13 +368,16 @@ async fn abandon_run(tx: &mut db::Conn, run: &str, why: &str, now: DateTime<Utc>
     insert_events(&mut *tx, &[RunEvent::run(parse_run_id(run)?, now, EventKind::RunCanceled, why)]).await?;
     // Canceled whatever it held (even nothing: a process killed between creating its run and
     // submitting its requests).
-    sqlx::query(
-        "UPDATE runs SET status = 'canceled', finished_at = $2 WHERE id = $1 AND status IN ('queued', 'running')",
+    let started: Option<bool> = sqlx::query_scalar(
+        "UPDATE runs SET status = 'canceled', finished_at = $2 WHERE id = $1 AND status IN ('queued', 'running') \
+         RETURNING started_at IS NOT NULL",
     )
     .bind(run)
     .bind(now)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    let event = outbox::run_ended(run, "canceled", started.unwrap_or(false), now);
+    outbox::enqueue(&mut *tx, event.as_slice()).await?;
     Ok(true)
 }
 
@@ -543,15 +579,20 @@ impl RequestQueue for db::Store {
         }
         // Keep claim order (priority, run_at, id), whatever order RETURNING used.
         claimed.sort_by_key(|c| picked.iter().position(|p| *p == c.id.to_string()));
+        let mut started_runs = Vec::new();
         for run in runs {
-            sqlx::query(
+            let started = sqlx::query(
                 "UPDATE runs SET status = 'running', started_at = coalesce(started_at, $2) \
                  WHERE id = $1 AND status = 'queued'",
             )
-            .bind(run)
+            .bind(&run)
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if started > 0 {
+                started_runs.push(run);
+            }
         }
         // The claimed partitions are running, in the same transaction as the claim.
         let events: Vec<RunEvent> = claimed
@@ -559,6 +600,25 @@ impl RequestQueue for db::Store {
             .map(|c| RunEvent::step(c.run_id, now, EventKind::StepStarted, &c.asset_key, &c.partition_key, ""))
             .collect();
         write_steps_started(&mut tx, &events).await?;
+        // Lineage events: each run that started, then each step attempt.
+        let ids: Vec<(String, String)> = claimed.iter().map(|c| (c.run_id.to_string(), c.id.to_string())).collect();
+        let outbox: Vec<NewOutboxEvent> = started_runs
+            .iter()
+            .map(|run| NewOutboxEvent::run(run, LineageEventType::Start, now))
+            .chain(claimed.iter().zip(&ids).map(|(c, (run, id))| {
+                NewOutboxEvent::step(
+                    run,
+                    id,
+                    c.attempt,
+                    &c.asset_key,
+                    &c.partition_key,
+                    LineageEventType::Start,
+                    now,
+                    None,
+                )
+            }))
+            .collect();
+        outbox::enqueue(&mut tx, &outbox).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -639,6 +699,25 @@ impl RequestQueue for db::Store {
                 results[offset + *i] = CompletionResult::Recorded(*mid);
                 runs.insert(chunk[*i].materialization.run_id.to_string());
             }
+            let run_ids: Vec<String> = held.iter().map(|i| chunk[*i].materialization.run_id.to_string()).collect();
+            let outbox: Vec<NewOutboxEvent> = held
+                .iter()
+                .zip(run_ids.iter().zip(&held_ids))
+                .map(|(i, (run, id))| {
+                    let m = &chunk[*i].materialization;
+                    NewOutboxEvent::step(
+                        run,
+                        id,
+                        chunk[*i].attempt,
+                        &m.asset_key,
+                        &m.partition_key,
+                        LineageEventType::Complete,
+                        m.finished_at,
+                        None,
+                    )
+                })
+                .collect();
+            outbox::enqueue(&mut tx, &outbox).await?;
             let mut q = QueryBuilder::new("UPDATE materialization_requests SET materialization_id = CASE id");
             for (id, mid) in held_ids.iter().zip(&ids) {
                 q.push(" WHEN ").push_bind(id.as_str()).push(" THEN ").push_bind(*mid);
