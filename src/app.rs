@@ -58,6 +58,35 @@ impl App {
         Setup { home: self.config.home.clone(), clock: self.clock.clone(), objects, store: self.store.clone() }
     }
 
+    /// Where OpenLineage events say they come from: the configured namespace, and the object
+    /// store's as the datasets' (`s3://bucket`, or the storage directory as a `file://` URL).
+    pub fn openlineage_config(&self) -> engine::openlineage::OpenLineageConfig {
+        let dataset_namespace = match &self.config.s3 {
+            Some(s3) => format!("s3://{}", s3.bucket),
+            None => {
+                let dir =
+                    std::path::absolute(&self.config.storage_dir).unwrap_or_else(|_| self.config.storage_dir.clone());
+                format!("file://{}", dir.display())
+            }
+        };
+        engine::openlineage::OpenLineageConfig {
+            namespace: self.config.openlineage_namespace.clone(),
+            dataset_namespace,
+        }
+    }
+
+    /// The OpenLineage receiver, if `OPENLINEAGE_URL` names one.
+    pub fn openlineage_transport(&self) -> anyhow::Result<Option<Arc<dyn engine::openlineage::Transport>>> {
+        let Some(url) = &self.config.openlineage_url else { return Ok(None) };
+        let transport = resources::openlineage::HttpTransport::new(
+            url,
+            self.config.openlineage_api_key.clone(),
+            std::time::Duration::from_secs(10),
+        )
+        .map_err(user_error)?;
+        Ok(Some(Arc::new(transport)))
+    }
+
     /// Builds every resource the project binds and an executor around them.
     pub async fn executor(&self) -> anyhow::Result<Executor> {
         let setup = self.setup().await;

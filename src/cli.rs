@@ -614,9 +614,69 @@ pub enum LineageFormat {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct LineageArgs {
+    #[command(subcommand)]
+    pub command: Option<LineageCommand>,
+    #[command(flatten)]
+    pub show: LineageShowArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LineageCommand {
+    /// Write lineage events as NDJSON on stdout, oldest first.
+    ///
+    /// `--openlineage`: one OpenLineage 2-0-2 RunEvent per line (the events the daemon delivers
+    /// to OPENLINEAGE_URL, delivered or not), for Marquez, DataHub or a file.
+    Export(LineageExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LineageExportArgs {
+    /// Write OpenLineage RunEvents (the only format there is; required, so a later format is
+    /// never a silent change).
+    #[arg(long, required = true)]
+    pub openlineage: bool,
+    /// Only events at or after this time (RFC 3339, `2025-12-15`, or a duration ago: `24h`,
+    /// `7d`).
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<Since>,
+}
+
+/// The lower bound of `lineage export --since`.
+#[derive(Debug, Clone, Copy)]
+pub enum Since {
+    /// A time.
+    At(chrono::DateTime<chrono::Utc>),
+    /// This long before now.
+    Ago(chrono::Duration),
+}
+
+fn parse_since(s: &str) -> Result<Since, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(Since::At(t.with_timezone(&chrono::Utc)));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(Since::At(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()));
+    }
+    let unit = s.chars().last().unwrap_or(' ');
+    let n: Option<i64> = s[..s.len().saturating_sub(1)].parse().ok().filter(|n| *n >= 0);
+    let ago = match (n, unit) {
+        (Some(n), 'm') => chrono::Duration::try_minutes(n),
+        (Some(n), 'h') => chrono::Duration::try_hours(n),
+        (Some(n), 'd') => chrono::Duration::try_days(n),
+        _ => None,
+    };
+    ago.map(Since::Ago).ok_or_else(|| {
+        format!("{s:?} is not a time: use RFC 3339 (2025-12-15T00:00:00Z), a date (2025-12-15) or a duration ago (30m, 24h, 7d)")
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct LineageShowArgs {
     /// The asset.
-    pub asset: String,
+    #[arg(required = true)]
+    pub asset: Option<String>,
     /// Show the lineage of this partition's current materialization (versions read).
     #[arg(long, short = 'p')]
     pub partition: Option<String>,

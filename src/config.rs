@@ -23,6 +23,13 @@ pub struct Config {
     pub s3: Option<resources::S3Config>,
     /// A fixed "now" for reproducible runs and tests (`ROBO_ASSETS_NOW`, RFC 3339).
     pub now: Option<DateTime<Utc>>,
+    /// Where the daemon delivers OpenLineage events (`OPENLINEAGE_URL`); none: they stay in the
+    /// outbox, for `lineage export --openlineage`.
+    pub openlineage_url: Option<String>,
+    /// The receiver's bearer token (`OPENLINEAGE_API_KEY`).
+    pub openlineage_api_key: Option<resources::Secret>,
+    /// The jobs' namespace in OpenLineage events (`OPENLINEAGE_NAMESPACE`, default `robo-assets`).
+    pub openlineage_namespace: String,
 }
 
 /// An environment variable, `None` when unset or blank.
@@ -89,7 +96,21 @@ impl Config {
                     .with_timezone(&Utc),
             ),
         };
-        Ok(Config { storage_dir: home.join("storage"), s3, home, lineage_url, now })
+        let openlineage_url = var("OPENLINEAGE_URL");
+        if let Some(url) = &openlineage_url {
+            resources::openlineage::check_url(url).map_err(user_error)?;
+        }
+        let openlineage_namespace = var("OPENLINEAGE_NAMESPACE").unwrap_or_else(|| "robo-assets".to_owned());
+        Ok(Config {
+            storage_dir: home.join("storage"),
+            s3,
+            home,
+            lineage_url,
+            now,
+            openlineage_url,
+            openlineage_api_key: var("OPENLINEAGE_API_KEY").map(resources::Secret::new),
+            openlineage_namespace,
+        })
     }
 }
 

@@ -41,6 +41,7 @@ struct Exposition {
     registry: Registry,
     requests: Family<QueueLabels, Gauge>,
     runs: Family<RunLabels, Gauge>,
+    outbox: Gauge,
 }
 
 /// The process's registry; the mutex keeps two scrapes from interleaving their store reads.
@@ -55,7 +56,9 @@ static EXPOSITION: LazyLock<Mutex<Exposition>> = LazyLock::new(|| {
     );
     let runs = Family::<RunLabels, Gauge>::default();
     registry.register("runs", "Runs by status", runs.clone());
-    Mutex::new(Exposition { registry, requests, runs })
+    let outbox = Gauge::default();
+    registry.register("openlineage_backlog", "OpenLineage events waiting in the outbox for delivery", outbox.clone());
+    Mutex::new(Exposition { registry, requests, runs, outbox })
 });
 
 /// The exposition text: the store's figures as of now, then this process's.
@@ -63,8 +66,9 @@ pub(crate) async fn render(store: &dyn LineageStore) -> String {
     let exposition = EXPOSITION.lock().await;
     exposition.requests.clear();
     exposition.runs.clear();
-    match tokio::try_join!(store.queue_depth(), store.run_counts()) {
-        Ok((depth, runs)) => {
+    match tokio::try_join!(store.queue_depth(), store.run_counts(), store.outbox_backlog()) {
+        Ok((depth, runs, backlog)) => {
+            exposition.outbox.set(backlog);
             for d in depth {
                 let labels = QueueLabels { state: d.state.to_string(), pool: d.pool.unwrap_or_default() };
                 exposition.requests.get_or_create(&labels).set(d.requests);

@@ -17,6 +17,7 @@
 //! | `appdb.ledger_written` | a ledger transaction committed, the step not yet completed |
 //! | `automation.sensor_evaluated` | a sensor evaluated, its tick not yet committed |
 //! | `automation.schedule_tick_committed` | a schedule tick committed, later catch-up ticks not yet |
+//! | `openlineage.sent` | an OpenLineage event accepted by its receiver, not yet marked delivered |
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const ENV: &str = "ROBO_ASSETS_FAILPOINT";
 
 /// Every point's name (the table above), so a test can check it names a real one.
-pub const POINTS: [&str; 7] = [
+pub const POINTS: [&str; 8] = [
     "backfill.submit",
     "worker.output_written",
     "worker.before_complete",
@@ -33,6 +34,7 @@ pub const POINTS: [&str; 7] = [
     "appdb.ledger_written",
     "automation.sensor_evaluated",
     "automation.schedule_tick_committed",
+    "openlineage.sent",
 ];
 
 struct Armed {

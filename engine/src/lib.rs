@@ -16,6 +16,7 @@ pub mod graph;
 pub mod io;
 pub mod mapping;
 pub mod metrics;
+pub mod openlineage;
 pub mod partition;
 pub mod plan;
 pub mod retry;

@@ -53,10 +53,17 @@ pub struct InstigatorLabel {
     pub instigator: String,
 }
 
+/// How an OpenLineage delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DeliveryLabel {
+    /// `delivered`, `rejected` (refused for good by the receiver) or `failed` (to be retried).
+    pub outcome: String,
+}
+
 /// A part of this process that talks to the lineage store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ComponentLabel {
-    /// `worker`, `daemon` or `web`.
+    /// `worker`, `daemon`, `web` or `openlineage`.
     pub component: String,
 }
 
@@ -87,6 +94,8 @@ pub struct Metrics {
     pub sensor_evaluation: HistogramFamily<InstigatorLabel>,
     /// Lineage-store operations that failed (the loop that ran them started again).
     pub store_errors: Family<ComponentLabel, Counter>,
+    /// OpenLineage events sent by this process, by outcome.
+    pub openlineage_events: Family<DeliveryLabel, Counter>,
 }
 
 impl Metrics {
@@ -100,6 +109,7 @@ impl Metrics {
             tick_lag: Family::new_with_constructor(seconds),
             sensor_evaluation: Family::new_with_constructor(seconds),
             store_errors: Family::default(),
+            openlineage_events: Family::default(),
         }
     }
 
@@ -145,12 +155,22 @@ impl Metrics {
             "Lineage-store operations that failed; the loop that ran them started again",
             self.store_errors.clone(),
         );
+        registry.register(
+            "openlineage_events",
+            "OpenLineage events this process sent, by outcome",
+            self.openlineage_events.clone(),
+        );
     }
 
     /// Records a step's end.
     pub fn step_finished(&self, asset: &str, outcome: &str, took: Duration) {
         let labels = StepLabels { asset: asset.to_owned(), outcome: outcome.to_owned() };
         self.step_duration.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    /// Records an OpenLineage delivery's outcome.
+    pub fn openlineage_sent(&self, outcome: &str) {
+        self.openlineage_events.get_or_create(&DeliveryLabel { outcome: outcome.to_owned() }).inc();
     }
 
     /// Records a failed lineage-store operation of `component`.

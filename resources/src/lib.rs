@@ -18,6 +18,7 @@ pub mod appdb;
 pub mod graph_api;
 pub mod graph_storage;
 pub mod object_store;
+pub mod openlineage;
 pub mod parquet_io;
 pub mod plaid;
 pub mod qbo;

@@ -79,6 +79,20 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
                 println!("run {run} {status}");
             }
         }
+        // One delivery pass of the lineage events written so far.
+        if let Some(transport) = app.openlineage_transport()? {
+            let config = app.openlineage_config();
+            let renderer = engine::openlineage::Renderer { defs: &app.defs, store: &*app.store, config: &config };
+            let report = engine::openlineage::ship_pending(&renderer, &*transport).await?;
+            let backlog = app.store.outbox_backlog().await?;
+            match report.stopped {
+                Some(why) => println!(
+                    "openlineage: {} delivered, {} rejected; stopped: {why} ({backlog} pending)",
+                    report.delivered, report.rejected
+                ),
+                None => println!("openlineage: {} delivered, {} rejected", report.delivered, report.rejected),
+            }
+        }
         return Ok(ExitStatus::Success);
     }
     tracing::info!(
@@ -92,6 +106,19 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
         Some(addr) => Some(crate::metrics::serve(app.store.clone(), addr, cancel.clone()).await?),
         None => None,
     };
+    // Lineage events, delivered as they are written (every daemon may run this: an event
+    // delivered twice by two daemons is the same event).
+    let shipper = app.openlineage_transport()?.map(|transport| {
+        tracing::info!(message = "Delivering OpenLineage events.", namespace = %app.config.openlineage_namespace);
+        tokio::spawn(engine::openlineage::run_shipper(
+            app.defs.clone(),
+            app.store.clone(),
+            app.openlineage_config(),
+            transport,
+            Duration::from_secs(1),
+            cancel.clone(),
+        ))
+    });
     let worker = (!args.no_worker).then(|| {
         let exec = exec.clone();
         let cancel = cancel.clone();
@@ -139,6 +166,9 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
     }
     if let Some(metrics) = metrics {
         metrics.await??;
+    }
+    if let Some(shipper) = shipper {
+        shipper.await?;
     }
     eprintln!("Daemon stopped.");
     Ok(ExitStatus::Success)

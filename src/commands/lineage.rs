@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::ExitStatus;
 use crate::app::App;
-use crate::cli::{LineageArgs, LineageFormat};
+use crate::cli::{LineageArgs, LineageCommand, LineageExportArgs, LineageFormat, LineageShowArgs, Since};
 use crate::commands::{lookup, print_json, short, show_key};
 use crate::user_error;
 
@@ -154,8 +154,42 @@ async fn readers(app: &App, id: MaterializationId, depth: usize) -> anyhow::Resu
 }
 
 pub async fn lineage(app: &App, args: &LineageArgs) -> anyhow::Result<ExitStatus> {
+    match &args.command {
+        Some(LineageCommand::Export(export_args)) => export(app, export_args).await,
+        None => show(app, &args.show).await,
+    }
+}
+
+/// `lineage export --openlineage`: every outbox event since `--since` as a RunEvent per line, in
+/// delivery order, read page by page.
+async fn export(app: &App, args: &LineageExportArgs) -> anyhow::Result<ExitStatus> {
+    use std::io::Write as _;
+    let since = match args.since {
+        Some(Since::At(t)) => t,
+        Some(Since::Ago(d)) => app.clock.now() - d,
+        None => chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+    };
+    let config = app.openlineage_config();
+    let renderer = engine::openlineage::Renderer { defs: &app.defs, store: &*app.store, config: &config };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut after = 0;
+    loop {
+        let page = app.store.outbox_events(since, after, 500).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for e in &page {
+            let event = renderer.render(e).await?;
+            serde_json::to_writer(&mut out, &event)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitStatus::Success)
+}
+
+async fn show(app: &App, args: &LineageShowArgs) -> anyhow::Result<ExitStatus> {
     let graph = app.defs.graph();
-    let id = lookup(app, &args.asset)?;
+    let id = lookup(app, args.asset.as_deref().unwrap_or_default())?;
     let def = graph.asset(id);
     let Some(partition) = &args.partition else {
         let value = AssetLineage {
@@ -345,7 +379,7 @@ pub(crate) async fn impact_of(app: &App, root: MaterializationId) -> anyhow::Res
         .collect())
 }
 
-async fn impact(app: &App, root: lineage::MaterializationRecord, args: &LineageArgs) -> anyhow::Result<ExitStatus> {
+async fn impact(app: &App, root: lineage::MaterializationRecord, args: &LineageShowArgs) -> anyhow::Result<ExitStatus> {
     let rows = impact_of(app, root.id).await?;
     if matches!(args.format, LineageFormat::Json) {
         print_json(&serde_json::json!({ "materialization_id": root.id, "read_by": rows }))?;
@@ -375,7 +409,7 @@ async fn impact(app: &App, root: lineage::MaterializationRecord, args: &LineageA
 }
 
 /// The assets drawn around `id`: its upstream and downstream up to the requested depths.
-fn neighbourhood(app: &App, id: AssetId, args: &LineageArgs) -> BTreeSet<AssetId> {
+fn neighbourhood(app: &App, id: AssetId, args: &LineageShowArgs) -> BTreeSet<AssetId> {
     let graph = app.defs.graph();
     let root = BTreeSet::from([id]);
     graph
@@ -385,7 +419,7 @@ fn neighbourhood(app: &App, id: AssetId, args: &LineageArgs) -> BTreeSet<AssetId
         .collect()
 }
 
-fn asset_mermaid(app: &App, id: AssetId, args: &LineageArgs) -> String {
+fn asset_mermaid(app: &App, id: AssetId, args: &LineageShowArgs) -> String {
     let graph = app.defs.graph();
     let nodes: Vec<AssetId> = neighbourhood(app, id, args).into_iter().collect();
     let index = |n: AssetId| nodes.iter().position(|x| *x == n).expect("drawn");
@@ -407,7 +441,7 @@ fn asset_mermaid(app: &App, id: AssetId, args: &LineageArgs) -> String {
     out
 }
 
-async fn asset_svg(app: &App, id: AssetId, args: &LineageArgs) -> anyhow::Result<String> {
+async fn asset_svg(app: &App, id: AssetId, args: &LineageShowArgs) -> anyhow::Result<String> {
     let key = app.defs.graph().asset(id).key.to_string();
     let title = format!("lineage of {key}: {} up, {} down", args.upstream, args.downstream);
     crate::view::asset_graph(app, &neighbourhood(app, id, args), Some(id), &title, |_| None).await
@@ -512,7 +546,7 @@ fn partition_svg(app: &App, value: &PartitionLineage) -> String {
     crate::view::graph::svg(&title, &nodes, &edges, true)
 }
 
-fn asset_dot(app: &App, id: AssetId, args: &LineageArgs) -> String {
+fn asset_dot(app: &App, id: AssetId, args: &LineageShowArgs) -> String {
     let graph = app.defs.graph();
     let nodes = neighbourhood(app, id, args);
     let mut out = String::from("digraph lineage {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
