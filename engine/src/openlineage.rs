@@ -16,7 +16,8 @@
 //!
 //! A row renders to the same JSON every time it is rendered (delivery after a crash, export):
 //! everything in it is read from the row and from facts that never change once written.
-//! Delivery ([`ship_pending`]) posts pending rows in id order, stops at the first that fails (so
+//! Delivery ([`ship_pending`]) is done by one process at a time (a lease in the store, renewed
+//! per page of events; several daemons may run). It posts pending rows in id order, stops at the first that fails (so
 //! a run's events arrive in order, and a receiver that is down delays events and loses none), and
 //! marks each delivered; a receiver that refuses an event for good (a 4xx other than 408/429)
 //! gets it marked with the refusal instead of blocking every later event.
@@ -355,16 +356,38 @@ pub struct ShipReport {
     pub rejected: usize,
     /// The failure that stopped the pass, if one did: the event stays pending.
     pub stopped: Option<String>,
+    /// Another process holds the delivery lease: this pass sent nothing more.
+    pub busy: bool,
 }
 
-/// Events rendered and sent per pass.
-const PER_PASS: i64 = 200;
+/// Events rendered and sent per page; the delivery lease is renewed before each.
+const PER_PAGE: i64 = 200;
 
-/// Delivers pending events in id order until none is left or one fails.
-pub async fn ship_pending(renderer: &Renderer<'_>, transport: &dyn Transport) -> Result<ShipReport, lineage::Error> {
+/// How long a deliverer's lease lasts without renewal.
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Delivers pending events in id order until none is left or one fails, as `owner`, while it
+/// holds the one delivery lease (another process delivering: nothing is sent, `report.busy`).
+pub async fn ship_pending(
+    renderer: &Renderer<'_>,
+    transport: &dyn Transport,
+    owner: &str,
+) -> Result<ShipReport, lineage::Error> {
+    let store = renderer.store;
     let mut report = ShipReport::default();
     loop {
-        let pending = renderer.store.outbox_pending(PER_PASS).await?;
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(LEASE).expect("a short lease");
+        if !store.outbox_lease(owner, now, until, None).await? {
+            // A deliverer of this host that died (kill -9, a crash) is replaced at once; others'
+            // leases run out.
+            let dead = store.outbox_lease_holder().await?.filter(|h| crate::worker::is_dead_local_worker(h));
+            if dead.is_none() || !store.outbox_lease(owner, now, until, dead.as_deref()).await? {
+                report.busy = true;
+                return Ok(report);
+            }
+        }
+        let pending = store.outbox_pending(PER_PAGE).await?;
         if pending.is_empty() {
             return Ok(report);
         }
@@ -373,7 +396,7 @@ pub async fn ship_pending(renderer: &Renderer<'_>, transport: &dyn Transport) ->
             match transport.send(&event).await {
                 Ok(()) => {
                     crate::failpoint::hit("openlineage.sent");
-                    renderer.store.outbox_delivered(&[e.id], Utc::now(), None).await?;
+                    store.outbox_delivered(&[e.id], Utc::now(), None).await?;
                     crate::metrics::global().openlineage_sent("delivered");
                     report.delivered += 1;
                 }
@@ -384,12 +407,12 @@ pub async fn ship_pending(renderer: &Renderer<'_>, transport: &dyn Transport) ->
                         run_id = %e.run_id,
                         error = %why,
                     );
-                    renderer.store.outbox_delivered(&[e.id], Utc::now(), Some(&why)).await?;
+                    store.outbox_delivered(&[e.id], Utc::now(), Some(&why)).await?;
                     crate::metrics::global().openlineage_sent("rejected");
                     report.rejected += 1;
                 }
                 Err(SendError::Retry(why)) => {
-                    renderer.store.outbox_delivery_failed(e.id, &why).await?;
+                    store.outbox_delivery_failed(e.id, &why).await?;
                     crate::metrics::global().openlineage_sent("failed");
                     report.stopped = Some(why);
                     return Ok(report);
@@ -399,8 +422,14 @@ pub async fn ship_pending(renderer: &Renderer<'_>, transport: &dyn Transport) ->
     }
 }
 
-/// Delivers events as they are written until `cancel`: a pass every `interval`, and after a
-/// failed pass a jittered backoff (up to a minute) before the next.
+/// A deliverer's name: unique per process, and judged dead as a worker's would be.
+pub fn deliverer_name() -> String {
+    crate::worker::process_name()
+}
+
+/// Delivers events as they are written until `cancel`: a pass every `interval` (while another
+/// process holds the delivery lease, it only checks), and after a failed pass a jittered backoff
+/// (up to a minute) before the next.
 pub async fn run_shipper(
     defs: Definitions,
     store: Arc<dyn LineageStore>,
@@ -409,6 +438,7 @@ pub async fn run_shipper(
     interval: Duration,
     cancel: CancellationToken,
 ) {
+    let owner = deliverer_name();
     let backoff = RetryPolicy {
         max_attempts: u32::MAX,
         initial_delay: Duration::from_millis(200),
@@ -417,7 +447,7 @@ pub async fn run_shipper(
     let mut failures = 0u32;
     while !cancel.is_cancelled() {
         let renderer = Renderer { defs: &defs, store: &*store, config: &config };
-        let wait = match ship_pending(&renderer, &*transport).await {
+        let wait = match ship_pending(&renderer, &*transport, &owner).await {
             Ok(report) => {
                 if report.delivered > 0 {
                     tracing::debug!(message = "OpenLineage events delivered.", delivered = report.delivered);

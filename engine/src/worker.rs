@@ -55,6 +55,12 @@ fn this_host() -> String {
     }
 }
 
+/// A name for this process in leases, `host/pid-space:pid:random`, that
+/// [`is_dead_local_worker`] can judge.
+pub fn process_name() -> String {
+    format!("{}:{}:{:08x}", this_host(), std::process::id(), fastrand::u32(..))
+}
+
 /// Whether `owner` (a worker id, `host/pid-space:pid:random`) names a process of this boot and
 /// pid namespace that no longer exists. Workers of other machines, containers or boots, and
 /// every worker where the pid space cannot be known, are never judged: their leases expire.
@@ -95,7 +101,7 @@ impl WorkerConfig {
     /// A worker named after this host and process.
     pub fn new(concurrency: usize) -> WorkerConfig {
         WorkerConfig {
-            id: format!("{}:{}:{:08x}", this_host(), std::process::id(), fastrand::u32(..)),
+            id: process_name(),
             concurrency: concurrency.max(1),
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(50),

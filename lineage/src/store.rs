@@ -332,4 +332,18 @@ pub trait OutboxStore: Send + Sync {
 
     /// How many events wait for delivery.
     async fn outbox_backlog(&self) -> Result<i64>;
+
+    /// Takes or renews the one delivery lease for `owner` until `until`; false while another
+    /// owner's lease runs (past `now`), unless that owner is `replacing` (a holder known to be
+    /// dead). Two daemons never deliver the same events at once.
+    async fn outbox_lease(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        replacing: Option<&str>,
+    ) -> Result<bool>;
+
+    /// Who holds (or last held) the delivery lease.
+    async fn outbox_lease_holder(&self) -> Result<Option<String>>;
 }

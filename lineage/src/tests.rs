@@ -1542,6 +1542,15 @@ async fn every_transition_writes_its_lineage_event_with_it(store: &dyn LineageSt
     assert_eq!(rest[0].id, pending[3].id);
     let all = store.outbox_events(Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap(), 0, 100).await.unwrap();
     assert_eq!((all[0].delivery_attempts, all[0].delivered_at), (2, Some(t(20))));
+    // One deliverer at a time: a second owner waits until the first stops renewing.
+    assert!(store.outbox_lease("daemon-a", t(0), t(30), None).await.unwrap());
+    assert!(!store.outbox_lease("daemon-b", t(10), t(40), None).await.unwrap(), "a's lease runs");
+    assert!(store.outbox_lease("daemon-a", t(20), t(50), None).await.unwrap(), "renewed");
+    assert!(!store.outbox_lease("daemon-b", t(49), t(79), None).await.unwrap());
+    assert!(store.outbox_lease("daemon-b", t(51), t(81), None).await.unwrap(), "a stopped renewing");
+    assert!(!store.outbox_lease("daemon-a", t(60), t(90), None).await.unwrap());
+    assert_eq!(store.outbox_lease_holder().await.unwrap().as_deref(), Some("daemon-b"));
+    assert!(store.outbox_lease("daemon-c", t(61), t(91), Some("daemon-b")).await.unwrap(), "b is known dead");
     assert_eq!(
         store
             .outbox_events(Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap(), pending[12].id, 100)

@@ -83,9 +83,14 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
         if let Some(transport) = app.openlineage_transport()? {
             let config = app.openlineage_config();
             let renderer = engine::openlineage::Renderer { defs: &app.defs, store: &*app.store, config: &config };
-            let report = engine::openlineage::ship_pending(&renderer, &*transport).await?;
+            let owner = engine::openlineage::deliverer_name();
+            let report = engine::openlineage::ship_pending(&renderer, &*transport, &owner).await?;
             let backlog = app.store.outbox_backlog().await?;
             match report.stopped {
+                _ if report.busy => println!(
+                    "openlineage: {} delivered; another process is delivering ({backlog} pending)",
+                    report.delivered
+                ),
                 Some(why) => println!(
                     "openlineage: {} delivered, {} rejected; stopped: {why} ({backlog} pending)",
                     report.delivered, report.rejected
@@ -106,8 +111,7 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
         Some(addr) => Some(crate::metrics::serve(app.store.clone(), addr, cancel.clone()).await?),
         None => None,
     };
-    // Lineage events, delivered as they are written (every daemon may run this: an event
-    // delivered twice by two daemons is the same event).
+    // Lineage events, delivered as they are written (by one daemon at a time: a lease).
     let shipper = app.openlineage_transport()?.map(|transport| {
         tracing::info!(message = "Delivering OpenLineage events.", namespace = %app.config.openlineage_namespace);
         tokio::spawn(engine::openlineage::run_shipper(

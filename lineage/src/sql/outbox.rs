@@ -199,6 +199,37 @@ impl OutboxStore for db::Store {
         Ok(())
     }
 
+    async fn outbox_lease(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        replacing: Option<&str>,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO openlineage_shipper (id, owner, lease_until) VALUES (1, $1, $3) \
+             ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
+             WHERE openlineage_shipper.owner = excluded.owner OR openlineage_shipper.lease_until < $2 \
+                 OR openlineage_shipper.owner = $4 \
+             RETURNING owner",
+        )
+        .bind(owner)
+        .bind(now)
+        .bind(until)
+        .bind(replacing)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(held.is_some())
+    }
+
+    async fn outbox_lease_holder(&self) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT owner FROM openlineage_shipper WHERE id = 1")
+            .fetch_optional(self.reader())
+            .await?)
+    }
+
     async fn outbox_backlog(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM openlineage_outbox WHERE delivered_at IS NULL")
             .fetch_one(self.reader())
