@@ -18,7 +18,6 @@ CREATE TABLE openlineage_outbox (
     last_error        TEXT                           -- the last delivery failure
 );
 CREATE INDEX openlineage_outbox_pending ON openlineage_outbox (id) WHERE delivered_at IS NULL;
-CREATE INDEX openlineage_outbox_time ON openlineage_outbox (event_time);
 
 -- Which process delivers the outbox: one at a time (several daemons may run), for as long as it
 -- renews its lease; when it stops renewing, another takes over.
