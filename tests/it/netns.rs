@@ -286,11 +286,8 @@ async fn cut_while_holding(conn: &mut PgConnection, machine: &Machine, applicati
 /// by the fence (it logs so, nothing is recorded twice), and it goes on claiming new work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_cut_off_mid_step_loses_its_leases_to_the_other_and_its_late_completion_is_fenced() {
+    let Some(machines) = machines(2) else { return };
     let Some(db) = TestDb::create().await else { return };
-    let Some(machines) = machines(2) else {
-        db.drop_db().await;
-        return;
-    };
     let (forwarder, addrs) = Forwarder::start(&[machines[0].host_addr, machines[1].host_addr], db.server()).await;
     let robo = Robo::new();
     let local = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
@@ -415,11 +412,8 @@ async fn a_worker_cut_off_mid_step_loses_its_leases_to_the_other_and_its_late_co
 /// comes back and finishes it: every cell once, nothing left running, the worker still up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_loses_postgres_for_ten_seconds_comes_back_and_finishes() {
+    let Some(machines) = machines(1) else { return };
     let Some(db) = TestDb::create().await else { return };
-    let Some(machines) = machines(1) else {
-        db.drop_db().await;
-        return;
-    };
     let (forwarder, addrs) = Forwarder::start(&[machines[0].host_addr], db.server()).await;
     let robo = Robo::new();
     let local = [("ROBO_ASSETS_LINEAGE_URL", db.url.as_str())];
