@@ -9,6 +9,13 @@
 //! checks that each partition was materialized exactly once. Worker processes run the real
 //! `engine::run_worker` loop: batched claims with leases, fenced group completion, the lineage
 //! rows of every materialization.
+//!
+//! `cargo bench --bench queue -- --soak` (PostgreSQL only; not in CI) is the soak of issue 14:
+//! an idle-in-transaction session pins the xmin horizon (so no dead row version can be vacuumed)
+//! for `ROBO_ASSETS_BENCH_SOAK_SECS` (default 600) while 4 worker processes drain requests that a
+//! producer keeps submitting; every 30 s it prints the throughput of that interval, the rows in
+//! `materialization_requests` (finished and open), its `pg_total_relation_size` and its dead rows.
+//! `ROBO_ASSETS_BENCH_SOAK_PIN=0` is the control: the same soak with nothing pinned.
 
 mod common;
 use common::peak_rss_mib;
@@ -162,6 +169,130 @@ async fn postgres(admin_url: &str, workers: usize, concurrency: usize) {
     conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).await.unwrap();
 }
 
+/// Prints one line of the soak: the interval's throughput and the requests table's size.
+async fn soak_line(pool: &sqlx::PgPool, started: Instant, since: Instant, done_before: i64) -> i64 {
+    let (done, open, size, dead): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'succeeded'), \
+                count(*) FILTER (WHERE state IN ('blocked', 'available', 'running')), \
+                pg_total_relation_size('materialization_requests'), \
+                (SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables WHERE relname = 'materialization_requests') \
+         FROM materialization_requests",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let secs = since.elapsed().as_secs_f64();
+    println!(
+        "{:>5.0} s  {:>7.0} requests/s  {:>9} finished  {:>6} open  {:>8.1} MiB  {:>9} dead rows",
+        started.elapsed().as_secs_f64(),
+        (done - done_before) as f64 / secs,
+        done,
+        open,
+        size as f64 / (1024.0 * 1024.0),
+        dead
+    );
+    done
+}
+
+/// The soak: 4 worker processes drain requests a producer keeps submitting (20,000 open at most,
+/// in runs of 5,000) while another session sits idle in a transaction holding a snapshot (with
+/// `pin_xmin`), for `secs` seconds; then the snapshot is released, `VACUUM` runs, and a last
+/// minute is measured.
+async fn soak(admin_url: &str, secs: u64, pin_xmin: bool) {
+    const BATCH: usize = 5_000;
+    const WORKERS: usize = 4;
+    let admin: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
+    let mut conn = sqlx::PgConnection::connect_with(&admin).await.unwrap();
+    let db = format!("robo_soak_{:08x}", fastrand::u32(..));
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.unwrap();
+    let store = Arc::new(PgStore::connect_with(admin.clone().database(&db), db.clone()).await.unwrap());
+    let db_url = format!("{}/{db}", admin_url.rsplit_once('/').unwrap().0);
+    // The pin: a repeatable-read transaction that has taken its snapshot and an xid, left idle.
+    let mut pin = sqlx::PgConnection::connect_with(&admin.clone().database(&db)).await.unwrap();
+    if pin_xmin {
+        pin.execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await.unwrap();
+        let xid: i64 =
+            sqlx::query_scalar("SELECT txid_current() FROM (SELECT count(*) FROM materialization_requests) AS pinned")
+                .fetch_one(&mut pin)
+                .await
+                .unwrap();
+        println!("soak: {WORKERS} worker processes, concurrency 64, xmin pinned at xid {xid} for {secs} s");
+    } else {
+        println!("soak: {WORKERS} worker processes, concurrency 64, nothing pinned (the control), {secs} s");
+    }
+
+    let mut children: Vec<Child> = (0..WORKERS)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--queue-worker", &db_url, "64"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in &mut children {
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+    }
+    submit(&*store, BATCH).await;
+    for child in &mut children {
+        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+    let started = Instant::now();
+    let (mut since, mut done) = (started, 0);
+    let mut runs = 1;
+    let interval = Duration::from_secs(30);
+    let mut pinned = true;
+    let end = started + Duration::from_secs(secs) + Duration::from_secs(60);
+    while Instant::now() < end {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM materialization_requests WHERE state IN ('blocked', 'available', 'running')",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if open < (4 * BATCH - BATCH) as i64 {
+            submit(&*store, BATCH).await;
+            runs += 1;
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if since.elapsed() >= interval {
+            done = soak_line(store.pool(), started, since, done).await;
+            since = Instant::now();
+        }
+        if pinned && started.elapsed() >= Duration::from_secs(secs) {
+            pinned = false;
+            if pin_xmin {
+                pin.execute("ROLLBACK").await.unwrap();
+            }
+            let vacuum = Instant::now();
+            store.pool().execute("VACUUM materialization_requests").await.unwrap();
+            println!("soak: snapshot released; VACUUM materialization_requests took {:.1?}", vacuum.elapsed());
+            done = soak_line(store.pool(), started, since, done).await;
+            since = Instant::now();
+        }
+    }
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let twice: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT run_id, partition_key FROM materializations GROUP BY run_id, partition_key \
+         HAVING count(*) > 1) AS twice",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(twice, 0, "each request materialized exactly once");
+    println!("soak: {runs} runs of {BATCH} submitted, {done} requests finished, none twice");
+    store.pool().close().await;
+    drop(pin);
+    conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).await.unwrap();
+}
+
 /// A worker process: connect, say "ready", wait for "go", work until killed.
 async fn worker_process(url: &str, concurrency: usize) {
     let store: Arc<dyn LineageStore> = Arc::new(PgStore::connect(url).await.unwrap());
@@ -180,6 +311,14 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--queue-worker") {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(worker_process(&args[i + 1], args[i + 2].parse().unwrap()));
+        return;
+    }
+    if args.iter().any(|a| a == "--soak") {
+        let url = std::env::var("ROBO_ASSETS_BENCH_PG_URL").expect("--soak needs ROBO_ASSETS_BENCH_PG_URL");
+        let secs = std::env::var("ROBO_ASSETS_BENCH_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let pin_xmin = std::env::var("ROBO_ASSETS_BENCH_SOAK_PIN").as_deref() != Ok("0");
+        runtime.block_on(soak(&url, secs, pin_xmin));
         return;
     }
     let concurrency: usize =

@@ -286,6 +286,19 @@ fn urls_are_redacted() {
     }
 }
 
+/// From the `redact_url` fuzz target (fuzz/): a percent-encoded password that reads like the
+/// host (`%40db.inter` is `@db.inter`) is hidden, and the host is kept whole.
+#[test]
+fn a_password_that_looks_like_the_host_is_hidden_and_the_host_kept() {
+    let shown = redact_url("postgres://app:%40db.inter@db.internal:5432/robo");
+    assert_eq!(shown, "postgres://app:***@db.internal:5432/robo");
+    let shown = redact_url("postgres://db.internal/robo?password=%40db.inter&sslmode=require");
+    assert_eq!(shown, "postgres://db.internal/robo?password=***&sslmode=require");
+    // A password of colons, and its encoded form elsewhere in the text, which stays.
+    let shown = redact_url("es://ap:::@3=//ap%3A%3A11app/?x");
+    assert_eq!(shown, "es://ap:***@3=//ap%3A%3A11app/?x");
+}
+
 /// Found by `no_password_form_leaks`: a DSN whose quoted password contains "://" was taken for a
 /// URL (with nothing to redact) and shown whole.
 #[test]

@@ -13,7 +13,7 @@ use crate::common::Robo;
 const BACKFILL: [&str; 7] =
     ["backfill", "+storage_bill", "--from", "2025-12-01", "--to", "2025-12-02", "--concurrency"];
 
-fn backfill_args() -> Vec<&'static str> {
+pub(crate) fn backfill_args() -> Vec<&'static str> {
     BACKFILL.iter().copied().chain(["2"]).collect()
 }
 
@@ -40,7 +40,7 @@ fn ok_at(robo: &Robo, args: &[&str], now: &str) -> String {
 }
 
 /// (asset, partition, materializations) for every cell.
-async fn cells(robo: &Robo) -> Vec<(String, String, i64)> {
+pub(crate) async fn cells(robo: &Robo) -> Vec<(String, String, i64)> {
     sqlx::query_as(
         "SELECT asset_key, partition_key, count(*) FROM materializations GROUP BY asset_key, partition_key \
          ORDER BY asset_key, partition_key",
@@ -51,7 +51,7 @@ async fn cells(robo: &Robo) -> Vec<(String, String, i64)> {
 }
 
 /// The ledger, minus its timestamps and descriptions.
-async fn ledger(robo: &Robo) -> Vec<(String, String, String, String, i64, i64)> {
+pub(crate) async fn ledger(robo: &Robo) -> Vec<(String, String, String, String, i64, i64)> {
     sqlx::query_as(
         "SELECT tenant_id, idempotency_key, kind, period, amount_millicredits, revision FROM credit_ledger \
          ORDER BY idempotency_key",
@@ -105,7 +105,7 @@ async fn assert_recovered(robo: &Robo, clean: &Robo) {
 }
 
 /// The backfill, uninterrupted, in a home of its own.
-fn clean_backfill() -> Robo {
+pub(crate) fn clean_backfill() -> Robo {
     let clean = Robo::new();
     let out = ok_at(&clean, &backfill_args(), crate::common::NOW);
     assert!(out.contains("policy missing: succeeded"), "{out}");
@@ -113,7 +113,7 @@ fn clean_backfill() -> Robo {
 }
 
 /// The clean backfill billed something, so comparing ledgers compares something.
-async fn assert_bills_in_ledger(clean: &Robo) {
+pub(crate) async fn assert_bills_in_ledger(clean: &Robo) {
     let entries = ledger(clean).await;
     assert!(entries.iter().any(|e| e.2 == "storage" || e.1.starts_with("storage_bill:")), "{entries:?}");
 }

@@ -37,6 +37,16 @@ impl TestDb {
         Some(TestDb { admin, name, url })
     }
 
+    /// The server's host and port, for a test that reaches it another way (a forwarder).
+    pub(crate) fn server(&self) -> (String, u16) {
+        (self.admin.get_host().to_owned(), self.admin.get_port())
+    }
+
+    /// The binary's URL with the server reached at `host:port` instead.
+    pub(crate) fn url_at(&self, host: &str, port: u16) -> String {
+        format!("postgres://{}:{PASSWORD}@{host}:{port}/{}", self.admin.get_username(), self.name)
+    }
+
     pub(crate) async fn connect(&self) -> PgConnection {
         PgConnection::connect_with(&self.admin.clone().database(&self.name)).await.unwrap()
     }
@@ -391,7 +401,7 @@ fn spawn_workers(
 }
 
 /// Waits until run `run_id` ends and asserts it succeeded.
-async fn wait_for_success(conn: &mut PgConnection, run_id: &str, within: std::time::Duration) {
+pub(crate) async fn wait_for_success(conn: &mut PgConnection, run_id: &str, within: std::time::Duration) {
     let deadline = std::time::Instant::now() + within;
     loop {
         let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
@@ -417,7 +427,7 @@ async fn wait_for_success(conn: &mut PgConnection, run_id: &str, within: std::ti
 }
 
 /// Sends Ctrl-C to every worker and asserts each stops cleanly.
-fn stop_workers(workers: Vec<std::process::Child>) {
+pub(crate) fn stop_workers(workers: Vec<std::process::Child>) {
     for w in workers {
         let _ = std::process::Command::new("kill").args(["-INT", &w.id().to_string()]).status();
         let out = w.wait_with_output().unwrap();
