@@ -86,6 +86,14 @@ pub async fn open(url: &str) -> Result<Arc<dyn LineageStore>> {
 /// userinfo password (`user:***@`, however odd its characters), `password=` and `sslpassword=`
 /// query parameters, and the same keys in a `key=value` connection string (quoted or not).
 pub fn redact_url(url: &str) -> String {
+    // A special scheme of the WHATWG URL rules (which reqwest and the `url` crate follow) needs
+    // no `//`: `http:key:secret@host` is `http://key:secret@host` to them, so it is to us.
+    if let Some((scheme, rest)) = url.split_once(':')
+        && ["http", "https", "ws", "wss", "ftp"].iter().any(|s| s.eq_ignore_ascii_case(scheme))
+        && !rest.starts_with("//")
+    {
+        return redact_url(&format!("{scheme}://{}", rest.trim_start_matches(['/', '\\'])));
+    }
     // A URL starts with its scheme; anything else is a key=value DSN, even when a quoted
     // password in it contains "://".
     let is_url = url.find("://").is_some_and(|end| {

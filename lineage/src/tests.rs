@@ -256,6 +256,19 @@ async fn many_first_opens_at_once_migrate_once() {
 }
 
 #[test]
+fn a_special_scheme_without_slashes_is_still_a_url() {
+    // Found by the redact_url fuzz target: WHATWG parsers read these as userinfo.
+    for (text, shown) in [
+        ("wss:wss:3IIIIIII@IIIIIIIIIII.", "wss://wss:***@IIIIIIIIIII."),
+        ("http:key:secret@s3.internal:9000", "http://key:***@s3.internal:9000"),
+        ("HTTPS:/key:secret@host/x", "HTTPS://key:***@host/x"),
+    ] {
+        assert_eq!(crate::redact_url(text), shown);
+    }
+    assert_eq!(crate::redact_url("https://key:secret@host"), "https://key:***@host");
+}
+
+#[test]
 fn urls_are_redacted() {
     assert_eq!(redact_url("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
     assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
