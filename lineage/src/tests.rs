@@ -729,6 +729,38 @@ async fn heartbeats_extend_only_the_workers_own_leases(store: &dyn LineageStore)
     );
 }
 
+async fn an_abbreviated_id_is_found_by_its_beginning_or_its_end(store: &dyn LineageStore) {
+    let id = |s: &str| uuid::Uuid::parse_str(s).unwrap();
+    // Two runs made in the same minute share their first characters; their ends differ.
+    let (a, b) = (id("019b2a10-0000-7000-8000-0000aaaa1111"), id("019b2a10-0001-7000-8000-0000bbbb2222"));
+    for run in [a, b] {
+        let r = NewRun {
+            id: RunId(run),
+            trigger: Trigger::Manual,
+            selection: "bill".into(),
+            n_steps: 1,
+            tags: serde_json::json!({}),
+            created_at: t(0),
+            owner: None,
+        };
+        store.create_run(&r).await.unwrap();
+    }
+    let request = request(RunId(a), "k", "bill", "d");
+    let request_id = request.id.0;
+    store.submit_requests(&[request], &[]).await.unwrap();
+
+    assert_eq!(store.ids_matching(IdKind::Run, "019b2a10", 10).await.unwrap(), vec![a, b], "a shared prefix: both");
+    assert_eq!(store.ids_matching(IdKind::Run, "019b2a10-0001", 10).await.unwrap(), vec![b], "a longer prefix");
+    assert_eq!(store.ids_matching(IdKind::Run, "aaaa1111", 10).await.unwrap(), vec![a], "a suffix");
+    assert_eq!(store.ids_matching(IdKind::Run, &a.to_string(), 10).await.unwrap(), vec![a], "the whole id");
+    assert_eq!(store.ids_matching(IdKind::Run, "019b2a10", 1).await.unwrap(), vec![a], "at most `limit`");
+    assert!(store.ids_matching(IdKind::Run, "cccc", 10).await.unwrap().is_empty());
+    assert!(store.ids_matching(IdKind::Backfill, "aaaa1111", 10).await.unwrap().is_empty(), "runs are not backfills");
+    let end = &request_id.simple().to_string()[24..];
+    assert_eq!(store.ids_matching(IdKind::Request, end, 10).await.unwrap(), vec![request_id]);
+    assert!(store.ids_matching(IdKind::Request, "aaaa1111", 10).await.unwrap().is_empty());
+}
+
 /// Instantiates each contract test for both backends.
 async fn a_backfill_is_stored_with_its_run_and_its_cells_reopen(store: &dyn LineageStore) {
     let id = BackfillId::new();
@@ -1622,6 +1654,7 @@ lineage_store_tests!(
     settling_the_same_attempt_twice_at_once_settles_it_once,
     an_owner_completing_while_the_reaper_abandons_its_run_never_deadlocks,
     an_abandoned_run_with_no_requests_ends_canceled,
+    an_abbreviated_id_is_found_by_its_beginning_or_its_end,
 );
 
 #[test]
