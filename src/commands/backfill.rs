@@ -191,7 +191,10 @@ async fn status(app: &App, record: &BackfillRecord, json: bool) -> anyhow::Resul
         // partitions: a bad credential fails every hour the same way.
         let mut groups: std::collections::BTreeMap<(&str, &str), Vec<&lineage::RequestRecord>> = Default::default();
         for r in &failed {
-            groups.entry((&r.asset_key, r.last_error.as_deref().unwrap_or("(no error recorded)"))).or_default().push(r);
+            groups
+                .entry((r.asset_key.as_str(), r.last_error.as_deref().unwrap_or("(no error recorded)")))
+                .or_default()
+                .push(r);
         }
         println!("Failed cells ({}):", failed.len());
         for ((asset, error), cells) in groups.iter().take(20) {
