@@ -338,7 +338,7 @@ pub enum BackfillCommand {
     },
     /// Per-asset counts (done, running, queued, failed, skipped) and the failed cells with their error.
     Status {
-        /// The backfill id.
+        /// The backfill id (`bf-…`): whole, or a unique beginning or end of it (`backfill list` prints its last 8 digits).
         id: String,
         /// Print JSON on stdout.
         #[arg(long)]
@@ -346,19 +346,19 @@ pub enum BackfillCommand {
     },
     /// Stop a backfill: no new cells start, running ones are asked to stop; it ends canceled.
     Cancel {
-        /// The backfill id.
+        /// The backfill id (`bf-…`): whole, or a unique beginning or end of it (`backfill list` prints its last 8 digits).
         id: String,
     },
     /// Continue a backfill after a crash or a cancel: cells already done are not redone.
     Resume {
-        /// The backfill id.
+        /// The backfill id (`bf-…`): whole, or a unique beginning or end of it (`backfill list` prints its last 8 digits).
         id: String,
         #[command(flatten)]
         run: BackfillRunArgs,
     },
     /// Run again only the failed cells and the cells downstream of them.
     RetryFailed {
-        /// The backfill id.
+        /// The backfill id (`bf-…`): whole, or a unique beginning or end of it (`backfill list` prints its last 8 digits).
         id: String,
         #[command(flatten)]
         run: BackfillRunArgs,
@@ -451,12 +451,12 @@ pub enum RequestsCommand {
     List,
     /// Show one request.
     Show {
-        /// The request id.
+        /// The request id: whole, or a unique beginning or end of it (`requests` prints its last 8 digits).
         id: String,
     },
     /// Cancel a request: at once if waiting (with what depends on it), by asking its worker if running.
     Cancel {
-        /// The request id.
+        /// The request id: whole, or a unique beginning or end of it (`requests` prints its last 8 digits).
         id: String,
     },
 }
@@ -582,16 +582,19 @@ pub struct RunsArgs {
 pub enum RunsCommand {
     /// Show one run: its steps, materializations and event log.
     Show {
-        /// The run id.
+        /// The run id: whole, or a unique beginning or end of it (`runs` prints its last 8 digits).
         run_id: String,
         /// Print JSON on stdout.
         #[arg(long)]
         json: bool,
     },
-    /// Print one run's event log.
+    /// Print one run's event log, with the messages its steps logged (`ctx.log`).
     Logs {
-        /// The run id.
+        /// The run id: whole, or a unique beginning or end of it (`runs` prints its last 8 digits).
         run_id: String,
+        /// Only the events of this asset's steps.
+        #[arg(long)]
+        asset: Option<String>,
         /// Print JSON on stdout.
         #[arg(long)]
         json: bool,

@@ -115,20 +115,45 @@ impl Observer for Progress {
     }
 }
 
-/// Reports a backfill's progress on stderr: a bar per asset (counts and ETA) on a terminal,
-/// a log line with every asset's counts otherwise.
+/// Reports a backfill's progress on stderr: a bar per asset (counts, running and failed cells,
+/// ETA) on a terminal, a log line with every asset's counts otherwise. A failure is printed the
+/// first time its error is seen for an asset; the same error again only counts, and
+/// [`BackfillProgress::finish`] prints each repeated one once, with how many cells it failed
+/// (`24 × usage_snapshot failed: …`).
 pub struct BackfillProgress {
     multi: Option<indicatif::MultiProgress>,
     bars: Vec<(String, ProgressBar)>,
     lines: Mutex<BackfillLines>,
 }
 
+/// One asset's cells as the backfill goes.
+#[derive(Debug, Clone, Default)]
+struct AssetCells {
+    asset: String,
+    /// Ended (in any way).
+    done: usize,
+    total: usize,
+    running: usize,
+    failed: usize,
+}
+
+impl AssetCells {
+    fn text(&self) -> String {
+        let mut text = format!("{} {}/{}", self.asset, self.done, self.total);
+        if self.running > 0 || self.failed > 0 {
+            text.push_str(&format!(" ({} running, {} failed)", self.running, self.failed));
+        }
+        text
+    }
+}
+
 struct BackfillLines {
-    /// Per asset: (done, total).
-    counts: Vec<(String, usize, usize)>,
+    assets: Vec<AssetCells>,
     started: Instant,
     last: Instant,
     failed: usize,
+    /// Failures by (asset, error), in the order first seen, with how many cells each failed.
+    failures: Vec<((String, String), usize)>,
 }
 
 impl BackfillProgress {
@@ -159,27 +184,31 @@ impl BackfillProgress {
         } else {
             (None, Vec::new())
         };
+        let now = Instant::now();
+        let lines = BackfillLines {
+            assets: assets
+                .iter()
+                .map(|(asset, done, total)| AssetCells {
+                    asset: asset.clone(),
+                    done: *done,
+                    total: *total,
+                    ..Default::default()
+                })
+                .collect(),
+            started: now,
+            last: now,
+            failed: 0,
+            failures: Vec::new(),
+        };
         if multi.is_none() {
             // Without a terminal, the first line comes at once: what is to do, before any of it.
-            let (done, total) = assets.iter().fold((0, 0), |(d, t), c| (d + c.1, t + c.2));
-            let per_asset: Vec<String> = assets.iter().map(|(a, d, t)| format!("{a} {d}/{t}")).collect();
-            tracing::info!(
-                message = "Backfill progress.",
-                cells = format!("{done}/{total}"),
-                per_asset = per_asset.join(", "),
-                failed = 0,
-                elapsed = "0s",
-            );
+            lines.log(now);
         }
-        let now = Instant::now();
-        BackfillProgress {
-            multi,
-            bars,
-            lines: Mutex::new(BackfillLines { counts: assets.to_vec(), started: now, last: now, failed: 0 }),
-        }
+        BackfillProgress { multi, bars, lines: Mutex::new(lines) }
     }
 
-    /// Removes the bars, leaving the terminal clean for the summary.
+    /// Removes the bars, leaving the terminal clean for the summary, and prints each failure
+    /// that repeated once, with its count.
     pub fn finish(&self) {
         for (_, bar) in &self.bars {
             bar.finish_and_clear();
@@ -187,38 +216,98 @@ impl BackfillProgress {
         if let Some(multi) = &self.multi {
             let _ = multi.clear();
         }
+        let lines = self.lines.lock().expect("not poisoned");
+        for ((asset, error), n) in lines.failures.iter().filter(|(_, n)| *n > 1) {
+            let text = format!("{n} × {asset} failed: {error}");
+            if self.multi.is_some() {
+                eprintln!("  ✗ {text}");
+            } else {
+                tracing::warn!(message = "Cells failed alike.", detail = %text);
+            }
+        }
+    }
+}
+
+impl BackfillLines {
+    fn log(&self, now: Instant) {
+        let (done, total) = self.assets.iter().fold((0, 0), |(d, t), c| (d + c.done, t + c.total));
+        let running: usize = self.assets.iter().map(|c| c.running).sum();
+        let per_asset: Vec<String> = self.assets.iter().map(AssetCells::text).collect();
+        tracing::info!(
+            message = "Backfill progress.",
+            cells = format!("{done}/{total}"),
+            per_asset = per_asset.join(", "),
+            running,
+            failed = self.failed,
+            elapsed = human(now - self.started),
+        );
+    }
+
+    /// Counts a failure; true the first time its (asset, error) is seen.
+    fn first_failure(&mut self, asset: &str, error: &str) -> bool {
+        match self.failures.iter_mut().find(|((a, e), _)| a == asset && e == error) {
+            Some((_, n)) => {
+                *n += 1;
+                false
+            }
+            None => {
+                self.failures.push(((asset.to_owned(), error.to_owned()), 1));
+                true
+            }
+        }
     }
 }
 
 impl Observer for BackfillProgress {
     fn on_event(&self, event: ExecEvent<'_>) {
-        let ExecEvent::StepFinished(outcome) = event else { return };
-        let asset = outcome.asset.as_str();
-        let failed = match &outcome.status {
-            StepStatus::Failed { error, .. } => Some(format!("failed {asset} {}: {error}", outcome.partition_key)),
-            _ => None,
+        let mut lines = self.lines.lock().expect("not poisoned");
+        let (asset, finished) = match &event {
+            ExecEvent::StepStarted { asset, .. } => (asset.as_str(), None),
+            ExecEvent::StepRetrying { asset, .. } => (asset.as_str(), None),
+            ExecEvent::StepFinished(outcome) => (outcome.asset.as_str(), Some(*outcome)),
+            ExecEvent::RunStarted { .. } => return,
         };
-        if let Some(multi) = &self.multi {
-            if let Some((_, bar)) = self.bars.iter().find(|(a, _)| a == asset) {
-                bar.inc(1);
-                if failed.is_some() {
-                    bar.set_message("(some failed)");
+        let Some(idx) = lines.assets.iter().position(|c| c.asset == asset) else { return };
+        let mut first_failure = None;
+        {
+            let cells = &mut lines.assets[idx];
+            match &event {
+                ExecEvent::StepStarted { .. } => cells.running += 1,
+                // Back in the queue until its next attempt starts.
+                ExecEvent::StepRetrying { .. } => cells.running = cells.running.saturating_sub(1),
+                _ => {
+                    cells.running = cells.running.saturating_sub(1);
+                    cells.done += 1;
                 }
             }
-            if let Some(text) = failed {
+        }
+        if let Some(outcome) = finished
+            && let StepStatus::Failed { error, .. } = &outcome.status
+        {
+            lines.assets[idx].failed += 1;
+            lines.failed += 1;
+            if lines.first_failure(asset, error) {
+                first_failure = Some(format!("failed {asset} {}: {error}", outcome.partition_key));
+            }
+        }
+        let cells = lines.assets[idx].clone();
+        if let Some(multi) = &self.multi {
+            if let Some((_, bar)) = self.bars.iter().find(|(a, _)| a == asset) {
+                bar.set_position(cells.done as u64);
+                bar.set_message(format!("{} running, {} failed", cells.running, cells.failed));
+            }
+            if let Some(text) = first_failure {
                 let _ = multi.println(format!("  ✗ {text}"));
             }
             return;
         }
-        let mut lines = self.lines.lock().expect("not poisoned");
-        if let Some(c) = lines.counts.iter_mut().find(|(a, ..)| a == asset) {
-            c.1 += 1;
-        }
-        if let Some(text) = failed {
-            lines.failed += 1;
+        if let Some(text) = first_failure {
             tracing::warn!(message = "Cell failed.", detail = %text);
         }
-        let (done, total) = lines.counts.iter().fold((0, 0), |(d, t), c| (d + c.1, t + c.2));
+        if finished.is_none() {
+            return;
+        }
+        let (done, total) = lines.assets.iter().fold((0, 0), |(d, t), c| (d + c.done, t + c.total));
         let now = Instant::now();
         let tenth = (total / 10).max(1);
         if (done.is_multiple_of(tenth) && now - lines.last >= Duration::from_secs(2))
@@ -226,15 +315,7 @@ impl Observer for BackfillProgress {
             || done == total
         {
             lines.last = now;
-            let per_asset: Vec<String> = lines.counts.iter().map(|(a, d, t)| format!("{a} {d}/{t}")).collect();
-            let elapsed = now - lines.started;
-            tracing::info!(
-                message = "Backfill progress.",
-                cells = format!("{done}/{total}"),
-                per_asset = per_asset.join(", "),
-                failed = lines.failed,
-                elapsed = human(elapsed),
-            );
+            lines.log(now);
         }
     }
 }

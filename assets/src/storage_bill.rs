@@ -120,6 +120,18 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
     let write = app_db.replace_period_entries("storage_charge", &day, &entries, ctx.now()).await?;
 
     let n = rows.len();
+    ctx.log.info(format!(
+        "billed {n} tenant{} for {n_hours} hour{}: {} credits ({} new ledger entries, {} revised)",
+        if n == 1 { "" } else { "s" },
+        if n_hours == 1 { "" } else { "s" },
+        format_milli(total),
+        write.inserted,
+        write.revised
+    ));
+    let unplanned: Vec<&str> = rows.iter().filter(|r| r.plan_id.is_none()).map(|r| r.tenant_id.as_str()).collect();
+    if !unplanned.is_empty() {
+        ctx.log.warn(format!("tenants without a plan, billed nothing: {}", unplanned.join(", ")));
+    }
     let i64s = |f: fn(&BillRow) -> i64| Arc::new(Int64Array::from_iter_values(rows.iter().map(f)));
     let avg = |r: &BillRow| r.byte_hours.checked_div(n_hours).map_or(0, |a| a as i64);
     let table = RecordBatch::try_new(

@@ -52,9 +52,10 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
         }
     }
     if !not_found.is_empty() {
-        tracing::warn!(message = "Graphs unknown to the storage source; not billed.", graphs = ?not_found);
+        ctx.log.warn(format!("graphs unknown to the storage source, not billed: {}", not_found.join(", ")));
     }
     let total: i64 = rows.iter().map(|r| r.1).sum();
+    ctx.log.info(format!("{} graph{} measured: {total} bytes", rows.len(), if rows.len() == 1 { "" } else { "s" }));
     let table = RecordBatch::try_new(
         schema(),
         vec![

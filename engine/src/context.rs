@@ -161,6 +161,8 @@ pub struct AssetContext {
     pub resources: Resources,
     /// Canceled when the run is canceled; long computations should watch it.
     pub cancel: CancellationToken,
+    /// Lines for the run's event log: `ctx.log.info(format!("billed {n} tenants"))`.
+    pub log: StepLog,
     pub(crate) io: Arc<dyn IoManager>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) store: Arc<dyn lineage::LineageStore>,
@@ -274,4 +276,123 @@ impl AssetContext {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
+}
+
+/// How serious a line a compute function logs is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum LogLevel {
+    /// Detail for whoever debugs the asset.
+    Debug,
+    /// What happened (`billed 3 tenants`).
+    Info,
+    /// Something a person should look at; the step still succeeded.
+    Warn,
+    /// Something went wrong (the step usually fails too).
+    Error,
+}
+
+/// The most lines one attempt records; later ones are counted, and the count is recorded.
+pub const MAX_STEP_LOG_LINES: usize = 1_000;
+
+/// The most characters of one line that are recorded; the rest is cut with `…`.
+pub const MAX_STEP_LOG_CHARS: usize = 4_096;
+
+/// A compute function's logger (`ctx.log.info(..)`): its lines become `step_message` events in
+/// the run's event log (`robo-assets runs logs RUN --asset A`), recorded in the transaction that
+/// ends the attempt, with its materialization or its failure, so a worker that lost its lease
+/// records none of them. Each line is also a `tracing` event of the process. At most
+/// [`MAX_STEP_LOG_LINES`] lines of [`MAX_STEP_LOG_CHARS`] characters are kept per attempt.
+#[derive(Clone)]
+pub struct StepLog {
+    lines: Arc<std::sync::Mutex<Lines>>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Default)]
+struct Lines {
+    kept: Vec<(DateTime<Utc>, LogLevel, String)>,
+    dropped: usize,
+}
+
+impl std::fmt::Debug for StepLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepLog").finish_non_exhaustive()
+    }
+}
+
+impl StepLog {
+    /// An empty log whose lines are stamped by `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> StepLog {
+        StepLog { lines: Default::default(), clock }
+    }
+
+    /// Logs `message` at `level`.
+    pub fn log(&self, level: LogLevel, message: impl Into<String>) {
+        let mut message: String = message.into();
+        if message.chars().count() > MAX_STEP_LOG_CHARS {
+            message = message.chars().take(MAX_STEP_LOG_CHARS).collect::<String>() + "…";
+        }
+        match level {
+            LogLevel::Debug => tracing::debug!(text = %message, "Step message."),
+            LogLevel::Info => tracing::info!(text = %message, "Step message."),
+            LogLevel::Warn => tracing::warn!(text = %message, "Step message."),
+            LogLevel::Error => tracing::error!(text = %message, "Step message."),
+        }
+        let now = self.clock.now();
+        // No await happens under this lock.
+        let mut lines = self.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lines.kept.len() < MAX_STEP_LOG_LINES {
+            lines.kept.push((now, level, message));
+        } else {
+            lines.dropped += 1;
+        }
+    }
+
+    /// Logs at [`LogLevel::Debug`].
+    pub fn debug(&self, message: impl Into<String>) {
+        self.log(LogLevel::Debug, message);
+    }
+
+    /// Logs at [`LogLevel::Info`].
+    pub fn info(&self, message: impl Into<String>) {
+        self.log(LogLevel::Info, message);
+    }
+
+    /// Logs at [`LogLevel::Warn`].
+    pub fn warn(&self, message: impl Into<String>) {
+        self.log(LogLevel::Warn, message);
+    }
+
+    /// Logs at [`LogLevel::Error`].
+    pub fn error(&self, message: impl Into<String>) {
+        self.log(LogLevel::Error, message);
+    }
+
+    /// Takes the lines logged so far as `step_message` events of (`run`, `asset`, `partition`),
+    /// with a last line counting those over [`MAX_STEP_LOG_LINES`].
+    pub fn take_events(&self, run: RunId, asset: &str, partition: &str) -> Vec<lineage::RunEvent> {
+        let Lines { kept, dropped } =
+            std::mem::take(&mut *self.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let mut events: Vec<lineage::RunEvent> =
+            kept.into_iter().map(|(ts, level, message)| event(run, ts, asset, partition, level, message)).collect();
+        if dropped > 0 {
+            let message = format!("{dropped} more lines were logged; an attempt records at most {MAX_STEP_LOG_LINES}");
+            events.push(event(run, self.clock.now(), asset, partition, LogLevel::Warn, message));
+        }
+        events
+    }
+}
+
+fn event(
+    run: RunId,
+    ts: DateTime<Utc>,
+    asset: &str,
+    partition: &str,
+    level: LogLevel,
+    message: String,
+) -> lineage::RunEvent {
+    let mut e = lineage::RunEvent::step(run, ts, lineage::EventKind::StepMessage, asset, partition, message);
+    e.body = serde_json::json!({ "level": <&'static str>::from(level) });
+    e
 }

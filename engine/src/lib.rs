@@ -25,7 +25,7 @@ pub mod staleness;
 pub mod status;
 pub mod worker;
 
-pub use context::{AssetContext, Clock, FixedClock, Inputs, ResourceError, Resources, SystemClock};
+pub use context::{AssetContext, Clock, FixedClock, Inputs, LogLevel, ResourceError, Resources, StepLog, SystemClock};
 pub use definition::{
     AssetBuilder, AssetDef, AssetDep, AssetError, AssetKey, CheckResult, Definitions, FreshnessPolicy, NotRetryable,
     Output, Severity, asset,

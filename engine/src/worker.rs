@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{AssetContext, Clock, SystemClock};
+use crate::context::{AssetContext, Clock, StepLog, SystemClock};
 use crate::exec::{
     ExecEvent, Executor, Observer, StepOutcome, StepStatus, gather_inputs, inputs_hash, logical_version,
 };
@@ -145,6 +145,15 @@ struct Held {
     claim: ClaimedRequest,
     token: CancellationToken,
     started: Instant,
+    /// What the step's compute function logs, recorded with the attempt's outcome.
+    log: StepLog,
+}
+
+impl Held {
+    /// The step's logged lines as events, taken once.
+    fn messages(&self) -> Vec<lineage::RunEvent> {
+        self.log.take_events(self.claim.run_id, &self.claim.asset_key, &self.claim.partition_key)
+    }
 }
 
 /// When a worker next renews its leases (every third of the lease) and looks for work that lost
@@ -217,9 +226,16 @@ pub async fn run_worker(
                 let asset = crate::metrics::AssetLabel { asset: claim.asset_key.clone() };
                 crate::metrics::global().claim_latency.get_or_create(&asset).observe(waited.as_secs_f64());
                 let token = cancel.child_token();
-                let handle = tasks.spawn(execute_claim(exec.clone(), claim.clone(), token.clone(), observer.clone()));
+                let log = StepLog::new(exec.clock.clone());
+                let handle = tasks.spawn(execute_claim(
+                    exec.clone(),
+                    claim.clone(),
+                    token.clone(),
+                    log.clone(),
+                    observer.clone(),
+                ));
                 task_request.insert(handle.id(), claim.id);
-                held.insert(claim.id, Held { claim, token, started: Instant::now() });
+                held.insert(claim.id, Held { claim, token, started: Instant::now(), log });
             }
         }
         if held.is_empty() {
@@ -263,7 +279,8 @@ pub async fn run_worker(
             match result {
                 Finished::Succeeded { materialization, size, checks } => {
                     let (id, attempt) = (h.claim.id, h.claim.attempt);
-                    completions.push(Completion { id, attempt, materialization: *materialization, checks });
+                    let messages = h.messages();
+                    completions.push(Completion { id, attempt, materialization: *materialization, checks, messages });
                     sizes.push((h, size));
                 }
                 Finished::Failed { error, retryable, checks } => {
@@ -410,7 +427,8 @@ async fn fail(
     let delay = policy.unwrap_or_default().jittered_backoff(claim.attempt as u32);
     let retry_at = (retryable && claim.attempt < claim.max_attempts)
         .then(|| now + chrono::Duration::from_std(delay).unwrap_or_default());
-    let failed = FailedAttempt { id: claim.id, attempt: claim.attempt, error, retry_at, checks };
+    let messages = h.messages();
+    let failed = FailedAttempt { id: claim.id, attempt: claim.attempt, error, retry_at, checks, messages };
     match exec.store.fail_request(&config.id, &failed, now).await? {
         FailOutcome::Retrying => {
             let metrics = crate::metrics::global();
@@ -441,9 +459,10 @@ async fn execute_claim(
     exec: Executor,
     claim: ClaimedRequest,
     token: CancellationToken,
+    log: StepLog,
     observer: Arc<dyn Observer>,
 ) -> Finished {
-    match try_execute(&exec, &claim, &token, &*observer).await {
+    match try_execute(&exec, &claim, &token, log, &*observer).await {
         Ok(finished) => finished,
         Err(e) => Finished::Failed { error: format!("lineage store: {e}"), retryable: true, checks: Vec::new() },
     }
@@ -453,6 +472,7 @@ async fn try_execute(
     exec: &Executor,
     claim: &ClaimedRequest,
     token: &CancellationToken,
+    log: StepLog,
     observer: &dyn Observer,
 ) -> Result<Finished, lineage::Error> {
     let graph = exec.defs.graph();
@@ -485,6 +505,7 @@ async fn try_execute(
         inputs: inputs.clone(),
         resources: exec.resources.declared_by(&def.required_resources),
         cancel: token.clone(),
+        log,
         io: exec.io.clone(),
         clock: exec.clock.clone(),
         store: exec.store.clone(),

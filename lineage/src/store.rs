@@ -158,6 +158,12 @@ pub trait LineageStore: RequestQueue + AutomationStore + OutboxStore + Send + Sy
     /// The keys of a dynamic partitions definition, in the order they were added.
     async fn dynamic_partitions(&self, partitions_def: &str) -> Result<Vec<String>>;
 
+    /// Ids of `kind` that begin or end with `fragment` (lowercase hex digits and dashes, as a
+    /// UUID is written; the caller validates it, so it holds no `LIKE` wildcard), oldest first,
+    /// at most `limit`: how an abbreviated id given on the command line is resolved. A prefix
+    /// is an index range; a suffix scans the table.
+    async fn ids_matching(&self, kind: IdKind, fragment: &str, limit: i64) -> Result<Vec<uuid::Uuid>>;
+
     /// Materializations recorded after id `after`: (id, asset, partition), oldest first.
     async fn materializations_after(&self, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>>;
 }

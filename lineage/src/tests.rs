@@ -430,11 +430,18 @@ fn request(run_id: RunId, key: &str, asset: &str, partition: &str) -> NewRequest
 fn completion(claim: &ClaimedRequest, version: &str) -> Completion {
     let mut m = materialization(claim.run_id, &claim.asset_key, &claim.partition_key, version, vec![]);
     m.attempt = claim.attempt;
-    Completion { id: claim.id, attempt: claim.attempt, materialization: m, checks: Vec::new() }
+    Completion { id: claim.id, attempt: claim.attempt, materialization: m, checks: Vec::new(), messages: Vec::new() }
 }
 
 fn failed(claim: &ClaimedRequest, error: &str, retry_at: Option<chrono::DateTime<Utc>>) -> FailedAttempt {
-    FailedAttempt { id: claim.id, attempt: claim.attempt, error: error.to_owned(), retry_at, checks: Vec::new() }
+    FailedAttempt {
+        id: claim.id,
+        attempt: claim.attempt,
+        error: error.to_owned(),
+        retry_at,
+        checks: Vec::new(),
+        messages: Vec::new(),
+    }
 }
 
 fn check(claim: &ClaimedRequest, name: &str, severity: Severity, passed: bool) -> NewCheckResult {
@@ -753,6 +760,38 @@ async fn heartbeats_extend_only_the_workers_own_leases(store: &dyn LineageStore)
         store.reap_expired(t(100), &|_| std::time::Duration::ZERO).await.unwrap().is_empty(),
         "the lease was extended"
     );
+}
+
+async fn an_abbreviated_id_is_found_by_its_beginning_or_its_end(store: &dyn LineageStore) {
+    let id = |s: &str| uuid::Uuid::parse_str(s).unwrap();
+    // Two runs made in the same minute share their first characters; their ends differ.
+    let (a, b) = (id("019b2a10-0000-7000-8000-0000aaaa1111"), id("019b2a10-0001-7000-8000-0000bbbb2222"));
+    for run in [a, b] {
+        let r = NewRun {
+            id: RunId(run),
+            trigger: Trigger::Manual,
+            selection: "bill".into(),
+            n_steps: 1,
+            tags: serde_json::json!({}),
+            created_at: t(0),
+            owner: None,
+        };
+        store.create_run(&r).await.unwrap();
+    }
+    let request = request(RunId(a), "k", "bill", "d");
+    let request_id = request.id.0;
+    store.submit_requests(&[request], &[]).await.unwrap();
+
+    assert_eq!(store.ids_matching(IdKind::Run, "019b2a10", 10).await.unwrap(), vec![a, b], "a shared prefix: both");
+    assert_eq!(store.ids_matching(IdKind::Run, "019b2a10-0001", 10).await.unwrap(), vec![b], "a longer prefix");
+    assert_eq!(store.ids_matching(IdKind::Run, "aaaa1111", 10).await.unwrap(), vec![a], "a suffix");
+    assert_eq!(store.ids_matching(IdKind::Run, &a.to_string(), 10).await.unwrap(), vec![a], "the whole id");
+    assert_eq!(store.ids_matching(IdKind::Run, "019b2a10", 1).await.unwrap(), vec![a], "at most `limit`");
+    assert!(store.ids_matching(IdKind::Run, "cccc", 10).await.unwrap().is_empty());
+    assert!(store.ids_matching(IdKind::Backfill, "aaaa1111", 10).await.unwrap().is_empty(), "runs are not backfills");
+    let end = &request_id.simple().to_string()[24..];
+    assert_eq!(store.ids_matching(IdKind::Request, end, 10).await.unwrap(), vec![request_id]);
+    assert!(store.ids_matching(IdKind::Request, "aaaa1111", 10).await.unwrap().is_empty());
 }
 
 /// Instantiates each contract test for both backends.
@@ -1180,6 +1219,62 @@ async fn a_completion_that_lost_its_lease_records_no_check_results(store: &dyn L
     store.complete_requests("fast", &[done], t(64)).await.unwrap();
     let results = store.check_results("credit_health", None, None, 10).await.unwrap();
     assert_eq!((results.len(), results[0].passed), (1, true));
+}
+
+fn step_message(claim: &ClaimedRequest, text: &str) -> RunEvent {
+    let mut e =
+        RunEvent::step(claim.run_id, t(2), EventKind::StepMessage, &claim.asset_key, &claim.partition_key, text);
+    e.body = serde_json::json!({ "level": "info" });
+    e
+}
+
+async fn a_steps_messages_are_recorded_with_its_attempt_and_only_by_its_lease_holder(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    store
+        .submit_requests(&[request(run_id, "a", "bill", "d1"), request(run_id, "b", "bill", "d2")], &[])
+        .await
+        .unwrap();
+    let slow = store.claim_requests("slow", None, 1, t(0), t(60)).await.unwrap().remove(0);
+    store.reap_expired(t(61), &|_| std::time::Duration::ZERO).await.unwrap();
+    let fast = store.claim_requests("fast", None, 2, t(62), t(122)).await.unwrap();
+    let mut late = completion(&slow, "late");
+    late.messages = vec![step_message(&slow, "from a lost lease")];
+    assert_eq!(store.complete_requests("slow", &[late], t(63)).await.unwrap(), [CompletionResult::LeaseLost]);
+    let mut late_failure = failed(&slow, "boom", None);
+    late_failure.messages = vec![step_message(&slow, "from a lost lease")];
+    assert_eq!(store.fail_request("slow", &late_failure, t(63)).await.unwrap(), FailOutcome::LeaseLost);
+
+    let (ok, bad) = (&fast[0], &fast[1]);
+    let mut done = completion(ok, "v");
+    done.messages = vec![step_message(ok, "billed 3 tenants"), step_message(ok, "second line")];
+    store.complete_requests("fast", &[done], t(64)).await.unwrap();
+    let mut failure = failed(bad, "boom", None);
+    failure.messages = vec![step_message(bad, "why it failed")];
+    assert_eq!(store.fail_request("fast", &failure, t(65)).await.unwrap(), FailOutcome::Failed);
+
+    let events = store.run_events(run_id).await.unwrap();
+    let messages: Vec<(&str, &str, &serde_json::Value)> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::StepMessage)
+        .map(|e| (e.partition_key.as_deref().unwrap(), e.message.as_str(), &e.body["level"]))
+        .collect();
+    let info = serde_json::json!("info");
+    assert_eq!(
+        messages,
+        [
+            (ok.partition_key.as_str(), "billed 3 tenants", &info),
+            (ok.partition_key.as_str(), "second line", &info),
+            (bad.partition_key.as_str(), "why it failed", &info)
+        ],
+        "nothing from the lost lease; each line once, in order"
+    );
+    let position = |kind: EventKind, partition: &str| {
+        events.iter().position(|e| e.kind == kind && e.partition_key.as_deref() == Some(partition)).unwrap()
+    };
+    assert!(
+        position(EventKind::StepMessage, &ok.partition_key) < position(EventKind::StepSucceeded, &ok.partition_key)
+    );
+    assert!(position(EventKind::StepMessage, &bad.partition_key) < position(EventKind::StepFailed, &bad.partition_key));
 }
 
 async fn a_run_whose_last_requests_complete_at_once_still_ends(store: &dyn LineageStore) {
@@ -1657,6 +1752,8 @@ lineage_store_tests!(
     settling_the_same_attempt_twice_at_once_settles_it_once,
     an_owner_completing_while_the_reaper_abandons_its_run_never_deadlocks,
     an_abandoned_run_with_no_requests_ends_canceled,
+    an_abbreviated_id_is_found_by_its_beginning_or_its_end,
+    a_steps_messages_are_recorded_with_its_attempt_and_only_by_its_lease_holder,
 );
 
 #[test]

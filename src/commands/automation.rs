@@ -404,7 +404,9 @@ pub async fn ticks(app: &App, args: &TicksArgs) -> anyhow::Result<ExitStatus> {
             t.requests,
             if t.requests == 1 { " " } else { "s" },
             t.message,
-            t.run_id.map(|r| format!("  (run {r})")).unwrap_or_default()
+            t.run_id
+                .map(|r| format!("  (run {})", crate::commands::printed_short_id(lineage::IdKind::Run, &r.0)))
+                .unwrap_or_default()
         );
     }
     Ok(ExitStatus::Success)

@@ -1,18 +1,17 @@
 //! `robo-assets backfill`: plan, persist and follow a backfill; list, status, cancel, resume
 //! and retry-failed.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use engine::backfill::{BackfillPlan, BackfillPolicy, BackfillSpec, CellStates};
 use engine::{Executor, PartitionSpec};
-use lineage::{BackfillId, BackfillRecord, RequestState, RunId, RunStatus};
+use lineage::{BackfillId, BackfillRecord, IdKind, RequestState, RunId, RunStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::cli::{BackfillArgs, BackfillCommand, BackfillLaunchArgs, BackfillRunArgs};
 use crate::commands::materialize::cancel_on_signal;
-use crate::commands::{print_json, select};
+use crate::commands::{print_json, printed_id, printed_short_id, resolve_id, select};
 use crate::progress::BackfillProgress;
 use crate::{ExitStatus, user_error};
 
@@ -77,7 +76,8 @@ async fn launch(app: &App, args: &BackfillLaunchArgs) -> anyhow::Result<ExitStat
         print_json(&serde_json::json!({ "backfill_id": id, "run_id": run, "cells": bf.cells() }))?;
     } else {
         println!(
-            "Backfill {id}: {} cell{} of {selection} from {from} to {to} (policy {policy})",
+            "Backfill {}: {} cell{} of {selection} from {from} to {to} (policy {policy}), run {run}",
+            backfill_text(id),
             bf.cells(),
             if bf.cells() == 1 { "" } else { "s" }
         );
@@ -97,7 +97,8 @@ async fn follow(
     if args.detach {
         if !quiet {
             println!(
-                "Submitted: `robo-assets worker` processes carry it out; follow it with `robo-assets backfill status {id}`."
+                "Submitted: `robo-assets worker` processes carry it out; follow it with `robo-assets backfill status {}`.",
+                backfill_text(id)
             );
         }
         return Ok(ExitStatus::Success);
@@ -122,11 +123,20 @@ async fn follow(
     })
 }
 
+/// A backfill id as text prints it: `bf-` and the UUID ([`crate::commands::BACKFILL_ID_PREFIX`]).
+fn backfill_text(id: BackfillId) -> String {
+    printed_id(IdKind::Backfill, &id.0)
+}
+
+/// The backfill a command names: by its whole id or a unique beginning or end ([`resolve_id`]).
 async fn load(app: &App, id: &str) -> anyhow::Result<BackfillRecord> {
-    let parsed = BackfillId::from_str(id)
-        .map_err(|_| user_error(format!("{id:?} is not a backfill id (see `robo-assets backfill list`)")))?;
-    app.store.backfills(Some(parsed), None, 1).await?.into_iter().next().ok_or_else(|| {
-        user_error(format!("no backfill {id} in {} (see `robo-assets backfill list`)", app.store.describe()))
+    let id = BackfillId(resolve_id(app, IdKind::Backfill, id).await?);
+    app.store.backfills(Some(id), None, 1).await?.into_iter().next().ok_or_else(|| {
+        user_error(format!(
+            "no backfill {} in {} (see `robo-assets backfill list`)",
+            backfill_text(id),
+            app.store.describe()
+        ))
     })
 }
 
@@ -149,7 +159,7 @@ async fn status(app: &App, record: &BackfillRecord, json: bool) -> anyhow::Resul
     }
     println!(
         "Backfill {}: {} from {} to {}, policy {}: {} (run {})",
-        record.id,
+        backfill_text(record.id),
         record.selection,
         record.partition_from,
         record.partition_to,
@@ -177,23 +187,44 @@ async fn status(app: &App, record: &BackfillRecord, json: bool) -> anyhow::Resul
     }
     println!("  (UPSTREAM: waiting on a failed cell; SKIPPED: left out by the policy, not requested)");
     if !failed.is_empty() {
-        let mut failed = failed;
-        failed.sort_by(|a, b| (&a.asset_key, &a.partition_key).cmp(&(&b.asset_key, &b.partition_key)));
+        // Cells that failed alike (same asset, same error) are one line with their count and
+        // partitions: a bad credential fails every hour the same way.
+        let mut groups: std::collections::BTreeMap<(&str, &str), Vec<&lineage::RequestRecord>> = Default::default();
+        for r in &failed {
+            groups
+                .entry((r.asset_key.as_str(), r.last_error.as_deref().unwrap_or("(no error recorded)")))
+                .or_default()
+                .push(r);
+        }
         println!("Failed cells ({}):", failed.len());
-        for r in failed.iter().take(20) {
+        for ((asset, error), cells) in groups.iter().take(20) {
+            let attempts = cells.iter().map(|r| r.attempt).max().unwrap_or(0);
+            let after = format!("after {attempts} attempt{}", if attempts == 1 { "" } else { "s" });
+            if let [r] = cells.as_slice() {
+                println!("  ✗ {asset} {} {after}: {error}", r.partition_key);
+                continue;
+            }
+            let def = app.defs.graph().lookup(asset).ok().and_then(|id| app.defs.graph().asset(id).partitions.as_ref());
+            let keys: Vec<String> = cells.iter().map(|r| r.partition_key.clone()).collect();
+            let ranges = engine::partition::compress_ranges(def, &keys);
+            let mut shown = ranges.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+            if ranges.len() > 8 {
+                shown.push_str(", …");
+            }
+            println!("  ✗ {} × {asset} failed {after}: {error}", cells.len());
+            println!("      {shown}");
+        }
+        if groups.len() > 20 {
             println!(
-                "  ✗ {} {} after {} attempt{}: {}",
-                r.asset_key,
-                r.partition_key,
-                r.attempt,
-                if r.attempt == 1 { "" } else { "s" },
-                r.last_error.as_deref().unwrap_or("(no error recorded)")
+                "  … and {} more kinds of failure (`robo-assets backfill status {} --json`)",
+                groups.len() - 20,
+                backfill_text(record.id)
             );
         }
-        if failed.len() > 20 {
-            println!("  … and {} more (`robo-assets backfill status {} --json`)", failed.len() - 20, record.id);
-        }
-        println!("Re-run them and what depends on them: robo-assets backfill retry-failed {}", record.id);
+        println!(
+            "Re-run them and what depends on them: robo-assets backfill retry-failed {}",
+            backfill_text(record.id)
+        );
     }
     for s in &skipped {
         let keys: Vec<&str> =
@@ -212,7 +243,7 @@ async fn status(app: &App, record: &BackfillRecord, json: bool) -> anyhow::Resul
 
 async fn list(app: &App, limit: i64, before: Option<&str>, json: bool) -> anyhow::Result<ExitStatus> {
     let before = match before {
-        Some(b) => Some(b.parse::<BackfillId>().map_err(|_| user_error(format!("{b:?} is not a backfill id")))?),
+        Some(b) => Some(BackfillId(resolve_id(app, IdKind::Backfill, b).await?)),
         None => None,
     };
     let mut backfills = app.store.backfills(None, before, limit + 1).await?;
@@ -228,21 +259,21 @@ async fn list(app: &App, limit: i64, before: Option<&str>, json: bool) -> anyhow
         return Ok(ExitStatus::Success);
     }
     if let Some(next) = next_cursor {
-        eprintln!("{} of {total} shown; more: --before {next}", backfills.len());
+        eprintln!("{} of {total} shown; more: --before {}", backfills.len(), backfill_text(next));
     }
     if backfills.is_empty() {
         println!("No backfills yet. Start one: robo-assets backfill +storage_bill --from 2025-12-01 --to 2025-12-31");
         return Ok(ExitStatus::Success);
     }
     println!(
-        "{:<36}  {:<9}  {:<7}  {:>11}  {:<20}  SELECTION AND RANGE",
-        "ID", "STATUS", "POLICY", "DONE/CELLS", "CREATED"
+        "{:<11}  {:<9}  {:<7}  {:>11}  {:<20}  SELECTION AND RANGE",
+        "BACKFILL", "STATUS", "POLICY", "DONE/CELLS", "CREATED"
     );
     for b in backfills {
         let (done, _) = engine::status::backfill_progress(&*app.store, app.defs.graph(), &b).await?.done_of_total();
         println!(
-            "{:<36}  {:<9}  {:<7}  {:>11}  {:<20}  {} {} → {}",
-            b.id,
+            "{:<11}  {:<9}  {:<7}  {:>11}  {:<20}  {} {} → {}",
+            printed_short_id(IdKind::Backfill, &b.id.0),
             b.status.to_string(),
             b.policy,
             format!("{done}/{}", b.cells),
@@ -257,13 +288,13 @@ async fn list(app: &App, limit: i64, before: Option<&str>, json: bool) -> anyhow
 
 async fn cancel(app: &App, record: &BackfillRecord) -> anyhow::Result<ExitStatus> {
     if record.status.is_terminal() {
-        println!("Backfill {} already ended: {}", record.id, record.status);
+        println!("Backfill {} already ended: {}", backfill_text(record.id), record.status);
         return Ok(ExitStatus::Success);
     }
     let (canceled, asked) = app.store.cancel_run(record.run_id, app.clock.now()).await?;
     println!(
         "Backfill {}: {canceled} waiting cell{} canceled; {asked} running cell{} asked to stop (they end within a heartbeat).",
-        record.id,
+        backfill_text(record.id),
         if canceled == 1 { "" } else { "s" },
         if asked == 1 { "" } else { "s" },
     );
@@ -272,7 +303,7 @@ async fn cancel(app: &App, record: &BackfillRecord) -> anyhow::Result<ExitStatus
 
 async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> anyhow::Result<ExitStatus> {
     if record.status == RunStatus::Succeeded {
-        println!("Backfill {} is complete: nothing to resume.", record.id);
+        println!("Backfill {} is complete: nothing to resume.", backfill_text(record.id));
         return Ok(ExitStatus::Success);
     }
     let exec = app.executor().await?;
@@ -290,7 +321,7 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
     let added = engine::backfill::submit(&exec, record.id, record.run_id, &bf.plan).await?;
     println!(
         "Resuming backfill {}: {released} cell{} of a stopped process back in the queue, {reopened} canceled cell{} reopened, {added} new cell{} requested",
-        record.id,
+        backfill_text(record.id),
         if released == 1 { "" } else { "s" },
         if reopened == 1 { "" } else { "s" },
         if added == 1 { "" } else { "s" },
@@ -304,12 +335,12 @@ async fn retry_failed(app: &App, record: &BackfillRecord, args: &BackfillRunArgs
         .reopen_requests(record.run_id, &[RequestState::Failed, RequestState::UpstreamFailed], app.clock.now())
         .await?;
     if reopened == 0 {
-        println!("Backfill {} has no failed cells.", record.id);
+        println!("Backfill {} has no failed cells.", backfill_text(record.id));
         return Ok(ExitStatus::Success);
     }
     println!(
         "Backfill {}: {reopened} failed cell{} and cells downstream of them back in the queue",
-        record.id,
+        backfill_text(record.id),
         if reopened == 1 { "" } else { "s" }
     );
     let exec = app.executor().await?;

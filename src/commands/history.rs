@@ -48,12 +48,12 @@ pub async fn history(app: &App, args: &HistoryArgs) -> anyhow::Result<ExitStatus
         return Ok(ExitStatus::Success);
     }
     println!(
-        "{:>6}  {:<18} {:<20} {:<12} {:<5} {:>6} {:>10}  {:<36}  CHANGED SINCE THE PREVIOUS ONE",
+        "{:>6}  {:<18} {:<20} {:<12} {:<5} {:>6} {:>10}  {:<8}  CHANGED SINCE THE PREVIOUS ONE",
         "ID", "PARTITION", "FINISHED", "DATA", "CODE", "ROWS", "BYTES", "RUN"
     );
     for m in &records {
         println!(
-            "{:>6}  {:<18} {:<20} {:<12} {:<5} {:>6} {:>10}  {:<36}  {}",
+            "{:>6}  {:<18} {:<20} {:<12} {:<5} {:>6} {:>10}  {:<8}  {}",
             m.id,
             show_key(&m.partition_key),
             m.finished_at.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -61,7 +61,7 @@ pub async fn history(app: &App, args: &HistoryArgs) -> anyhow::Result<ExitStatus
             m.code_version,
             m.row_count.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
             m.bytes.map(|b| human_bytes(b as u64)).unwrap_or_else(|| "-".into()),
-            m.run_id.to_string(),
+            crate::commands::printed_short_id(lineage::IdKind::Run, &m.run_id.0),
             changes(app, m).await?
         );
     }

@@ -383,3 +383,90 @@ pub(crate) fn parse_time(flag: &str, s: &str) -> anyhow::Result<chrono::DateTime
     }
     Err(user_error(format!("{flag} {s:?} is not a time: use RFC 3339 (2026-01-01T02:00:00Z) or a date (2026-01-01)")))
 }
+
+/// How a backfill id is printed and may be given: `bf-` and the UUID, so a backfill never looks
+/// like the run that carries it out. JSON keeps the bare UUID.
+pub(crate) const BACKFILL_ID_PREFIX: &str = "bf-";
+
+/// The fewest characters an abbreviated id may have.
+const MIN_ID_CHARS: usize = 4;
+
+/// How many candidates an ambiguous abbreviation lists.
+const MAX_ID_CANDIDATES: i64 = 10;
+
+/// An id as text output prints it: a backfill's with [`BACKFILL_ID_PREFIX`].
+pub(crate) fn printed_id(kind: ::lineage::IdKind, id: &uuid::Uuid) -> String {
+    match kind {
+        ::lineage::IdKind::Backfill => format!("{BACKFILL_ID_PREFIX}{id}"),
+        _ => id.to_string(),
+    }
+}
+
+/// An id's short form, as listings print it: its last hex digits (the random part of a UUIDv7;
+/// its first characters are the creation time, shared by ids made within a minute), a
+/// backfill's with [`BACKFILL_ID_PREFIX`]. [`resolve_id`] takes it back.
+pub(crate) fn printed_short_id(kind: ::lineage::IdKind, id: &uuid::Uuid) -> String {
+    match kind {
+        ::lineage::IdKind::Backfill => format!("{BACKFILL_ID_PREFIX}{}", ::lineage::short_id(id)),
+        _ => ::lineage::short_id(id),
+    }
+}
+
+/// The command that lists ids of `kind`.
+fn id_listing(kind: ::lineage::IdKind) -> &'static str {
+    match kind {
+        ::lineage::IdKind::Run => "robo-assets runs",
+        ::lineage::IdKind::Backfill => "robo-assets backfill list",
+        ::lineage::IdKind::Request => "robo-assets requests",
+    }
+}
+
+/// Resolves an id given on the command line, by every command that takes one: the whole id, or
+/// a unique beginning or end of it of at least [`MIN_ID_CHARS`] characters (a listing's short
+/// form is its end); a backfill's may carry its printed `bf-`. Ambiguous, unknown or malformed
+/// input is a user error that says what is valid (exit 2).
+pub(crate) async fn resolve_id(app: &App, kind: ::lineage::IdKind, given: &str) -> anyhow::Result<uuid::Uuid> {
+    let text = given.trim().to_ascii_lowercase();
+    let fragment = match text.strip_prefix(BACKFILL_ID_PREFIX) {
+        Some(rest) if kind == ::lineage::IdKind::Backfill => rest,
+        Some(_) => {
+            return Err(user_error(format!(
+                "{} is a backfill id, not a {kind} id: see `robo-assets backfill status {}`",
+                clip(given),
+                given.trim()
+            )));
+        }
+        None => text.as_str(),
+    };
+    let well_formed = fragment.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        && fragment.chars().filter(char::is_ascii_hexdigit).count() >= MIN_ID_CHARS
+        && fragment.len() <= 36;
+    if !well_formed {
+        return Err(user_error(format!(
+            "{} is not a {kind} id: give the whole id or at least {MIN_ID_CHARS} of its hex digits \
+             (0-9, a-f, dashes as printed), from its beginning or its end (see `{}`)",
+            clip(given),
+            id_listing(kind)
+        )));
+    }
+    let found = app.store.ids_matching(kind, fragment, MAX_ID_CANDIDATES + 1).await?;
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(user_error(format!(
+            "no {kind} matches {} in {} (see `{}`)",
+            clip(given),
+            app.store.describe(),
+            id_listing(kind)
+        ))),
+        many => {
+            let shown: Vec<String> =
+                many.iter().take(MAX_ID_CANDIDATES as usize).map(|id| format!("  {}", printed_id(kind, id))).collect();
+            let more = if many.len() as i64 > MAX_ID_CANDIDATES { "\n  …" } else { "" };
+            Err(user_error(format!(
+                "{} matches more than one {kind}; give more of its characters:\n{}{more}",
+                clip(given),
+                shown.join("\n")
+            )))
+        }
+    }
+}

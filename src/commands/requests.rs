@@ -1,31 +1,33 @@
 //! `robo-assets requests [list|show ID|cancel ID]`.
 
-use std::str::FromStr;
-
-use lineage::{RequestId, RequestState, RunId};
+use lineage::{IdKind, RequestId, RequestState};
 
 use crate::app::App;
 use crate::cli::{RequestsArgs, RequestsCommand};
-use crate::commands::{parse_choice, print_json, show_key};
+use crate::commands::runs::resolve_run;
+use crate::commands::{parse_choice, print_json, printed_short_id, resolve_id, show_key};
 use crate::{ExitStatus, user_error};
 
-fn parse_id(s: &str) -> anyhow::Result<RequestId> {
-    RequestId::from_str(s)
-        .map_err(|_| user_error(format!("{s:?} is not a request id (a UUID; see `robo-assets requests`)")))
+/// A request id given on the command line: whole or abbreviated ([`resolve_id`]).
+async fn resolve_request(app: &App, given: &str) -> anyhow::Result<RequestId> {
+    Ok(RequestId(resolve_id(app, IdKind::Request, given).await?))
 }
 
 pub async fn requests(app: &App, args: &RequestsArgs) -> anyhow::Result<ExitStatus> {
     match &args.command {
         None | Some(RequestsCommand::List) => {
             let run = match &args.run {
-                Some(r) => Some(RunId::from_str(r).map_err(|_| user_error(format!("{r:?} is not a run id")))?),
+                Some(r) => Some(resolve_run(app, r).await?),
                 None => None,
             };
             let state = match &args.state {
                 Some(s) => Some(parse_choice::<RequestState>("request state", s)?),
                 None => None,
             };
-            let before = args.before.as_deref().map(parse_id).transpose()?;
+            let before = match &args.before {
+                Some(b) => Some(resolve_request(app, b).await?),
+                None => None,
+            };
             let mut list = app.store.requests(run, state, before, args.limit + 1).await?;
             let next_cursor = if list.len() as i64 > args.limit {
                 list.truncate(args.limit as usize);
@@ -41,21 +43,21 @@ pub async fn requests(app: &App, args: &RequestsArgs) -> anyhow::Result<ExitStat
             if let Some(next) = next_cursor {
                 eprintln!("{} of {total} shown; more: --before {next}", list.len());
             }
-            println!("{:<36}  {:<15} {:>7}  {:<36}  ASSET PARTITION", "REQUEST", "STATE", "ATTEMPT", "RUN");
+            println!("{:<8}  {:<15} {:>7}  {:<8}  ASSET PARTITION", "REQUEST", "STATE", "ATTEMPT", "RUN");
             for r in list {
                 println!(
-                    "{:<36}  {:<15} {:>7}  {:<36}  {} {}",
-                    r.id.to_string(),
+                    "{:<8}  {:<15} {:>7}  {:<8}  {} {}",
+                    printed_short_id(IdKind::Request, &r.id.0),
                     r.state.as_str(),
                     format!("{}/{}", r.attempt, r.max_attempts),
-                    r.run_id.to_string(),
+                    printed_short_id(IdKind::Run, &r.run_id.0),
                     r.asset_key,
                     show_key(&r.partition_key)
                 );
             }
         }
         Some(RequestsCommand::Show { id }) => {
-            let id = parse_id(id)?;
+            let id = resolve_request(app, id).await?;
             let r = app.store.request(id).await?.ok_or_else(|| user_error(format!("no request with id {id}")))?;
             if args.json {
                 print_json(&r)?;
@@ -72,7 +74,7 @@ pub async fn requests(app: &App, args: &RequestsArgs) -> anyhow::Result<ExitStat
             }
         }
         Some(RequestsCommand::Cancel { id }) => {
-            let id = parse_id(id)?;
+            let id = resolve_request(app, id).await?;
             match app.store.cancel_request(id, chrono::Utc::now()).await? {
                 None => return Err(user_error(format!("no request with id {id}"))),
                 Some(RequestState::Running) => println!("Request {id} is running: its worker was asked to stop"),

@@ -1,18 +1,16 @@
 //! `robo-assets runs`, `runs show RUN_ID`, `runs logs RUN_ID`.
 
-use std::str::FromStr;
-
-use lineage::{RunId, RunRecord, RunStatus};
+use lineage::{IdKind, RunId, RunRecord, RunStatus};
 
 use crate::ExitStatus;
 use crate::app::App;
 use crate::cli::{RunsArgs, RunsCommand};
-use crate::commands::{parse_choice, print_json, short, show_key};
+use crate::commands::{parse_choice, print_json, printed_short_id, resolve_id, short, show_key};
 use crate::user_error;
 
-fn parse_run_id(s: &str) -> anyhow::Result<RunId> {
-    RunId::from_str(s)
-        .map_err(|_| user_error(format!("{s:?} is not a run id (a UUID like 0193f1c2-…; see `robo-assets runs`)")))
+/// A run id given on the command line: whole or abbreviated ([`resolve_id`]).
+pub(crate) async fn resolve_run(app: &App, given: &str) -> anyhow::Result<RunId> {
+    Ok(RunId(resolve_id(app, IdKind::Run, given).await?))
 }
 
 /// A page of runs, newest first: the body of `runs --json` and `/api/v1/runs`.
@@ -57,7 +55,7 @@ pub(crate) async fn show(app: &App, run: RunRecord) -> anyhow::Result<RunDetail>
 }
 
 pub(crate) async fn find(app: &App, s: &str) -> anyhow::Result<RunRecord> {
-    let id = parse_run_id(s)?;
+    let id = resolve_run(app, s).await?;
     app.store.run(id).await?.ok_or_else(|| user_error(format!("no run with id {id}; see `robo-assets runs`")))
 }
 
@@ -84,7 +82,10 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                     None => None,
                 },
                 since: args.since.as_deref().map(|s| crate::commands::parse_time("--since", s)).transpose()?,
-                before: args.before.as_deref().map(parse_run_id).transpose()?,
+                before: match &args.before {
+                    Some(b) => Some(resolve_run(app, b).await?),
+                    None => None,
+                },
                 limit: args.limit.max(1),
             };
             let RunsPage { runs, total, next_cursor } = page(app, filter).await?;
@@ -93,14 +94,14 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                 return Ok(ExitStatus::Success);
             }
             println!(
-                "{:<36}  {:<9} {:<8} {:>5} {:<20} {:>10}  SELECTION",
+                "{:<8}  {:<9} {:<8} {:>5} {:<20} {:>10}  SELECTION",
                 "RUN", "STATUS", "TRIGGER", "STEPS", "CREATED", "DURATION"
             );
             let runs_shown = runs.len();
             for r in runs {
                 println!(
-                    "{:<36}  {:<9} {:<8} {:>5} {:<20} {:>10}  {}",
-                    r.id.to_string(),
+                    "{:<8}  {:<9} {:<8} {:>5} {:<20} {:>10}  {}",
+                    printed_short_id(IdKind::Run, &r.id.0),
                     r.status.as_str(),
                     r.trigger,
                     r.n_steps,
@@ -129,24 +130,20 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
             println!("  duration   {}", duration(&run));
             println!("  tags       {}", run.tags);
             println!("\nMaterializations ({}):", materializations.len());
-            for m in &materializations {
-                println!(
-                    "  {:<36} data {}  attempt {}  {}",
-                    format!("{} {}", m.asset_key, show_key(&m.partition_key)),
-                    short(&m.data_version),
-                    m.attempt,
-                    m.storage_uri.as_deref().unwrap_or("(no output)")
-                );
-            }
+            print_materializations(app, &materializations);
             if !check_results.is_empty() {
                 println!();
                 crate::commands::print_checks(&check_results);
             }
             print_events(&events);
         }
-        Some(RunsCommand::Logs { run_id, json }) => {
+        Some(RunsCommand::Logs { run_id, asset, json }) => {
             let run = find(app, run_id).await?;
-            let events = app.store.run_events(run.id).await?;
+            let mut events = app.store.run_events(run.id).await?;
+            if let Some(asset) = asset {
+                let key = app.defs.graph().asset(crate::commands::lookup(app, asset)?).key.to_string();
+                events.retain(|e| e.asset_key.as_deref() == Some(key.as_str()));
+            }
             if *json {
                 print_json(&events)?;
             } else {
@@ -157,6 +154,47 @@ pub async fn runs(app: &App, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
+/// An asset with at most this many materializations in a run has each listed with its data
+/// version, attempt and output; one with more is summarized as ranges of partitions.
+const LISTED_PER_ASSET: usize = 5;
+
+/// At most this many ranges of partitions are printed per asset.
+const RANGES_PER_ASSET: usize = 8;
+
+/// A run's materializations by asset, then partition: each one when an asset has few, else the
+/// asset's count and its contiguous ranges (`2025-12-01T00:00..2025-12-31T23:00 (744)`). `--json`
+/// keeps every row.
+fn print_materializations(app: &App, materializations: &[lineage::MaterializationRecord]) {
+    let mut by_asset: std::collections::BTreeMap<&str, Vec<&lineage::MaterializationRecord>> = Default::default();
+    for m in materializations {
+        by_asset.entry(m.asset_key.as_str()).or_default().push(m);
+    }
+    let width = by_asset.keys().map(|a| a.len()).max().unwrap_or(0);
+    for (asset, mut ms) in by_asset {
+        ms.sort_by(|a, b| (&a.partition_key, a.id).cmp(&(&b.partition_key, b.id)));
+        if ms.len() <= LISTED_PER_ASSET {
+            for m in ms {
+                println!(
+                    "  {:<36} data {}  attempt {}  {}",
+                    format!("{asset} {}", show_key(&m.partition_key)),
+                    short(&m.data_version),
+                    m.attempt,
+                    m.storage_uri.as_deref().unwrap_or("(no output)")
+                );
+            }
+            continue;
+        }
+        let def = app.defs.graph().lookup(asset).ok().and_then(|id| app.defs.graph().asset(id).partitions.as_ref());
+        let keys: Vec<String> = ms.iter().map(|m| m.partition_key.clone()).collect();
+        let ranges = engine::partition::compress_ranges(def, &keys);
+        let mut shown = ranges.iter().take(RANGES_PER_ASSET).cloned().collect::<Vec<_>>().join(", ");
+        if ranges.len() > RANGES_PER_ASSET {
+            shown.push_str(&format!(", … {} more ranges (--json lists every one)", ranges.len() - RANGES_PER_ASSET));
+        }
+        println!("  {asset:<width$}  {:>6} materialized  {shown}", ms.len());
+    }
+}
+
 fn print_events(events: &[lineage::RunEvent]) {
     println!("\nEvents ({}):", events.len());
     for e in events {
@@ -164,6 +202,10 @@ fn print_events(events: &[lineage::RunEvent]) {
             (Some(a), Some(p)) => format!("{a} {}", show_key(p)),
             _ => String::new(),
         };
-        println!("  {}  {:<15} {:<36} {}", e.ts.format("%H:%M:%S%.3f"), e.kind.as_str(), subject, e.message);
+        let message = match e.body.get("level").and_then(|l| l.as_str()) {
+            Some(level) if e.kind == lineage::EventKind::StepMessage => format!("{level}: {}", e.message),
+            _ => e.message.clone(),
+        };
+        println!("  {}  {:<15} {:<36} {}", e.ts.format("%H:%M:%S%.3f"), e.kind.as_str(), subject, message);
     }
 }

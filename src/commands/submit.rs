@@ -153,9 +153,18 @@ async fn keyed_run(
     Ok(found)
 }
 
-/// Follows a run until it ends, printing progress on stderr.
+/// How long `submit --wait` waits for a worker to claim one of its requests before it says that
+/// none seems to be running.
+const NO_WORKER_HINT_AFTER: Duration = Duration::from_secs(5);
+
+/// Follows a run until it ends, printing progress on stderr. When none of its requests has been
+/// claimed after [`NO_WORKER_HINT_AFTER`] while some could be, and no worker holds a lease on
+/// anything, it says (once) that no worker seems to be running and how to start one, and keeps
+/// waiting: a worker started later carries the run out.
 async fn wait(app: &App, run_id: RunId, total: usize) -> anyhow::Result<ExitStatus> {
     let mut last = String::new();
+    let started = tokio::time::Instant::now();
+    let mut hinted = false;
     loop {
         let requests = app.store.requests(Some(run_id), None, None, total as i64 + 1).await?;
         let count = |s: RequestState| requests.iter().filter(|r| r.state == s).count();
@@ -170,6 +179,19 @@ async fn wait(app: &App, run_id: RunId, total: usize) -> anyhow::Result<ExitStat
         if line != last {
             eprintln!("{line}");
             last = line;
+        }
+        let untouched = requests.iter().all(|r| r.attempt == 0 && !r.state.is_terminal());
+        if !hinted && untouched && started.elapsed() >= NO_WORKER_HINT_AFTER {
+            let claimable = requests.iter().any(|r| r.state == RequestState::Available);
+            if claimable && app.store.lease_holders().await?.is_empty() {
+                eprintln!(
+                    "No worker has claimed any of these requests in {}s and no worker holds any: is one running? \
+                     Start one with `robo-assets worker` (against the same ROBO_ASSETS_HOME or ROBO_ASSETS_LINEAGE_URL); \
+                     this keeps waiting (Ctrl-C stops waiting; the run stays queued).",
+                    NO_WORKER_HINT_AFTER.as_secs()
+                );
+            }
+            hinted = true;
         }
         if let Some(run) = app.store.run(run_id).await?
             && run.status.is_terminal()

@@ -21,6 +21,7 @@ mod plaid;
 mod postgres;
 mod project;
 mod qbo;
+mod run_output;
 mod s3;
 mod sec;
 mod web;

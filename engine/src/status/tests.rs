@@ -160,6 +160,7 @@ async fn every_state_counted_and_late_ones_name_their_deadline() {
         error: "graph api 503".into(),
         retry_at: None,
         checks: Vec::new(),
+        messages: Vec::new(),
     };
     store.fail_request("w", &attempt, now()).await.unwrap();
     claim(&store, "usage", "2025-12-03").await;

@@ -60,3 +60,26 @@ uuid_id!(
 
 /// The id of one recorded materialization; also the store's global, monotonic cursor.
 pub type MaterializationId = i64;
+
+/// The kinds of ids a person types: what [`crate::LineageStore::ids_matching`] looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum IdKind {
+    /// A [`RunId`].
+    Run,
+    /// A [`BackfillId`].
+    Backfill,
+    /// A [`RequestId`].
+    Request,
+}
+
+/// How many hex digits the short form of an id has.
+pub const SHORT_ID_DIGITS: usize = 8;
+
+/// The short form of an id as listings print it: its last [`SHORT_ID_DIGITS`] hex digits. A
+/// UUIDv7 starts with its creation time in milliseconds, so ids made within a minute share their
+/// first characters; the end is random.
+pub fn short_id(id: &Uuid) -> String {
+    let text = id.simple().to_string();
+    text[text.len() - SHORT_ID_DIGITS..].to_owned()
+}

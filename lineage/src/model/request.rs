@@ -137,6 +137,9 @@ pub struct Completion {
     pub materialization: NewMaterialization,
     /// Check verdicts on its output, recorded with it (and only if it is recorded).
     pub checks: Vec<NewCheckResult>,
+    /// What its compute function logged (`step_message` events), recorded with it (and only if
+    /// it is recorded).
+    pub messages: Vec<super::RunEvent>,
 }
 
 /// A failed attempt to record, fenced on the lease like a [`Completion`].
@@ -152,6 +155,8 @@ pub struct FailedAttempt {
     pub retry_at: Option<DateTime<Utc>>,
     /// Check verdicts the attempt produced (a failed `error` check is why it failed).
     pub checks: Vec<NewCheckResult>,
+    /// What its compute function logged (`step_message` events), recorded with the failure.
+    pub messages: Vec<super::RunEvent>,
 }
 
 /// What recording a failed attempt did.

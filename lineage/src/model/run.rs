@@ -177,6 +177,9 @@ pub enum EventKind {
     RunFailed,
     /// The run was canceled.
     RunCanceled,
+    /// A line a step's compute function logged (`ctx.log`): its level in the body, its text as
+    /// the message. Recorded in the transaction that ends the attempt.
+    StepMessage,
 }
 
 impl EventKind {

@@ -546,6 +546,23 @@ impl LineageStore for db::Store {
         Ok(keys)
     }
 
+    async fn ids_matching(&self, kind: IdKind, fragment: &str, limit: i64) -> Result<Vec<uuid::Uuid>> {
+        let query = match kind {
+            IdKind::Run => "SELECT id FROM runs WHERE id LIKE $1 OR id LIKE $2 ORDER BY id LIMIT $3",
+            IdKind::Backfill => "SELECT id FROM backfills WHERE id LIKE $1 OR id LIKE $2 ORDER BY id LIMIT $3",
+            IdKind::Request => {
+                "SELECT id FROM materialization_requests WHERE id LIKE $1 OR id LIKE $2 ORDER BY id LIMIT $3"
+            }
+        };
+        let ids: Vec<String> = sqlx::query_scalar(query)
+            .bind(format!("{fragment}%"))
+            .bind(format!("%{fragment}"))
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
+        ids.iter().map(|id| decode::<uuid::Uuid>("id", id)).collect()
+    }
+
     async fn materializations_after(&self, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>> {
         Ok(sqlx::query_as(
             "SELECT id, asset_key, partition_key FROM materializations WHERE id > $1 AND wiped_at IS NULL \

@@ -690,6 +690,9 @@ impl RequestQueue for db::Store {
             if held.is_empty() {
                 continue;
             }
+            // What the steps logged, before the events that end them.
+            let messages: Vec<RunEvent> = held.iter().flat_map(|i| chunk[*i].messages.iter().cloned()).collect();
+            insert_step_messages(&mut tx, &messages).await?;
             let ms: Vec<NewMaterialization> = held.iter().map(|i| chunk[*i].materialization.clone()).collect();
             let ids = write_materializations(&mut tx, &ms).await?;
             let checks: Vec<NewCheckResult> = held.iter().flat_map(|i| chunk[*i].checks.iter().cloned()).collect();
@@ -760,6 +763,7 @@ impl RequestQueue for db::Store {
             return Ok(FailOutcome::LeaseLost);
         };
         insert_check_results(&mut tx, &failed.checks).await?;
+        insert_step_messages(&mut tx, &failed.messages).await?;
         if held.cancel_requested {
             // A cancel was asked while it ran: it ends canceled, never retried.
             settle(&mut tx, &held, Settle::Cancel { why: "canceled" }, now).await?;
@@ -1070,4 +1074,12 @@ impl RequestQueue for db::Store {
             })
             .collect()
     }
+}
+
+/// Writes what steps logged (`step_message` events), in bounded statements; nothing when empty.
+async fn insert_step_messages(tx: &mut db::Conn, messages: &[RunEvent]) -> Result<()> {
+    for chunk in messages.chunks(ROWS_PER_STATEMENT) {
+        insert_events(&mut *tx, chunk).await?;
+    }
+    Ok(())
 }
