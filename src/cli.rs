@@ -51,7 +51,7 @@ pub fn grouped_help(command: clap::Command, project: &str, settings: &[crate::co
         text.push_str(&format!("{heading}:\n"));
         for name in *names {
             if let Some(c) = subcommands.iter().find(|c| c.get_name() == *name) {
-                text.push_str(&line(c));
+                text.push_str(&line(*c));
             }
         }
         text.push('\n');
@@ -61,7 +61,7 @@ pub fn grouped_help(command: clap::Command, project: &str, settings: &[crate::co
     if !others.is_empty() {
         text.push_str(&format!("{project} commands:\n"));
         for c in others {
-            text.push_str(&line(c));
+            text.push_str(&line(*c));
         }
         text.push('\n');
     }

@@ -88,10 +88,9 @@ struct Resolved {
 /// `robo-assets.toml`. Before the command line is read (in tests of the library's parts), the
 /// environment alone.
 pub fn setting(name: &str) -> Option<String> {
-    match SETTINGS.get() {
-        Some(resolved) => resolved.values.get(name).cloned(),
-        None => std::env::var(name).ok().filter(|v| !v.trim().is_empty()),
-    }
+    let env = || std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    // A name no project declared is read from the environment alone.
+    SETTINGS.get().and_then(|resolved| resolved.values.get(name).cloned()).or_else(env)
 }
 
 /// An environment variable of the engine's, `None` when unset or blank (see [`setting`]).
@@ -171,7 +170,7 @@ fn read_file(path: &Path, settings: &[Setting], in_home: bool) -> anyhow::Result
             toml::Value::Boolean(b) => b.to_string(),
             other => {
                 return Err(user_error(format!(
-                    "configuration file {shown}: key {key:?} is a {}; it must be a string (the value of {})",
+                    "configuration file {shown}: key {key:?} is of type {}; it must be a string (the value of {})",
                     other.type_str(),
                     setting.name
                 )));

@@ -15,6 +15,7 @@ mod deploy;
 mod executor;
 mod graph_api;
 mod metrics;
+mod onboarding;
 mod plaid;
 mod postgres;
 mod project;
