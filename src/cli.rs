@@ -43,7 +43,7 @@ pub fn grouped_help(command: clap::Command, project: &str, settings: &[crate::co
     let subcommands: Vec<&clap::Command> = built.get_subcommands().filter(|c| !c.is_hide_set()).collect();
     let width = subcommands.iter().map(|c| c.get_name().len()).max().unwrap_or(0);
     let line = |c: &clap::Command| {
-        let about = c.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let about = c.get_about().map(ToString::to_string).unwrap_or_default();
         format!("  {:width$}  {about}\n", c.get_name())
     };
     let mut text = String::new();
@@ -51,7 +51,7 @@ pub fn grouped_help(command: clap::Command, project: &str, settings: &[crate::co
         text.push_str(&format!("{heading}:\n"));
         for name in *names {
             if let Some(c) = subcommands.iter().find(|c| c.get_name() == *name) {
-                text.push_str(&line(*c));
+                text.push_str(&line(c));
             }
         }
         text.push('\n');
@@ -61,7 +61,7 @@ pub fn grouped_help(command: clap::Command, project: &str, settings: &[crate::co
     if !others.is_empty() {
         text.push_str(&format!("{project} commands:\n"));
         for c in others {
-            text.push_str(&line(*c));
+            text.push_str(&line(c));
         }
         text.push('\n');
     }

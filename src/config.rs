@@ -158,7 +158,7 @@ fn read_file(path: &Path, settings: &[Setting], in_home: bool) -> anyhow::Result
                 close => format!(" (did you mean {}?)", close.join(", ")),
             };
             return Err(user_error(format!(
-                "configuration file {shown}: unknown key {:?}{hint}; valid keys: {}",
+                "configuration file {shown}: unknown key {}{hint}; valid keys: {}",
                 crate::commands::clip(key),
                 keys.join(", ")
             )));

@@ -78,20 +78,16 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
                 .flat_map(engine::PartitionsDef::dynamic_names)
                 .collect();
             let valid = declared.iter().copied().collect::<Vec<_>>().join(", ");
-            let name = match (&args.command, &args.name) {
-                (
-                    Some(
-                        crate::cli::PartitionsCommand::List { name } | crate::cli::PartitionsCommand::Add { name, .. },
-                    ),
-                    _,
-                )
-                | (None, Some(name)) => name,
-                (None, None) => {
-                    return Err(user_error(format!(
-                        "name a dynamic partitions definition: `partitions NAME` lists its keys, \
-                         `partitions add NAME KEY…` adds some; defined: {valid}"
-                    )));
-                }
+            let ((
+                Some(crate::cli::PartitionsCommand::List { name } | crate::cli::PartitionsCommand::Add { name, .. }),
+                _,
+            )
+            | (None, Some(name))) = (&args.command, &args.name)
+            else {
+                return Err(user_error(format!(
+                    "name a dynamic partitions definition: `partitions NAME` lists its keys, \
+                     `partitions add NAME KEY…` adds some; defined: {valid}"
+                )));
             };
             if !declared.contains(name.as_str()) {
                 // An asset's name is the natural guess: say which definition it is partitioned by.

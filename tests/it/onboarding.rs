@@ -177,8 +177,9 @@ fn partitions_takes_a_definition_name_and_explains_an_asset_name() {
     assert_eq!(run.code, 2);
     assert!(
         run.stderr.contains(
-            "no dynamic partitions definition named graph_provisioning (graph_provisioning is an asset partitioned by \
-             the dynamic definition \"subscriptions\"); defined: "
+            "no dynamic partitions definition named \"graph_provisioning\" (\"graph_provisioning\" is an asset \
+             partitioned by the dynamic definition \"subscriptions\"); defined: plaid_items, qbo_realms, sec_ciks, \
+             subscriptions"
         ),
         "{}",
         run.stderr
