@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// upstream dependencies. The lineage store records every materialization, so robo-assets can
 /// say what is missing, stale or late, and why.
 #[derive(Debug, Parser)]
-#[command(name = "robo-assets", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "robo-assets", version = env!("ROBO_ASSETS_VERSION"), propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -16,6 +16,72 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// A configuration file of settings (the keys are under "Settings" below) [default:
+    /// ./robo-assets.toml, else $ROBO_ASSETS_HOME/robo-assets.toml]. Flags and environment
+    /// variables win over it.
+    #[arg(long, global = true, value_name = "FILE", env = "ROBO_ASSETS_CONFIG", hide_env_values = true)]
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// The headings `--help` groups the commands under, and the commands of each, in order. A
+/// command missing here (a project's own) is listed under the project's heading.
+pub const COMMAND_GROUPS: &[(&str, &[&str])] = &[
+    ("Run", &["materialize", "backfill", "submit", "worker"]),
+    ("Inspect", &["list", "status", "why", "lineage", "history", "checks", "runs", "requests", "ui"]),
+    ("Automate", &["daemon", "dev", "schedules", "sensors", "ticks", "simulate"]),
+    ("Operate", &["partitions", "pools", "wipe", "repair", "migrate", "demo", "completions", "help"]),
+];
+
+/// `--help` with the commands grouped under [`COMMAND_GROUPS`]' headings (clap lists
+/// subcommands under one heading only), the project's own commands after them, then the options
+/// and the settings: each one's flag, environment variable and key in `robo-assets.toml`, never
+/// its value.
+pub fn grouped_help(command: clap::Command, project: &str, settings: &[crate::config::Setting]) -> clap::Command {
+    let mut built = command.clone();
+    built.build();
+    let subcommands: Vec<&clap::Command> = built.get_subcommands().filter(|c| !c.is_hide_set()).collect();
+    let width = subcommands.iter().map(|c| c.get_name().len()).max().unwrap_or(0);
+    let line = |c: &clap::Command| {
+        let about = c.get_about().map(ToString::to_string).unwrap_or_default();
+        format!("  {:width$}  {about}\n", c.get_name())
+    };
+    let mut text = String::new();
+    for (heading, names) in COMMAND_GROUPS {
+        text.push_str(&format!("{heading}:\n"));
+        for name in *names {
+            if let Some(c) = subcommands.iter().find(|c| c.get_name() == *name) {
+                text.push_str(&line(c));
+            }
+        }
+        text.push('\n');
+    }
+    let others: Vec<_> =
+        subcommands.iter().filter(|c| !COMMAND_GROUPS.iter().any(|(_, names)| names.contains(&c.get_name()))).collect();
+    if !others.is_empty() {
+        text.push_str(&format!("{project} commands:\n"));
+        for c in others {
+            text.push_str(&line(c));
+        }
+        text.push('\n');
+    }
+    let mut after = String::from(
+        "Settings (a flag, else the environment variable, else the key in robo-assets.toml; --help never shows a value):\n",
+    );
+    for s in settings {
+        let key = s.key();
+        let secret = if s.secret { " (secret)" } else { "" };
+        after.push_str(&format!("  --{} <VALUE>  [env: {}] [toml: {key}]{secret}\n", key.replace('_', "-"), s.name));
+        after.push_str(&format!("          {}\n", s.help));
+    }
+    after.push_str(
+        "Read from the environment only: RUST_LOG (log filter), NO_COLOR, ROBO_ASSETS_FAILPOINT (crash tests), \
+         the AWS credential chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, …)\n",
+    );
+    let template = format!(
+        "{{before-help}}{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{text}Options:\n{{options}}\n\n{after}"
+    );
+    command.help_template(template)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,6 +162,18 @@ pub enum Command {
     ///
     /// Staleness is maintained as materializations are recorded; this checks it.
     Repair,
+    /// Print a shell completion script: `robo-assets completions bash > ~/.local/share/bash-completion/completions/robo-assets`.
+    ///
+    /// zsh: `robo-assets completions zsh > ~/.zfunc/_robo-assets` (with `fpath+=~/.zfunc` before
+    /// `compinit`); fish: `robo-assets completions fish > ~/.config/fish/completions/robo-assets.fish`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -229,9 +307,12 @@ pub struct SimulateArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct PartitionsArgs {
     #[command(subcommand)]
-    pub command: PartitionsCommand,
+    pub command: Option<PartitionsCommand>,
+    /// A dynamic definition's name: `partitions NAME` lists its keys, as `partitions list NAME`.
+    pub name: Option<String>,
     /// Print JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,

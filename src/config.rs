@@ -1,10 +1,17 @@
 //! The engine's configuration from the environment: where state lives, the lineage store, where
 //! outputs go, and "now". A project's own resources read theirs in their factories.
 //!
-//! Precedence: environment variable (empty = unset) > embedded default. Every URL that could
-//! hold a secret is shown redacted.
+//! Precedence: command-line flag > environment variable (empty = unset) > `robo-assets.toml` >
+//! embedded default. Every URL that could hold a secret is shown redacted.
+//!
+//! A setting is one name everywhere: the variable (`ROBO_ASSETS_LINEAGE_URL`), its flag
+//! (`--lineage-url`) and its key in the file (`lineage_url`): the variable's name in lower case
+//! without `ROBO_ASSETS_`. The engine's settings are [`ENGINE_SETTINGS`]; a project adds its own
+//! (`Project::setting`).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 
@@ -32,9 +39,170 @@ pub struct Config {
     pub openlineage_namespace: String,
 }
 
-/// An environment variable, `None` when unset or blank.
+/// A setting read from a flag, the environment or `robo-assets.toml`.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// The environment variable, e.g. `ROBO_ASSETS_LINEAGE_URL`.
+    pub name: &'static str,
+    /// What it means, for `--help`.
+    pub help: &'static str,
+    /// A credential (or a URL that can hold one): `--help` never shows its value.
+    pub secret: bool,
+}
+
+impl Setting {
+    /// Its key in `robo-assets.toml` (and, in kebab case, its flag): `lineage_url`.
+    pub fn key(&self) -> String {
+        self.name.strip_prefix("ROBO_ASSETS_").unwrap_or(self.name).to_ascii_lowercase()
+    }
+}
+
+/// The engine's settings, in the order `--help` lists them.
+pub const ENGINE_SETTINGS: &[Setting] = &[
+    Setting { name: "ROBO_ASSETS_HOME", help: "State directory [default: ./.robo-assets]", secret: false },
+    Setting {
+        name: "ROBO_ASSETS_LINEAGE_URL",
+        help: "Lineage store: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [default: sqlite://$ROBO_ASSETS_HOME/lineage.db]",
+        secret: true,
+    },
+    Setting {
+        name: "S3_BUCKET_NAME",
+        help: "Write outputs to this S3 bucket [default: the local directory $ROBO_ASSETS_HOME/storage]",
+        secret: false,
+    },
+    Setting {
+        name: "ROBO_ASSETS_S3_PREFIX",
+        help: "Key prefix inside the bucket [default: robo-assets]",
+        secret: false,
+    },
+    Setting { name: "AWS_REGION", help: "The bucket's region [default: us-east-1]", secret: false },
+    Setting { name: "AWS_ENDPOINT_URL", help: "Endpoint of an S3-compatible server [default: AWS]", secret: false },
+    Setting { name: "ROBO_ASSETS_NOW", help: "Pin \"now\" (RFC 3339), for reproducible runs and tests", secret: false },
+    Setting {
+        name: "OPENLINEAGE_URL",
+        help: "Where the daemon delivers OpenLineage events (http://HOST:PORT) [default: none, they wait in the outbox]",
+        secret: true,
+    },
+    Setting { name: "OPENLINEAGE_API_KEY", help: "The OpenLineage receiver's bearer token", secret: true },
+    Setting {
+        name: "OPENLINEAGE_NAMESPACE",
+        help: "The jobs' namespace in OpenLineage events [default: robo-assets]",
+        secret: false,
+    },
+];
+
+/// The settings in force: flags and variables as clap read them, then the file's values.
+static SETTINGS: OnceLock<Resolved> = OnceLock::new();
+
+#[derive(Debug, Default)]
+struct Resolved {
+    values: BTreeMap<&'static str, String>,
+    /// The settings the file gave (variable name → its key), and the file, for error messages.
+    from_file: BTreeMap<&'static str, String>,
+    file: Option<PathBuf>,
+}
+
+/// A setting's value, `None` when unset or blank: its flag or environment variable, else
+/// `robo-assets.toml`. Before the command line is read (in tests of the library's parts), the
+/// environment alone.
+pub fn setting(name: &str) -> Option<String> {
+    let env = || std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    // A name no project declared is read from the environment alone.
+    SETTINGS.get().and_then(|resolved| resolved.values.get(name).cloned()).or_else(env)
+}
+
+/// An environment variable of the engine's, `None` when unset or blank (see [`setting`]).
 pub(crate) fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    setting(name)
+}
+
+/// Fixes the settings for this process: `given` has what flags and variables set (clap read
+/// them), the rest comes from the configuration file: `--config FILE` (`ROBO_ASSETS_CONFIG`),
+/// else `./robo-assets.toml`, else `$ROBO_ASSETS_HOME/robo-assets.toml`.
+pub(crate) fn resolve(
+    settings: &[Setting],
+    given: BTreeMap<&'static str, String>,
+    explicit: Option<&Path>,
+) -> anyhow::Result<()> {
+    let given: BTreeMap<&'static str, String> = given.into_iter().filter(|(_, v)| !v.trim().is_empty()).collect();
+    let file = match explicit {
+        Some(path) if !path.is_file() => {
+            return Err(user_error(format!(
+                "configuration file {} (--config, ROBO_ASSETS_CONFIG) does not exist or is not a file",
+                path.display()
+            )));
+        }
+        Some(path) => Some(path.to_path_buf()),
+        None => {
+            let home = given.get("ROBO_ASSETS_HOME").map_or_else(|| PathBuf::from("./.robo-assets"), PathBuf::from);
+            [PathBuf::from("robo-assets.toml"), home.join("robo-assets.toml")].into_iter().find(|p| p.is_file())
+        }
+    };
+    let mut resolved = Resolved { file: file.clone(), ..Resolved::default() };
+    let from_file = match &file {
+        Some(path) => read_file(path, settings, explicit.is_none() && path != Path::new("robo-assets.toml"))?,
+        None => BTreeMap::new(),
+    };
+    for s in settings {
+        if let Some(v) = given.get(s.name) {
+            resolved.values.insert(s.name, v.clone());
+        } else if let Some(v) = from_file.get(s.name) {
+            resolved.values.insert(s.name, v.clone());
+            resolved.from_file.insert(s.name, s.key());
+        }
+    }
+    // Set once per process; a second call (none today) keeps the first.
+    let _ = SETTINGS.set(resolved);
+    Ok(())
+}
+
+/// Reads a configuration file: every key a setting's, every value a string, number or boolean.
+/// `in_home`: the file is the one in the state directory, which cannot move that directory.
+fn read_file(path: &Path, settings: &[Setting], in_home: bool) -> anyhow::Result<BTreeMap<&'static str, String>> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| user_error(format!("configuration file {shown} cannot be read: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let at = e.span().map(|span| line_col(&text, span.start)).unwrap_or_default();
+        user_error(format!("configuration file {shown}{at} is not valid TOML: {}", e.message()))
+    })?;
+    let keys: Vec<String> = settings.iter().map(Setting::key).collect();
+    let mut values = BTreeMap::new();
+    for (key, value) in &table {
+        let Some(setting) = settings.iter().find(|s| s.key() == *key) else {
+            let close = engine::graph::suggest(key, keys.iter().map(String::as_str));
+            let hint = match close.as_slice() {
+                [] => String::new(),
+                close => format!(" (did you mean {}?)", close.join(", ")),
+            };
+            return Err(user_error(format!(
+                "configuration file {shown}: unknown key {}{hint}; valid keys: {}",
+                crate::commands::clip(key),
+                keys.join(", ")
+            )));
+        };
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(user_error(format!(
+                    "configuration file {shown}: key {key:?} is of type {}; it must be a string (the value of {})",
+                    other.type_str(),
+                    setting.name
+                )));
+            }
+        };
+        if setting.name == "ROBO_ASSETS_HOME" && in_home {
+            return Err(user_error(format!(
+                "configuration file {shown}: key \"home\" cannot move the state directory the file is in; \
+                 set it in ./robo-assets.toml, a --config file or ROBO_ASSETS_HOME"
+            )));
+        }
+        values.insert(setting.name, text);
+    }
+    Ok(values)
 }
 
 impl Config {
@@ -112,6 +280,22 @@ impl Config {
             openlineage_namespace,
         })
     }
+}
+
+/// ` (line L, column C)` of a byte offset.
+fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+    format!(" (line {line}, column {column})")
+}
+
+/// For an error about a setting the configuration file gave: which key of which file it was.
+pub(crate) fn file_note(message: &str) -> Option<String> {
+    let resolved = SETTINGS.get()?;
+    let file = resolved.file.as_ref()?;
+    let (_, key) = resolved.from_file.iter().find(|(name, _)| message.contains(&format!("{name}=")))?;
+    Some(format!(" (set by {key:?} in {})", file.display()))
 }
 
 /// S3 bucket naming rules: 3 to 63 characters of lowercase letters, digits, dots and hyphens,

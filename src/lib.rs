@@ -34,6 +34,7 @@ mod project;
 mod view;
 
 pub use commands::clip;
+pub use config::{Setting, setting};
 pub use project::{OBJECT_STORE, Project, Setup};
 
 pub use arrow_array;

@@ -16,6 +16,7 @@ use engine::{AssetDef, Clock, Definitions};
 use resources::ObjectStore;
 
 use crate::cli::{Cli, LogFormat};
+use crate::config::Setting;
 use crate::{ExitStatus, UserError, user_error};
 
 /// The resource key every project has bound: the object store outputs go to (a local folder, or
@@ -70,6 +71,7 @@ pub struct Project {
     checks: Vec<Box<dyn FnOnce() -> anyhow::Result<()>>>,
     demo: Option<Seeder>,
     commands: Vec<(clap::Command, CommandRunner)>,
+    settings: Vec<Setting>,
 }
 
 /// A project, validated: what every command runs on.
@@ -92,7 +94,22 @@ impl Project {
             checks: Vec::new(),
             demo: None,
             commands: Vec::new(),
+            settings: crate::config::ENGINE_SETTINGS.to_vec(),
         }
+    }
+
+    /// A setting the project's resources read (`DATABASE_URL`): its flag, environment variable
+    /// and `robo-assets.toml` key are documented in `--help` and accepted; read it with
+    /// [`setting`](crate::setting). `help` says what it means and its default.
+    pub fn setting(mut self, name: &'static str, help: &'static str) -> Project {
+        self.settings.push(Setting { name, help, secret: false });
+        self
+    }
+
+    /// A [`setting`](Project::setting) that is a credential, or a URL that can hold one.
+    pub fn secret_setting(mut self, name: &'static str, help: &'static str) -> Project {
+        self.settings.push(Setting { name, help, secret: true });
+        self
     }
 
     /// Adds asset definitions.
@@ -179,11 +196,35 @@ impl Project {
     pub fn main(self) -> ExitCode {
         exit_quietly_on_broken_pipe();
         let mut command = Cli::command().name(self.name).bin_name(self.name);
+        for s in &self.settings {
+            // Settings live as long as the process: leaking the flag's name is how clap takes one.
+            let long: &'static str = Box::leak(s.key().replace('_', "-").into_boxed_str());
+            command = command.arg(
+                clap::Arg::new(s.name).long(long).env(s.name).hide_env_values(true).hide(true).value_name("VALUE"),
+            );
+        }
         for (c, _) in &self.commands {
             command = command.subcommand(c.clone());
         }
+        let command = crate::cli::grouped_help(command, self.name, &self.settings);
+        let mut for_completions = command.clone();
         let matches = command.get_matches();
         let json = wants_json(&matches);
+        if let Some(("completions", sub)) = matches.subcommand()
+            && let Some(shell) = sub.get_one::<clap_complete::Shell>("shell")
+        {
+            clap_complete::generate(*shell, &mut for_completions, self.name, &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        let given = self
+            .settings
+            .iter()
+            .filter_map(|s| matches.get_one::<String>(s.name).map(|v| (s.name, v.clone())))
+            .collect();
+        let file = matches.get_one::<PathBuf>("config").map(PathBuf::as_path);
+        if let Err(err) = crate::config::resolve(&self.settings, given, file) {
+            return exit_code(Err(err), json);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
         if let Some((name, sub)) = matches.subcommand()
             && self.commands.iter().any(|(c, _)| c.get_name() == name)
@@ -278,6 +319,9 @@ fn exit_code(result: anyhow::Result<ExitStatus>, json: bool) -> ExitCode {
             let user = err.downcast_ref::<UserError>().is_some();
             // A message that echoes a huge argument is cut: what was wrong fits on a screen.
             let mut message = chain(err.as_ref());
+            if user && let Some(note) = crate::config::file_note(&message) {
+                message.push_str(&note);
+            }
             let chars = message.chars().count();
             if chars > 2_000 {
                 message = format!("{}… ({chars} characters in all)", message.chars().take(2_000).collect::<String>());

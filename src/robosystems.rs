@@ -27,8 +27,10 @@ enum AppDbLocation {
     Postgres(String),
 }
 
+/// A setting: its flag or environment variable, else its key in `robo-assets.toml` (the
+/// settings are listed in `src/main.rs`, so `--help` documents each one).
 fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    robo_assets::setting(name)
 }
 
 /// The app database's location; `home` holds the embedded one.

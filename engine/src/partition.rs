@@ -373,6 +373,19 @@ impl TimeWindowPartitions {
         }
     }
 
+    /// For a range's end: a date of a weekly definition is snapped to the start of the week that
+    /// contains it (`--from 2025-12-03` of Monday weeks starts with the week of 2025-12-01), as
+    /// a range of days covers the weeks it touches. Any other key is returned as it is.
+    pub fn week_containing(&self, key: &str) -> String {
+        match (self.cadence, NaiveDate::parse_from_str(key, "%Y-%m-%d")) {
+            (Cadence::Weekly, Ok(date)) => {
+                let days = (date - self.start.date()).num_days();
+                (self.start.date() + chrono::Duration::days(days.div_euclid(7) * 7)).format("%Y-%m-%d").to_string()
+            }
+            _ => key.to_owned(),
+        }
+    }
+
     fn malformed(&self, key: &str) -> PartitionKeyError {
         PartitionKeyError::Malformed {
             key: key.to_owned(),
@@ -413,10 +426,20 @@ impl TimeWindowPartitions {
                 let date = NaiveDate::parse_from_str(key, "%Y-%m-%d").map_err(|_| self.malformed(key))?;
                 let days = (date - self.start.date()).num_days();
                 if days.rem_euclid(7) != 0 {
+                    let week = self.start.date() + chrono::Duration::days(days.div_euclid(7) * 7);
+                    let last = week + chrono::Duration::days(6);
+                    let next = week + chrono::Duration::days(7);
                     return Err(PartitionKeyError::Malformed {
                         key: key.to_owned(),
                         def: self.describe(),
-                        expected: format!("a week start, i.e. a {}", self.start.date().weekday()),
+                        expected: format!(
+                            "a week start, i.e. a {} ({key} is a {}, in the week {week} (a {}) to {last} (a {}); \
+                             the next week starts {next})",
+                            week.format("%A"),
+                            date.format("%A"),
+                            week.format("%A"),
+                            last.format("%A"),
+                        ),
                     });
                 }
                 days / 7
@@ -698,8 +721,8 @@ impl PartitionsDef {
     pub fn range(&self, from: &str, to: &str, ctx: &PartitionsContext) -> Result<Vec<String>, PartitionKeyError> {
         match self {
             PartitionsDef::TimeWindow(tw) => {
-                let a = tw.resolve(from, ctx.now)?;
-                let b = tw.resolve(to, ctx.now)?;
+                let a = tw.resolve(&tw.week_containing(from), ctx.now)?;
+                let b = tw.resolve(&tw.week_containing(to), ctx.now)?;
                 if a > b {
                     return Err(PartitionKeyError::Reversed { from: from.to_owned(), to: to.to_owned() });
                 }

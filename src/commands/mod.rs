@@ -57,6 +57,8 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
         Command::Why(args) => why::why(&app, &args).await,
         Command::Wipe(args) => why::wipe(&app, &args).await,
         Command::Repair => why::repair(&app).await,
+        // Answered by `Project::main` before any store is opened: it needs the whole command.
+        Command::Completions(_) => unreachable!("`completions` is answered before commands run"),
         Command::Ui(args) => {
             let app = std::sync::Arc::new(app);
             let cancel = tokio_util::sync::CancellationToken::new();
@@ -75,15 +77,34 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
                 .filter_map(|a| a.partitions.as_ref())
                 .flat_map(engine::PartitionsDef::dynamic_names)
                 .collect();
-            let (crate::cli::PartitionsCommand::List { name } | crate::cli::PartitionsCommand::Add { name, .. }) =
-                &args.command;
-            if !declared.contains(name.as_str()) {
+            let valid = declared.iter().copied().collect::<Vec<_>>().join(", ");
+            let ((
+                Some(crate::cli::PartitionsCommand::List { name } | crate::cli::PartitionsCommand::Add { name, .. }),
+                _,
+            )
+            | (None, Some(name))) = (&args.command, &args.name)
+            else {
                 return Err(user_error(format!(
-                    "no dynamic partitions named {name:?}; declared: {}",
-                    declared.iter().copied().collect::<Vec<_>>().join(", ")
+                    "name a dynamic partitions definition: `partitions NAME` lists its keys, \
+                     `partitions add NAME KEY…` adds some; defined: {valid}"
+                )));
+            };
+            if !declared.contains(name.as_str()) {
+                // An asset's name is the natural guess: say which definition it is partitioned by.
+                let of_asset = app.defs.graph().lookup(name).ok().and_then(|id| {
+                    let def = app.defs.graph().asset(id).partitions.as_ref()?;
+                    def.dynamic_names().first().map(|n| (*n).to_owned())
+                });
+                let hint = match of_asset {
+                    Some(def) => format!(" ({} is an asset partitioned by the dynamic definition {def:?})", clip(name)),
+                    None => String::new(),
+                };
+                return Err(user_error(format!(
+                    "no dynamic partitions definition named {}{hint}; defined: {valid}",
+                    clip(name)
                 )));
             }
-            if let crate::cli::PartitionsCommand::Add { keys, .. } = &args.command {
+            if let Some(crate::cli::PartitionsCommand::Add { keys, .. }) = &args.command {
                 if let Some(bad) = keys.iter().find(|k| check_key(k).is_err()) {
                     let why = check_key(bad).expect_err("found above");
                     return Err(user_error(format!("{} is not a partition key: {why}", clip(bad))));

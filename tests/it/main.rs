@@ -17,6 +17,7 @@ mod graph_api;
 mod metrics;
 mod netns;
 mod openlineage;
+mod onboarding;
 mod plaid;
 mod postgres;
 mod project;
