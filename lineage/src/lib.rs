@@ -86,6 +86,16 @@ pub async fn open(url: &str) -> Result<Arc<dyn LineageStore>> {
 /// userinfo password (`user:***@`, however odd its characters), `password=` and `sslpassword=`
 /// query parameters, and the same keys in a `key=value` connection string (quoted or not).
 pub fn redact_url(url: &str) -> String {
+    // WHATWG parsers (reqwest, the `url` crate that sqlx uses) drop leading and trailing control
+    // characters and spaces, and every tab and newline: read the text as they do.
+    let cleaned: String =
+        url.trim_matches(|c: char| c <= ' ').chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect();
+    if cleaned != url && cleaned.contains(':') {
+        let shown = redact_url(&cleaned);
+        if shown != cleaned {
+            return shown;
+        }
+    }
     // A special scheme of the WHATWG URL rules (which reqwest and the `url` crate follow) needs
     // no `//`: `http:key:secret@host` is `http://key:secret@host` to them, so it is to us.
     if let Some((scheme, rest)) = url.split_once(':')

@@ -266,6 +266,9 @@ fn a_special_scheme_without_slashes_is_still_a_url() {
         assert_eq!(crate::redact_url(text), shown);
     }
     assert_eq!(crate::redact_url("https://key:secret@host"), "https://key:***@host");
+    // Found next: leading newlines, and a tab in the host, which WHATWG parsers drop.
+    assert_eq!(crate::redact_url("\n\nzs://apm\0\0\0:ion_name@\tb\0"), "zs://apm\0\0\0:***@b");
+    assert_eq!(crate::redact_url(" postgres://app:secret@db/robo\n"), "postgres://app:***@db/robo");
 }
 
 #[test]
