@@ -333,9 +333,11 @@ impl StepLog {
         if message.chars().count() > MAX_STEP_LOG_CHARS {
             message = message.chars().take(MAX_STEP_LOG_CHARS).collect::<String>() + "…";
         }
+        // The run's event log keeps every line (`runs logs RUN --asset A`); the console shows
+        // warnings and errors, and the rest at RUST_LOG=debug, so a 744-step backfill does not
+        // print 744 lines of routine news.
         match level {
-            LogLevel::Debug => tracing::debug!(text = %message, "Step message."),
-            LogLevel::Info => tracing::info!(text = %message, "Step message."),
+            LogLevel::Debug | LogLevel::Info => tracing::debug!(text = %message, "Step message."),
             LogLevel::Warn => tracing::warn!(text = %message, "Step message."),
             LogLevel::Error => tracing::error!(text = %message, "Step message."),
         }
