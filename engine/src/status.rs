@@ -178,6 +178,14 @@ pub async fn asset_status(
         .into_iter()
         .map(|s| (s.partition_key.clone(), s))
         .collect();
+    // Asked about every partition, an asset is late only from its first partition ever attempted
+    // on: the months before a new deployment's first run are history to backfill, not news (a
+    // fresh install would otherwise report every day since the definition's start as late).
+    // Asked about given partitions, each is judged.
+    let judged_from = match keys {
+        Some(_) => 0,
+        None => usize::MAX,
+    };
     let all;
     let keys = match keys {
         Some(keys) => keys,
@@ -198,6 +206,7 @@ pub async fn asset_status(
             .and_then(|s| s.materialized_at),
         _ => None,
     };
+    let judged_from = judged_from.min(keys.iter().position(|k| summaries.contains_key(k)).unwrap_or(keys.len()));
     let mut counts = StatusCounts { partitions: keys.len(), ..StatusCounts::default() };
     let mut partitions = Vec::with_capacity(keys.len());
     for (i, key) in keys.iter().enumerate() {
@@ -219,7 +228,11 @@ pub async fn asset_status(
         let report = PartitionReport {
             partition: key.clone(),
             status,
-            late_since: late_since(graph, asset, key, status, latest, latest_at, ctx),
+            late_since: if i >= judged_from {
+                late_since(graph, asset, key, status, latest, latest_at, ctx)
+            } else {
+                None
+            },
             stale_causes: causes,
         };
         counts.add(&report);

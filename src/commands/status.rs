@@ -50,8 +50,12 @@ pub(crate) struct AssetRow {
     pub failed_check_results: Vec<lineage::CheckResultRecord>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub partitions_listed: Vec<PartitionRow>,
+    /// The strip: up to `STRIP` partitions ending where the data ends (the latest partition, or
+    /// the last one not missing when that is further back), with the first and last key.
     #[serde(skip)]
-    pub strip: String,
+    pub strip: Vec<PartitionStatus>,
+    #[serde(skip)]
+    pub strip_keys: Option<(String, String)>,
     /// Every partition's report, for the web view's grid.
     #[serde(skip)]
     pub reports: Vec<PartitionReport>,
@@ -149,7 +153,7 @@ pub(crate) async fn rows(
         let def = graph.asset(id);
         let keys = keys_of.get(&id).map(Vec::as_slice);
         let status = engine::status::asset_status(&*app.store, graph, id, keys, &ctx).await?;
-        let strip: String = status.partitions.iter().rev().take(STRIP).rev().map(|p| p.status.glyph()).collect();
+        let (strip, strip_keys) = strip_of(&status.partitions, def.partitions.is_some());
         // Versions, times and errors only where they are shown: the listed partitions.
         let mut listed = Vec::new();
         if listing {
@@ -192,16 +196,60 @@ pub(crate) async fn rows(
             failed_check_results: verdicts,
             partitions_listed: listed,
             strip,
+            strip_keys,
             reports: status.partitions,
         });
     }
     Ok(out)
 }
 
+/// The strip's partitions and its first and last key (none for an unpartitioned asset): the
+/// `STRIP` latest, or, when the latest data is further back than that, the `STRIP` ending at the
+/// last partition that is not missing, so a new deployment's first days are what it shows.
+fn strip_of(reports: &[PartitionReport], partitioned: bool) -> (Vec<PartitionStatus>, Option<(String, String)>) {
+    let data_end = reports.iter().rposition(|p| p.status != PartitionStatus::Missing).map_or(reports.len(), |i| i + 1);
+    let end = if data_end + STRIP >= reports.len() { reports.len() } else { data_end };
+    let shown = &reports[end.saturating_sub(STRIP)..end];
+    let keys = match (partitioned, shown.first(), shown.last()) {
+        (true, Some(first), Some(last)) => Some((first.partition.clone(), last.partition.clone())),
+        _ => None,
+    };
+    (shown.iter().map(|p| p.status).collect(), keys)
+}
+
+/// Whether stdout gets colour: a terminal, and `NO_COLOR` unset or empty (no-color.org).
+fn colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A glyph, coloured by status on a terminal.
+fn glyph(status: PartitionStatus, colour: bool) -> String {
+    if !colour {
+        return status.glyph().to_string();
+    }
+    let code = match status {
+        PartitionStatus::Materialized => "32",
+        PartitionStatus::Stale => "33",
+        PartitionStatus::Failed => "31",
+        PartitionStatus::InProgress => "36",
+        PartitionStatus::Missing => "2",
+    };
+    format!("\x1b[{code}m{}\x1b[0m", status.glyph())
+}
+
 fn render(out: &[AssetRow]) {
-    let legend: Vec<String> = PartitionStatus::iter().map(|s| format!("{} {s}", s.glyph())).collect();
+    let colour = colour();
+    let legend: Vec<String> = PartitionStatus::iter().map(|s| format!("{} {s}", glyph(s, colour))).collect();
+    let asset_w = out.iter().map(|a| a.asset.chars().count()).max().unwrap_or(0).max("ASSET".len());
+    let parts_w = out
+        .iter()
+        .map(|a| a.partitions.as_deref().unwrap_or("-").chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("PARTITIONS".len());
     println!(
-        "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5} {:>10}  LATEST ({})",
+        "{:<asset_w$} {:<parts_w$} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5} {:>10}  STRIP ({})",
         "ASSET",
         "PARTITIONS",
         "TOTAL",
@@ -215,8 +263,14 @@ fn render(out: &[AssetRow]) {
         legend.join(" ")
     );
     for a in out {
+        let glyphs: String = a.strip.iter().map(|s| glyph(*s, colour)).collect();
+        let strip = match &a.strip_keys {
+            Some((first, last)) if first != last => format!("{first} {glyphs} {last}"),
+            Some((only, _)) => format!("{only} {glyphs}"),
+            None => glyphs,
+        };
         println!(
-            "{:<20} {:<12} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5} {:>10}  {}",
+            "{:<asset_w$} {:<parts_w$} {:>10} {:>12} {:>6} {:>7} {:>11} {:>9} {:>5} {:>10}  {}",
             a.asset,
             a.partitions.as_deref().unwrap_or("-"),
             a.counts.partitions,
@@ -227,7 +281,7 @@ fn render(out: &[AssetRow]) {
             a.counts.missing,
             a.counts.late,
             a.checks.render(),
-            a.strip
+            strip
         );
     }
     if out.iter().any(|a| a.checks.failed > 0) {

@@ -341,7 +341,8 @@ fn lineage_draws_the_asset_graph_as_mermaid_and_as_an_svg_with_status_colours() 
     );
     // Boxes take the status words of `status`: hours and days are partly missing, months wholly.
     assert_eq!(svg.matches("data-status=\"missing\"").count(), 4, "{svg}");
-    assert!(svg.contains(">1/379 materialized, 378 late</text>"), "{svg}");
+    // Late only from the first day ever billed (2025-12-15): the 30 days after it to "now".
+    assert!(svg.contains(">1/379 materialized, 30 late</text>"), "{svg}");
     assert!(svg.contains(">24/9108 materialized</text>"), "{svg}");
     // Each box's health bar shows its materialized share: 24 of 9,108 hours is a sliver.
     assert!(svg.contains("<rect class=\"bar-materialized\""), "{svg}");
@@ -352,7 +353,7 @@ fn lineage_draws_the_asset_graph_as_mermaid_and_as_an_svg_with_status_colours() 
     robo.ok(&["materialize", "usage_snapshot", "-p", "2025-12-15T07:00"]);
     let svg = robo.ok(&["lineage", "storage_bill", "--format", "svg"]).stdout;
     assert!(svg.contains("data-asset=\"storage_bill\" data-status=\"stale\""), "{svg}");
-    assert!(svg.contains(">1/379 materialized, 1 stale, 378 late</text>"), "{svg}");
+    assert!(svg.contains(">1/379 materialized, 1 stale, 30 late</text>"), "{svg}");
     // A partition's picture: the bill and its 24 hours collapsed into one box of ranges, one of
     // which was re-materialized since it was read (stale), with an arrow into the bill.
     let svg = robo.ok(&["lineage", "storage_bill", "-p", DAY, "--format", "svg"]).stdout;
@@ -759,4 +760,21 @@ fn submit_prints_the_asset_and_partition_of_each_request() {
     let robo = Robo::new();
     let out = robo.ok(&["submit", "usage_snapshot", "-p", "2025-12-15T05:00"]);
     assert!(out.stdout.contains("  usage_snapshot 2025-12-15T05:00  request "), "{}", out.stdout);
+}
+
+#[test]
+fn the_status_strip_shows_where_the_data_is_with_its_first_and_last_key() {
+    // "Now" is a month after the only data: the strip ends at the last hour that is not missing,
+    // labelled, instead of showing the 48 empty hours before now; late counts start at the data.
+    let robo = Robo::new();
+    robo.ok(&["materialize", "storage_bill", "-p", "2025-12-15", "--with-upstream"]);
+    let text = robo.ok(&["status", "+storage_bill"]).stdout;
+    let hours = format!("2025-12-14T00:00 {}{} 2025-12-15T23:00", "·".repeat(24), "█".repeat(24));
+    assert!(text.contains(&hours), "{text}");
+    let line = text.lines().find(|l| l.starts_with("storage_bill ")).expect("a storage_bill row");
+    // The bill is within the latest 48 days: those are shown, ending today.
+    assert!(line.ends_with(&format!("2025-11-28 {}█{} 2026-01-14", "·".repeat(17), "·".repeat(30))), "{line}");
+    assert!(!text.contains('\u{1b}'), "no colour when stdout is not a terminal: {text:?}");
+    let json: serde_json::Value = serde_json::from_str(&robo.ok(&["status", "storage_bill", "--json"]).stdout).unwrap();
+    assert_eq!(json[0]["counts"]["late"], 30, "the 30 days after the first bill, not the 348 before it");
 }

@@ -205,3 +205,33 @@ async fn every_state_counted_and_late_ones_name_their_deadline() {
         (1, 1, PartitionStatus::Stale)
     );
 }
+
+#[tokio::test]
+async fn the_whole_asset_is_late_only_from_its_first_attempted_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap();
+    let defs = defs();
+    let graph = defs.graph();
+    let usage = graph.lookup("usage").unwrap();
+    let ctx = PartitionsContext::at(now());
+    // Never run: missing, but nothing is news yet; asked about a day, that day is judged.
+    let status = asset_status(&store, graph, usage, None, &ctx).await.unwrap();
+    assert_eq!((status.counts.missing, status.counts.late), (4, 0));
+    let day = ["2025-12-02".to_owned()];
+    let asked = asset_status(&store, graph, usage, Some(&day), &ctx).await.unwrap();
+    assert_eq!(asked.counts.late, 1);
+    // First run on 12-03: the days before it are history, 12-04 is late.
+    let run = new_run(&store).await;
+    store.record_materialization(&materialization(run, "usage", "2025-12-03", "u", vec![])).await.unwrap();
+    let status = asset_status(&store, graph, usage, None, &ctx).await.unwrap();
+    check(
+        &[
+            ("2025-12-01", PartitionStatus::Missing, None),
+            ("2025-12-02", PartitionStatus::Missing, None),
+            ("2025-12-03", PartitionStatus::Materialized, None),
+            ("2025-12-04", PartitionStatus::Missing, Some("2025-12-05 06:00")),
+        ],
+        &status,
+    );
+    assert_eq!(status.counts.late, 1);
+}
