@@ -6,6 +6,21 @@ use crate::ExitStatus;
 use crate::app::App;
 use crate::cli::ListArgs;
 
+/// A description's first sentence (or line), at most 60 characters: the full text is in
+/// `list --json` and the web view.
+fn summary(description: &str) -> String {
+    let first = description.lines().next().unwrap_or_default().trim();
+    let first = first.split_once(". ").map_or(first, |(s, _)| s).trim_end_matches('.');
+    if first.is_empty() {
+        return "-".to_owned();
+    }
+    if first.chars().count() > 60 {
+        format!("{}…", first.chars().take(59).collect::<String>())
+    } else {
+        first.to_owned()
+    }
+}
+
 pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitStatus> {
     let graph = app.defs.graph();
     let ctx = app.partitions_context().await?;
@@ -54,7 +69,7 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitStatus> {
         crate::commands::print_json(&value)?;
         return Ok(ExitStatus::Success);
     }
-    let lines: Vec<[String; 5]> = rows
+    let lines: Vec<[String; 6]> = rows
         .iter()
         .map(|(def, deps, partitions)| {
             let parts = match partitions {
@@ -63,12 +78,12 @@ pub async fn list(app: &App, args: &ListArgs) -> anyhow::Result<ExitStatus> {
                 None => "-".to_owned(),
             };
             let deps = if deps.is_empty() { "-".to_owned() } else { deps.join(", ") };
-            [def.key.to_string(), def.group.clone(), parts, deps, def.code_version.clone()]
+            [def.key.to_string(), def.group.clone(), parts, deps, def.code_version.clone(), summary(&def.description)]
         })
         .collect();
     // Columns as wide as their widest cell, so long names and multi-dimensional partitions align.
-    let header = ["ASSET", "GROUP", "PARTITIONS", "DEPS", "CODE"].map(str::to_owned);
-    let mut widths = [0usize; 5];
+    let header = ["ASSET", "GROUP", "PARTITIONS", "DEPS", "CODE", "DESCRIPTION"].map(str::to_owned);
+    let mut widths = [0usize; 6];
     for line in std::iter::once(&header).chain(&lines) {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(cell.chars().count());
