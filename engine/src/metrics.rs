@@ -63,7 +63,7 @@ pub struct DeliveryLabel {
 /// A part of this process that talks to the lineage store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ComponentLabel {
-    /// `worker`, `daemon`, `web` or `openlineage`.
+    /// `worker`, `daemon`, `metrics` (a scrape) or `openlineage` (delivery).
     pub component: String,
 }
 

@@ -77,6 +77,9 @@ fn cases(file: &str) -> Vec<Case> {
         case(&["lineage", "storage_bill", "--format", "png"], "possible values"),
         case(&["lineage", "storage_bill", "--upstream=-1"], "invalid digit"),
         case(&["lineage", "storage_bill", "--impact"], "--partition"),
+        case(&["lineage", "export"], "--openlineage"),
+        case(&["lineage", "export", "--openlineage", "--since", "yesterday"], "RFC 3339"),
+        case(&["lineage", "export", "--openlineage", "--since=-5d"], "a duration ago"),
         case(&["wipe", "nope", "-p", "2025-12-15"], "unknown asset \"nope\""),
         case(&["wipe", "storage_bill", "-p", "2025-12-15"], "--yes"),
         case(&["wipe", "storage_bill", "-p", "2025-13-15", "--yes"], "expected YYYY-MM-DD"),
@@ -173,6 +176,13 @@ fn cases(file: &str) -> Vec<Case> {
             "is not an endpoint URL",
         ),
         with_env(&["status"], &[("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")], "S3_BUCKET_NAME is not"),
+        // The password never shown, whichever way the URL is wrong.
+        with_env(&["daemon", "--once"], &[("OPENLINEAGE_URL", "ftp://u:hunter2@x")], "ftp://u:***@x is not an http://"),
+        with_env(
+            &["status"],
+            &[("OPENLINEAGE_URL", "http://u:hunter2@")],
+            "OPENLINEAGE_URL=http://u:***@ is not a URL",
+        ),
         with_env(&["status"], &[("SEC_API_URL", "http://127.0.0.1:1")], "SEC_USER_AGENT is not set"),
         with_env(
             &["status"],
