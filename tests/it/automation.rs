@@ -677,7 +677,7 @@ async fn a_long_running_daemon_sees_partitions_a_sensor_added_after_it_started()
 }
 
 /// `simulate` over a month with 30-second sensors: no cap on evaluations (a request on day 20,
-/// the 57,600th evaluation, is there), and a sensor that settles (read no clock, moved no cursor,
+/// the 54,720th evaluation, is there), and a sensor that settles (read no clock, moved no cursor,
 /// requested nothing) stands for its later evaluations instead of being called 89,280 times.
 #[tokio::test]
 async fn simulate_evaluates_a_month_of_sensors_without_a_cap_and_stops_a_settled_one() {
