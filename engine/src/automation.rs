@@ -129,13 +129,24 @@ impl ScheduleDef {
 pub struct SensorContext {
     /// The cursor its last committed evaluation left.
     pub cursor: Option<String>,
-    /// The evaluation time.
-    pub now: DateTime<Utc>,
+    /// The evaluation time, read through [`SensorContext::now`].
+    now: DateTime<Utc>,
+    /// Whether the evaluation read the clock (a simulation re-evaluates only sensors that did,
+    /// or whose cursor moved).
+    clock_read: Arc<std::sync::atomic::AtomicBool>,
     /// Resources by key (the app database, …).
     pub resources: Resources,
     /// The current keys of every dynamic partitions definition the assets use, by name (what a
     /// sensor polling "every CIK" iterates), read from the store as the evaluation starts.
     pub dynamic_partitions: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl SensorContext {
+    /// The evaluation time (the pinned clock in a simulation or under `ROBO_ASSETS_NOW`).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock_read.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.now
+    }
 }
 
 /// A request a sensor makes.
@@ -330,7 +341,22 @@ pub async fn sensor_tick(
     cursor: Option<String>,
     now: DateTime<Utc>,
 ) -> (NewTick, Vec<(String, String)>) {
-    let mut tick = NewTick {
+    let dynamic_partitions =
+        match crate::partition::PartitionsContext::load(&*exec.store, exec.defs.graph(), None, now).await {
+            Ok(partitions) => partitions.dynamic,
+            Err(e) => {
+                let mut tick = empty_sensor_tick(sensor, now);
+                tick.status = TickStatus::Failed;
+                tick.message = format!("reading dynamic partitions failed: {e}");
+                return (tick, Vec::new());
+            }
+        };
+    let (tick, listed, _) = evaluate_sensor(exec, sensor, cursor, now, dynamic_partitions).await;
+    (tick, listed)
+}
+
+fn empty_sensor_tick(sensor: &SensorDef, now: DateTime<Utc>) -> NewTick {
+    NewTick {
         instigator: sensor.name.clone(),
         tick_time: now,
         status: TickStatus::Skipped,
@@ -343,27 +369,39 @@ pub async fn sensor_tick(
         evaluations: Vec::new(),
         min_interval: chrono::Duration::from_std(sensor.min_interval).ok(),
         created_at: now,
+    }
+}
+
+/// One sensor evaluation over the given dynamic partitions: the tick, what it requested, and
+/// whether the evaluation read the clock.
+async fn evaluate_sensor(
+    exec: &Executor,
+    sensor: &SensorDef,
+    cursor: Option<String>,
+    now: DateTime<Utc>,
+    dynamic_partitions: std::collections::HashMap<String, Vec<String>>,
+) -> (NewTick, Vec<(String, String)>, bool) {
+    let mut tick = empty_sensor_tick(sensor, now);
+    let clock_read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ctx = SensorContext {
+        cursor: cursor.clone(),
+        now,
+        clock_read: clock_read.clone(),
+        resources: exec.resources.clone(),
+        dynamic_partitions,
     };
-    let dynamic_partitions =
-        match crate::partition::PartitionsContext::load(&*exec.store, exec.defs.graph(), None, now).await {
-            Ok(partitions) => partitions.dynamic,
-            Err(e) => {
-                tick.status = TickStatus::Failed;
-                tick.message = format!("reading dynamic partitions failed: {e}");
-                return (tick, Vec::new());
-            }
-        };
-    let ctx = SensorContext { cursor: cursor.clone(), now, resources: exec.resources.clone(), dynamic_partitions };
-    let result = match tokio::time::timeout(sensor.timeout, (sensor.evaluate)(ctx)).await {
+    let outcome = tokio::time::timeout(sensor.timeout, (sensor.evaluate)(ctx)).await;
+    let clock_read = clock_read.load(std::sync::atomic::Ordering::Relaxed);
+    let result = match outcome {
         Err(_) => {
             tick.status = TickStatus::Failed;
             tick.message = format!("evaluation timed out after {:?}", sensor.timeout);
-            return (tick, Vec::new());
+            return (tick, Vec::new(), clock_read);
         }
         Ok(Err(e)) => {
             tick.status = TickStatus::Failed;
             tick.message = format!("evaluation failed: {e}");
-            return (tick, Vec::new());
+            return (tick, Vec::new(), clock_read);
         }
         Ok(Ok(r)) => r,
     };
@@ -376,7 +414,7 @@ pub async fn sensor_tick(
         let Ok(id) = graph.lookup(&r.asset) else {
             tick.status = TickStatus::Failed;
             tick.message = format!("requested unknown asset {:?}", r.asset);
-            return (tick, Vec::new());
+            return (tick, Vec::new(), clock_read);
         };
         let def = graph.asset(id);
         tick.requests.push(lineage::NewRequest {
@@ -409,7 +447,7 @@ pub async fn sensor_tick(
             owner: None,
         });
     }
-    (tick, listed)
+    (tick, listed, clock_read)
 }
 
 /// What a tick requested, downstream first: `storage_bill 2025-12-15; usage_snapshot: 24
@@ -735,8 +773,12 @@ async fn evaluate_condition(
 }
 
 /// Replays schedules, sensors and conditions over `(from, to]` on a virtual clock against the
-/// current store, writing nothing: what would be requested, in order, and why. Sensors are
-/// evaluated once per `min_interval`, their cursor carried in memory; conditions once, at `to`,
+/// current store, writing nothing: what would be requested, in order, and why. Every schedule
+/// tick in the range is evaluated (no cap: the CLI bounds the range). Sensors are evaluated once
+/// per `min_interval`, their cursor and the dynamic partitions they add carried in memory, until
+/// an evaluation settles (read no clock, moved no cursor, requested and added nothing: every
+/// later one would be the same, as nothing is written and sources are read as they are now);
+/// conditions once, at `to`,
 /// over the materializations they have not seen and their on_cron ticks in the range.
 pub async fn simulate(
     exec: &Executor,
@@ -750,7 +792,7 @@ pub async fn simulate(
         if states.iter().any(|s| s.name == sched.name && s.status == InstigatorStatus::Stopped) {
             continue;
         }
-        for tick in sched.ticks_between(from, to, 100_000) {
+        for tick in sched.ticks_between(from, to, usize::MAX) {
             let (t, listed) = schedule_tick(exec, sched, tick).await?;
             reports.push(TickReport {
                 instigator: sched.name.clone(),
@@ -762,32 +804,59 @@ pub async fn simulate(
             });
         }
     }
+    // Dynamic partitions as the store holds them; what a simulated sensor adds is carried in
+    // memory for its own later evaluations.
+    let dynamic = if automation.sensors.is_empty() {
+        Default::default()
+    } else {
+        crate::partition::PartitionsContext::load(&*exec.store, exec.defs.graph(), None, to).await?.dynamic
+    };
     for sensor in &automation.sensors {
         let state = states.iter().find(|s| s.name == sensor.name);
         if state.is_some_and(|s| s.status == InstigatorStatus::Stopped) {
             continue;
         }
         let mut cursor = state.and_then(|s| s.cursor.clone());
+        let mut dynamic = dynamic.clone();
         let step = chrono::Duration::from_std(sensor.min_interval.max(Duration::from_secs(1))).unwrap_or_default();
         let mut at = from + step;
-        let mut evaluations = 0;
-        while at <= to && evaluations < 10_000 {
-            let (t, listed) = sensor_tick(exec, sensor, cursor.clone(), at).await;
+        while at <= to {
+            let (t, listed, clock_read) = evaluate_sensor(exec, sensor, cursor.clone(), at, dynamic.clone()).await;
+            let moved = t.cursor.as_ref().is_some_and(|(before, after)| before != after);
             if let Some((_, after)) = &t.cursor {
                 cursor = after.clone();
             }
+            for (name, keys) in &t.dynamic_partitions {
+                let known = dynamic.entry(name.clone()).or_default();
+                for key in keys {
+                    if !known.contains(key) {
+                        known.push(key.clone());
+                    }
+                }
+            }
+            // Nothing is written during a simulation and sources are read as they are now, so an
+            // evaluation that read no clock, moved no cursor, added no partitions and requested
+            // nothing comes out the same at every later evaluation: it stands for them all.
+            let settled = !clock_read && !moved && t.dynamic_partitions.is_empty() && listed.is_empty();
+            let later = if settled { (to - at).num_seconds() / step.num_seconds().max(1) } else { 0 };
             if !listed.is_empty() || t.status == TickStatus::Failed {
+                let mut message = t.message;
+                if later > 0 {
+                    message.push_str(&format!(" (and at each of the {later} later evaluations)"));
+                }
                 reports.push(TickReport {
                     instigator: sensor.name.clone(),
                     tick_time: at,
                     status: t.status,
-                    message: t.message,
+                    message,
                     requests: listed,
                     commit: None,
                 });
             }
+            if settled {
+                break;
+            }
             at += step;
-            evaluations += 1;
         }
     }
     // Conditions: what the materializations not yet seen and the on_cron ticks in the range

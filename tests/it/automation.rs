@@ -675,3 +675,88 @@ async fn a_long_running_daemon_sees_partitions_a_sensor_added_after_it_started()
     let evaluated = store.condition_evaluations("graph_welcome", Some("sub-7"), 1).await.unwrap();
     assert!(evaluated[0].requested, "{evaluated:?}");
 }
+
+/// `simulate` over a month with 30-second sensors: no cap on evaluations (a request on day 20,
+/// the 54,720th evaluation, is there), and a sensor that settles (read no clock, moved no cursor,
+/// requested nothing) stands for its later evaluations instead of being called 89,280 times.
+#[tokio::test]
+async fn simulate_evaluates_a_month_of_sensors_without_a_cap_and_stops_a_settled_one() {
+    use engine::automation::{Automation, SensorResult, sensor};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(lineage::SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap());
+    let noop = |_ctx: engine::AssetContext| async move { Ok(engine::Output::none()) };
+    let exec = engine::Executor {
+        defs: engine::Definitions::new(vec![
+            engine::asset("report").partitions(engine::PartitionsDef::daily("2025-01-01")).compute(noop),
+        ])
+        .unwrap(),
+        store: store.clone(),
+        io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(
+            dir.path().join("s"),
+        )))),
+        resources: engine::Resources::default(),
+        clock: Arc::new(engine::FixedClock("2026-01-01T00:00:00Z".parse().unwrap())),
+    };
+    let from: chrono::DateTime<chrono::Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    let to: chrono::DateTime<chrono::Utc> = "2026-02-01T00:00:00Z".parse().unwrap();
+    let day20: chrono::DateTime<chrono::Utc> = "2026-01-20T00:00:00Z".parse().unwrap();
+    // Reads the clock every time; requests once, on the 20th.
+    let clocked = Arc::new(AtomicUsize::new(0));
+    let calls = clocked.clone();
+    let on_the_20th = sensor("on_the_20th", Duration::from_secs(30), Duration::from_secs(5), move |ctx| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let due = ctx.now() >= day20 && ctx.cursor.is_none();
+            Ok(SensorResult {
+                requests: due
+                    .then(|| engine::automation::SensorRequest {
+                        asset: "report".into(),
+                        partition_key: "2026-01-19".into(),
+                        key: "on_the_20th".into(),
+                    })
+                    .into_iter()
+                    .collect(),
+                cursor: if due { Some("done".into()) } else { ctx.cursor },
+                ..SensorResult::default()
+            })
+        }
+    });
+    // Never reads the clock: its first evaluation requests, its second settles.
+    let settled = Arc::new(AtomicUsize::new(0));
+    let calls = settled.clone();
+    let once = sensor("once", Duration::from_secs(30), Duration::from_secs(5), move |ctx| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let first = ctx.cursor.is_none();
+            Ok(SensorResult {
+                requests: first
+                    .then(|| engine::automation::SensorRequest {
+                        asset: "report".into(),
+                        partition_key: "2025-12-31".into(),
+                        key: "once".into(),
+                    })
+                    .into_iter()
+                    .collect(),
+                cursor: Some("seen".into()),
+                ..SensorResult::default()
+            })
+        }
+    });
+    let automation = Automation { sensors: vec![on_the_20th, once], ..Automation::default() };
+    let sim = engine::automation::simulate(&exec, &automation, from, to).await.unwrap();
+    let requested: Vec<(String, chrono::DateTime<chrono::Utc>, Vec<(String, String)>)> =
+        sim.iter().map(|r| (r.instigator.clone(), r.tick_time, r.requests.clone())).collect();
+    assert_eq!(
+        requested,
+        [
+            ("once".to_owned(), from + chrono::Duration::seconds(30), vec![("report".to_owned(), "2025-12-31".to_owned())]),
+            ("on_the_20th".to_owned(), day20, vec![("report".to_owned(), "2026-01-19".to_owned())]),
+        ]
+    );
+    // Every 30 s of January for the clocked sensor; two evaluations for the settled one.
+    assert_eq!(clocked.load(Ordering::SeqCst), 31 * 24 * 120);
+    assert_eq!(settled.load(Ordering::SeqCst), 2);
+    assert!(store.ticks("once", None, 10).await.unwrap().is_empty(), "a simulation writes nothing");
+}
