@@ -35,7 +35,10 @@ impl App {
             Some(now) => Arc::new(FixedClock(now)),
             None => Arc::new(SystemClock),
         };
-        let (defs, automation) = (deployment.defs.clone(), deployment.automation.clone());
+        let (defs, mut automation) = (deployment.defs.clone(), deployment.automation.clone());
+        if let Some(max) = config.max_upstream_fill {
+            automation.max_upstream_fill = max;
+        }
         Ok(App { config, defs, automation, store, clock, deployment })
     }
 

@@ -30,6 +30,9 @@ pub struct Config {
     pub s3: Option<resources::S3Config>,
     /// A fixed "now" for reproducible runs and tests (`ROBO_ASSETS_NOW`, RFC 3339).
     pub now: Option<DateTime<Utc>>,
+    /// The most missing upstream partitions a schedule tick requests
+    /// (`ROBO_ASSETS_MAX_UPSTREAM_FILL`); none: the project's own (48 unless it says).
+    pub max_upstream_fill: Option<usize>,
     /// Where the daemon delivers OpenLineage events (`OPENLINEAGE_URL`); none: they stay in the
     /// outbox, for `lineage export --openlineage`.
     pub openlineage_url: Option<String>,
@@ -78,6 +81,11 @@ pub const ENGINE_SETTINGS: &[Setting] = &[
     Setting { name: "AWS_REGION", help: "The bucket's region [default: us-east-1]", secret: false },
     Setting { name: "AWS_ENDPOINT_URL", help: "Endpoint of an S3-compatible server [default: AWS]", secret: false },
     Setting { name: "ROBO_ASSETS_NOW", help: "Pin \"now\" (RFC 3339), for reproducible runs and tests", secret: false },
+    Setting {
+        name: "ROBO_ASSETS_MAX_UPSTREAM_FILL",
+        help: "The most missing upstream partitions one schedule tick requests; beyond, it requests none and names the backfill that fills them [default: 48]",
+        secret: false,
+    },
     Setting {
         name: "OPENLINEAGE_URL",
         help: "Where the daemon delivers OpenLineage events (http://HOST:PORT) [default: none, they wait in the outbox]",
@@ -264,6 +272,15 @@ impl Config {
                     .with_timezone(&Utc),
             ),
         };
+        let max_upstream_fill = match var("ROBO_ASSETS_MAX_UPSTREAM_FILL") {
+            None => None,
+            Some(s) => Some(s.trim().parse::<usize>().map_err(|_| {
+                user_error(format!(
+                    "ROBO_ASSETS_MAX_UPSTREAM_FILL={} is not a count of partitions: use a whole number like 48 (0: a tick never requests missing upstream partitions)",
+                    crate::commands::clip(&s)
+                ))
+            })?),
+        };
         let openlineage_url = var("OPENLINEAGE_URL");
         if let Some(url) = &openlineage_url {
             resources::openlineage::check_url(url).map_err(user_error)?;
@@ -275,6 +292,7 @@ impl Config {
             home,
             lineage_url,
             now,
+            max_upstream_fill,
             openlineage_url,
             openlineage_api_key: var("OPENLINEAGE_API_KEY").map(resources::Secret::new),
             openlineage_namespace,

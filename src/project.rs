@@ -358,10 +358,36 @@ fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("warn,robo_assets=info,engine=info,lineage=info,resources=info,assets=info")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_timer(LogTime::new());
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).with_target(false).init(),
+    }
+}
+
+/// Log lines' timestamps: the engine's clock, so a pinned `ROBO_ASSETS_NOW` shows in the log as
+/// it does in what the commands record (a line stamped with the wall clock next to ticks of
+/// another day reads as a bug); the wall clock otherwise.
+struct LogTime(Arc<dyn Clock>);
+
+impl LogTime {
+    /// Read after the settings are resolved; a value that does not parse is refused with its
+    /// reason when the command loads its configuration, and logs take the wall clock meanwhile.
+    fn new() -> LogTime {
+        let pinned = crate::config::setting("ROBO_ASSETS_NOW")
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        LogTime(match pinned {
+            Some(now) => Arc::new(engine::FixedClock(now)),
+            None => Arc::new(engine::SystemClock),
+        })
+    }
+}
+
+impl tracing_subscriber::fmt::time::FormatTime for LogTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "{}", self.0.now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
     }
 }
 

@@ -77,5 +77,6 @@ pub fn automation() -> Result<Automation, engine::automation::AutomationError> {
         sensors: vec![pending, crate::sec::filings_sensor()],
         conditions: Vec::new(),
         catch_up: Duration::from_secs(24 * 3600),
+        max_upstream_fill: engine::automation::DEFAULT_MAX_UPSTREAM_FILL,
     })
 }

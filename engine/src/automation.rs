@@ -9,8 +9,9 @@
 //!
 //! Every evaluation becomes a tick committed with its requests in one transaction; the tick is
 //! unique per (instigator, tick time), so two daemons on one database create one set of requests
-//! per tick, and a sensor's cursor moves only with its tick. Missed schedule ticks are caught up
-//! after downtime, at most `catch_up` back and never before the schedule was first seen.
+//! per tick, and a sensor's cursor moves only with its tick. A schedule's first evaluation fires
+//! its latest tick at or before now (once: its history is not caught up); after that, ticks
+//! missed during downtime are caught up, at most `catch_up` back.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -116,6 +117,11 @@ impl ScheduleDef {
             cursor = next;
         }
         out
+    }
+
+    /// The latest tick at or before `at`.
+    pub fn latest_tick(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.parsed.find_previous_occurrence(&at.with_timezone(&self.tz), true).ok().map(|t| t.with_timezone(&Utc))
     }
 
     /// The first tick after `after`.
@@ -231,8 +237,13 @@ pub fn on_cron(cron: &str, tz: &str) -> Result<Condition, AutomationError> {
 /// materialization id the conditions have seen.
 pub const CONDITIONS: &str = "automation_conditions";
 
+/// How many missing upstream partitions one schedule tick requests at most, unless the
+/// deployment says otherwise: two days of hours, so a daily bill heals the hours an outage
+/// skipped, and a month of them is a backfill someone decides on.
+pub const DEFAULT_MAX_UPSTREAM_FILL: usize = 48;
+
 /// Every schedule and sensor of a deployment.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Automation {
     /// Schedules.
     pub schedules: Vec<ScheduleDef>,
@@ -242,6 +253,129 @@ pub struct Automation {
     pub conditions: Vec<(String, Condition)>,
     /// Missed schedule ticks older than this are not caught up.
     pub catch_up: Duration,
+    /// A schedule tick requests the missing upstream partitions of its targets only when they
+    /// are at most this many; beyond, it requests the targets whose inputs exist and its message
+    /// names the `robo-assets backfill` command that fills the rest.
+    pub max_upstream_fill: usize,
+}
+
+impl Default for Automation {
+    fn default() -> Automation {
+        Automation {
+            schedules: Vec::new(),
+            sensors: Vec::new(),
+            conditions: Vec::new(),
+            catch_up: Duration::ZERO,
+            max_upstream_fill: DEFAULT_MAX_UPSTREAM_FILL,
+        }
+    }
+}
+
+/// The targets a tick left out for want of too many upstream partitions: (asset, keys), and how
+/// many upstream partitions the whole tick was missing.
+struct LeftOut {
+    targets: Vec<(AssetId, Vec<String>)>,
+    missing: usize,
+}
+
+impl LeftOut {
+    /// `left out usage_report 2026-11: 750 missing upstream partitions are more than a tick
+    /// fills (ROBO_ASSETS_MAX_UPSTREAM_FILL=48); fill them with `robo-assets backfill
+    /// +usage_report --from 2026-11 --to 2026-11``.
+    fn warning(&self, graph: &crate::AssetGraph, max: usize) -> String {
+        let mut described = Vec::new();
+        let mut commands = Vec::new();
+        for (id, keys) in &self.targets {
+            let def = graph.asset(*id);
+            let listed: Vec<(String, String)> = keys.iter().map(|k| (def.key.to_string(), k.clone())).collect();
+            described.push(describe(&listed));
+            // The backfill's range is of the time dimension (every key of the others).
+            let time_key = |k: &String| match def.partitions.as_ref().and_then(|p| p.as_multi()) {
+                Some(m) => match (m.time_dimension(), m.split(k)) {
+                    (Some((i, _)), Ok(values)) => values[i].to_owned(),
+                    _ => k.clone(),
+                },
+                None => k.clone(),
+            };
+            match (keys.first(), keys.last()) {
+                (Some(first), Some(last)) if !first.is_empty() => commands.push(format!(
+                    "`robo-assets backfill +{} --from {} --to {}`",
+                    def.key,
+                    time_key(first),
+                    time_key(last)
+                )),
+                _ => commands.push(format!("`robo-assets materialize +{}`", def.key)),
+            }
+        }
+        format!(
+            "left out {}: {} missing upstream partitions are more than a tick fills \
+             (ROBO_ASSETS_MAX_UPSTREAM_FILL={max}); fill them with {}",
+            described.join("; "),
+            self.missing,
+            commands.join(" and ")
+        )
+    }
+}
+
+/// The steps a tick submits, from `plan` (its targets and every missing upstream partition):
+/// a step that a pending request covers (`pending`) stays, as a step to wait on, but what only
+/// it needed goes (that request has upstream steps of its own). When more than `max` upstream
+/// partitions are left to request, none of them is: only the targets that need none of them,
+/// and what was left out.
+fn tick_steps(
+    targets: &[(AssetId, Vec<String>)],
+    plan: plan::Plan,
+    pending: &[bool],
+    max: usize,
+) -> (plan::Plan, Option<LeftOut>) {
+    let wanted: std::collections::HashSet<(AssetId, &str)> =
+        targets.iter().flat_map(|(id, keys)| keys.iter().map(move |k| (*id, k.as_str()))).collect();
+    let is_target: Vec<bool> =
+        plan.steps.iter().map(|s| wanted.contains(&(s.asset, s.partition_key.as_str()))).collect();
+    // Steps come after their deps: walking back from `roots`, the steps a new step needs.
+    let needed = |roots: &[bool]| {
+        let mut needed = roots.to_vec();
+        for i in (0..plan.steps.len()).rev() {
+            if needed[i] && !pending[i] {
+                for d in &plan.steps[i].deps {
+                    needed[*d] = true;
+                }
+            }
+        }
+        needed
+    };
+    let mut keep = needed(&is_target);
+    let missing = (0..plan.steps.len()).filter(|i| keep[*i] && !is_target[*i] && !pending[*i]).count();
+    let mut left_out = None;
+    if missing > max {
+        // Walking forward: the steps that need an upstream partition nobody has requested.
+        let mut needs_fill = vec![false; plan.steps.len()];
+        for (i, step) in plan.steps.iter().enumerate() {
+            needs_fill[i] = !pending[i] && (!is_target[i] || step.deps.iter().any(|d| needs_fill[*d]));
+        }
+        let mut out: Vec<(AssetId, Vec<String>)> = Vec::new();
+        for (_, step) in plan.steps.iter().enumerate().filter(|(i, _)| is_target[*i] && needs_fill[*i]) {
+            match out.last_mut() {
+                Some((id, keys)) if *id == step.asset => keys.push(step.partition_key.clone()),
+                _ => out.push((step.asset, vec![step.partition_key.clone()])),
+            }
+        }
+        let roots: Vec<bool> = (0..plan.steps.len()).map(|i| is_target[i] && !needs_fill[i]).collect();
+        keep = needed(&roots);
+        left_out = Some(LeftOut { targets: out, missing });
+    }
+    let mut new_index = vec![usize::MAX; plan.steps.len()];
+    let mut steps = Vec::new();
+    for (i, step) in plan.steps.into_iter().enumerate() {
+        if !keep[i] {
+            continue;
+        }
+        new_index[i] = steps.len();
+        // A pending step's own deps are its request's business (it is not submitted again).
+        let deps = if pending[i] { Vec::new() } else { step.deps.iter().map(|d| new_index[*d]).collect() };
+        steps.push(plan::Step { deps, ..step });
+    }
+    (plan::Plan { steps }, left_out)
 }
 
 /// What one tick requested (or why not).
@@ -257,16 +391,21 @@ pub struct TickReport {
     pub message: String,
     /// (asset, partition) requested.
     pub requests: Vec<(String, String)>,
+    /// What it left out and how to fill it, to log as a warning (also in `message`).
+    pub warning: Option<String>,
     /// What committing did (`None` in a simulation).
     pub commit: Option<TickCommit>,
 }
 
-/// The requests of one schedule tick, as a tick ready to commit.
+/// The requests of one schedule tick, as a tick ready to commit: its targets and their missing
+/// upstream partitions, unless those are more than `max_upstream_fill` (see
+/// [`Automation::max_upstream_fill`]).
 pub async fn schedule_tick(
     exec: &Executor,
     sched: &ScheduleDef,
     tick: DateTime<Utc>,
-) -> Result<(NewTick, Vec<(String, String)>), lineage::Error> {
+    max_upstream_fill: usize,
+) -> Result<(NewTick, Vec<(String, String)>, Option<String>), lineage::Error> {
     let graph = exec.defs.graph();
     let now = exec.clock.now();
     let base = |status: TickStatus, message: String| NewTick {
@@ -285,7 +424,7 @@ pub async fn schedule_tick(
     };
     let selected = match crate::selection::resolve(graph, &sched.selection) {
         Ok(s) => s,
-        Err(e) => return Ok((base(TickStatus::Failed, e.to_string()), Vec::new())),
+        Err(e) => return Ok((base(TickStatus::Failed, e.to_string()), Vec::new(), None)),
     };
     let ctx = exec.partitions_context_at(None, tick).await?;
     // Each selected asset's latest partitions that exist at the tick (the latest window, or
@@ -304,34 +443,78 @@ pub async fn schedule_tick(
     }
     targets.sort_by_key(|(id, _)| graph.rank(*id));
     if targets.is_empty() {
-        return Ok((base(TickStatus::Skipped, "no partition of the selection exists yet".to_owned()), Vec::new()));
+        return Ok((
+            base(TickStatus::Skipped, "no partition of the selection exists yet".to_owned()),
+            Vec::new(),
+            None,
+        ));
     }
     let closure: BTreeSet<AssetId> = graph.upstream_closure(&selected, None);
     let states = crate::backfill::CellStates::load(&*exec.store, graph, closure).await?;
     // Missing upstream partitions are requested too: a bill whose hours an outage skipped heals.
     let plan = match plan::plan(graph, &targets, &states.snapshot(), &ctx, PlanOptions { with_upstream: true }) {
         Ok(p) => p,
-        Err(e) => return Ok((base(TickStatus::Skipped, e.to_string()), Vec::new())),
+        Err(e) => return Ok((base(TickStatus::Skipped, e.to_string()), Vec::new(), None)),
     };
+    // A partition a request still pending covers (of any run: the hourly schedule's tick, a
+    // backfill) is not requested again: the steps that read it wait on that request.
+    let cells: Vec<(String, String)> =
+        plan.steps.iter().map(|s| (graph.asset(s.asset).key.to_string(), s.partition_key.clone())).collect();
+    let pending: std::collections::HashMap<(String, String), lineage::PendingRequest> = exec
+        .store
+        .pending_requests(&cells)
+        .await?
+        .into_iter()
+        .map(|p| ((p.asset_key.clone(), p.partition_key.clone()), p))
+        .collect();
+    let is_pending: Vec<bool> = cells.iter().map(|c| pending.contains_key(c)).collect();
+    // More missing upstream partitions than a tick may fill: none of them is requested (a
+    // schedule never pulls in a month of bills, and their ledger debits, by itself), only the
+    // targets whose inputs all exist; the tick says which command fills the rest.
+    let (plan, left_out) = tick_steps(&targets, plan, &is_pending, max_upstream_fill);
+    let warning = left_out.as_ref().map(|l| l.warning(graph, max_upstream_fill));
+    if plan.steps.is_empty() {
+        return Ok((base(TickStatus::Skipped, warning.clone().unwrap_or_default()), Vec::new(), warning));
+    }
     let run_id = RunId::new();
     let key = format!("sched:{}:{}", sched.name, tick.to_rfc3339());
-    let (requests, edges) = plan_requests(&exec.defs, &plan, run_id, &key, Trigger::Schedule, now);
-    let listed: Vec<(String, String)> =
-        requests.iter().map(|r| (r.asset_key.clone(), r.partition_key.clone())).collect();
-    let message = describe(&listed);
+    let (mut requests, edges) = plan_requests(&exec.defs, &plan, run_id, &key, Trigger::Schedule, now);
+    // A pending partition's step names the pending request's key: submitting it adds nothing and
+    // its edges to this tick's new steps point at that request.
+    let mut waits_on: Vec<(String, String)> = Vec::new();
+    for r in &mut requests {
+        if let Some(p) = pending.get(&(r.asset_key.clone(), r.partition_key.clone())) {
+            r.idempotency_key = p.idempotency_key.clone();
+            waits_on.push((r.asset_key.clone(), r.partition_key.clone()));
+        }
+    }
+    let listed: Vec<(String, String)> = requests
+        .iter()
+        .filter(|r| !pending.contains_key(&(r.asset_key.clone(), r.partition_key.clone())))
+        .map(|r| (r.asset_key.clone(), r.partition_key.clone()))
+        .collect();
+    let already = (!waits_on.is_empty()).then(|| format!("already requested, pending: {}", describe(&waits_on)));
+    let message = [(!listed.is_empty()).then(|| describe(&listed)), already, warning.clone()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if listed.is_empty() {
+        return Ok((base(TickStatus::Skipped, message), Vec::new(), warning));
+    }
     let mut t = base(TickStatus::Requested, message);
     t.run = Some(NewRun {
         id: run_id,
         trigger: Trigger::Schedule,
         selection: sched.selection.clone(),
-        n_steps: requests.len() as i64,
+        n_steps: listed.len() as i64,
         tags: serde_json::json!({ "schedule": sched.name, "tick": tick.to_rfc3339() }),
         created_at: now,
         owner: None,
     });
     t.requests = requests;
     t.edges = edges;
-    Ok((t, listed))
+    Ok((t, listed, warning))
 }
 
 /// One sensor evaluation (with its timeout), as a tick ready to commit.
@@ -472,8 +655,8 @@ fn describe(requests: &[(String, String)]) -> String {
         .join("; ")
 }
 
-/// One pass of the daemon at `now`: every running schedule's due ticks (caught up within
-/// `catch_up`, never before it was first seen) and every running sensor whose interval has
+/// One pass of the daemon at `now`: every running schedule's due ticks (its latest one when it
+/// never ticked; else those since its last tick, caught up within `catch_up`) and every running sensor whose interval has
 /// passed, each committed with its requests.
 pub async fn run_once(
     exec: &Executor,
@@ -492,15 +675,25 @@ pub async fn run_once(
     let state_of = |name: &str| states.iter().find(|s| s.name == name);
     let mut reports = Vec::new();
     for sched in &automation.schedules {
-        let Some(state) = state_of(&sched.name).filter(|s| s.status == InstigatorStatus::Running) else { continue };
+        if !state_of(&sched.name).is_some_and(|s| s.status == InstigatorStatus::Running) {
+            continue;
+        }
         let last = exec.store.ticks(&sched.name, None, 1).await?.first().map(|t| t.tick_time);
-        let floor = now - chrono::Duration::from_std(automation.catch_up).unwrap_or_default();
-        let after = last.unwrap_or(state.created_at).max(floor).max(state.created_at - chrono::Duration::seconds(1));
-        for tick in sched.ticks_between(after, now, 10_000) {
+        let due = match last {
+            // Never evaluated: its latest tick at or before now, once (what is due, not its
+            // history: a schedule started today does not catch up the months before it).
+            None => sched.latest_tick(now).into_iter().collect(),
+            // Evaluated before: every tick since, within the catch-up window.
+            Some(last) => {
+                let floor = now - chrono::Duration::from_std(automation.catch_up).unwrap_or_default();
+                sched.ticks_between(last.max(floor), now, 10_000)
+            }
+        };
+        for tick in due {
             let lag = (now - tick).to_std().unwrap_or_default();
             let labels = crate::metrics::InstigatorLabel { instigator: sched.name.clone() };
             crate::metrics::global().tick_lag.get_or_create(&labels).observe(lag.as_secs_f64());
-            let (new_tick, listed) = schedule_tick(exec, sched, tick).await?;
+            let (new_tick, listed, warning) = schedule_tick(exec, sched, tick, automation.max_upstream_fill).await?;
             let commit = exec.store.commit_tick(&new_tick).await?;
             crate::failpoint::hit("automation.schedule_tick_committed");
             reports.push(TickReport {
@@ -509,6 +702,7 @@ pub async fn run_once(
                 status: new_tick.status,
                 message: new_tick.message,
                 requests: listed,
+                warning,
                 commit: Some(commit),
             });
         }
@@ -531,6 +725,7 @@ pub async fn run_once(
             status: new_tick.status,
             message: new_tick.message,
             requests: listed,
+            warning: None,
             commit: Some(commit),
         });
     }
@@ -549,6 +744,7 @@ pub async fn run_once(
                 status: tick.status,
                 message: tick.message,
                 requests,
+                warning: None,
                 commit: Some(commit),
             });
         }
@@ -793,13 +989,14 @@ pub async fn simulate(
             continue;
         }
         for tick in sched.ticks_between(from, to, usize::MAX) {
-            let (t, listed) = schedule_tick(exec, sched, tick).await?;
+            let (t, listed, warning) = schedule_tick(exec, sched, tick, automation.max_upstream_fill).await?;
             reports.push(TickReport {
                 instigator: sched.name.clone(),
                 tick_time: tick,
                 status: t.status,
                 message: t.message,
                 requests: listed,
+                warning,
                 commit: None,
             });
         }
@@ -850,6 +1047,7 @@ pub async fn simulate(
                     status: t.status,
                     message,
                     requests: listed,
+                    warning: None,
                     commit: None,
                 });
             }
@@ -874,6 +1072,7 @@ pub async fn simulate(
                 status: t.status,
                 message: t.message,
                 requests: t.requests.iter().map(|r| (r.asset_key.clone(), r.partition_key.clone())).collect(),
+                warning: None,
                 commit: None,
             });
         }

@@ -251,6 +251,14 @@ pub trait RequestQueue: Send + Sync {
     /// behind upstream requests that have not succeeded) and reopens the run; returns how many.
     async fn reopen_requests(&self, run: RunId, states: &[RequestState], now: DateTime<Utc>) -> Result<u64>;
 
+    /// For each (asset, partition) of `cells`, its oldest request that has not ended (blocked,
+    /// available or running), from any run; cells with none are left out.
+    async fn pending_requests(&self, cells: &[(String, String)]) -> Result<Vec<PendingRequest>>;
+
+    /// The runs other than `run` holding a request that one of `run`'s waits on and that has not
+    /// ended, oldest first: what must run before `run` can finish.
+    async fn runs_waited_on(&self, run: RunId) -> Result<Vec<RunId>>;
+
     /// How many of a run's requests are in each state, per asset.
     async fn request_counts(&self, run: RunId) -> Result<Vec<(String, RequestState, i64)>>;
 

@@ -661,6 +661,80 @@ async fn cancel_stops_waiting_requests_at_once_and_asks_running_ones(store: &dyn
     assert_eq!(store.cancel_request(RequestId::new(), t(3)).await.unwrap(), None);
 }
 
+/// A tick that finds a partition's request pending names that request's key: its step waits on
+/// the other run's request, and follows it as it would a request of its own run.
+async fn a_step_waiting_on_another_runs_request_follows_it(store: &dyn LineageStore) {
+    let cell = |p: &str| ("usage".to_owned(), p.to_owned());
+    // Run A requests an hour; run B's bill waits on it.
+    let a = new_run(store).await;
+    store.submit_requests(&[request(a, "sched:hourly:h23", "usage", "h23")], &[]).await.unwrap();
+    let pending = store.pending_requests(&[cell("h22"), cell("h23")]).await.unwrap();
+    assert_eq!(pending.len(), 1, "h22 has no request");
+    assert_eq!((pending[0].idempotency_key.as_str(), pending[0].run_id), ("sched:hourly:h23", a));
+    let b = new_run(store).await;
+    let ids = store
+        .submit_requests(
+            &[request(b, &pending[0].idempotency_key, "usage", "h23"), request(b, "sched:daily:d", "bill", "d")],
+            &[(0, 1)],
+        )
+        .await
+        .unwrap();
+    assert!(!ids[0].inserted && ids[0].id == pending[0].id && ids[1].inserted, "the hour is not requested twice");
+    assert_eq!(state_of(store, ids[1].id).await, RequestState::Blocked);
+    assert_eq!(store.runs_waited_on(b).await.unwrap(), [a]);
+    assert!(store.claim_requests("w", Some(b), 5, t(1), t(61)).await.unwrap().is_empty(), "b waits");
+    // A's hour succeeds: B's bill is claimable, and nothing of A is pending any more.
+    let hour = store.claim_requests("w", Some(a), 1, t(1), t(61)).await.unwrap().remove(0);
+    store.complete_requests("w", &[completion(&hour, "v")], t(2)).await.unwrap();
+    assert_eq!(state_of(store, ids[1].id).await, RequestState::Available);
+    assert!(store.runs_waited_on(b).await.unwrap().is_empty());
+    assert!(store.pending_requests(&[cell("h23")]).await.unwrap().is_empty());
+    assert_eq!(store.history("usage", Some("h23"), None, 10).await.unwrap().len(), 1, "materialized once");
+
+    // The hour fails for good: the bill waiting on it fails, and its run ends failed.
+    let c = new_run(store).await;
+    let mut hour = request(c, "c:h1", "usage", "h1");
+    hour.max_attempts = 1;
+    store.submit_requests(&[hour], &[]).await.unwrap();
+    let d = new_run(store).await;
+    let down = store
+        .submit_requests(&[request(d, "c:h1", "usage", "h1"), request(d, "d:bill", "bill", "d1")], &[(0, 1)])
+        .await
+        .unwrap();
+    let claimed = store.claim_requests("w", Some(c), 1, t(3), t(63)).await.unwrap().remove(0);
+    assert_eq!(store.fail_request("w", &failed(&claimed, "boom", None), t(4)).await.unwrap(), FailOutcome::Failed);
+    assert_eq!(state_of(store, down[1].id).await, RequestState::UpstreamFailed);
+    assert_eq!(store.run(d).await.unwrap().unwrap().status, RunStatus::Failed);
+
+    // The other run is canceled while the hour waits: the bill fails, its run ends.
+    let e = new_run(store).await;
+    store.submit_requests(&[request(e, "e:h2", "usage", "h2")], &[]).await.unwrap();
+    let f = new_run(store).await;
+    let down = store
+        .submit_requests(&[request(f, "e:h2", "usage", "h2"), request(f, "f:bill", "bill", "d2")], &[(0, 1)])
+        .await
+        .unwrap();
+    store.cancel_run(e, t(5)).await.unwrap();
+    assert_eq!(state_of(store, down[1].id).await, RequestState::UpstreamFailed);
+    assert_eq!(store.run(f).await.unwrap().unwrap().status, RunStatus::Failed);
+    assert!(store.claim_requests("w", Some(f), 10, t(6), t(66)).await.unwrap().is_empty(), "nothing of f runs");
+
+    // A running hour canceled by its worker: the same.
+    let g = new_run(store).await;
+    store.submit_requests(&[request(g, "g:h3", "usage", "h3")], &[]).await.unwrap();
+    let running = store.claim_requests("w", Some(g), 1, t(7), t(67)).await.unwrap().remove(0);
+    let h = new_run(store).await;
+    let down = store
+        .submit_requests(&[request(h, "g:h3", "usage", "h3"), request(h, "h:bill", "bill", "d3")], &[(0, 1)])
+        .await
+        .unwrap();
+    assert_eq!(state_of(store, down[1].id).await, RequestState::Blocked, "it waits on a running request too");
+    store.cancel_run(g, t(8)).await.unwrap();
+    assert!(store.acknowledge_cancel("w", running.id, running.attempt, t(9)).await.unwrap());
+    assert_eq!(state_of(store, down[1].id).await, RequestState::UpstreamFailed);
+    assert_eq!(store.run(h).await.unwrap().unwrap().status, RunStatus::Failed);
+}
+
 async fn pool_limits_hold_across_workers(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     store.set_pool_limit("graph_api", 2).await.unwrap();
@@ -1734,6 +1808,7 @@ lineage_store_tests!(
     an_expired_lease_is_reclaimed_and_the_late_completion_rejected,
     failures_retry_then_fail_and_fail_their_downstream,
     cancel_stops_waiting_requests_at_once_and_asks_running_ones,
+    a_step_waiting_on_another_runs_request_follows_it,
     pool_limits_hold_across_workers,
     a_pool_kept_per_dimension_limits_each_member,
     heartbeats_extend_only_the_workers_own_leases,

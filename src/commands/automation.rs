@@ -71,7 +71,7 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
             // schedule, sensor or condition, oldest first, each to its end, in this process.
             engine::release_dead_local_workers(&*exec.store).await?;
             let runs = waiting_automation_runs(&*exec.store).await?;
-            for run in runs {
+            for run in with_what_they_wait_on(&*exec.store, runs).await? {
                 let config = WorkerConfig::new(args.concurrency as usize);
                 engine::run_worker(&exec, &config, Until::RunEnded(run), Arc::new(engine::NoObserver), cancel.clone())
                     .await?;
@@ -138,6 +138,14 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
                 for r in &reports {
                     // Only the daemon whose commit created the tick reports what it requested.
                     if matches!(r.commit, Some(TickCommit::Committed { .. }) | None) {
+                        if let Some(warning) = &r.warning {
+                            tracing::warn!(
+                                message = "Tick left out partitions whose missing upstream is more than a tick fills.",
+                                instigator = %r.instigator,
+                                tick = %r.tick_time.to_rfc3339(),
+                                detail = %warning,
+                            );
+                        }
                         tracing::info!(
                             message = "Tick.",
                             instigator = %r.instigator,
@@ -198,6 +206,38 @@ async fn waiting_automation_runs(store: &dyn lineage::LineageStore) -> anyhow::R
     Ok(runs)
 }
 
+/// `runs`, each preceded by the unowned unfinished runs it waits on (a tick's step waiting on a
+/// request another run had pending: a backfill's, a submitted run's), transitively and each once,
+/// so draining them one after another in this order never waits on a run nobody drains. A run
+/// some process owns is left to it (it ends, or ends canceled with what waited on it).
+async fn with_what_they_wait_on(
+    store: &dyn lineage::LineageStore,
+    runs: Vec<lineage::RunId>,
+) -> anyhow::Result<Vec<lineage::RunId>> {
+    let mut order = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for root in runs {
+        // Depth first, each run after the runs it waits on.
+        let mut stack = vec![(root, false)];
+        while let Some((run, expanded)) = stack.pop() {
+            if expanded {
+                order.push(run);
+                continue;
+            }
+            if !seen.insert(run) {
+                continue;
+            }
+            stack.push((run, true));
+            for up in store.runs_waited_on(run).await? {
+                if store.run(up).await?.is_some_and(|r| r.owner.is_none() && !r.status.is_terminal()) {
+                    stack.push((up, false));
+                }
+            }
+        }
+    }
+    Ok(order)
+}
+
 /// The most bytes a sensor cursor set from the command line may have.
 const MAX_CURSOR_BYTES: usize = 64 * 1024;
 
@@ -209,9 +249,9 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
         automation.sensors.iter().map(|s| s.name.clone()).collect()
     };
     let now = app.clock.now();
-    // Only a change registers the instigators: listing writes nothing, and an unknown name is
-    // refused before anything is written.
-    let check = async |name: &str| -> anyhow::Result<()> {
+    // Only a change registers the instigators: listing (and reading a cursor) writes nothing,
+    // and an unknown name is refused before anything is written.
+    let known = |name: &str| -> anyhow::Result<()> {
         if !names.iter().any(|n| n == name) {
             return Err(user_error(format!(
                 "no {kind} named {}; known: {}",
@@ -219,6 +259,10 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
                 names.join(", ")
             )));
         }
+        Ok(())
+    };
+    let check = async |name: &str| -> anyhow::Result<()> {
+        known(name)?;
         app.store.ensure_instigators(&names.iter().map(|n| (n.clone(), kind)).collect::<Vec<_>>(), now).await?;
         Ok(())
     };
@@ -246,9 +290,11 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
             if kind != InstigatorKind::Sensor {
                 return Err(user_error("only sensors have a cursor"));
             }
-            check(name).await?;
             if *clear || set.is_some() {
+                check(name).await?;
                 app.store.set_instigator(name, None, Some(set.as_deref()), now).await?;
+            } else {
+                known(name)?;
             }
             let state = app.store.instigators().await?.into_iter().find(|s| &s.name == name);
             println!("{}", state.and_then(|s| s.cursor).unwrap_or_else(|| "(no cursor)".to_owned()));

@@ -1,5 +1,6 @@
-//! Schedules and sensors through the CLI: catch-up after downtime (bounded, never before the
-//! schedule existed), the provisioning sensor end to end, a sensor evaluation that dies before
+//! Schedules and sensors through the CLI: catch-up after downtime (bounded; a first pass fires
+//! each schedule's latest tick), listings that write nothing, the missing-upstream cap, log
+//! times on the pinned clock, the provisioning sensor end to end, a sensor evaluation that dies before
 //! its commit, two daemons on one PostgreSQL, and `simulate`.
 
 use lineage::AutomationStore as _;
@@ -23,44 +24,299 @@ async fn ticks(robo: &Robo, name: &str) -> Vec<(String, String, i64)> {
 }
 
 #[tokio::test]
-async fn a_day_of_downtime_is_caught_up_and_nothing_before_the_schedule_existed() {
+async fn a_day_of_downtime_is_caught_up_and_a_first_pass_fires_only_the_latest_tick() {
     let robo = Robo::new();
-    // First start at 2026-01-10 12:00: the schedules are registered; nothing older is requested.
+    // First start at 2026-01-10 12:00: each schedule fires its latest tick, not its history.
     let first = at(&robo, "2026-01-10T12:00:00Z", &["daemon", "--once", "--no-worker"]);
-    assert!(!first.stdout.contains("usage_snapshot_hourly"), "{}", first.stdout);
-    assert!(ticks(&robo, "usage_snapshot_hourly").await.is_empty());
+    assert!(
+        first.stdout.contains("usage_snapshot_hourly        requested usage_snapshot 2026-01-10T10:00"),
+        "{}",
+        first.stdout
+    );
+    let hourly = ticks(&robo, "usage_snapshot_hourly").await;
+    assert_eq!(hourly.len(), 1, "{hourly:?}");
+    assert!(hourly[0].0.starts_with("2026-01-10T11:05"), "{hourly:?}");
 
     // Next start three days later: only the last day (the catch-up window) is requested.
     at(&robo, "2026-01-13T12:30:00Z", &["daemon", "--once", "--no-worker"]);
     let hourly = ticks(&robo, "usage_snapshot_hourly").await;
-    assert_eq!(hourly.len(), 24, "13:05 on the 12th .. 12:05 on the 13th");
-    assert!(hourly[0].0.starts_with("2026-01-12T13:05"), "{hourly:?}");
+    assert_eq!(hourly.len(), 1 + 24, "11:05 on the 10th, then 13:05 on the 12th .. 12:05 on the 13th");
+    assert!(hourly[1].0.starts_with("2026-01-12T13:05"), "{hourly:?}");
     assert!(hourly.iter().all(|(_, status, n)| status == "requested" && *n >= 1));
     let daily = ticks(&robo, "storage_bill_daily").await;
-    assert_eq!(daily.len(), 1, "02:00 on the 13th");
-    // The bill's tick requested yesterday's bill and the 24 hours it reads (none exist yet).
-    assert_eq!(daily[0].2, 25);
+    assert_eq!(daily.len(), 2, "02:00 on the 10th (the first pass), 02:00 on the 13th: {daily:?}");
+    // The bill's tick requested yesterday's bill and the 12 hours it reads that nothing had
+    // requested; the 12 the hourly ticks of this pass requested are waited on, not requested
+    // again.
+    assert_eq!(daily[1].2, 13);
+    let bill = at(&robo, "2026-01-13T12:30:00Z", &["ticks", "storage_bill_daily", "--limit", "1"]);
+    assert!(
+        bill.stdout.contains(
+            "requested  13 requests  storage_bill 2026-01-12; usage_snapshot: 12 partitions (2026-01-12T00:00 .. \
+             2026-01-12T11:00); already requested, pending: usage_snapshot: 12 partitions (2026-01-12T12:00 .. \
+             2026-01-12T23:00)"
+        ),
+        "{}",
+        bill.stdout
+    );
 
     // Evaluating again at the same time adds nothing: ticks are unique.
     let again = at(&robo, "2026-01-13T12:30:00Z", &["daemon", "--once", "--no-worker"]);
     assert!(!again.stdout.contains("usage_snapshot_hourly"), "{}", again.stdout);
-    assert_eq!(ticks(&robo, "usage_snapshot_hourly").await.len(), 24);
+    assert_eq!(ticks(&robo, "usage_snapshot_hourly").await.len(), 25);
 
     // A stopped schedule is not evaluated; started again, it resumes from its last tick.
     at(&robo, "2026-01-13T12:30:00Z", &["schedules", "stop", "usage_snapshot_hourly"]);
     at(&robo, "2026-01-13T15:30:00Z", &["daemon", "--once", "--no-worker"]);
-    assert_eq!(ticks(&robo, "usage_snapshot_hourly").await.len(), 24);
+    assert_eq!(ticks(&robo, "usage_snapshot_hourly").await.len(), 25);
     let list = at(&robo, "2026-01-13T15:30:00Z", &["schedules"]);
     assert!(list.stdout.contains("usage_snapshot_hourly        stopped"), "{}", list.stdout);
     at(&robo, "2026-01-13T15:30:00Z", &["schedules", "start", "usage_snapshot_hourly"]);
     at(&robo, "2026-01-13T15:30:00Z", &["daemon", "--once", "--no-worker"]);
-    assert_eq!(ticks(&robo, "usage_snapshot_hourly").await.len(), 27, "13:05, 14:05, 15:05");
+    assert_eq!(ticks(&robo, "usage_snapshot_hourly").await.len(), 28, "13:05, 14:05, 15:05");
     let shown = at(&robo, "2026-01-13T15:30:00Z", &["ticks", "usage_snapshot_hourly", "--limit", "1"]);
     assert!(shown.stdout.contains("requested   1 request   usage_snapshot 2026-01-13T14:00"), "{}", shown.stdout);
 
     let bad = robo.run(&["schedules", "stop", "nightly"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("no schedule named \"nightly\"; known: usage_snapshot_hourly"), "{}", bad.stderr);
+}
+
+/// Every table's row count and the instigators' rows, as text: what a read must leave alone.
+async fn store_dump(robo: &Robo) -> Vec<String> {
+    let mut db = robo.lineage_db().await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    let mut dump = Vec::new();
+    for table in tables {
+        // Table names come from the store's own schema.
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{table}\"")))
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        dump.push(format!("{table}: {n}"));
+    }
+    let instigators: Vec<(String, String, String, String)> =
+        sqlx::query_as("SELECT name, status, created_at, updated_at FROM instigators ORDER BY name")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    dump.extend(instigators.into_iter().map(|i| format!("{i:?}")));
+    dump
+}
+
+#[tokio::test]
+async fn listing_writes_nothing_and_a_daemon_pass_at_an_earlier_time_still_fires() {
+    let robo = Robo::new();
+    // A first listing creates the store (its schema); every listing after it changes no row.
+    at(&robo, "2026-12-06T04:00:00Z", &["schedules"]);
+    let before = store_dump(&robo).await;
+    assert!(before.contains(&"instigators: 0".to_owned()), "{before:?}");
+    for args in [
+        &["schedules"][..],
+        &["schedules", "--json"],
+        &["schedules", "list"],
+        &["sensors"],
+        &["sensors", "--json"],
+        &["ticks", "usage_snapshot_hourly"],
+        &["sensors", "cursor", "pending_subscription_sensor"],
+    ] {
+        at(&robo, "2026-12-06T04:00:00Z", args);
+        assert_eq!(store_dump(&robo).await, before, "{args:?} wrote to the store");
+    }
+    // The daemon's first pass, pinned five days earlier, fires what was due then.
+    let out = at(&robo, "2026-12-01T23:10:00Z", &["daemon", "--once", "--no-worker"]);
+    assert!(
+        out.stdout.contains(
+            "2026-12-01 23:05:00 UTC  usage_snapshot_hourly        requested usage_snapshot 2026-12-01T22:00"
+        ),
+        "{}",
+        out.stdout
+    );
+    let hourly = ticks(&robo, "usage_snapshot_hourly").await;
+    assert_eq!(hourly.len(), 1, "{hourly:?}");
+    assert!(hourly[0].0.starts_with("2026-12-01T23:05"), "{hourly:?}");
+}
+
+#[tokio::test]
+async fn a_fresh_home_fires_the_latest_due_tick_of_each_running_schedule_once() {
+    let robo = Robo::new();
+    // Stopped before the daemon ever ran: it is not evaluated.
+    at(&robo, "2026-12-02T07:30:00Z", &["schedules", "stop", "qbo_monthly_close"]);
+    let out = at(&robo, "2026-12-02T07:30:00Z", &["daemon", "--once", "--no-worker"]);
+    // Wednesday 2 December 07:30: each schedule's latest tick at or before it.
+    for (schedule, tick, requested) in [
+        ("usage_snapshot_hourly", "2026-12-02T07:05", "usage_snapshot 2026-12-02T06:00"),
+        ("storage_bill_daily", "2026-12-02T02:00", "storage_bill 2026-12-01"),
+        ("credit_health_weekly", "2026-11-30T03:00", "credit_health 2026-11-23"),
+        ("api_key_cleanup_hourly", "2026-12-02T07:00", "api_key_cleanup 2026-12-02T06:00"),
+    ] {
+        let t = ticks(&robo, schedule).await;
+        assert_eq!(t.len(), 1, "{schedule}: one tick, not its history: {t:?}");
+        assert!(t[0].0.starts_with(tick) && t[0].1 == "requested", "{schedule}: {t:?}");
+        assert!(out.stdout.contains(&format!("{schedule:<28} requested {requested}")), "{schedule}:\n{}", out.stdout);
+    }
+    assert!(ticks(&robo, "qbo_monthly_close").await.is_empty(), "a stopped schedule does not fire");
+    // The monthly ticks are due too, and recorded: skipped, for their month of missing upstream
+    // partitions (see the missing-upstream cap).
+    for (schedule, tick) in
+        [("credit_allocation_monthly", "2026-12-01T00:00"), ("usage_report_monthly", "2026-12-02T06:00")]
+    {
+        let t = ticks(&robo, schedule).await;
+        assert_eq!(t.len(), 1, "{schedule}: {t:?}");
+        assert!(t[0].0.starts_with(tick) && t[0].1 == "skipped", "{schedule}: {t:?}");
+    }
+    // A second pass at the same time fires nothing more.
+    let again = at(&robo, "2026-12-02T07:30:00Z", &["daemon", "--once", "--no-worker"]);
+    assert!(!again.stdout.contains("requested"), "{}", again.stdout);
+}
+
+#[tokio::test]
+async fn a_report_tick_over_an_empty_month_requests_no_bills_and_names_the_backfill() {
+    let robo = Robo::new();
+    let out = at(&robo, "2026-12-02T06:30:00Z", &["daemon", "--once"]);
+    let backfill = "`robo-assets backfill +usage_report --from 2026-11 --to 2026-11`";
+    let line = out.stdout.lines().find(|l| l.contains("usage_report_monthly")).unwrap_or_default();
+    assert_eq!(
+        line,
+        format!(
+            "2026-12-02 06:00:00 UTC  usage_report_monthly         skipped   left out usage_report 2026-11: 1527 missing \
+             upstream partitions are more than a tick fills (ROBO_ASSETS_MAX_UPSTREAM_FILL=48); fill them with {backfill}"
+        ),
+        "{}",
+        out.stdout
+    );
+    // No November bill was requested, so none was run and no November day was debited.
+    let mut db = robo.lineage_db().await;
+    let november: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM materialization_requests WHERE asset_key = 'storage_bill' AND partition_key LIKE '2026-11-%'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(november, 0);
+    let mut app = robo.app_db().await;
+    let debited: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT period FROM credit_ledger WHERE kind = 'storage_charge' ORDER BY 1")
+            .fetch_all(&mut app)
+            .await
+            .unwrap();
+    assert!(debited.iter().all(|d| !d.starts_with("2026-11")), "{debited:?}");
+    // The named command fills exactly what the report needs: its month of bills and hours.
+    let command: Vec<&str> = backfill.trim_matches('`').split(' ').skip(1).collect();
+    let dry = at(&robo, "2026-12-02T06:30:00Z", &[command.as_slice(), &["--dry-run"]].concat());
+    for needed in ["usage_report", "storage_bill", "usage_snapshot"] {
+        assert!(dry.stdout.contains(needed), "{needed}:\n{}", dry.stdout);
+    }
+    // The report and the 1527 partitions the tick said were missing.
+    assert!(dry.stdout.contains(": 1528 cells (dry run"), "{}", dry.stdout);
+
+    // A deployment that allows more fills the month by itself.
+    let generous = Robo::new();
+    let out = generous.run_with(
+        &["daemon", "--once", "--no-worker"],
+        &[("ROBO_ASSETS_NOW", "2026-12-02T06:30:00Z"), ("ROBO_ASSETS_MAX_UPSTREAM_FILL", "1000")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = ticks(&generous, "usage_report_monthly").await;
+    // The report, November's allocation and the October it reads (31 bills, 744 hours); the rest
+    // the allocation's tick had just requested, and the report waits on those.
+    assert_eq!((report[0].1.as_str(), report[0].2), ("requested", 1 + 1 + 31 + 744), "{report:?}");
+    assert!(!out.stdout.contains("left out"), "{}", out.stdout);
+    let bad = generous.run_with(&["schedules"], &[("ROBO_ASSETS_MAX_UPSTREAM_FILL", "lots")]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("ROBO_ASSETS_MAX_UPSTREAM_FILL=\"lots\" is not a count of partitions"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_partition_already_requested_is_waited_on_and_materialized_once() {
+    let robo = Robo::new();
+    // 23:30: the hourly schedule's first tick requests 22:00; nothing runs it yet.
+    at(&robo, "2026-12-01T23:30:00Z", &["daemon", "--once", "--no-worker"]);
+    // 02:30 the next day: one pass ticks the hourly schedule at 00:05 (23:00), 01:05 and 02:05,
+    // and the daily bill at 02:00, whose day needs 22:00 and 23:00 too: it waits on their
+    // pending requests instead of requesting them again. Then the pass runs it all.
+    let out = at(&robo, "2026-12-02T02:30:00Z", &["daemon", "--once"]);
+    let bill = out.stdout.lines().find(|l| l.contains("storage_bill_daily")).unwrap_or_default();
+    assert!(
+        bill.ends_with(
+            "requested storage_bill 2026-12-01; usage_snapshot: 22 partitions (2026-12-01T00:00 .. 2026-12-01T21:00); \
+             already requested, pending: usage_snapshot: 2 partitions (2026-12-01T22:00 .. 2026-12-01T23:00)"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("failed"), "{}", out.stdout);
+    let mut db = robo.lineage_db().await;
+    let per_hour: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT partition_key, count(*) FROM materializations WHERE asset_key = 'usage_snapshot' \
+         AND partition_key LIKE '2026-12-01T%' GROUP BY partition_key ORDER BY partition_key",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(per_hour.len(), 24, "{per_hour:?}");
+    assert!(per_hour.iter().all(|(_, n)| *n == 1), "each hour materialized once: {per_hour:?}");
+    let doubled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM materialization_requests WHERE idempotency_key LIKE 'sched:storage_bill_daily:%:usage_snapshot:%' \
+         AND partition_key IN ('2026-12-01T22:00', '2026-12-01T23:00')",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(doubled, 0, "the bill's tick requested no hour the hourly schedule had requested");
+    // The bill read the one materialization of 23:00.
+    let read: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT i.upstream_materialization_id, h.id FROM materializations b \
+         JOIN materialization_inputs i ON i.materialization_id = b.id \
+         JOIN materializations h ON h.asset_key = 'usage_snapshot' AND h.partition_key = '2026-12-01T23:00' \
+         WHERE b.asset_key = 'storage_bill' AND b.partition_key = '2026-12-01' \
+           AND i.upstream_asset_key = 'usage_snapshot' AND i.upstream_partition_key = '2026-12-01T23:00'",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0].0, read[0].1);
+}
+
+#[test]
+fn the_daemon_logs_on_the_pinned_clock_and_warns_of_what_a_tick_left_out() {
+    let robo = Robo::new();
+    let child = robo
+        .command(&["daemon", "--interval-secs", "1", "--no-worker"])
+        .env("ROBO_ASSETS_NOW", "2026-12-02T06:30:00Z")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "the daemon never ticked");
+        let shown = robo.run_with(&["ticks", "usage_report_monthly"], &[("ROBO_ASSETS_NOW", "2026-12-02T06:30:00Z")]);
+        if shown.stdout.contains("skipped") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let started = stderr.lines().find(|l| l.contains("Daemon started.")).unwrap_or_default();
+    assert!(started.starts_with("2026-12-02T06:30:00.000000Z  INFO"), "{stderr}");
+    let warned = stderr.lines().find(|l| l.contains("left out usage_report 2026-11")).unwrap_or_default();
+    assert!(warned.starts_with("2026-12-02T06:30:00.000000Z  WARN"), "{stderr}");
+    assert!(warned.contains("robo-assets backfill +usage_report --from 2026-11 --to 2026-11"), "{warned}");
 }
 
 #[tokio::test]
@@ -136,6 +392,7 @@ async fn a_sensor_evaluation_that_dies_before_its_commit_leaves_nothing_and_is_r
         sensors: vec![pending.clone()],
         conditions: vec![],
         catch_up: std::time::Duration::from_secs(3600),
+        max_upstream_fill: engine::automation::DEFAULT_MAX_UPSTREAM_FILL,
     };
     let t0: chrono::DateTime<chrono::Utc> = "2026-01-15T12:00:00Z".parse().unwrap();
     use lineage::{LineageStore, RequestQueue};
@@ -170,9 +427,11 @@ fn simulate_prints_what_would_be_requested_in_order_and_writes_nothing() {
     let find = |needle: &str| {
         lines.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} in\n{}", out.stdout))
     };
+    // A month of bills and hours is more than a tick fills: the allocation names its backfill.
     let allocation = find(
-        "credit_allocation_monthly    requested credit_allocation 2026-02; storage_bill: 31 partitions (2026-01-01 .. 2026-01-31); \
-         usage_snapshot: 744 partitions",
+        "credit_allocation_monthly    skipped   left out credit_allocation 2026-02: 775 missing upstream partitions are \
+         more than a tick fills (ROBO_ASSETS_MAX_UPSTREAM_FILL=48); fill them with \
+         `robo-assets backfill +credit_allocation --from 2026-02 --to 2026-02`",
     );
     let bill = find("storage_bill_daily           requested");
     assert!(lines[allocation].starts_with("2026-02-01 00:00:00 UTC"));
@@ -642,6 +901,7 @@ async fn a_long_running_daemon_sees_partitions_a_sensor_added_after_it_started()
         sensors: vec![pending],
         conditions: vec![("graph_welcome".into(), Condition::OnMissing)],
         catch_up: std::time::Duration::from_secs(3600),
+        max_upstream_fill: engine::automation::DEFAULT_MAX_UPSTREAM_FILL,
     };
     let t0: chrono::DateTime<chrono::Utc> = "2026-01-15T12:00:00Z".parse().unwrap();
     assert!(store.dynamic_partitions("subscriptions").await.unwrap().is_empty(), "no subscription when it starts");

@@ -330,6 +330,7 @@ async fn a_new_accession_requests_that_ciks_facts_once_and_a_failed_poll_keeps_t
         sensors: vec![assets::sec::filings_sensor()],
         conditions: vec![],
         catch_up: std::time::Duration::from_secs(3600),
+        max_upstream_fill: engine::automation::DEFAULT_MAX_UPSTREAM_FILL,
     };
     let t0: chrono::DateTime<chrono::Utc> = "2026-01-15T12:00:00Z".parse().unwrap();
     store.add_dynamic_partitions("sec_ciks", &[APPLE.to_owned(), MSFT.to_owned()], t0).await.unwrap();

@@ -108,7 +108,8 @@ pub struct InstigatorState {
     pub status: InstigatorStatus,
     /// A sensor's cursor.
     pub cursor: Option<String>,
-    /// When it was first seen (no catch-up before this).
+    /// When a daemon (or a start, stop or cursor change) first registered it; the conditions'
+    /// `on_cron` ticks are evaluated from here on.
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,

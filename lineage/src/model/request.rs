@@ -23,7 +23,8 @@ use super::{MaterializationId, NewCheckResult, NewMaterialization, RequestId, Ru
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum RequestState {
-    /// Waiting for upstream requests of its run.
+    /// Waiting for its upstream requests (of its run, or a pending request of another run a
+    /// tick waits on).
     Blocked,
     /// Ready to be claimed (at or after `run_at`).
     Available,
@@ -79,6 +80,26 @@ pub struct NewRequest {
     pub run_at: DateTime<Utc>,
     /// Submission time.
     pub created_at: DateTime<Utc>,
+}
+
+/// A request that has not ended (blocked, available or running), as a tick finds it for a
+/// partition it would request: the tick's downstream steps wait on it instead of requesting the
+/// partition a second time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingRequest {
+    /// The asset.
+    #[serde(rename = "asset")]
+    pub asset_key: String,
+    /// The partition.
+    #[serde(rename = "partition")]
+    pub partition_key: String,
+    /// The request.
+    #[serde(rename = "request_id")]
+    pub id: RequestId,
+    /// Its idempotency key: submitting it again names this request.
+    pub idempotency_key: String,
+    /// Its run.
+    pub run_id: RunId,
 }
 
 /// What a submission did.

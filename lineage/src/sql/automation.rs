@@ -7,7 +7,7 @@ use const_format::concatcp;
 use sqlx::QueryBuilder;
 
 use super::lineage::insert_dynamic_partitions;
-use super::queue::submit_in;
+use super::queue::{finish_run, submit_in};
 use super::writes::insert_run;
 use super::{ROWS_PER_STATEMENT, db};
 use crate::Result;
@@ -152,6 +152,9 @@ impl AutomationStore for db::Store {
             created = outcomes.iter().filter(|o| o.inserted).count();
             if created > 0 {
                 insert_run(&mut tx, &NewRun { n_steps: created as i64, ..run.clone() }).await?;
+                // A step waiting on another run's request that failed meanwhile has failed
+                // already: a run left with nothing to do ends now.
+                finish_run(&mut tx, &run.id.to_string(), tick.created_at).await?;
                 sqlx::query("UPDATE ticks SET run_id = $2, requests = $3 WHERE id = $1")
                     .bind(id)
                     .bind(run.id.to_string())

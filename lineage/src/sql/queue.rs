@@ -16,12 +16,45 @@ use crate::rows::{RequestRow, decode, parse_request_id, parse_run_id};
 use crate::store::RequestQueue;
 use crate::{Error, Result};
 
-/// Marks `upstream_failed` every waiting request downstream of `$1`, transitively.
+/// Marks `upstream_failed` every waiting request downstream of `$1`, transitively and in any
+/// run; returns their runs.
 const CASCADE_UPSTREAM_FAILED: &str = "WITH RECURSIVE down(id) AS ( \
          SELECT downstream_request_id FROM request_edges WHERE upstream_request_id = $1 \
          UNION SELECT e.downstream_request_id FROM request_edges e JOIN down ON e.upstream_request_id = down.id) \
      UPDATE materialization_requests SET state = 'upstream_failed', finished_at = $2 \
-     WHERE id IN (SELECT id FROM down) AND state IN ('blocked', 'available')";
+     WHERE id IN (SELECT id FROM down) AND state IN ('blocked', 'available') RETURNING run_id";
+
+/// The requests of run `$1` that ended without succeeding and that a waiting request of another
+/// run waits on (a tick's step waiting on a request it found pending).
+const ENDED_UPSTREAM_OF_OTHER_RUNS: &str = "SELECT DISTINCT e.upstream_request_id FROM request_edges e \
+     JOIN materialization_requests u ON u.id = e.upstream_request_id \
+     JOIN materialization_requests d ON d.id = e.downstream_request_id \
+     WHERE u.run_id = $1 AND u.state IN ('failed', 'canceled', 'upstream_failed') \
+       AND d.run_id <> $1 AND d.state IN ('blocked', 'available') \
+     ORDER BY e.upstream_request_id";
+
+/// Marks `upstream_failed` every waiting request downstream of request `id`, in any run (a
+/// tick's step may wait on another run's request: it then fails as it would behind a request of
+/// its own run, never runs on a missing input), and ends each other run that leaves with
+/// nothing waiting or running. The caller ends `own_run`.
+async fn cascade_upstream_failed(tx: &mut db::Conn, id: &str, own_run: &str, now: DateTime<Utc>) -> Result<()> {
+    let runs: Vec<String> = sqlx::query_scalar(CASCADE_UPSTREAM_FAILED).bind(id).bind(now).fetch_all(&mut *tx).await?;
+    let others: BTreeSet<String> = runs.into_iter().filter(|r| r != own_run).collect();
+    for run in others {
+        finish_run(&mut *tx, &run, now).await?;
+    }
+    Ok(())
+}
+
+/// After run `run`'s waiting requests were canceled at once (no settle cascaded from them): the
+/// requests of other runs that waited on them fail, and those runs end if nothing else is left.
+async fn cascade_to_other_runs(tx: &mut db::Conn, run: &str, now: DateTime<Utc>) -> Result<()> {
+    let ended: Vec<String> = sqlx::query_scalar(ENDED_UPSTREAM_OF_OTHER_RUNS).bind(run).fetch_all(&mut *tx).await?;
+    for id in ended {
+        cascade_upstream_failed(&mut *tx, &id, run, now).await?;
+    }
+    Ok(())
+}
 
 /// Sets, for the requests whose ids follow (`… IN (` is left open), how many upstream requests
 /// they still wait for and their state: `upstream_failed` when one of those failed or was
@@ -60,7 +93,7 @@ const FINISH_RUN: &str = "UPDATE runs SET \
 /// PostgreSQL, each statement seeing only committed rows) each saw the other's request still
 /// running, and the run stayed `running` forever with every request succeeded; with it, the
 /// second one to lock starts its check after the first committed, and finishes the run.
-async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>) -> Result<()> {
+pub(super) async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>) -> Result<()> {
     let _: Option<String> = sqlx::query_scalar(concatcp!("SELECT id FROM runs WHERE id = $1", db::LOCK_ROW))
         .bind(run)
         .fetch_optional(&mut *tx)
@@ -223,7 +256,7 @@ async fn settle(tx: &mut db::Conn, held: &Held, how: Settle<'_>, now: DateTime<U
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(CASCADE_UPSTREAM_FAILED).bind(&held.id).bind(now).execute(&mut *tx).await?;
+            cascade_upstream_failed(&mut *tx, &held.id, &held.run_id, now).await?;
             finish_run(&mut *tx, &held.run_id, now).await?;
             Ok(Some(RequestState::Failed))
         }
@@ -246,7 +279,7 @@ async fn settle(tx: &mut db::Conn, held: &Held, how: Settle<'_>, now: DateTime<U
             outbox::enqueue(&mut *tx, &[held.lineage_event(LineageEventType::Abort, now, Some(why))]).await?;
             insert_events(&mut *tx, &[step(EventKind::StepCanceled, why)]).await?;
             restore_partition(&mut *tx, held, now).await?;
-            sqlx::query(CASCADE_UPSTREAM_FAILED).bind(&held.id).bind(now).execute(&mut *tx).await?;
+            cascade_upstream_failed(&mut *tx, &held.id, &held.run_id, now).await?;
             finish_run(&mut *tx, &held.run_id, now).await?;
             Ok(Some(RequestState::Canceled))
         }
@@ -365,6 +398,7 @@ async fn abandon_run(tx: &mut db::Conn, run: &str, why: &str, now: DateTime<Utc>
     for held in &running {
         settle(&mut *tx, held, Settle::Cancel { why }, now).await?;
     }
+    cascade_to_other_runs(&mut *tx, run, now).await?;
     insert_events(&mut *tx, &[RunEvent::run(parse_run_id(run)?, now, EventKind::RunCanceled, why)]).await?;
     // Canceled whatever it held (even nothing: a process killed between creating its run and
     // submitting its requests).
@@ -453,6 +487,26 @@ pub(super) async fn submit_in(
         });
         q.push(" ON CONFLICT DO NOTHING");
         q.build().execute(&mut *tx).await?;
+    }
+    // An edge from a request that already existed (a pending request of another run, which a
+    // tick's step waits on) is counted against that request's state as of now: its row is locked
+    // first, so a worker settling it meanwhile either committed before (its state is read here) or
+    // settles after this commits (and sees the edge). Without the lock, on PostgreSQL, a
+    // completion between the two would leave the new step blocked for good.
+    let existing: BTreeSet<String> = edges
+        .iter()
+        .filter(|(up, down)| outcomes[*down].inserted && !outcomes[*up].inserted)
+        .map(|(up, _)| outcomes[*up].id.to_string())
+        .collect();
+    let existing: Vec<String> = existing.into_iter().collect();
+    for chunk in existing.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new("SELECT id FROM materialization_requests WHERE id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(id.as_str());
+        }
+        q.push(")").push(db::LOCK_ROW);
+        let _: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
     }
     let blocked: Vec<String> =
         new_edges.into_iter().map(|(_, down)| down).collect::<BTreeSet<_>>().into_iter().collect();
@@ -909,6 +963,7 @@ impl RequestQueue for db::Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        cascade_to_other_runs(&mut tx, &run.to_string(), now).await?;
         let asked = sqlx::query(
             "UPDATE materialization_requests SET cancel_requested = TRUE WHERE run_id = $1 AND state = 'running'",
         )
@@ -949,6 +1004,58 @@ impl RequestQueue for db::Store {
         Ok(ids.len() as u64)
     }
 
+    async fn pending_requests(&self, cells: &[(String, String)]) -> Result<Vec<PendingRequest>> {
+        // One statement per asset (its partitions as a JSON array), as `partition_states_of`.
+        let mut by_asset: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (asset, partition) in cells {
+            match by_asset.iter_mut().find(|(a, _)| a == asset) {
+                Some((_, ps)) => ps.push(partition),
+                None => by_asset.push((asset, vec![partition])),
+            }
+        }
+        let mut found: Vec<PendingRequest> = Vec::new();
+        let mut conn = self.reader().acquire().await?;
+        for (asset, partitions) in by_asset {
+            let rows: Vec<(String, String, String, String)> = sqlx::query_as(concatcp!(
+                "SELECT partition_key, id, idempotency_key, run_id FROM materialization_requests \
+                 WHERE asset_key = $1 AND state IN ('blocked', 'available', 'running') AND partition_key IN (",
+                db::JSON_KEYS,
+                ") ORDER BY partition_key, created_at, id"
+            ))
+            .bind(asset)
+            .bind(serde_json::to_string(&partitions).expect("strings serialize"))
+            .fetch_all(&mut *conn)
+            .await?;
+            for (partition_key, id, idempotency_key, run_id) in rows {
+                if found.last().is_some_and(|p| p.asset_key == asset && p.partition_key == partition_key) {
+                    continue;
+                }
+                found.push(PendingRequest {
+                    asset_key: asset.to_owned(),
+                    partition_key,
+                    id: parse_request_id(&id)?,
+                    idempotency_key,
+                    run_id: parse_run_id(&run_id)?,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn runs_waited_on(&self, run: RunId) -> Result<Vec<RunId>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT u.run_id FROM request_edges e \
+             JOIN materialization_requests d ON d.id = e.downstream_request_id \
+             JOIN materialization_requests u ON u.id = e.upstream_request_id \
+             WHERE d.run_id = $1 AND u.run_id <> $1 AND u.state IN ('blocked', 'available', 'running') \
+             ORDER BY u.run_id",
+        )
+        .bind(run.to_string())
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| parse_run_id(r)).collect()
+    }
+
     async fn request_counts(&self, run: RunId) -> Result<Vec<(String, RequestState, i64)>> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT asset_key, state, count(*) FROM materialization_requests WHERE run_id = $1 \
@@ -979,7 +1086,7 @@ impl RequestQueue for db::Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(CASCADE_UPSTREAM_FAILED).bind(id.to_string()).bind(now).execute(&mut *tx).await?;
+                cascade_upstream_failed(&mut tx, &id.to_string(), &run, now).await?;
                 finish_run(&mut tx, &run, now).await?;
                 RequestState::Canceled
             }
