@@ -55,20 +55,17 @@ pub async fn path(app: &App, args: &PathArgs) -> anyhow::Result<ExitStatus> {
     let shown = if key.is_empty() { def.key.to_string() } else { format!("{} {key}", def.key) };
     let state = app.store.partition_states_of(&[(def.key.to_string(), key.clone())]).await?.pop().flatten();
     // A wipe removes the state row: "never" is said of what the store knows now.
-    let current = match state.as_ref().and_then(|s| s.current_materialization_id) {
-        Some(current) => current,
-        None => {
-            let why = match state.map(|s| s.last_attempt_status) {
-                Some(lineage::AttemptStatus::Failed) => "its attempts failed and it has never been materialized",
-                Some(lineage::AttemptStatus::Running) => "it is being materialized for the first time",
-                _ => "it has never been materialized (or was wiped)",
-            };
-            return Err(user_error(format!(
-                "{shown} has no output: {why}; run `robo-assets materialize {}{} --with-upstream`",
-                def.key,
-                if key.is_empty() { String::new() } else { format!(" --partition {key}") }
-            )));
-        }
+    let Some(current) = state.as_ref().and_then(|s| s.current_materialization_id) else {
+        let why = match state.map(|s| s.last_attempt_status) {
+            Some(lineage::AttemptStatus::Failed) => "its attempts failed and it has never been materialized",
+            Some(lineage::AttemptStatus::Running) => "it is being materialized for the first time",
+            _ => "it has never been materialized (or was wiped)",
+        };
+        return Err(user_error(format!(
+            "{shown} has no output: {why}; run `robo-assets materialize {}{} --with-upstream`",
+            def.key,
+            if key.is_empty() { String::new() } else { format!(" --partition {key}") }
+        )));
     };
     let record = app.store.materialization(current).await?.expect("the current materialization exists");
     let Some(uri) = record.storage_uri else {
