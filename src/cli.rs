@@ -28,7 +28,7 @@ pub struct Cli {
 /// command missing here (a project's own) is listed under the project's heading.
 pub const COMMAND_GROUPS: &[(&str, &[&str])] = &[
     ("Run", &["materialize", "backfill", "submit", "worker"]),
-    ("Inspect", &["list", "status", "why", "lineage", "history", "checks", "runs", "requests", "ui"]),
+    ("Inspect", &["list", "status", "why", "lineage", "history", "path", "checks", "runs", "requests", "ui"]),
     ("Automate", &["daemon", "dev", "schedules", "sensors", "ticks", "simulate"]),
     ("Operate", &["partitions", "pools", "wipe", "repair", "migrate", "demo", "completions", "help"]),
 ];
@@ -102,6 +102,12 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the materializations of an asset, newest first.
     History(HistoryArgs),
+    /// Print where a partition's current output lives: a local file path, or s3://bucket/key.
+    ///
+    /// Alone on a line, for other tools: `duckdb -c "FROM '$(robo-assets path storage_bill -p
+    /// 2025-12-15)'"`. Exits 2 when the partition has no output (never materialized, or an
+    /// asset that records metadata only).
+    Path(PathArgs),
     /// List runs, or show one run and its event log.
     Runs(RunsArgs),
     /// Show what an asset (or one partition of it) was built from, and what reads it.
@@ -628,6 +634,18 @@ pub struct HistoryArgs {
     #[arg(long)]
     pub before: Option<i64>,
     /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PathArgs {
+    /// The asset.
+    pub asset: String,
+    /// The partition (required for a partitioned asset).
+    #[arg(long, short = 'p')]
+    pub partition: Option<String>,
+    /// Print JSON on stdout (asset, partition, path, uri, materialization_id, data_version, run_id).
     #[arg(long)]
     pub json: bool,
 }

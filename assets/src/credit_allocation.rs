@@ -38,15 +38,15 @@ pub(crate) fn definition() -> AssetDef {
         .compute(compute)
 }
 
-/// The schema of an allocation.
+/// The schema of an allocation: `month` and `previous_month` are DATEs, each month's first day.
 pub fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
-        Field::new("month", DataType::Utf8, false),
+        Field::new("month", crate::columns::DATE, false),
         Field::new("tenant_id", DataType::Utf8, false),
         Field::new("subscription_id", DataType::Utf8, false),
         Field::new("plan_id", DataType::Utf8, false),
         Field::new("allocated_millicredits", DataType::Int64, false),
-        Field::new("previous_month", DataType::Utf8, false),
+        Field::new("previous_month", crate::columns::DATE, false),
         Field::new("previous_storage_millicredits", DataType::Int64, false),
         Field::new("overage_millicredits", DataType::Int64, false),
         Field::new("allocation_key", DataType::Utf8, false),
@@ -59,6 +59,7 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
     let month = ctx.partition_key.clone();
     let bills = ctx.load("storage_bill").await?;
     let previous = previous_month(&month).ok_or_else(|| format!("not a month partition: {month:?}"))?;
+    let (month_date, previous_date) = (crate::columns::month_of(&month)?, crate::columns::month_of(&previous)?);
 
     // M-1's storage charges per tenant, from the bills themselves (exact integers).
     let mut used: BTreeMap<String, i64> = BTreeMap::new();
@@ -116,12 +117,12 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
     let table = RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(StringArray::from(vec![month.as_str(); n])),
+            crate::columns::dates(month_date, n),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.tenant_id.as_str()))),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.subscription_id.as_str()))),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.plan_id.as_str()))),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0.monthly_millicredits))),
-            Arc::new(StringArray::from(vec![previous.as_str(); n])),
+            crate::columns::dates(previous_date, n),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3.as_str()))),

@@ -6,6 +6,7 @@
 mod api_key_cleanup;
 pub mod automation;
 pub mod billing;
+pub mod columns;
 mod credit_allocation;
 mod credit_health;
 pub mod graph_provisioning;

@@ -34,10 +34,10 @@ pub(crate) fn definition() -> AssetDef {
         .compute(compute)
 }
 
-/// The schema of a bill.
+/// The schema of a bill: `day` is a DATE.
 pub fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
-        Field::new("day", DataType::Utf8, false),
+        Field::new("day", crate::columns::DATE, false),
         Field::new("tenant_id", DataType::Utf8, false),
         Field::new("plan_id", DataType::Utf8, true),
         Field::new("hours", DataType::Int64, false),
@@ -66,6 +66,7 @@ struct BillRow {
 async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
     let app_db: Arc<dyn AppDb> = ctx.resource(APP_DB)?;
     let day = ctx.partition_key.clone();
+    let date = crate::columns::day_of(&day)?;
     let snapshots = ctx.load("usage_snapshot").await?;
     let n_hours = snapshots.len() as i128;
 
@@ -137,7 +138,7 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
     let table = RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(StringArray::from(vec![day.as_str(); n])),
+            crate::columns::dates(date, n),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.tenant_id.as_str()))),
             Arc::new(StringArray::from_iter(rows.iter().map(|r| r.plan_id.as_deref()))),
             Arc::new(Int64Array::from(vec![n_hours as i64; n])),

@@ -1,7 +1,9 @@
 //! `usage_report`: monthly. Per tenant, month M's storage (GB-days over the plan, credits
 //! charged, days billed), the credits allocated for M, and M's overage as settled by M+1's
 //! allocation. Output: a Parquet table, plus a CSV report per tenant at
-//! `usage_report/<M>/<tenant>.csv` next to the outputs (their URIs are in the metadata).
+//! `usage_report/<M>/<tenant>.csv` next to the outputs (their URIs are in the metadata). Both have
+//! the same columns with the same values: `month` is the month's first day (a DATE in Parquet,
+//! `2025-12-01` in the CSV), credits and GB-days are exact decimals with three places.
 //!
 //! Reads `storage_bill` for the days of M and `credit_allocation` for M and M+1
 //! (`time_window(0, 1)`): the report of December can be made on January's 1st, once January's
@@ -12,13 +14,14 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
+use arrow_array::types::{Date32Type, Int64Type};
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use engine::{AssetContext, AssetDef, AssetError, Output, PartitionMapping, PartitionsDef, asset};
 use resources::ObjectStore;
 
 use crate::billing::format_milli;
+use crate::columns::{DATE, credits, credits_type, dates, month_of};
 use crate::{REPORTS, START_DATE};
 
 pub(crate) fn definition() -> AssetDef {
@@ -35,18 +38,31 @@ pub(crate) fn definition() -> AssetDef {
         .compute(compute)
 }
 
-/// The schema of a report.
+/// The columns of a report, in the Parquet table and in every CSV.
+pub const COLUMNS: [&str; 8] = [
+    "month",
+    "tenant_id",
+    "days_billed",
+    "excess_gb_days",
+    "storage_credits",
+    "allocated_credits",
+    "overage_credits",
+    "net_credits",
+];
+
+/// The schema of a report: [`COLUMNS`]; `month` a DATE, credits and GB-days `Decimal128(38, 3)`.
 pub fn schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("month", DataType::Utf8, false),
-        Field::new("tenant_id", DataType::Utf8, false),
-        Field::new("days_billed", DataType::Int64, false),
-        Field::new("excess_milli_gb_days", DataType::Int64, false),
-        Field::new("storage_millicredits", DataType::Int64, false),
-        Field::new("allocated_millicredits", DataType::Int64, false),
-        Field::new("overage_millicredits", DataType::Int64, false),
-        Field::new("net_millicredits", DataType::Int64, false),
-    ]))
+    let types = [
+        DATE,
+        DataType::Utf8,
+        DataType::Int64,
+        credits_type(),
+        credits_type(),
+        credits_type(),
+        credits_type(),
+        credits_type(),
+    ];
+    Arc::new(Schema::new(COLUMNS.iter().zip(types).map(|(name, t)| Field::new(*name, t, false)).collect::<Vec<_>>()))
 }
 
 #[derive(Default, Clone, Copy)]
@@ -62,6 +78,10 @@ fn i64_col<'a>(batch: &'a RecordBatch, name: &str, what: &str) -> Result<&'a arr
     Ok(batch.column_by_name(name).ok_or_else(|| format!("{what} has no {name}"))?.as_primitive::<Int64Type>())
 }
 
+fn date_col<'a>(batch: &'a RecordBatch, name: &str, what: &str) -> Result<&'a arrow_array::Date32Array, AssetError> {
+    Ok(batch.column_by_name(name).ok_or_else(|| format!("{what} has no {name}"))?.as_primitive::<Date32Type>())
+}
+
 fn str_col<'a>(batch: &'a RecordBatch, name: &str, what: &str) -> Result<&'a arrow_array::StringArray, AssetError> {
     Ok(batch.column_by_name(name).ok_or_else(|| format!("{what} has no {name}"))?.as_string::<i32>())
 }
@@ -69,6 +89,7 @@ fn str_col<'a>(batch: &'a RecordBatch, name: &str, what: &str) -> Result<&'a arr
 async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
     let reports: Arc<dyn ObjectStore> = ctx.resource(REPORTS)?;
     let month = ctx.partition_key.clone();
+    let month_date = month_of(&month)?;
     let mut lines: BTreeMap<String, Line> = BTreeMap::new();
     let bills = ctx.load("storage_bill").await?;
     for (day, batch) in &bills {
@@ -90,7 +111,7 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
         let (tenants, allocated, previous, overage) = (
             str_col(&batch, "tenant_id", &what)?,
             i64_col(&batch, "allocated_millicredits", &what)?,
-            str_col(&batch, "previous_month", &what)?,
+            date_col(&batch, "previous_month", &what)?,
             i64_col(&batch, "overage_millicredits", &what)?,
         );
         for row in 0..batch.num_rows() {
@@ -98,7 +119,7 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
             if allocation_month == month {
                 line.allocated += allocated.value(row);
             }
-            if previous.value(row) == month {
+            if previous.value_as_date(row) == Some(month_date) {
                 line.overage += overage.value(row);
             }
         }
@@ -106,12 +127,10 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
 
     let mut uris = Vec::with_capacity(lines.len());
     for (tenant, line) in &lines {
-        let mut csv = String::from(
-            "month,tenant_id,days_billed,excess_gb_days,storage_credits,allocated_credits,overage_credits,net_credits\n",
-        );
+        let mut csv = COLUMNS.join(",");
         let _ = writeln!(
             csv,
-            "{month},{tenant},{},{},{},{},{},{}",
+            "\n{month_date},{tenant},{},{},{},{},{},{}",
             line.days,
             format_milli(line.excess),
             format_milli(line.storage),
@@ -124,13 +143,13 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
 
     let rows: Vec<(&String, &Line)> = lines.iter().collect();
     let n = rows.len();
-    let col = |f: fn(&Line) -> i64| Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| f(r.1))));
+    let col = |f: fn(&Line) -> i64| credits(rows.iter().map(|r| f(r.1)));
     let table = RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(StringArray::from(vec![month.as_str(); n])),
+            dates(month_date, n),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
-            col(|l| l.days),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1.days))),
             col(|l| l.excess),
             col(|l| l.storage),
             col(|l| l.allocated),

@@ -25,10 +25,10 @@ pub(crate) fn definition() -> AssetDef {
         .compute(compute)
 }
 
-/// The schema of a snapshot.
+/// The schema of a snapshot: `hour` is the instant the hour starts (UTC).
 pub fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
-        Field::new("hour", DataType::Utf8, false),
+        Field::new("hour", crate::columns::hour_type(), false),
         Field::new("tenant_id", DataType::Utf8, false),
         Field::new("graph_id", DataType::Utf8, false),
         Field::new("bytes", DataType::Int64, false),
@@ -59,7 +59,7 @@ async fn compute(ctx: AssetContext) -> Result<Output, AssetError> {
     let table = RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(StringArray::from(vec![ctx.partition_key.as_str(); rows.len()])),
+            crate::columns::hours(&ctx, rows.len())?,
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.tenant_id.as_str()))),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.graph_id.as_str()))),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),

@@ -7,6 +7,22 @@ use async_trait::async_trait;
 
 use crate::definition::AssetKey;
 
+/// What an IO manager is told about the output it stores: which (asset, partition) it is, and
+/// who made it. Dagster's `OutputContext`. The Parquet IO manager writes the provenance into the
+/// file's key-value metadata, so a file found on its own says where it came from; it is never
+/// part of the output's data version (re-materializing the same rows gives the same version).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputContext {
+    /// The asset.
+    pub asset: AssetKey,
+    /// The partition (`""` when unpartitioned).
+    pub partition_key: String,
+    /// The asset's code version when it computed this output.
+    pub code_version: String,
+    /// The run that computed it.
+    pub run_id: lineage::RunId,
+}
+
 /// The error of an IO manager: anything, boxed, shown to people as is.
 pub type IoError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -21,7 +37,8 @@ pub struct StoredOutput {
     pub rows: u64,
     /// The table's schema (JSON: field names, types, nullability).
     pub schema: serde_json::Value,
-    /// blake3 of the stored bytes, hex.
+    /// The content's version: blake3, hex, of what the stored bytes hold, never of who wrote
+    /// them (the provenance is left out), so the same table stored again has the same version.
     pub data_version: String,
 }
 
@@ -32,7 +49,7 @@ pub struct StoredOutput {
 #[async_trait]
 pub trait IoManager: Send + Sync + 'static {
     /// Stores the output of (asset, partition), replacing any previous one.
-    async fn store(&self, asset: &AssetKey, partition_key: &str, table: &RecordBatch) -> Result<StoredOutput, IoError>;
+    async fn store(&self, output: &OutputContext, table: &RecordBatch) -> Result<StoredOutput, IoError>;
 
     /// Loads the stored output of (asset, partition), with the data version of the bytes read
     /// (blake3, hex), so the caller can check it is the version the lineage store recorded.

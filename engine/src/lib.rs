@@ -32,7 +32,7 @@ pub use definition::{
 };
 pub use exec::{ExecEvent, Executor, NoObserver, Observer, RunConfig, RunOutcome, StepOutcome, StepStatus};
 pub use graph::{AssetGraph, AssetId, DefinitionsError, LookupError};
-pub use io::{IoError, IoManager, StoredOutput};
+pub use io::{IoError, IoManager, OutputContext, StoredOutput};
 pub use mapping::PartitionMapping;
 pub use partition::{Cadence, PartitionKeyError, PartitionsContext, PartitionsDef, TimeWindow};
 pub use plan::{LineageSnapshot, PartitionSpec, Plan, PlanError, PlanOptions, Step};

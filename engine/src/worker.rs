@@ -518,7 +518,15 @@ async fn try_execute(
         let stored = match output.table.as_ref().filter(|_| !blocked) {
             Some(table) => Some(
                 exec.io
-                    .store(&def.key, &claim.partition_key, table)
+                    .store(
+                        &crate::io::OutputContext {
+                            asset: def.key.clone(),
+                            partition_key: claim.partition_key.clone(),
+                            code_version: def.code_version.clone(),
+                            run_id: claim.run_id,
+                        },
+                        table,
+                    )
                     .await
                     .map_err(|e| (format!("storing output: {e}"), true))?,
             ),

@@ -97,7 +97,7 @@ fn main() {
     let t = Instant::now();
     let facts = resources::sec::parse_company_facts("0000320193", doc.as_bytes()).expect("the document parses");
     let parsed = t.elapsed();
-    let (bytes, _) = resources::parquet_io::encode(&facts.table).expect("the table encodes");
+    let (bytes, _) = resources::parquet_io::encode(&facts.table, &[]).expect("the table encodes");
     std::fs::write(&path, &bytes).expect("the file is written");
     let total = t.elapsed();
 

@@ -738,8 +738,8 @@ impl ChangeLog {
         format!("plaid_changes/{item}/{seq:010}.parquet")
     }
 
-    /// Writes sync `seq` of `item`; returns the blake3 of the bytes (the same bytes, hence the
-    /// same version, as the Parquet output of the same table).
+    /// Writes sync `seq` of `item`; returns the blake3 of the bytes (change-log files carry no
+    /// provenance: they are the asset's own bookkeeping, not an output).
     pub async fn put(
         &self,
         item: &str,
@@ -748,7 +748,7 @@ impl ChangeLog {
     ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
         let table = table.clone();
         let (bytes, version) = tokio::task::spawn_blocking(move || {
-            let (bytes, _) = crate::parquet_io::encode(&table)?;
+            let (bytes, _) = crate::parquet_io::encode(&table, &[])?;
             let version = blake3::hash(&bytes).to_hex().to_string();
             Ok::<_, parquet::errors::ParquetError>((bytes, version))
         })
@@ -768,11 +768,7 @@ impl ChangeLog {
             Err(ObjectStoreError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let read = tokio::task::spawn_blocking(move || {
-            let version = blake3::hash(&bytes).to_hex().to_string();
-            crate::parquet_io::decode(bytes).map(|batch| (batch, version))
-        })
-        .await??;
+        let read = tokio::task::spawn_blocking(move || crate::parquet_io::decode(bytes)).await??;
         Ok(Some(read))
     }
 }

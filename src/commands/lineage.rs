@@ -41,6 +41,10 @@ struct VersionNode {
     code_version: String,
     run_id: lineage::RunId,
     finished_at: chrono::DateTime<chrono::Utc>,
+    /// Where its output was stored (as `robo-assets path` prints it); none for an asset that
+    /// records metadata only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
     /// Whether this is still the partition's current materialization.
     current: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -124,6 +128,7 @@ async fn version_node(app: &App, m: MaterializationRecord, depth: usize) -> anyh
         code_version: m.code_version,
         run_id: m.run_id,
         finished_at: m.finished_at,
+        path: m.storage_uri.as_deref().map(crate::commands::path::location),
         current,
         inputs,
     })
@@ -268,6 +273,9 @@ async fn show(app: &App, args: &LineageShowArgs) -> anyhow::Result<ExitStatus> {
         LineageFormat::Tree => {
             let mut out = String::new();
             render_version_line(&mut out, "", &value.materialization, true);
+            if let Some(path) = &value.materialization.path {
+                let _ = writeln!(out, "  path {path}");
+            }
             render_inputs(&mut out, &value.materialization.inputs, "");
             if !value.read_by.is_empty() {
                 out.push_str("read by:\n");

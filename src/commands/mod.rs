@@ -8,6 +8,7 @@ mod lineage;
 pub(crate) use lineage::impact_of;
 mod list;
 mod materialize;
+pub(crate) mod path;
 mod requests;
 pub(crate) mod runs;
 pub(crate) mod status;
@@ -43,6 +44,7 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
         Command::Materialize(args) => materialize::materialize(&app, &args).await,
         Command::Status(args) => status::status(&app, &args).await,
         Command::History(args) => history::history(&app, &args).await,
+        Command::Path(args) => path::path(&app, &args).await,
         Command::Runs(args) => runs::runs(&app, &args).await,
         Command::Lineage(args) => lineage::lineage(&app, &args).await,
         Command::Submit(args) => submit::submit(&app, &args).await,

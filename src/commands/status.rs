@@ -28,6 +28,10 @@ pub(crate) struct PartitionRow {
     materialized_at: Option<chrono::DateTime<chrono::Utc>>,
     last_run_id: Option<lineage::RunId>,
     error: Option<String>,
+    /// Where the current output lives (as `robo-assets path` prints it), with `--partition`
+    /// only: one read per listed partition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
     /// The stale causes for people, with the changed inputs named.
     #[serde(skip_serializing_if = "Option::is_none")]
     stale: Option<String>,
@@ -168,12 +172,22 @@ pub(crate) async fn rows(
                     }
                     _ => None,
                 };
+                let path = match state.as_ref().and_then(|s| s.current_materialization_id) {
+                    Some(mid) if matches!(spec, engine::PartitionSpec::Key(_)) => app
+                        .store
+                        .materialization(mid)
+                        .await?
+                        .and_then(|m| m.storage_uri)
+                        .map(|uri| crate::commands::path::location(&uri)),
+                    _ => None,
+                };
                 listed.push(PartitionRow {
                     report: report.clone(),
                     data_version: state.as_ref().and_then(|s| s.data_version.clone()),
                     materialized_at: state.as_ref().and_then(|s| s.materialized_at),
                     last_run_id: state.as_ref().and_then(|s| s.last_run_id),
                     error: state.as_ref().and_then(|s| s.last_error.clone()),
+                    path,
                     stale,
                 });
             }
@@ -321,6 +335,9 @@ fn render(out: &[AssetRow]) {
                 show_key(&p.report.partition),
                 p.report.status
             );
+            if let Some(path) = &p.path {
+                println!("    path {path}");
+            }
         }
         if a.counts.partitions > a.partitions_listed.len() {
             println!("  … {} more", a.counts.partitions - a.partitions_listed.len());

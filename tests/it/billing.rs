@@ -67,6 +67,37 @@ async fn december_bills_and_the_january_allocation_equal_an_independent_calculat
     // Seed the demo tenants (first use).
     robo.ok(&["materialize", "usage_snapshot", "-p", "2025-11-30T23:00"]);
     december_and_january(&robo, &[], AppData::Embedded(&robo), &robo.home().join("storage")).await;
+
+    // pyarrow reads each month as a date (its first day), and a tenant's CSV has the report's
+    // columns and, as text, its values.
+    let Some(python) = std::env::var("ROBO_ASSETS_TEST_PYTHON").ok().filter(|p| !p.is_empty()) else {
+        assert!(std::env::var("CI").is_err(), "CI must set ROBO_ASSETS_TEST_PYTHON to a python with pyarrow");
+        eprintln!("skipped: set ROBO_ASSETS_TEST_PYTHON to a python with pyarrow for the pyarrow part");
+        return;
+    };
+    let path = |asset: &str, key: &str| robo.ok(&["path", asset, "-p", key]).stdout.trim_end().to_owned();
+    let script = "import sys, csv, pyarrow.parquet as pq\n\
+        r = pq.read_table(sys.argv[1]); a = pq.read_table(sys.argv[2])\n\
+        print(r.schema.field('month').type, r.column('month')[0].as_py().isoformat(), r.schema.field('net_credits').type)\n\
+        print(a.schema.field('month').type, a.column('month')[0].as_py().isoformat(), a.column('previous_month')[0].as_py().isoformat())\n\
+        rows = list(csv.reader(open(sys.argv[3])))\n\
+        g = [row for row in r.to_pylist() if row['tenant_id'] == 'globex'][0]\n\
+        print(rows[0] == r.schema.names, [str(g[c]) for c in rows[0]] == rows[1], rows[1])";
+    let csv = robo.home().join("storage/usage_report/2025-12/globex.csv");
+    let out = std::process::Command::new(python)
+        .args(["-c", script, &path("usage_report", "2025-12"), &path("credit_allocation", "2026-01")])
+        .arg(csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().collect::<Vec<_>>(),
+        [
+            "date32[day] 2025-12-01 decimal128(38, 3)",
+            "date32[day] 2026-01-01 2025-12-01",
+            "True True ['2025-12-01', 'globex', '31', '147150.000', '147150.000', '100000.000', '47150.000', '0.000']",
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,6 +124,13 @@ async fn the_same_month_on_postgresql_and_an_s3_compatible_server() {
     assert!(!seeded.stdout.contains("s3cret"), "the password is never shown: {}", seeded.stdout);
     let outputs = server.object("");
     december_and_january(&robo, &env, AppData::Postgres(&app_db), &outputs).await;
+    // `path` names the object in the bucket.
+    let path = run(&robo, &["path", "usage_report", "-p", "2025-12"], &env).await;
+    assert!(
+        path.stdout.starts_with("s3://outputs/") && path.stdout.ends_with("/usage_report/2025-12.parquet\n"),
+        "{}",
+        path.stdout
+    );
     lineage_db.drop_db().await;
     app_db.drop_db().await;
 }
@@ -186,20 +224,32 @@ async fn december_and_january(robo: &Robo, env: &[(String, String)], data: AppDa
     run(robo, &["backfill", "+usage_report", "--from", "2025-12", "--to", "2025-12"], env).await;
     let globex_storage = 30 * globex_day + 150_000;
     let batch = read(&outputs.join("usage_report/2025-12.parquet"));
-    let col =
-        |name: &str| -> Vec<i64> { batch.column_by_name(name).unwrap().as_primitive::<Int64Type>().values().to_vec() };
-    assert_eq!(col("days_billed"), [31, 31, 31]);
-    assert_eq!(col("storage_millicredits"), [31 * acme_day, globex_storage, 0]);
-    assert_eq!(col("allocated_millicredits"), [10_000_000, 100_000_000, 10_000_000]);
-    assert_eq!(col("overage_millicredits"), [0, new_overage, 0]);
-    assert_eq!(col("excess_milli_gb_days"), [31 * 6_500, (30 * 4_900 + 150) * 1_000, 0]);
-    assert_eq!(col("net_millicredits"), [10_000_000 - 31 * acme_day, 0, 10_000_000]);
+    let days: Vec<i64> = batch.column_by_name("days_billed").unwrap().as_primitive::<Int64Type>().values().to_vec();
+    assert_eq!(days, [31, 31, 31]);
+    // Credits and GB-days are exact decimals with three places: their unscaled values are the
+    // thousandths computed here.
+    let col = |name: &str| -> Vec<i128> {
+        let column = batch.column_by_name(name).unwrap();
+        assert_eq!(column.data_type(), &arrow_schema::DataType::Decimal128(38, 3), "{name}");
+        column.as_primitive::<arrow_array::types::Decimal128Type>().values().to_vec()
+    };
+    let thousandths = |v: [i64; 3]| v.map(i128::from).to_vec();
+    assert_eq!(col("storage_credits"), thousandths([31 * acme_day, globex_storage, 0]));
+    assert_eq!(col("allocated_credits"), thousandths([10_000_000, 100_000_000, 10_000_000]));
+    assert_eq!(col("overage_credits"), thousandths([0, new_overage, 0]));
+    assert_eq!(col("excess_gb_days"), thousandths([31 * 6_500, (30 * 4_900 + 150) * 1_000, 0]));
+    assert_eq!(col("net_credits"), thousandths([10_000_000 - 31 * acme_day, 0, 10_000_000]));
+    let month = batch.column_by_name("month").unwrap().as_primitive::<arrow_array::types::Date32Type>();
+    assert_eq!(month.value_as_date(0), chrono::NaiveDate::from_ymd_opt(2025, 12, 1));
     let csv = std::fs::read_to_string(outputs.join("usage_report/2025-12/globex.csv")).unwrap();
     assert_eq!(
         csv,
         "month,tenant_id,days_billed,excess_gb_days,storage_credits,allocated_credits,overage_credits,net_credits\n\
-         2025-12,globex,31,147150.000,147150.000,100000.000,47150.000,0.000\n"
+         2025-12-01,globex,31,147150.000,147150.000,100000.000,47150.000,0.000\n"
     );
+    let schema = batch.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(csv.lines().next().unwrap().split(',').collect::<Vec<_>>(), names, "the CSV has the Parquet's columns");
 }
 
 fn read(path: &std::path::Path) -> arrow_array::RecordBatch {

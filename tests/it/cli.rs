@@ -23,6 +23,13 @@ fn read_parquet(path: &std::path::Path) -> arrow_array::RecordBatch {
     batches.into_iter().next().unwrap()
 }
 
+/// A Parquet file's key-value metadata.
+fn key_values(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(bytes)).unwrap();
+    let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+    kv.into_iter().map(|kv| (kv.key, kv.value.unwrap_or_default())).collect()
+}
+
 #[tokio::test]
 async fn materialize_with_upstream_writes_parquet_lineage_and_ledger() {
     let robo = Robo::new();
@@ -68,8 +75,25 @@ async fn materialize_with_upstream_writes_parquet_lineage_and_ledger() {
             .await
             .unwrap();
     let bytes = std::fs::read(storage.join(format!("storage_bill/{DAY}.parquet"))).unwrap();
-    assert_eq!(version, blake3::hash(&bytes).to_hex().to_string(), "data version is blake3 of the output bytes");
+    let (_, read) = resources::parquet_io::decode(bytes::Bytes::from(bytes.clone())).unwrap();
+    assert_eq!(version, read, "the data version is the one the stored bytes give");
     assert!(uri.starts_with("file://") && uri.ends_with("storage_bill/2025-12-15.parquet"));
+    let provenance = key_values(&bytes);
+    assert_eq!(provenance["robo_assets.asset"], "storage_bill");
+    assert_eq!(provenance["robo_assets.partition"], DAY);
+
+    // Another run writes the same bill: the file says so, and its data version is unchanged,
+    // so nothing downstream of it is stale.
+    let first_run = provenance["robo_assets.run_id"].clone();
+    robo.ok(&["materialize", "storage_bill", "--partition", DAY]);
+    let again = key_values(&std::fs::read(storage.join(format!("storage_bill/{DAY}.parquet"))).unwrap());
+    assert_ne!(again["robo_assets.run_id"], first_run);
+    let versions: Vec<String> =
+        sqlx::query_scalar("SELECT data_version FROM materializations WHERE asset_key = 'storage_bill' ORDER BY id")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(versions, [version.clone(), version], "the same bill by another run is the same data");
 
     // The ledger: one debit per tenant for the day, keyed for idempotency.
     let mut app = robo.app_db().await;
@@ -175,6 +199,61 @@ async fn dry_run_prints_the_plan_and_runs_nothing() {
 }
 
 #[tokio::test]
+async fn path_prints_where_a_partitions_output_lives() {
+    let robo = Robo::new();
+    robo.ok(&["materialize", "storage_bill", "--partition", DAY, "--with-upstream"]);
+    let storage = robo.home().join("storage");
+
+    let bill = robo.ok(&["path", "storage_bill", "-p", DAY]);
+    let expected = storage.join(format!("storage_bill/{DAY}.parquet"));
+    assert_eq!(bill.stdout, format!("{}\n", expected.display()), "the path alone on a line");
+    assert_eq!(read_parquet(&expected).num_rows(), 3, "it is the bill");
+    let hour = robo.ok(&["path", "usage_snapshot", "-p", &format!("{DAY}T02:00")]);
+    assert_eq!(hour.stdout.trim_end(), storage.join(format!("usage_snapshot/{DAY}T02:00.parquet")).to_str().unwrap());
+
+    let json: serde_json::Value =
+        serde_json::from_str(&robo.ok(&["path", "storage_bill", "-p", DAY, "--json"]).stdout).unwrap();
+    assert_eq!(json["asset"], "storage_bill");
+    assert_eq!(json["partition"], DAY);
+    assert_eq!(json["path"], expected.to_str().unwrap());
+    assert_eq!(json["uri"], format!("file://{}", expected.display()));
+    let written_by = key_values(&std::fs::read(&expected).unwrap())["robo_assets.run_id"].clone();
+    assert_eq!(json["run_id"], written_by, "the run that wrote the file");
+
+    // status -p and lineage -p show the same line.
+    let status = robo.ok(&["status", "storage_bill", "-p", DAY]);
+    robo_snapshot!(robo, "status_partition_path", status.stdout);
+    assert!(status.stdout.contains(&format!("    path {}\n", expected.display())), "{}", status.stdout);
+    let lineage = robo.ok(&["lineage", "storage_bill", "-p", DAY]);
+    assert_eq!(lineage.stdout.lines().nth(1), Some(format!("  path {}", expected.display()).as_str()));
+    let status: serde_json::Value =
+        serde_json::from_str(&robo.ok(&["status", "storage_bill", "-p", DAY, "--json"]).stdout).unwrap();
+    assert_eq!(status[0]["partitions_listed"][0]["path"], expected.to_str().unwrap());
+
+    // An asset that records metadata only has no output to point at.
+    robo.ok(&["materialize", "api_key_cleanup", "-p", "2025-12-15T05:00"]);
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["path", "storage_bill", "-p", "2025-12-16"],
+            "storage_bill 2025-12-16 has no output: it has never been materialized",
+        ),
+        (&["path", "storage_bil", "-p", DAY], r#"unknown asset "storage_bil" (did you mean storage_bill?)"#),
+        (
+            &["path", "storage_bill"],
+            "asset storage_bill is partitioned (daily): name the partition with --partition KEY",
+        ),
+        (&["path", "storage_bill", "-p", "2025-13-01"], "malformed partition key \"2025-13-01\""),
+        (&["path", "api_key_cleanup", "-p", "2025-12-15T05:00"], "is materialized but stores no output"),
+        (&["path", "storage_bill", "-p", "2025-12-16", "--json"], "has never been materialized"),
+    ];
+    for (args, says) in cases {
+        let r = robo.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+    }
+}
+
+#[tokio::test]
 async fn inspection_commands_show_what_was_materialized() {
     let robo = Robo::new();
     robo.ok(&["materialize", "storage_bill", "--partition", DAY, "--with-upstream"]);
@@ -230,7 +309,8 @@ fn help_is_complete() {
 
 #[tokio::test]
 async fn parquet_outputs_open_in_other_tools() {
-    // pyarrow reads the bill and sums the charges; .ci/run installs it into a venv.
+    // pyarrow reads the bill and sums the charges, reads `day` as a date and `hour` as a UTC
+    // timestamp, and finds who wrote each file in its metadata; .ci/run installs it into a venv.
     let Some(python) = std::env::var("ROBO_ASSETS_TEST_PYTHON").ok().filter(|p| !p.is_empty()) else {
         assert!(std::env::var("CI").is_err(), "CI must set ROBO_ASSETS_TEST_PYTHON to a python with pyarrow");
         eprintln!("skipped: set ROBO_ASSETS_TEST_PYTHON to a python with pyarrow to run this test");
@@ -238,14 +318,39 @@ async fn parquet_outputs_open_in_other_tools() {
     };
     let robo = Robo::new();
     robo.ok(&["materialize", "storage_bill", "--partition", DAY, "--with-upstream"]);
-    let bill = robo.home().join(format!("storage/storage_bill/{DAY}.parquet"));
-    let out = std::process::Command::new(python)
-        .args(["-c", "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.num_rows, sum(t.column('charge_millicredits').to_pylist()))"])
-        .arg(&bill)
-        .output()
-        .unwrap();
+    let path = |asset: &str, key: &str| robo.ok(&["path", asset, "-p", key]).stdout.trim_end().to_owned();
+    let (bill, hour) = (path("storage_bill", DAY), path("usage_snapshot", &format!("{DAY}T02:00")));
+    let script = "import sys, pyarrow.parquet as pq\n\
+        b = pq.read_table(sys.argv[1]); h = pq.read_table(sys.argv[2])\n\
+        print(b.num_rows, sum(b.column('charge_millicredits').to_pylist()))\n\
+        print(b.schema.field('day').type, b.column('day')[0].as_py().isoformat())\n\
+        print(h.schema.field('hour').type, h.column('hour')[0].as_py().isoformat())\n\
+        for f in sys.argv[1:]:\n\
+        \x20   m = pq.read_metadata(f).metadata\n\
+        \x20   print(*(m[k].decode() for k in (b'robo_assets.asset', b'robo_assets.partition', b'robo_assets.code_version', b'robo_assets.run_id')))";
+    let out = std::process::Command::new(python).args(["-c", script, &bill, &hour]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3 159750");
+    // The runs that wrote them, as the lineage store recorded them.
+    let mut db = robo.lineage_db().await;
+    let run_of = |asset: &'static str, key: String| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT CAST(run_id AS TEXT) FROM materializations WHERE asset_key = ?1 AND partition_key = ?2",
+        )
+        .bind(asset)
+        .bind(key)
+    };
+    let bill_run = run_of("storage_bill", DAY.to_owned()).fetch_one(&mut db).await.unwrap();
+    let hour_run = run_of("usage_snapshot", format!("{DAY}T02:00")).fetch_one(&mut db).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().collect::<Vec<_>>(),
+        [
+            "3 159750".to_owned(),
+            "date32[day] 2025-12-15".to_owned(),
+            "timestamp[us, tz=UTC] 2025-12-15T02:00:00+00:00".to_owned(),
+            format!("storage_bill 2025-12-15 1 {bill_run}"),
+            format!("usage_snapshot 2025-12-15T02:00 1 {hour_run}"),
+        ]
+    );
 }
 
 #[tokio::test]

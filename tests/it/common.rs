@@ -116,3 +116,9 @@ macro_rules! robo_snapshot {
         settings.bind(|| insta::assert_snapshot!($name, $value));
     }};
 }
+
+/// The data version of a stored Parquet file's bytes, as the worker's load check computes it
+/// (blake3 of the content, provenance left out): "this file is the recorded output".
+pub fn data_version(bytes: Vec<u8>) -> String {
+    resources::parquet_io::decode(bytes::Bytes::from(bytes)).expect("a complete Parquet file").1
+}

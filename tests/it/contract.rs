@@ -61,6 +61,7 @@ fn every_command_speaks_one_json_vocabulary() {
         ("status", json(&robo, &["status", "+storage_bill", "--json"])),
         ("status_partitions", json(&robo, &["status", "storage_bill", "-p", DAY, "--json"])),
         ("history", json(&robo, &["history", "storage_bill", "--json"])),
+        ("path", json(&robo, &["path", "storage_bill", "-p", DAY, "--json"])),
         ("runs", json(&robo, &["runs", "--json"])),
         ("runs_show", json(&robo, &["runs", "show", &run, "--json"])),
         ("materialize_checks", checked),

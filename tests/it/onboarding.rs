@@ -28,6 +28,7 @@ fn help_groups_commands_and_documents_every_setting_without_values() {
     };
     assert!(section("Run:\n").contains("  materialize ") && section("Run:\n").contains("  backfill "));
     assert!(section("Inspect:\n").contains("  status ") && section("Inspect:\n").contains("  lineage "));
+    assert!(section("Inspect:\n").contains("  path "), "{}", section("Inspect:\n"));
     assert!(section("Automate:\n").contains("  daemon ") && section("Automate:\n").contains("  schedules "));
     assert!(section("Operate:\n").contains("  completions ") && section("Operate:\n").contains("  migrate "));
     assert!(
@@ -69,6 +70,8 @@ fn completions_load_in_each_shell() {
     assert!(zsh.starts_with("#compdef robo-assets"), "{zsh}");
     let fish = robo.ok(&["completions", "fish"]).stdout;
     assert!(fish.contains("complete -c robo-assets") && fish.contains("materialize"), "{fish}");
+    // Every command completes, `path` too (clap builds the scripts from the whole command).
+    assert!(fish.contains("-a \"path\""), "{fish}");
     let bad = robo.run(&["completions", "powershell7"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("bash") && bad.stderr.contains("zsh") && bad.stderr.contains("fish"), "{}", bad.stderr);

@@ -80,7 +80,7 @@ async fn outputs_go_to_s3_and_a_dead_server_is_a_recorded_failure() {
             .await
             .unwrap();
     assert_eq!(uri, "s3://outputs/robo-assets/storage_bill/2025-12-15.parquet");
-    assert_eq!(version, blake3::hash(&bill).to_hex().to_string());
+    assert_eq!(version, crate::common::data_version(bill));
 
     // The server goes away: the next day's steps fail with a clear, recorded error, and no
     // lineage row points at an object that does not exist.

@@ -127,13 +127,19 @@ async fn a_persistent_server_error_is_a_clear_error_without_credentials() {
 async fn parquet_outputs_round_trip_through_s3() {
     use arrow_array::{Int64Array, RecordBatch};
     use arrow_schema::{DataType, Field, Schema};
-    use engine::{AssetKey, IoManager};
+    use engine::{AssetKey, IoManager, OutputContext};
     let server = server().await;
     let io = ParquetIoManager::new(Arc::new(store(&server, SECRET_KEY, 4)));
     let schema = Arc::new(Schema::new(vec![Field::new("bytes", DataType::Int64, false)]));
     let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
     let asset = AssetKey::parse("usage_snapshot").unwrap();
-    let stored = io.store(&asset, "2025-12-15T02:00", &batch).await.unwrap();
+    let output = OutputContext {
+        asset: asset.clone(),
+        partition_key: "2025-12-15T02:00".to_owned(),
+        code_version: "1".to_owned(),
+        run_id: lineage::RunId::new(),
+    };
+    let stored = io.store(&output, &batch).await.unwrap();
     assert_eq!(stored.uri, "s3://outputs/robo-assets/usage_snapshot/2025-12-15T02:00.parquet");
     let (back, version) = io.load(&asset, "2025-12-15T02:00").await.unwrap();
     assert_eq!(back, batch);
