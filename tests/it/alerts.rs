@@ -56,7 +56,7 @@ async fn serve(webhook: Webhook) -> String {
 /// A run of `usage_snapshot` that fails: the app database lost its graphs table. Returns its id.
 async fn failed_run(robo: &Robo) -> String {
     robo.ok(&["materialize", "usage_snapshot", "--partition", "2025-12-14T00:00"]);
-    rename_graphs(robo, "graphs", "graphs_gone").await;
+    rename_graphs(robo, "ALTER TABLE graphs RENAME TO graphs_gone").await;
     let out = robo.run(&["materialize", "usage_snapshot", "--partition", HOUR]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     let runs: Value = serde_json::from_str(&robo.ok(&["runs", "--json"]).stdout).unwrap();
@@ -64,9 +64,11 @@ async fn failed_run(robo: &Robo) -> String {
     runs["runs"][0]["run_id"].as_str().unwrap().to_owned()
 }
 
-async fn rename_graphs(robo: &Robo, from: &str, to: &str) {
-    let mut db = robo.app_db().await;
-    sqlx::query(&format!("ALTER TABLE {from} RENAME TO {to}")).execute(&mut db).await.unwrap();
+async fn rename_graphs(robo: &Robo, statement: &'static str) {
+    use sqlx::ConnectOptions;
+    let mut db =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(robo.home().join("app.db")).connect().await.unwrap();
+    sqlx::query(statement).execute(&mut db).await.unwrap();
 }
 
 async fn pending(robo: &Robo) -> i64 {
@@ -131,7 +133,7 @@ async fn a_failed_run_is_posted_once_after_a_500_and_never_again() {
     // Later passes send nothing more; a run that succeeds alerts nobody.
     let second = robo.run_with(&["daemon", "--once", "--no-worker"], &env);
     assert!(second.stdout.contains("alerts: 0 sent\n"), "{}", second.stdout);
-    rename_graphs(&robo, "graphs_gone", "graphs").await;
+    rename_graphs(&robo, "ALTER TABLE graphs_gone RENAME TO graphs").await;
     robo.ok(&["materialize", "usage_snapshot", "--partition", HOUR]);
     let third = robo.run_with(&["daemon", "--once", "--no-worker"], &env);
     assert!(third.stdout.contains("alerts: 0 sent\n"), "{}", third.stdout);
