@@ -90,8 +90,8 @@ impl App {
     /// The failure-alert webhook, if `ROBO_ASSETS_ALERT_WEBHOOK` names one.
     pub fn alert_transport(&self) -> anyhow::Result<Option<Arc<dyn engine::delivery::Transport>>> {
         let Some(url) = &self.config.alert_webhook else { return Ok(None) };
-        let transport = resources::webhook::alert_webhook(url.expose(), std::time::Duration::from_secs(10))
-            .map_err(user_error)?;
+        let transport =
+            resources::webhook::alert_webhook(url.expose(), std::time::Duration::from_secs(10)).map_err(user_error)?;
         Ok(Some(Arc::new(transport)))
     }
 

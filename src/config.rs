@@ -291,8 +291,13 @@ impl Config {
         let ui_url = var("ROBO_ASSETS_UI_URL");
         if let Some(url) = &ui_url {
             let shown = lineage::redact_url(url);
-            resources::webhook::check_url("ROBO_ASSETS_UI_URL", url, &shown, "https://HOST, as people open the web view")
-                .map_err(user_error)?;
+            resources::webhook::check_url(
+                "ROBO_ASSETS_UI_URL",
+                url,
+                &shown,
+                "https://HOST, as people open the web view",
+            )
+            .map_err(user_error)?;
         }
         Ok(Config {
             storage_dir: home.join("storage"),

@@ -75,8 +75,11 @@ pub async fn run_loop<F, Fut>(
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<String>, lineage::Error>>,
 {
-    let backoff =
-        RetryPolicy { max_attempts: u32::MAX, initial_delay: Duration::from_millis(200), max_delay: Duration::from_secs(60) };
+    let backoff = RetryPolicy {
+        max_attempts: u32::MAX,
+        initial_delay: Duration::from_millis(200),
+        max_delay: Duration::from_secs(60),
+    };
     let mut failures = 0u32;
     while !cancel.is_cancelled() {
         let wait = match pass().await {

@@ -1668,13 +1668,22 @@ async fn every_transition_writes_its_lineage_event_with_it(store: &dyn LineageSt
     assert_eq!((all[0].delivery_attempts, all[0].delivered_at), (2, Some(t(20))));
     // One deliverer at a time: a second owner waits until the first stops renewing.
     assert!(store.delivery_lease(Delivery::Openlineage, "daemon-a", t(0), t(30), None).await.unwrap());
-    assert!(!store.delivery_lease(Delivery::Openlineage, "daemon-b", t(10), t(40), None).await.unwrap(), "a's lease runs");
+    assert!(
+        !store.delivery_lease(Delivery::Openlineage, "daemon-b", t(10), t(40), None).await.unwrap(),
+        "a's lease runs"
+    );
     assert!(store.delivery_lease(Delivery::Openlineage, "daemon-a", t(20), t(50), None).await.unwrap(), "renewed");
     assert!(!store.delivery_lease(Delivery::Openlineage, "daemon-b", t(49), t(79), None).await.unwrap());
-    assert!(store.delivery_lease(Delivery::Openlineage, "daemon-b", t(51), t(81), None).await.unwrap(), "a stopped renewing");
+    assert!(
+        store.delivery_lease(Delivery::Openlineage, "daemon-b", t(51), t(81), None).await.unwrap(),
+        "a stopped renewing"
+    );
     assert!(!store.delivery_lease(Delivery::Openlineage, "daemon-a", t(60), t(90), None).await.unwrap());
     assert_eq!(store.delivery_lease_holder(Delivery::Openlineage).await.unwrap().as_deref(), Some("daemon-b"));
-    assert!(store.delivery_lease(Delivery::Openlineage, "daemon-c", t(61), t(91), Some("daemon-b")).await.unwrap(), "b is known dead");
+    assert!(
+        store.delivery_lease(Delivery::Openlineage, "daemon-c", t(61), t(91), Some("daemon-b")).await.unwrap(),
+        "b is known dead"
+    );
     assert_eq!(
         store
             .outbox_events(Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap(), pending[12].id, 100)
@@ -1725,7 +1734,10 @@ async fn a_run_that_fails_writes_one_alert_and_a_canceled_one_none(store: &dyn L
     store.alert_delivered(pending[1].id, t(12), Some("HTTP 400: bad alert")).await.unwrap();
     assert_eq!(store.alert_backlog().await.unwrap(), 0);
     let sent = store.run_alerts(failing).await.unwrap();
-    assert_eq!((sent[0].delivered_at, sent[0].delivery_attempts, sent[0].last_error.as_deref()), (Some(t(10)), 2, None));
+    assert_eq!(
+        (sent[0].delivered_at, sent[0].delivery_attempts, sent[0].last_error.as_deref()),
+        (Some(t(10)), 2, None)
+    );
     let refused = store.run_alerts(set).await.unwrap();
     assert_eq!(refused[0].last_error.as_deref(), Some("HTTP 400: bad alert"));
     assert!(store.run_alerts(canceled).await.unwrap().is_empty());
