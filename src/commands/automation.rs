@@ -109,11 +109,11 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
             match report.stopped {
                 _ if report.busy => {
                     let backlog = app.store.alert_backlog().await?;
-                    println!("alerts: {} sent{refused}; another process is sending ({backlog} pending)", report.sent)
+                    println!("alerts: {} sent{refused}; another process is sending ({backlog} pending)", report.sent);
                 }
                 Some(why) => {
                     let backlog = app.store.alert_backlog().await?;
-                    println!("alerts: {} sent{refused}; stopped: {why} ({backlog} pending)", report.sent)
+                    println!("alerts: {} sent{refused}; stopped: {why} ({backlog} pending)", report.sent);
                 }
                 None => println!("alerts: {} sent{refused}", report.sent),
             }
@@ -145,9 +145,8 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
     });
     // Failure alerts, sent as runs fail (by one daemon at a time: a lease).
     let alerter = app.alert_transport()?.map(|transport| {
-        tracing::info!(message = "Sending failure alerts.", webhook = %resources::webhook::redact_webhook(
-            app.config.alert_webhook.as_ref().map(|s| s.expose()).unwrap_or_default()
-        ));
+        let url = app.config.alert_webhook.as_ref().map(resources::Secret::expose).unwrap_or_default();
+        tracing::info!(message = "Sending failure alerts.", webhook = %resources::webhook::redact_webhook(url));
         tokio::spawn(engine::alert::run_alerter(
             app.store.clone(),
             transport,
