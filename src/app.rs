@@ -81,13 +81,26 @@ impl App {
     /// The OpenLineage receiver, if `OPENLINEAGE_URL` names one.
     pub fn openlineage_transport(&self) -> anyhow::Result<Option<Arc<dyn engine::openlineage::Transport>>> {
         let Some(url) = &self.config.openlineage_url else { return Ok(None) };
-        let transport = resources::openlineage::HttpTransport::new(
+        let transport = resources::openlineage::transport(
             url,
             self.config.openlineage_api_key.clone(),
             std::time::Duration::from_secs(10),
         )
         .map_err(user_error)?;
         Ok(Some(Arc::new(transport)))
+    }
+
+    /// The failure-alert webhook, if `ROBO_ASSETS_ALERT_WEBHOOK` names one.
+    pub fn alert_transport(&self) -> anyhow::Result<Option<Arc<dyn engine::delivery::Transport>>> {
+        let Some(url) = &self.config.alert_webhook else { return Ok(None) };
+        let transport =
+            resources::webhook::alert_webhook(url.expose(), std::time::Duration::from_secs(10)).map_err(user_error)?;
+        Ok(Some(Arc::new(transport)))
+    }
+
+    /// What alerts say besides the store's facts: the web view's address for links.
+    pub fn alert_config(&self) -> engine::alert::AlertConfig {
+        engine::alert::AlertConfig::new(self.config.ui_url.clone())
     }
 
     /// Builds every resource the project binds and an executor around them.

@@ -40,6 +40,11 @@ pub struct Config {
     pub openlineage_api_key: Option<resources::Secret>,
     /// The jobs' namespace in OpenLineage events (`OPENLINEAGE_NAMESPACE`, default `robo-assets`).
     pub openlineage_namespace: String,
+    /// Where the daemon posts failure alerts (`ROBO_ASSETS_ALERT_WEBHOOK`): a secret, shown only
+    /// by its origin.
+    pub alert_webhook: Option<resources::Secret>,
+    /// The web view's address, for links in alerts (`ROBO_ASSETS_UI_URL`).
+    pub ui_url: Option<String>,
 }
 
 /// A setting read from a flag, the environment or `robo-assets.toml`.
@@ -95,6 +100,16 @@ pub const ENGINE_SETTINGS: &[Setting] = &[
     Setting {
         name: "OPENLINEAGE_NAMESPACE",
         help: "The jobs' namespace in OpenLineage events [default: robo-assets]",
+        secret: false,
+    },
+    Setting {
+        name: "ROBO_ASSETS_ALERT_WEBHOOK",
+        help: "Where the daemon posts an alert (JSON) for each failed run (https://HOST/PATH) [default: none]",
+        secret: true,
+    },
+    Setting {
+        name: "ROBO_ASSETS_UI_URL",
+        help: "The web view's address, for links in alerts (https://HOST) [default: no links]",
         secret: false,
     },
 ];
@@ -286,6 +301,21 @@ impl Config {
             resources::openlineage::check_url(url).map_err(user_error)?;
         }
         let openlineage_namespace = var("OPENLINEAGE_NAMESPACE").unwrap_or_else(|| "robo-assets".to_owned());
+        let alert_webhook = var("ROBO_ASSETS_ALERT_WEBHOOK");
+        if let Some(url) = &alert_webhook {
+            resources::webhook::alert_webhook(url, std::time::Duration::from_secs(10)).map_err(user_error)?;
+        }
+        let ui_url = var("ROBO_ASSETS_UI_URL");
+        if let Some(url) = &ui_url {
+            let shown = lineage::redact_url(url);
+            resources::webhook::check_url(
+                "ROBO_ASSETS_UI_URL",
+                url,
+                &shown,
+                "https://HOST, as people open the web view",
+            )
+            .map_err(user_error)?;
+        }
         Ok(Config {
             storage_dir: home.join("storage"),
             s3,
@@ -296,6 +326,8 @@ impl Config {
             openlineage_url,
             openlineage_api_key: var("OPENLINEAGE_API_KEY").map(resources::Secret::new),
             openlineage_namespace,
+            alert_webhook: alert_webhook.map(resources::Secret::new),
+            ui_url,
         })
     }
 }

@@ -42,6 +42,7 @@ struct Exposition {
     requests: Family<QueueLabels, Gauge>,
     runs: Family<RunLabels, Gauge>,
     outbox: Gauge,
+    alerts: Gauge,
 }
 
 /// The process's registry; the mutex keeps two scrapes from interleaving their store reads.
@@ -58,7 +59,9 @@ static EXPOSITION: LazyLock<Mutex<Exposition>> = LazyLock::new(|| {
     registry.register("runs", "Runs by status", runs.clone());
     let outbox = Gauge::default();
     registry.register("openlineage_backlog", "OpenLineage events waiting in the outbox for delivery", outbox.clone());
-    Mutex::new(Exposition { registry, requests, runs, outbox })
+    let alerts = Gauge::default();
+    registry.register("alert_backlog", "Failure alerts waiting to be sent", alerts.clone());
+    Mutex::new(Exposition { registry, requests, runs, outbox, alerts })
 });
 
 /// The exposition text: the store's figures as of now, then this process's.
@@ -66,9 +69,10 @@ pub(crate) async fn render(store: &dyn LineageStore) -> String {
     let exposition = EXPOSITION.lock().await;
     exposition.requests.clear();
     exposition.runs.clear();
-    match tokio::try_join!(store.queue_depth(), store.run_counts(), store.outbox_backlog()) {
-        Ok((depth, runs, backlog)) => {
+    match tokio::try_join!(store.queue_depth(), store.run_counts(), store.outbox_backlog(), store.alert_backlog()) {
+        Ok((depth, runs, backlog, alerts)) => {
             exposition.outbox.set(backlog);
+            exposition.alerts.set(alerts);
             for d in depth {
                 let labels = QueueLabels { state: d.state.to_string(), pool: d.pool.unwrap_or_default() };
                 exposition.requests.get_or_create(&labels).set(d.requests);

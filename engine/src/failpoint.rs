@@ -18,6 +18,7 @@
 //! | `automation.sensor_evaluated` | a sensor evaluated, its tick not yet committed |
 //! | `automation.schedule_tick_committed` | a schedule tick committed, later catch-up ticks not yet |
 //! | `openlineage.sent` | an OpenLineage event accepted by its receiver, not yet marked delivered |
+//! | `alert.sent` | a failure alert accepted by its webhook, not yet marked sent |
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const ENV: &str = "ROBO_ASSETS_FAILPOINT";
 
 /// Every point's name (the table above), so a test can check it names a real one.
-pub const POINTS: [&str; 8] = [
+pub const POINTS: [&str; 9] = [
     "backfill.submit",
     "worker.output_written",
     "worker.before_complete",
@@ -35,6 +36,7 @@ pub const POINTS: [&str; 8] = [
     "automation.sensor_evaluated",
     "automation.schedule_tick_committed",
     "openlineage.sent",
+    "alert.sent",
 ];
 
 struct Armed {

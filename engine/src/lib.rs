@@ -6,10 +6,12 @@
 //! from an injected [`Clock`].
 #![warn(missing_docs)]
 
+pub mod alert;
 pub mod automation;
 pub mod backfill;
 pub mod context;
 pub mod definition;
+pub mod delivery;
 pub mod exec;
 pub mod failpoint;
 pub mod graph;

@@ -96,6 +96,8 @@ pub struct Metrics {
     pub store_errors: Family<ComponentLabel, Counter>,
     /// OpenLineage events sent by this process, by outcome.
     pub openlineage_events: Family<DeliveryLabel, Counter>,
+    /// Failure alerts sent by this process, by outcome (`sent`, `refused`, `failed`).
+    pub alerts: Family<DeliveryLabel, Counter>,
 }
 
 impl Metrics {
@@ -110,6 +112,7 @@ impl Metrics {
             sensor_evaluation: Family::new_with_constructor(seconds),
             store_errors: Family::default(),
             openlineage_events: Family::default(),
+            alerts: Family::default(),
         }
     }
 
@@ -160,6 +163,7 @@ impl Metrics {
             "OpenLineage events this process sent, by outcome",
             self.openlineage_events.clone(),
         );
+        registry.register("alerts", "Failure alerts this process posted, by outcome", self.alerts.clone());
     }
 
     /// Records a step's end.
@@ -171,6 +175,11 @@ impl Metrics {
     /// Records an OpenLineage delivery's outcome.
     pub fn openlineage_sent(&self, outcome: &str) {
         self.openlineage_events.get_or_create(&DeliveryLabel { outcome: outcome.to_owned() }).inc();
+    }
+
+    /// Records a failure alert's delivery outcome.
+    pub fn alert_sent(&self, outcome: &str) {
+        self.alerts.get_or_create(&DeliveryLabel { outcome: outcome.to_owned() }).inc();
     }
 
     /// Records a failed lineage-store operation of `component`.

@@ -25,16 +25,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use lineage::{LineageEventType, LineageStore, OutboxEvent, RequestId};
+use lineage::{Delivery, LineageEventType, LineageStore, OutboxEvent, RequestId};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::definition::Definitions;
 use crate::partition::PartitionsDef;
-use crate::retry::RetryPolicy;
 
 /// The core spec's RunEvent schema.
 pub const RUN_EVENT_SCHEMA: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
@@ -329,23 +327,7 @@ fn schema_fields(schema: &Value) -> Option<Vec<Value>> {
     )
 }
 
-/// Why an event was not delivered.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// Worth trying again later (unreachable, 5xx, 408, 429).
-    #[error("{0}")]
-    Retry(String),
-    /// The receiver refused this event for good (another 4xx).
-    #[error("{0}")]
-    Rejected(String),
-}
-
-/// Where events go: an HTTP receiver (`resources::openlineage`), or a test's.
-#[async_trait]
-pub trait Transport: Send + Sync {
-    /// Delivers one event.
-    async fn send(&self, event: &Value) -> Result<(), SendError>;
-}
+pub use crate::delivery::{SendError, Transport, deliverer_name};
 
 /// What one delivery pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -363,9 +345,6 @@ pub struct ShipReport {
 /// Events rendered and sent per page; the delivery lease is renewed before each.
 const PER_PAGE: i64 = 200;
 
-/// How long a deliverer's lease lasts without renewal.
-const LEASE: Duration = Duration::from_secs(30);
-
 /// Delivers pending events in id order until none is left or one fails, as `owner`, while it
 /// holds the one delivery lease (another process delivering: nothing is sent, `report.busy`).
 pub async fn ship_pending(
@@ -376,16 +355,9 @@ pub async fn ship_pending(
     let store = renderer.store;
     let mut report = ShipReport::default();
     loop {
-        let now = Utc::now();
-        let until = now + chrono::Duration::from_std(LEASE).expect("a short lease");
-        if !store.outbox_lease(owner, now, until, None).await? {
-            // A deliverer of this host that died (kill -9, a crash) is replaced at once; others'
-            // leases run out.
-            let dead = store.outbox_lease_holder().await?.filter(|h| crate::worker::is_dead_local_worker(h));
-            if dead.is_none() || !store.outbox_lease(owner, now, until, dead.as_deref()).await? {
-                report.busy = true;
-                return Ok(report);
-            }
+        if !crate::delivery::hold_lease(store, Delivery::Openlineage, owner).await? {
+            report.busy = true;
+            return Ok(report);
         }
         let pending = store.outbox_pending(PER_PAGE).await?;
         if pending.is_empty() {
@@ -422,11 +394,6 @@ pub async fn ship_pending(
     }
 }
 
-/// A deliverer's name: unique per process, and judged dead as a worker's would be.
-pub fn deliverer_name() -> String {
-    crate::worker::process_name()
-}
-
 /// Delivers events as they are written until `cancel`: a pass every `interval` (while another
 /// process holds the delivery lease, it only checks), and after a failed pass a jittered backoff
 /// (up to a minute) before the next.
@@ -439,45 +406,13 @@ pub async fn run_shipper(
     cancel: CancellationToken,
 ) {
     let owner = deliverer_name();
-    let backoff = RetryPolicy {
-        max_attempts: u32::MAX,
-        initial_delay: Duration::from_millis(200),
-        max_delay: Duration::from_secs(60),
-    };
-    let mut failures = 0u32;
-    while !cancel.is_cancelled() {
+    crate::delivery::run_loop("openlineage", "OpenLineage", interval, cancel, || async {
         let renderer = Renderer { defs: &defs, store: &*store, config: &config };
-        let wait = match ship_pending(&renderer, &*transport, &owner).await {
-            Ok(report) => {
-                if report.delivered > 0 {
-                    tracing::debug!(message = "OpenLineage events delivered.", delivered = report.delivered);
-                }
-                match report.stopped {
-                    Some(why) => {
-                        failures += 1;
-                        let wait = backoff.jittered_backoff(failures);
-                        tracing::warn!(
-                            message = "OpenLineage delivery failed; the event stays pending.",
-                            error = %why,
-                            retry_in_ms = wait.as_millis() as u64,
-                        );
-                        wait
-                    }
-                    None => {
-                        failures = 0;
-                        interval
-                    }
-                }
-            }
-            Err(e) => {
-                crate::metrics::global().store_error("openlineage");
-                tracing::warn!(message = "Could not read the OpenLineage outbox; retrying.", error = %e);
-                interval
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = cancel.cancelled() => {}
+        let report = ship_pending(&renderer, &*transport, &owner).await?;
+        if report.delivered > 0 {
+            tracing::debug!(message = "OpenLineage events delivered.", delivered = report.delivered);
         }
-    }
+        Ok(report.stopped)
+    })
+    .await;
 }

@@ -326,9 +326,10 @@ pub trait AutomationStore: Send + Sync {
     async fn ticks(&self, instigator: &str, before: Option<i64>, limit: i64) -> Result<Vec<TickRecord>>;
 }
 
-/// The OpenLineage outbox: lineage events written by the transitions they describe (a run or a
-/// step attempt started, completed, failed, aborted), in the same transaction, read back in id
-/// order to be delivered or exported.
+/// The outboxes: OpenLineage events written by the transitions they describe (a run or a step
+/// attempt started, completed, failed, aborted) and failure alerts written by a run failing, each
+/// in the same transaction as the change, read back in id order to be delivered (or exported);
+/// and the leases that let one process at a time deliver each.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
     /// Undelivered events, oldest first.
@@ -347,17 +348,34 @@ pub trait OutboxStore: Send + Sync {
     /// How many events wait for delivery.
     async fn outbox_backlog(&self) -> Result<i64>;
 
-    /// Takes or renews the one delivery lease for `owner` until `until`; false while another
-    /// owner's lease runs (past `now`), unless that owner is `replacing` (a holder known to be
-    /// dead). Two daemons never deliver the same events at once.
-    async fn outbox_lease(
+    /// Takes or renews the lease of `delivery` (one per kind) for `owner` until `until`; false
+    /// while another owner's lease runs (past `now`), unless that owner is `replacing` (a holder
+    /// known to be dead). Two daemons never deliver the same events or alerts at once.
+    async fn delivery_lease(
         &self,
+        delivery: Delivery,
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         replacing: Option<&str>,
     ) -> Result<bool>;
 
-    /// Who holds (or last held) the delivery lease.
-    async fn outbox_lease_holder(&self) -> Result<Option<String>>;
+    /// Who holds (or last held) the lease of `delivery`.
+    async fn delivery_lease_holder(&self, delivery: Delivery) -> Result<Option<String>>;
+
+    /// Alerts not yet sent, oldest first.
+    async fn alerts_pending(&self, limit: i64) -> Result<Vec<Alert>>;
+
+    /// Every alert of `run`, sent or not, oldest first.
+    async fn run_alerts(&self, run: RunId) -> Result<Vec<Alert>>;
+
+    /// Marks an alert sent, or, with `refused`, given up on: the receiver refused it for good (a
+    /// 4xx), which the row keeps as its last error.
+    async fn alert_delivered(&self, id: i64, now: DateTime<Utc>, refused: Option<&str>) -> Result<()>;
+
+    /// Records a failed delivery of an alert, which stays pending.
+    async fn alert_delivery_failed(&self, id: i64, error: &str) -> Result<()>;
+
+    /// How many alerts wait to be sent.
+    async fn alert_backlog(&self) -> Result<i64>;
 }

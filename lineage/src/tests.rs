@@ -1741,14 +1741,23 @@ async fn every_transition_writes_its_lineage_event_with_it(store: &dyn LineageSt
     let all = store.outbox_events(Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap(), 0, 100).await.unwrap();
     assert_eq!((all[0].delivery_attempts, all[0].delivered_at), (2, Some(t(20))));
     // One deliverer at a time: a second owner waits until the first stops renewing.
-    assert!(store.outbox_lease("daemon-a", t(0), t(30), None).await.unwrap());
-    assert!(!store.outbox_lease("daemon-b", t(10), t(40), None).await.unwrap(), "a's lease runs");
-    assert!(store.outbox_lease("daemon-a", t(20), t(50), None).await.unwrap(), "renewed");
-    assert!(!store.outbox_lease("daemon-b", t(49), t(79), None).await.unwrap());
-    assert!(store.outbox_lease("daemon-b", t(51), t(81), None).await.unwrap(), "a stopped renewing");
-    assert!(!store.outbox_lease("daemon-a", t(60), t(90), None).await.unwrap());
-    assert_eq!(store.outbox_lease_holder().await.unwrap().as_deref(), Some("daemon-b"));
-    assert!(store.outbox_lease("daemon-c", t(61), t(91), Some("daemon-b")).await.unwrap(), "b is known dead");
+    assert!(store.delivery_lease(Delivery::Openlineage, "daemon-a", t(0), t(30), None).await.unwrap());
+    assert!(
+        !store.delivery_lease(Delivery::Openlineage, "daemon-b", t(10), t(40), None).await.unwrap(),
+        "a's lease runs"
+    );
+    assert!(store.delivery_lease(Delivery::Openlineage, "daemon-a", t(20), t(50), None).await.unwrap(), "renewed");
+    assert!(!store.delivery_lease(Delivery::Openlineage, "daemon-b", t(49), t(79), None).await.unwrap());
+    assert!(
+        store.delivery_lease(Delivery::Openlineage, "daemon-b", t(51), t(81), None).await.unwrap(),
+        "a stopped renewing"
+    );
+    assert!(!store.delivery_lease(Delivery::Openlineage, "daemon-a", t(60), t(90), None).await.unwrap());
+    assert_eq!(store.delivery_lease_holder(Delivery::Openlineage).await.unwrap().as_deref(), Some("daemon-b"));
+    assert!(
+        store.delivery_lease(Delivery::Openlineage, "daemon-c", t(61), t(91), Some("daemon-b")).await.unwrap(),
+        "b is known dead"
+    );
     assert_eq!(
         store
             .outbox_events(Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap(), pending[12].id, 100)
@@ -1763,6 +1772,54 @@ async fn every_transition_writes_its_lineage_event_with_it(store: &dyn LineageSt
         2,
         "since: the aborts of the last step and its run"
     );
+}
+
+async fn a_run_that_fails_writes_one_alert_and_a_canceled_one_none(store: &dyn LineageStore) {
+    // A step failing for good fails its run: one alert, written with it.
+    let failing = new_run(store).await;
+    store.submit_requests(&[request(failing, "f", "usage", "h0")], &[]).await.unwrap();
+    let c = store.claim_requests("w", Some(failing), 1, t(0), t(60)).await.unwrap().remove(0);
+    assert!(store.alerts_pending(10).await.unwrap().is_empty(), "nothing failed yet");
+    store.fail_request("w", &failed(&c, "graph api 503", None), t(1)).await.unwrap();
+    assert_eq!(store.run(failing).await.unwrap().unwrap().status, RunStatus::Failed);
+    let alerts = store.alerts_pending(10).await.unwrap();
+    assert_eq!(alerts.iter().map(|a| (a.run_id, a.failed_at)).collect::<Vec<_>>(), [(failing, t(1))]);
+    // A run set failed by hand alerts too; setting it failed again does not.
+    let set = new_run(store).await;
+    store.set_run_status(set, RunStatus::Failed, &RunEvent::run(set, t(2), EventKind::RunFailed, "")).await.unwrap();
+    store.set_run_status(set, RunStatus::Failed, &RunEvent::run(set, t(3), EventKind::RunFailed, "")).await.unwrap();
+    // A canceled run and a succeeded one alert nobody.
+    let canceled = new_run(store).await;
+    store.submit_requests(&[request(canceled, "c", "usage", "h1")], &[]).await.unwrap();
+    store.cancel_run(canceled, t(4)).await.unwrap();
+    assert_eq!(store.run(canceled).await.unwrap().unwrap().status, RunStatus::Canceled);
+    let ok = new_run(store).await;
+    store.submit_requests(&[request(ok, "o", "usage", "h2")], &[]).await.unwrap();
+    let c = store.claim_requests("w", Some(ok), 1, t(5), t(60)).await.unwrap().remove(0);
+    store.complete_requests("w", &[completion(&c, "v1")], t(6)).await.unwrap();
+    assert_eq!(store.run(ok).await.unwrap().unwrap().status, RunStatus::Succeeded);
+    let pending = store.alerts_pending(10).await.unwrap();
+    assert_eq!(pending.iter().map(|a| a.run_id).collect::<Vec<_>>(), [failing, set]);
+    assert_eq!(store.alert_backlog().await.unwrap(), 2);
+    // Delivery: a failure keeps it pending with its error; sent and refused are marked once.
+    store.alert_delivery_failed(pending[0].id, "HTTP 500").await.unwrap();
+    store.alert_delivered(pending[0].id, t(10), None).await.unwrap();
+    store.alert_delivered(pending[0].id, t(11), None).await.unwrap();
+    store.alert_delivered(pending[1].id, t(12), Some("HTTP 400: bad alert")).await.unwrap();
+    assert_eq!(store.alert_backlog().await.unwrap(), 0);
+    let sent = store.run_alerts(failing).await.unwrap();
+    assert_eq!(
+        (sent[0].delivered_at, sent[0].delivery_attempts, sent[0].last_error.as_deref()),
+        (Some(t(10)), 2, None)
+    );
+    let refused = store.run_alerts(set).await.unwrap();
+    assert_eq!(refused[0].last_error.as_deref(), Some("HTTP 400: bad alert"));
+    assert!(store.run_alerts(canceled).await.unwrap().is_empty());
+    // Each kind of delivery has its own lease.
+    assert!(store.delivery_lease(Delivery::Alerts, "daemon-a", t(0), t(30), None).await.unwrap());
+    assert!(store.delivery_lease(Delivery::Openlineage, "daemon-b", t(1), t(31), None).await.unwrap());
+    assert!(!store.delivery_lease(Delivery::Alerts, "daemon-b", t(2), t(32), None).await.unwrap());
+    assert_eq!(store.delivery_lease_holder(Delivery::Alerts).await.unwrap().as_deref(), Some("daemon-a"));
 }
 
 macro_rules! lineage_store_tests {
@@ -1791,6 +1848,7 @@ macro_rules! lineage_store_tests {
 
 lineage_store_tests!(
     every_transition_writes_its_lineage_event_with_it,
+    a_run_that_fails_writes_one_alert_and_a_canceled_one_none,
     queue_depth_counts_what_waits_and_runs_by_pool_family,
     materialization_updates_current_state_and_keeps_history,
     inputs_are_recorded_exactly_in_order,

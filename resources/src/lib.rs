@@ -10,6 +10,8 @@
 //! * [`secret`]: credentials that never print.
 //! * [`plaid`]: Plaid `/transactions/sync` (live client and labeled dev source), access tokens per item.
 //! * [`sec`]: SEC EDGAR filings and XBRL facts as Arrow tables (live API or labeled dev source).
+//! * [`webhook`]: JSON posted to an HTTP receiver (retried or refused by status), the transport
+//!   of [`openlineage`] events and of failure alerts.
 //!
 //! Only this crate knows parquet, the object stores and the app database's SQL. It knows nothing
 //! of plans, runs or the lineage store.
@@ -25,6 +27,7 @@ pub mod qbo;
 pub mod s3;
 pub mod sec;
 pub mod secret;
+pub mod webhook;
 
 pub use appdb::{AppDb, PgAppDb, SqliteAppDb};
 pub use graph_api::{GraphApiClient, GraphApiConfig, GraphApiError};

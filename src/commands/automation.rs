@@ -98,6 +98,26 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
                 None => println!("openlineage: {} delivered, {} rejected", report.delivered, report.rejected),
             }
         }
+        // One pass of the failure alerts written so far.
+        if let Some(transport) = app.alert_transport()? {
+            let owner = engine::delivery::deliverer_name();
+            let report = engine::alert::send_pending(&*app.store, &*transport, &app.alert_config(), &owner).await?;
+            let refused = match report.refused {
+                0 => String::new(),
+                n => format!(", {n} refused"),
+            };
+            match report.stopped {
+                _ if report.busy => {
+                    let backlog = app.store.alert_backlog().await?;
+                    println!("alerts: {} sent{refused}; another process is sending ({backlog} pending)", report.sent);
+                }
+                Some(why) => {
+                    let backlog = app.store.alert_backlog().await?;
+                    println!("alerts: {} sent{refused}; stopped: {why} ({backlog} pending)", report.sent);
+                }
+                None => println!("alerts: {} sent{refused}", report.sent),
+            }
+        }
         return Ok(ExitStatus::Success);
     }
     tracing::info!(
@@ -119,6 +139,18 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
             app.store.clone(),
             app.openlineage_config(),
             transport,
+            Duration::from_secs(1),
+            cancel.clone(),
+        ))
+    });
+    // Failure alerts, sent as runs fail (by one daemon at a time: a lease).
+    let alerter = app.alert_transport()?.map(|transport| {
+        let url = app.config.alert_webhook.as_ref().map(resources::Secret::expose).unwrap_or_default();
+        tracing::info!(message = "Sending failure alerts.", webhook = %resources::webhook::redact_webhook(url));
+        tokio::spawn(engine::alert::run_alerter(
+            app.store.clone(),
+            transport,
+            app.alert_config(),
             Duration::from_secs(1),
             cancel.clone(),
         ))
@@ -181,6 +213,9 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
     }
     if let Some(shipper) = shipper {
         shipper.await?;
+    }
+    if let Some(alerter) = alerter {
+        alerter.await?;
     }
     eprintln!("Daemon stopped.");
     Ok(ExitStatus::Success)

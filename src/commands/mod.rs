@@ -357,7 +357,7 @@ pub(crate) fn print_checks(results: &[::lineage::CheckResultRecord]) {
         return;
     }
     let failed: Vec<&::lineage::CheckResultRecord> = results.iter().filter(|r| !r.passed).collect();
-    println!("Checks: {} evaluated, {} passed, {} failed", results.len(), results.len() - failed.len(), failed.len());
+    println!("Checks: {}", checks_summary(results));
     for r in failed.iter().take(MAX_LISTED_CHECKS) {
         println!("  ! {}", check_line(r));
         eprintln!("warning: check failed: {}", check_line(r));
@@ -366,6 +366,13 @@ pub(crate) fn print_checks(results: &[::lineage::CheckResultRecord]) {
         println!("  … {} more: see `robo-assets checks ASSET`", failed.len() - MAX_LISTED_CHECKS);
         eprintln!("warning: {} more checks failed", failed.len() - MAX_LISTED_CHECKS);
     }
+}
+
+/// `3 evaluated, 2 passed, 1 failed`: a run's verdicts counted (its summary, `runs show`, the web
+/// view's run page).
+pub(crate) fn checks_summary(results: &[::lineage::CheckResultRecord]) -> String {
+    let failed = results.iter().filter(|r| !r.passed).count();
+    format!("{} evaluated, {} passed, {failed} failed", results.len(), results.len() - failed)
 }
 
 /// `credit_health 2025-12-15 subscriptions_allocated (warn): initech has no allocation`.

@@ -74,8 +74,8 @@ pub(crate) struct CheckCounts {
 }
 
 impl CheckCounts {
-    /// The CHECKS column: `-` (no verdict), `3 passed`, `1 failed`.
-    fn render(self) -> String {
+    /// The CHECKS column (and the web view's asset page): `-` (no verdict), `3 passed`, `1 failed`.
+    pub(crate) fn render(self) -> String {
         match self {
             CheckCounts { passed: 0, failed: 0 } => "-".to_owned(),
             CheckCounts { failed: 0, passed } => format!("{passed} passed"),

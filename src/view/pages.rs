@@ -205,7 +205,7 @@ pub(crate) async fn asset(State(app): State<Shared>, Path(key): Path<String>) ->
     let grid = health_grid(&key, def.partitions.as_ref(), &row.reports);
     let running = row.counts.in_progress > 0;
     let body = html! {
-        h1 { (key) " " (status_badge(row.status)) }
+        h1 { (key) " " (status_badge(row.status)) @if row.checks.failed > 0 { " " span.badge.failed { (row.checks.render()) " check" @if row.checks.failed > 1 { "s" } } } }
         @if !def.description.is_empty() { p.description { (def.description) } }
         h2 { "Definition" }
         table.definition {
@@ -246,6 +246,9 @@ pub(crate) async fn asset(State(app): State<Shared>, Path(key): Path<String>) ->
         (materializations_table(&history, false))
         (metadata_plots(&history))
         h2 { "Checks" }
+        p.checks { "Latest verdicts: " span class=[(row.checks.failed > 0).then_some("check-failed")] { (row.checks.render()) } }
+        (failed_checks(&row.failed_check_results))
+        h3 { "Recent verdicts" }
         (checks_table(&checks))
     };
     Ok(page(&key, "/", running, body))
@@ -353,6 +356,16 @@ fn sparkline(values: &[f64]) -> String {
 
 fn trim_number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v:.3}") }
+}
+
+/// Failed verdicts, one line each as the CLI prints them (`credit_health 2026-01-05
+/// subscriptions_allocated (warn): …`).
+fn failed_checks(failed: &[lineage::CheckResultRecord]) -> Markup {
+    html! {
+        @if !failed.is_empty() {
+            ul.failed-checks { @for c in failed { li.check-failed { "! " (crate::commands::check_line(c)) } } }
+        }
+    }
 }
 
 fn checks_table(checks: &[lineage::CheckResultRecord]) -> Markup {
@@ -763,17 +776,27 @@ pub(crate) async fn run(State(app): State<Shared>, Path(id): Path<String>) -> Pa
     let mut ms = detail.materializations.clone();
     ms.sort_by(|a, b| (&a.asset_key, &a.partition_key).cmp(&(&b.asset_key, &b.partition_key)));
     // A backfill's run carries the backfill's id in its tags.
-    let backfill = detail.run.tags.get("backfill").and_then(|b| b.as_str()).map(str::to_owned);
+    let backfill = detail.run.tags.get("backfill").and_then(|b| b.as_str()).and_then(|b| b.parse::<uuid::Uuid>().ok());
+    let failed_run_checks: Vec<lineage::CheckResultRecord> =
+        detail.check_results.iter().filter(|c| !c.passed).cloned().collect();
     let r = &detail.run;
     let body = html! {
         h1 { "Run " code { (r.id) } " " span class={"badge run-" (r.status)} { (r.status) } }
         table.definition {
             tr { th { "Trigger" } td { (r.trigger) } }
             tr { th { "Selection" } td { code { (r.selection) } } }
-            @if let Some(b) = &backfill { tr { th { "Backfill" } td { a href={ "/backfills/" (urlenc(b)) } { (b) } } } }
+            @if let Some(b) = &backfill { tr { th { "Backfill" } td { a href=(backfill_href(b)) { code { (backfill_id(b)) } } } } }
             tr { th { "Steps" } td { (r.n_steps) } }
             tr { th { "Created" } td { (time(r.created_at)) } }
             tr { th { "Duration" } td { (duration_ms(r).map(|d| format!("{d} ms")).unwrap_or_else(|| "-".into())) } }
+        }
+        @if !detail.check_results.is_empty() {
+            h2 { "Checks" }
+            p.checks { span class=[detail.check_results.iter().any(|c| !c.passed).then_some("check-failed")] {
+                (crate::commands::checks_summary(&detail.check_results))
+            } }
+            (failed_checks(&failed_run_checks))
+            (checks_table(&detail.check_results))
         }
         h2 { "Timeline" }
         (PreEscaped(gantt(&detail.events)))
@@ -869,6 +892,20 @@ fn gantt(events: &[RunEvent]) -> String {
 // ---------------------------------------------------------------------------------------------
 // Backfills
 
+/// A backfill's id as the CLI prints it (`bf-…`), whole.
+fn backfill_id(id: &uuid::Uuid) -> String {
+    crate::commands::printed_id(lineage::IdKind::Backfill, id)
+}
+
+/// A backfill's id as listings print it (`bf-` and its last hex digits).
+fn backfill_short_id(id: &uuid::Uuid) -> String {
+    crate::commands::printed_short_id(lineage::IdKind::Backfill, id)
+}
+
+fn backfill_href(id: &uuid::Uuid) -> String {
+    format!("/backfills/{}", backfill_id(id))
+}
+
 pub(crate) async fn backfills(State(app): State<Shared>) -> PageResult {
     let list = app.store.backfills(None, None, 100).await?;
     let running = list.iter().any(|b| !b.status.is_terminal());
@@ -883,7 +920,7 @@ pub(crate) async fn backfills(State(app): State<Shared>) -> PageResult {
             table {
                 thead { tr { th { "Backfill" } th { "Status" } th { "Selection" } th { "Range" } th { "Policy" } th.num { "Done" } th { "Progress" } th { "Created" } } }
                 tbody { @for (b, (done, total)) in &rows { tr {
-                    td { a href={ "/backfills/" (b.id) } { code { (b.id) } } }
+                    td { a href=(backfill_href(&b.id.0)) { code { (backfill_short_id(&b.id.0)) } } }
                     td { span class={"badge run-" (b.status)} { (b.status) } }
                     td { code { (b.selection) } } td { (b.partition_from) " → " (b.partition_to) } td { (b.policy) }
                     td.num { (done) " / " (total) }
@@ -897,8 +934,10 @@ pub(crate) async fn backfills(State(app): State<Shared>) -> PageResult {
 }
 
 pub(crate) async fn backfill(State(app): State<Shared>, Path(id): Path<String>) -> PageResult {
+    // The printed form (`bf-…`) or the bare UUID.
+    let bare = id.strip_prefix(crate::commands::BACKFILL_ID_PREFIX).unwrap_or(&id);
     let parsed: lineage::BackfillId =
-        id.parse().map_err(|_| WebError::not_found(format!("{id:?} is not a backfill id")))?;
+        bare.parse().map_err(|_| WebError::not_found(format!("{id:?} is not a backfill id")))?;
     let b = app
         .store
         .backfills(Some(parsed), None, 1)
@@ -909,7 +948,7 @@ pub(crate) async fn backfill(State(app): State<Shared>, Path(id): Path<String>) 
     let failed = app.store.requests(Some(b.run_id), Some(lineage::RequestState::Failed), None, 200).await?;
     let (done, total) = progress.done_of_total();
     let body = html! {
-        h1 { "Backfill " code { (b.id) } " " span class={"badge run-" (b.status)} { (b.status) } }
+        h1 { "Backfill " code { (backfill_id(&b.id.0)) } " " span class={"badge run-" (b.status)} { (b.status) } }
         table.definition {
             tr { th { "Selection" } td { code { (b.selection) } } }
             tr { th { "Range" } td { (b.partition_from) " → " (b.partition_to) } }

@@ -183,6 +183,18 @@ fn cases(file: &str) -> Vec<Case> {
             &[("OPENLINEAGE_URL", "http://u:hunter2@")],
             "OPENLINEAGE_URL=http://u:***@ is not a URL",
         ),
+        // A webhook's path and query are secrets too: only its origin is shown.
+        with_env(
+            &["daemon", "--once"],
+            &[("ROBO_ASSETS_ALERT_WEBHOOK", "ftp://u:hunter2@x/hooks/hunter2?k=hunter2")],
+            "ROBO_ASSETS_ALERT_WEBHOOK=ftp://x/… is not an http:// or https:// URL with a host",
+        ),
+        with_env(
+            &["status"],
+            &[("ROBO_ASSETS_ALERT_WEBHOOK", "hooks.example.com/hunter2")],
+            "ROBO_ASSETS_ALERT_WEBHOOK=(not a URL) is not a URL",
+        ),
+        with_env(&["status"], &[("ROBO_ASSETS_UI_URL", "assets.example.com")], "ROBO_ASSETS_UI_URL=assets.example.com"),
         with_env(&["status"], &[("SEC_API_URL", "http://127.0.0.1:1")], "SEC_USER_AGENT is not set"),
         with_env(
             &["status"],

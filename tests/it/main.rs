@@ -1,6 +1,7 @@
 //! The one integration-test binary: the CLI as a user runs it, and the executor against the
 //! real lineage store, object store and Parquet files.
 
+mod alerts;
 mod automation;
 mod backfill;
 mod bad_input;

@@ -394,3 +394,47 @@ fn a_request_naming_another_host_is_refused_against_dns_rebinding() {
     assert_eq!(page.status, 400);
     assert!(!page.body.contains("<b>x") && page.body.contains("&lt;b&gt;x"), "{}", page.body);
 }
+
+/// Check verdicts and backfill ids as the CLI shows them (issue 16 §1, §3): a failed `warn` check
+/// stands out on its asset's page and its run's page, in the CLI's words; a backfill is `bf-…`
+/// wherever it is shown, and that form opens its page.
+#[test]
+fn pages_show_failed_checks_and_backfill_ids_as_the_cli_prints_them() {
+    let robo = Robo::new();
+    let run = robo.ok(&["materialize", "credit_health", "-p", "2026-01-05", "--json"]);
+    let run: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let run_id = run["run_id"].as_str().unwrap().to_owned();
+    let line =
+        "! credit_health 2026-01-05 subscriptions_allocated (warn): acme (sub-acme) has no allocation for 2026-01";
+    let shown = robo.ok(&["runs", "show", &run_id]).stdout;
+    assert!(shown.contains(&format!("  {line}")), "the CLI's line: {shown}");
+    robo.ok(&["backfill", "usage_snapshot", "--from", "2025-12-16T00:00", "--to", "2025-12-16T01:00"]);
+    let list: serde_json::Value = serde_json::from_str(&robo.ok(&["backfill", "list", "--json"]).stdout).unwrap();
+    let backfill = &list["backfills"][0];
+    let id: uuid::Uuid = backfill["backfill_id"].as_str().unwrap().trim_start_matches("bf-").parse().unwrap();
+    let listed = robo.ok(&["backfill", "list"]).stdout;
+    let short = format!("bf-{}", lineage::short_id(&id));
+    assert!(listed.contains(&short), "the CLI lists {short}: {listed}");
+    let ui = Ui::start(&robo, &["ui", "--bind", "127.0.0.1:0"]);
+
+    let asset = ui.get("/assets/credit_health").body;
+    assert!(asset.contains("<span class=\"badge failed\">1 failed check</span>"), "{asset}");
+    assert!(asset.contains("Latest verdicts: <span class=\"check-failed\">1 failed</span>"), "{asset}");
+    assert!(asset.contains(&format!("<li class=\"check-failed\">{line}")), "{asset}");
+    let run_page = ui.get(&format!("/runs/{run_id}")).body;
+    assert!(run_page.contains("<span class=\"check-failed\">3 evaluated, 2 passed, 1 failed</span>"), "{run_page}");
+    assert!(run_page.contains(&format!("<li class=\"check-failed\">{line}")), "{run_page}");
+    // An asset whose checks all pass has no badge and no list.
+    let bill = ui.get("/assets/storage_bill").body;
+    assert!(bill.contains("Latest verdicts: <span>-</span>") && !bill.contains("failed check"), "{bill}");
+
+    let backfills = ui.get("/backfills").body;
+    assert!(backfills.contains(&format!("<a href=\"/backfills/bf-{id}\"><code>{short}</code></a>")), "{backfills}");
+    let page = ui.get(&format!("/backfills/bf-{id}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(&format!("Backfill <code>bf-{id}</code>")), "{}", page.body);
+    let bf_run = backfill["run_id"].as_str().unwrap();
+    let bf_run_page = ui.get(&format!("/runs/{bf_run}")).body;
+    assert!(bf_run_page.contains(&format!("<a href=\"/backfills/bf-{id}\"><code>bf-{id}</code></a>")), "{bf_run_page}");
+    assert!(!bf_run_page.contains("<h2>Checks</h2>"), "a run without verdicts has no checks section");
+}

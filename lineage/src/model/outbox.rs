@@ -56,3 +56,42 @@ pub struct OutboxEvent {
     /// How many deliveries were tried.
     pub delivery_attempts: i64,
 }
+
+/// What a process delivers from the store, one process per kind at a time (the name of its
+/// lease in `delivery_leases`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::Display, strum::EnumString, strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Delivery {
+    /// The OpenLineage outbox, to `OPENLINEAGE_URL`.
+    Openlineage,
+    /// Failure alerts, to `ROBO_ASSETS_ALERT_WEBHOOK`.
+    Alerts,
+}
+
+impl Delivery {
+    /// The lease's stored name.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// A run that failed, to be told: written in the transaction that failed the run (once each time
+/// its status became failed), sent by the daemon.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    /// Its place in delivery order.
+    pub id: i64,
+    /// The run that failed.
+    pub run_id: RunId,
+    /// When its status became failed.
+    pub failed_at: DateTime<Utc>,
+    /// When it was sent (or refused for good by the receiver).
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// How many deliveries were tried.
+    pub delivery_attempts: i64,
+    /// The last delivery failure, or the receiver's refusal.
+    pub last_error: Option<String>,
+}

@@ -62,6 +62,9 @@ impl LineageStore for db::Store {
                 _ => None,
             };
             outbox::enqueue(&mut tx, lineage_event.as_slice()).await?;
+            if was_open {
+                outbox::alert_if_failed(&mut tx, &run, status.as_str(), event.ts).await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -1,8 +1,10 @@
-//! The OpenLineage outbox: rows written by the transitions they describe (on their transaction),
-//! read back in id order for delivery and export.
+//! The outboxes: OpenLineage rows written by the transitions they describe and failure alerts
+//! written by a run failing (each on the transaction of the change), read back in id order for
+//! delivery and export; and the delivery leases.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use const_format::concatcp;
 use sqlx::QueryBuilder;
 
 use super::{ROWS_PER_STATEMENT, db};
@@ -102,6 +104,28 @@ pub(super) fn run_ended<'a>(
     started.then(|| NewOutboxEvent::run(run_id, event_type, now))
 }
 
+/// Writes a failure alert for `run` on the caller's transaction when its status just became
+/// `status` and that is `failed` (a canceled run alerts nobody).
+pub(super) async fn alert_if_failed(tx: &mut db::Conn, run: &str, status: &str, now: DateTime<Utc>) -> Result<()> {
+    if status == "failed" {
+        sqlx::query("INSERT INTO alerts (run_id, failed_at) VALUES ($1, $2)")
+            .bind(run)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+const ALERT_COLUMNS: &str = "id, run_id, failed_at, delivered_at, delivery_attempts, last_error";
+
+type AlertRow = (i64, String, DateTime<Utc>, Option<DateTime<Utc>>, i64, Option<String>);
+
+fn into_alert(row: AlertRow) -> Result<Alert> {
+    let (id, run_id, failed_at, delivered_at, delivery_attempts, last_error) = row;
+    Ok(Alert { id, run_id: parse_run_id(&run_id)?, failed_at, delivered_at, delivery_attempts, last_error })
+}
+
 const OUTBOX_COLUMNS: &str = "id, run_id, request_id, attempt, event_type, event_time, asset_key, partition_key, \
      error, delivered_at, delivery_attempts";
 
@@ -140,7 +164,7 @@ fn into_event(row: OutboxRow) -> Result<OutboxEvent> {
 #[async_trait]
 impl OutboxStore for db::Store {
     async fn outbox_pending(&self, limit: i64) -> Result<Vec<OutboxEvent>> {
-        let rows: Vec<OutboxRow> = sqlx::query_as(const_format::concatcp!(
+        let rows: Vec<OutboxRow> = sqlx::query_as(concatcp!(
             "SELECT ",
             OUTBOX_COLUMNS,
             " FROM openlineage_outbox WHERE delivered_at IS NULL ORDER BY id LIMIT $1"
@@ -152,7 +176,7 @@ impl OutboxStore for db::Store {
     }
 
     async fn outbox_events(&self, since: DateTime<Utc>, after: i64, limit: i64) -> Result<Vec<OutboxEvent>> {
-        let rows: Vec<OutboxRow> = sqlx::query_as(const_format::concatcp!(
+        let rows: Vec<OutboxRow> = sqlx::query_as(concatcp!(
             "SELECT ",
             OUTBOX_COLUMNS,
             " FROM openlineage_outbox WHERE id > $1 AND event_time >= $2 ORDER BY id LIMIT $3"
@@ -199,8 +223,9 @@ impl OutboxStore for db::Store {
         Ok(())
     }
 
-    async fn outbox_lease(
+    async fn delivery_lease(
         &self,
+        delivery: Delivery,
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
@@ -208,12 +233,13 @@ impl OutboxStore for db::Store {
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let held: Option<String> = sqlx::query_scalar(
-            "INSERT INTO openlineage_shipper (id, owner, lease_until) VALUES (1, $1, $3) \
-             ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
-             WHERE openlineage_shipper.owner = excluded.owner OR openlineage_shipper.lease_until < $2 \
-                 OR openlineage_shipper.owner = $4 \
+            "INSERT INTO delivery_leases (name, owner, lease_until) VALUES ($1, $2, $4) \
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
+             WHERE delivery_leases.owner = excluded.owner OR delivery_leases.lease_until < $3 \
+                 OR delivery_leases.owner = $5 \
              RETURNING owner",
         )
+        .bind(delivery.as_str())
         .bind(owner)
         .bind(now)
         .bind(until)
@@ -224,9 +250,66 @@ impl OutboxStore for db::Store {
         Ok(held.is_some())
     }
 
-    async fn outbox_lease_holder(&self) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT owner FROM openlineage_shipper WHERE id = 1")
+    async fn delivery_lease_holder(&self, delivery: Delivery) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT owner FROM delivery_leases WHERE name = $1")
+            .bind(delivery.as_str())
             .fetch_optional(self.reader())
+            .await?)
+    }
+
+    async fn alerts_pending(&self, limit: i64) -> Result<Vec<Alert>> {
+        let rows: Vec<AlertRow> = sqlx::query_as(concatcp!(
+            "SELECT ",
+            ALERT_COLUMNS,
+            " FROM alerts WHERE delivered_at IS NULL ORDER BY id LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.into_iter().map(into_alert).collect()
+    }
+
+    async fn run_alerts(&self, run: RunId) -> Result<Vec<Alert>> {
+        let rows: Vec<AlertRow> =
+            sqlx::query_as(concatcp!("SELECT ", ALERT_COLUMNS, " FROM alerts WHERE run_id = $1 ORDER BY id"))
+                .bind(run.to_string())
+                .fetch_all(self.reader())
+                .await?;
+        rows.into_iter().map(into_alert).collect()
+    }
+
+    async fn alert_delivered(&self, id: i64, now: DateTime<Utc>, refused: Option<&str>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE alerts SET delivery_attempts = delivery_attempts + 1, delivered_at = $2, last_error = $3 \
+             WHERE id = $1 AND delivered_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(refused)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn alert_delivery_failed(&self, id: i64, error: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE alerts SET delivery_attempts = delivery_attempts + 1, last_error = $2 \
+             WHERE id = $1 AND delivered_at IS NULL",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn alert_backlog(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM alerts WHERE delivered_at IS NULL")
+            .fetch_one(self.reader())
             .await?)
     }
 

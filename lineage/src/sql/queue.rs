@@ -102,6 +102,7 @@ pub(super) async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>)
     if let Some((status, started)) = ended {
         let event = outbox::run_ended(run, &status, started, now);
         outbox::enqueue(&mut *tx, event.as_slice()).await?;
+        outbox::alert_if_failed(&mut *tx, run, &status, now).await?;
     }
     Ok(())
 }
