@@ -486,8 +486,8 @@ impl RequestQueue for db::Store {
         // runs other processes own: their few ids are read once per claim (a correlated check per
         // candidate cost 5 % of the 8-worker throughput, BENCHMARKS.md). A worker draining one
         // run (`only_run`) needs no such check: that run is its own, or nobody's.
-        let candidates: Vec<(String, Option<String>)> = sqlx::query_as(concatcp!(
-            "SELECT id, pool FROM materialization_requests WHERE state = 'available' AND run_at <= $1 \
+        let candidates: Vec<(String, String, Option<String>)> = sqlx::query_as(concatcp!(
+            "SELECT id, run_id, pool FROM materialization_requests WHERE state = 'available' AND run_at <= $1 \
              AND ($3 IS NULL OR run_id = $3) \
              AND ($3 IS NOT NULL OR run_id NOT IN (SELECT id FROM runs WHERE owner IS NOT NULL \
                  AND owner <> $4 AND status IN ('queued', 'running'))) \
@@ -500,7 +500,7 @@ impl RequestQueue for db::Store {
         .bind(worker)
         .fetch_all(&mut *tx)
         .await?;
-        let pools: BTreeSet<&str> = candidates.iter().filter_map(|(_, p)| p.as_deref()).collect();
+        let pools: BTreeSet<&str> = candidates.iter().filter_map(|(_, _, p)| p.as_deref()).collect();
         // Pool slots: lock the pools' rows (PostgreSQL) so concurrent claims of one pool
         // serialize, then count what runs now. Unknown pools are unlimited. A pool kept per
         // partition dimension (`quickbooks[realm=123]`) has its family's limit (`quickbooks`)
@@ -524,7 +524,8 @@ impl RequestQueue for db::Store {
             }
         }
         let mut picked = Vec::new();
-        for (id, pool) in &candidates {
+        let mut runs = BTreeSet::new();
+        for (id, run, pool) in &candidates {
             if picked.len() as i64 >= limit {
                 break;
             }
@@ -535,17 +536,40 @@ impl RequestQueue for db::Store {
                 *slots -= 1;
             }
             picked.push(id.as_str());
+            runs.insert(run.as_str());
         }
         if picked.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
         }
+        // The runs these requests belong to are running, and each that starts now has its
+        // lineage START before its steps' (which the claim's trigger writes, see below).
+        let mut started_runs = Vec::new();
+        for run in runs {
+            let started = sqlx::query(
+                "UPDATE runs SET status = 'running', started_at = coalesce(started_at, $2) \
+                 WHERE id = $1 AND status = 'queued'",
+            )
+            .bind(run)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if started > 0 {
+                started_runs.push(NewOutboxEvent::run(run, LineageEventType::Start, now));
+            }
+        }
+        outbox::enqueue(&mut tx, &started_runs).await?;
+        // Each claimed attempt's lineage START is written by this statement's trigger
+        // (`openlineage_step_start`, from `claimed_at`): one statement fewer per claim.
         let mut q = QueryBuilder::new(
             "UPDATE materialization_requests SET state = 'running', attempt = attempt + 1, lease_owner = ",
         );
         q.push_bind(worker)
             .push(", lease_expires_at = ")
             .push_bind(lease_until)
+            .push(", claimed_at = ")
+            .push_bind(now)
             .push(", started_at = coalesce(started_at, ")
             .push_bind(now)
             .push(") WHERE id IN (");
@@ -564,7 +588,6 @@ impl RequestQueue for db::Store {
         type Row = (String, String, String, String, i64, i64, DateTime<Utc>, Option<DateTime<Utc>>);
         let rows: Vec<Row> = q.build_query_as().fetch_all(&mut *tx).await?;
         let mut claimed = Vec::with_capacity(rows.len());
-        let mut runs = BTreeSet::new();
         for (id, run_id, asset_key, partition_key, attempt, max_attempts, run_at, upstream_done) in rows {
             claimed.push(ClaimedRequest {
                 id: parse_request_id(&id)?,
@@ -575,50 +598,15 @@ impl RequestQueue for db::Store {
                 max_attempts,
                 claimable_since: upstream_done.map_or(run_at, |done| done.max(run_at)),
             });
-            runs.insert(run_id);
         }
         // Keep claim order (priority, run_at, id), whatever order RETURNING used.
         claimed.sort_by_key(|c| picked.iter().position(|p| *p == c.id.to_string()));
-        let mut started_runs = Vec::new();
-        for run in runs {
-            let started = sqlx::query(
-                "UPDATE runs SET status = 'running', started_at = coalesce(started_at, $2) \
-                 WHERE id = $1 AND status = 'queued'",
-            )
-            .bind(&run)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if started > 0 {
-                started_runs.push(run);
-            }
-        }
         // The claimed partitions are running, in the same transaction as the claim.
         let events: Vec<RunEvent> = claimed
             .iter()
             .map(|c| RunEvent::step(c.run_id, now, EventKind::StepStarted, &c.asset_key, &c.partition_key, ""))
             .collect();
         write_steps_started(&mut tx, &events).await?;
-        // Lineage events: each run that started, then each step attempt.
-        let ids: Vec<(String, String)> = claimed.iter().map(|c| (c.run_id.to_string(), c.id.to_string())).collect();
-        let outbox: Vec<NewOutboxEvent> = started_runs
-            .iter()
-            .map(|run| NewOutboxEvent::run(run, LineageEventType::Start, now))
-            .chain(claimed.iter().zip(&ids).map(|(c, (run, id))| {
-                NewOutboxEvent::step(
-                    run,
-                    id,
-                    c.attempt,
-                    &c.asset_key,
-                    &c.partition_key,
-                    LineageEventType::Start,
-                    now,
-                    None,
-                )
-            }))
-            .collect();
-        outbox::enqueue(&mut tx, &outbox).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -702,25 +690,8 @@ impl RequestQueue for db::Store {
                 results[offset + *i] = CompletionResult::Recorded(*mid);
                 runs.insert(chunk[*i].materialization.run_id.to_string());
             }
-            let run_ids: Vec<String> = held.iter().map(|i| chunk[*i].materialization.run_id.to_string()).collect();
-            let outbox: Vec<NewOutboxEvent> = held
-                .iter()
-                .zip(run_ids.iter().zip(&held_ids))
-                .map(|(i, (run, id))| {
-                    let m = &chunk[*i].materialization;
-                    NewOutboxEvent::step(
-                        run,
-                        id,
-                        chunk[*i].attempt,
-                        &m.asset_key,
-                        &m.partition_key,
-                        LineageEventType::Complete,
-                        m.finished_at,
-                        None,
-                    )
-                })
-                .collect();
-            outbox::enqueue(&mut tx, &outbox).await?;
+            // Recording each request's materialization writes its lineage COMPLETE (the
+            // trigger `openlineage_step_complete`, at the materialization's finish time).
             let mut q = QueryBuilder::new("UPDATE materialization_requests SET materialization_id = CASE id");
             for (id, mid) in held_ids.iter().zip(&ids) {
                 q.push(" WHEN ").push_bind(id.as_str()).push(" THEN ").push_bind(*mid);
