@@ -36,6 +36,13 @@ mod dialect {
     pub(super) const LOCK_PARTITIONS: Option<&str> = None;
     /// See [`LOCK_PARTITIONS`].
     pub(super) const LOCK_MAINTENANCE: Option<&str> = None;
+    /// Nothing around the claim: SQLite has no writable CTEs, so the claimed attempts' lineage
+    /// STARTs are written by the trigger `openlineage_step_start` (migration 20251221000000),
+    /// inside the claim's statement all the same.
+    pub(super) const CLAIM_WITH_OUTBOX: (&str, &str) = ("", "");
+    /// Nothing around the completion's recording: the trigger `openlineage_step_complete`
+    /// writes each step's lineage COMPLETE.
+    pub(super) const COMPLETE_WITH_OUTBOX: (&str, &str) = ("", "");
 }
 
 // The shared SQL is compiled once per backend on purpose: each copy sees its own `dialect`.

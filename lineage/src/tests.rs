@@ -1630,6 +1630,19 @@ async fn every_transition_writes_its_lineage_event_with_it(store: &dyn LineageSt
         ],
         "bill d never started: no event of it"
     );
+    // Each START at its claim, the COMPLETE when its materialization finished (written by the
+    // claim's and the completion's own statements: a CTE on PostgreSQL, a trigger on SQLite).
+    let epoch = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
+    let times: Vec<_> = store
+        .outbox_events(epoch, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.request_id.is_some() && matches!(e.event_type, Start | Complete))
+        .map(|e| (e.event_type, e.event_time))
+        .collect();
+    let finished = completion(&claimed[1], "v1").materialization.finished_at;
+    assert_eq!(times, [(Start, t(0)), (Start, t(0)), (Complete, finished), (Start, t(3)), (Start, t(5))]);
     // A canceled run: START, the running step aborted, the run aborted.
     let canceled = new_run(store).await;
     let req = request(canceled, "c", "usage", "h9");

@@ -560,11 +560,10 @@ impl RequestQueue for db::Store {
             }
         }
         outbox::enqueue(&mut tx, &started_runs).await?;
-        // Each claimed attempt's lineage START is written by this statement's trigger
-        // (`openlineage_step_start`, from `claimed_at`): one statement fewer per claim.
-        let mut q = QueryBuilder::new(
-            "UPDATE materialization_requests SET state = 'running', attempt = attempt + 1, lease_owner = ",
-        );
+        // Each claimed attempt's lineage START (at `claimed_at`) is written by this statement:
+        // a CTE around it on PostgreSQL, a trigger on SQLite (`db::CLAIM_WITH_OUTBOX`).
+        let mut q = QueryBuilder::new(db::CLAIM_WITH_OUTBOX.0);
+        q.push("UPDATE materialization_requests SET state = 'running', attempt = attempt + 1, lease_owner = ");
         q.push_bind(worker)
             .push(", lease_expires_at = ")
             .push_bind(lease_until)
@@ -583,12 +582,13 @@ impl RequestQueue for db::Store {
             ") RETURNING id, run_id, asset_key, partition_key, attempt, max_attempts, run_at, \
              (SELECT max(u.finished_at) FROM request_edges e JOIN materialization_requests u \
                  ON u.id = e.upstream_request_id \
-              WHERE e.downstream_request_id = materialization_requests.id)",
+              WHERE e.downstream_request_id = materialization_requests.id) AS upstream_done, claimed_at",
         );
-        type Row = (String, String, String, String, i64, i64, DateTime<Utc>, Option<DateTime<Utc>>);
+        q.push(db::CLAIM_WITH_OUTBOX.1);
+        type Row = (String, String, String, String, i64, i64, DateTime<Utc>, Option<DateTime<Utc>>, DateTime<Utc>);
         let rows: Vec<Row> = q.build_query_as().fetch_all(&mut *tx).await?;
         let mut claimed = Vec::with_capacity(rows.len());
-        for (id, run_id, asset_key, partition_key, attempt, max_attempts, run_at, upstream_done) in rows {
+        for (id, run_id, asset_key, partition_key, attempt, max_attempts, run_at, upstream_done, _) in rows {
             claimed.push(ClaimedRequest {
                 id: parse_request_id(&id)?,
                 run_id: parse_run_id(&run_id)?,
@@ -690,9 +690,11 @@ impl RequestQueue for db::Store {
                 results[offset + *i] = CompletionResult::Recorded(*mid);
                 runs.insert(chunk[*i].materialization.run_id.to_string());
             }
-            // Recording each request's materialization writes its lineage COMPLETE (the
-            // trigger `openlineage_step_complete`, at the materialization's finish time).
-            let mut q = QueryBuilder::new("UPDATE materialization_requests SET materialization_id = CASE id");
+            // Recording each request's materialization writes its lineage COMPLETE, at the
+            // materialization's finish time: a CTE around it on PostgreSQL, a trigger on SQLite
+            // (`db::COMPLETE_WITH_OUTBOX`).
+            let mut q = QueryBuilder::new(db::COMPLETE_WITH_OUTBOX.0);
+            q.push("UPDATE materialization_requests SET materialization_id = CASE id");
             for (id, mid) in held_ids.iter().zip(&ids) {
                 q.push(" WHEN ").push_bind(id.as_str()).push(" THEN ").push_bind(*mid);
             }
@@ -701,7 +703,7 @@ impl RequestQueue for db::Store {
             for id in &held_ids {
                 list.push_bind(id.as_str());
             }
-            q.push(")");
+            q.push(")").push(db::COMPLETE_WITH_OUTBOX.1);
             q.build().execute(&mut *tx).await?;
             // Unblock what waited on them: each downstream loses one pending dependency per
             // completed upstream. Joined with the counted edges (not a correlated subquery per

@@ -1,10 +1,10 @@
 -- The outbox rows of the two transitions every step makes, a claim (START) and a completion
--- (COMPLETE), are written by the statement that makes the transition, through a trigger, instead
--- of by a second statement: on SQLite each statement costs a round trip to sqlx's worker thread,
--- on PostgreSQL one over the socket, and these two ran once per claim and per completion batch
--- (the queue bench lost 7-11 %, BENCHMARKS.md). The rows are the same as before; the rarer
--- transitions (a step failed, retried, released or canceled; a run started or ended) still
--- write theirs from `lineage/src/sql/outbox.rs`.
+-- (COMPLETE), are written by the statement that makes the transition instead of by a second
+-- statement (the queue bench lost 7-11 % to those, BENCHMARKS.md; on SQLite each statement is a
+-- round trip to sqlx's worker thread). SQLite has no data-modifying CTEs, so two triggers do it;
+-- PostgreSQL wraps the two statements in one (`CLAIM_WITH_OUTBOX`, `COMPLETE_WITH_OUTBOX`). The
+-- rarer transitions (a step failed, retried, released or canceled; a run started or ended)
+-- write theirs from lineage/src/sql/outbox.rs.
 
 -- When the attempt now running was claimed: the START event's time.
 ALTER TABLE materialization_requests ADD COLUMN claimed_at TEXT;
