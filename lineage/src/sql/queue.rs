@@ -73,6 +73,16 @@ async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>) -> Result<
     Ok(())
 }
 
+/// Work became claimable in `tx`: every listening worker process is told when it commits
+/// (PostgreSQL's `NOTIFY`; nothing on SQLite, where the store wakes its own process's workers
+/// after the commit).
+async fn announce_work(tx: &mut db::Conn) -> Result<()> {
+    if let Some(notify) = db::NOTIFY_WORK {
+        sqlx::query(notify).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
 /// Sets the pending count and state of the requests `ids` from their upstream requests
 /// (`RECOMPUTE_WAITING`), one statement per chunk.
 async fn recompute_waiting(tx: &mut db::Conn, ids: &[String]) -> Result<()> {
@@ -458,15 +468,23 @@ pub(super) async fn submit_in(
         new_edges.into_iter().map(|(_, down)| down).collect::<BTreeSet<_>>().into_iter().collect();
     // Waiting upstream requests block each; a failed or canceled one fails it.
     recompute_waiting(tx, &blocked).await?;
+    if outcomes.iter().any(|o| o.inserted) {
+        announce_work(tx).await?;
+    }
     Ok(outcomes)
 }
 
 #[async_trait]
 impl RequestQueue for db::Store {
+    fn work_signal(&self) -> crate::WorkSignal {
+        self.work_signal_of_store()
+    }
+
     async fn submit_requests(&self, requests: &[NewRequest], edges: &[(usize, usize)]) -> Result<Vec<SubmitOutcome>> {
         let mut tx = self.begin_write().await?;
         let outcomes = submit_in(&mut tx, requests, edges).await?;
         tx.commit().await?;
+        self.woke();
         Ok(outcomes)
     }
 
@@ -672,8 +690,13 @@ impl RequestQueue for db::Store {
             q.push_values(chunk, |mut row, c| {
                 row.push_bind(c.id.to_string()).push_bind(c.attempt);
             });
-            q.push(") RETURNING id");
-            let fenced: HashSet<String> = q.build_query_scalar().fetch_all(&mut *tx).await?.into_iter().collect();
+            q.push(") RETURNING id, pool IS NOT NULL");
+            let rows: Vec<(String, bool)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            // A pool's slot came free: a request waiting for one may be claimable now.
+            if rows.iter().any(|(_, pooled)| *pooled) {
+                announce_work(&mut tx).await?;
+            }
+            let fenced: HashSet<String> = rows.into_iter().map(|(id, _)| id).collect();
             let held: Vec<usize> = (0..chunk.len()).filter(|i| fenced.contains(&chunk[*i].id.to_string())).collect();
             if held.is_empty() {
                 continue;
@@ -720,13 +743,17 @@ impl RequestQueue for db::Store {
             for id in &held_ids {
                 list.push_bind(id.as_str());
             }
-            q.push(") GROUP BY downstream_request_id) AS d WHERE r.id = d.id");
-            q.build().execute(&mut *tx).await?;
+            q.push(") GROUP BY downstream_request_id) AS d WHERE r.id = d.id RETURNING r.state");
+            let unblocked: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            if unblocked.iter().any(|state| state == "available") {
+                announce_work(&mut tx).await?;
+            }
         }
         for run in runs {
             finish_run(&mut tx, &run, now).await?;
         }
         tx.commit().await?;
+        self.woke();
         Ok(results)
     }
 
@@ -812,7 +839,14 @@ impl RequestQueue for db::Store {
                 out.requests.push((parse_request_id(&held.id)?, state));
             }
         }
+        let released = out.requests.iter().any(|(_, state)| *state == RequestState::Available);
+        if released {
+            announce_work(&mut tx).await?;
+        }
         tx.commit().await?;
+        if released {
+            self.woke();
+        }
         Ok(out)
     }
 
@@ -858,7 +892,14 @@ impl RequestQueue for db::Store {
                 out.requests.push((parse_request_id(&held.id)?, state));
             }
         }
+        let released = out.requests.iter().any(|(_, state)| *state == RequestState::Available);
+        if released {
+            announce_work(&mut tx).await?;
+        }
         tx.commit().await?;
+        if released {
+            self.woke();
+        }
         Ok(out)
     }
 
@@ -917,8 +958,10 @@ impl RequestQueue for db::Store {
                 .bind(run.to_string())
                 .execute(&mut *tx)
                 .await?;
+            announce_work(&mut tx).await?;
         }
         tx.commit().await?;
+        self.woke();
         Ok(ids.len() as u64)
     }
 
