@@ -178,7 +178,7 @@ async fn postgres(admin_url: &str, workers: usize, concurrency: usize) {
 /// configuration (concurrency 8) on PostgreSQL, a producer submitting one request every 5 ms
 /// (200/s) as its own run for 10 s; each request's latency is its `claimed_at - run_at` from
 /// the store. Then the idle cost: transactions per second committed in the database by
-/// `ROBO_ASSETS_BENCH_IDLE_WORKERS` (default 100) idle workers, 10 per process, over 10 s.
+/// `ROBO_ASSETS_BENCH_IDLE_WORKERS` (default 100) idle workers, 20 per process, over 10 s.
 async fn latency(admin_url: &str) {
     let admin: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
     let mut conn = sqlx::PgConnection::connect_with(&admin).await.unwrap();
@@ -235,7 +235,9 @@ async fn latency(admin_url: &str) {
     }
     // Idle cost: the database's committed transactions while only idle workers run.
     let idle: usize = std::env::var("ROBO_ASSETS_BENCH_IDLE_WORKERS").ok().and_then(|n| n.parse().ok()).unwrap_or(100);
-    let mut children: Vec<Child> = (0..idle.div_ceil(10)).map(|p| spawn((idle - p * 10).min(10))).collect();
+    // 20 workers per process: each process's pool has 16 connections (and a listener), so 100
+    // workers stay within PostgreSQL's default 100 connections.
+    let mut children: Vec<Child> = (0..idle.div_ceil(20)).map(|p| spawn((idle - p * 20).min(20))).collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let commits = || async {
         sqlx::query_scalar::<_, i64>(

@@ -1704,6 +1704,44 @@ async fn every_transition_writes_its_lineage_event_with_it(store: &dyn LineageSt
     );
 }
 
+/// An idle worker is woken by new work: on PostgreSQL by another process's submission (through
+/// `NOTIFY`), on SQLite by its own process's.
+#[tokio::test]
+async fn postgres_wakes_the_idle_workers_of_every_process() {
+    let Some(fixture) = postgres().await else { return };
+    let other = fixture.another_store().await;
+    let mut signal = fixture.store().work_signal();
+    assert!(signal.across_processes());
+    let wait = std::time::Duration::from_secs(10);
+    // The listener wakes everyone once it listens (for what was committed before).
+    tokio::time::timeout(wait, signal.changed()).await.expect("the listener started");
+    let run = new_run(&*other).await;
+    other.submit_requests(&[request(run, "a", "usage", "h0")], &[]).await.unwrap();
+    tokio::time::timeout(wait, signal.changed()).await.expect("woken by another process's submission");
+    // A completion that unblocks a downstream request wakes it too.
+    let run = new_run(&*other).await;
+    let reqs = [request(run, "up", "usage", "h1"), request(run, "down", "bill", "d1")];
+    other.submit_requests(&reqs, &[(0, 1)]).await.unwrap();
+    tokio::time::timeout(wait, signal.changed()).await.expect("woken by the submission");
+    let claimed = other.claim_requests("w", Some(run), 1, t(0), t(60)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    other.complete_requests("w", &[completion(&claimed[0], "v1")], t(1)).await.unwrap();
+    tokio::time::timeout(wait, signal.changed()).await.expect("woken by the unblocking completion");
+    drop(signal);
+    drop(other);
+    fixture.teardown().await;
+}
+
+#[tokio::test]
+async fn sqlite_wakes_the_idle_workers_of_its_own_process() {
+    let fixture = sqlite().await;
+    let mut signal = fixture.store().work_signal();
+    assert!(!signal.across_processes(), "other processes are found by polling");
+    let run = new_run(fixture.store()).await;
+    fixture.store().submit_requests(&[request(run, "a", "usage", "h0")], &[]).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(1), signal.changed()).await.expect("woken");
+}
+
 macro_rules! lineage_store_tests {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {

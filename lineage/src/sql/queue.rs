@@ -743,7 +743,7 @@ impl RequestQueue for db::Store {
             for id in &held_ids {
                 list.push_bind(id.as_str());
             }
-            q.push(") GROUP BY downstream_request_id) AS d WHERE r.id = d.id RETURNING r.state");
+            q.push(") GROUP BY downstream_request_id) AS d WHERE r.id = d.id RETURNING state");
             let unblocked: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
             if unblocked.iter().any(|state| state == "available") {
                 announce_work(&mut tx).await?;
