@@ -53,6 +53,11 @@ fn executor(store: Arc<dyn LineageStore>, dir: &std::path::Path) -> Executor {
 
 /// Submits `n` no-op requests as one run.
 async fn submit(store: &dyn LineageStore, n: usize) -> RunId {
+    submit_from(store, 0, n).await
+}
+
+/// Submits `n` no-op requests as one run, for the hours from the `first`th on.
+async fn submit_from(store: &dyn LineageStore, first: usize, n: usize) -> RunId {
     let now = chrono::Utc::now();
     let run_id = RunId::new();
     store
@@ -70,7 +75,7 @@ async fn submit(store: &dyn LineageStore, n: usize) -> RunId {
     let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
     let requests: Vec<NewRequest> = (0..n)
         .map(|i| {
-            let key = (start + chrono::Duration::hours(i as i64)).format("%Y-%m-%dT%H:%M").to_string();
+            let key = (start + chrono::Duration::hours((first + i) as i64)).format("%Y-%m-%dT%H:%M").to_string();
             NewRequest {
                 id: RequestId::new(),
                 idempotency_key: format!("bench:{run_id}:{key}"),
@@ -167,6 +172,118 @@ async fn postgres(admin_url: &str, workers: usize, concurrency: usize) {
     report(&format!("PostgreSQL, {workers} worker process(es), concurrency {concurrency}"), REQUESTS, elapsed);
     store.pool().close().await;
     conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).await.unwrap();
+}
+
+/// Claim-to-start latency at a steady offered rate: 4 worker processes with the default worker
+/// configuration (concurrency 8) on PostgreSQL, a producer submitting one request every 5 ms
+/// (200/s) as its own run for 10 s; each request's latency is its `claimed_at - run_at` from
+/// the store. Then the idle cost: transactions per second committed in the database by
+/// `ROBO_ASSETS_BENCH_IDLE_WORKERS` (default 100) idle workers, 20 per process, over 10 s.
+async fn latency(admin_url: &str) {
+    let admin: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
+    let mut conn = sqlx::PgConnection::connect_with(&admin).await.unwrap();
+    let db = format!("robo_bench_{:08x}", fastrand::u32(..));
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.unwrap();
+    let store = Arc::new(PgStore::connect_with(admin.clone().database(&db), db.clone()).await.unwrap());
+    let db_url = format!("{}/{db}", admin_url.rsplit_once('/').unwrap().0);
+    let spawn = |loops: usize| {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--idle-worker", &db_url, &loops.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        child
+    };
+    let mut children: Vec<Child> = (0..4).map(|_| spawn(1)).collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let n = 2_000;
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let mut runs = Vec::with_capacity(n);
+    for i in 0..n {
+        tick.tick().await;
+        runs.push(submit_from(&*store, i, 1).await);
+    }
+    for run in &runs {
+        while !succeeded(&*store, *run).await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let mut ms: Vec<f64> = sqlx::query_scalar(
+        "SELECT (EXTRACT(EPOCH FROM claimed_at - run_at) * 1000)::float8 FROM materialization_requests",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "PostgreSQL, 4 worker processes (concurrency 8), 200 requests/s offered: claim-to-start p50 {:.1} ms, \
+         p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests)",
+        at(0.50),
+        at(0.95),
+        at(0.99),
+        ms[ms.len() - 1],
+        ms.len()
+    );
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // Idle cost: the database's committed transactions while only idle workers run.
+    let idle: usize = std::env::var("ROBO_ASSETS_BENCH_IDLE_WORKERS").ok().and_then(|n| n.parse().ok()).unwrap_or(100);
+    // 20 workers per process: each process's pool has 16 connections (and a listener), so 100
+    // workers stay within PostgreSQL's default 100 connections.
+    let mut children: Vec<Child> = (0..idle.div_ceil(20)).map(|p| spawn((idle - p * 20).min(20))).collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let commits = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+    };
+    // Statistics reach pg_stat_database when a backend reports them (at most every second or so).
+    let before = commits().await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = commits().await;
+    println!(
+        "PostgreSQL, {idle} idle workers ({} processes): {:.1} transactions/s",
+        children.len(),
+        (after - before - 1) as f64 / started.elapsed().as_secs_f64()
+    );
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    store.pool().close().await;
+    conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).await.unwrap();
+}
+
+/// A process of `loops` workers with the default configuration (concurrency 8 each), sharing one
+/// store: for the latency and idle-cost bench.
+async fn idle_worker_process(url: &str, loops: usize) {
+    let store: Arc<dyn LineageStore> = Arc::new(PgStore::connect(url).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let exec = executor(store, dir.path());
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..loops {
+        let exec = exec.clone();
+        let config = WorkerConfig::new(8);
+        workers.spawn(async move {
+            engine::run_worker(&exec, &config, Until::Canceled, Arc::new(NoObserver), CancellationToken::new()).await
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done.unwrap().unwrap();
+    }
 }
 
 /// Prints one line of the soak: the interval's throughput and the requests table's size.
@@ -311,6 +428,17 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--queue-worker") {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(worker_process(&args[i + 1], args[i + 2].parse().unwrap()));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--idle-worker") {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(idle_worker_process(&args[i + 1], args[i + 2].parse().unwrap()));
+        return;
+    }
+    if args.iter().any(|a| a == "--latency") {
+        let url = std::env::var("ROBO_ASSETS_BENCH_PG_URL").expect("--latency needs ROBO_ASSETS_BENCH_PG_URL");
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        runtime.block_on(latency(&url));
         return;
     }
     if args.iter().any(|a| a == "--soak") {

@@ -85,8 +85,13 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Lease length; renewed every third of it.
     pub lease: Duration,
-    /// How often an idle worker looks for work.
+    /// How often an idle worker looks for work when its store wakes only this process's
+    /// workers (SQLite: another process's submissions are found by polling).
     pub poll: Duration,
+    /// How often an idle worker looks for work when its store wakes every process's workers
+    /// (PostgreSQL's `LISTEN`/`NOTIFY`): only for what no notification announces, such as a
+    /// notification lost with its connection. Retries this worker scheduled wake it when due.
+    pub idle_poll: Duration,
     /// The time leases and retry times are stamped with (the wall clock); the worker schedules
     /// its heartbeats, reaper passes and polls on tokio's clock.
     pub queue_clock: Arc<dyn Clock>,
@@ -105,6 +110,7 @@ impl WorkerConfig {
             concurrency: concurrency.max(1),
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(50),
+            idle_poll: Duration::from_secs(5),
             queue_clock: Arc::new(SystemClock),
             release_on_shutdown: false,
         }
@@ -210,6 +216,11 @@ pub async fn run_worker(
     let mut held: HashMap<RequestId, Held> = HashMap::new();
     let mut task_request: HashMap<tokio::task::Id, RequestId> = HashMap::new();
     let mut cadence = Cadence::new(config.lease);
+    // Idle, the worker waits for a wake-up from the store, a retry of its own coming due, or
+    // its poll interval (rare when the store wakes every process).
+    let mut work = store.work_signal();
+    let poll = if work.across_processes() { config.idle_poll } else { config.poll };
+    let mut retry_due: Option<Instant> = None;
     let retry_backoff = |attempt: i64| crate::retry::RetryPolicy::default().jittered_backoff(attempt.max(1) as u32);
 
     loop {
@@ -259,7 +270,10 @@ pub async fn run_worker(
                     finished.push(joined);
                 }
             }
-            _ = tokio::time::sleep(config.poll) => {}
+            () = work.changed() => {}
+            () = tokio::time::sleep(retry_due.map_or(poll, |due| due.saturating_duration_since(Instant::now()).min(poll))) => {
+                retry_due = None;
+            }
             _ = cancel.cancelled(), if !cancel.is_cancelled() => {}
         }
 
@@ -285,7 +299,10 @@ pub async fn run_worker(
                 }
                 Finished::Failed { error, retryable, checks } => {
                     stats.failed += 1;
-                    fail(exec, config, &h, error, retryable, checks, &*observer).await?;
+                    if let Some(delay) = fail(exec, config, &h, error, retryable, checks, &*observer).await? {
+                        let due = Instant::now() + delay;
+                        retry_due = Some(retry_due.map_or(due, |d| d.min(due)));
+                    }
                 }
                 // Stopping: the request goes back to the queue below, with all this worker holds.
                 Finished::Canceled if config.release_on_shutdown && cancel.is_cancelled() => {}
@@ -420,7 +437,7 @@ async fn fail(
     retryable: bool,
     checks: Vec<NewCheckResult>,
     observer: &dyn Observer,
-) -> Result<(), lineage::Error> {
+) -> Result<Option<Duration>, lineage::Error> {
     let claim = &h.claim;
     let now = config.queue_clock.now();
     let policy = exec.defs.graph().lookup(&claim.asset_key).ok().map(|id| exec.defs.graph().asset(id).retry);
@@ -451,7 +468,7 @@ async fn fail(
         // The lease was lost: someone else owns the request now.
         FailOutcome::LeaseLost => {}
     }
-    Ok(())
+    Ok(retry_at.map(|_| delay))
 }
 
 /// Runs one claimed request up to (not including) its completion.

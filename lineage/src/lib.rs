@@ -15,11 +15,13 @@ mod postgres;
 mod rows;
 mod sqlite;
 mod store;
+mod work;
 
 pub use model::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use store::{AutomationStore, LineageStore, OutboxStore, RequestQueue};
+pub use work::WorkSignal;
 
 use std::sync::Arc;
 

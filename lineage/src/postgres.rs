@@ -5,6 +5,7 @@
 //! share their row types. Writes are ordinary transactions: PostgreSQL's row locks and unique
 //! keys do what SQLite's single writer does in embedded mode.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -44,6 +45,28 @@ mod dialect {
     /// The maintenance lock, exclusive (`wipe`, `repair_staleness`).
     pub(super) const LOCK_MAINTENANCE: Option<&str> =
         Some("SELECT pg_advisory_xact_lock('-9223372036854775808'::int8)");
+    /// Tells every listening worker process that work may be claimable, when the transaction
+    /// commits (PostgreSQL sends one notification per transaction and channel).
+    pub(super) const NOTIFY_WORK: Option<&str> = Some("SELECT pg_notify('robo_assets_work', '')");
+    /// Around the claim's `UPDATE … RETURNING`: the same statement writes each claimed attempt's
+    /// lineage START (a data-modifying CTE: no second round trip).
+    pub(super) const CLAIM_WITH_OUTBOX: (&str, &str) = (
+        "WITH claimed AS (",
+        "), lineage AS (INSERT INTO openlineage_outbox \
+             (run_id, request_id, attempt, event_type, event_time, asset_key, partition_key) \
+             SELECT run_id, id, attempt, 'START', claimed_at, asset_key, partition_key FROM claimed) \
+         SELECT * FROM claimed",
+    );
+    /// Around the completion's `UPDATE` that records each request's materialization: the same
+    /// statement writes each step's lineage COMPLETE, at the materialization's finish time.
+    pub(super) const COMPLETE_WITH_OUTBOX: (&str, &str) = (
+        "WITH recorded AS (",
+        " RETURNING id, run_id, attempt, asset_key, partition_key, materialization_id) \
+         INSERT INTO openlineage_outbox \
+             (run_id, request_id, attempt, event_type, event_time, asset_key, partition_key) \
+         SELECT r.run_id, r.id, r.attempt, 'COMPLETE', m.finished_at, r.asset_key, r.partition_key \
+         FROM recorded r JOIN materializations m ON m.id = r.materialization_id",
+    );
 }
 
 // The shared SQL is compiled once per backend on purpose: each copy sees its own `dialect`.
@@ -58,6 +81,7 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 pub struct PgStore {
     pool: PgPool,
     url: String,
+    work: Arc<crate::work::Work>,
 }
 
 impl PgStore {
@@ -81,12 +105,28 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore { pool, url: shown })
+        Ok(PgStore { pool, url: shown, work: crate::work::Work::new() })
     }
 
     /// The pool, for tests that inspect tables directly.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A wake-up for idle workers, fed by `LISTEN robo_assets_work` on a connection of its own
+    /// (started with the first signal, closed when the last one is dropped): every process's
+    /// transactions that make work claimable notify that channel.
+    fn work_signal_of_store(&self) -> crate::WorkSignal {
+        let signal = self.work.subscribe(true);
+        if self.work.start_listening() {
+            tokio::spawn(listen(self.pool.clone(), self.work.clone()));
+        }
+        signal
+    }
+
+    /// This process's waiting workers wake at once; other processes' through the notification.
+    fn woke(&self) {
+        self.work.wake();
     }
 
     fn describe_store(&self) -> String {
@@ -111,6 +151,38 @@ impl PgStore {
     /// index walk, at no extra round trip.
     async fn begin_claim(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         Ok(self.pool.begin_with("BEGIN; SET LOCAL enable_sort = off").await?)
+    }
+}
+
+/// Turns notifications into wake-ups until nobody waits. A lost connection wakes everyone
+/// (notifications sent meanwhile are lost: the workers look once) and is made again.
+async fn listen(pool: PgPool, work: Arc<crate::work::Work>) {
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(crate::work::CHANNEL).await?;
+            // What was committed before this listener listened.
+            work.wake();
+            loop {
+                listener.recv().await?;
+                work.wake();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            result = listening => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "work notifications interrupted; listening again in 1 s");
+                }
+                work.wake();
+            }
+            () = work.unwatched() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = work.unwatched() => return,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! and waits on `busy_timeout` instead of failing with a stale snapshot.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -36,6 +37,15 @@ mod dialect {
     pub(super) const LOCK_PARTITIONS: Option<&str> = None;
     /// See [`LOCK_PARTITIONS`].
     pub(super) const LOCK_MAINTENANCE: Option<&str> = None;
+    /// No notifications across processes: only this process's workers are woken.
+    pub(super) const NOTIFY_WORK: Option<&str> = None;
+    /// Nothing around the claim: SQLite has no writable CTEs, so the claimed attempts' lineage
+    /// STARTs are written by the trigger `openlineage_step_start` (migration 20251221000000),
+    /// inside the claim's statement all the same.
+    pub(super) const CLAIM_WITH_OUTBOX: (&str, &str) = ("", "");
+    /// Nothing around the completion's recording: the trigger `openlineage_step_complete`
+    /// writes each step's lineage COMPLETE.
+    pub(super) const COMPLETE_WITH_OUTBOX: (&str, &str) = ("", "");
 }
 
 // The shared SQL is compiled once per backend on purpose: each copy sees its own `dialect`.
@@ -66,6 +76,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
     path: String,
+    work: Arc<crate::work::Work>,
 }
 
 impl SqliteStore {
@@ -98,12 +109,22 @@ impl SqliteStore {
         MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
         drop(lock);
-        Ok(SqliteStore { pool, writer, path: path.display().to_string() })
+        Ok(SqliteStore { pool, writer, path: path.display().to_string(), work: crate::work::Work::new() })
     }
 
     /// The underlying pool, for tests that inspect tables directly.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// A wake-up for this process's idle workers; other processes' writes are found by polling.
+    fn work_signal_of_store(&self) -> crate::WorkSignal {
+        self.work.subscribe(false)
+    }
+
+    /// This process's waiting workers wake.
+    fn woke(&self) {
+        self.work.wake();
     }
 
     fn describe_store(&self) -> String {

@@ -172,6 +172,12 @@ pub trait LineageStore: RequestQueue + AutomationStore + OutboxStore + Send + Sy
 /// fenced completion, retries and pools. Every `LineageStore` is one.
 #[async_trait]
 pub trait RequestQueue: Send + Sync {
+    /// A wake-up for an idle worker: resolves when work may have become claimable (submitted,
+    /// unblocked, released or reopened). A hint, not a promise: poll as well, for retries coming
+    /// due. On PostgreSQL every process's writes feed it (`LISTEN`/`NOTIFY`); on SQLite only
+    /// this process's.
+    fn work_signal(&self) -> crate::WorkSignal;
+
     /// Submits requests and the edges between them (`(upstream index, downstream index)` into
     /// `requests`), in one transaction. A known idempotency key returns the existing request and
     /// adds nothing. A request with unfinished upstream requests starts `blocked`.

@@ -29,6 +29,18 @@ impl Fixture {
         self._dir.as_ref().expect("a SQLite fixture").path().join("lineage.db")
     }
 
+    /// A second store on the same database, as another process would open it.
+    pub(crate) async fn another_store(&self) -> Box<dyn LineageStore> {
+        match &self.pg {
+            Some((admin, db)) => Box::new(
+                PgStore::connect_with(admin.clone().database(db), format!("postgres test database {db}"))
+                    .await
+                    .expect("postgres store opens"),
+            ),
+            None => Box::new(SqliteStore::open(&self.path()).await.expect("sqlite store opens")),
+        }
+    }
+
     /// Drops the PostgreSQL database (a panicking test leaves it behind, named `robo_test_*`).
     pub(crate) async fn teardown(self) {
         let Fixture { store, pg, .. } = self;

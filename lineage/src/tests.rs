@@ -1704,6 +1704,19 @@ async fn every_transition_writes_its_lineage_event_with_it(store: &dyn LineageSt
         ],
         "bill d never started: no event of it"
     );
+    // Each START at its claim, the COMPLETE when its materialization finished (written by the
+    // claim's and the completion's own statements: a CTE on PostgreSQL, a trigger on SQLite).
+    let epoch = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
+    let times: Vec<_> = store
+        .outbox_events(epoch, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.request_id.is_some() && matches!(e.event_type, Start | Complete))
+        .map(|e| (e.event_type, e.event_time))
+        .collect();
+    let finished = completion(&claimed[1], "v1").materialization.finished_at;
+    assert_eq!(times, [(Start, t(0)), (Start, t(0)), (Complete, finished), (Start, t(3)), (Start, t(5))]);
     // A canceled run: START, the running step aborted, the run aborted.
     let canceled = new_run(store).await;
     let req = request(canceled, "c", "usage", "h9");
@@ -1820,6 +1833,44 @@ async fn a_run_that_fails_writes_one_alert_and_a_canceled_one_none(store: &dyn L
     assert!(store.delivery_lease(Delivery::Openlineage, "daemon-b", t(1), t(31), None).await.unwrap());
     assert!(!store.delivery_lease(Delivery::Alerts, "daemon-b", t(2), t(32), None).await.unwrap());
     assert_eq!(store.delivery_lease_holder(Delivery::Alerts).await.unwrap().as_deref(), Some("daemon-a"));
+}
+
+/// An idle worker is woken by new work: on PostgreSQL by another process's submission (through
+/// `NOTIFY`), on SQLite by its own process's.
+#[tokio::test]
+async fn postgres_wakes_the_idle_workers_of_every_process() {
+    let Some(fixture) = postgres().await else { return };
+    let other = fixture.another_store().await;
+    let mut signal = fixture.store().work_signal();
+    assert!(signal.across_processes());
+    let wait = std::time::Duration::from_secs(10);
+    // The listener wakes everyone once it listens (for what was committed before).
+    tokio::time::timeout(wait, signal.changed()).await.expect("the listener started");
+    let run = new_run(&*other).await;
+    other.submit_requests(&[request(run, "a", "usage", "h0")], &[]).await.unwrap();
+    tokio::time::timeout(wait, signal.changed()).await.expect("woken by another process's submission");
+    // A completion that unblocks a downstream request wakes it too.
+    let run = new_run(&*other).await;
+    let reqs = [request(run, "up", "usage", "h1"), request(run, "down", "bill", "d1")];
+    other.submit_requests(&reqs, &[(0, 1)]).await.unwrap();
+    tokio::time::timeout(wait, signal.changed()).await.expect("woken by the submission");
+    let claimed = other.claim_requests("w", Some(run), 1, t(0), t(60)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    other.complete_requests("w", &[completion(&claimed[0], "v1")], t(1)).await.unwrap();
+    tokio::time::timeout(wait, signal.changed()).await.expect("woken by the unblocking completion");
+    drop(signal);
+    drop(other);
+    fixture.teardown().await;
+}
+
+#[tokio::test]
+async fn sqlite_wakes_the_idle_workers_of_its_own_process() {
+    let fixture = sqlite().await;
+    let mut signal = fixture.store().work_signal();
+    assert!(!signal.across_processes(), "other processes are found by polling");
+    let run = new_run(fixture.store()).await;
+    fixture.store().submit_requests(&[request(run, "a", "usage", "h0")], &[]).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(1), signal.changed()).await.expect("woken");
 }
 
 macro_rules! lineage_store_tests {

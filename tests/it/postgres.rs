@@ -621,3 +621,80 @@ async fn a_query_parameter_password_never_appears_in_any_output() {
     }
     db.drop_db().await;
 }
+
+/// An idle worker on PostgreSQL starts a request another process submits at once, woken by its
+/// notification: its poll is an hour, so nothing else could have started it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_is_woken_by_another_processes_submission() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let Some(db) = TestDb::create().await else { return };
+    let connect = || async { Arc::new(lineage::PgStore::connect(&db.url).await.unwrap()) as Arc<dyn lineage::LineageStore> };
+    let (worker_store, submitter) = (connect().await, connect().await);
+    let dir = tempfile::tempdir().unwrap();
+    let exec = engine::Executor {
+        defs: engine::Definitions::new(vec![
+            engine::asset("noop")
+                .partitions(engine::PartitionsDef::hourly("2026-01-01"))
+                .compute(|_ctx| async move { Ok(engine::Output::none()) }),
+        ])
+        .unwrap(),
+        store: worker_store.clone(),
+        io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(dir.path())))),
+        resources: engine::Resources::default(),
+        clock: Arc::new(engine::SystemClock),
+    };
+    let config = engine::WorkerConfig {
+        poll: Duration::from_secs(3600),
+        idle_poll: Duration::from_secs(3600),
+        ..engine::WorkerConfig::new(2)
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn({
+        let (exec, stop) = (exec.clone(), stop.clone());
+        async move { engine::run_worker(&exec, &config, engine::Until::Canceled, Arc::new(engine::NoObserver), stop).await }
+    });
+    // Let the worker find the queue empty and go idle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let now = chrono::Utc::now();
+    let run = lineage::RunId::new();
+    submitter
+        .create_run(&lineage::NewRun {
+            id: run,
+            trigger: lineage::Trigger::Manual,
+            selection: "noop".into(),
+            n_steps: 1,
+            tags: serde_json::json!({}),
+            created_at: now,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    let request = lineage::NewRequest {
+        id: lineage::RequestId::new(),
+        idempotency_key: "woken".into(),
+        run_id: run,
+        asset_key: "noop".into(),
+        partition_key: "2026-01-01T00:00".into(),
+        trigger: lineage::Trigger::Manual,
+        pool: None,
+        priority: 0,
+        max_attempts: 1,
+        run_at: now,
+        created_at: now,
+    };
+    submitter.submit_requests(&[request], &[]).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = submitter.run(run).await.unwrap().unwrap().status;
+        if status == lineage::RunStatus::Succeeded {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the idle worker was never woken: run {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    assert_eq!(worker.await.unwrap().unwrap().completed, 1);
+    drop((exec, worker_store, submitter));
+    db.drop_db().await;
+}

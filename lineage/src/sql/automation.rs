@@ -164,6 +164,9 @@ impl AutomationStore for db::Store {
             }
         }
         tx.commit().await?;
+        if created > 0 {
+            self.woke();
+        }
         Ok(TickCommit::Committed { requests: created })
     }
 

@@ -107,6 +107,16 @@ pub(super) async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>)
     Ok(())
 }
 
+/// Work became claimable in `tx`: every listening worker process is told when it commits
+/// (PostgreSQL's `NOTIFY`; nothing on SQLite, where the store wakes its own process's workers
+/// after the commit).
+async fn announce_work(tx: &mut db::Conn) -> Result<()> {
+    if let Some(notify) = db::NOTIFY_WORK {
+        sqlx::query(notify).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
 /// Sets the pending count and state of the requests `ids` from their upstream requests
 /// (`RECOMPUTE_WAITING`), one statement per chunk.
 async fn recompute_waiting(tx: &mut db::Conn, ids: &[String]) -> Result<()> {
@@ -513,15 +523,23 @@ pub(super) async fn submit_in(
         new_edges.into_iter().map(|(_, down)| down).collect::<BTreeSet<_>>().into_iter().collect();
     // Waiting upstream requests block each; a failed or canceled one fails it.
     recompute_waiting(tx, &blocked).await?;
+    if outcomes.iter().any(|o| o.inserted) {
+        announce_work(tx).await?;
+    }
     Ok(outcomes)
 }
 
 #[async_trait]
 impl RequestQueue for db::Store {
+    fn work_signal(&self) -> crate::WorkSignal {
+        self.work_signal_of_store()
+    }
+
     async fn submit_requests(&self, requests: &[NewRequest], edges: &[(usize, usize)]) -> Result<Vec<SubmitOutcome>> {
         let mut tx = self.begin_write().await?;
         let outcomes = submit_in(&mut tx, requests, edges).await?;
         tx.commit().await?;
+        self.woke();
         Ok(outcomes)
     }
 
@@ -541,8 +559,8 @@ impl RequestQueue for db::Store {
         // runs other processes own: their few ids are read once per claim (a correlated check per
         // candidate cost 5 % of the 8-worker throughput, BENCHMARKS.md). A worker draining one
         // run (`only_run`) needs no such check: that run is its own, or nobody's.
-        let candidates: Vec<(String, Option<String>)> = sqlx::query_as(concatcp!(
-            "SELECT id, pool FROM materialization_requests WHERE state = 'available' AND run_at <= $1 \
+        let candidates: Vec<(String, String, Option<String>)> = sqlx::query_as(concatcp!(
+            "SELECT id, run_id, pool FROM materialization_requests WHERE state = 'available' AND run_at <= $1 \
              AND ($3 IS NULL OR run_id = $3) \
              AND ($3 IS NOT NULL OR run_id NOT IN (SELECT id FROM runs WHERE owner IS NOT NULL \
                  AND owner <> $4 AND status IN ('queued', 'running'))) \
@@ -555,7 +573,7 @@ impl RequestQueue for db::Store {
         .bind(worker)
         .fetch_all(&mut *tx)
         .await?;
-        let pools: BTreeSet<&str> = candidates.iter().filter_map(|(_, p)| p.as_deref()).collect();
+        let pools: BTreeSet<&str> = candidates.iter().filter_map(|(_, _, p)| p.as_deref()).collect();
         // Pool slots: lock the pools' rows (PostgreSQL) so concurrent claims of one pool
         // serialize, then count what runs now. Unknown pools are unlimited. A pool kept per
         // partition dimension (`quickbooks[realm=123]`) has its family's limit (`quickbooks`)
@@ -579,7 +597,8 @@ impl RequestQueue for db::Store {
             }
         }
         let mut picked = Vec::new();
-        for (id, pool) in &candidates {
+        let mut runs = BTreeSet::new();
+        for (id, run, pool) in &candidates {
             if picked.len() as i64 >= limit {
                 break;
             }
@@ -590,17 +609,39 @@ impl RequestQueue for db::Store {
                 *slots -= 1;
             }
             picked.push(id.as_str());
+            runs.insert(run.as_str());
         }
         if picked.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
         }
-        let mut q = QueryBuilder::new(
-            "UPDATE materialization_requests SET state = 'running', attempt = attempt + 1, lease_owner = ",
-        );
+        // The runs these requests belong to are running, and each that starts now has its
+        // lineage START before its steps' (which the claim's trigger writes, see below).
+        let mut started_runs = Vec::new();
+        for run in runs {
+            let started = sqlx::query(
+                "UPDATE runs SET status = 'running', started_at = coalesce(started_at, $2) \
+                 WHERE id = $1 AND status = 'queued'",
+            )
+            .bind(run)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if started > 0 {
+                started_runs.push(NewOutboxEvent::run(run, LineageEventType::Start, now));
+            }
+        }
+        outbox::enqueue(&mut tx, &started_runs).await?;
+        // Each claimed attempt's lineage START (at `claimed_at`) is written by this statement:
+        // a CTE around it on PostgreSQL, a trigger on SQLite (`db::CLAIM_WITH_OUTBOX`).
+        let mut q = QueryBuilder::new(db::CLAIM_WITH_OUTBOX.0);
+        q.push("UPDATE materialization_requests SET state = 'running', attempt = attempt + 1, lease_owner = ");
         q.push_bind(worker)
             .push(", lease_expires_at = ")
             .push_bind(lease_until)
+            .push(", claimed_at = ")
+            .push_bind(now)
             .push(", started_at = coalesce(started_at, ")
             .push_bind(now)
             .push(") WHERE id IN (");
@@ -614,13 +655,13 @@ impl RequestQueue for db::Store {
             ") RETURNING id, run_id, asset_key, partition_key, attempt, max_attempts, run_at, \
              (SELECT max(u.finished_at) FROM request_edges e JOIN materialization_requests u \
                  ON u.id = e.upstream_request_id \
-              WHERE e.downstream_request_id = materialization_requests.id)",
+              WHERE e.downstream_request_id = materialization_requests.id) AS upstream_done, claimed_at",
         );
-        type Row = (String, String, String, String, i64, i64, DateTime<Utc>, Option<DateTime<Utc>>);
+        q.push(db::CLAIM_WITH_OUTBOX.1);
+        type Row = (String, String, String, String, i64, i64, DateTime<Utc>, Option<DateTime<Utc>>, DateTime<Utc>);
         let rows: Vec<Row> = q.build_query_as().fetch_all(&mut *tx).await?;
         let mut claimed = Vec::with_capacity(rows.len());
-        let mut runs = BTreeSet::new();
-        for (id, run_id, asset_key, partition_key, attempt, max_attempts, run_at, upstream_done) in rows {
+        for (id, run_id, asset_key, partition_key, attempt, max_attempts, run_at, upstream_done, _) in rows {
             claimed.push(ClaimedRequest {
                 id: parse_request_id(&id)?,
                 run_id: parse_run_id(&run_id)?,
@@ -630,50 +671,15 @@ impl RequestQueue for db::Store {
                 max_attempts,
                 claimable_since: upstream_done.map_or(run_at, |done| done.max(run_at)),
             });
-            runs.insert(run_id);
         }
         // Keep claim order (priority, run_at, id), whatever order RETURNING used.
         claimed.sort_by_key(|c| picked.iter().position(|p| *p == c.id.to_string()));
-        let mut started_runs = Vec::new();
-        for run in runs {
-            let started = sqlx::query(
-                "UPDATE runs SET status = 'running', started_at = coalesce(started_at, $2) \
-                 WHERE id = $1 AND status = 'queued'",
-            )
-            .bind(&run)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if started > 0 {
-                started_runs.push(run);
-            }
-        }
         // The claimed partitions are running, in the same transaction as the claim.
         let events: Vec<RunEvent> = claimed
             .iter()
             .map(|c| RunEvent::step(c.run_id, now, EventKind::StepStarted, &c.asset_key, &c.partition_key, ""))
             .collect();
         write_steps_started(&mut tx, &events).await?;
-        // Lineage events: each run that started, then each step attempt.
-        let ids: Vec<(String, String)> = claimed.iter().map(|c| (c.run_id.to_string(), c.id.to_string())).collect();
-        let outbox: Vec<NewOutboxEvent> = started_runs
-            .iter()
-            .map(|run| NewOutboxEvent::run(run, LineageEventType::Start, now))
-            .chain(claimed.iter().zip(&ids).map(|(c, (run, id))| {
-                NewOutboxEvent::step(
-                    run,
-                    id,
-                    c.attempt,
-                    &c.asset_key,
-                    &c.partition_key,
-                    LineageEventType::Start,
-                    now,
-                    None,
-                )
-            }))
-            .collect();
-        outbox::enqueue(&mut tx, &outbox).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -739,8 +745,13 @@ impl RequestQueue for db::Store {
             q.push_values(chunk, |mut row, c| {
                 row.push_bind(c.id.to_string()).push_bind(c.attempt);
             });
-            q.push(") RETURNING id");
-            let fenced: HashSet<String> = q.build_query_scalar().fetch_all(&mut *tx).await?.into_iter().collect();
+            q.push(") RETURNING id, pool IS NOT NULL");
+            let rows: Vec<(String, bool)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            // A pool's slot came free: a request waiting for one may be claimable now.
+            if rows.iter().any(|(_, pooled)| *pooled) {
+                announce_work(&mut tx).await?;
+            }
+            let fenced: HashSet<String> = rows.into_iter().map(|(id, _)| id).collect();
             let held: Vec<usize> = (0..chunk.len()).filter(|i| fenced.contains(&chunk[*i].id.to_string())).collect();
             if held.is_empty() {
                 continue;
@@ -757,26 +768,11 @@ impl RequestQueue for db::Store {
                 results[offset + *i] = CompletionResult::Recorded(*mid);
                 runs.insert(chunk[*i].materialization.run_id.to_string());
             }
-            let run_ids: Vec<String> = held.iter().map(|i| chunk[*i].materialization.run_id.to_string()).collect();
-            let outbox: Vec<NewOutboxEvent> = held
-                .iter()
-                .zip(run_ids.iter().zip(&held_ids))
-                .map(|(i, (run, id))| {
-                    let m = &chunk[*i].materialization;
-                    NewOutboxEvent::step(
-                        run,
-                        id,
-                        chunk[*i].attempt,
-                        &m.asset_key,
-                        &m.partition_key,
-                        LineageEventType::Complete,
-                        m.finished_at,
-                        None,
-                    )
-                })
-                .collect();
-            outbox::enqueue(&mut tx, &outbox).await?;
-            let mut q = QueryBuilder::new("UPDATE materialization_requests SET materialization_id = CASE id");
+            // Recording each request's materialization writes its lineage COMPLETE, at the
+            // materialization's finish time: a CTE around it on PostgreSQL, a trigger on SQLite
+            // (`db::COMPLETE_WITH_OUTBOX`).
+            let mut q = QueryBuilder::new(db::COMPLETE_WITH_OUTBOX.0);
+            q.push("UPDATE materialization_requests SET materialization_id = CASE id");
             for (id, mid) in held_ids.iter().zip(&ids) {
                 q.push(" WHEN ").push_bind(id.as_str()).push(" THEN ").push_bind(*mid);
             }
@@ -785,7 +781,7 @@ impl RequestQueue for db::Store {
             for id in &held_ids {
                 list.push_bind(id.as_str());
             }
-            q.push(")");
+            q.push(")").push(db::COMPLETE_WITH_OUTBOX.1);
             q.build().execute(&mut *tx).await?;
             // Unblock what waited on them: each downstream loses one pending dependency per
             // completed upstream. Joined with the counted edges (not a correlated subquery per
@@ -802,13 +798,17 @@ impl RequestQueue for db::Store {
             for id in &held_ids {
                 list.push_bind(id.as_str());
             }
-            q.push(") GROUP BY downstream_request_id) AS d WHERE r.id = d.id");
-            q.build().execute(&mut *tx).await?;
+            q.push(") GROUP BY downstream_request_id) AS d WHERE r.id = d.id RETURNING state");
+            let unblocked: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            if unblocked.iter().any(|state| state == "available") {
+                announce_work(&mut tx).await?;
+            }
         }
         for run in runs {
             finish_run(&mut tx, &run, now).await?;
         }
         tx.commit().await?;
+        self.woke();
         Ok(results)
     }
 
@@ -894,7 +894,14 @@ impl RequestQueue for db::Store {
                 out.requests.push((parse_request_id(&held.id)?, state));
             }
         }
+        let released = out.requests.iter().any(|(_, state)| *state == RequestState::Available);
+        if released {
+            announce_work(&mut tx).await?;
+        }
         tx.commit().await?;
+        if released {
+            self.woke();
+        }
         Ok(out)
     }
 
@@ -940,7 +947,14 @@ impl RequestQueue for db::Store {
                 out.requests.push((parse_request_id(&held.id)?, state));
             }
         }
+        let released = out.requests.iter().any(|(_, state)| *state == RequestState::Available);
+        if released {
+            announce_work(&mut tx).await?;
+        }
         tx.commit().await?;
+        if released {
+            self.woke();
+        }
         Ok(out)
     }
 
@@ -1000,8 +1014,10 @@ impl RequestQueue for db::Store {
                 .bind(run.to_string())
                 .execute(&mut *tx)
                 .await?;
+            announce_work(&mut tx).await?;
         }
         tx.commit().await?;
+        self.woke();
         Ok(ids.len() as u64)
     }
 
