@@ -1006,12 +1006,17 @@ async fn simulate_evaluates_a_month_of_sensors_without_a_cap_and_stops_a_settled
     });
     let automation = Automation { sensors: vec![on_the_20th, once], ..Automation::default() };
     let sim = engine::automation::simulate(&exec, &automation, from, to).await.unwrap();
-    let requested: Vec<(String, chrono::DateTime<chrono::Utc>, Vec<(String, String)>)> =
+    type Requested = (String, chrono::DateTime<chrono::Utc>, Vec<(String, String)>);
+    let requested: Vec<Requested> =
         sim.iter().map(|r| (r.instigator.clone(), r.tick_time, r.requests.clone())).collect();
     assert_eq!(
         requested,
         [
-            ("once".to_owned(), from + chrono::Duration::seconds(30), vec![("report".to_owned(), "2025-12-31".to_owned())]),
+            (
+                "once".to_owned(),
+                from + chrono::Duration::seconds(30),
+                vec![("report".to_owned(), "2025-12-31".to_owned())]
+            ),
             ("on_the_20th".to_owned(), day20, vec![("report".to_owned(), "2026-01-19".to_owned())]),
         ]
     );

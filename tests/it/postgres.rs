@@ -629,7 +629,8 @@ async fn an_idle_worker_is_woken_by_another_processes_submission() {
     use std::sync::Arc;
     use std::time::Duration;
     let Some(db) = TestDb::create().await else { return };
-    let connect = || async { Arc::new(lineage::PgStore::connect(&db.url).await.unwrap()) as Arc<dyn lineage::LineageStore> };
+    let connect =
+        || async { Arc::new(lineage::PgStore::connect(&db.url).await.unwrap()) as Arc<dyn lineage::LineageStore> };
     let (worker_store, submitter) = (connect().await, connect().await);
     let dir = tempfile::tempdir().unwrap();
     let exec = engine::Executor {
