@@ -363,6 +363,45 @@ fn human(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// What the bars and the log lines count, event by event: a cell is running from its
+    /// start until it ends or goes back to the queue for a retry; failures count once each and
+    /// repeated errors are grouped.
+    #[test]
+    fn each_asset_counts_its_running_failed_and_done_cells() {
+        use engine::exec::{ExecEvent, StepOutcome, StepStatus};
+        let progress = BackfillProgress::new(&[("usage_snapshot".into(), 0, 4), ("storage_bill".into(), 1, 2)]);
+        let snap = engine::AssetKey::parse("usage_snapshot").unwrap();
+        let started = |k| ExecEvent::StepStarted { asset: &snap, partition_key: k };
+        let failed = |k: &str| StepOutcome {
+            step_idx: 0,
+            asset: snap.clone(),
+            partition_key: k.into(),
+            status: StepStatus::Failed { error: "graph api 503".into(), attempts: 2 },
+            duration: Duration::from_millis(5),
+        };
+        let texts = |p: &BackfillProgress| -> Vec<String> {
+            p.lines.lock().unwrap().assets.iter().map(AssetCells::text).collect()
+        };
+        for k in ["h0", "h1", "h2"] {
+            progress.on_event(started(k));
+        }
+        assert_eq!(texts(&progress), ["usage_snapshot 0/4 (3 running, 0 failed)", "storage_bill 1/2"]);
+        progress.on_event(ExecEvent::StepRetrying {
+            asset: &snap,
+            partition_key: "h0",
+            attempt: 1,
+            delay: Duration::from_secs(1),
+            error: "graph api 503",
+        });
+        assert_eq!(texts(&progress)[0], "usage_snapshot 0/4 (2 running, 0 failed)", "h0 waits for its retry");
+        progress.on_event(ExecEvent::StepFinished(&failed("h1")));
+        progress.on_event(ExecEvent::StepFinished(&failed("h2")));
+        assert_eq!(texts(&progress)[0], "usage_snapshot 2/4 (0 running, 2 failed)");
+        let lines = progress.lines.lock().unwrap();
+        assert_eq!(lines.failed, 2);
+        assert_eq!(lines.failures, [(("usage_snapshot".to_owned(), "graph api 503".to_owned()), 2)], "grouped");
+    }
+
     #[test]
     fn rates_have_at_most_one_decimal() {
         assert_eq!(rate(71.126_778_625_4), "71/s");
