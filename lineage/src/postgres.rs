@@ -50,23 +50,23 @@ mod dialect {
     pub(super) const NOTIFY_WORK: Option<&str> = Some("SELECT pg_notify('robo_assets_work', '')");
     /// Around the claim's `UPDATE … RETURNING`: the same statement writes each claimed attempt's
     /// lineage START (a data-modifying CTE: no second round trip).
-    pub(super) const CLAIM_WITH_OUTBOX: (&str, &str) = (
+    pub(super) const CLAIM_WITH_OUTBOX: Option<(&str, &str)> = Some((
         "WITH claimed AS (",
         "), lineage AS (INSERT INTO openlineage_outbox \
              (run_id, request_id, attempt, event_type, event_time, asset_key, partition_key) \
              SELECT run_id, id, attempt, 'START', claimed_at, asset_key, partition_key FROM claimed) \
          SELECT * FROM claimed",
-    );
+    ));
     /// Around the completion's `UPDATE` that records each request's materialization: the same
     /// statement writes each step's lineage COMPLETE, at the materialization's finish time.
-    pub(super) const COMPLETE_WITH_OUTBOX: (&str, &str) = (
+    pub(super) const COMPLETE_WITH_OUTBOX: Option<(&str, &str)> = Some((
         "WITH recorded AS (",
         " RETURNING id, run_id, attempt, asset_key, partition_key, materialization_id) \
          INSERT INTO openlineage_outbox \
              (run_id, request_id, attempt, event_type, event_time, asset_key, partition_key) \
          SELECT r.run_id, r.id, r.attempt, 'COMPLETE', m.finished_at, r.asset_key, r.partition_key \
          FROM recorded r JOIN materializations m ON m.id = r.materialization_id",
-    );
+    ));
 }
 
 // The shared SQL is compiled once per backend on purpose: each copy sees its own `dialect`.

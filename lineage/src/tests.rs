@@ -1705,7 +1705,7 @@ async fn every_transition_writes_its_lineage_event_with_it(store: &dyn LineageSt
         "bill d never started: no event of it"
     );
     // Each START at its claim, the COMPLETE when its materialization finished (written by the
-    // claim's and the completion's own statements: a CTE on PostgreSQL, a trigger on SQLite).
+    // claim's and the completion's own statements on PostgreSQL, one INSERT after each on SQLite).
     let epoch = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
     let times: Vec<_> = store
         .outbox_events(epoch, 0, 100)

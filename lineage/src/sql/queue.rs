@@ -633,9 +633,10 @@ impl RequestQueue for db::Store {
             }
         }
         outbox::enqueue(&mut tx, &started_runs).await?;
-        // Each claimed attempt's lineage START (at `claimed_at`) is written by this statement:
-        // a CTE around it on PostgreSQL, a trigger on SQLite (`db::CLAIM_WITH_OUTBOX`).
-        let mut q = QueryBuilder::new(db::CLAIM_WITH_OUTBOX.0);
+        // Each claimed attempt's lineage START (at `claimed_at`): written by this statement on
+        // PostgreSQL (a CTE around it, `db::CLAIM_WITH_OUTBOX`), by one `INSERT` after it on SQLite.
+        let (before, after) = db::CLAIM_WITH_OUTBOX.unwrap_or(("", ""));
+        let mut q = QueryBuilder::new(before);
         q.push("UPDATE materialization_requests SET state = 'running', attempt = attempt + 1, lease_owner = ");
         q.push_bind(worker)
             .push(", lease_expires_at = ")
@@ -657,7 +658,7 @@ impl RequestQueue for db::Store {
                  ON u.id = e.upstream_request_id \
               WHERE e.downstream_request_id = materialization_requests.id) AS upstream_done, claimed_at",
         );
-        q.push(db::CLAIM_WITH_OUTBOX.1);
+        q.push(after);
         type Row = (String, String, String, String, i64, i64, DateTime<Utc>, Option<DateTime<Utc>>, DateTime<Utc>);
         let rows: Vec<Row> = q.build_query_as().fetch_all(&mut *tx).await?;
         let mut claimed = Vec::with_capacity(rows.len());
@@ -674,6 +675,26 @@ impl RequestQueue for db::Store {
         }
         // Keep claim order (priority, run_at, id), whatever order RETURNING used.
         claimed.sort_by_key(|c| picked.iter().position(|p| *p == c.id.to_string()));
+        if db::CLAIM_WITH_OUTBOX.is_none() {
+            let ids: Vec<(String, String)> = claimed.iter().map(|c| (c.run_id.to_string(), c.id.to_string())).collect();
+            let starts: Vec<NewOutboxEvent> = claimed
+                .iter()
+                .zip(&ids)
+                .map(|(c, (run, id))| {
+                    NewOutboxEvent::step(
+                        run,
+                        id,
+                        c.attempt,
+                        &c.asset_key,
+                        &c.partition_key,
+                        LineageEventType::Start,
+                        now,
+                        None,
+                    )
+                })
+                .collect();
+            outbox::enqueue(&mut tx, &starts).await?;
+        }
         // The claimed partitions are running, in the same transaction as the claim.
         let events: Vec<RunEvent> = claimed
             .iter()
@@ -768,10 +789,32 @@ impl RequestQueue for db::Store {
                 results[offset + *i] = CompletionResult::Recorded(*mid);
                 runs.insert(chunk[*i].materialization.run_id.to_string());
             }
-            // Recording each request's materialization writes its lineage COMPLETE, at the
-            // materialization's finish time: a CTE around it on PostgreSQL, a trigger on SQLite
-            // (`db::COMPLETE_WITH_OUTBOX`).
-            let mut q = QueryBuilder::new(db::COMPLETE_WITH_OUTBOX.0);
+            // Each step's lineage COMPLETE, at the materialization's finish time: written by the
+            // statement that records the request's materialization on PostgreSQL (a CTE around
+            // it, `db::COMPLETE_WITH_OUTBOX`), by one `INSERT` on SQLite.
+            if db::COMPLETE_WITH_OUTBOX.is_none() {
+                let runs_of: Vec<String> = held.iter().map(|i| chunk[*i].materialization.run_id.to_string()).collect();
+                let completes: Vec<NewOutboxEvent> = held
+                    .iter()
+                    .zip(runs_of.iter().zip(&held_ids))
+                    .map(|(i, (run, id))| {
+                        let m = &chunk[*i].materialization;
+                        NewOutboxEvent::step(
+                            run,
+                            id,
+                            chunk[*i].attempt,
+                            &m.asset_key,
+                            &m.partition_key,
+                            LineageEventType::Complete,
+                            m.finished_at,
+                            None,
+                        )
+                    })
+                    .collect();
+                outbox::enqueue(&mut tx, &completes).await?;
+            }
+            let (before, after) = db::COMPLETE_WITH_OUTBOX.unwrap_or(("", ""));
+            let mut q = QueryBuilder::new(before);
             q.push("UPDATE materialization_requests SET materialization_id = CASE id");
             for (id, mid) in held_ids.iter().zip(&ids) {
                 q.push(" WHEN ").push_bind(id.as_str()).push(" THEN ").push_bind(*mid);
@@ -781,7 +824,7 @@ impl RequestQueue for db::Store {
             for id in &held_ids {
                 list.push_bind(id.as_str());
             }
-            q.push(")").push(db::COMPLETE_WITH_OUTBOX.1);
+            q.push(")").push(after);
             q.build().execute(&mut *tx).await?;
             // Unblock what waited on them: each downstream loses one pending dependency per
             // completed upstream. Joined with the counted edges (not a correlated subquery per
