@@ -178,7 +178,8 @@ async fn postgres(admin_url: &str, workers: usize, concurrency: usize) {
 /// configuration (concurrency 8) on PostgreSQL, a producer submitting one request every 5 ms
 /// (200/s) as its own run for 10 s; each request's latency is its `claimed_at - run_at` from
 /// the store. Then the idle cost: transactions per second committed in the database by
-/// `ROBO_ASSETS_BENCH_IDLE_WORKERS` (default 100) idle workers, 20 per process, over 10 s.
+/// `ROBO_ASSETS_BENCH_IDLE_WORKERS` (default 100) idle workers, 20 per process, over 30 s after
+/// 15 s of warm-up.
 async fn latency(admin_url: &str) {
     let admin: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
     let mut conn = sqlx::PgConnection::connect_with(&admin).await.unwrap();
@@ -238,7 +239,9 @@ async fn latency(admin_url: &str) {
     // 20 workers per process: each process's pool has 16 connections (and a listener), so 100
     // workers stay within PostgreSQL's default 100 connections.
     let mut children: Vec<Child> = (0..idle.div_ceil(20)).map(|p| spawn((idle - p * 20).min(20))).collect();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past the workers' start (connecting, the first reaper pass and claim), whose statistics
+    // reach pg_stat_database late.
+    tokio::time::sleep(Duration::from_secs(15)).await;
     let commits = || async {
         sqlx::query_scalar::<_, i64>(
             "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()",
@@ -250,7 +253,7 @@ async fn latency(admin_url: &str) {
     // Statistics reach pg_stat_database when a backend reports them (at most every second or so).
     let before = commits().await;
     let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
     let after = commits().await;
     println!(
         "PostgreSQL, {idle} idle workers ({} processes): {:.1} transactions/s",
