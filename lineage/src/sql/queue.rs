@@ -753,6 +753,7 @@ impl RequestQueue for db::Store {
         }
         let mut tx = self.begin_write().await?;
         let mut runs = BTreeSet::new();
+        let mut announced = false;
         // A constant number of statements per chunk, whatever its size (group commit).
         for (chunk_idx, chunk) in completions.chunks(COMPLETIONS_PER_STATEMENT).enumerate() {
             let offset = chunk_idx * COMPLETIONS_PER_STATEMENT;
@@ -769,8 +770,9 @@ impl RequestQueue for db::Store {
             q.push(") RETURNING id, pool IS NOT NULL");
             let rows: Vec<(String, bool)> = q.build_query_as().fetch_all(&mut *tx).await?;
             // A pool's slot came free: a request waiting for one may be claimable now.
-            if rows.iter().any(|(_, pooled)| *pooled) {
+            if rows.iter().any(|(_, pooled)| *pooled) && !announced {
                 announce_work(&mut tx).await?;
+                announced = true;
             }
             let fenced: HashSet<String> = rows.into_iter().map(|(id, _)| id).collect();
             let held: Vec<usize> = (0..chunk.len()).filter(|i| fenced.contains(&chunk[*i].id.to_string())).collect();
@@ -843,15 +845,20 @@ impl RequestQueue for db::Store {
             }
             q.push(") GROUP BY downstream_request_id) AS d WHERE r.id = d.id RETURNING state");
             let unblocked: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-            if unblocked.iter().any(|state| state == "available") {
+            if unblocked.iter().any(|state| state == "available") && !announced {
                 announce_work(&mut tx).await?;
+                announced = true;
             }
         }
         for run in runs {
             finish_run(&mut tx, &run, now).await?;
         }
         tx.commit().await?;
-        self.woke();
+        // Only when work became claimable: a worker's loop runs again after its own completions
+        // anyway, and waking it for them cost one more claim attempt per completion batch.
+        if announced {
+            self.woke();
+        }
         Ok(results)
     }
 
