@@ -161,6 +161,37 @@ fn into_event(row: OutboxRow) -> Result<OutboxEvent> {
     })
 }
 
+/// The two tables whose rows are delivered one by one and marked as they go.
+#[derive(Clone, Copy)]
+enum Table {
+    Outbox,
+    Alerts,
+}
+
+/// One more delivery attempt of row `id` of `table`, if still pending: delivered at
+/// `delivered_at` (with `error` as why it was refused, empty when accepted), or failed with
+/// `error` and pending still.
+async fn mark(
+    store: &db::Store,
+    table: Table,
+    id: i64,
+    delivered_at: Option<DateTime<Utc>>,
+    error: &str,
+) -> Result<()> {
+    let sql = match table {
+        Table::Outbox => concatcp!("UPDATE openlineage_outbox", MARK),
+        Table::Alerts => concatcp!("UPDATE alerts", MARK),
+    };
+    let mut tx = store.begin_write().await?;
+    sqlx::query(sql).bind(id).bind(delivered_at).bind((!error.is_empty()).then_some(error)).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The rest of `mark`'s statement, the same for both tables.
+const MARK: &str = " SET delivery_attempts = delivery_attempts + 1, delivered_at = $2, last_error = $3 \
+     WHERE id = $1 AND delivered_at IS NULL";
+
 #[async_trait]
 impl OutboxStore for db::Store {
     async fn outbox_pending(&self, limit: i64) -> Result<Vec<OutboxEvent>> {
@@ -210,17 +241,7 @@ impl OutboxStore for db::Store {
     }
 
     async fn outbox_delivery_failed(&self, id: i64, error: &str) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE openlineage_outbox SET delivery_attempts = delivery_attempts + 1, last_error = $2 \
-             WHERE id = $1 AND delivered_at IS NULL",
-        )
-        .bind(id)
-        .bind(error)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        mark(self, Table::Outbox, id, None, error).await
     }
 
     async fn delivery_lease(
@@ -279,32 +300,11 @@ impl OutboxStore for db::Store {
     }
 
     async fn alert_delivered(&self, id: i64, now: DateTime<Utc>, refused: Option<&str>) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE alerts SET delivery_attempts = delivery_attempts + 1, delivered_at = $2, last_error = $3 \
-             WHERE id = $1 AND delivered_at IS NULL",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(refused)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        mark(self, Table::Alerts, id, Some(now), refused.unwrap_or_default()).await
     }
 
     async fn alert_delivery_failed(&self, id: i64, error: &str) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE alerts SET delivery_attempts = delivery_attempts + 1, last_error = $2 \
-             WHERE id = $1 AND delivered_at IS NULL",
-        )
-        .bind(id)
-        .bind(error)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        mark(self, Table::Alerts, id, None, error).await
     }
 
     async fn alert_backlog(&self) -> Result<i64> {
