@@ -325,9 +325,9 @@ impl Config {
         }
         let retention = match var("ROBO_ASSETS_RETENTION") {
             None => None,
-            Some(s) => Some(
-                engine::retention::parse_age(&s).map_err(|e| user_error(format!("ROBO_ASSETS_RETENTION={e}")))?,
-            ),
+            Some(s) => {
+                Some(engine::retention::parse_age(&s).map_err(|e| user_error(format!("ROBO_ASSETS_RETENTION={e}")))?)
+            }
         };
         Ok(Config {
             storage_dir: home.join("storage"),

@@ -202,7 +202,11 @@ fn cases(file: &str) -> Vec<Case> {
             "ROBO_ASSETS_ALERT_WEBHOOK=(not a URL) is not a URL",
         ),
         with_env(&["status"], &[("ROBO_ASSETS_UI_URL", "assets.example.com")], "ROBO_ASSETS_UI_URL=assets.example.com"),
-        with_env(&["daemon", "--once"], &[("ROBO_ASSETS_RETENTION", "forever")], "ROBO_ASSETS_RETENTION=\"forever\" is not an age"),
+        with_env(
+            &["daemon", "--once"],
+            &[("ROBO_ASSETS_RETENTION", "forever")],
+            "ROBO_ASSETS_RETENTION=\"forever\" is not an age",
+        ),
         with_env(&["status"], &[("ROBO_ASSETS_RETENTION", "0h")], "like 30d, 7d or 12h"),
         with_env(&["status"], &[("SEC_API_URL", "http://127.0.0.1:1")], "SEC_USER_AGENT is not set"),
         with_env(
