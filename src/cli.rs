@@ -30,7 +30,7 @@ pub const COMMAND_GROUPS: &[(&str, &[&str])] = &[
     ("Run", &["materialize", "backfill", "submit", "worker"]),
     ("Inspect", &["list", "status", "why", "lineage", "history", "path", "checks", "runs", "requests", "ui"]),
     ("Automate", &["daemon", "dev", "schedules", "sensors", "ticks", "simulate"]),
-    ("Operate", &["partitions", "pools", "wipe", "repair", "migrate", "demo", "completions", "help"]),
+    ("Operate", &["partitions", "pools", "wipe", "repair", "prune", "migrate", "demo", "completions", "help"]),
 ];
 
 /// `--help` with the commands grouped under [`COMMAND_GROUPS`]' headings (clap lists
@@ -168,6 +168,13 @@ pub enum Command {
     ///
     /// Staleness is maintained as materializations are recorded; this checks it.
     Repair,
+    /// Delete finished history older than an age: run events, finished requests and their
+    /// edges, old ticks, delivered OpenLineage events and sent alerts.
+    ///
+    /// Lineage is never deleted: materializations, their inputs, runs, partition state, check
+    /// results, backfills and their requests stay. `--dry-run` counts without deleting. The
+    /// daemon does the same every hour when ROBO_ASSETS_RETENTION is set.
+    Prune(PruneArgs),
     /// Print a shell completion script: `robo-assets completions bash > ~/.local/share/bash-completion/completions/robo-assets`.
     ///
     /// zsh: `robo-assets completions zsh > ~/.zfunc/_robo-assets` (with `fpath+=~/.zfunc` before
@@ -200,6 +207,19 @@ pub struct DevArgs {
     /// Steps at once for the in-process worker.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Delete what finished longer ago than this: a whole number of days or hours (30d, 12h).
+    #[arg(long, value_name = "AGE", value_parser = engine::retention::parse_age)]
+    pub older_than: chrono::Duration,
+    /// Count what would be deleted, and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

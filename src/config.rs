@@ -45,6 +45,8 @@ pub struct Config {
     pub alert_webhook: Option<resources::Secret>,
     /// The web view's address, for links in alerts (`ROBO_ASSETS_UI_URL`).
     pub ui_url: Option<String>,
+    /// How long the daemon keeps finished history (`ROBO_ASSETS_RETENTION`, `30d`); none: forever.
+    pub retention: Option<chrono::Duration>,
 }
 
 /// A setting read from a flag, the environment or `robo-assets.toml`.
@@ -110,6 +112,11 @@ pub const ENGINE_SETTINGS: &[Setting] = &[
     Setting {
         name: "ROBO_ASSETS_UI_URL",
         help: "The web view's address, for links in alerts (https://HOST) [default: no links]",
+        secret: false,
+    },
+    Setting {
+        name: "ROBO_ASSETS_RETENTION",
+        help: "The daemon deletes finished history (run events, finished requests, old ticks, delivered events) older than this, hourly: 30d, 12h; lineage is kept [default: none, kept forever]",
         secret: false,
     },
 ];
@@ -316,6 +323,12 @@ impl Config {
             )
             .map_err(user_error)?;
         }
+        let retention = match var("ROBO_ASSETS_RETENTION") {
+            None => None,
+            Some(s) => {
+                Some(engine::retention::parse_age(&s).map_err(|e| user_error(format!("ROBO_ASSETS_RETENTION={e}")))?)
+            }
+        };
         Ok(Config {
             storage_dir: home.join("storage"),
             s3,
@@ -328,6 +341,7 @@ impl Config {
             openlineage_namespace,
             alert_webhook: alert_webhook.map(resources::Secret::new),
             ui_url,
+            retention,
         })
     }
 }

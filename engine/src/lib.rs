@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod openlineage;
 pub mod partition;
 pub mod plan;
+pub mod retention;
 pub mod retry;
 pub mod selection;
 pub mod staleness;

@@ -20,7 +20,7 @@ mod work;
 pub use model::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use store::{AutomationStore, LineageStore, OutboxStore, RequestQueue};
+pub use store::{AutomationStore, LineageStore, OutboxStore, RequestQueue, RetentionStore};
 pub use work::WorkSignal;
 
 use std::sync::Arc;

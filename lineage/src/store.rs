@@ -1,7 +1,8 @@
 //! The store's traits: [`LineageStore`] (what was materialized, from what, by which run),
 //! [`RequestQueue`] (requests, leases, fenced completion, pools) and [`AutomationStore`]
-//! (schedules, sensors, ticks, condition evaluations). Every store serves all three; the engine
-//! holds an `Arc<dyn LineageStore>`, which is all of them.
+//! (schedules, sensors, ticks, condition evaluations), [`OutboxStore`] (the outboxes and delivery
+//! leases) and [`RetentionStore`] (pruning finished history). Every store serves all of them; the
+//! engine holds an `Arc<dyn LineageStore>`, which is all of them.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,7 +15,7 @@ use crate::model::*;
 /// Every write is one transaction: a caller never sees half of a write. A read is one
 /// statement, except where its documentation says it reads in parts.
 #[async_trait]
-pub trait LineageStore: RequestQueue + AutomationStore + OutboxStore + Send + Sync + 'static {
+pub trait LineageStore: RequestQueue + AutomationStore + OutboxStore + RetentionStore + Send + Sync + 'static {
     /// A short name of the backend and where it lives, with secrets redacted.
     fn describe(&self) -> String;
 
@@ -384,4 +385,18 @@ pub trait OutboxStore: Send + Sync {
 
     /// How many alerts wait to be sent.
     async fn alert_backlog(&self) -> Result<i64>;
+}
+
+/// Retention: deletes finished history older than a cutoff, so a store that runs schedules for
+/// months does not grow without bound. Lineage is never pruned: materializations, their inputs,
+/// runs, partition state, check verdicts, backfills and dynamic partitions stay forever.
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// Deletes, in one transaction, what finished before `cutoff`: the events of runs that
+    /// finished before it (unless an alert of the run is still unsent, whose body reads them);
+    /// those runs' finished requests and every edge touching them, except a backfill's (its
+    /// status is counted from them); ticks before it but each instigator's latest (catch-up
+    /// starts from it); delivered OpenLineage rows and settled alerts from before it. Queued and
+    /// running work is never touched. `dry_run`: counts the same rows and deletes nothing.
+    async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> Result<PruneReport>;
 }

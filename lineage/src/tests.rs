@@ -1873,6 +1873,171 @@ async fn sqlite_wakes_the_idle_workers_of_its_own_process() {
     tokio::time::timeout(std::time::Duration::from_secs(1), signal.changed()).await.expect("woken");
 }
 
+// --- Retention -------------------------------------------------------------------------------
+
+/// A tick of `instigator` at `at` that requested nothing.
+fn skipped_tick(instigator: &str, at: i64) -> NewTick {
+    NewTick {
+        instigator: instigator.into(),
+        tick_time: t(at),
+        status: TickStatus::Skipped,
+        message: "nothing to do".into(),
+        cursor: None,
+        dynamic_partitions: vec![],
+        run: None,
+        requests: vec![],
+        edges: vec![],
+        evaluations: vec![],
+        min_interval: None,
+        created_at: t(at),
+    }
+}
+
+/// Rows of each pruned table a test can read back through the store.
+async fn kept(store: &dyn LineageStore, runs: &[RunId]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for run in runs {
+        out.push(store.run_events(*run).await.unwrap().len());
+        out.push(store.requests(Some(*run), None, None, 100).await.unwrap().len());
+    }
+    out.push(store.ticks("bill_daily", None, 100).await.unwrap().len());
+    out.push(store.ticks("only_old", None, 100).await.unwrap().len());
+    out.push(store.outbox_events(t(-100_000_000), 0, 10_000).await.unwrap().len());
+    out
+}
+
+async fn prune_removes_old_finished_history_and_keeps_lineage_and_live_work(store: &dyn LineageStore) {
+    // A: a two-step run (usage → bill) that succeeded long ago.
+    let a = new_run(store).await;
+    let reqs = [request(a, "a:h0", "usage", "h0"), request(a, "a:bill", "bill", "d0")];
+    store.submit_requests(&reqs, &[(0, 1)]).await.unwrap();
+    let h0 = store.claim_requests("w", Some(a), 10, t(1), t(61)).await.unwrap().remove(0);
+    store.complete_requests("w", &[completion(&h0, "v1")], t(2)).await.unwrap();
+    let bill = store.claim_requests("w", Some(a), 10, t(3), t(63)).await.unwrap().remove(0);
+    store.complete_requests("w", &[completion(&bill, "v1")], t(4)).await.unwrap();
+    assert_eq!(store.run(a).await.unwrap().unwrap().status, RunStatus::Succeeded);
+    // F: failed long ago, its alert not sent yet.
+    let f = new_run(store).await;
+    let c = claim_one(store, f, "usage", "f0", 1).await;
+    store.fail_request("w", &failed(&c, "boom", None), t(10)).await.unwrap();
+    assert_eq!(store.run(f).await.unwrap().unwrap().status, RunStatus::Failed);
+    // B: a backfill that succeeded long ago.
+    let b = RunId::new();
+    store
+        .create_backfill(&NewBackfill {
+            id: BackfillId::new(),
+            selection: "usage".into(),
+            partition_from: "b0".into(),
+            partition_to: "b0".into(),
+            policy: BackfillPolicy::Missing,
+            run: NewRun {
+                id: b,
+                trigger: Trigger::Backfill,
+                selection: "usage".into(),
+                n_steps: 1,
+                tags: serde_json::json!({}),
+                created_at: t(0),
+                owner: None,
+            },
+            cells: 1,
+            skipped: serde_json::json!([]),
+        })
+        .await
+        .unwrap();
+    let c = claim_one(store, b, "usage", "b0", 3).await;
+    store.complete_requests("w", &[completion(&c, "v1")], t(5)).await.unwrap();
+    // R running and Q queued since long ago.
+    let r = new_run(store).await;
+    claim_one(store, r, "usage", "r0", 3).await;
+    let q = new_run(store).await;
+    store.submit_requests(&[request(q, "q:q0", "usage", "q0")], &[]).await.unwrap();
+    // Everything written so far is delivered at t(50).
+    let delivered: Vec<i64> = store.outbox_pending(10_000).await.unwrap().iter().map(|e| e.id).collect();
+    store.outbox_delivered(&delivered, t(50), None).await.unwrap();
+    // N: finished after the cutoff; its events are not delivered yet.
+    let n = new_run(store).await;
+    let c = claim_one(store, n, "usage", "n0", 3).await;
+    store.complete_requests("w", &[completion(&c, "v1")], t(2_000)).await.unwrap();
+    // Ticks: two old ones and a recent one of a schedule, one old one (its latest) of another.
+    store
+        .ensure_instigators(
+            &[("bill_daily".into(), InstigatorKind::Schedule), ("only_old".into(), InstigatorKind::Schedule)],
+            t(0),
+        )
+        .await
+        .unwrap();
+    for tick in [skipped_tick("bill_daily", 100), skipped_tick("bill_daily", 200), skipped_tick("bill_daily", 5_000)] {
+        store.commit_tick(&tick).await.unwrap();
+    }
+    store.commit_tick(&skipped_tick("only_old", 100)).await.unwrap();
+
+    let runs = [a, f, b, r, q, n];
+    let before = kept(store, &runs).await;
+    assert!(before[0] > 0 && before[4] > 0);
+    let expected = PruneReport {
+        // A's and the backfill's: a backfill keeps its requests, not its events.
+        run_events: (before[0] + before[4]) as u64,
+        // A's two and F's one.
+        materialization_requests: 3,
+        request_edges: 1,
+        ticks: 2,
+        openlineage_outbox: delivered.len() as u64,
+        alerts: 0,
+    };
+    let cutoff = t(1_000);
+
+    // A dry run counts exactly what the prune removes, and removes nothing.
+    assert_eq!(store.prune(cutoff, true).await.unwrap(), expected);
+    assert_eq!(kept(store, &runs).await, before, "a dry run deletes nothing");
+    assert_eq!(store.prune(cutoff, false).await.unwrap(), expected);
+
+    // A's events and requests are gone; F's events stay while its alert is unsent.
+    assert!(store.run_events(a).await.unwrap().is_empty());
+    assert!(store.requests(Some(a), None, None, 10).await.unwrap().is_empty());
+    assert!(store.request(h0.id).await.unwrap().is_none());
+    assert_eq!(store.run_events(f).await.unwrap().len(), before[2], "an unsent alert's run keeps its events");
+    assert!(store.requests(Some(f), None, None, 10).await.unwrap().is_empty());
+    // The backfill's requests stay, so its status still counts them; live and recent work stays.
+    assert!(store.run_events(b).await.unwrap().is_empty());
+    assert_eq!(store.request_counts(b).await.unwrap(), [("usage".to_owned(), RequestState::Succeeded, 1)]);
+    for (i, run) in [b, r, q, n].iter().enumerate() {
+        assert_eq!(store.requests(Some(*run), None, None, 10).await.unwrap().len(), before[5 + 2 * i], "{run}");
+    }
+    assert_eq!(store.run_events(n).await.unwrap().len(), before[10]);
+    assert_eq!(store.requests(Some(r), Some(RequestState::Running), None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.requests(Some(q), Some(RequestState::Available), None, 10).await.unwrap().len(), 1);
+    // Each instigator keeps its latest tick.
+    let ticks: Vec<_> = store.ticks("bill_daily", None, 10).await.unwrap().iter().map(|t| t.tick_time).collect();
+    assert_eq!(ticks, [t(5_000)]);
+    assert_eq!(store.ticks("only_old", None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.outbox_events(t(-100_000_000), 0, 10_000).await.unwrap().len(), before[14] - delivered.len());
+    assert_eq!(store.outbox_backlog().await.unwrap() as usize, before[14] - delivered.len(), "pending rows wait");
+
+    // Lineage is kept: the runs, their materializations, the partitions' current state.
+    for run in runs {
+        assert!(store.run(run).await.unwrap().is_some());
+    }
+    assert_eq!(store.run(a).await.unwrap().unwrap().status, RunStatus::Succeeded);
+    assert_eq!(store.run_materializations(a).await.unwrap().len(), 2);
+    assert_eq!(store.history("bill", Some("d0"), None, 10).await.unwrap().len(), 1);
+    let states = store.partition_states("usage").await.unwrap();
+    let h0_state = states.iter().find(|s| s.partition_key == "h0").unwrap();
+    assert_eq!(h0_state.data_version.as_deref(), Some("v1"));
+    assert_eq!(states.iter().find(|s| s.partition_key == "f0").unwrap().last_attempt_status, AttemptStatus::Failed);
+    // A run is still found by the asset it materialized.
+    let filter = RunFilter { asset: Some("bill".into()), limit: 10, ..RunFilter::default() };
+    assert_eq!(store.runs(&filter).await.unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), [a]);
+    assert_eq!(store.count(Counted::Runs(&filter)).await.unwrap(), 1);
+
+    // Once the alert is sent, F's events and the alert go too; then nothing is left to prune.
+    let alert = store.alerts_pending(10).await.unwrap().remove(0);
+    store.alert_delivered(alert.id, t(60), None).await.unwrap();
+    let second = store.prune(cutoff, false).await.unwrap();
+    assert_eq!(second, PruneReport { run_events: before[2] as u64, alerts: 1, ..PruneReport::default() });
+    assert_eq!(store.prune(cutoff, false).await.unwrap().total(), 0, "a second prune removes nothing");
+    assert_eq!(store.prune(cutoff, true).await.unwrap().total(), 0);
+}
+
 macro_rules! lineage_store_tests {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -1941,6 +2106,7 @@ lineage_store_tests!(
     an_abandoned_run_with_no_requests_ends_canceled,
     an_abbreviated_id_is_found_by_its_beginning_or_its_end,
     a_steps_messages_are_recorded_with_its_attempt_and_only_by_its_lease_holder,
+    prune_removes_old_finished_history_and_keeps_lineage_and_live_work,
 );
 
 #[test]

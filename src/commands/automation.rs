@@ -118,6 +118,14 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
                 None => println!("alerts: {} sent{refused}", report.sent),
             }
         }
+        // One retention pass, if due (at most one an hour across daemons).
+        if let Some(age) = app.config.retention {
+            let owner = engine::delivery::deliverer_name();
+            match engine::retention::pass(&*app.store, age, &owner, app.clock.now()).await? {
+                Some(report) => println!("retention: {} rows of finished history removed", report.total()),
+                None => println!("retention: not due (a pass ran less than an hour ago)"),
+            }
+        }
         return Ok(ExitStatus::Success);
     }
     tracing::info!(
@@ -154,6 +162,11 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
             Duration::from_secs(1),
             cancel.clone(),
         ))
+    });
+    // Finished history pruned hourly (by one daemon at a time: a lease), when configured.
+    let retention = app.config.retention.map(|age| {
+        tracing::info!(message = "Pruning finished history.", older_than_hours = age.num_hours());
+        tokio::spawn(engine::retention::run_retention(app.store.clone(), age, app.clock.clone(), cancel.clone()))
     });
     let worker = (!args.no_worker).then(|| {
         let exec = exec.clone();
@@ -216,6 +229,9 @@ async fn daemon_until(app: &App, args: &DaemonArgs, cancel: CancellationToken) -
     }
     if let Some(alerter) = alerter {
         alerter.await?;
+    }
+    if let Some(retention) = retention {
+        retention.await?;
     }
     eprintln!("Daemon stopped.");
     Ok(ExitStatus::Success)

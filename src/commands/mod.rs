@@ -9,6 +9,7 @@ pub(crate) use lineage::impact_of;
 mod list;
 mod materialize;
 pub(crate) mod path;
+mod prune;
 mod requests;
 pub(crate) mod runs;
 pub(crate) mod status;
@@ -59,6 +60,7 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
         Command::Why(args) => why::why(&app, &args).await,
         Command::Wipe(args) => why::wipe(&app, &args).await,
         Command::Repair => why::repair(&app).await,
+        Command::Prune(args) => prune::prune(&app, &args).await,
         // Answered by `Project::main` before any store is opened: it needs the whole command.
         Command::Completions(_) => unreachable!("`completions` is answered before commands run"),
         Command::Ui(args) => {

@@ -799,7 +799,7 @@ pub(crate) async fn run(State(app): State<Shared>, Path(id): Path<String>) -> Pa
             (checks_table(&detail.check_results))
         }
         h2 { "Timeline" }
-        (PreEscaped(gantt(&detail.events)))
+        (PreEscaped(gantt(&detail.events, &detail.materializations)))
         h2 { "Materializations (" (ms.len()) ")" }
         (materializations_table(&ms, true))
         h2 { "Event log (" (detail.events.len()) ")" }
@@ -816,8 +816,10 @@ pub(crate) async fn run(State(app): State<Shared>, Path(id): Path<String>) -> Pa
     Ok(page(&format!("Run {}", short(&r.id.to_string())), "/runs", !r.status.is_terminal(), body))
 }
 
-/// One bar per step attempt, from its start to its end event, on a common time axis.
-fn gantt(events: &[RunEvent]) -> String {
+/// One bar per step attempt, from its start to its end event, on a common time axis. A run
+/// whose event log retention pruned has one bar per materialization instead (its start and
+/// finish are lineage, kept), and says so.
+fn gantt(events: &[RunEvent], materializations: &[lineage::MaterializationRecord]) -> String {
     use lineage::EventKind as K;
     struct Bar {
         label: String,
@@ -848,6 +850,20 @@ fn gantt(events: &[RunEvent]) -> String {
             }
             _ => {}
         }
+    }
+    let mut note = "";
+    if bars.is_empty() && !materializations.is_empty() {
+        note = "<p>The event log was pruned (retention): bars are the materializations, attempts that failed are \
+                not shown.</p>";
+        bars = materializations
+            .iter()
+            .map(|m| Bar {
+                label: format!("{} {}", m.asset_key, show_key(&m.partition_key)),
+                start: m.started_at,
+                end: Some(m.finished_at),
+                outcome: "succeeded",
+            })
+            .collect();
     }
     if bars.is_empty() {
         return "<p>No step has started.</p>".to_owned();
@@ -886,7 +902,7 @@ fn gantt(events: &[RunEvent]) -> String {
         );
     }
     out.push_str("</svg>");
-    format!("<div class=\"gantt-wrap\">{out}</div>")
+    format!("{note}<div class=\"gantt-wrap\">{out}</div>")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -83,6 +83,13 @@ fn cases(file: &str) -> Vec<Case> {
         case(&["wipe", "nope", "-p", "2025-12-15"], "unknown asset \"nope\""),
         case(&["wipe", "storage_bill", "-p", "2025-12-15"], "--yes"),
         case(&["wipe", "storage_bill", "-p", "2025-13-15", "--yes"], "expected YYYY-MM-DD"),
+        // prune
+        case(&["prune"], "--older-than <AGE>"),
+        case(&["prune", "--older-than", "30"], "is not an age: use a whole number of days or hours"),
+        case(&["prune", "--older-than", "0d"], "at least 1, like 30d, 7d or 12h"),
+        case(&["prune", "--older-than", "2w", "--dry-run"], "is not an age"),
+        case(&["prune", "--older-than", "30m"], "is not an age"),
+        case(&["prune", "--older-than=-7d"], "is not an age"),
         // runs, requests
         case(&["runs", "show", "not-a-run"], "is not a run id"),
         case(&["runs", "logs", "not-a-run"], "is not a run id"),
@@ -195,6 +202,12 @@ fn cases(file: &str) -> Vec<Case> {
             "ROBO_ASSETS_ALERT_WEBHOOK=(not a URL) is not a URL",
         ),
         with_env(&["status"], &[("ROBO_ASSETS_UI_URL", "assets.example.com")], "ROBO_ASSETS_UI_URL=assets.example.com"),
+        with_env(
+            &["daemon", "--once"],
+            &[("ROBO_ASSETS_RETENTION", "forever")],
+            "ROBO_ASSETS_RETENTION=\"forever\" is not an age",
+        ),
+        with_env(&["status"], &[("ROBO_ASSETS_RETENTION", "0h")], "like 30d, 7d or 12h"),
         with_env(&["status"], &[("SEC_API_URL", "http://127.0.0.1:1")], "SEC_USER_AGENT is not set"),
         with_env(
             &["status"],

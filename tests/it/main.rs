@@ -23,6 +23,7 @@ mod plaid;
 mod postgres;
 mod project;
 mod qbo;
+mod retention;
 mod run_output;
 mod s3;
 mod sec;

@@ -12,6 +12,7 @@ mod materialization;
 mod outbox;
 mod partition;
 mod request;
+mod retention;
 mod run;
 
 pub use automation::*;
@@ -22,4 +23,5 @@ pub use materialization::*;
 pub use outbox::*;
 pub use partition::*;
 pub use request::*;
+pub use retention::*;
 pub use run::*;

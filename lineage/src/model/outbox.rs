@@ -69,6 +69,10 @@ pub enum Delivery {
     Openlineage,
     /// Failure alerts, to `ROBO_ASSETS_ALERT_WEBHOOK`.
     Alerts,
+    /// Not a delivery: the daemon's retention pass (`ROBO_ASSETS_RETENTION`), one process at a
+    /// time the same way. Its holder takes it for an hour and never renews it, so the lease is
+    /// also what spaces passes across daemons.
+    Retention,
 }
 
 impl Delivery {

@@ -282,9 +282,12 @@ impl LineageStore for db::Store {
                     q.push(" AND trigger = ").push_bind(trigger.as_str());
                 }
                 if let Some(asset) = &f.asset {
-                    q.push(" AND id IN (SELECT run_id FROM materialization_requests WHERE asset_key = ")
+                    // A pruned run's requests are gone; its materializations are lineage, kept.
+                    q.push(" AND (id IN (SELECT run_id FROM materialization_requests WHERE asset_key = ")
                         .push_bind(asset.clone())
-                        .push(")");
+                        .push(") OR id IN (SELECT run_id FROM materializations WHERE asset_key = ")
+                        .push_bind(asset.clone())
+                        .push("))");
                 }
                 if let Some(since) = f.since {
                     q.push(" AND created_at >= ").push_bind(since);
@@ -454,7 +457,8 @@ impl LineageStore for db::Store {
             "SELECT id, status, trigger, selection, n_steps, CAST(tags AS TEXT) AS tags, created_at, started_at, \
                  finished_at, owner \
              FROM runs WHERE ($1 IS NULL OR status = $1) AND ($3 IS NULL OR id < $3) AND ($4 IS NULL OR trigger = $4) \
-                 AND ($5 IS NULL OR id IN (SELECT run_id FROM materialization_requests WHERE asset_key = $5)) \
+                 AND ($5 IS NULL OR id IN (SELECT run_id FROM materialization_requests WHERE asset_key = $5) \
+                     OR id IN (SELECT run_id FROM materializations WHERE asset_key = $5)) \
                  AND ($6 IS NULL OR created_at >= $6) \
              ORDER BY id DESC LIMIT $2",
         )

@@ -18,6 +18,7 @@ mod automation;
 mod lineage;
 mod outbox;
 mod queue;
+mod retention;
 mod writes;
 
 use super::dialect as db;
