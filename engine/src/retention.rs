@@ -22,7 +22,9 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(300);
 /// How long finished history is kept: `30d`, `12h` (a whole number of days or hours, at least 1).
 pub fn parse_age(s: &str) -> Result<chrono::Duration, String> {
     let t = s.trim();
-    let (digits, unit) = t.split_at(t.len().saturating_sub(1));
+    // The unit is the last character, not the last byte: `3€` is bad input, not a panic.
+    let unit_at = t.char_indices().last().map_or(0, |(i, _)| i);
+    let (digits, unit) = t.split_at(unit_at);
     let n: Option<i64> = digits.parse().ok().filter(|n| *n >= 1 && digits.bytes().all(|b| b.is_ascii_digit()));
     let age = match (n, unit) {
         (Some(n), "d") => chrono::Duration::try_days(n),
