@@ -60,6 +60,21 @@ pub trait LineageStore: RequestQueue + AutomationStore + OutboxStore + Send + Sy
         known_keys_hash: Option<&str>,
     ) -> Result<Vec<PartitionSummary>>;
 
+    /// The stored partitions of `asset_key` as runs of one [`PartitionClass`], in partition-key
+    /// order (bytewise): ranges, not rows, so a million partitions are read as a handful of
+    /// runs. `code_version` is the definition's now; `known_keys_hash` as for
+    /// [`partition_summaries`](Self::partition_summaries), and a fresh materialization that read
+    /// other keys is [`PartitionClass::Unverified`].
+    async fn partition_runs(
+        &self,
+        asset_key: &str,
+        code_version: &str,
+        known_keys_hash: Option<&str>,
+    ) -> Result<Vec<PartitionRun>>;
+
+    /// How many partitions of `asset_key` the store holds a current state for.
+    async fn partition_count(&self, asset_key: &str) -> Result<i64>;
+
     /// The current state of each requested (asset, partition), in the order asked; `None` when
     /// the store has never seen it. Reads one statement per asset, not in one transaction: a
     /// write may land between them (callers use it for display and for gathering inputs, whose

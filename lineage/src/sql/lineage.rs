@@ -117,6 +117,55 @@ impl LineageStore for db::Store {
         self.summaries(asset_key, known_keys_hash).await
     }
 
+    async fn partition_runs(
+        &self,
+        asset_key: &str,
+        code_version: &str,
+        known_keys_hash: Option<&str>,
+    ) -> Result<Vec<PartitionRun>> {
+        // Gaps and islands in one pass over the primary key: each row is marked where its class
+        // differs from the previous or the next row's; of those edges, a run's start is paired
+        // with the next edge, its end (or itself, for a run of one).
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(concatcp!(
+            "WITH classed AS (SELECT partition_key",
+            db::BYTEWISE,
+            " AS k, CASE \
+                 WHEN last_attempt_status = 'running' THEN 'running' \
+                 WHEN last_attempt_status = 'failed' THEN 'failed' \
+                 WHEN current_materialization_id IS NULL THEN 'missing' \
+                 WHEN code_version IS NULL THEN 'fresh' \
+                 WHEN code_version <> $2 OR stale_inputs > 0 THEN 'stale' \
+                 WHEN input_keys_hash IS NULL OR input_keys_hash = $3 THEN 'fresh' \
+                 ELSE 'unverified' END AS class \
+               FROM asset_partitions WHERE asset_key = $1), \
+             marked AS (SELECT k, class, ROW_NUMBER() OVER w AS rn, \
+                 coalesce(LAG(class) OVER w, '') <> class AS starts, \
+                 coalesce(LEAD(class) OVER w, '') <> class AS ends \
+               FROM classed WINDOW w AS (ORDER BY k)), \
+             edges AS (SELECT k, class, rn, starts, ends, LEAD(k) OVER e AS next_k, LEAD(rn) OVER e AS next_rn \
+               FROM marked WHERE starts OR ends WINDOW e AS (ORDER BY rn)) \
+             SELECT k, CASE WHEN ends THEN k ELSE next_k END, class, CASE WHEN ends THEN 1 ELSE next_rn - rn + 1 END \
+             FROM edges WHERE starts ORDER BY rn"
+        ))
+        .bind(asset_key)
+        .bind(code_version)
+        .bind(known_keys_hash)
+        .fetch_all(self.reader())
+        .await?;
+        rows.into_iter()
+            .map(|(first, last, class, count)| {
+                Ok(PartitionRun { first, last, class: decode("partition class", &class)?, count })
+            })
+            .collect()
+    }
+
+    async fn partition_count(&self, asset_key: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM asset_partitions WHERE asset_key = $1")
+            .bind(asset_key)
+            .fetch_one(self.reader())
+            .await?)
+    }
+
     async fn partition_states_of(&self, keys: &[(String, String)]) -> Result<Vec<Option<PartitionState>>> {
         // One query per asset: its partitions go in as a JSON array.
         let mut by_asset: Vec<(&str, Vec<&str>)> = Vec::new();
