@@ -349,7 +349,8 @@ pub fn runs_of_reports(reports: &[PartitionReport]) -> Vec<StatusRun> {
 }
 
 /// The status of every partition of `asset`, as runs: from the store's ranges for time-window
-/// partitions whose ranges stand for their partitions (see [`summary_of_runs`]), otherwise
+/// partitions of an asset without upstream whose ranges stand for their partitions (see
+/// [`summary_of_runs`]), otherwise
 /// summarized from [`asset_status`]. Either way, what [`AssetSummary::of_status`] of
 /// `asset_status(.., None, ..)` gives.
 pub async fn asset_summary(
@@ -359,9 +360,10 @@ pub async fn asset_summary(
     ctx: &PartitionsContext,
 ) -> Result<AssetSummary, lineage::Error> {
     let def = graph.asset(asset);
-    if let Some(PartitionsDef::TimeWindow(tw)) = &def.partitions {
-        let known = no_upstream_keys_hash(graph, asset);
-        let runs = store.partition_runs(def.key.as_str(), &def.code_version, known.as_deref()).await?;
+    // With upstream, each partition read keys of its own, which only the definitions can check:
+    // every fresh run would be unverified, so the ranges are not worth reading.
+    if let (Some(PartitionsDef::TimeWindow(tw)), Some(known)) = (&def.partitions, no_upstream_keys_hash(graph, asset)) {
+        let runs = store.partition_runs(def.key.as_str(), &def.code_version, Some(&known)).await?;
         let latest_at = match (def.freshness, tw.last_index(ctx.now)) {
             (Some(FreshnessPolicy::MaxLag(_)), Some(last)) => store
                 .partition_states_of(&[(def.key.to_string(), tw.key(last))])
