@@ -396,7 +396,7 @@ pub fn summary_of_runs(
     let n = tw.last_index(ctx.now).map_or(0, |last| last as usize + 1);
     // The stored runs as positions, in order, the partitions between them missing.
     let mut stored: Vec<(usize, usize, PartitionStatus)> = Vec::with_capacity(runs.len());
-    let mut next = 0_i64;
+    let mut next = i64::MIN;
     for run in runs {
         let (i, j) = (tw.parse_index(&run.first).ok()?, tw.parse_index(&run.last).ok()?);
         if tw.key(i) != run.first || tw.key(j) != run.last || i < next || j - i + 1 != run.count {

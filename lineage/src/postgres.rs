@@ -28,9 +28,6 @@ mod dialect {
     pub(super) const DYNAMIC_ORDER: &str = "seq";
     /// Locks the selected queue rows, skipping those another worker holds.
     pub(super) const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
-    /// Makes a text column compare bytewise, whatever the database's collation (partition keys
-    /// are ordered as the definitions' keys are, byte by byte).
-    pub(super) const BYTEWISE: &str = " COLLATE \"C\"";
     /// Locks a row that must be waited for (a pool, a run). `FOR NO KEY UPDATE` does not conflict
     /// with the key-share locks that foreign-key checks of new materializations take on a run.
     pub(super) const LOCK_ROW: &str = " FOR NO KEY UPDATE";

@@ -28,8 +28,6 @@ mod dialect {
     /// Locks the selected queue rows, skipping locked ones: SQLite's single writer already
     /// serializes claims.
     pub(super) const SKIP_LOCKED: &str = "";
-    /// Makes a text column compare bytewise: SQLite's default (BINARY) already does.
-    pub(super) const BYTEWISE: &str = "";
     /// Locks a row that must be waited for (a pool, a run): the single writer again.
     pub(super) const LOCK_ROW: &str = "";
     /// Locks a row (a request, when settling it) unless another transaction holds it, which is

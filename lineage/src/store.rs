@@ -60,9 +60,10 @@ pub trait LineageStore: RequestQueue + AutomationStore + OutboxStore + Send + Sy
         known_keys_hash: Option<&str>,
     ) -> Result<Vec<PartitionSummary>>;
 
-    /// The stored partitions of `asset_key` as runs of one [`PartitionClass`], in partition-key
-    /// order (bytewise): ranges, not rows, so a million partitions are read as a handful of
-    /// runs. `code_version` is the definition's now; `known_keys_hash` as for
+    /// The stored partitions of `asset_key` as runs of one [`PartitionClass`], in the order of
+    /// their keys the database keeps (bytewise on SQLite, the database's collation on
+    /// PostgreSQL: the primary key's, so each run is a seek; callers check it against their
+    /// own): ranges, not rows, so a million partitions are read as a handful of runs. `code_version` is the definition's now; `known_keys_hash` as for
     /// [`partition_summaries`](Self::partition_summaries), and a fresh materialization that read
     /// other keys is [`PartitionClass::Unverified`].
     async fn partition_runs(

@@ -123,7 +123,7 @@ pub enum PartitionClass {
     Running,
 }
 
-/// Consecutive stored partitions of an asset, in partition-key order (bytewise), of one
+/// Consecutive stored partitions of an asset, in the database's order of partition keys, of one
 /// [`PartitionClass`]: `count` rows from `first` to `last`. Consecutive among the stored rows:
 /// partitions the store never saw between two rows do not break a run (the caller, who knows
 /// the definition's keys, finds them from the count).

@@ -3,7 +3,7 @@
 //! `sqlite.rs` and `postgres.rs` each include this folder as a module (`#[path = "sql/mod.rs"]`)
 //! beside a `dialect` module that names the backend's types (`Db`, `Conn`, `Store`) and the few
 //! SQL fragments that differ (a JSON cast, a set of keys from a JSON array, row-locking clauses,
-//! advisory locks, a bytewise collation). Fragments are `const`s joined with `concatcp!` at compile time, so every
+//! advisory locks). Fragments are `const`s joined with `concatcp!` at compile time, so every
 //! query stays a `&'static str` and nothing is built with `format!`.
 //!
 //! Placeholders are `$N`, which both drivers accept; timestamps are bound as `DateTime<Utc>`
