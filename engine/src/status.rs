@@ -15,7 +15,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use lineage::{AttemptStatus, BackfillRecord, LineageStore, PartitionClass, PartitionRun, PartitionSummary, RequestState};
+use lineage::{
+    AttemptStatus, BackfillRecord, LineageStore, PartitionClass, PartitionRun, PartitionSummary, RequestState,
+};
 use serde::Serialize;
 
 use crate::definition::FreshnessPolicy;
@@ -460,8 +462,9 @@ pub fn summary_of_runs(
         }
         _ => (n, n, false),
     };
-    let late_status =
-        |s: PartitionStatus| any_status || matches!(s, PartitionStatus::Missing | PartitionStatus::Failed | PartitionStatus::InProgress);
+    let late_status = |s: PartitionStatus| {
+        any_status || matches!(s, PartitionStatus::Missing | PartitionStatus::Failed | PartitionStatus::InProgress)
+    };
     let mut counts = StatusCounts { partitions: n, ..StatusCounts::default() };
     let mut out: Vec<StatusRun> = Vec::new();
     for (start, len, status) in segments {

@@ -272,7 +272,8 @@ async fn check_summary(store: &dyn LineageStore, defs: &Definitions, asset: &str
     }
     let def = graph.asset(id);
     let tw = def.partitions.as_ref().and_then(PartitionsDef::as_time_window).unwrap();
-    let runs = store.partition_runs(asset, &def.code_version, no_upstream_keys_hash(graph, id).as_deref()).await.unwrap();
+    let runs =
+        store.partition_runs(asset, &def.code_version, no_upstream_keys_hash(graph, id).as_deref()).await.unwrap();
     summary_of_runs(graph, id, tw, &runs, None, &ctx).is_some()
 }
 
@@ -308,9 +309,8 @@ async fn ranged_and_per_partition_summaries_agree() {
     claim(&store, "hours", &hour(29)).await;
     assert!(check_summary(&store, &defs, "hours").await, "read as ranges");
     let graph = defs.graph();
-    let summary = asset_summary(&store, graph, graph.lookup("hours").unwrap(), &PartitionsContext::at(now()))
-        .await
-        .unwrap();
+    let summary =
+        asset_summary(&store, graph, graph.lookup("hours").unwrap(), &PartitionsContext::at(now())).await.unwrap();
     let shown: Vec<(String, PartitionStatus, usize, usize)> =
         summary.runs.iter().map(|r| (r.first.clone(), r.status, r.count, r.late)).collect();
     let run_of = |first: i64, status, count, late| (hour(first), status, count, late);
@@ -337,7 +337,8 @@ async fn ranged_and_per_partition_summaries_agree() {
     assert!(!check_summary(&store, &defs, "hours").await, "a gap inside a run falls back");
 
     // Under a maximum lag, only the latest partition can be late.
-    let lagged: Vec<NewMaterialization> = (0..107).map(|i| materialization(run, "lagged", &hour(i), "v", vec![])).collect();
+    let lagged: Vec<NewMaterialization> =
+        (0..107).map(|i| materialization(run, "lagged", &hour(i), "v", vec![])).collect();
     store.record_materializations(&lagged).await.unwrap();
     assert!(check_summary(&store, &defs, "lagged").await);
     store.record_materialization(&materialization(run, "lagged", &hour(107), "v", vec![])).await.unwrap();
