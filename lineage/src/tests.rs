@@ -1645,7 +1645,7 @@ async fn partition_runs_group_stored_partitions_by_class_in_key_order(store: &dy
     claim_one(store, new_run(store).await, "a", "k04", 1).await;
 
     let none_read = input_keys_hash([]);
-    let runs = store.partition_runs("a", "1", Some(&none_read)).await.unwrap();
+    let runs = store.partition_runs("a", "1", Some(&none_read), 100).await.unwrap();
     let got: Vec<(&str, &str, PartitionClass, i64)> =
         runs.iter().map(|r| (r.first.as_str(), r.last.as_str(), r.class, r.count)).collect();
     assert_eq!(
@@ -1663,12 +1663,24 @@ async fn partition_runs_group_stored_partitions_by_class_in_key_order(store: &dy
     );
     assert_eq!(store.partition_count("a").await.unwrap(), 11);
     assert_eq!(runs.iter().map(|r| r.count).sum::<i64>(), 11);
+    // Read up to a limit, the last run stands for the rest.
+    let cut = store.partition_runs("a", "1", Some(&none_read), 3).await.unwrap();
+    let got: Vec<(&str, &str, PartitionClass, i64)> =
+        cut.iter().map(|r| (r.first.as_str(), r.last.as_str(), r.class, r.count)).collect();
+    assert_eq!(
+        got,
+        [
+            ("k01", "k02", PartitionClass::Fresh, 2),
+            ("k03", "k03", PartitionClass::Failed, 1),
+            ("k04", "k13", PartitionClass::Running, 8),
+        ]
+    );
 
     // Another code version makes every current materialization stale; an unknown keys hash
     // leaves every fresh one with recorded keys for the caller to judge.
     let classes = |runs: Vec<PartitionRun>| runs.into_iter().map(|r| (r.class, r.count)).collect::<Vec<_>>();
     assert_eq!(
-        classes(store.partition_runs("a", "2", Some(&none_read)).await.unwrap()),
+        classes(store.partition_runs("a", "2", Some(&none_read), 100).await.unwrap()),
         [
             (PartitionClass::Stale, 2),
             (PartitionClass::Failed, 1),
@@ -1677,17 +1689,17 @@ async fn partition_runs_group_stored_partitions_by_class_in_key_order(store: &dy
         ]
     );
     assert!(
-        classes(store.partition_runs("a", "1", None).await.unwrap())
+        classes(store.partition_runs("a", "1", None, 100).await.unwrap())
             .iter()
             .all(|(c, _)| !matches!(c, PartitionClass::Fresh))
     );
 
     // A changed input makes its reader stale.
     store.record_materialization(&materialization(new_run(store).await, "up", "u1", "y", vec![])).await.unwrap();
-    let runs = store.partition_runs("a", "1", Some(&none_read)).await.unwrap();
+    let runs = store.partition_runs("a", "1", Some(&none_read), 100).await.unwrap();
     assert_eq!((runs[4].first.as_str(), runs[4].last.as_str(), runs[4].class), ("k07", "k08", PartitionClass::Stale));
 
-    assert!(store.partition_runs("nothing", "1", None).await.unwrap().is_empty());
+    assert!(store.partition_runs("nothing", "1", None, 100).await.unwrap().is_empty());
     assert_eq!(store.partition_count("nothing").await.unwrap(), 0);
 }
 

@@ -133,20 +133,21 @@ impl LineageStore for db::Store {
         asset_key: &str,
         code_version: &str,
         known_keys_hash: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<PartitionRun>> {
         // Each run's first row is found from the previous one's by a seek along the primary key
         // to the next row of another class (a recursive query: one step per run, each scanning
         // its run once, with no window over every row, which costs SQLite ≈ 2 µs a row); its
         // last row and count are then index ranges up to the next run's first.
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(concatcp!(
-            "WITH RECURSIVE starts (k, class) AS ( \
-                 SELECT k, class FROM (SELECT partition_key AS k, ",
+            "WITH RECURSIVE starts (k, class, n) AS ( \
+                 SELECT k, class, 1 FROM (SELECT partition_key AS k, ",
             PARTITION_CLASS,
             " AS class FROM asset_partitions WHERE asset_key = $1 ORDER BY partition_key LIMIT 1) AS first_row \
                UNION ALL \
                  SELECT a.partition_key, ",
             PARTITION_CLASS,
-            " FROM starts s JOIN asset_partitions a ON a.asset_key = $1 AND a.partition_key = ( \
+            ", s.n + 1 FROM starts s JOIN asset_partitions a ON s.n < $4 AND a.asset_key = $1 AND a.partition_key = ( \
                      SELECT partition_key FROM asset_partitions WHERE asset_key = $1 AND partition_key > s.k AND ",
             PARTITION_CLASS,
             " <> s.class ORDER BY partition_key LIMIT 1)), \
@@ -165,6 +166,7 @@ impl LineageStore for db::Store {
         .bind(asset_key)
         .bind(code_version)
         .bind(known_keys_hash)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.reader())
         .await?;
         rows.into_iter()
