@@ -8,6 +8,12 @@
 //! with its 24 inputs (its allocation's count goes up).
 //!
 //! `cargo bench --bench status`. Figures go to BENCHMARKS.md.
+//!
+//! `STATUS_BENCH_ONLY=scale cargo bench --bench status`: instead, `robo-assets status
+//! usage_snapshot` over one asset of 100,000 and of 1,000,000 hourly partitions (sizes from
+//! `STATUS_BENCH_SIZES`, comma-separated), written through the store's multi-row write path, not
+//! by a backfill. With `STATUS_BENCH_BASELINE=<another robo-assets binary>` that binary is timed
+//! on the same stores too, and its output must be the same.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,20 +21,30 @@ use std::time::{Duration, Instant};
 const NOW: &str = "2026-02-21T16:00:00Z"; // 10,000 hours after 2025-01-01
 
 fn robo(home: &std::path::Path, args: &[&str]) -> Duration {
+    run(env!("CARGO_BIN_EXE_robo-assets"), home, NOW, args).0
+}
+
+/// Runs `bin` with `args` as a process, start to exit; its time and stdout.
+fn run(bin: &str, home: &std::path::Path, now: &str, args: &[&str]) -> (Duration, String) {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_robo-assets"))
+    let out = Command::new(bin)
         .args(args)
         .env("ROBO_ASSETS_HOME", home)
-        .env("ROBO_ASSETS_NOW", NOW)
+        .env("ROBO_ASSETS_NOW", now)
         .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
         .output()
         .unwrap();
     let took = started.elapsed();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    took
+    assert!(out.status.success(), "{bin} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    (took, String::from_utf8(out.stdout).unwrap())
 }
 
 fn main() {
+    if std::env::var("STATUS_BENCH_ONLY").as_deref() == Ok("scale") {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        return runtime.block_on(scale());
+    }
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let t = robo(&home, &["backfill", "+usage_report", "--from", "2025-01", "--to", "2026-01", "--concurrency", "16"]);
@@ -145,4 +161,96 @@ async fn record_one(db: &std::path::Path) {
         took / N
     );
     assert_eq!(store.repair_staleness().await.unwrap(), 0, "the maintained counts are exact");
+}
+
+/// `status` of one asset with `n` hourly partitions: 2025-01-01 plus `n` hours is "now", so the
+/// definition has exactly `n`. All are materialized but a stale block (1 % of them, of another
+/// code version, in the middle) and the latest 0.5 %, missing: a handful of ranges.
+async fn scale() {
+    let sizes: Vec<usize> = std::env::var("STATUS_BENCH_SIZES")
+        .unwrap_or_else(|_| "100000,1000000".to_owned())
+        .split(',')
+        .map(|n| n.trim().parse().unwrap())
+        .collect();
+    let baseline = std::env::var("STATUS_BENCH_BASELINE").ok();
+    let this = env!("CARGO_BIN_EXE_robo-assets");
+    let dir = tempfile::tempdir().unwrap();
+    for n in sizes {
+        let home = dir.path().join(format!("home-{n}"));
+        let start = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap().to_utc();
+        let now = (start + chrono::Duration::hours(n as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let args = ["status", "usage_snapshot"];
+        run(this, &home, &now, &args); // creates the stores
+        let started = Instant::now();
+        write_hours(&home.join("lineage.db"), start, n).await;
+        println!("set-up: {n} partitions of usage_snapshot written in {:.2?} (now = {now})", started.elapsed());
+        let times = if n >= 1_000_000 { 5 } else { 10 };
+        let (_, expected) = run(this, &home, &now, &args);
+        let mut bins = vec![("this build", this.to_owned())];
+        bins.extend(baseline.iter().map(|b| ("baseline", b.clone())));
+        for (name, bin) in bins {
+            let mut runs = Vec::new();
+            for _ in 0..times {
+                let (took, out) = run(&bin, &home, &now, &args);
+                assert_eq!(out, expected, "{name}: the same output");
+                runs.push(took);
+            }
+            runs.sort();
+            let mean = runs.iter().sum::<Duration>() / runs.len() as u32;
+            println!(
+                "{name:<10} robo-assets status usage_snapshot ({n} partitions)  mean {mean:>9.2?}  min {:>9.2?}  max {:>9.2?}  ({times} runs)",
+                runs[0],
+                runs[runs.len() - 1]
+            );
+        }
+        print!("{expected}");
+    }
+}
+
+/// Writes hours `0..n` of `usage_snapshot` (see [`scale`]) through `record_materializations`, in
+/// batches of 10,000.
+async fn write_hours(db: &std::path::Path, start: chrono::DateTime<chrono::Utc>, n: usize) {
+    use lineage::{LineageStore, NewMaterialization, NewRun, RunId};
+    let store = lineage::SqliteStore::open(db).await.unwrap();
+    let run = RunId::new();
+    let at = chrono::Utc::now();
+    store
+        .create_run(&NewRun {
+            id: run,
+            trigger: lineage::Trigger::Manual,
+            selection: "bench".into(),
+            n_steps: 0,
+            tags: serde_json::json!({}),
+            created_at: at,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    let stale = n / 2..n / 2 + n / 100;
+    let written = n - n / 200;
+    let hours: Vec<usize> = (0..written).collect();
+    for batch in hours.chunks(10_000) {
+        let ms: Vec<NewMaterialization> = batch
+            .iter()
+            .map(|&i| NewMaterialization {
+                asset_key: "usage_snapshot".into(),
+                partition_key: (start + chrono::Duration::hours(i as i64)).format("%Y-%m-%dT%H:%M").to_string(),
+                run_id: run,
+                attempt: 1,
+                data_version: format!("d{i}"),
+                logical_version: format!("l{i}"),
+                code_version: if stale.contains(&i) { "0".into() } else { "1".into() },
+                inputs_hash: "bench".into(),
+                inputs: Vec::new(),
+                storage_uri: None,
+                bytes: None,
+                row_count: None,
+                schema: None,
+                metadata: serde_json::json!({}),
+                started_at: at,
+                finished_at: at,
+            })
+            .collect();
+        store.record_materializations(&ms).await.unwrap();
+    }
 }

@@ -5,16 +5,24 @@
 //! computes; none of them decides a status of its own. It reads the store's lean partition
 //! summaries (staleness is maintained at write time, see [`crate::staleness`]) and never walks
 //! upstream states.
+//!
+//! [`asset_summary`] is the same status for a whole asset as runs of one status, not a report per
+//! partition: for time-window partitions it reads the store's ranges
+//! ([`LineageStore::partition_runs`]) and finds the missing partitions between them by index
+//! arithmetic, so a million hours cost a handful of runs; otherwise (and where a range cannot
+//! stand for its partitions) it summarizes [`asset_status`].
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use lineage::{AttemptStatus, BackfillRecord, LineageStore, PartitionSummary, RequestState};
+use lineage::{
+    AttemptStatus, BackfillRecord, LineageStore, PartitionClass, PartitionRun, PartitionSummary, RequestState,
+};
 use serde::Serialize;
 
 use crate::definition::FreshnessPolicy;
 use crate::graph::{AssetGraph, AssetId};
-use crate::partition::PartitionsContext;
+use crate::partition::{PartitionsContext, PartitionsDef, TimeWindowPartitions};
 use crate::staleness::{Recorded, StaleCause, stale_causes};
 
 /// The state of one partition, in one word.
@@ -239,6 +247,271 @@ pub async fn asset_status(
         partitions.push(report);
     }
     Ok(AssetStatus { asset, counts, partitions })
+}
+
+/// Consecutive partitions of an asset with one status, all late or none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusRun {
+    /// The first partition.
+    pub first: String,
+    /// The last partition.
+    pub last: String,
+    /// Their status.
+    pub status: PartitionStatus,
+    /// How many partitions.
+    pub count: usize,
+    /// How many of them are late: all or none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub late: usize,
+    /// The position of `first` among the asset's partitions.
+    #[serde(skip)]
+    pub start: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Where an [`AssetSummary`] finds the key at a position.
+#[derive(Debug, Clone)]
+enum KeyAt {
+    /// Time windows: the key of window `i`.
+    Window(TimeWindowPartitions),
+    /// The keys, listed.
+    Listed(Vec<String>),
+}
+
+/// The status of every partition of an asset, as runs of one status.
+#[derive(Debug, Clone)]
+pub struct AssetSummary {
+    /// The asset.
+    pub asset: AssetId,
+    /// Counts over its partitions.
+    pub counts: StatusCounts,
+    /// Every partition, in partition order, as runs of one status (late or not): a year of
+    /// hours that is all missing is one run.
+    pub runs: Vec<StatusRun>,
+    keys: KeyAt,
+}
+
+impl AssetSummary {
+    /// The summary of per-partition reports (every partition of the asset, in order).
+    pub fn of_status(status: &AssetStatus) -> AssetSummary {
+        AssetSummary {
+            asset: status.asset,
+            counts: status.counts,
+            runs: runs_of_reports(&status.partitions),
+            keys: KeyAt::Listed(status.partitions.iter().map(|p| p.partition.clone()).collect()),
+        }
+    }
+
+    /// The key of the partition at position `i`.
+    pub fn key_at(&self, i: usize) -> Option<String> {
+        match &self.keys {
+            KeyAt::Window(tw) => (i < self.counts.partitions).then(|| tw.key(i as i64)),
+            KeyAt::Listed(keys) => keys.get(i).cloned(),
+        }
+    }
+
+    /// The status of the partition at each position in `range`.
+    pub fn statuses(&self, range: std::ops::Range<usize>) -> Vec<PartitionStatus> {
+        let mut out = Vec::with_capacity(range.len());
+        for run in &self.runs {
+            let from = run.start.max(range.start);
+            let to = (run.start + run.count).min(range.end);
+            out.extend(std::iter::repeat_n(run.status, to.saturating_sub(from)));
+        }
+        out
+    }
+}
+
+/// Run-length runs of partition reports, in their order: a run goes on while the status and
+/// whether a partition is late stay the same.
+pub fn runs_of_reports(reports: &[PartitionReport]) -> Vec<StatusRun> {
+    let mut out: Vec<StatusRun> = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        let late = usize::from(r.late_since.is_some());
+        match out.last_mut() {
+            Some(last) if last.status == r.status && (last.late > 0) == (late > 0) => {
+                last.last.clone_from(&r.partition);
+                last.count += 1;
+                last.late += late;
+            }
+            _ => out.push(StatusRun {
+                first: r.partition.clone(),
+                last: r.partition.clone(),
+                status: r.status,
+                count: 1,
+                late,
+                start: i,
+            }),
+        }
+    }
+    out
+}
+
+/// The status of every partition of `asset`, as runs: from the store's ranges for time-window
+/// partitions of an asset without upstream whose ranges stand for their partitions (see
+/// [`summary_of_runs`]), otherwise
+/// summarized from [`asset_status`]. Either way, what [`AssetSummary::of_status`] of
+/// `asset_status(.., None, ..)` gives.
+pub async fn asset_summary(
+    store: &dyn LineageStore,
+    graph: &AssetGraph,
+    asset: AssetId,
+    ctx: &PartitionsContext,
+) -> Result<AssetSummary, lineage::Error> {
+    let def = graph.asset(asset);
+    // With upstream, each partition read keys of its own, which only the definitions can check:
+    // every fresh run would be unverified, so the ranges are not worth reading.
+    if let (Some(PartitionsDef::TimeWindow(tw)), Some(known)) = (&def.partitions, no_upstream_keys_hash(graph, asset)) {
+        // A run costs more than a row; past one run per 16 partitions, rows are cheaper.
+        let max_runs = tw.last_index(ctx.now).map_or(0, |last| last as usize + 1) / 16 + 64;
+        let runs = store.partition_runs(def.key.as_str(), &def.code_version, Some(&known), max_runs + 1).await?;
+        let latest_at = match (def.freshness, tw.last_index(ctx.now)) {
+            (Some(FreshnessPolicy::MaxLag(_)), Some(last)) => store
+                .partition_states_of(&[(def.key.to_string(), tw.key(last))])
+                .await?
+                .remove(0)
+                .and_then(|s| s.materialized_at),
+            _ => None,
+        };
+        if runs.len() <= max_runs
+            && let Some(summary) = summary_of_runs(graph, asset, tw, &runs, latest_at, ctx)
+        {
+            return Ok(summary);
+        }
+    }
+    Ok(AssetSummary::of_status(&asset_status(store, graph, asset, None, ctx).await?))
+}
+
+/// The summary of a time-window asset from the store's runs, without a report per partition;
+/// `latest_materialized_at` as for [`late_since`]. `None` where the runs cannot stand for their
+/// partitions: a run with partitions the store never saw inside it (only the keys could say
+/// where), one reaching past the definition's first or last partition, a key not in canonical
+/// form or out of order, or a materialization only the definitions can judge
+/// ([`PartitionClass::Unverified`]).
+pub fn summary_of_runs(
+    graph: &AssetGraph,
+    asset: AssetId,
+    tw: &TimeWindowPartitions,
+    runs: &[PartitionRun],
+    latest_materialized_at: Option<DateTime<Utc>>,
+    ctx: &PartitionsContext,
+) -> Option<AssetSummary> {
+    let n = tw.last_index(ctx.now).map_or(0, |last| last as usize + 1);
+    // The stored runs as positions, in order, the partitions between them missing.
+    let mut stored: Vec<(usize, usize, PartitionStatus)> = Vec::with_capacity(runs.len());
+    let mut next = i64::MIN;
+    for run in runs {
+        let (i, j) = (tw.parse_index(&run.first).ok()?, tw.parse_index(&run.last).ok()?);
+        if tw.key(i) != run.first || tw.key(j) != run.last || i < next || j - i + 1 != run.count {
+            return None;
+        }
+        next = j + 1;
+        if j < 0 || i >= n as i64 {
+            continue; // None of the definition's partitions: not shown, as asset_status skips it.
+        }
+        if i < 0 || j >= n as i64 {
+            return None;
+        }
+        let status = match run.class {
+            PartitionClass::Missing => PartitionStatus::Missing,
+            PartitionClass::Fresh => PartitionStatus::Materialized,
+            PartitionClass::Stale => PartitionStatus::Stale,
+            PartitionClass::Failed => PartitionStatus::Failed,
+            PartitionClass::Running => PartitionStatus::InProgress,
+            PartitionClass::Unverified => return None,
+        };
+        stored.push((i as usize, run.count as usize, status));
+    }
+    let mut segments: Vec<(usize, usize, PartitionStatus)> = Vec::with_capacity(2 * stored.len() + 1);
+    let mut at = 0;
+    for (start, len, status) in stored.iter().copied().chain([(n, 0, PartitionStatus::Missing)]) {
+        if start > at {
+            segments.push((at, start - at, PartitionStatus::Missing));
+        }
+        if len > 0 {
+            segments.push((start, len, status));
+        }
+        at = start + len;
+    }
+    // Late, as `late_since` judges each partition from the first one the store holds: under a
+    // deadline after the window's end, the unmaterialized ones among those whose deadline passed
+    // (deadlines grow with the window); under a maximum lag, the latest one when it is late.
+    let judged_from = stored.first().map_or(n, |(start, _, _)| *start);
+    let def = graph.asset(asset);
+    let (late_from, late_to, any_status) = match def.freshness {
+        Some(policy @ FreshnessPolicy::AfterWindowEnd(_)) => {
+            let due = |i: usize| policy.deadline(tw.window(i as i64).end).is_some_and(|due| ctx.now > due);
+            let (mut lo, mut hi) = (0, n);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if due(mid) { lo = mid + 1 } else { hi = mid }
+            }
+            (judged_from, lo, false)
+        }
+        Some(FreshnessPolicy::MaxLag(_)) if n > 0 => {
+            let late = late_since(
+                graph,
+                asset,
+                &tw.key(n as i64 - 1),
+                PartitionStatus::Materialized,
+                true,
+                latest_materialized_at,
+                ctx,
+            )
+            .is_some();
+            if late { (judged_from.max(n - 1), n, true) } else { (n, n, true) }
+        }
+        _ => (n, n, false),
+    };
+    let late_status = |s: PartitionStatus| {
+        any_status || matches!(s, PartitionStatus::Missing | PartitionStatus::Failed | PartitionStatus::InProgress)
+    };
+    let mut counts = StatusCounts { partitions: n, ..StatusCounts::default() };
+    let mut out: Vec<StatusRun> = Vec::new();
+    for (start, len, status) in segments {
+        let end = start + len;
+        let mut cuts = vec![start];
+        cuts.extend([late_from, late_to].into_iter().filter(|c| *c > start && *c < end));
+        cuts.push(end);
+        for piece in cuts.windows(2) {
+            let (from, to) = (piece[0], piece[1]);
+            let late = late_status(status) && from >= late_from && to <= late_to;
+            let count = to - from;
+            match status {
+                PartitionStatus::Missing => counts.missing += count,
+                PartitionStatus::Materialized => counts.materialized += count,
+                PartitionStatus::Stale => {
+                    counts.materialized += count;
+                    counts.stale += count;
+                }
+                PartitionStatus::Failed => counts.failed += count,
+                PartitionStatus::InProgress => counts.in_progress += count,
+            }
+            counts.late += if late { count } else { 0 };
+            match out.last_mut() {
+                Some(last) if last.status == status && (last.late > 0) == late => {
+                    last.count += count;
+                    last.late += if late { count } else { 0 };
+                }
+                _ => out.push(StatusRun {
+                    first: String::new(),
+                    last: String::new(),
+                    status,
+                    count,
+                    late: if late { count } else { 0 },
+                    start: from,
+                }),
+            }
+        }
+    }
+    for run in &mut out {
+        run.first = tw.key(run.start as i64);
+        run.last = tw.key((run.start + run.count - 1) as i64);
+    }
+    Some(AssetSummary { asset, counts, runs: out, keys: KeyAt::Window(tw.clone()) })
 }
 
 /// The deadline partition `key` missed, if it is late: a time-window partition not materialized

@@ -61,6 +61,25 @@ pub trait LineageStore: RequestQueue + AutomationStore + OutboxStore + Retention
         known_keys_hash: Option<&str>,
     ) -> Result<Vec<PartitionSummary>>;
 
+    /// The stored partitions of `asset_key` as runs of one [`PartitionClass`], in the order of
+    /// their keys the database keeps (bytewise on SQLite, the database's collation on
+    /// PostgreSQL: the primary key's, so each run is a seek; callers check it against their
+    /// own): ranges, not rows, so a million partitions are read as a handful of runs. `code_version` is the definition's now; `known_keys_hash` as for
+    /// [`partition_summaries`](Self::partition_summaries), and a fresh materialization that read
+    /// other keys is [`PartitionClass::Unverified`]. At most `limit` runs are read (each costs a
+    /// seek, more than a row): when there are more, the last one returned stands for every stored
+    /// partition from its first key on, and a caller wanting ranges should read rows instead.
+    async fn partition_runs(
+        &self,
+        asset_key: &str,
+        code_version: &str,
+        known_keys_hash: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PartitionRun>>;
+
+    /// How many partitions of `asset_key` the store holds a current state for.
+    async fn partition_count(&self, asset_key: &str) -> Result<i64>;
+
     /// The current state of each requested (asset, partition), in the order asked; `None` when
     /// the store has never seen it. Reads one statement per asset, not in one transaction: a
     /// write may land between them (callers use it for display and for gathering inputs, whose

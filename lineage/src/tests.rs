@@ -1622,6 +1622,87 @@ type Node = (&'static str, &'static str, &'static [(&'static str, &'static str)]
 
 /// Four writers at once re-materialize hours, days and a month that read each other: the
 /// maintained counts end equal to a recount (on PostgreSQL the writers really overlap).
+async fn partition_runs_group_stored_partitions_by_class_in_key_order(store: &dyn LineageStore) {
+    let run = new_run(store).await;
+    let up = store.record_materialization(&materialization(run, "up", "u1", "x", vec![])).await.unwrap();
+    let mut batch: Vec<NewMaterialization> = ["k01", "k02", "k05", "k06", "k10", "k11", "k13"]
+        .into_iter()
+        .map(|k| materialization(run, "a", k, "v", vec![]))
+        .collect();
+    let mut old_code = materialization(run, "a", "k07", "v", vec![]);
+    old_code.code_version = "0".into();
+    batch.push(old_code);
+    let read = InputVersion {
+        asset_key: "up".into(),
+        partition_key: "u1".into(),
+        materialization_id: Some(up),
+        data_version: "x".into(),
+    };
+    batch.push(materialization(run, "a", "k08", "v", vec![read]));
+    store.record_materializations(&batch).await.unwrap();
+    let c = claim_one(store, new_run(store).await, "a", "k03", 1).await;
+    assert_eq!(store.fail_request("w", &failed(&c, "boom", None), t(5)).await.unwrap(), FailOutcome::Failed);
+    claim_one(store, new_run(store).await, "a", "k04", 1).await;
+
+    let none_read = input_keys_hash([]);
+    let runs = store.partition_runs("a", "1", Some(&none_read), 100).await.unwrap();
+    let got: Vec<(&str, &str, PartitionClass, i64)> =
+        runs.iter().map(|r| (r.first.as_str(), r.last.as_str(), r.class, r.count)).collect();
+    assert_eq!(
+        got,
+        [
+            ("k01", "k02", PartitionClass::Fresh, 2),
+            ("k03", "k03", PartitionClass::Failed, 1),
+            ("k04", "k04", PartitionClass::Running, 1),
+            ("k05", "k06", PartitionClass::Fresh, 2),
+            ("k07", "k07", PartitionClass::Stale, 1),
+            ("k08", "k08", PartitionClass::Unverified, 1),
+            // k09 and k12 were never stored: they do not break a run, the count tells.
+            ("k10", "k13", PartitionClass::Fresh, 3),
+        ]
+    );
+    assert_eq!(store.partition_count("a").await.unwrap(), 11);
+    assert_eq!(runs.iter().map(|r| r.count).sum::<i64>(), 11);
+    // Read up to a limit, the last run stands for the rest.
+    let cut = store.partition_runs("a", "1", Some(&none_read), 3).await.unwrap();
+    let got: Vec<(&str, &str, PartitionClass, i64)> =
+        cut.iter().map(|r| (r.first.as_str(), r.last.as_str(), r.class, r.count)).collect();
+    assert_eq!(
+        got,
+        [
+            ("k01", "k02", PartitionClass::Fresh, 2),
+            ("k03", "k03", PartitionClass::Failed, 1),
+            ("k04", "k13", PartitionClass::Running, 8),
+        ]
+    );
+
+    // Another code version makes every current materialization stale; an unknown keys hash
+    // leaves every fresh one with recorded keys for the caller to judge.
+    let classes = |runs: Vec<PartitionRun>| runs.into_iter().map(|r| (r.class, r.count)).collect::<Vec<_>>();
+    assert_eq!(
+        classes(store.partition_runs("a", "2", Some(&none_read), 100).await.unwrap()),
+        [
+            (PartitionClass::Stale, 2),
+            (PartitionClass::Failed, 1),
+            (PartitionClass::Running, 1),
+            (PartitionClass::Stale, 7),
+        ]
+    );
+    assert!(
+        classes(store.partition_runs("a", "1", None, 100).await.unwrap())
+            .iter()
+            .all(|(c, _)| !matches!(c, PartitionClass::Fresh))
+    );
+
+    // A changed input makes its reader stale.
+    store.record_materialization(&materialization(new_run(store).await, "up", "u1", "y", vec![])).await.unwrap();
+    let runs = store.partition_runs("a", "1", Some(&none_read), 100).await.unwrap();
+    assert_eq!((runs[4].first.as_str(), runs[4].last.as_str(), runs[4].class), ("k07", "k08", PartitionClass::Stale));
+
+    assert!(store.partition_runs("nothing", "1", None, 100).await.unwrap().is_empty());
+    assert_eq!(store.partition_count("nothing").await.unwrap(), 0);
+}
+
 async fn concurrent_writers_keep_staleness_counts_exact(store: &dyn LineageStore) {
     const NODES: [Node; 7] = [
         ("usage_snapshot", "h0", &[]),
@@ -2063,6 +2144,7 @@ macro_rules! lineage_store_tests {
 }
 
 lineage_store_tests!(
+    partition_runs_group_stored_partitions_by_class_in_key_order,
     every_transition_writes_its_lineage_event_with_it,
     a_run_that_fails_writes_one_alert_and_a_canceled_one_none,
     queue_depth_counts_what_waits_and_runs_by_pool_family,

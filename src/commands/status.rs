@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use engine::AssetId;
-use engine::status::{PartitionReport, PartitionStatus, StatusCounts};
+use engine::status::{AssetSummary, PartitionReport, PartitionStatus, StatusCounts, StatusRun};
 use serde::Serialize;
 use strum::IntoEnumIterator as _;
 
@@ -47,7 +47,7 @@ pub(crate) struct AssetRow {
     pub counts: StatusCounts,
     /// Every partition (or those asked for) in partition order, as runs of one status: a
     /// year of hours that is all missing is one range.
-    pub ranges: Vec<StatusRange>,
+    pub ranges: Vec<StatusRun>,
     /// The latest verdict of each check on each partition (those asked for), counted.
     pub checks: CheckCounts,
     /// Those latest verdicts that failed, as `checks` lists them (partition order).
@@ -87,48 +87,19 @@ impl CheckCounts {
 /// At most this many failed checks are listed per asset under the status table.
 const MAX_LISTED_CHECKS: usize = 5;
 
-/// A run of consecutive partitions with one status (`late` counts the late ones among them).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct StatusRange {
-    pub first: String,
-    pub last: String,
-    pub status: PartitionStatus,
-    pub count: usize,
-    #[serde(skip_serializing_if = "is_zero")]
-    pub late: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-/// Run-length ranges of partition reports, in their order.
-pub(crate) fn ranges(reports: &[PartitionReport]) -> Vec<StatusRange> {
-    let mut out: Vec<StatusRange> = Vec::new();
-    for r in reports {
-        let late = usize::from(r.late_since.is_some());
-        match out.last_mut() {
-            Some(last) if last.status == r.status && (last.late > 0) == (late > 0) => {
-                last.last.clone_from(&r.partition);
-                last.count += 1;
-                last.late += late;
-            }
-            _ => out.push(StatusRange {
-                first: r.partition.clone(),
-                last: r.partition.clone(),
-                status: r.status,
-                count: 1,
-                late,
-            }),
-        }
-    }
-    out
+/// What [`rows`] keeps of each partition besides the counts and the runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Detail {
+    /// The counts and the runs only (read as ranges where the store can).
+    Summary,
+    /// Every partition's report too ([`AssetRow::reports`], the web view's grid).
+    Reports,
 }
 
 pub async fn status(app: &App, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
     let selected = select(app, &args.selection)?;
     let spec = partition_spec(&args.partitions);
-    let out = rows(app, &selected, &spec).await?;
+    let out = rows(app, &selected, &spec, Detail::Summary).await?;
     if args.json {
         print_json(&out)?;
         return Ok(ExitStatus::Success);
@@ -142,6 +113,7 @@ pub(crate) async fn rows(
     app: &App,
     selected: &std::collections::BTreeSet<AssetId>,
     spec: &engine::PartitionSpec,
+    detail: Detail,
 ) -> anyhow::Result<Vec<AssetRow>> {
     let graph = app.defs.graph();
     let ctx = app.partitions_context().await?;
@@ -156,12 +128,18 @@ pub(crate) async fn rows(
     for &id in graph.topo_order().iter().filter(|id| selected.contains(id)) {
         let def = graph.asset(id);
         let keys = keys_of.get(&id).map(Vec::as_slice);
-        let status = engine::status::asset_status(&*app.store, graph, id, keys, &ctx).await?;
-        let (strip, strip_keys) = strip_of(&status.partitions, def.partitions.is_some());
+        // Every partition's report only where one is needed: listed, or for the web view's grid.
+        let (summary, reports) = if listing || detail == Detail::Reports {
+            let status = engine::status::asset_status(&*app.store, graph, id, keys, &ctx).await?;
+            (AssetSummary::of_status(&status), status.partitions)
+        } else {
+            (engine::status::asset_summary(&*app.store, graph, id, &ctx).await?, Vec::new())
+        };
+        let (strip, strip_keys) = strip_of(&summary, def.partitions.is_some());
         // Versions, times and errors only where they are shown: the listed partitions.
         let mut listed = Vec::new();
         if listing {
-            let shown: Vec<&PartitionReport> = status.partitions.iter().take(MAX_LISTED).collect();
+            let shown: Vec<&PartitionReport> = reports.iter().take(MAX_LISTED).collect();
             let wanted: Vec<(String, String)> =
                 shown.iter().map(|p| (def.key.to_string(), p.partition.clone())).collect();
             let states = app.store.partition_states_of(&wanted).await?;
@@ -203,15 +181,15 @@ pub(crate) async fn rows(
         out.push(AssetRow {
             asset: def.key.to_string(),
             partitions: def.partitions.as_ref().map(engine::PartitionsDef::describe),
-            status: status.counts.overall(),
-            counts: status.counts,
-            ranges: ranges(&status.partitions),
+            status: summary.counts.overall(),
+            counts: summary.counts,
+            ranges: summary.runs,
             checks,
             failed_check_results: verdicts,
             partitions_listed: listed,
             strip,
             strip_keys,
-            reports: status.partitions,
+            reports,
         });
     }
     Ok(out)
@@ -220,15 +198,17 @@ pub(crate) async fn rows(
 /// The strip's partitions and its first and last key (none for an unpartitioned asset): the
 /// `STRIP` latest, or, when the latest data is further back than that, the `STRIP` ending at the
 /// last partition that is not missing, so a new deployment's first days are what it shows.
-fn strip_of(reports: &[PartitionReport], partitioned: bool) -> (Vec<PartitionStatus>, Option<(String, String)>) {
-    let data_end = reports.iter().rposition(|p| p.status != PartitionStatus::Missing).map_or(reports.len(), |i| i + 1);
-    let end = if data_end + STRIP >= reports.len() { reports.len() } else { data_end };
-    let shown = &reports[end.saturating_sub(STRIP)..end];
-    let keys = match (partitioned, shown.first(), shown.last()) {
-        (true, Some(first), Some(last)) => Some((first.partition.clone(), last.partition.clone())),
+fn strip_of(summary: &AssetSummary, partitioned: bool) -> (Vec<PartitionStatus>, Option<(String, String)>) {
+    let n = summary.counts.partitions;
+    let data_end =
+        summary.runs.iter().rev().find(|r| r.status != PartitionStatus::Missing).map_or(n, |r| r.start + r.count);
+    let end = if data_end + STRIP >= n { n } else { data_end };
+    let begin = end.saturating_sub(STRIP);
+    let keys = match (partitioned, end > begin) {
+        (true, true) => summary.key_at(begin).zip(summary.key_at(end - 1)),
         _ => None,
     };
-    (shown.iter().map(|p| p.status).collect(), keys)
+    (summary.statuses(begin..end), keys)
 }
 
 /// Whether stdout gets colour: a terminal, and `NO_COLOR` unset or empty (no-color.org).

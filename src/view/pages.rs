@@ -127,7 +127,13 @@ pub(crate) async fn home(State(app): State<Shared>, Query(q): Query<SelectQuery>
         Ok(ids) => (ids, None),
         Err(e) => (BTreeSet::new(), Some(e.to_string())),
     };
-    let rows = crate::commands::status::rows(&app, &ids, &engine::PartitionSpec::None).await?;
+    let rows = crate::commands::status::rows(
+        &app,
+        &ids,
+        &engine::PartitionSpec::None,
+        crate::commands::status::Detail::Summary,
+    )
+    .await?;
     let counts = rows
         .iter()
         .filter_map(|r| graph.lookup(&r.asset).ok().map(|id| (id, r.counts)))
@@ -191,7 +197,14 @@ pub(crate) async fn asset(State(app): State<Shared>, Path(key): Path<String>) ->
     let id = lookup(&app, &key)?;
     let def = graph.asset(id);
     let key = def.key.to_string();
-    let row = crate::commands::status::rows(&app, &BTreeSet::from([id]), &engine::PartitionSpec::None).await?.remove(0);
+    let row = crate::commands::status::rows(
+        &app,
+        &BTreeSet::from([id]),
+        &engine::PartitionSpec::None,
+        crate::commands::status::Detail::Reports,
+    )
+    .await?
+    .remove(0);
     let history = app.store.history(&key, None, None, 50).await?;
     let checks = app.store.check_results(&key, None, None, 20).await?;
     let conditions: Vec<String> =

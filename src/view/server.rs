@@ -210,7 +210,13 @@ async fn api_status(State(app): State<Shared>, q: Result<Query<SelectQuery>, Que
     let Query(q) = q.map_err(|e| WebError::bad_request(e.body_text()).api())?;
     let run = async {
         let selected = crate::commands::select(&app, q.select.as_deref().unwrap_or("*"))?;
-        crate::commands::status::rows(&app, &selected, &engine::PartitionSpec::None).await
+        crate::commands::status::rows(
+            &app,
+            &selected,
+            &engine::PartitionSpec::None,
+            crate::commands::status::Detail::Summary,
+        )
+        .await
     };
     let rows = run.await.map_err(|e| WebError::from(e).api())?;
     Ok(axum::Json(rows).into_response())

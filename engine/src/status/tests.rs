@@ -235,3 +235,126 @@ async fn the_whole_asset_is_late_only_from_its_first_attempted_partition() {
     );
     assert_eq!(status.counts.late, 1);
 }
+
+/// Hours due six hours after each ends; another asset of hours under a maximum lag.
+fn hourly_defs() -> Definitions {
+    Definitions::new(vec![
+        noop(
+            asset("hours")
+                .partitions(PartitionsDef::hourly("2025-12-01"))
+                .freshness(FreshnessPolicy::AfterWindowEnd(Duration::from_secs(6 * 3600))),
+        ),
+        noop(
+            asset("lagged")
+                .partitions(PartitionsDef::hourly("2025-12-01"))
+                .freshness(FreshnessPolicy::MaxLag(Duration::from_secs(3600))),
+        ),
+        noop(asset("alternating").partitions(PartitionsDef::hourly("2025-12-01"))),
+    ])
+    .unwrap()
+}
+
+/// The summary of `asset` read as ranges agrees with the one of every partition's report
+/// (counts, runs, each position's status and key); returns whether the ranges stood for their
+/// partitions (the ranged path was taken).
+async fn check_summary(store: &dyn LineageStore, defs: &Definitions, asset: &str) -> bool {
+    let graph = defs.graph();
+    let id = graph.lookup(asset).unwrap();
+    let ctx = PartitionsContext::at(now());
+    let per_partition = AssetSummary::of_status(&asset_status(store, graph, id, None, &ctx).await.unwrap());
+    let summary = asset_summary(store, graph, id, &ctx).await.unwrap();
+    assert_eq!(summary.counts, per_partition.counts, "{asset}");
+    assert_eq!(summary.runs, per_partition.runs, "{asset}");
+    let n = summary.counts.partitions;
+    assert_eq!(summary.statuses(0..n), per_partition.statuses(0..n));
+    assert_eq!(summary.statuses(n - 48..n), per_partition.statuses(n - 48..n));
+    for i in [0, 1, n / 2, n - 1, n] {
+        assert_eq!(summary.key_at(i), per_partition.key_at(i), "{asset} key {i}");
+    }
+    let def = graph.asset(id);
+    let tw = def.partitions.as_ref().and_then(PartitionsDef::as_time_window).unwrap();
+    let runs = store
+        .partition_runs(asset, &def.code_version, no_upstream_keys_hash(graph, id).as_deref(), 1000)
+        .await
+        .unwrap();
+    summary_of_runs(graph, id, tw, &runs, None, &ctx).is_some()
+}
+
+#[tokio::test]
+async fn ranged_and_per_partition_summaries_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap();
+    let defs = hourly_defs();
+    let hour = |i: i64| PartitionsDef::hourly("2025-12-01").as_time_window().unwrap().key(i);
+    let run = new_run(&store).await;
+    // 108 hours up to 2025-12-05 12:00. Never run before hour 10 (history, not late); then
+    // materialized, failed (20), a gap (25), stale by code (26-28), running (29), and missing
+    // from 100 on (100 is past its deadline, the rest are not yet).
+    let mut batch = Vec::new();
+    for i in (10..20).chain(21..25).chain(26..29).chain(30..100) {
+        let mut m = materialization(run, "hours", &hour(i), "v", vec![]);
+        if (26..29).contains(&i) {
+            m.code_version = "0".into();
+        }
+        batch.push(m);
+    }
+    store.record_materializations(&batch).await.unwrap();
+    let failed = claim(&store, "hours", &hour(20)).await;
+    let attempt = FailedAttempt {
+        id: failed.id,
+        attempt: failed.attempt,
+        error: "boom".into(),
+        retry_at: None,
+        checks: Vec::new(),
+        messages: Vec::new(),
+    };
+    store.fail_request("w", &attempt, now()).await.unwrap();
+    claim(&store, "hours", &hour(29)).await;
+    assert!(check_summary(&store, &defs, "hours").await, "read as ranges");
+    let graph = defs.graph();
+    let summary =
+        asset_summary(&store, graph, graph.lookup("hours").unwrap(), &PartitionsContext::at(now())).await.unwrap();
+    let shown: Vec<(String, PartitionStatus, usize, usize)> =
+        summary.runs.iter().map(|r| (r.first.clone(), r.status, r.count, r.late)).collect();
+    let run_of = |first: i64, status, count, late| (hour(first), status, count, late);
+    use PartitionStatus as S;
+    assert_eq!(
+        shown,
+        [
+            run_of(0, S::Missing, 10, 0),
+            run_of(10, S::Materialized, 10, 0),
+            run_of(20, S::Failed, 1, 1),
+            run_of(21, S::Materialized, 4, 0),
+            run_of(25, S::Missing, 1, 1),
+            run_of(26, S::Stale, 3, 0),
+            run_of(29, S::InProgress, 1, 1),
+            run_of(30, S::Materialized, 70, 0),
+            run_of(100, S::Missing, 1, 1),
+            run_of(101, S::Missing, 7, 0),
+        ]
+    );
+
+    // A partition the store never saw inside a run of one class: only the keys can say where,
+    // so the summary comes from every partition's report, and still agrees.
+    store.wipe("hours", Some(&[hour(50)]), now()).await.unwrap();
+    assert!(!check_summary(&store, &defs, "hours").await, "a gap inside a run falls back");
+
+    // Under a maximum lag, only the latest partition can be late.
+    let lagged: Vec<NewMaterialization> =
+        (0..107).map(|i| materialization(run, "lagged", &hour(i), "v", vec![])).collect();
+    store.record_materializations(&lagged).await.unwrap();
+    assert!(check_summary(&store, &defs, "lagged").await);
+    store.record_materialization(&materialization(run, "lagged", &hour(107), "v", vec![])).await.unwrap();
+    assert!(check_summary(&store, &defs, "lagged").await);
+
+    // More runs than one per 16 partitions (and 64): rows are cheaper, and agree.
+    let alternating: Vec<NewMaterialization> = (0..108)
+        .map(|i| {
+            let mut m = materialization(run, "alternating", &hour(i), "v", vec![]);
+            m.code_version = if i % 2 == 0 { "1" } else { "0" }.into();
+            m
+        })
+        .collect();
+    store.record_materializations(&alternating).await.unwrap();
+    check_summary(&store, &defs, "alternating").await;
+}

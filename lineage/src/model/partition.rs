@@ -88,6 +88,57 @@ pub struct PartitionSummary {
     pub input_keys_hash: Option<String>,
 }
 
+/// What a partition's stored state says of it, as far as the store can judge: the classes a run
+/// of [`PartitionRun`]s groups by. A class of its own, `unverified`, is a current materialization
+/// that only the definitions can judge (it read other keys than the ones the caller knows).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum PartitionClass {
+    /// Its latest attempt materialized but there is no current materialization (wiped).
+    Missing,
+    /// A current materialization with the code version asked about, no changed input, and the
+    /// keys asked about (or none recorded, or no code version recorded).
+    Fresh,
+    /// A current materialization of another code version, or with changed inputs.
+    Stale,
+    /// A current materialization otherwise fresh whose recorded input keys are not the ones the
+    /// caller knows: whether its dependencies changed is for the definitions to say.
+    Unverified,
+    /// Its latest attempt failed.
+    Failed,
+    /// A step is running it now.
+    Running,
+}
+
+/// Consecutive stored partitions of an asset, in the database's order of partition keys, of one
+/// [`PartitionClass`]: `count` rows from `first` to `last`. Consecutive among the stored rows:
+/// partitions the store never saw between two rows do not break a run (the caller, who knows
+/// the definition's keys, finds them from the count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRun {
+    /// The first partition key of the run.
+    pub first: String,
+    /// The last partition key of the run.
+    pub last: String,
+    /// What the store says of each partition of the run.
+    pub class: PartitionClass,
+    /// How many stored partitions the run holds.
+    pub count: i64,
+}
+
 /// What `wipe` removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct WipeOutcome {
