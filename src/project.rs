@@ -195,25 +195,28 @@ impl Project {
     /// code (0 success, 1 a run failed, 2 bad input or definitions, 130 canceled).
     pub fn main(self) -> ExitCode {
         exit_quietly_on_broken_pipe();
-        let mut command = Cli::command().name(self.name).bin_name(self.name);
-        for s in &self.settings {
-            // Settings live as long as the process: leaking the flag's name is how clap takes one.
-            let long: &'static str = Box::leak(s.key().replace('_', "-").into_boxed_str());
-            command = command.arg(
-                clap::Arg::new(s.name).long(long).env(s.name).hide_env_values(true).hide(true).value_name("VALUE"),
-            );
-        }
-        for (c, _) in &self.commands {
-            command = command.subcommand(c.clone());
-        }
-        let command = crate::cli::grouped_help(command, self.name, &self.settings);
-        let mut for_completions = command.clone();
-        let matches = command.get_matches();
+        // Made again for `completions` rather than cloned before parsing: the clone cost every
+        // start a million instructions (BENCHMARKS.md), and completions want an unparsed command.
+        let command = || {
+            let mut command = Cli::command().name(self.name).bin_name(self.name);
+            for s in &self.settings {
+                // Settings live as long as the process: leaking the flag's name is how clap takes one.
+                let long: &'static str = Box::leak(s.key().replace('_', "-").into_boxed_str());
+                command = command.arg(
+                    clap::Arg::new(s.name).long(long).env(s.name).hide_env_values(true).hide(true).value_name("VALUE"),
+                );
+            }
+            for (c, _) in &self.commands {
+                command = command.subcommand(c.clone());
+            }
+            crate::cli::grouped_help(command, self.name, &self.settings)
+        };
+        let matches = command().get_matches();
         let json = wants_json(&matches);
         if let Some(("completions", sub)) = matches.subcommand()
             && let Some(shell) = sub.get_one::<clap_complete::Shell>("shell")
         {
-            clap_complete::generate(*shell, &mut for_completions, self.name, &mut std::io::stdout());
+            clap_complete::generate(*shell, &mut command(), self.name, &mut std::io::stdout());
             return ExitCode::SUCCESS;
         }
         let given = self

@@ -255,6 +255,39 @@ async fn many_first_opens_at_once_migrate_once() {
     }
 }
 
+/// Opening skips the migrator when every migration is applied as embedded, but a changed or a
+/// dirty migration is still refused at open, as the migrator refuses it.
+#[tokio::test]
+async fn an_open_checks_every_applied_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lineage.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let mut conn = store.pool().acquire().await.unwrap();
+    assert!(crate::migrations_current(&mut conn, &crate::sqlite::MIGRATOR).await, "a fresh store is current");
+    let first = crate::sqlite::MIGRATOR.iter().next().unwrap().version;
+    let set = |sql: &'static str| sqlx::query(sql).bind(first);
+    set("UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = $1").execute(&mut *conn).await.unwrap();
+    assert!(!crate::migrations_current(&mut conn, &crate::sqlite::MIGRATOR).await);
+    drop(conn);
+    store.pool().close().await;
+    drop(store);
+    let err = SqliteStore::open(&path).await.expect_err("a changed migration is refused");
+    assert!(matches!(err, Error::Migrate(sqlx::migrate::MigrateError::VersionMismatch(v)) if v == first), "{err:?}");
+
+    let checksum = crate::sqlite::MIGRATOR.iter().next().unwrap().checksum.to_vec();
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = $2, success = false WHERE version = $1")
+        .bind(first)
+        .bind(checksum)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::Connection::close(conn).await.unwrap();
+    let err = SqliteStore::open(&path).await.expect_err("a dirty migration is refused");
+    assert!(matches!(err, Error::Migrate(sqlx::migrate::MigrateError::Dirty(v)) if v == first), "{err:?}");
+}
+
 #[test]
 fn a_special_scheme_without_slashes_is_still_a_url() {
     // Found by the redact_url fuzz target: WHATWG parsers read these as userinfo.

@@ -66,7 +66,9 @@ impl SqliteAppDb {
             .expect("lock task does not panic")
             .map_err(io)?;
         let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
-        MIGRATOR.run(&pool).await?;
+        if !lineage::migrations_current(&mut *pool.acquire().await?, &MIGRATOR).await {
+            MIGRATOR.run(&pool).await?;
+        }
         drop(lock);
         Ok(SqliteAppDb { pool, shown: format!("sqlite://{}", path.display()) })
     }
