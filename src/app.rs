@@ -47,6 +47,11 @@ impl App {
         Ok(PartitionsContext::load(&*self.store, self.defs.graph(), None, self.clock.now()).await?)
     }
 
+    /// The partitions context now, with the keys of the dynamic definitions `assets` use only.
+    pub async fn partitions_context_of(&self, assets: &[AssetId]) -> anyhow::Result<PartitionsContext> {
+        Ok(PartitionsContext::load(&*self.store, self.defs.graph(), Some(assets), self.clock.now()).await?)
+    }
+
     /// Which partitions of `assets` are materialized, for the planner.
     pub async fn snapshot(&self, assets: impl IntoIterator<Item = AssetId>) -> anyhow::Result<LineageSnapshot> {
         Ok(engine::backfill::CellStates::load(&*self.store, self.defs.graph(), assets).await?.snapshot())

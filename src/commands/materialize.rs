@@ -19,18 +19,21 @@ const MAX_LISTED_STEPS: usize = 40;
 pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<ExitStatus> {
     let graph = app.defs.graph();
     let selected = select(app, &args.selection)?;
-    let ctx = app.partitions_context().await?;
+    // Planning reads the selection and its upstream, never other assets: only their dynamic
+    // definitions' keys are loaded (a statement each).
+    let upstream = graph.upstream_closure(&selected, None);
+    let ctx = app.partitions_context_of(&upstream.iter().copied().collect::<Vec<_>>()).await?;
     let targets = engine::plan::targets(graph, &selected, &partition_spec(&args.partitions), &ctx)
         .map_err(|e| user_error(e.to_string()))?;
     let (plan, skipped) = if args.stale {
         // The backfill planner's `stale` policy: one definition of stale everywhere.
-        let states = CellStates::load(&*app.store, graph, graph.upstream_closure(&selected, None)).await?;
+        let states = CellStates::load(&*app.store, graph, upstream).await?;
         let bf = engine::backfill::plan_backfill(graph, &targets, &states, BackfillPolicy::Stale, &ctx)
             .map_err(|e| user_error(e.to_string()))?;
         let skipped = bf.assets.iter().flat_map(|a| &a.skipped).map(|(_, keys)| keys.len()).sum::<usize>();
         (bf.plan, Some(skipped))
     } else {
-        let snapshot = app.snapshot(graph.upstream_closure(&selected, None)).await?;
+        let snapshot = app.snapshot(upstream).await?;
         let plan =
             engine::plan::plan(graph, &targets, &snapshot, &ctx, PlanOptions { with_upstream: args.with_upstream })
                 .map_err(|e| user_error(e.to_string()))?;
