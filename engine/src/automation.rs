@@ -408,20 +408,7 @@ pub async fn schedule_tick(
 ) -> Result<(NewTick, Vec<(String, String)>, Option<String>), lineage::Error> {
     let graph = exec.defs.graph();
     let now = exec.clock.now();
-    let base = |status: TickStatus, message: String| NewTick {
-        instigator: sched.name.clone(),
-        tick_time: tick,
-        status,
-        message,
-        cursor: None,
-        dynamic_partitions: Vec::new(),
-        run: None,
-        requests: Vec::new(),
-        edges: Vec::new(),
-        evaluations: Vec::new(),
-        min_interval: None,
-        created_at: now,
-    };
+    let base = |status: TickStatus, message: String| NewTick::empty(&sched.name, tick, status, message, now);
     let selected = match crate::selection::resolve(graph, &sched.selection) {
         Ok(s) => s,
         Err(e) => return Ok((base(TickStatus::Failed, e.to_string()), Vec::new(), None)),
@@ -540,18 +527,8 @@ pub async fn sensor_tick(
 
 fn empty_sensor_tick(sensor: &SensorDef, now: DateTime<Utc>) -> NewTick {
     NewTick {
-        instigator: sensor.name.clone(),
-        tick_time: now,
-        status: TickStatus::Skipped,
-        message: String::new(),
-        cursor: None,
-        dynamic_partitions: Vec::new(),
-        run: None,
-        requests: Vec::new(),
-        edges: Vec::new(),
-        evaluations: Vec::new(),
         min_interval: chrono::Duration::from_std(sensor.min_interval).ok(),
-        created_at: now,
+        ..NewTick::empty(&sensor.name, now, TickStatus::Skipped, "", now)
     }
 }
 

@@ -1486,18 +1486,9 @@ async fn a_tick_is_recorded_once_with_its_requests_and_cursor(store: &dyn Lineag
 async fn a_sensors_minimum_interval_holds_across_daemons(store: &dyn LineageStore) {
     store.ensure_instigators(&[("watch".into(), InstigatorKind::Sensor)], t(0)).await.unwrap();
     let tick = |at: chrono::DateTime<chrono::Utc>| NewTick {
-        instigator: "watch".into(),
-        tick_time: at,
-        status: TickStatus::Skipped,
-        message: "nothing to request".into(),
         cursor: Some((None, None)),
-        dynamic_partitions: vec![],
-        run: None,
-        requests: vec![],
-        edges: vec![],
-        evaluations: vec![],
         min_interval: Some(chrono::Duration::seconds(30)),
-        created_at: at,
+        ..NewTick::empty("watch", at, TickStatus::Skipped, "nothing to request", at)
     };
     let (a, b) = (tick(t(100)), tick(t(100) + chrono::Duration::milliseconds(5)));
     let (ra, rb) = tokio::join!(store.commit_tick(&a), store.commit_tick(&b));
@@ -1991,20 +1982,7 @@ async fn sqlite_wakes_the_idle_workers_of_its_own_process() {
 
 /// A tick of `instigator` at `at` that requested nothing.
 fn skipped_tick(instigator: &str, at: i64) -> NewTick {
-    NewTick {
-        instigator: instigator.into(),
-        tick_time: t(at),
-        status: TickStatus::Skipped,
-        message: "nothing to do".into(),
-        cursor: None,
-        dynamic_partitions: vec![],
-        run: None,
-        requests: vec![],
-        edges: vec![],
-        evaluations: vec![],
-        min_interval: None,
-        created_at: t(at),
-    }
+    NewTick::empty(instigator, t(at), TickStatus::Skipped, "nothing to do", t(at))
 }
 
 /// Rows of each pruned table a test can read back through the store.

@@ -21,20 +21,7 @@ fn an_age_is_whole_days_or_hours() {
 
 /// A schedule's tick at `hours`, requesting nothing.
 fn tick(hours: i64) -> NewTick {
-    NewTick {
-        instigator: "hourly".into(),
-        tick_time: at(hours),
-        status: TickStatus::Skipped,
-        message: String::new(),
-        cursor: None,
-        dynamic_partitions: vec![],
-        run: None,
-        requests: vec![],
-        edges: vec![],
-        evaluations: vec![],
-        min_interval: None,
-        created_at: at(hours),
-    }
+    NewTick::empty("hourly", at(hours), TickStatus::Skipped, "", at(hours))
 }
 
 #[tokio::test]

@@ -148,6 +148,34 @@ pub struct NewTick {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewTick {
+    /// A tick of `instigator` at `tick_time` that requested nothing, created at `created_at`:
+    /// no run, requests, cursor change, dynamic partitions, evaluations or minimum interval
+    /// (set the fields that differ with struct-update syntax).
+    pub fn empty(
+        instigator: impl Into<String>,
+        tick_time: DateTime<Utc>,
+        status: TickStatus,
+        message: impl Into<String>,
+        created_at: DateTime<Utc>,
+    ) -> NewTick {
+        NewTick {
+            instigator: instigator.into(),
+            tick_time,
+            status,
+            message: message.into(),
+            cursor: None,
+            dynamic_partitions: Vec::new(),
+            run: None,
+            requests: Vec::new(),
+            edges: Vec::new(),
+            evaluations: Vec::new(),
+            min_interval: None,
+            created_at,
+        }
+    }
+}
+
 /// One evaluation of an asset's automation condition for one partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewConditionEvaluation {
