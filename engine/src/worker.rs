@@ -274,7 +274,10 @@ pub async fn run_worker(
             () = tokio::time::sleep(retry_due.map_or(poll, |due| due.saturating_duration_since(Instant::now()).min(poll))) => {
                 retry_due = None;
             }
-            _ = cancel.cancelled(), if !cancel.is_cancelled() => {}
+            // Enabled once canceled too while nothing is held: a cancel that lands between the
+            // check above and this select would otherwise leave the worker asleep for `poll`.
+            // (Disabled while steps are held: their tokens are canceled, so they finish soon.)
+            _ = cancel.cancelled(), if held.is_empty() || !cancel.is_cancelled() => {}
         }
 
         let now = config.queue_clock.now();
