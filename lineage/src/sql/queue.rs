@@ -92,12 +92,15 @@ const FINISH_RUN: &str = "UPDATE runs SET \
 /// looks. Without the lock, two workers completing a run's last two requests at once (on
 /// PostgreSQL, each statement seeing only committed rows) each saw the other's request still
 /// running, and the run stayed `running` forever with every request succeeded; with it, the
-/// second one to lock starts its check after the first committed, and finishes the run.
+/// second one to lock starts its check after the first committed, and finishes the run. (On
+/// SQLite the transaction already holds the single writer lock: no statement to send.)
 pub(super) async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>) -> Result<()> {
-    let _: Option<String> = sqlx::query_scalar(concatcp!("SELECT id FROM runs WHERE id = $1", db::LOCK_ROW))
-        .bind(run)
-        .fetch_optional(&mut *tx)
-        .await?;
+    if !db::LOCK_ROW.is_empty() {
+        let _: Option<String> = sqlx::query_scalar(concatcp!("SELECT id FROM runs WHERE id = $1", db::LOCK_ROW))
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await?;
+    }
     let ended: Option<(String, bool)> = sqlx::query_as(FINISH_RUN).bind(run).bind(now).fetch_optional(&mut *tx).await?;
     if let Some((status, started)) = ended {
         let event = outbox::run_ended(run, &status, started, now);
@@ -753,6 +756,7 @@ impl RequestQueue for db::Store {
         }
         let mut tx = self.begin_write().await?;
         let mut runs = BTreeSet::new();
+        let mut waiting_runs = BTreeSet::new();
         let mut announced = false;
         // A constant number of statements per chunk, whatever its size (group commit).
         for (chunk_idx, chunk) in completions.chunks(COMPLETIONS_PER_STATEMENT).enumerate() {
@@ -843,15 +847,22 @@ impl RequestQueue for db::Store {
             for id in &held_ids {
                 list.push_bind(id.as_str());
             }
-            q.push(") GROUP BY downstream_request_id) AS d WHERE r.id = d.id RETURNING state");
-            let unblocked: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-            if unblocked.iter().any(|state| state == "available") && !announced {
+            q.push(") GROUP BY downstream_request_id) AS d WHERE r.id = d.id RETURNING state, run_id");
+            let downstream: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            if downstream.iter().any(|(state, _)| state == "available") && !announced {
                 announce_work(&mut tx).await?;
                 announced = true;
             }
+            // A run with a request still waiting cannot end now (nothing later in this
+            // transaction finishes one): its `finish_run` would change nothing, so it is not sent.
+            for (state, run) in downstream {
+                if state == "blocked" || state == "available" {
+                    waiting_runs.insert(run);
+                }
+            }
         }
-        for run in runs {
-            finish_run(&mut tx, &run, now).await?;
+        for run in runs.difference(&waiting_runs) {
+            finish_run(&mut tx, run, now).await?;
         }
         tx.commit().await?;
         // Only when work became claimable: a worker's loop runs again after its own completions
