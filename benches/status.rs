@@ -26,8 +26,23 @@ fn robo(home: &std::path::Path, args: &[&str]) -> Duration {
 
 /// Runs `bin` with `args` as a process, start to exit; its time and stdout.
 fn run(bin: &str, home: &std::path::Path, now: &str, args: &[&str]) -> (Duration, String) {
+    run_on(bin, home, None, now, args)
+}
+
+/// [`run`] with the lineage store at `lineage_url` (PostgreSQL) instead of the home's SQLite file.
+fn run_on(
+    bin: &str,
+    home: &std::path::Path,
+    lineage_url: Option<&str>,
+    now: &str,
+    args: &[&str],
+) -> (Duration, String) {
     let started = Instant::now();
-    let out = Command::new(bin)
+    let mut command = Command::new(bin);
+    if let Some(url) = lineage_url {
+        command.env("ROBO_ASSETS_LINEAGE_URL", url);
+    }
+    let out = command
         .args(args)
         .env("ROBO_ASSETS_HOME", home)
         .env("ROBO_ASSETS_NOW", now)
@@ -165,7 +180,9 @@ async fn record_one(db: &std::path::Path) {
 
 /// `status` of one asset with `n` hourly partitions: 2025-01-01 plus `n` hours is "now", so the
 /// definition has exactly `n`. All are materialized but a stale block (1 % of them, of another
-/// code version, in the middle) and the latest 0.5 %, missing: a handful of ranges.
+/// code version, in the middle) and the latest 0.5 %, missing: a handful of ranges. On SQLite,
+/// and on PostgreSQL too when `ROBO_ASSETS_BENCH_PG_URL` names a server (a fresh database per
+/// size, dropped after).
 async fn scale() {
     let sizes: Vec<usize> = std::env::var("STATUS_BENCH_SIZES")
         .unwrap_or_else(|_| "100000,1000000".to_owned())
@@ -173,45 +190,82 @@ async fn scale() {
         .map(|n| n.trim().parse().unwrap())
         .collect();
     let baseline = std::env::var("STATUS_BENCH_BASELINE").ok();
+    let pg = std::env::var("ROBO_ASSETS_BENCH_PG_URL").ok();
     let this = env!("CARGO_BIN_EXE_robo-assets");
     let dir = tempfile::tempdir().unwrap();
     for n in sizes {
-        let home = dir.path().join(format!("home-{n}"));
-        let start = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap().to_utc();
-        let now = (start + chrono::Duration::hours(n as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let args = ["status", "usage_snapshot"];
-        run(this, &home, &now, &args); // creates the stores
-        let started = Instant::now();
-        write_hours(&home.join("lineage.db"), start, n).await;
-        println!("set-up: {n} partitions of usage_snapshot written in {:.2?} (now = {now})", started.elapsed());
-        let times = if n >= 1_000_000 { 5 } else { 10 };
-        let (_, expected) = run(this, &home, &now, &args);
-        let mut bins = vec![("this build", this.to_owned())];
-        bins.extend(baseline.iter().map(|b| ("baseline", b.clone())));
-        for (name, bin) in bins {
-            let mut runs = Vec::new();
-            for _ in 0..times {
-                let (took, out) = run(&bin, &home, &now, &args);
-                assert_eq!(out, expected, "{name}: the same output");
-                runs.push(took);
+        for backend in ["SQLite", "PostgreSQL"] {
+            let home = dir.path().join(format!("home-{n}-{backend}"));
+            let start = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap().to_utc();
+            let now = (start + chrono::Duration::hours(n as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let args = ["status", "usage_snapshot"];
+            let (url, admin) = match (backend, &pg) {
+                ("SQLite", _) => (None, None),
+                (_, Some(server)) => {
+                    use sqlx::{Connection, Executor as _};
+                    let admin: sqlx::postgres::PgConnectOptions = server.parse().unwrap();
+                    let mut conn = sqlx::PgConnection::connect_with(&admin).await.unwrap();
+                    let db = format!("robo_bench_status_{:08x}", fastrand::u32(..));
+                    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.unwrap();
+                    // The server's URL with this database (a URL without query parameters).
+                    let url = format!("{}/{db}", server.rsplit_once('/').unwrap().0);
+                    (Some(url), Some((conn, db)))
+                }
+                _ => {
+                    println!(
+                        "PostgreSQL skipped: set ROBO_ASSETS_BENCH_PG_URL=postgres://postgres@127.0.0.1:5432/postgres"
+                    );
+                    continue;
+                }
+            };
+            run_on(this, &home, url.as_deref(), &now, &args); // creates the stores
+            let started = Instant::now();
+            match &url {
+                None => {
+                    write_hours(&lineage::SqliteStore::open(&home.join("lineage.db")).await.unwrap(), start, n).await
+                }
+                Some(url) => {
+                    let store = lineage::PgStore::connect(url).await.unwrap();
+                    write_hours(&store, start, n).await;
+                    store.pool().close().await;
+                }
             }
-            runs.sort();
-            let mean = runs.iter().sum::<Duration>() / runs.len() as u32;
             println!(
-                "{name:<10} robo-assets status usage_snapshot ({n} partitions)  mean {mean:>9.2?}  min {:>9.2?}  max {:>9.2?}  ({times} runs)",
-                runs[0],
-                runs[runs.len() - 1]
+                "set-up: {n} partitions of usage_snapshot written to {backend} in {:.2?} (now = {now})",
+                started.elapsed()
             );
+            let times = if n >= 1_000_000 { 5 } else { 10 };
+            let (_, expected) = run_on(this, &home, url.as_deref(), &now, &args);
+            let mut bins = vec![("this build", this.to_owned())];
+            bins.extend(baseline.iter().map(|b| ("baseline", b.clone())));
+            for (name, bin) in bins {
+                let mut runs = Vec::new();
+                for _ in 0..times {
+                    let (took, out) = run_on(&bin, &home, url.as_deref(), &now, &args);
+                    assert_eq!(out, expected, "{name}: the same output");
+                    runs.push(took);
+                }
+                runs.sort();
+                let mean = runs.iter().sum::<Duration>() / runs.len() as u32;
+                println!(
+                    "{name:<10} {backend:<10} robo-assets status usage_snapshot ({n} partitions)  mean {mean:>9.2?}  min {:>9.2?}  max {:>9.2?}  ({times} runs)",
+                    runs[0],
+                    runs[runs.len() - 1]
+                );
+            }
+            print!("{expected}");
+            if let Some((mut conn, db)) = admin {
+                use sqlx::Executor as _;
+                conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).await.unwrap();
+            }
         }
-        print!("{expected}");
     }
 }
 
 /// Writes hours `0..n` of `usage_snapshot` (see [`scale`]) through `record_materializations`, in
 /// batches of 10,000.
-async fn write_hours(db: &std::path::Path, start: chrono::DateTime<chrono::Utc>, n: usize) {
-    use lineage::{LineageStore, NewMaterialization, NewRun, RunId};
-    let store = lineage::SqliteStore::open(db).await.unwrap();
+async fn write_hours(store: &dyn lineage::LineageStore, start: chrono::DateTime<chrono::Utc>, n: usize) {
+    use lineage::{NewMaterialization, NewRun, RunId};
     let run = RunId::new();
     let at = chrono::Utc::now();
     store
