@@ -16,6 +16,8 @@ use crate::{Error, Result, redact_url};
 
 /// What the shared SQL (`sql/`) needs to know about PostgreSQL.
 mod dialect {
+    /// The sqlx database.
+    pub(super) type Db = sqlx::Postgres;
     /// A connection (a transaction derefs to one).
     pub(super) type Conn = sqlx::PgConnection;
     /// The store the shared methods are implemented for.
@@ -48,6 +50,8 @@ mod dialect {
     /// Tells every listening worker process that work may be claimable, when the transaction
     /// commits (PostgreSQL sends one notification per transaction and channel).
     pub(super) const NOTIFY_WORK: Option<&str> = Some("SELECT pg_notify('robo_assets_work', '')");
+    /// Writes go one statement per call: the extended protocol prepares one statement at a time.
+    pub(super) const ONE_CALL_WRITES: bool = false;
     /// Around the claim's `UPDATE … RETURNING`: the same statement writes each claimed attempt's
     /// lineage START (a data-modifying CTE: no second round trip).
     pub(super) const CLAIM_WITH_OUTBOX: Option<(&str, &str)> = Some((

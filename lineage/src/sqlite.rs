@@ -15,6 +15,8 @@ use crate::{Error, Result};
 
 /// What the shared SQL (`sql/`) needs to know about SQLite.
 mod dialect {
+    /// The sqlx database.
+    pub(super) type Db = sqlx::Sqlite;
     /// A connection (a transaction derefs to one).
     pub(super) type Conn = sqlx::SqliteConnection;
     /// The store the shared methods are implemented for.
@@ -39,6 +41,10 @@ mod dialect {
     pub(super) const LOCK_MAINTENANCE: Option<&str> = None;
     /// No notifications across processes: only this process's workers are woken.
     pub(super) const NOTIFY_WORK: Option<&str> = None;
+    /// Writes whose results nobody reads go to the connection as one query string of several
+    /// statements ([`Writes`](super::sql)): sqlx steps through them in order on the connection's
+    /// thread, one round trip (≈ 90 µs here) instead of one per statement.
+    pub(super) const ONE_CALL_WRITES: bool = true;
     /// SQLite has no writable CTEs: the claimed attempts' lineage STARTs are one multi-row
     /// `INSERT` after the claim (triggers doing it cost 4.6 % more instructions per request than
     /// that `INSERT`, measured with callgrind: BENCHMARKS.md).

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use const_format::concatcp;
 
 use super::outbox;
-use super::writes::{insert_events, insert_run, lock_staleness_all, write_materializations, write_steps_started};
+use super::writes::{
+    Writes, insert_events, insert_run, lock_staleness_all, push_steps_started, write_materializations,
+};
 use super::{CHECK_COLUMNS, MATERIALIZATION_COLUMNS, PARTITION_COLUMNS, STALE_INPUTS_RECOUNT, db};
 use crate::model::*;
 use crate::rows::{BackfillRow, CheckRow, EventRow, InputRow, MaterializationRow, PartitionRow, RunRow, decode};
@@ -93,7 +95,9 @@ impl LineageStore for db::Store {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
-        write_steps_started(&mut tx, events).await?;
+        let mut writes = Writes::new();
+        push_steps_started(&mut writes, events);
+        writes.execute(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -103,7 +107,9 @@ impl LineageStore for db::Store {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
-        let ids = write_materializations(&mut tx, ms).await?;
+        let mut writes = Writes::new();
+        let ids = write_materializations(&mut tx, ms, &mut writes).await?;
+        writes.execute(&mut tx).await?;
         tx.commit().await?;
         Ok(ids)
     }

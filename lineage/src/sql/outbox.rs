@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use const_format::concatcp;
 use sqlx::QueryBuilder;
 
+use super::writes::Writes;
 use super::{ROWS_PER_STATEMENT, db};
 use crate::Result;
 use crate::model::*;
@@ -67,8 +68,15 @@ impl<'a> NewOutboxEvent<'a> {
 
 /// Writes outbox rows on the caller's transaction, in the order given (their delivery order).
 pub(super) async fn enqueue(tx: &mut db::Conn, events: &[NewOutboxEvent<'_>]) -> Result<()> {
+    let mut writes = Writes::new();
+    push(&mut writes, events);
+    writes.execute(tx).await
+}
+
+/// [`enqueue`] as the next statements of `writes`.
+pub(super) fn push(writes: &mut Writes, events: &[NewOutboxEvent<'_>]) {
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new(
+        let q = writes.statement(
             "INSERT INTO openlineage_outbox (run_id, request_id, attempt, event_type, event_time, asset_key, \
                  partition_key, error) ",
         );
@@ -82,9 +90,7 @@ pub(super) async fn enqueue(tx: &mut db::Conn, events: &[NewOutboxEvent<'_>]) ->
                 .push_bind(e.partition_key)
                 .push_bind(e.error);
         });
-        q.build().execute(&mut *tx).await?;
     }
-    Ok(())
 }
 
 /// The run-level event for a run that just ended with `status`, if it had started (a run never

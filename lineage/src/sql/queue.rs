@@ -9,7 +9,7 @@ use const_format::concatcp;
 use sqlx::QueryBuilder;
 
 use super::outbox::{self, NewOutboxEvent};
-use super::writes::{insert_check_results, insert_events, write_materializations, write_steps_started};
+use super::writes::{Writes, insert_check_results, insert_events, push_steps_started, write_materializations};
 use super::{COMPLETIONS_PER_STATEMENT, REQUEST_COLUMNS, ROWS_PER_STATEMENT, db};
 use crate::model::*;
 use crate::rows::{RequestRow, decode, parse_request_id, parse_run_id};
@@ -678,6 +678,8 @@ impl RequestQueue for db::Store {
         }
         // Keep claim order (priority, run_at, id), whatever order RETURNING used.
         claimed.sort_by_key(|c| picked.iter().position(|p| *p == c.id.to_string()));
+        // The outbox rows (SQLite), the step events and the partitions' state: one call on SQLite.
+        let mut writes = Writes::new();
         if db::CLAIM_WITH_OUTBOX.is_none() {
             let ids: Vec<(String, String)> = claimed.iter().map(|c| (c.run_id.to_string(), c.id.to_string())).collect();
             let starts: Vec<NewOutboxEvent> = claimed
@@ -696,14 +698,15 @@ impl RequestQueue for db::Store {
                     )
                 })
                 .collect();
-            outbox::enqueue(&mut tx, &starts).await?;
+            outbox::push(&mut writes, &starts);
         }
         // The claimed partitions are running, in the same transaction as the claim.
         let events: Vec<RunEvent> = claimed
             .iter()
             .map(|c| RunEvent::step(c.run_id, now, EventKind::StepStarted, &c.asset_key, &c.partition_key, ""))
             .collect();
-        write_steps_started(&mut tx, &events).await?;
+        push_steps_started(&mut writes, &events);
+        writes.execute(&mut tx).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -787,7 +790,10 @@ impl RequestQueue for db::Store {
             let messages: Vec<RunEvent> = held.iter().flat_map(|i| chunk[*i].messages.iter().cloned()).collect();
             insert_step_messages(&mut tx, &messages).await?;
             let ms: Vec<NewMaterialization> = held.iter().map(|i| chunk[*i].materialization.clone()).collect();
-            let ids = write_materializations(&mut tx, &ms).await?;
+            // Everything but the materializations (whose ids the rest needs) and the unblocking
+            // (whose result is read) goes in one call on SQLite.
+            let mut writes = Writes::new();
+            let ids = write_materializations(&mut tx, &ms, &mut writes).await?;
             let checks: Vec<NewCheckResult> = held.iter().flat_map(|i| chunk[*i].checks.iter().cloned()).collect();
             insert_check_results(&mut tx, &checks).await?;
             let held_ids: Vec<String> = held.iter().map(|i| chunk[*i].id.to_string()).collect();
@@ -817,10 +823,10 @@ impl RequestQueue for db::Store {
                         )
                     })
                     .collect();
-                outbox::enqueue(&mut tx, &completes).await?;
+                outbox::push(&mut writes, &completes);
             }
             let (before, after) = db::COMPLETE_WITH_OUTBOX.unwrap_or(("", ""));
-            let mut q = QueryBuilder::new(before);
+            let q = writes.statement(before);
             q.push("UPDATE materialization_requests SET materialization_id = CASE id");
             for (id, mid) in held_ids.iter().zip(&ids) {
                 q.push(" WHEN ").push_bind(id.as_str()).push(" THEN ").push_bind(*mid);
@@ -831,7 +837,7 @@ impl RequestQueue for db::Store {
                 list.push_bind(id.as_str());
             }
             q.push(")").push(after);
-            q.build().execute(&mut *tx).await?;
+            writes.execute(&mut tx).await?;
             // Unblock what waited on them: each downstream loses one pending dependency per
             // completed upstream. Joined with the counted edges (not a correlated subquery per
             // row), so the plan stays an index lookup per downstream whatever the statistics
