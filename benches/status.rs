@@ -222,7 +222,7 @@ async fn scale() {
             let started = Instant::now();
             match &url {
                 None => {
-                    write_hours(&lineage::SqliteStore::open(&home.join("lineage.db")).await.unwrap(), start, n).await
+                    write_hours(&lineage::SqliteStore::open(&home.join("lineage.db")).await.unwrap(), start, n).await;
                 }
                 Some(url) => {
                     let store = lineage::PgStore::connect(url).await.unwrap();
