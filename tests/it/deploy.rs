@@ -69,6 +69,12 @@ fn compose_runs_migrate_once_then_a_daemon_two_workers_and_the_view() {
     assert_eq!(services["migrate"]["restart"], "no", "migrate is a one-shot");
     assert_eq!(services["worker"]["deploy"]["replicas"], 2);
     assert!(strings(&services["daemon"]["command"]).contains(&"--no-worker".to_owned()));
+    // The daemon prunes finished history, and keeps the shared settings beside its own.
+    assert_eq!(services["daemon"]["environment"]["ROBO_ASSETS_RETENTION"], "30d");
+    assert_eq!(
+        services["daemon"]["environment"]["ROBO_ASSETS_LINEAGE_URL"],
+        services["worker"]["environment"]["ROBO_ASSETS_LINEAGE_URL"]
+    );
     for name in ["daemon", "worker", "ui"] {
         assert_eq!(
             services[name]["depends_on"]["migrate"]["condition"], "service_completed_successfully",
@@ -115,7 +121,13 @@ fn the_kubernetes_manifests_are_what_kustomize_lists_and_every_pod_is_locked_dow
         strings(&find("Job", "robo-assets-migrate")["spec"]["template"]["spec"]["containers"][0]["args"]),
         ["migrate"]
     );
-    assert_eq!(find("Deployment", "robo-assets-daemon")["spec"]["replicas"], 2, "two daemons are safe");
+    let daemon = find("Deployment", "robo-assets-daemon");
+    assert_eq!(daemon["spec"]["replicas"], 2, "two daemons are safe");
+    let env = &daemon["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array().expect("env").iter().any(|v| v["name"] == "ROBO_ASSETS_RETENTION" && v["value"] == "30d"),
+        "the daemon prunes finished history: {env}"
+    );
     let hpa = find("HorizontalPodAutoscaler", "robo-assets-worker");
     assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "robo-assets-worker");
     let metric = &hpa["spec"]["metrics"][0]["external"]["metric"];
