@@ -230,7 +230,10 @@ pub async fn run_worker(
     // finished by the next wait and the next turn records them in one transaction. (Recording
     // first, the steps finished during the completion were found one turn late and batches
     // alternated between large and small: 0.54 ms per cell of a backfill instead of 0.32,
-    // BENCHMARKS.md.)
+    // BENCHMARKS.md.) The price: where only the finished steps' downstream is left to claim, the
+    // first claim finds nothing and the completion's wake-up brings a second one; and a slot of
+    // a pool is still taken while the claim runs, so the store wakes its workers when a failure
+    // or cancel frees one, as when a completion does.
     loop {
         if cancel.is_cancelled() {
             for h in held.values() {

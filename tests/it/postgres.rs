@@ -699,3 +699,97 @@ async fn an_idle_worker_is_woken_by_another_processes_submission() {
     drop((exec, worker_store, submitter));
     db.drop_db().await;
 }
+
+/// A step that fails frees its pool's slot for the request waiting on it at once, as a completion
+/// does: the worker claims before it records its finished steps, so without the wake-up the
+/// freed slot waited for the next poll (an hour here; 5 s by default on PostgreSQL).
+#[tokio::test]
+async fn a_slot_freed_by_a_failure_is_taken_at_once() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let Some(db) = TestDb::create().await else { return };
+    let connect =
+        || async { Arc::new(lineage::PgStore::connect(&db.url).await.unwrap()) as Arc<dyn lineage::LineageStore> };
+    // The submission comes from another process's store: the worker hears of it only through
+    // PostgreSQL's notification, once.
+    let (store, submitter) = (connect().await, connect().await);
+    let dir = tempfile::tempdir().unwrap();
+    let exec = engine::Executor {
+        defs: engine::Definitions::new(vec![
+            engine::asset("pooled").partitions(engine::PartitionsDef::hourly("2026-01-01")).compute(|ctx| async move {
+                match ctx.partition_key.as_str() {
+                    "2026-01-01T00:00" => Err("this hour fails".into()),
+                    _ => Ok(engine::Output::none()),
+                }
+            }),
+        ])
+        .unwrap(),
+        store: store.clone(),
+        io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(dir.path())))),
+        resources: engine::Resources::default(),
+        clock: Arc::new(engine::SystemClock),
+    };
+    submitter.set_pool_limit("one_at_a_time", 1).await.unwrap();
+    let config = engine::WorkerConfig {
+        poll: Duration::from_secs(3600),
+        idle_poll: Duration::from_secs(3600),
+        ..engine::WorkerConfig::new(2)
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn({
+        let (exec, stop) = (exec.clone(), stop.clone());
+        async move { engine::run_worker(&exec, &config, engine::Until::Canceled, Arc::new(engine::NoObserver), stop).await }
+    });
+    // Let the worker find the queue empty and go idle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let now = chrono::Utc::now();
+    let run = lineage::RunId::new();
+    submitter
+        .create_run(&lineage::NewRun {
+            id: run,
+            trigger: lineage::Trigger::Manual,
+            selection: "pooled".into(),
+            n_steps: 2,
+            tags: serde_json::json!({}),
+            created_at: now,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    // The failing hour first (higher priority), the other waiting for the pool's one slot.
+    let requests: Vec<lineage::NewRequest> = [("2026-01-01T00:00", 1), ("2026-01-01T01:00", 0)]
+        .into_iter()
+        .map(|(hour, priority)| lineage::NewRequest {
+            id: lineage::RequestId::new(),
+            idempotency_key: format!("slot:{hour}"),
+            run_id: run,
+            asset_key: "pooled".into(),
+            partition_key: hour.into(),
+            trigger: lineage::Trigger::Manual,
+            pool: Some("one_at_a_time".into()),
+            priority,
+            max_attempts: 1,
+            run_at: now,
+            created_at: now,
+        })
+        .collect();
+    submitter.submit_requests(&requests, &[]).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let states = loop {
+        let mut states = Vec::new();
+        for r in &requests {
+            states.push(store.request(r.id).await.unwrap().unwrap().state);
+        }
+        if states[1] == lineage::RequestState::Succeeded {
+            break states;
+        }
+        assert!(std::time::Instant::now() < deadline, "the slot the failure freed was not taken: {states:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(states[0], lineage::RequestState::Failed);
+    stop.cancel();
+    let stats = worker.await.unwrap().unwrap();
+    assert_eq!((stats.completed, stats.failed), (1, 1));
+    drop((exec, store, submitter));
+    db.drop_db().await;
+}

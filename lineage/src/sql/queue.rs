@@ -120,6 +120,22 @@ async fn announce_work(tx: &mut db::Conn) -> Result<()> {
     Ok(())
 }
 
+/// Commits a transaction that settled `held` (failed, retried or canceled it). A pool's slot
+/// it held is free now, and a request waiting for one may be claimable: every listening process
+/// is told at the commit and this process's workers wake, as after a completion that frees one
+/// (a worker claims for the slots its steps freed before it records them, so a slot freed by a
+/// failure would otherwise wait for the next poll).
+async fn commit_freeing_slot(store: &db::Store, mut tx: sqlx::Transaction<'static, db::Db>, held: &Held) -> Result<()> {
+    if held.pooled {
+        announce_work(&mut tx).await?;
+    }
+    tx.commit().await?;
+    if held.pooled {
+        store.woke();
+    }
+    Ok(())
+}
+
 /// Sets the pending count and state of the requests `ids` from their upstream requests
 /// (`RECOMPUTE_WAITING`), one statement per chunk.
 async fn recompute_waiting(tx: &mut db::Conn, ids: &[String]) -> Result<()> {
@@ -146,6 +162,8 @@ struct Held {
     max_attempts: i64,
     lease_owner: Option<String>,
     cancel_requested: bool,
+    /// It holds a pool's slot, which its settling frees.
+    pooled: bool,
 }
 
 impl Held {
@@ -170,7 +188,7 @@ impl Held {
 }
 
 /// The columns of a [`Held`].
-const HELD_COLUMNS: &str = "id, run_id, asset_key, partition_key, attempt, max_attempts, lease_owner, cancel_requested";
+const HELD_COLUMNS: &str = "id, run_id, asset_key, partition_key, attempt, max_attempts, lease_owner, cancel_requested, pool IS NOT NULL AS pooled";
 
 /// The fence of a settling update: the lease owner and attempt it was read with, bound after
 /// the update's own values.
@@ -871,8 +889,8 @@ impl RequestQueue for db::Store {
             finish_run(&mut tx, run, now).await?;
         }
         tx.commit().await?;
-        // Only when work became claimable: a worker's loop runs again after its own completions
-        // anyway, and waking it for them cost one more claim attempt per completion batch.
+        // Only when work became claimable (a request unblocked, a pool's slot freed): waking
+        // this process's workers for every completion cost one more claim per batch.
         if announced {
             self.woke();
         }
@@ -889,7 +907,7 @@ impl RequestQueue for db::Store {
         if held.cancel_requested {
             // A cancel was asked while it ran: it ends canceled, never retried.
             settle(&mut tx, &held, Settle::Cancel { why: "canceled" }, now).await?;
-            tx.commit().await?;
+            commit_freeing_slot(self, tx, &held).await?;
             return Ok(FailOutcome::Canceled);
         }
         let outcome = match failed.retry_at.filter(|_| held.attempt < held.max_attempts) {
@@ -902,7 +920,7 @@ impl RequestQueue for db::Store {
                 FailOutcome::Failed
             }
         };
-        tx.commit().await?;
+        commit_freeing_slot(self, tx, &held).await?;
         Ok(outcome)
     }
 
@@ -912,7 +930,7 @@ impl RequestQueue for db::Store {
             return Ok(false);
         };
         settle(&mut tx, &held, Settle::Cancel { why: "canceled" }, now).await?;
-        tx.commit().await?;
+        commit_freeing_slot(self, tx, &held).await?;
         Ok(true)
     }
 
