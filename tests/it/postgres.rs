@@ -622,6 +622,50 @@ async fn a_query_parameter_password_never_appears_in_any_output() {
     db.drop_db().await;
 }
 
+/// A `robo-assets worker` loop (concurrency 2) that looks for work only when woken (its polls an
+/// hour apart), returned once it has found the queue empty and gone idle.
+async fn idle_worker(
+    exec: &engine::Executor,
+) -> (tokio::task::JoinHandle<Result<engine::WorkerStats, lineage::Error>>, tokio_util::sync::CancellationToken) {
+    use std::time::Duration;
+    let config = engine::WorkerConfig {
+        poll: Duration::from_secs(3600),
+        idle_poll: Duration::from_secs(3600),
+        ..engine::WorkerConfig::new(2)
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn({
+        let (exec, stop) = (exec.clone(), stop.clone());
+        async move {
+            engine::run_worker(&exec, &config, engine::Until::Canceled, std::sync::Arc::new(engine::NoObserver), stop)
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (worker, stop)
+}
+
+/// A manual run of `n_steps` on `store`, for requests submitted by hand.
+async fn manual_run(
+    store: &dyn lineage::LineageStore,
+    selection: &str,
+    n_steps: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> lineage::RunId {
+    let run = lineage::RunId::new();
+    let new = lineage::NewRun {
+        id: run,
+        trigger: lineage::Trigger::Manual,
+        selection: selection.into(),
+        n_steps,
+        tags: serde_json::json!({}),
+        created_at: now,
+        owner: None,
+    };
+    store.create_run(&new).await.unwrap();
+    run
+}
+
 /// An idle worker on PostgreSQL starts a request another process submits at once, woken by its
 /// notification: its poll is an hour, so nothing else could have started it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -645,32 +689,9 @@ async fn an_idle_worker_is_woken_by_another_processes_submission() {
         resources: engine::Resources::default(),
         clock: Arc::new(engine::SystemClock),
     };
-    let config = engine::WorkerConfig {
-        poll: Duration::from_secs(3600),
-        idle_poll: Duration::from_secs(3600),
-        ..engine::WorkerConfig::new(2)
-    };
-    let stop = tokio_util::sync::CancellationToken::new();
-    let worker = tokio::spawn({
-        let (exec, stop) = (exec.clone(), stop.clone());
-        async move { engine::run_worker(&exec, &config, engine::Until::Canceled, Arc::new(engine::NoObserver), stop).await }
-    });
-    // Let the worker find the queue empty and go idle.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (worker, stop) = idle_worker(&exec).await;
     let now = chrono::Utc::now();
-    let run = lineage::RunId::new();
-    submitter
-        .create_run(&lineage::NewRun {
-            id: run,
-            trigger: lineage::Trigger::Manual,
-            selection: "noop".into(),
-            n_steps: 1,
-            tags: serde_json::json!({}),
-            created_at: now,
-            owner: None,
-        })
-        .await
-        .unwrap();
+    let run = manual_run(&*submitter, "noop", 1, now).await;
     let request = lineage::NewRequest {
         id: lineage::RequestId::new(),
         idempotency_key: "woken".into(),
@@ -703,7 +724,7 @@ async fn an_idle_worker_is_woken_by_another_processes_submission() {
 /// A step that fails frees its pool's slot for the request waiting on it at once, as a completion
 /// does: the worker claims before it records its finished steps, so without the wake-up the
 /// freed slot waited for the next poll (an hour here; 5 s by default on PostgreSQL).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_freed_by_a_failure_is_taken_at_once() {
     use std::sync::Arc;
     use std::time::Duration;
@@ -730,32 +751,9 @@ async fn a_slot_freed_by_a_failure_is_taken_at_once() {
         clock: Arc::new(engine::SystemClock),
     };
     submitter.set_pool_limit("one_at_a_time", 1).await.unwrap();
-    let config = engine::WorkerConfig {
-        poll: Duration::from_secs(3600),
-        idle_poll: Duration::from_secs(3600),
-        ..engine::WorkerConfig::new(2)
-    };
-    let stop = tokio_util::sync::CancellationToken::new();
-    let worker = tokio::spawn({
-        let (exec, stop) = (exec.clone(), stop.clone());
-        async move { engine::run_worker(&exec, &config, engine::Until::Canceled, Arc::new(engine::NoObserver), stop).await }
-    });
-    // Let the worker find the queue empty and go idle.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (worker, stop) = idle_worker(&exec).await;
     let now = chrono::Utc::now();
-    let run = lineage::RunId::new();
-    submitter
-        .create_run(&lineage::NewRun {
-            id: run,
-            trigger: lineage::Trigger::Manual,
-            selection: "pooled".into(),
-            n_steps: 2,
-            tags: serde_json::json!({}),
-            created_at: now,
-            owner: None,
-        })
-        .await
-        .unwrap();
+    let run = manual_run(&*submitter, "pooled", 2, now).await;
     // The failing hour first (higher priority), the other waiting for the pool's one slot.
     let requests: Vec<lineage::NewRequest> = [("2026-01-01T00:00", 1), ("2026-01-01T01:00", 0)]
         .into_iter()
