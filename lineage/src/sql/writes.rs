@@ -96,6 +96,13 @@ impl Writes {
 
     pub(super) async fn execute(self, tx: &mut db::Conn) -> Result<()> {
         for mut q in self.calls {
+            // Anonymous `?`s are bound in order across the statements of one call; a numbered
+            // `$N` would name the N-th argument of the whole call instead.
+            debug_assert!(
+                !db::ONE_CALL_WRITES || !q.sql().as_str().contains('$'),
+                "a numbered parameter in one-call writes: {}",
+                q.sql().as_str()
+            );
             q.build().execute(&mut *tx).await?;
         }
         Ok(())
