@@ -363,7 +363,7 @@ pub async fn asset_summary(
 ) -> Result<AssetSummary, lineage::Error> {
     let def = graph.asset(asset);
     // With upstream, each partition read keys of its own, which only the definitions can check:
-    // every fresh run would be unverified, so the ranges are not worth reading.
+    // every materialized run would be unverified, so the ranges are not worth reading.
     if let (Some(PartitionsDef::TimeWindow(tw)), Some(known)) = (&def.partitions, no_upstream_keys_hash(graph, asset)) {
         // A run costs more than a row; past one run per 16 partitions, rows are cheaper.
         let max_runs = tw.last_index(ctx.now).map_or(0, |last| last as usize + 1) / 16 + 64;
@@ -417,10 +417,10 @@ pub fn summary_of_runs(
         }
         let status = match run.class {
             PartitionClass::Missing => PartitionStatus::Missing,
-            PartitionClass::Fresh => PartitionStatus::Materialized,
+            PartitionClass::Materialized => PartitionStatus::Materialized,
             PartitionClass::Stale => PartitionStatus::Stale,
             PartitionClass::Failed => PartitionStatus::Failed,
-            PartitionClass::Running => PartitionStatus::InProgress,
+            PartitionClass::InProgress => PartitionStatus::InProgress,
             PartitionClass::Unverified => return None,
         };
         stored.push((i as usize, run.count as usize, status));

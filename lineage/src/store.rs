@@ -65,7 +65,7 @@ pub trait LineageStore: RequestQueue + AutomationStore + OutboxStore + Retention
     /// their keys the database keeps (bytewise on SQLite, the database's collation on
     /// PostgreSQL: the primary key's, so each run is a seek; callers check it against their
     /// own): ranges, not rows, so a million partitions are read as a handful of runs. `code_version` is the definition's now; `known_keys_hash` as for
-    /// [`partition_summaries`](Self::partition_summaries), and a fresh materialization that read
+    /// [`partition_summaries`](Self::partition_summaries), and a materialized partition that read
     /// other keys is [`PartitionClass::Unverified`]. At most `limit` runs are read (each costs a
     /// seek, more than a row): when there are more, the last one returned stands for every stored
     /// partition from its first key on, and a caller wanting ranges should read rows instead.

@@ -1675,14 +1675,14 @@ async fn partition_runs_group_stored_partitions_by_class_in_key_order(store: &dy
     assert_eq!(
         got,
         [
-            ("k01", "k02", PartitionClass::Fresh, 2),
+            ("k01", "k02", PartitionClass::Materialized, 2),
             ("k03", "k03", PartitionClass::Failed, 1),
-            ("k04", "k04", PartitionClass::Running, 1),
-            ("k05", "k06", PartitionClass::Fresh, 2),
+            ("k04", "k04", PartitionClass::InProgress, 1),
+            ("k05", "k06", PartitionClass::Materialized, 2),
             ("k07", "k07", PartitionClass::Stale, 1),
             ("k08", "k08", PartitionClass::Unverified, 1),
             // k09 and k12 were never stored: they do not break a run, the count tells.
-            ("k10", "k13", PartitionClass::Fresh, 3),
+            ("k10", "k13", PartitionClass::Materialized, 3),
         ]
     );
     assert_eq!(store.partition_count("a").await.unwrap(), 11);
@@ -1694,28 +1694,28 @@ async fn partition_runs_group_stored_partitions_by_class_in_key_order(store: &dy
     assert_eq!(
         got,
         [
-            ("k01", "k02", PartitionClass::Fresh, 2),
+            ("k01", "k02", PartitionClass::Materialized, 2),
             ("k03", "k03", PartitionClass::Failed, 1),
-            ("k04", "k13", PartitionClass::Running, 8),
+            ("k04", "k13", PartitionClass::InProgress, 8),
         ]
     );
 
     // Another code version makes every current materialization stale; an unknown keys hash
-    // leaves every fresh one with recorded keys for the caller to judge.
+    // leaves every materialized one with recorded keys for the caller to judge.
     let classes = |runs: Vec<PartitionRun>| runs.into_iter().map(|r| (r.class, r.count)).collect::<Vec<_>>();
     assert_eq!(
         classes(store.partition_runs("a", "2", Some(&none_read), 100).await.unwrap()),
         [
             (PartitionClass::Stale, 2),
             (PartitionClass::Failed, 1),
-            (PartitionClass::Running, 1),
+            (PartitionClass::InProgress, 1),
             (PartitionClass::Stale, 7),
         ]
     );
     assert!(
         classes(store.partition_runs("a", "1", None, 100).await.unwrap())
             .iter()
-            .all(|(c, _)| !matches!(c, PartitionClass::Fresh))
+            .all(|(c, _)| !matches!(c, PartitionClass::Materialized))
     );
 
     // A changed input makes its reader stale.

@@ -89,38 +89,28 @@ pub struct PartitionSummary {
 }
 
 /// What a partition's stored state says of it, as far as the store can judge: the classes a run
-/// of [`PartitionRun`]s groups by. A class of its own, `unverified`, is a current materialization
-/// that only the definitions can judge (it read other keys than the ones the caller knows).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::VariantNames,
-)]
-#[serde(rename_all = "snake_case")]
+/// of [`PartitionRun`]s groups by, named as the status they give (`status` prints `missing`,
+/// `materialized`, `stale`, `failed`, `in_progress`). One class of its own, `unverified`, is a
+/// current materialization that only the definitions can judge (it read other keys than the ones
+/// the caller knows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString)]
 #[strum(serialize_all = "snake_case")]
 pub enum PartitionClass {
     /// Its latest attempt materialized but there is no current materialization (wiped).
     Missing,
     /// A current materialization with the code version asked about, no changed input, and the
     /// keys asked about (or none recorded, or no code version recorded).
-    Fresh,
+    Materialized,
     /// A current materialization of another code version, or with changed inputs.
     Stale,
-    /// A current materialization otherwise fresh whose recorded input keys are not the ones the
-    /// caller knows: whether its dependencies changed is for the definitions to say.
+    /// A current materialization otherwise materialized-and-current whose recorded input keys
+    /// are not the ones the caller knows: whether its dependencies changed is for the
+    /// definitions to say.
     Unverified,
     /// Its latest attempt failed.
     Failed,
     /// A step is running it now.
-    Running,
+    InProgress,
 }
 
 /// Consecutive stored partitions of an asset, in the database's order of partition keys, of one

@@ -20,12 +20,12 @@ use crate::{Error, Result};
 /// The [`PartitionClass`] of an `asset_partitions` row (its columns unqualified), for the code
 /// version `$2` and the input keys hash `$3` the caller knows.
 const PARTITION_CLASS: &str = "CASE \
-     WHEN last_attempt_status = 'running' THEN 'running' \
+     WHEN last_attempt_status = 'running' THEN 'in_progress' \
      WHEN last_attempt_status = 'failed' THEN 'failed' \
      WHEN current_materialization_id IS NULL THEN 'missing' \
-     WHEN code_version IS NULL THEN 'fresh' \
+     WHEN code_version IS NULL THEN 'materialized' \
      WHEN code_version <> $2 OR stale_inputs > 0 THEN 'stale' \
-     WHEN input_keys_hash IS NULL OR input_keys_hash = $3 THEN 'fresh' \
+     WHEN input_keys_hash IS NULL OR input_keys_hash = $3 THEN 'materialized' \
      ELSE 'unverified' END";
 
 #[async_trait]
