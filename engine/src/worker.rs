@@ -213,8 +213,10 @@ pub async fn run_worker(
     };
     let mut stats = WorkerStats::default();
     let mut tasks: JoinSet<Finished> = JoinSet::new();
-    let mut held: HashMap<RequestId, Held> = HashMap::new();
-    let mut task_request: HashMap<tokio::task::Id, RequestId> = HashMap::new();
+    // What each running step holds, by its task: one request can be held twice, when another
+    // worker's reaper took it back from a step of this worker that outlived its lease and this
+    // worker then claimed the retry while that step still ran.
+    let mut held: HashMap<tokio::task::Id, Held> = HashMap::new();
     let mut cadence = Cadence::new(config.lease);
     // Idle, the worker waits for a wake-up from the store, a retry of its own coming due, or
     // its poll interval (rare when the store wakes every process).
@@ -256,23 +258,26 @@ pub async fn run_worker(
                     log.clone(),
                     observer.clone(),
                 ));
-                task_request.insert(handle.id(), claim.id);
-                held.insert(claim.id, Held { claim, token, started: Instant::now(), log });
+                // An older attempt of the same request still running here lost its lease when the
+                // request was taken back: stop it (its result would be fenced off anyway).
+                for h in held.values().filter(|h| h.claim.id == claim.id) {
+                    h.token.cancel();
+                }
+                held.insert(handle.id(), Held { claim, token, started: Instant::now(), log });
             }
         }
         let now = config.queue_clock.now();
         let mut completions = Vec::new();
         let mut sizes = Vec::new();
         for joined in finished.drain(..) {
-            let (request, result) = match joined {
-                Ok((task, result)) => (task_request.remove(&task).expect("every task has a request"), result),
+            let (task, result) = match joined {
+                Ok((task, result)) => (task, result),
                 Err(join_error) => {
-                    let request = task_request.remove(&join_error.id()).expect("every task has a request");
                     let error = format!("step task panicked: {join_error}");
-                    (request, Finished::Failed { error, retryable: false, checks: Vec::new() })
+                    (join_error.id(), Finished::Failed { error, retryable: false, checks: Vec::new() })
                 }
             };
-            let h = held.remove(&request).expect("a finished request was held");
+            let h = held.remove(&task).expect("every step task holds a request");
             match result {
                 Finished::Succeeded { materialization, size, checks } => {
                     let (id, attempt) = (h.claim.id, h.claim.attempt);
@@ -337,12 +342,12 @@ pub async fn run_worker(
         // the run it owns (an in-process `materialize`), which other processes would otherwise
         // take for abandoned.
         if (!held.is_empty() || only_run.is_some()) && cadence.heartbeat_due() {
-            let ids: Vec<RequestId> = held.keys().copied().collect();
+            let ids: Vec<RequestId> = held.values().map(|h| h.claim.id).collect();
             let lease_until = config.queue_clock.now() + chrono::Duration::from_std(config.lease).expect("lease fits");
             let alive: HashMap<RequestId, bool> =
                 store.heartbeat(&config.id, &ids, lease_until).await?.into_iter().collect();
-            for (id, h) in &held {
-                match alive.get(id) {
+            for h in held.values() {
+                match alive.get(&h.claim.id) {
                     Some(false) => {}
                     // Cancel requested, or the lease is gone: stop the step; its result would be fenced off.
                     Some(true) | None => h.token.cancel(),

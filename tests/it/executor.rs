@@ -2,7 +2,7 @@
 //! cancellation and bounded concurrency, with test assets whose behaviour we choose.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arrow_array::{RecordBatch, StringArray};
@@ -379,6 +379,110 @@ async fn a_worker_that_hangs_past_its_lease_loses_the_step_to_another_worker_and
     assert_eq!(b.completed, 1);
     assert_eq!(h.count("SELECT count(*) FROM materializations").await, 1, "materialized exactly once");
     assert_eq!(h.count("SELECT attempt FROM materializations").await, 2, "by the second attempt");
+    assert_eq!(h.store.run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
+}
+
+/// A step that outlived its lease, whose retry this same worker then claimed: the worker holds
+/// one request twice. The old attempt is stopped and fenced off, and the retry is what gets
+/// recorded (the worker once keyed what it held by request, so one of the two panicked it, after
+/// recording the old attempt's result as the retry's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_claims_the_retry_of_its_own_expired_step_records_the_retry_only() {
+    // Each attempt waits for its own gate (the first ignores cancellation, as blocking code would).
+    let gates = [CancellationToken::new(), CancellationToken::new()];
+    let wait = gates.clone();
+    // Set when attempt 1's compute is over: returned, or dropped by its canceled step.
+    struct Over(Arc<AtomicBool>);
+    impl Drop for Over {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let first_over = Arc::new(AtomicBool::new(false));
+    let over = first_over.clone();
+    let h = harness(vec![
+        asset("slow")
+            .partitions(PartitionsDef::daily("2025-12-01"))
+            .retry(RetryPolicy { max_attempts: 2, ..RetryPolicy::default() })
+            .compute(move |ctx: AssetContext| {
+                let gate = wait[(ctx.attempt as usize - 1).min(1)].clone();
+                let over = (ctx.attempt == 1).then(|| Over(over.clone()));
+                async move {
+                    let _over = over;
+                    gate.cancelled().await;
+                    Ok(table(&ctx).with_metadata("computed_by_attempt", ctx.attempt))
+                }
+            }),
+    ])
+    .await;
+    let plan = h.plan("slow", key("2025-12-15"));
+    let run = lineage::RunId::new();
+    let now = h.exec.clock.now();
+    let new_run = lineage::NewRun {
+        id: run,
+        trigger: lineage::Trigger::Manual,
+        selection: "slow".into(),
+        n_steps: 1,
+        tags: serde_json::json!({}),
+        created_at: now,
+        owner: None,
+    };
+    h.store.create_run(&new_run).await.unwrap();
+    let (requests, edges) =
+        engine::exec::plan_requests(&h.exec.defs, &plan, run, "lease-test", lineage::Trigger::Manual, now);
+    let id = h.store.submit_requests(&requests, &edges).await.unwrap()[0].id;
+
+    // An hour-long lease on a hand-moved clock: no heartbeat happens while the test runs.
+    let clock = Arc::new(ManualClock(std::sync::Mutex::new(chrono::Utc::now())));
+    let config = engine::WorkerConfig {
+        id: "worker-a".to_owned(),
+        lease: Duration::from_secs(3600),
+        poll: Duration::from_millis(10),
+        queue_clock: clock.clone(),
+        ..engine::WorkerConfig::new(2)
+    };
+    let exec = h.exec.clone();
+    let a = tokio::spawn(async move {
+        engine::run_worker(&exec, &config, engine::Until::RunEnded(run), Arc::new(NoObserver), CancellationToken::new())
+            .await
+    });
+    let wait_for = |what: &'static str, ok: fn(&lineage::RequestRecord) -> bool| {
+        let store = h.store.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let r = store.request(id).await.unwrap().unwrap();
+                if ok(&r) {
+                    return r;
+                }
+                assert!(std::time::Instant::now() < deadline, "never {what}: {r:?}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_for("claimed", |r| r.lease_owner.as_deref() == Some("worker-a")).await;
+
+    // The lease runs out while attempt 1 hangs; another worker's reaper takes the request back,
+    // and once its backoff passed, the same worker claims the retry.
+    clock.advance(chrono::Duration::hours(2));
+    let reaped = h.store.reap_expired(engine::Clock::now(&*clock), &|_| Duration::from_secs(60)).await.unwrap();
+    assert_eq!(reaped.requests.len(), 1);
+    clock.advance(chrono::Duration::minutes(10));
+    wait_for("claimed again", |r| r.attempt == 2 && r.lease_owner.as_deref() == Some("worker-a")).await;
+
+    // Attempt 1 is over before attempt 2 returns.
+    gates[0].cancel();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !first_over.load(Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "attempt 1 never ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gates[1].cancel();
+    let stats = tokio::time::timeout(Duration::from_secs(30), a).await.unwrap().unwrap().unwrap();
+    assert_eq!(stats.completed, 1);
+    assert_eq!(h.count("SELECT count(*) FROM materializations").await, 1, "materialized exactly once");
+    let recorded = h.store.history("slow", Some("2025-12-15"), None, 1).await.unwrap().remove(0);
+    assert_eq!((recorded.attempt, &recorded.metadata["computed_by_attempt"]), (2, &serde_json::json!(2)));
     assert_eq!(h.store.run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
 }
 
