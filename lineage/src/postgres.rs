@@ -20,6 +20,12 @@ mod dialect {
     pub(super) type Db = sqlx::Postgres;
     /// A connection (a transaction derefs to one).
     pub(super) type Conn = sqlx::PgConnection;
+    /// A stored time as the column holds it, to bind back unchanged: a `timestamptz`.
+    pub(super) type StoredTime = chrono::DateTime<chrono::Utc>;
+    /// A stored time before every other (no run ended before 1970).
+    pub(super) fn before_all_times() -> StoredTime {
+        chrono::DateTime::UNIX_EPOCH
+    }
     /// The store the shared methods are implemented for.
     pub(super) type Store = super::PgStore;
     /// Appended to a bind that holds JSON text: JSON columns are `jsonb`.

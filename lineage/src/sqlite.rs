@@ -19,6 +19,13 @@ mod dialect {
     pub(super) type Db = sqlx::Sqlite;
     /// A connection (a transaction derefs to one).
     pub(super) type Conn = sqlx::SqliteConnection;
+    /// A stored time as the column holds it, to bind back unchanged: the text SQLite stores
+    /// (a `DateTime` decoded and encoded again need not be the same text, and text compares).
+    pub(super) type StoredTime = String;
+    /// A stored time before every other: the empty text.
+    pub(super) fn before_all_times() -> StoredTime {
+        String::new()
+    }
     /// The store the shared methods are implemented for.
     pub(super) type Store = super::SqliteStore;
     /// Appended to a bind that holds JSON text: JSON columns are text on SQLite.

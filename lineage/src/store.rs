@@ -411,7 +411,8 @@ pub trait OutboxStore: Send + Sync {
 /// runs, partition state, check verdicts, backfills and dynamic partitions stay forever.
 #[async_trait]
 pub trait RetentionStore: Send + Sync {
-    /// Deletes, in one transaction, what finished before `cutoff`: the events of runs that
+    /// Deletes, in batches of bounded size (each its own transaction, each leaving the store
+    /// consistent, so a prune cut short is carried on by the next), what finished before `cutoff`: the events of runs that
     /// finished before it (unless an alert of the run is still unsent, whose body reads them);
     /// those runs' finished requests and every edge touching them, except a backfill's (its
     /// status is counted from them); ticks before it but each instigator's latest (catch-up

@@ -2344,6 +2344,34 @@ mod incremental_equals_recomputed {
 /// A lineage database written by the version before migration `20251208000000` (built at
 /// commit 480de33: one materialized bill with its 24 hours, a submitted run with its requests
 /// still queued, a finished backfill, the schedules listed) opens, migrates and reads back.
+/// SQLite holds times as text, which compares as text: prune's batches are bounded by the finish
+/// times as stored, not by a time decoded and encoded again (which wrote `00:00:01+00:00` for a
+/// stored `00:00:01.000000000+00:00`, so each batch's last run sorted after its own bound and the
+/// last batch's was never pruned).
+#[tokio::test]
+async fn prune_batches_on_sqlite_are_bounded_by_the_stored_text_of_finish_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap();
+    for i in 0..5 {
+        let run = new_run(&store).await;
+        sqlx::query("UPDATE runs SET status = 'succeeded', finished_at = $2 WHERE id = $1")
+            .bind(run.to_string())
+            .bind(format!("2025-01-01T00:00:0{i}.000000000+00:00"))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO run_events (run_id, ts, kind) VALUES ($1, '2025-01-01T00:00:00Z', 'run_started')")
+            .bind(run.to_string())
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    let cutoff = ts(1);
+    assert_eq!(store.prune(cutoff, true).await.unwrap().run_events, 5);
+    assert_eq!(store.prune(cutoff, false).await.unwrap().run_events, 5);
+    assert_eq!(store.prune(cutoff, false).await.unwrap().total(), 0);
+}
+
 #[tokio::test]
 async fn a_sqlite_store_written_by_an_earlier_version_migrates_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,11 +1,20 @@
-//! `RetentionStore`: deletes finished history older than a cutoff, in one transaction, and
-//! never lineage (materializations, their inputs, runs, partition state, check verdicts,
-//! backfills, dynamic partitions).
+//! `RetentionStore`: deletes finished history older than a cutoff, in batches of bounded size
+//! (each its own transaction), and never lineage (materializations, their inputs, runs,
+//! partition state, check verdicts, backfills, dynamic partitions).
 //!
 //! Each table's rows are named by one `FROM … WHERE …` fragment, counted by a dry run and
 //! deleted by a real one, so the two agree. No fragment depends on another table's deletion
 //! (the edges go before the requests they name, and both are chosen by the same condition),
 //! so the order of the statements changes no count.
+//!
+//! The first prune of a store that kept everything for months can delete millions of rows: in
+//! one transaction that held SQLite's only write lock for its whole length, and every worker's
+//! claim and completion waited behind it (past `busy_timeout`, they fail). So the old runs are
+//! taken [`RUNS_PER_BATCH`] at a time, in the order they finished (`runs_finished`), and their
+//! events, requests and edges deleted in one transaction per batch; the tables pruned by their
+//! own age (ticks, OpenLineage rows, alerts) go [`ROWS_PER_BATCH`] rows a transaction. A prune
+//! that stops half-way (a crash) has deleted whole batches, each consistent, and the next one
+//! carries on.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,9 +25,30 @@ use crate::Result;
 use crate::model::PruneReport;
 use crate::store::RetentionStore;
 
-/// Runs that ended before the cutoff (`$1`).
-const OLD_RUNS: &str =
-    "SELECT r.id FROM runs r WHERE r.status IN ('succeeded', 'failed', 'canceled') AND r.finished_at < $1";
+/// Old runs whose history one transaction deletes (small in this crate's tests, so the contract
+/// test crosses batch boundaries on both backends).
+const RUNS_PER_BATCH: i64 = if cfg!(test) { 2 } else { 2_000 };
+
+/// Rows of a table pruned by its own age that one transaction deletes.
+const ROWS_PER_BATCH: i64 = if cfg!(test) { 2 } else { 20_000 };
+
+/// Whether a run ended before the cutoff (`$1`). The status is tested with `NOT IN` on purpose:
+/// an `IN` of the ended ones made SQLite walk `runs_status_id`, every ended run for every batch.
+const ENDED_BEFORE: &str = "r.finished_at < $1 AND r.status NOT IN ('queued', 'running')";
+
+/// The next batch of old runs after the last one done (`$2`, `$3`: its finish time and id), in
+/// the order they finished.
+const NEXT_BATCH: &str = concatcp!(
+    "SELECT r.finished_at, r.id FROM runs r WHERE ",
+    ENDED_BEFORE,
+    " AND (r.finished_at, r.id) > ($2, $3) ORDER BY r.finished_at, r.id LIMIT $4"
+);
+
+/// The runs of one batch: after the previous batch's last run (`$1`, `$2`: its finish time and
+/// id), up to and including this one's (`$3`, `$4`), which [`NEXT_BATCH`] found ended before the
+/// cutoff. Both bounds are row values, so SQLite seeks `runs_finished` from one to the other.
+const OLD_RUNS: &str = "SELECT r.id FROM runs r WHERE r.status NOT IN ('queued', 'running') \
+     AND (r.finished_at, r.id) > ($1, $2) AND (r.finished_at, r.id) <= ($3, $4)";
 
 /// Their events, unless an alert of the run is unsent: its body is rendered from them.
 const RUN_EVENTS: &str = concatcp!(
@@ -58,21 +88,6 @@ const OUTBOX: &str = " FROM openlineage_outbox WHERE delivered_at IS NOT NULL AN
 /// Alerts settled (sent or refused for good) before the cutoff; pending ones wait.
 const ALERTS: &str = " FROM alerts WHERE delivered_at IS NOT NULL AND delivered_at < $1";
 
-/// Counts (`dry_run`) or deletes the rows of one fragment on the transaction.
-async fn prune_table(
-    tx: &mut db::Conn,
-    count: &'static str,
-    delete: &'static str,
-    cutoff: DateTime<Utc>,
-    dry_run: bool,
-) -> Result<u64> {
-    if dry_run {
-        let n: i64 = sqlx::query_scalar(count).bind(cutoff).fetch_one(&mut *tx).await?;
-        return Ok(n as u64);
-    }
-    Ok(sqlx::query(delete).bind(cutoff).execute(&mut *tx).await?.rows_affected())
-}
-
 /// One table's count and deletion statements.
 macro_rules! statements {
     ($from:expr) => {
@@ -80,26 +95,87 @@ macro_rules! statements {
     };
 }
 
+/// One table's count and its deletion of up to `$2` rows (by id, oldest first).
+macro_rules! batched {
+    ($table:literal, $from:expr) => {
+        (
+            concatcp!("SELECT count(*)", $from),
+            concatcp!("DELETE FROM ", $table, " WHERE id IN (SELECT id", $from, " ORDER BY id LIMIT $2)"),
+        )
+    };
+}
+
 #[async_trait]
+// The stored times are bound by reference: text on SQLite, a `Copy` timestamp on PostgreSQL.
+#[allow(clippy::needless_borrows_for_generic_args)]
 impl RetentionStore for db::Store {
     async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> Result<PruneReport> {
-        let mut tx = self.begin_write().await?;
         let mut report = PruneReport::default();
-        for (n, (count, delete)) in [
-            (&mut report.run_events, statements!(RUN_EVENTS)),
-            (&mut report.request_edges, statements!(REQUEST_EDGES)),
-            (&mut report.materialization_requests, statements!(REQUESTS)),
-            (&mut report.ticks, statements!(TICKS)),
-            (&mut report.openlineage_outbox, statements!(OUTBOX)),
-            (&mut report.alerts, statements!(ALERTS)),
-        ] {
-            *n = prune_table(&mut tx, count, delete, cutoff, dry_run).await?;
+        let run_history = [statements!(RUN_EVENTS), statements!(REQUEST_EDGES), statements!(REQUESTS)];
+        // The batches' bounds are the finish times as stored, bound back unchanged.
+        let mut after: (db::StoredTime, String) = (db::before_all_times(), String::new());
+        loop {
+            let mut tx = self.begin_write().await?;
+            let batch: Vec<(db::StoredTime, String)> = sqlx::query_as(NEXT_BATCH)
+                .bind(cutoff)
+                .bind(&after.0)
+                .bind(&after.1)
+                .bind(RUNS_PER_BATCH)
+                .fetch_all(&mut *tx)
+                .await?;
+            let Some(last) = batch.last().cloned() else {
+                tx.rollback().await?;
+                break;
+            };
+            let counts = [&mut report.run_events, &mut report.request_edges, &mut report.materialization_requests];
+            for (n, (count, delete)) in counts.into_iter().zip(run_history) {
+                let q = sqlx::query(if dry_run { count } else { delete })
+                    .bind(&after.0)
+                    .bind(&after.1)
+                    .bind(&last.0)
+                    .bind(&last.1);
+                *n += if dry_run {
+                    sqlx::Row::get::<i64, _>(&q.fetch_one(&mut *tx).await?, 0) as u64
+                } else {
+                    q.execute(&mut *tx).await?.rows_affected()
+                };
+            }
+            finish(tx, dry_run).await?;
+            if (batch.len() as i64) < RUNS_PER_BATCH {
+                break;
+            }
+            after = last;
         }
-        if dry_run {
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
+        for (n, (count, delete)) in [
+            (&mut report.ticks, batched!("ticks", TICKS)),
+            (&mut report.openlineage_outbox, batched!("openlineage_outbox", OUTBOX)),
+            (&mut report.alerts, batched!("alerts", ALERTS)),
+        ] {
+            if dry_run {
+                *n = sqlx::query_scalar::<_, i64>(count).bind(cutoff).fetch_one(self.reader()).await? as u64;
+                continue;
+            }
+            loop {
+                let mut tx = self.begin_write().await?;
+                let deleted =
+                    sqlx::query(delete).bind(cutoff).bind(ROWS_PER_BATCH).execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                *n += deleted;
+                if (deleted as i64) < ROWS_PER_BATCH {
+                    break;
+                }
+            }
         }
         Ok(report)
     }
+}
+
+/// Commits a batch's deletions; a dry run's counts leave nothing to commit.
+async fn finish(tx: sqlx::Transaction<'static, db::Db>, dry_run: bool) -> Result<()> {
+    if dry_run {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(())
 }
