@@ -26,6 +26,8 @@ mod dialect {
     pub(super) fn before_all_times() -> StoredTime {
         String::new()
     }
+    /// Nothing to vacuum after a prune: SQLite reuses the pages a `DELETE` frees.
+    pub(super) const VACUUM_PRUNED: Option<&str> = None;
     /// The store the shared methods are implemented for.
     pub(super) type Store = super::SqliteStore;
     /// Appended to a bind that holds JSON text: JSON columns are text on SQLite.

@@ -41,6 +41,13 @@ impl Fixture {
         }
     }
 
+    /// A plain connection to the test's PostgreSQL database (PostgreSQL fixtures only), to read
+    /// what the store API does not show.
+    pub(crate) async fn pg_connection(&self) -> PgConnection {
+        let (admin, db) = self.pg.as_ref().expect("a PostgreSQL fixture");
+        PgConnection::connect_with(&admin.clone().database(db)).await.expect("test database connection")
+    }
+
     /// Drops the PostgreSQL database (a panicking test leaves it behind, named `robo_test_*`).
     pub(crate) async fn teardown(self) {
         let Fixture { store, pg, .. } = self;

@@ -166,6 +166,15 @@ impl RetentionStore for db::Store {
                 }
             }
         }
+        if let Some(vacuum) = db::VACUUM_PRUNED
+            && !dry_run
+        {
+            // Outside any transaction, as VACUUM must be; a table another role owns is skipped
+            // with a warning, not an error. The names are the report's own, none a user's.
+            for (table, _) in report.tables().into_iter().filter(|(_, n)| *n > 0) {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{vacuum}{table}"))).execute(self.reader()).await?;
+            }
+        }
         Ok(report)
     }
 }
