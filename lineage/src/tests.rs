@@ -1308,6 +1308,25 @@ async fn a_runs_and_an_assets_latest_check_verdicts_are_read_per_check(store: &d
     );
 }
 
+/// One worker hands in two attempts of one request in one call: the first outlived its lease
+/// and the same worker claimed the retry. Only the attempt holding the lease is recorded (the
+/// fence once matched the returned rows by request id alone, and recorded both).
+async fn a_completion_of_two_attempts_of_one_request_records_the_leased_one_only(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    store.submit_requests(&[request(run_id, "k", "usage", "h0")], &[]).await.unwrap();
+    let first = store.claim_requests("w", None, 1, t(0), t(60)).await.unwrap().remove(0);
+    store.reap_expired(t(61), &|_| std::time::Duration::ZERO).await.unwrap();
+    let retry = store.claim_requests("w", None, 1, t(62), t(122)).await.unwrap().remove(0);
+    assert_eq!((retry.id, retry.attempt), (first.id, 2));
+    let results =
+        store.complete_requests("w", &[completion(&first, "old"), completion(&retry, "new")], t(63)).await.unwrap();
+    assert_eq!(results[0], CompletionResult::LeaseLost);
+    let CompletionResult::Recorded(recorded) = results[1] else { panic!("the retry is recorded: {results:?}") };
+    let history = store.history("usage", Some("h0"), None, 10).await.unwrap();
+    assert_eq!(history.iter().map(|m| (m.data_version.as_str(), m.attempt)).collect::<Vec<_>>(), [("new", 2)]);
+    assert_eq!(store.request(first.id).await.unwrap().unwrap().materialization_id, Some(recorded));
+}
+
 async fn a_completion_that_lost_its_lease_records_no_check_results(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     store.submit_requests(&[request(run_id, "k", "credit_health", "w1")], &[]).await.unwrap();
@@ -2191,6 +2210,7 @@ lineage_store_tests!(
     a_cancel_asked_of_a_dead_worker_is_not_lost,
     a_run_whose_owner_is_gone_ends_canceled_and_nothing_of_it_runs_later,
     a_completion_that_lost_its_lease_records_no_check_results,
+    a_completion_of_two_attempts_of_one_request_records_the_leased_one_only,
     a_runs_and_an_assets_latest_check_verdicts_are_read_per_check,
     a_failure_after_a_cancel_was_asked_is_canceled_not_retried,
     a_partition_two_runs_materialize_is_running_only_while_one_of_them_is,
@@ -2341,9 +2361,6 @@ mod incremental_equals_recomputed {
     }
 }
 
-/// A lineage database written by the version before migration `20251208000000` (built at
-/// commit 480de33: one materialized bill with its 24 hours, a submitted run with its requests
-/// still queued, a finished backfill, the schedules listed) opens, migrates and reads back.
 /// On PostgreSQL a prune vacuums what it deleted from, so the space is reused at once instead of
 /// when autovacuum gets to it (a fifth of a table dead); tables it deleted nothing from are left.
 #[tokio::test]
@@ -2397,6 +2414,9 @@ async fn prune_batches_on_sqlite_are_bounded_by_the_stored_text_of_finish_times(
     assert_eq!(store.prune(cutoff, false).await.unwrap().total(), 0);
 }
 
+/// A lineage database written by the version before migration `20251208000000` (built at
+/// commit 480de33: one materialized bill with its 24 hours, a submitted run with its requests
+/// still queued, a finished backfill, the schedules listed) opens, migrates and reads back.
 #[tokio::test]
 async fn a_sqlite_store_written_by_an_earlier_version_migrates_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();

@@ -792,15 +792,19 @@ impl RequestQueue for db::Store {
             q.push_values(chunk, |mut row, c| {
                 row.push_bind(c.id.to_string()).push_bind(c.attempt);
             });
-            q.push(") RETURNING id, pool IS NOT NULL");
-            let rows: Vec<(String, bool)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            q.push(") RETURNING id, attempt, pool IS NOT NULL");
+            let rows: Vec<(String, i64, bool)> = q.build_query_as().fetch_all(&mut *tx).await?;
             // A pool's slot came free: a request waiting for one may be claimable now.
-            if rows.iter().any(|(_, pooled)| *pooled) && !announced {
+            if rows.iter().any(|(_, _, pooled)| *pooled) && !announced {
                 announce_work(&mut tx).await?;
                 announced = true;
             }
-            let fenced: HashSet<String> = rows.into_iter().map(|(id, _)| id).collect();
-            let held: Vec<usize> = (0..chunk.len()).filter(|i| fenced.contains(&chunk[*i].id.to_string())).collect();
+            // Matched by attempt too: a worker can hand in two attempts of one request at once
+            // (the first outlived its lease, and the same worker claimed the retry), and only
+            // the attempt that holds the lease is recorded.
+            let fenced: HashSet<(String, i64)> = rows.into_iter().map(|(id, attempt, _)| (id, attempt)).collect();
+            let held: Vec<usize> =
+                (0..chunk.len()).filter(|i| fenced.contains(&(chunk[*i].id.to_string(), chunk[*i].attempt))).collect();
             if held.is_empty() {
                 continue;
             }
