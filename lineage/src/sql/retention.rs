@@ -2,15 +2,16 @@
 //! (each its own transaction), and never lineage (materializations, their inputs, runs,
 //! partition state, check verdicts, backfills, dynamic partitions).
 //!
-//! Each table's rows are named by one `FROM … WHERE …` fragment, counted by a dry run and
-//! deleted by a real one, so the two agree. No fragment depends on another table's deletion
+//! Each table's rows are named by one `FROM … WHERE …` fragment, counted by a dry run (once, over
+//! every old run, in one read) and deleted by a real one (batch by batch), so the two agree. No fragment depends on another table's deletion
 //! (the edges go before the requests they name, and both are chosen by the same condition),
 //! so the order of the statements changes no count.
 //!
 //! The first prune of a store that kept everything for months can delete millions of rows: in
 //! one transaction that held SQLite's only write lock for its whole length, and every worker's
 //! claim and completion waited behind it (past `busy_timeout`, they fail). So the old runs are
-//! taken [`RUNS_PER_BATCH`] at a time, in the order they finished (`runs_finished`), and their
+//! taken [`RUNS_PER_BATCH`] at a time, in the order they finished (`runs_finished`; those whose
+//! history is already gone are skipped by index, so an hourly prune does not walk them), and their
 //! events, requests and edges deleted in one transaction per batch; the tables pruned by their
 //! own age (ticks, OpenLineage rows, alerts) go [`ROWS_PER_BATCH`] rows a transaction. A prune
 //! that stops half-way (a crash) has deleted whole batches, each consistent, and the next one
@@ -32,16 +33,36 @@ const RUNS_PER_BATCH: i64 = if cfg!(test) { 2 } else { 2_000 };
 /// Rows of a table pruned by its own age that one transaction deletes.
 const ROWS_PER_BATCH: i64 = if cfg!(test) { 2 } else { 20_000 };
 
+/// How often a long prune logs how far it got.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Whether a run ended before the cutoff (`$1`). The status is tested with `NOT IN` on purpose:
 /// an `IN` of the ended ones made SQLite walk `runs_status_id`, every ended run for every batch.
 const ENDED_BEFORE: &str = "r.finished_at < $1 AND r.status NOT IN ('queued', 'running')";
 
-/// The next batch of old runs after the last one done (`$2`, `$3`: its finish time and id), in
-/// the order they finished.
+/// Whether a run (`r`) still has history a prune deletes: events, or finished requests that are
+/// not a backfill's. Runs stay forever (lineage), so without this every prune would walk, batch
+/// by batch, every run that ever ended; with it, one read skips the pruned ones by index.
+const HAS_HISTORY: &str = "(EXISTS (SELECT 1 FROM run_events e WHERE e.run_id = r.id) \
+     OR EXISTS (SELECT 1 FROM materialization_requests q WHERE q.run_id = r.id \
+         AND q.state IN ('succeeded', 'failed', 'canceled', 'upstream_failed') \
+         AND NOT EXISTS (SELECT 1 FROM backfills b WHERE b.run_id = r.id)))";
+
+/// The next batch of old runs with history left after the last one done (`$2`, `$3`: its finish
+/// time and id), in the order they finished.
 const NEXT_BATCH: &str = concatcp!(
     "SELECT r.finished_at, r.id FROM runs r WHERE ",
     ENDED_BEFORE,
-    " AND (r.finished_at, r.id) > ($2, $3) ORDER BY r.finished_at, r.id LIMIT $4"
+    " AND (r.finished_at, r.id) > ($2, $3) AND ",
+    HAS_HISTORY,
+    " ORDER BY r.finished_at, r.id LIMIT $4"
+);
+
+/// The last run that ended before the cutoff: a dry run counts every fragment once up to it.
+const LAST_OLD_RUN: &str = concatcp!(
+    "SELECT r.finished_at, r.id FROM runs r WHERE ",
+    ENDED_BEFORE,
+    " ORDER BY r.finished_at DESC, r.id DESC LIMIT 1"
 );
 
 /// The runs of one batch: after the previous batch's last run (`$1`, `$2`: its finish time and
@@ -113,78 +134,114 @@ impl RetentionStore for db::Store {
         let mut report = PruneReport::default();
         let run_history = [statements!(RUN_EVENTS), statements!(REQUEST_EDGES), statements!(REQUESTS)];
         // The batches' bounds are the finish times as stored, bound back unchanged.
-        let mut after: (db::StoredTime, String) = (db::before_all_times(), String::new());
+        let first: (db::StoredTime, String) = (db::before_all_times(), String::new());
+        let mut progress = Progress::new();
+        if dry_run {
+            // One count per fragment over all the old runs, in one read: an edge between the
+            // requests of two runs in different batches would be counted by each batch, though
+            // the first batch deletes it.
+            let mut tx = self.reader().begin().await?;
+            let last: Option<(db::StoredTime, String)> =
+                sqlx::query_as(LAST_OLD_RUN).bind(cutoff).fetch_optional(&mut *tx).await?;
+            if let Some(last) = last {
+                let counts = [&mut report.run_events, &mut report.request_edges, &mut report.materialization_requests];
+                for (n, (count, _)) in counts.into_iter().zip(run_history) {
+                    let q =
+                        sqlx::query_scalar::<_, i64>(count).bind(&first.0).bind(&first.1).bind(&last.0).bind(&last.1);
+                    *n = q.fetch_one(&mut *tx).await? as u64;
+                }
+            }
+            for (n, (count, _)) in [
+                (&mut report.ticks, batched!("ticks", TICKS)),
+                (&mut report.openlineage_outbox, batched!("openlineage_outbox", OUTBOX)),
+                (&mut report.alerts, batched!("alerts", ALERTS)),
+            ] {
+                *n = sqlx::query_scalar::<_, i64>(count).bind(cutoff).fetch_one(&mut *tx).await? as u64;
+            }
+            tx.rollback().await?;
+            return Ok(report);
+        }
+        let mut after = first;
         loop {
-            let mut tx = self.begin_write().await?;
+            // Found without the write lock; the deletions re-check every condition under it.
             let batch: Vec<(db::StoredTime, String)> = sqlx::query_as(NEXT_BATCH)
                 .bind(cutoff)
                 .bind(&after.0)
                 .bind(&after.1)
                 .bind(RUNS_PER_BATCH)
-                .fetch_all(&mut *tx)
+                .fetch_all(self.reader())
                 .await?;
-            let Some(last) = batch.last().cloned() else {
-                tx.rollback().await?;
-                break;
-            };
+            let Some(last) = batch.last().cloned() else { break };
+            let mut tx = self.begin_write().await?;
             let counts = [&mut report.run_events, &mut report.request_edges, &mut report.materialization_requests];
-            for (n, (count, delete)) in counts.into_iter().zip(run_history) {
-                let q = sqlx::query(if dry_run { count } else { delete })
-                    .bind(&after.0)
-                    .bind(&after.1)
-                    .bind(&last.0)
-                    .bind(&last.1);
-                *n += if dry_run {
-                    sqlx::Row::get::<i64, _>(&q.fetch_one(&mut *tx).await?, 0) as u64
-                } else {
-                    q.execute(&mut *tx).await?.rows_affected()
-                };
+            for (n, (_, delete)) in counts.into_iter().zip(run_history) {
+                let q = sqlx::query(delete).bind(&after.0).bind(&after.1).bind(&last.0).bind(&last.1);
+                *n += q.execute(&mut *tx).await?.rows_affected();
             }
-            finish(tx, dry_run).await?;
+            tx.commit().await?;
+            progress.tick(report.total());
             if (batch.len() as i64) < RUNS_PER_BATCH {
                 break;
             }
             after = last;
         }
-        for (n, (count, delete)) in [
+        let mut rows = report.total();
+        for (n, (_, delete)) in [
             (&mut report.ticks, batched!("ticks", TICKS)),
             (&mut report.openlineage_outbox, batched!("openlineage_outbox", OUTBOX)),
             (&mut report.alerts, batched!("alerts", ALERTS)),
         ] {
-            if dry_run {
-                *n = sqlx::query_scalar::<_, i64>(count).bind(cutoff).fetch_one(self.reader()).await? as u64;
-                continue;
-            }
             loop {
                 let mut tx = self.begin_write().await?;
                 let deleted =
                     sqlx::query(delete).bind(cutoff).bind(ROWS_PER_BATCH).execute(&mut *tx).await?.rows_affected();
                 tx.commit().await?;
                 *n += deleted;
+                rows += deleted;
                 if (deleted as i64) < ROWS_PER_BATCH {
                     break;
                 }
+                progress.tick(rows);
             }
         }
-        if let Some(vacuum) = db::VACUUM_PRUNED
-            && !dry_run
-        {
+        if let Some(vacuum) = db::VACUUM_PRUNED {
             // Outside any transaction, as VACUUM must be; a table another role owns is skipped
-            // with a warning, not an error. The names are the report's own, none a user's.
+            // with a warning, not an error. The names are the report's own, none a user's. The
+            // deletions are committed: a vacuum that fails is logged, and the prune stands.
             for (table, _) in report.tables().into_iter().filter(|(_, n)| *n > 0) {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{vacuum}{table}"))).execute(self.reader()).await?;
+                let vacuumed =
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{vacuum}{table}"))).execute(self.reader()).await;
+                if let Err(error) = vacuumed {
+                    tracing::warn!(message = "Could not vacuum a pruned table; autovacuum will.", table, %error);
+                }
             }
         }
         Ok(report)
     }
 }
 
-/// Commits a batch's deletions; a dry run's counts leave nothing to commit.
-async fn finish(tx: sqlx::Transaction<'static, db::Db>, dry_run: bool) -> Result<()> {
-    if dry_run {
-        tx.rollback().await?;
-    } else {
-        tx.commit().await?;
+/// A long prune's progress, logged at most once a second (nothing for one that takes less).
+struct Progress {
+    started: std::time::Instant,
+    next: std::time::Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let started = std::time::Instant::now();
+        Progress { started, next: started + PROGRESS_EVERY }
     }
-    Ok(())
+
+    /// `rows`: deleted so far.
+    fn tick(&mut self, rows: u64) {
+        let now = std::time::Instant::now();
+        if now >= self.next {
+            self.next = now + PROGRESS_EVERY;
+            tracing::info!(
+                message = "Prune progress.",
+                rows,
+                elapsed = format!("{:.1}s", (now - self.started).as_secs_f64()),
+            );
+        }
+    }
 }
