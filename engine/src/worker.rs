@@ -286,18 +286,27 @@ pub async fn run_worker(
                     sizes.push((h, size));
                 }
                 Finished::Failed { error, retryable, checks } => {
-                    stats.failed += 1;
-                    if let Some(delay) = fail(exec, config, &h, error, retryable, checks, &*observer).await? {
-                        let due = Instant::now() + delay;
-                        retry_due = Some(retry_due.map_or(due, |d| d.min(due)));
+                    match fail(exec, config, &h, error, retryable, checks, &*observer).await? {
+                        (FailOutcome::LeaseLost, _) => stats.lease_lost += 1,
+                        (_, retry) => {
+                            stats.failed += 1;
+                            if let Some(delay) = retry {
+                                let due = Instant::now() + delay;
+                                retry_due = Some(retry_due.map_or(due, |d| d.min(due)));
+                            }
+                        }
                     }
                 }
                 // Stopping: the request goes back to the queue below, with all this worker holds.
                 Finished::Canceled if config.release_on_shutdown && cancel.is_cancelled() => {}
                 Finished::Canceled => {
-                    stats.canceled += 1;
                     if store.acknowledge_cancel(&config.id, h.claim.id, h.claim.attempt, now).await? {
+                        stats.canceled += 1;
                         report(&*observer, &h, StepStatus::Canceled);
+                    } else {
+                        // Fenced off: the attempt's lease was lost (the canceled older attempt of a
+                        // request this worker claimed again, or one another worker took over).
+                        stats.lease_lost += 1;
                     }
                 }
             }
@@ -454,7 +463,7 @@ async fn fail(
     retryable: bool,
     checks: Vec<NewCheckResult>,
     observer: &dyn Observer,
-) -> Result<Option<Duration>, lineage::Error> {
+) -> Result<(FailOutcome, Option<Duration>), lineage::Error> {
     let claim = &h.claim;
     let now = config.queue_clock.now();
     let policy = exec.defs.graph().lookup(&claim.asset_key).ok().map(|id| exec.defs.graph().asset(id).retry);
@@ -463,7 +472,8 @@ async fn fail(
         .then(|| now + chrono::Duration::from_std(delay).unwrap_or_default());
     let messages = h.messages();
     let failed = FailedAttempt { id: claim.id, attempt: claim.attempt, error, retry_at, checks, messages };
-    match exec.store.fail_request(&config.id, &failed, now).await? {
+    let outcome = exec.store.fail_request(&config.id, &failed, now).await?;
+    match outcome {
         FailOutcome::Retrying => {
             let metrics = crate::metrics::global();
             metrics.step_finished(&claim.asset_key, "failed", h.started.elapsed());
@@ -485,7 +495,8 @@ async fn fail(
         // The lease was lost: someone else owns the request now.
         FailOutcome::LeaseLost => {}
     }
-    Ok(retry_at.map(|_| delay))
+    // The worker wakes for a retry it scheduled itself, not for one it lost.
+    Ok((outcome, (outcome == FailOutcome::Retrying).then_some(delay)))
 }
 
 /// Runs one claimed request up to (not including) its completion.
