@@ -49,6 +49,44 @@ impl Harness {
         self.exec.execute(plan, &config, Arc::new(NoObserver), cancel).await.unwrap()
     }
 
+    /// Submits `plan` as one run of `selection`, as a worker process would find it queued; its run
+    /// and its first request.
+    async fn submit(&self, plan: &engine::Plan, selection: &str) -> (lineage::RunId, lineage::RequestId) {
+        let run = lineage::RunId::new();
+        let now = self.exec.clock.now();
+        let new_run = lineage::NewRun {
+            id: run,
+            trigger: lineage::Trigger::Manual,
+            selection: selection.into(),
+            n_steps: plan.steps.len() as i64,
+            tags: serde_json::json!({}),
+            created_at: now,
+            owner: None,
+        };
+        self.store.create_run(&new_run).await.unwrap();
+        let (requests, edges) =
+            engine::exec::plan_requests(&self.exec.defs, plan, run, "lease-test", lineage::Trigger::Manual, now);
+        (run, self.store.submit_requests(&requests, &edges).await.unwrap()[0].id)
+    }
+
+    /// Waits (30 s at most) until request `id` is as `ok` wants it.
+    async fn wait_for(
+        &self,
+        id: lineage::RequestId,
+        what: &str,
+        ok: fn(&lineage::RequestRecord) -> bool,
+    ) -> lineage::RequestRecord {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.store.request(id).await.unwrap().unwrap();
+            if ok(&r) {
+                return r;
+            }
+            assert!(std::time::Instant::now() < deadline, "never {what}: {r:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(self.store.pool()).await.unwrap()
     }
@@ -311,21 +349,7 @@ async fn a_worker_that_hangs_past_its_lease_loses_the_step_to_another_worker_and
     ])
     .await;
     let plan = h.plan("slow", key("2025-12-15"));
-    let run = lineage::RunId::new();
-    let now = h.exec.clock.now();
-    let new_run = lineage::NewRun {
-        id: run,
-        trigger: lineage::Trigger::Manual,
-        selection: "slow".into(),
-        n_steps: 1,
-        tags: serde_json::json!({}),
-        created_at: now,
-        owner: None,
-    };
-    h.store.create_run(&new_run).await.unwrap();
-    let (requests, edges) =
-        engine::exec::plan_requests(&h.exec.defs, &plan, run, "lease-test", lineage::Trigger::Manual, now);
-    let id = h.store.submit_requests(&requests, &edges).await.unwrap()[0].id;
+    let (run, id) = h.submit(&plan, "slow").await;
 
     // Both workers stamp leases with the same hand-moved clock; an hour-long lease means no
     // heartbeat (every 20 minutes) happens while the test runs.
@@ -341,20 +365,7 @@ async fn a_worker_that_hangs_past_its_lease_loses_the_step_to_another_worker_and
         let exec = h.exec.clone();
         tokio::spawn(async move { engine::run_worker(&exec, &config, until, Arc::new(NoObserver), cancel).await })
     };
-    let wait_for = |what: &'static str, ok: fn(&lineage::RequestRecord) -> bool| {
-        let store = h.store.clone();
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                let r = store.request(id).await.unwrap().unwrap();
-                if ok(&r) {
-                    return r;
-                }
-                assert!(std::time::Instant::now() < deadline, "never {what}: {r:?}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
+    let wait_for = |what: &'static str, ok: fn(&lineage::RequestRecord) -> bool| h.wait_for(id, what, ok);
 
     // A drains this run only, so it ends by itself once the run has ended and it holds nothing.
     let stop_b = CancellationToken::new();
@@ -416,21 +427,7 @@ async fn a_worker_that_claims_the_retry_of_its_own_expired_step_records_the_retr
     ])
     .await;
     let plan = h.plan("slow", key("2025-12-15"));
-    let run = lineage::RunId::new();
-    let now = h.exec.clock.now();
-    let new_run = lineage::NewRun {
-        id: run,
-        trigger: lineage::Trigger::Manual,
-        selection: "slow".into(),
-        n_steps: 1,
-        tags: serde_json::json!({}),
-        created_at: now,
-        owner: None,
-    };
-    h.store.create_run(&new_run).await.unwrap();
-    let (requests, edges) =
-        engine::exec::plan_requests(&h.exec.defs, &plan, run, "lease-test", lineage::Trigger::Manual, now);
-    let id = h.store.submit_requests(&requests, &edges).await.unwrap()[0].id;
+    let (run, id) = h.submit(&plan, "slow").await;
 
     // An hour-long lease on a hand-moved clock: no heartbeat happens while the test runs.
     let clock = Arc::new(ManualClock(std::sync::Mutex::new(chrono::Utc::now())));
@@ -446,20 +443,7 @@ async fn a_worker_that_claims_the_retry_of_its_own_expired_step_records_the_retr
         engine::run_worker(&exec, &config, engine::Until::RunEnded(run), Arc::new(NoObserver), CancellationToken::new())
             .await
     });
-    let wait_for = |what: &'static str, ok: fn(&lineage::RequestRecord) -> bool| {
-        let store = h.store.clone();
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                let r = store.request(id).await.unwrap().unwrap();
-                if ok(&r) {
-                    return r;
-                }
-                assert!(std::time::Instant::now() < deadline, "never {what}: {r:?}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
+    let wait_for = |what: &'static str, ok: fn(&lineage::RequestRecord) -> bool| h.wait_for(id, what, ok);
     wait_for("claimed", |r| r.lease_owner.as_deref() == Some("worker-a")).await;
 
     // The lease runs out while attempt 1 hangs; another worker's reaper takes the request back,
