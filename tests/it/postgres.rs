@@ -51,6 +51,11 @@ impl TestDb {
         PgConnection::connect_with(&self.admin.clone().database(&self.name)).await.unwrap()
     }
 
+    /// A lineage store on the database, as one process opens it.
+    pub(crate) async fn store(&self) -> std::sync::Arc<dyn lineage::LineageStore> {
+        std::sync::Arc::new(lineage::PgStore::connect(&self.url).await.unwrap())
+    }
+
     pub(crate) async fn drop_db(self) {
         let mut conn = PgConnection::connect_with(&self.admin).await.unwrap();
         conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).await.unwrap();
@@ -645,6 +650,22 @@ async fn idle_worker(
     (worker, stop)
 }
 
+/// What a worker process runs: `assets` on `store`, outputs as Parquet under `dir`.
+fn worker_executor(
+    store: &std::sync::Arc<dyn lineage::LineageStore>,
+    dir: &std::path::Path,
+    assets: Vec<engine::AssetDef>,
+) -> engine::Executor {
+    use std::sync::Arc;
+    engine::Executor {
+        defs: engine::Definitions::new(assets).unwrap(),
+        store: store.clone(),
+        io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(dir)))),
+        resources: engine::Resources::default(),
+        clock: Arc::new(engine::SystemClock),
+    }
+}
+
 /// A manual run of `n_steps` on `store`, for requests submitted by hand.
 async fn manual_run(
     store: &dyn lineage::LineageStore,
@@ -670,25 +691,19 @@ async fn manual_run(
 /// notification: its poll is an hour, so nothing else could have started it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_is_woken_by_another_processes_submission() {
-    use std::sync::Arc;
     use std::time::Duration;
     let Some(db) = TestDb::create().await else { return };
-    let connect =
-        || async { Arc::new(lineage::PgStore::connect(&db.url).await.unwrap()) as Arc<dyn lineage::LineageStore> };
-    let (worker_store, submitter) = (connect().await, connect().await);
+    let (worker_store, submitter) = (db.store().await, db.store().await);
     let dir = tempfile::tempdir().unwrap();
-    let exec = engine::Executor {
-        defs: engine::Definitions::new(vec![
+    let exec = worker_executor(
+        &worker_store,
+        dir.path(),
+        vec![
             engine::asset("noop")
                 .partitions(engine::PartitionsDef::hourly("2026-01-01"))
                 .compute(|_ctx| async move { Ok(engine::Output::none()) }),
-        ])
-        .unwrap(),
-        store: worker_store.clone(),
-        io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(dir.path())))),
-        resources: engine::Resources::default(),
-        clock: Arc::new(engine::SystemClock),
-    };
+        ],
+    );
     let (worker, stop) = idle_worker(&exec).await;
     let now = chrono::Utc::now();
     let run = manual_run(&*submitter, "noop", 1, now).await;
@@ -726,30 +741,24 @@ async fn an_idle_worker_is_woken_by_another_processes_submission() {
 /// freed slot waited for the next poll (an hour here; 5 s by default on PostgreSQL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_freed_by_a_failure_is_taken_at_once() {
-    use std::sync::Arc;
     use std::time::Duration;
     let Some(db) = TestDb::create().await else { return };
-    let connect =
-        || async { Arc::new(lineage::PgStore::connect(&db.url).await.unwrap()) as Arc<dyn lineage::LineageStore> };
     // The submission comes from another process's store: the worker hears of it only through
     // PostgreSQL's notification, once.
-    let (store, submitter) = (connect().await, connect().await);
+    let (store, submitter) = (db.store().await, db.store().await);
     let dir = tempfile::tempdir().unwrap();
-    let exec = engine::Executor {
-        defs: engine::Definitions::new(vec![
-            engine::asset("pooled").partitions(engine::PartitionsDef::hourly("2026-01-01")).compute(|ctx| async move {
+    let exec = worker_executor(
+        &store,
+        dir.path(),
+        vec![engine::asset("pooled").partitions(engine::PartitionsDef::hourly("2026-01-01")).compute(
+            |ctx| async move {
                 match ctx.partition_key.as_str() {
                     "2026-01-01T00:00" => Err("this hour fails".into()),
                     _ => Ok(engine::Output::none()),
                 }
-            }),
-        ])
-        .unwrap(),
-        store: store.clone(),
-        io: Arc::new(resources::ParquetIoManager::new(Arc::new(resources::LocalObjectStore::new(dir.path())))),
-        resources: engine::Resources::default(),
-        clock: Arc::new(engine::SystemClock),
-    };
+            },
+        )],
+    );
     submitter.set_pool_limit("one_at_a_time", 1).await.unwrap();
     let (worker, stop) = idle_worker(&exec).await;
     let now = chrono::Utc::now();
