@@ -71,16 +71,12 @@ mod dialect {
              SELECT run_id, id, attempt, 'START', claimed_at, asset_key, partition_key FROM claimed) \
          SELECT * FROM claimed",
     ));
-    /// Around the completion's `UPDATE` that records each request's materialization: the same
-    /// statement writes each step's lineage COMPLETE, at the materialization's finish time.
-    pub(super) const COMPLETE_WITH_OUTBOX: Option<(&str, &str)> = Some((
-        "WITH recorded AS (",
-        " RETURNING id, run_id, attempt, asset_key, partition_key, materialization_id) \
-         INSERT INTO openlineage_outbox \
-             (run_id, request_id, attempt, event_type, event_time, asset_key, partition_key) \
-         SELECT r.run_id, r.id, r.attempt, 'COMPLETE', m.finished_at, r.asset_key, r.partition_key \
-         FROM recorded r JOIN materializations m ON m.id = r.materialization_id",
-    ));
+    /// The id of a materialization the completion's fence records: drawn from the identity's
+    /// sequence by the fence's own `UPDATE`, so the request and its materialization are written
+    /// once each (no second `UPDATE` of the request for the id).
+    pub(super) const NEXT_MATERIALIZATION_ID: Option<&str> = Some("nextval('materializations_id_seq')");
+    /// An identity column `GENERATED ALWAYS` takes an explicit id only when told to.
+    pub(super) const OVERRIDING_IDENTITY: &str = " OVERRIDING SYSTEM VALUE";
 }
 
 // The shared SQL is compiled once per backend on purpose: each copy sees its own `dialect`.

@@ -58,8 +58,11 @@ mod dialect {
     /// `INSERT` after the claim (triggers doing it cost 4.6 % more instructions per request than
     /// that `INSERT`, measured with callgrind: BENCHMARKS.md).
     pub(super) const CLAIM_WITH_OUTBOX: Option<(&str, &str)> = None;
-    /// Likewise the completed steps' lineage COMPLETEs.
-    pub(super) const COMPLETE_WITH_OUTBOX: Option<(&str, &str)> = None;
+    /// No sequences: the completion's fence numbers the materializations it records after the
+    /// largest id (what `INTEGER PRIMARY KEY` would pick), under the single writer's lock.
+    pub(super) const NEXT_MATERIALIZATION_ID: Option<&str> = None;
+    /// An `INTEGER PRIMARY KEY` takes an explicit id as it is.
+    pub(super) const OVERRIDING_IDENTITY: &str = "";
 }
 
 // The shared SQL is compiled once per backend on purpose: each copy sees its own `dialect`.

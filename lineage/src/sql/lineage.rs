@@ -108,7 +108,7 @@ impl LineageStore for db::Store {
         }
         let mut tx = self.begin_write().await?;
         let mut writes = Writes::new();
-        let ids = write_materializations(&mut tx, ms, &mut writes).await?;
+        let ids = write_materializations(&mut tx, ms, None, &mut writes).await?;
         writes.execute(&mut tx).await?;
         tx.commit().await?;
         Ok(ids)

@@ -782,40 +782,60 @@ impl RequestQueue for db::Store {
         // A constant number of statements per chunk, whatever its size (group commit).
         for (chunk_idx, chunk) in completions.chunks(COMPLETIONS_PER_STATEMENT).enumerate() {
             let offset = chunk_idx * COMPLETIONS_PER_STATEMENT;
-            // The fence: only the holder of each attempt's lease may record it.
+            // The fence: only the holder of each attempt's lease may record it. The same
+            // statement gives each recorded request the id of its materialization (written
+            // below): a request row is updated once per completion.
             let mut q = QueryBuilder::new(
                 "UPDATE materialization_requests SET state = 'succeeded', lease_owner = NULL, \
                  lease_expires_at = NULL, last_error = NULL, finished_at = ",
             );
-            q.push_bind(now).push(" WHERE state = 'running' AND lease_owner = ").push_bind(worker);
+            q.push_bind(now).push(", materialization_id = ");
+            match db::NEXT_MATERIALIZATION_ID {
+                Some(next) => {
+                    q.push(next);
+                }
+                None => {
+                    // After the largest id, by place in the chunk: the ids a chunk's fenced-off
+                    // attempts would have had are skipped, which ids allow.
+                    q.push("(SELECT coalesce(max(id), 0) FROM materializations) + CASE id");
+                    for (place, c) in chunk.iter().enumerate() {
+                        q.push(" WHEN ").push_bind(c.id.to_string()).push(" THEN ").push_bind(place as i64 + 1);
+                    }
+                    q.push(" END");
+                }
+            }
+            q.push(" WHERE state = 'running' AND lease_owner = ").push_bind(worker);
             q.push(" AND (id, attempt) IN (");
             q.push_values(chunk, |mut row, c| {
                 row.push_bind(c.id.to_string()).push_bind(c.attempt);
             });
-            q.push(") RETURNING id, attempt, pool IS NOT NULL");
-            let rows: Vec<(String, i64, bool)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            q.push(") RETURNING id, attempt, pool IS NOT NULL, materialization_id");
+            let rows: Vec<(String, i64, bool, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
             // A pool's slot came free: a request waiting for one may be claimable now.
-            if rows.iter().any(|(_, _, pooled)| *pooled) && !announced {
+            if rows.iter().any(|(_, _, pooled, _)| *pooled) && !announced {
                 announce_work(&mut tx).await?;
                 announced = true;
             }
             // Matched by attempt too: a worker can hand in two attempts of one request at once
             // (the first outlived its lease, and the same worker claimed the retry), and only
             // the attempt that holds the lease is recorded.
-            let fenced: HashSet<(String, i64)> = rows.into_iter().map(|(id, attempt, _)| (id, attempt)).collect();
-            let held: Vec<usize> =
-                (0..chunk.len()).filter(|i| fenced.contains(&(chunk[*i].id.to_string(), chunk[*i].attempt))).collect();
+            let fenced: HashMap<(String, i64), i64> =
+                rows.into_iter().map(|(id, attempt, _, mid)| ((id, attempt), mid)).collect();
+            let held: Vec<(usize, MaterializationId)> = (0..chunk.len())
+                .filter_map(|i| fenced.get(&(chunk[i].id.to_string(), chunk[i].attempt)).map(|mid| (i, *mid)))
+                .collect();
             if held.is_empty() {
                 continue;
             }
+            let (held, given): (Vec<usize>, Vec<MaterializationId>) = held.into_iter().unzip();
             // What the steps logged, before the events that end them.
             let messages: Vec<RunEvent> = held.iter().flat_map(|i| chunk[*i].messages.iter().cloned()).collect();
             insert_step_messages(&mut tx, &messages).await?;
             let ms: Vec<NewMaterialization> = held.iter().map(|i| chunk[*i].materialization.clone()).collect();
-            // Everything but the materializations (whose ids the rest needs) and the unblocking
-            // (whose result is read) goes in one call on SQLite.
+            // Everything but the unblocking (whose result is read) goes in one call on SQLite:
+            // the materializations have their ids from the fence.
             let mut writes = Writes::new();
-            let ids = write_materializations(&mut tx, &ms, &mut writes).await?;
+            let ids = write_materializations(&mut tx, &ms, Some(&given), &mut writes).await?;
             let checks: Vec<NewCheckResult> = held.iter().flat_map(|i| chunk[*i].checks.iter().cloned()).collect();
             insert_check_results(&mut tx, &checks).await?;
             let held_ids: Vec<String> = held.iter().map(|i| chunk[*i].id.to_string()).collect();
@@ -823,42 +843,27 @@ impl RequestQueue for db::Store {
                 results[offset + *i] = CompletionResult::Recorded(*mid);
                 runs.insert(chunk[*i].materialization.run_id.to_string());
             }
-            // Each step's lineage COMPLETE, at the materialization's finish time: written by the
-            // statement that records the request's materialization on PostgreSQL (a CTE around
-            // it, `db::COMPLETE_WITH_OUTBOX`), by one `INSERT` on SQLite.
-            if db::COMPLETE_WITH_OUTBOX.is_none() {
-                let runs_of: Vec<String> = held.iter().map(|i| chunk[*i].materialization.run_id.to_string()).collect();
-                let completes: Vec<NewOutboxEvent> = held
-                    .iter()
-                    .zip(runs_of.iter().zip(&held_ids))
-                    .map(|(i, (run, id))| {
-                        let m = &chunk[*i].materialization;
-                        NewOutboxEvent::step(
-                            run,
-                            id,
-                            chunk[*i].attempt,
-                            &m.asset_key,
-                            &m.partition_key,
-                            LineageEventType::Complete,
-                            m.finished_at,
-                            None,
-                        )
-                    })
-                    .collect();
-                outbox::push(&mut writes, &completes);
-            }
-            let (before, after) = db::COMPLETE_WITH_OUTBOX.unwrap_or(("", ""));
-            let q = writes.statement(before);
-            q.push("UPDATE materialization_requests SET materialization_id = CASE id");
-            for (id, mid) in held_ids.iter().zip(&ids) {
-                q.push(" WHEN ").push_bind(id.as_str()).push(" THEN ").push_bind(*mid);
-            }
-            q.push(" END WHERE id IN (");
-            let mut list = q.separated(", ");
-            for id in &held_ids {
-                list.push_bind(id.as_str());
-            }
-            q.push(")").push(after);
+            // Each step's lineage COMPLETE, at the materialization's finish time: one multi-row
+            // `INSERT` of `writes`.
+            let runs_of: Vec<String> = held.iter().map(|i| chunk[*i].materialization.run_id.to_string()).collect();
+            let completes: Vec<NewOutboxEvent> = held
+                .iter()
+                .zip(runs_of.iter().zip(&held_ids))
+                .map(|(i, (run, id))| {
+                    let m = &chunk[*i].materialization;
+                    NewOutboxEvent::step(
+                        run,
+                        id,
+                        chunk[*i].attempt,
+                        &m.asset_key,
+                        &m.partition_key,
+                        LineageEventType::Complete,
+                        m.finished_at,
+                        None,
+                    )
+                })
+                .collect();
+            outbox::push(&mut writes, &completes);
             writes.execute(&mut tx).await?;
             // Unblock what waited on them: each downstream loses one pending dependency per
             // completed upstream. Joined with the counted edges (not a correlated subquery per

@@ -159,12 +159,14 @@ pub(super) fn push_steps_started(writes: &mut Writes, events: &[RunEvent]) {
     }
 }
 
-/// Writes materializations (now: their ids are returned, in order) and, as the next statements
-/// of `writes`, their inputs, current-state rows, the staleness counts of their readers and their
-/// `step_succeeded` events.
+/// Writes materializations and, as the next statements of `writes`, their inputs, current-state
+/// rows, the staleness counts of their readers and their `step_succeeded` events. Their ids are
+/// returned, in order: `given` (drawn by the caller, as the completion's fence does) or, when
+/// `None`, the ones the store assigns, read back now.
 pub(super) async fn write_materializations<'a>(
     tx: &mut db::Conn,
     ms: &'a [NewMaterialization],
+    given: Option<&[MaterializationId]>,
     writes: &mut Writes,
 ) -> Result<Vec<MaterializationId>> {
     // Staleness counts are read-modify-write across partitions: writers of the same partitions
@@ -177,7 +179,13 @@ pub(super) async fn write_materializations<'a>(
         })
         .collect();
     lock_staleness(&mut *tx, &touched).await?;
-    let ids = insert_materializations(&mut *tx, ms).await?;
+    let ids = match given {
+        Some(ids) => {
+            push_materializations_with_ids(writes, ids, ms);
+            ids.to_vec()
+        }
+        None => insert_materializations(&mut *tx, ms).await?,
+    };
     push_inputs(writes, &ids, ms);
     push_adjust_readers(writes, ms);
     let with_ids: Vec<(i64, &'a NewMaterialization)> = ids.iter().copied().zip(ms).collect();
@@ -214,35 +222,58 @@ pub(super) async fn write_materializations<'a>(
     Ok(ids)
 }
 
+/// The columns a materialization row is written with, but its id.
+const MATERIALIZATION_COLUMNS: &str = "asset_key, partition_key, run_id, attempt, data_version, \
+     logical_version, code_version, n_inputs, inputs_hash, storage_uri, bytes, row_count, \
+     schema, metadata, started_at, finished_at";
+
+/// One row's values, in [`MATERIALIZATION_COLUMNS`]' order.
+fn push_materialization(row: &mut sqlx::query_builder::Separated<'_, db::Db, &'static str>, m: &NewMaterialization) {
+    row.push_bind(&m.asset_key)
+        .push_bind(&m.partition_key)
+        .push_bind(m.run_id.to_string())
+        .push_bind(m.attempt)
+        .push_bind(&m.data_version)
+        .push_bind(&m.logical_version)
+        .push_bind(&m.code_version)
+        .push_bind(m.inputs.len() as i64)
+        .push_bind(&m.inputs_hash)
+        .push_bind(m.storage_uri.as_deref())
+        .push_bind(m.bytes)
+        .push_bind(m.row_count)
+        .push_bind(m.schema.as_ref().map(std::string::ToString::to_string))
+        .push_unseparated(db::JSON)
+        .push_bind(m.metadata.to_string())
+        .push_unseparated(db::JSON)
+        .push_bind(m.started_at)
+        .push_bind(m.finished_at);
+}
+
+/// The materialization rows with the ids their writer drew, as the next statements of `writes`
+/// (nothing to read back).
+fn push_materializations_with_ids(writes: &mut Writes, ids: &[MaterializationId], ms: &[NewMaterialization]) {
+    let rows: Vec<(MaterializationId, &NewMaterialization)> = ids.iter().copied().zip(ms).collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let q = writes.statement(concatcp!(
+            "INSERT INTO materializations (id, ",
+            MATERIALIZATION_COLUMNS,
+            ")",
+            db::OVERRIDING_IDENTITY,
+            " "
+        ));
+        q.push_values(chunk, |mut row, (id, m)| {
+            row.push_bind(*id);
+            push_materialization(&mut row, m);
+        });
+    }
+}
+
 /// Inserts the materialization rows; returns their ids in the order of `ms`.
 async fn insert_materializations(tx: &mut db::Conn, ms: &[NewMaterialization]) -> Result<Vec<MaterializationId>> {
     let mut ids = Vec::with_capacity(ms.len());
     for chunk in ms.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new(
-            "INSERT INTO materializations (asset_key, partition_key, run_id, attempt, data_version, \
-             logical_version, code_version, n_inputs, inputs_hash, storage_uri, bytes, row_count, \
-             schema, metadata, started_at, finished_at) ",
-        );
-        q.push_values(chunk, |mut row, m| {
-            row.push_bind(&m.asset_key)
-                .push_bind(&m.partition_key)
-                .push_bind(m.run_id.to_string())
-                .push_bind(m.attempt)
-                .push_bind(&m.data_version)
-                .push_bind(&m.logical_version)
-                .push_bind(&m.code_version)
-                .push_bind(m.inputs.len() as i64)
-                .push_bind(&m.inputs_hash)
-                .push_bind(m.storage_uri.as_deref())
-                .push_bind(m.bytes)
-                .push_bind(m.row_count)
-                .push_bind(m.schema.as_ref().map(std::string::ToString::to_string))
-                .push_unseparated(db::JSON)
-                .push_bind(m.metadata.to_string())
-                .push_unseparated(db::JSON)
-                .push_bind(m.started_at)
-                .push_bind(m.finished_at);
-        });
+        let mut q = QueryBuilder::new(concatcp!("INSERT INTO materializations (", MATERIALIZATION_COLUMNS, ") "));
+        q.push_values(chunk, |mut row, m| push_materialization(&mut row, m));
         q.push(" RETURNING id, asset_key, partition_key, run_id");
         let rows: Vec<(i64, String, String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
         // RETURNING order is unspecified: match rows by their UNIQUE (run, asset, partition).
