@@ -805,7 +805,15 @@ impl RequestQueue for db::Store {
                 }
             }
             q.push(" WHERE state = 'running' AND lease_owner = ").push_bind(worker);
-            q.push(" AND (id, attempt) IN (");
+            // The ids alone first: PostgreSQL reads them through the primary key (`id = ANY`);
+            // given only the pairs, it walked every running request of the queue for a join
+            // with them (1.6 of the statement's 2.4 ms per batch of 64, with one worker).
+            q.push(" AND id IN (");
+            let mut list = q.separated(", ");
+            for c in chunk {
+                list.push_bind(c.id.to_string());
+            }
+            q.push(") AND (id, attempt) IN (");
             q.push_values(chunk, |mut row, c| {
                 row.push_bind(c.id.to_string()).push_bind(c.attempt);
             });
