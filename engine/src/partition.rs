@@ -149,11 +149,10 @@ impl PartitionsContext {
             None => graph.assets().iter().filter_map(|a| a.partitions.as_ref()).collect(),
             Some(ids) => ids.iter().filter_map(|id| graph.asset(*id).partitions.as_ref()).collect(),
         };
-        for name in defs.into_iter().flat_map(PartitionsDef::dynamic_names) {
-            if !ctx.dynamic.contains_key(name) {
-                ctx.dynamic.insert(name.to_owned(), store.dynamic_partitions(name).await?);
-            }
-        }
+        let mut names: Vec<&str> = defs.into_iter().flat_map(PartitionsDef::dynamic_names).collect();
+        names.sort_unstable();
+        names.dedup();
+        ctx.dynamic = store.dynamic_partitions_of(&names).await?;
         Ok(ctx)
     }
 }

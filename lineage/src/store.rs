@@ -178,6 +178,13 @@ pub trait LineageStore: RequestQueue + AutomationStore + OutboxStore + Retention
     /// The keys of a dynamic partitions definition, in the order they were added.
     async fn dynamic_partitions(&self, partitions_def: &str) -> Result<Vec<String>>;
 
+    /// The keys of several dynamic partitions definitions in one read, each definition's in the
+    /// order they were added (one without keys maps to none).
+    async fn dynamic_partitions_of(
+        &self,
+        partitions_defs: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<String>>>;
+
     /// Ids of `kind` that begin or end with `fragment` (lowercase hex digits and dashes, as a
     /// UUID is written; the caller validates it, so it holds no `LIKE` wildcard), oldest first,
     /// at most `limit`: how an abbreviated id given on the command line is resolved. A prefix

@@ -220,6 +220,16 @@ async fn dynamic_partitions_are_added_once_in_order(store: &dyn LineageStore) {
         1
     );
     assert_eq!(store.dynamic_partitions("subscriptions").await.unwrap(), ["sub_b", "sub_a", "sub_c"]);
+    // Several definitions in one read: each in its own order, one without keys empty, and a
+    // definition not asked for left out.
+    store.add_dynamic_partitions("realms", &["r2".to_owned(), "r1".to_owned()], ts(3)).await.unwrap();
+    store.add_dynamic_partitions("items", &["i1".to_owned()], ts(4)).await.unwrap();
+    store.add_dynamic_partitions("subscriptions", &["sub_0".to_owned()], ts(5)).await.unwrap();
+    let of = store.dynamic_partitions_of(&["subscriptions", "realms", "ciks"]).await.unwrap();
+    assert_eq!(of.len(), 3, "{of:?}");
+    assert_eq!(of["subscriptions"], ["sub_b", "sub_a", "sub_c", "sub_0"]);
+    assert_eq!(of["realms"], ["r2", "r1"]);
+    assert!(of["ciks"].is_empty());
 }
 
 #[tokio::test]

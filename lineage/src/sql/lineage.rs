@@ -625,6 +625,29 @@ impl LineageStore for db::Store {
         Ok(keys)
     }
 
+    async fn dynamic_partitions_of(&self, partitions_defs: &[&str]) -> Result<HashMap<String, Vec<String>>> {
+        let mut keys: HashMap<String, Vec<String>> =
+            partitions_defs.iter().map(|name| ((*name).to_owned(), Vec::new())).collect();
+        if partitions_defs.is_empty() {
+            return Ok(keys);
+        }
+        // One read: a pool connection per back-to-back read is what a command start paid (the
+        // pool opens another while the last one is being handed back).
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT partitions_def, partition_key FROM dynamic_partitions WHERE partitions_def IN (",
+        );
+        let mut list = q.separated(", ");
+        for name in partitions_defs {
+            list.push_bind(*name);
+        }
+        q.push(concatcp!(") ORDER BY ", db::DYNAMIC_ORDER));
+        let rows: Vec<(String, String)> = q.build_query_as().fetch_all(self.reader()).await?;
+        for (name, key) in rows {
+            keys.entry(name).or_default().push(key);
+        }
+        Ok(keys)
+    }
+
     async fn ids_matching(&self, kind: IdKind, fragment: &str, limit: i64) -> Result<Vec<uuid::Uuid>> {
         let query = match kind {
             IdKind::Run => "SELECT id FROM runs WHERE id LIKE $1 OR id LIKE $2 ORDER BY id LIMIT $3",
