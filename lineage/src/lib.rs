@@ -253,6 +253,10 @@ fn redact_dsn(dsn: &str) -> String {
     out.join(" ")
 }
 
+/// Completions fenced, recorded and unblocked per statement (at most 5 binds each in the fence,
+/// well under both backends' parameter limits).
+pub(crate) const COMPLETIONS_PER_STATEMENT: usize = 500;
+
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

@@ -1337,6 +1337,80 @@ async fn a_completion_of_two_attempts_of_one_request_records_the_leased_one_only
     assert_eq!(store.request(first.id).await.unwrap().unwrap().materialization_id, Some(recorded));
 }
 
+/// Attempts start again when a request is reopened (`backfill resume`/`retry`): a worker can hand
+/// in an older step with a higher attempt than the request's current one, and the current one
+/// is recorded.
+async fn a_completion_of_a_reopened_request_records_its_new_attempt_beside_an_older_higher_one(
+    store: &dyn LineageStore,
+) {
+    let run_id = new_run(store).await;
+    store.submit_requests(&[request(run_id, "k", "usage", "h0")], &[]).await.unwrap();
+    let mut last = None;
+    for (claim_at, reap_at) in [(0, 61), (62, 123), (124, 185)] {
+        let claimed = store.claim_requests("w", None, 1, t(claim_at), t(claim_at + 60)).await.unwrap().remove(0);
+        store.reap_expired(t(reap_at), &|_| std::time::Duration::ZERO).await.unwrap();
+        last = Some(claimed);
+    }
+    let old = last.expect("claimed three times");
+    assert_eq!(old.attempt, 3);
+    assert_eq!(store.request(old.id).await.unwrap().unwrap().state, RequestState::Failed);
+    assert_eq!(store.reopen_requests(run_id, &[RequestState::Failed], t(186)).await.unwrap(), 1);
+    let new = store.claim_requests("w", None, 1, t(187), t(247)).await.unwrap().remove(0);
+    assert_eq!((new.id, new.attempt), (old.id, 1));
+    let results =
+        store.complete_requests("w", &[completion(&old, "old"), completion(&new, "new")], t(188)).await.unwrap();
+    assert_eq!(results[0], CompletionResult::LeaseLost);
+    let CompletionResult::Recorded(recorded) = results[1] else { panic!("the new attempt is recorded: {results:?}") };
+    let history = store.history("usage", Some("h0"), None, 10).await.unwrap();
+    assert_eq!(
+        history.iter().map(|m| (m.id, m.data_version.as_str(), m.attempt)).collect::<Vec<_>>(),
+        [(recorded, "new", 1)]
+    );
+}
+
+/// One completion batch over two statement chunks, with an attempt the fence turns away in the
+/// middle and two runs' materializations of one partition: each recorded id is its request's
+/// and names its partition, and a partition's current materialization is its newest.
+async fn a_completion_batch_records_each_materialization_under_its_request(store: &dyn LineageStore) {
+    let (run_a, run_b) = (new_run(store).await, new_run(store).await);
+    let n = crate::COMPLETIONS_PER_STATEMENT + 20;
+    let mut requests: Vec<NewRequest> =
+        (0..n).map(|i| request(run_a, &format!("a{i}"), "usage", &format!("h{i:04}"))).collect();
+    requests.push(request(run_b, "b", "usage", "h0007"));
+    store.submit_requests(&requests, &[]).await.unwrap();
+    let claimed = store.claim_requests("w", None, n as i64 + 1, t(0), t(60)).await.unwrap();
+    assert_eq!(claimed.len(), n + 1);
+    let mut completions: Vec<Completion> =
+        claimed.iter().map(|c| completion(c, &format!("v-{}-{}", c.run_id, c.partition_key))).collect();
+    // Run b's h0007 first, in the first chunk with run a's (submitted before it: PostgreSQL's
+    // fence meets a's row first and draws its id first).
+    completions.sort_by_key(|c| (c.materialization.run_id != run_b, c.id.to_string()));
+    let turned_away = n / 2;
+    completions[turned_away].attempt += 5;
+    let results = store.complete_requests("w", &completions, t(1)).await.unwrap();
+    for (c, result) in completions.iter().zip(&results) {
+        if c.attempt > 1 {
+            assert_eq!(*result, CompletionResult::LeaseLost);
+            assert_eq!(store.request(c.id).await.unwrap().unwrap().materialization_id, None);
+            continue;
+        }
+        let CompletionResult::Recorded(id) = *result else { panic!("{} is recorded: {result:?}", c.id) };
+        assert_eq!(store.request(c.id).await.unwrap().unwrap().materialization_id, Some(id));
+        let m = store.run_materializations(c.materialization.run_id).await.unwrap();
+        let m = m.iter().find(|m| m.id == id).expect("the id is a materialization of the request's run");
+        assert_eq!(
+            (m.partition_key.as_str(), m.data_version.as_str()),
+            (c.materialization.partition_key.as_str(), c.materialization.data_version.as_str())
+        );
+    }
+    let state = store.partition_states("usage").await.unwrap();
+    let h7 = state.iter().find(|p| p.partition_key == "h0007").unwrap();
+    let history = store.history("usage", Some("h0007"), None, 10).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history[0].id > history[1].id);
+    assert_eq!(h7.current_materialization_id, Some(history[0].id), "the newest is current: {history:?}");
+}
+
 async fn a_completion_that_lost_its_lease_records_no_check_results(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     store.submit_requests(&[request(run_id, "k", "credit_health", "w1")], &[]).await.unwrap();
@@ -1838,8 +1912,8 @@ async fn every_transition_writes_its_lineage_event_with_it(store: &dyn LineageSt
         ],
         "bill d never started: no event of it"
     );
-    // Each START at its claim, the COMPLETE when its materialization finished (written by the
-    // claim's and the completion's own statements on PostgreSQL, one INSERT after each on SQLite).
+    // Each START at its claim, the COMPLETE when its materialization finished (the START written
+    // by the claim's own statement on PostgreSQL, every other one by a multi-row INSERT).
     let epoch = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
     let times: Vec<_> = store
         .outbox_events(epoch, 0, 100)
@@ -2221,6 +2295,8 @@ lineage_store_tests!(
     a_run_whose_owner_is_gone_ends_canceled_and_nothing_of_it_runs_later,
     a_completion_that_lost_its_lease_records_no_check_results,
     a_completion_of_two_attempts_of_one_request_records_the_leased_one_only,
+    a_completion_of_a_reopened_request_records_its_new_attempt_beside_an_older_higher_one,
+    a_completion_batch_records_each_materialization_under_its_request,
     a_runs_and_an_assets_latest_check_verdicts_are_read_per_check,
     a_failure_after_a_cancel_was_asked_is_canceled_not_retried,
     a_partition_two_runs_materialize_is_running_only_while_one_of_them_is,

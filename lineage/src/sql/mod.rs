@@ -26,9 +26,7 @@ use super::dialect as db;
 /// Rows per multi-row statement: 16 columns × 500 rows stays under SQLite's 32,766 variables.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// Completions fenced, recorded and unblocked per statement (at most 2 binds each, well under
-/// both backends' parameter limits).
-const COMPLETIONS_PER_STATEMENT: usize = 500;
+use crate::COMPLETIONS_PER_STATEMENT;
 
 /// The columns of a `MaterializationRow`.
 const MATERIALIZATION_COLUMNS: &str = "id, asset_key, partition_key, run_id, attempt, data_version, \

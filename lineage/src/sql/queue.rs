@@ -9,7 +9,9 @@ use const_format::concatcp;
 use sqlx::QueryBuilder;
 
 use super::outbox::{self, NewOutboxEvent};
-use super::writes::{Writes, insert_check_results, insert_events, push_steps_started, write_materializations};
+use super::writes::{
+    Writes, insert_check_results, insert_events, lock_partitions_of, push_steps_started, write_materializations,
+};
 use super::{COMPLETIONS_PER_STATEMENT, REQUEST_COLUMNS, ROWS_PER_STATEMENT, db};
 use crate::model::*;
 use crate::rows::{RequestRow, decode, parse_request_id, parse_run_id};
@@ -782,6 +784,10 @@ impl RequestQueue for db::Store {
         // A constant number of statements per chunk, whatever its size (group commit).
         for (chunk_idx, chunk) in completions.chunks(COMPLETIONS_PER_STATEMENT).enumerate() {
             let offset = chunk_idx * COMPLETIONS_PER_STATEMENT;
+            // The partitions' staleness locks first (those of attempts the fence turns away
+            // too, released at the commit): the ids the fence draws then follow the order in
+            // which transactions write a partition's current version.
+            lock_partitions_of(&mut tx, chunk.iter().map(|c| &c.materialization)).await?;
             // The fence: only the holder of each attempt's lease may record it. The same
             // statement gives each recorded request the id of its materialization (written
             // below): a request row is updated once per completion.
@@ -815,16 +821,21 @@ impl RequestQueue for db::Store {
             for c in chunk {
                 list.push_bind(c.id.to_string());
             }
-            // Only a request's latest attempt can hold its lease: when a chunk holds two attempts
-            // of one request, the older one is fenced off by this test.
-            let mut latest: BTreeMap<String, i64> = BTreeMap::new();
+            // Each request's attempts handed in (two when the same worker holds an attempt that
+            // outlived its lease and the retry; attempts are not always increasing: reopening a
+            // request starts them again), of which the row's must be one.
+            let mut attempts: BTreeMap<String, Vec<i64>> = BTreeMap::new();
             for c in chunk {
-                let attempt = latest.entry(c.id.to_string()).or_insert(c.attempt);
-                *attempt = (*attempt).max(c.attempt);
+                attempts.entry(c.id.to_string()).or_default().push(c.attempt);
             }
-            q.push(") AND attempt = CASE id");
-            for (id, attempt) in latest {
-                q.push(" WHEN ").push_bind(id).push(" THEN ").push_bind(attempt);
+            q.push(") AND CASE id");
+            for (id, handed_in) in attempts {
+                q.push(" WHEN ").push_bind(id).push(" THEN attempt IN (");
+                let mut list = q.separated(", ");
+                for attempt in handed_in {
+                    list.push_bind(attempt);
+                }
+                q.push(")");
             }
             q.push(" END RETURNING id, attempt, pool IS NOT NULL, materialization_id");
             let rows: Vec<(String, i64, bool, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
@@ -838,12 +849,16 @@ impl RequestQueue for db::Store {
             // the attempt that holds the lease is recorded.
             let fenced: HashMap<(String, i64), i64> =
                 rows.into_iter().map(|(id, attempt, _, mid)| ((id, attempt), mid)).collect();
-            let held: Vec<(usize, MaterializationId)> = (0..chunk.len())
+            let mut held: Vec<(usize, MaterializationId)> = (0..chunk.len())
                 .filter_map(|i| fenced.get(&(chunk[i].id.to_string(), chunk[i].attempt)).map(|mid| (i, *mid)))
                 .collect();
             if held.is_empty() {
                 continue;
             }
+            // Recorded in the order of their ids (the fence's scan order drew them on
+            // PostgreSQL): of two materializations of one partition, the later written is
+            // current, and that is the one with the larger id.
+            held.sort_by_key(|(_, mid)| *mid);
             let (held, given): (Vec<usize>, Vec<MaterializationId>) = held.into_iter().unzip();
             // What the steps logged, before the events that end them.
             let messages: Vec<RunEvent> = held.iter().flat_map(|i| chunk[*i].messages.iter().cloned()).collect();

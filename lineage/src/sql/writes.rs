@@ -159,32 +159,43 @@ pub(super) fn push_steps_started(writes: &mut Writes, events: &[RunEvent]) {
     }
 }
 
+/// Takes the staleness locks (`lock_staleness`) of the partitions materializations write and
+/// read. Staleness counts are read-modify-write across partitions: writers of the same
+/// partitions take turns. Ids drawn after this follow the order the partitions' current
+/// versions are written in, so a partition's current materialization is its newest (largest id).
+pub(super) async fn lock_partitions_of<'a>(
+    tx: &mut db::Conn,
+    ms: impl Iterator<Item = &'a NewMaterialization>,
+) -> Result<()> {
+    let touched: Vec<(&str, &str)> = ms
+        .flat_map(|m| {
+            std::iter::once((m.asset_key.as_str(), m.partition_key.as_str()))
+                .chain(m.inputs.iter().map(|i| (i.asset_key.as_str(), i.partition_key.as_str())))
+        })
+        .collect();
+    lock_staleness(tx, &touched).await
+}
+
 /// Writes materializations and, as the next statements of `writes`, their inputs, current-state
 /// rows, the staleness counts of their readers and their `step_succeeded` events. Their ids are
-/// returned, in order: `given` (drawn by the caller, as the completion's fence does) or, when
-/// `None`, the ones the store assigns, read back now.
+/// returned, in order: `given` (drawn by the caller after `lock_partitions_of`, as the
+/// completion's fence does; ascending) or, when `None`, the ones the store assigns, read back now.
 pub(super) async fn write_materializations<'a>(
     tx: &mut db::Conn,
     ms: &'a [NewMaterialization],
     given: Option<&[MaterializationId]>,
     writes: &mut Writes,
 ) -> Result<Vec<MaterializationId>> {
-    // Staleness counts are read-modify-write across partitions: writers of the same partitions
-    // take turns (see lock_staleness).
-    let touched: Vec<(&str, &str)> = ms
-        .iter()
-        .flat_map(|m| {
-            std::iter::once((m.asset_key.as_str(), m.partition_key.as_str()))
-                .chain(m.inputs.iter().map(|i| (i.asset_key.as_str(), i.partition_key.as_str())))
-        })
-        .collect();
-    lock_staleness(&mut *tx, &touched).await?;
     let ids = match given {
+        // The caller locked the partitions before it drew the ids.
         Some(ids) => {
             push_materializations_with_ids(writes, ids, ms);
             ids.to_vec()
         }
-        None => insert_materializations(&mut *tx, ms).await?,
+        None => {
+            lock_partitions_of(&mut *tx, ms.iter()).await?;
+            insert_materializations(&mut *tx, ms).await?
+        }
     };
     push_inputs(writes, &ids, ms);
     push_adjust_readers(writes, ms);
@@ -223,11 +234,11 @@ pub(super) async fn write_materializations<'a>(
 }
 
 /// The columns a materialization row is written with, but its id.
-const MATERIALIZATION_COLUMNS: &str = "asset_key, partition_key, run_id, attempt, data_version, \
+const NEW_MATERIALIZATION_COLUMNS: &str = "asset_key, partition_key, run_id, attempt, data_version, \
      logical_version, code_version, n_inputs, inputs_hash, storage_uri, bytes, row_count, \
      schema, metadata, started_at, finished_at";
 
-/// One row's values, in [`MATERIALIZATION_COLUMNS`]' order.
+/// One row's values, in [`NEW_MATERIALIZATION_COLUMNS`]' order.
 fn push_materialization(row: &mut sqlx::query_builder::Separated<'_, db::Db, &'static str>, m: &NewMaterialization) {
     row.push_bind(&m.asset_key)
         .push_bind(&m.partition_key)
@@ -256,7 +267,7 @@ fn push_materializations_with_ids(writes: &mut Writes, ids: &[MaterializationId]
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let q = writes.statement(concatcp!(
             "INSERT INTO materializations (id, ",
-            MATERIALIZATION_COLUMNS,
+            NEW_MATERIALIZATION_COLUMNS,
             ")",
             db::OVERRIDING_IDENTITY,
             " "
@@ -272,7 +283,7 @@ fn push_materializations_with_ids(writes: &mut Writes, ids: &[MaterializationId]
 async fn insert_materializations(tx: &mut db::Conn, ms: &[NewMaterialization]) -> Result<Vec<MaterializationId>> {
     let mut ids = Vec::with_capacity(ms.len());
     for chunk in ms.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new(concatcp!("INSERT INTO materializations (", MATERIALIZATION_COLUMNS, ") "));
+        let mut q = QueryBuilder::new(concatcp!("INSERT INTO materializations (", NEW_MATERIALIZATION_COLUMNS, ") "));
         q.push_values(chunk, |mut row, m| push_materialization(&mut row, m));
         q.push(" RETURNING id, asset_key, partition_key, run_id");
         let rows: Vec<(i64, String, String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
