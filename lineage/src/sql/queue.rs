@@ -781,13 +781,14 @@ impl RequestQueue for db::Store {
         let mut runs = BTreeSet::new();
         let mut waiting_runs = BTreeSet::new();
         let mut announced = false;
+        // The partitions' staleness locks first, all of them in key order in one statement
+        // (those of attempts the fence turns away too, released at the commit): the ids the
+        // fences draw then follow the order in which transactions write a partition's current
+        // version, and no row lock is held while they are waited for.
+        lock_partitions_of(&mut tx, completions.iter().map(|c| &c.materialization)).await?;
         // A constant number of statements per chunk, whatever its size (group commit).
         for (chunk_idx, chunk) in completions.chunks(COMPLETIONS_PER_STATEMENT).enumerate() {
             let offset = chunk_idx * COMPLETIONS_PER_STATEMENT;
-            // The partitions' staleness locks first (those of attempts the fence turns away
-            // too, released at the commit): the ids the fence draws then follow the order in
-            // which transactions write a partition's current version.
-            lock_partitions_of(&mut tx, chunk.iter().map(|c| &c.materialization)).await?;
             // The fence: only the holder of each attempt's lease may record it. The same
             // statement gives each recorded request the id of its materialization (written
             // below): a request row is updated once per completion.

@@ -189,6 +189,7 @@ pub(super) async fn write_materializations<'a>(
     let ids = match given {
         // The caller locked the partitions before it drew the ids.
         Some(ids) => {
+            debug_assert!(ids.windows(2).all(|w| w[0] < w[1]), "given ids ascend: {ids:?}");
             push_materializations_with_ids(writes, ids, ms);
             ids.to_vec()
         }
