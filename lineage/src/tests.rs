@@ -1328,13 +1328,27 @@ async fn a_completion_of_two_attempts_of_one_request_records_the_leased_one_only
     store.reap_expired(t(61), &|_| std::time::Duration::ZERO).await.unwrap();
     let retry = store.claim_requests("w", None, 1, t(62), t(122)).await.unwrap().remove(0);
     assert_eq!((retry.id, retry.attempt), (first.id, 2));
+    completing_both_records_the_holder_only(store, &first, &retry, t(63)).await;
+}
+
+/// Hands in `old` and `holder`, two attempts of one request (h0 of `usage`) in one completion:
+/// only `holder`'s, which holds the lease, is recorded, under the request.
+async fn completing_both_records_the_holder_only(
+    store: &dyn LineageStore,
+    old: &ClaimedRequest,
+    holder: &ClaimedRequest,
+    now: chrono::DateTime<Utc>,
+) {
     let results =
-        store.complete_requests("w", &[completion(&first, "old"), completion(&retry, "new")], t(63)).await.unwrap();
+        store.complete_requests("w", &[completion(old, "old"), completion(holder, "new")], now).await.unwrap();
     assert_eq!(results[0], CompletionResult::LeaseLost);
-    let CompletionResult::Recorded(recorded) = results[1] else { panic!("the retry is recorded: {results:?}") };
+    let CompletionResult::Recorded(recorded) = results[1] else { panic!("the holder is recorded: {results:?}") };
     let history = store.history("usage", Some("h0"), None, 10).await.unwrap();
-    assert_eq!(history.iter().map(|m| (m.data_version.as_str(), m.attempt)).collect::<Vec<_>>(), [("new", 2)]);
-    assert_eq!(store.request(first.id).await.unwrap().unwrap().materialization_id, Some(recorded));
+    assert_eq!(
+        history.iter().map(|m| (m.id, m.data_version.as_str(), m.attempt)).collect::<Vec<_>>(),
+        [(recorded, "new", holder.attempt)]
+    );
+    assert_eq!(store.request(holder.id).await.unwrap().unwrap().materialization_id, Some(recorded));
 }
 
 /// Attempts start again when a request is reopened (`backfill resume`/`retry`): a worker can hand
@@ -1357,15 +1371,7 @@ async fn a_completion_of_a_reopened_request_records_its_new_attempt_beside_an_ol
     assert_eq!(store.reopen_requests(run_id, &[RequestState::Failed], t(186)).await.unwrap(), 1);
     let new = store.claim_requests("w", None, 1, t(187), t(247)).await.unwrap().remove(0);
     assert_eq!((new.id, new.attempt), (old.id, 1));
-    let results =
-        store.complete_requests("w", &[completion(&old, "old"), completion(&new, "new")], t(188)).await.unwrap();
-    assert_eq!(results[0], CompletionResult::LeaseLost);
-    let CompletionResult::Recorded(recorded) = results[1] else { panic!("the new attempt is recorded: {results:?}") };
-    let history = store.history("usage", Some("h0"), None, 10).await.unwrap();
-    assert_eq!(
-        history.iter().map(|m| (m.id, m.data_version.as_str(), m.attempt)).collect::<Vec<_>>(),
-        [(recorded, "new", 1)]
-    );
+    completing_both_records_the_holder_only(store, &old, &new, t(188)).await;
 }
 
 /// One completion batch over two statement chunks, with an attempt the fence turns away in the
