@@ -153,6 +153,11 @@ struct Held {
     started: Instant,
     /// What the step's compute function logs, recorded with the attempt's outcome.
     log: StepLog,
+    /// This worker claimed the request again while the step ran: the step's lease is lost, and
+    /// whatever it ends with is dropped here, never handed to the store. Its attempt number is
+    /// no proof of that (attempts start again when a request is reopened: the old step and the
+    /// new claim can both be attempt 1 of this worker), so the store's fence could not tell.
+    superseded: bool,
 }
 
 impl Held {
@@ -258,12 +263,14 @@ pub async fn run_worker(
                     log.clone(),
                     observer.clone(),
                 ));
-                // An older attempt of the same request still running here lost its lease when the
-                // request was taken back: stop it (its result would be fenced off anyway).
-                for h in held.values().filter(|h| h.claim.id == claim.id) {
+                // An older attempt of the same request still running here (or finished and not
+                // yet recorded) lost its lease when the request was taken back: stop it, and
+                // drop what it ends with.
+                for h in held.values_mut().filter(|h| h.claim.id == claim.id) {
                     h.token.cancel();
+                    h.superseded = true;
                 }
-                held.insert(handle.id(), Held { claim, token, started: Instant::now(), log });
+                held.insert(handle.id(), Held { claim, token, started: Instant::now(), log, superseded: false });
             }
         }
         let now = config.queue_clock.now();
@@ -278,6 +285,10 @@ pub async fn run_worker(
                 }
             };
             let h = held.remove(&task).expect("every step task holds a request");
+            if h.superseded {
+                stats.lease_lost += 1;
+                continue;
+            }
             match result {
                 Finished::Succeeded { materialization, size, checks } => {
                     let (id, attempt) = (h.claim.id, h.claim.attempt);
@@ -304,8 +315,8 @@ pub async fn run_worker(
                         stats.canceled += 1;
                         report(&*observer, &h, StepStatus::Canceled);
                     } else {
-                        // Fenced off: the attempt's lease was lost (the canceled older attempt of a
-                        // request this worker claimed again, or one another worker took over).
+                        // Fenced off: the attempt's lease was lost (another worker took the
+                        // request over).
                         stats.lease_lost += 1;
                     }
                 }

@@ -1318,15 +1318,27 @@ async fn a_runs_and_an_assets_latest_check_verdicts_are_read_per_check(store: &d
     );
 }
 
+/// One request of `asset`/`partition` claimed by `first` at 0 with a lease to 60, reaped at 61,
+/// and claimed again by `second` at 62 (lease to 122): the expired attempt and its retry.
+async fn claimed_expired_and_reclaimed(
+    store: &dyn LineageStore,
+    (asset, partition): (&str, &str),
+    first: &str,
+    second: &str,
+) -> (ClaimedRequest, ClaimedRequest) {
+    let run_id = new_run(store).await;
+    store.submit_requests(&[request(run_id, "k", asset, partition)], &[]).await.unwrap();
+    let expired = store.claim_requests(first, None, 1, t(0), t(60)).await.unwrap().remove(0);
+    store.reap_expired(t(61), &|_| std::time::Duration::ZERO).await.unwrap();
+    let retry = store.claim_requests(second, None, 1, t(62), t(122)).await.unwrap().remove(0);
+    (expired, retry)
+}
+
 /// One worker hands in two attempts of one request in one call: the first outlived its lease
 /// and the same worker claimed the retry. Only the attempt holding the lease is recorded (the
 /// fence once matched the returned rows by request id alone, and recorded both).
 async fn a_completion_of_two_attempts_of_one_request_records_the_leased_one_only(store: &dyn LineageStore) {
-    let run_id = new_run(store).await;
-    store.submit_requests(&[request(run_id, "k", "usage", "h0")], &[]).await.unwrap();
-    let first = store.claim_requests("w", None, 1, t(0), t(60)).await.unwrap().remove(0);
-    store.reap_expired(t(61), &|_| std::time::Duration::ZERO).await.unwrap();
-    let retry = store.claim_requests("w", None, 1, t(62), t(122)).await.unwrap().remove(0);
+    let (first, retry) = claimed_expired_and_reclaimed(store, ("usage", "h0"), "w", "w").await;
     assert_eq!((retry.id, retry.attempt), (first.id, 2));
     completing_both_records_the_holder_only(store, &first, &retry, t(63)).await;
 }
@@ -1420,11 +1432,7 @@ async fn a_completion_batch_records_each_materialization_under_its_request(store
 }
 
 async fn a_completion_that_lost_its_lease_records_no_check_results(store: &dyn LineageStore) {
-    let run_id = new_run(store).await;
-    store.submit_requests(&[request(run_id, "k", "credit_health", "w1")], &[]).await.unwrap();
-    let slow = store.claim_requests("slow", None, 1, t(0), t(60)).await.unwrap().remove(0);
-    store.reap_expired(t(61), &|_| std::time::Duration::ZERO).await.unwrap();
-    let fast = store.claim_requests("fast", None, 1, t(62), t(122)).await.unwrap().remove(0);
+    let (slow, fast) = claimed_expired_and_reclaimed(store, ("credit_health", "w1"), "slow", "fast").await;
     let mut late = completion(&slow, "late");
     late.checks = vec![check(&slow, "balance", Severity::Error, true)];
     assert_eq!(store.complete_requests("slow", &[late], t(63)).await.unwrap(), [CompletionResult::LeaseLost]);

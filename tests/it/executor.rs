@@ -328,25 +328,28 @@ impl ManualClock {
     }
 }
 
+/// The asset the lease tests run: daily, two attempts (the step that outlives its lease, and
+/// its retry).
+fn slow_daily_with_one_retry() -> engine::AssetBuilder {
+    asset("slow")
+        .partitions(PartitionsDef::daily("2025-12-01"))
+        .retry(RetryPolicy { max_attempts: 2, ..RetryPolicy::default() })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_hangs_past_its_lease_loses_the_step_to_another_worker_and_records_nothing() {
     // The first attempt hangs until the test lets it go; the second returns at once.
     let gate = CancellationToken::new();
     let hang = gate.clone();
-    let h = harness(vec![
-        asset("slow")
-            .partitions(PartitionsDef::daily("2025-12-01"))
-            .retry(RetryPolicy { max_attempts: 2, ..RetryPolicy::default() })
-            .compute(move |ctx: AssetContext| {
-                let hang = hang.clone();
-                async move {
-                    if ctx.attempt == 1 {
-                        hang.cancelled().await;
-                    }
-                    Ok(table(&ctx))
-                }
-            }),
-    ])
+    let h = harness(vec![slow_daily_with_one_retry().compute(move |ctx: AssetContext| {
+        let hang = hang.clone();
+        async move {
+            if ctx.attempt == 1 {
+                hang.cancelled().await;
+            }
+            Ok(table(&ctx))
+        }
+    })])
     .await;
     let plan = h.plan("slow", key("2025-12-15"));
     let (run, id) = h.submit(&plan, "slow").await;
@@ -411,20 +414,15 @@ async fn a_worker_that_claims_the_retry_of_its_own_expired_step_records_the_retr
     }
     let first_over = Arc::new(AtomicBool::new(false));
     let over = first_over.clone();
-    let h = harness(vec![
-        asset("slow")
-            .partitions(PartitionsDef::daily("2025-12-01"))
-            .retry(RetryPolicy { max_attempts: 2, ..RetryPolicy::default() })
-            .compute(move |ctx: AssetContext| {
-                let gate = wait[(ctx.attempt as usize - 1).min(1)].clone();
-                let over = (ctx.attempt == 1).then(|| Over(over.clone()));
-                async move {
-                    let _over = over;
-                    gate.cancelled().await;
-                    Ok(table(&ctx).with_metadata("computed_by_attempt", ctx.attempt))
-                }
-            }),
-    ])
+    let h = harness(vec![slow_daily_with_one_retry().compute(move |ctx: AssetContext| {
+        let gate = wait[(ctx.attempt as usize - 1).min(1)].clone();
+        let over = (ctx.attempt == 1).then(|| Over(over.clone()));
+        async move {
+            let _over = over;
+            gate.cancelled().await;
+            Ok(table(&ctx).with_metadata("computed_by_attempt", ctx.attempt))
+        }
+    })])
     .await;
     let plan = h.plan("slow", key("2025-12-15"));
     let (run, id) = h.submit(&plan, "slow").await;
@@ -468,6 +466,75 @@ async fn a_worker_that_claims_the_retry_of_its_own_expired_step_records_the_retr
     assert_eq!(h.count("SELECT count(*) FROM materializations").await, 1, "materialized exactly once");
     let recorded = h.store.history("slow", Some("2025-12-15"), None, 1).await.unwrap().remove(0);
     assert_eq!((recorded.attempt, &recorded.metadata["computed_by_attempt"]), (2, &serde_json::json!(2)));
+    assert_eq!(h.store.run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
+}
+
+/// Attempts start again when a request is reopened (`backfill retry`): a step that outlived its
+/// lease, failed by the reaper, and the same worker's claim of the reopened request are both
+/// attempt 1 of worker-a. The old step's result is dropped by the worker (the store's fence
+/// could not tell the two apart), and the new claim's is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_drops_the_result_of_a_step_whose_reopened_request_it_claimed_again() {
+    // Each call waits for its own gate (the first ignores cancellation, as blocking code would).
+    let gates = [CancellationToken::new(), CancellationToken::new()];
+    let wait = gates.clone();
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = harness(vec![
+        asset("slow")
+            .partitions(PartitionsDef::daily("2025-12-01"))
+            .retry(RetryPolicy { max_attempts: 1, ..RetryPolicy::default() })
+            .compute(move |ctx: AssetContext| {
+                let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                let gate = wait[(call as usize - 1).min(1)].clone();
+                async move {
+                    gate.cancelled().await;
+                    Ok(table(&ctx).with_metadata("call", call).with_metadata("attempt", ctx.attempt))
+                }
+            }),
+    ])
+    .await;
+    let plan = h.plan("slow", key("2025-12-15"));
+    let (run, id) = h.submit(&plan, "slow").await;
+    let clock = Arc::new(ManualClock(std::sync::Mutex::new(chrono::Utc::now())));
+    let config = engine::WorkerConfig {
+        id: "worker-a".to_owned(),
+        lease: Duration::from_secs(3600),
+        poll: Duration::from_millis(10),
+        queue_clock: clock.clone(),
+        ..engine::WorkerConfig::new(2)
+    };
+    let exec = h.exec.clone();
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let a = tokio::spawn(async move {
+        engine::run_worker(&exec, &config, engine::Until::Canceled, Arc::new(NoObserver), stopped).await
+    });
+    let wait_for = |what: &'static str, ok: fn(&lineage::RequestRecord) -> bool| h.wait_for(id, what, ok);
+    wait_for("claimed", |r| r.lease_owner.as_deref() == Some("worker-a")).await;
+
+    // The lease runs out while call 1 hangs; the reaper fails its only attempt, and the request
+    // is reopened: the same worker claims it again, as attempt 1.
+    clock.advance(chrono::Duration::hours(2));
+    let now = engine::Clock::now(&*clock);
+    h.store.reap_expired(now, &|_| Duration::from_secs(60)).await.unwrap();
+    wait_for("failed by the reaper", |r| r.state == lineage::RequestState::Failed).await;
+    assert_eq!(h.store.reopen_requests(run, &[lineage::RequestState::Failed], now).await.unwrap(), 1);
+    wait_for("claimed again", |r| {
+        r.state == lineage::RequestState::Running && r.attempt == 1 && r.lease_owner.as_deref() == Some("worker-a")
+    })
+    .await;
+
+    // Call 1 returns first, then call 2.
+    gates[0].cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gates[1].cancel();
+    wait_for("succeeded", |r| r.state == lineage::RequestState::Succeeded).await;
+    stop.cancel();
+    let stats = tokio::time::timeout(Duration::from_secs(30), a).await.unwrap().unwrap().unwrap();
+    assert_eq!((stats.completed, stats.lease_lost), (1, 1), "call 1 counts as a lost lease: {stats:?}");
+    assert_eq!(h.count("SELECT count(*) FROM materializations").await, 1, "materialized exactly once");
+    let recorded = h.store.history("slow", Some("2025-12-15"), None, 1).await.unwrap().remove(0);
+    assert_eq!(recorded.metadata["call"], serde_json::json!(2), "the new claim's result: {:?}", recorded.metadata);
     assert_eq!(h.store.run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
 }
 
