@@ -328,6 +328,20 @@ impl ManualClock {
     }
 }
 
+/// `worker-a`, concurrency 2, with an hour-long lease on a hand-moved queue clock: no heartbeat
+/// happens while a test runs, and its lease runs out when the test moves the clock.
+fn worker_a_on_a_hand_moved_clock() -> (Arc<ManualClock>, engine::WorkerConfig) {
+    let clock = Arc::new(ManualClock(std::sync::Mutex::new(chrono::Utc::now())));
+    let config = engine::WorkerConfig {
+        id: "worker-a".to_owned(),
+        lease: Duration::from_secs(3600),
+        poll: Duration::from_millis(10),
+        queue_clock: clock.clone(),
+        ..engine::WorkerConfig::new(2)
+    };
+    (clock, config)
+}
+
 /// The asset the lease tests run: daily, two attempts (the step that outlives its lease, and
 /// its retry).
 fn slow_daily_with_one_retry() -> engine::AssetBuilder {
@@ -427,15 +441,7 @@ async fn a_worker_that_claims_the_retry_of_its_own_expired_step_records_the_retr
     let plan = h.plan("slow", key("2025-12-15"));
     let (run, id) = h.submit(&plan, "slow").await;
 
-    // An hour-long lease on a hand-moved clock: no heartbeat happens while the test runs.
-    let clock = Arc::new(ManualClock(std::sync::Mutex::new(chrono::Utc::now())));
-    let config = engine::WorkerConfig {
-        id: "worker-a".to_owned(),
-        lease: Duration::from_secs(3600),
-        poll: Duration::from_millis(10),
-        queue_clock: clock.clone(),
-        ..engine::WorkerConfig::new(2)
-    };
+    let (clock, config) = worker_a_on_a_hand_moved_clock();
     let exec = h.exec.clone();
     let a = tokio::spawn(async move {
         engine::run_worker(&exec, &config, engine::Until::RunEnded(run), Arc::new(NoObserver), CancellationToken::new())
@@ -495,14 +501,7 @@ async fn a_worker_drops_the_result_of_a_step_whose_reopened_request_it_claimed_a
     .await;
     let plan = h.plan("slow", key("2025-12-15"));
     let (run, id) = h.submit(&plan, "slow").await;
-    let clock = Arc::new(ManualClock(std::sync::Mutex::new(chrono::Utc::now())));
-    let config = engine::WorkerConfig {
-        id: "worker-a".to_owned(),
-        lease: Duration::from_secs(3600),
-        poll: Duration::from_millis(10),
-        queue_clock: clock.clone(),
-        ..engine::WorkerConfig::new(2)
-    };
+    let (clock, config) = worker_a_on_a_hand_moved_clock();
     let exec = h.exec.clone();
     let stop = CancellationToken::new();
     let stopped = stop.clone();
