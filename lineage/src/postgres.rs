@@ -46,6 +46,13 @@ mod dialect {
     /// Locks a row (a request, when settling it) unless another transaction holds it, which is
     /// skipped; `FOR NO KEY UPDATE`, which foreign-key checks of new rows do not conflict with.
     pub(super) const LOCK_ROW_SKIP: &str = " FOR NO KEY UPDATE SKIP LOCKED";
+    /// One of run `$1`'s unfinished requests, share-locked unless another transaction holds it
+    /// (see `finish_run`): a transition of it waits for this transaction. `requests_run` leads
+    /// with the waiting ones (`available`, `blocked`), before those a worker may be settling.
+    pub(super) const PIN_UNFINISHED: Option<&str> = Some(
+        "SELECT id FROM materialization_requests WHERE run_id = $1 \
+             AND state IN ('available', 'blocked', 'running') LIMIT 1 FOR SHARE SKIP LOCKED",
+    );
     /// The maintenance lock (`i64::MIN`) shared, then each partition's (the `int8[]` bound as
     /// `$1`), in key order: see `lock_staleness`.
     pub(super) const LOCK_PARTITIONS: Option<&str> = Some(

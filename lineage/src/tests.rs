@@ -2087,6 +2087,47 @@ async fn postgres_wakes_the_idle_workers_of_every_process() {
     fixture.teardown().await;
 }
 
+/// Completing a request of a run with work left neither waits for the run's row nor ends the
+/// run: the run's other requests could not end it before this commit (`finish_run`'s pin).
+/// Completions of one run used to queue on its row, one commit after another.
+#[tokio::test]
+async fn postgres_completions_of_a_run_with_work_left_do_not_wait_for_its_row() {
+    let Some(fixture) = postgres().await else { return };
+    let store = fixture.store();
+    let run = new_run(store).await;
+    let reqs = [request(run, "a", "usage", "h0"), request(run, "b", "usage", "h1"), request(run, "c", "usage", "h2")];
+    store.submit_requests(&reqs, &[]).await.unwrap();
+    let a = store.claim_requests("wa", Some(run), 1, t(0), t(60)).await.unwrap().remove(0);
+    let b = store.claim_requests("wb", Some(run), 1, t(0), t(60)).await.unwrap().remove(0);
+    // Another session holds the run's row, as a completion checking whether the run ended does.
+    let mut holder = fixture.pg_connection().await;
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT id FROM runs WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(run.to_string())
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let wait = std::time::Duration::from_secs(10);
+    tokio::time::timeout(wait, store.complete_requests("wa", &[completion(&a, "v")], t(1)))
+        .await
+        .expect("a completion with requests of its run left does not wait for the run's row")
+        .unwrap();
+    assert_eq!(store.run(run).await.unwrap().unwrap().status, RunStatus::Running);
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    // The last ones end it, whichever order they commit in.
+    let c = store.claim_requests("wc", Some(run), 1, t(1), t(61)).await.unwrap().remove(0);
+    let (cb, cc) = (completion(&b, "v"), completion(&c, "v"));
+    let (rb, rc) = tokio::join!(
+        store.complete_requests("wb", std::slice::from_ref(&cb), t(2)),
+        store.complete_requests("wc", std::slice::from_ref(&cc), t(2)),
+    );
+    rb.unwrap();
+    rc.unwrap();
+    assert_eq!(store.run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
+    drop(holder);
+    fixture.teardown().await;
+}
+
 #[tokio::test]
 async fn sqlite_wakes_the_idle_workers_of_its_own_process() {
     let fixture = sqlite().await;

@@ -96,7 +96,20 @@ const FINISH_RUN: &str = "UPDATE runs SET \
 /// running, and the run stayed `running` forever with every request succeeded; with it, the
 /// second one to lock starts its check after the first committed, and finishes the run. (On
 /// SQLite the transaction already holds the single writer lock: no statement to send.)
+///
+/// Before that lock, PostgreSQL pins one of the run's unfinished requests that no other
+/// transaction holds (`db::PIN_UNFINISHED`, a share lock skipping held rows). The run cannot
+/// end before this transaction commits then, and whichever transaction later finishes that
+/// request waits for this commit and checks after it: nothing to check now. Only a transaction
+/// that pins none (the run's last requests, each held by whoever settles it) locks the run's
+/// row. Every completion of a run used to queue on that row, one commit at a time.
 pub(super) async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>) -> Result<()> {
+    if let Some(pin) = db::PIN_UNFINISHED {
+        let pinned: Option<String> = sqlx::query_scalar(pin).bind(run).fetch_optional(&mut *tx).await?;
+        if pinned.is_some() {
+            return Ok(());
+        }
+    }
     if !db::LOCK_ROW.is_empty() {
         let _: Option<String> = sqlx::query_scalar(concatcp!("SELECT id FROM runs WHERE id = $1", db::LOCK_ROW))
             .bind(run)
