@@ -800,6 +800,29 @@ async fn pool_limits_hold_across_workers(store: &dyn LineageStore) {
     assert_eq!(store.claim_requests("b", None, 10, t(1), t(61)).await.unwrap().len(), 1);
 }
 
+async fn a_claim_passes_over_a_full_pools_requests_to_one_behind_them(store: &dyn LineageStore) {
+    // A claim reads only as many candidates as it may claim unless some pool has a limit; then
+    // it reads past the requests of a full pool to claim one behind them.
+    let run_id = new_run(store).await;
+    let reqs: Vec<NewRequest> = (0..3)
+        .map(|h| {
+            let mut r = request(run_id, &format!("p{h}"), "usage", &format!("h{h}"));
+            r.pool = Some("graph_api".to_owned());
+            r.priority = 1;
+            r
+        })
+        .chain([request(run_id, "behind", "other", "x")])
+        .collect();
+    store.submit_requests(&reqs, &[]).await.unwrap();
+    let first = store.claim_requests("a", None, 1, t(0), t(60)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].asset_key, "usage", "the pooled requests come first (priority)");
+    store.set_pool_limit("graph_api", 1).await.unwrap();
+    let second = store.claim_requests("b", None, 1, t(0), t(60)).await.unwrap();
+    assert_eq!(second.iter().map(|c| c.partition_key.as_str()).collect::<Vec<_>>(), ["x"]);
+    assert!(store.claim_requests("c", None, 1, t(0), t(60)).await.unwrap().is_empty(), "the pool is full");
+}
+
 async fn queue_depth_counts_what_waits_and_runs_by_pool_family(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     let mut reqs: Vec<NewRequest> = ["123", "456"]
@@ -2337,6 +2360,7 @@ lineage_store_tests!(
     cancel_stops_waiting_requests_at_once_and_asks_running_ones,
     a_step_waiting_on_another_runs_request_follows_it,
     pool_limits_hold_across_workers,
+    a_claim_passes_over_a_full_pools_requests_to_one_behind_them,
     a_pool_kept_per_dimension_limits_each_member,
     heartbeats_extend_only_the_workers_own_leases,
     a_backfill_is_stored_with_its_run_and_its_cells_reopen,

@@ -594,17 +594,20 @@ impl RequestQueue for db::Store {
         // Walks the claim index in priority order (see PostgreSQL's `begin_claim`), leaving out the
         // runs other processes own: their few ids are read once per claim (a correlated check per
         // candidate cost 5 % of the 8-worker throughput, BENCHMARKS.md). A worker draining one
-        // run (`only_run`) needs no such check: that run is its own, or nobody's.
+        // run (`only_run`) needs no such check: that run is its own, or nobody's. Four times
+        // `limit` are read when some pool has a limit (candidates past a full pool's slots are
+        // passed over), else `limit`: each row read is locked until this claim commits, and
+        // locking four times what it claims cost every claim (BENCHMARKS.md).
         let candidates: Vec<(String, String, Option<String>)> = sqlx::query_as(concatcp!(
             "SELECT id, run_id, pool FROM materialization_requests WHERE state = 'available' AND run_at <= $1 \
              AND ($3 IS NULL OR run_id = $3) \
              AND ($3 IS NOT NULL OR run_id NOT IN (SELECT id FROM runs WHERE owner IS NOT NULL \
                  AND owner <> $4 AND status IN ('queued', 'running'))) \
-             ORDER BY priority DESC, run_at, id LIMIT $2",
+             ORDER BY priority DESC, run_at, id LIMIT CASE WHEN EXISTS (SELECT 1 FROM pools) THEN $2 * 4 ELSE $2 END",
             db::SKIP_LOCKED
         ))
         .bind(now)
-        .bind(limit * 4)
+        .bind(limit)
         .bind(only_run.map(|r| r.to_string()))
         .bind(worker)
         .fetch_all(&mut *tx)
