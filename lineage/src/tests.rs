@@ -1529,6 +1529,17 @@ async fn a_steps_messages_are_recorded_with_its_attempt_and_only_by_its_lease_ho
     assert!(position(EventKind::StepMessage, &bad.partition_key) < position(EventKind::StepFailed, &bad.partition_key));
 }
 
+/// Two workers complete their claims at the same moment (at `t(2)`), both accepted.
+async fn complete_at_once(store: &dyn LineageStore, a: (&str, &ClaimedRequest), b: (&str, &ClaimedRequest)) {
+    let (ca, cb) = (completion(a.1, "v"), completion(b.1, "v"));
+    let (ra, rb) = tokio::join!(
+        store.complete_requests(a.0, std::slice::from_ref(&ca), t(2)),
+        store.complete_requests(b.0, std::slice::from_ref(&cb), t(2)),
+    );
+    ra.unwrap();
+    rb.unwrap();
+}
+
 async fn a_run_whose_last_requests_complete_at_once_still_ends(store: &dyn LineageStore) {
     // Two workers complete a run's last two requests at the same moment, many times over: each
     // time, one of them must see the other's commit and end the run.
@@ -1541,13 +1552,7 @@ async fn a_run_whose_last_requests_complete_at_once_still_ends(store: &dyn Linea
         store.submit_requests(&reqs, &[]).await.unwrap();
         let a = store.claim_requests("worker-a", Some(run_id), 1, t(1), t(61)).await.unwrap().remove(0);
         let b = store.claim_requests("worker-b", Some(run_id), 1, t(1), t(61)).await.unwrap().remove(0);
-        let (ca, cb) = (completion(&a, "v"), completion(&b, "v"));
-        let (ra, rb) = tokio::join!(
-            store.complete_requests("worker-a", std::slice::from_ref(&ca), t(2)),
-            store.complete_requests("worker-b", std::slice::from_ref(&cb), t(2)),
-        );
-        ra.unwrap();
-        rb.unwrap();
+        complete_at_once(store, ("worker-a", &a), ("worker-b", &b)).await;
         assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Succeeded, "round {round}");
     }
 }
@@ -2139,13 +2144,7 @@ async fn postgres_completions_of_a_run_with_work_left_do_not_wait_for_its_row() 
     sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
     // The last ones end it, whichever order they commit in.
     let c = store.claim_requests("wc", Some(run), 1, t(1), t(61)).await.unwrap().remove(0);
-    let (cb, cc) = (completion(&b, "v"), completion(&c, "v"));
-    let (rb, rc) = tokio::join!(
-        store.complete_requests("wb", std::slice::from_ref(&cb), t(2)),
-        store.complete_requests("wc", std::slice::from_ref(&cc), t(2)),
-    );
-    rb.unwrap();
-    rc.unwrap();
+    complete_at_once(store, ("wb", &b), ("wc", &c)).await;
     assert_eq!(store.run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
     drop(holder);
     fixture.teardown().await;
