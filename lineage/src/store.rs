@@ -191,7 +191,9 @@ pub trait LineageStore: RequestQueue + AutomationStore + OutboxStore + Retention
     /// is an index range; a suffix scans the table.
     async fn ids_matching(&self, kind: IdKind, fragment: &str, limit: i64) -> Result<Vec<uuid::Uuid>>;
 
-    /// Materializations recorded after id `after`: (id, asset, partition), oldest first.
+    /// Materializations recorded after id `after`: (id, asset, partition), oldest first. A
+    /// cursor may move to the last id returned: no materialization with a lower id becomes
+    /// visible later (on PostgreSQL, this read waits for the transactions recording some).
     async fn materializations_after(&self, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>>;
 }
 

@@ -2150,6 +2150,52 @@ async fn postgres_completions_of_a_run_with_work_left_do_not_wait_for_its_row() 
     fixture.teardown().await;
 }
 
+/// On PostgreSQL a materialization's id is drawn before its transaction commits: the cursor's
+/// read waits for a transaction that drew a lower id, so a cursor moved to the largest id it
+/// returns never skips that one when it commits.
+#[tokio::test]
+async fn postgres_a_cursor_past_the_read_misses_no_materialization_committed_later() {
+    let Some(fixture) = postgres().await else { return };
+    let store = fixture.store();
+    let run = new_run(store).await;
+    // A writer in flight, as `lock_staleness` and the fence do: the maintenance lock shared,
+    // then an id drawn.
+    let mut writer = fixture.pg_connection().await;
+    sqlx::query("BEGIN").execute(&mut writer).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock_shared('-9223372036854775808'::int8)")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    let early: i64 =
+        sqlx::query_scalar("SELECT nextval('materializations_id_seq')").fetch_one(&mut writer).await.unwrap();
+    // Another transaction records a materialization with the next id and commits first.
+    let late = store.record_materialization(&materialization(run, "usage", "h1", "v", vec![])).await.unwrap();
+    assert_eq!(late, early + 1);
+    let read = tokio::spawn({
+        let store = fixture.another_store().await;
+        async move { store.materializations_after(0, 100).await.unwrap() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!read.is_finished(), "the read waits for the writer that drew a lower id");
+    // The writer records its materialization under the id it drew, then commits.
+    for sql in [
+        "CREATE TEMP TABLE m AS SELECT * FROM materializations WHERE id = $1",
+        "UPDATE m SET id = $1 - 1, partition_key = 'h0'",
+        "INSERT INTO materializations OVERRIDING SYSTEM VALUE SELECT * FROM m",
+    ] {
+        sqlx::query(sql).bind(late).execute(&mut writer).await.unwrap();
+    }
+    sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(10), read).await.expect("the read ends").unwrap();
+    assert_eq!(
+        seen,
+        [(early, "usage".to_owned(), "h0".to_owned()), (late, "usage".to_owned(), "h1".to_owned())],
+        "the lower id, committed after the higher, is read before the cursor passes it"
+    );
+    drop(writer);
+    fixture.teardown().await;
+}
+
 #[tokio::test]
 async fn sqlite_wakes_the_idle_workers_of_its_own_process() {
     let fixture = sqlite().await;

@@ -666,14 +666,23 @@ impl LineageStore for db::Store {
     }
 
     async fn materializations_after(&self, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT id, asset_key, partition_key FROM materializations WHERE id > $1 AND wiped_at IS NULL \
-             ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(self.reader())
-        .await?)
+        const AFTER: &str = "SELECT id, asset_key, partition_key FROM materializations WHERE id > $1 \
+             AND wiped_at IS NULL ORDER BY id LIMIT $2";
+        if db::LOCK_MAINTENANCE.is_none() {
+            // SQLite: ids are drawn and committed in order, under the single writer's lock.
+            return Ok(sqlx::query_as(AFTER).bind(after).bind(limit).fetch_all(self.reader()).await?);
+        }
+        // PostgreSQL draws a materialization's id before its transaction commits, so a lower id
+        // can become visible after a higher one: a cursor moved past the higher one would never
+        // see it. Every transaction that draws ids holds the maintenance lock shared from before
+        // the first (`lock_staleness`); taken exclusively here, it waits for those in flight and
+        // holds off new ones for this one read, which so sees every id there will ever be up to
+        // the largest it returns (an id it skips was rolled back, or wiped).
+        let mut tx = self.begin_write().await?;
+        lock_staleness_all(&mut tx).await?;
+        let rows = sqlx::query_as(AFTER).bind(after).bind(limit).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 }
 

@@ -40,8 +40,9 @@ pub(super) async fn lock_staleness(tx: &mut db::Conn, partitions: &[(&str, &str)
     Ok(())
 }
 
-/// Excludes every other staleness maintenance (`wipe`, `repair_staleness`): the maintenance
-/// lock in exclusive mode.
+/// Excludes every other staleness maintenance (`wipe`, `repair_staleness`), and every
+/// transaction drawing materialization ids (`materializations_after`): the maintenance lock in
+/// exclusive mode.
 pub(super) async fn lock_staleness_all(tx: &mut db::Conn) -> Result<()> {
     if let Some(sql) = db::LOCK_MAINTENANCE {
         sqlx::query(sql).execute(&mut *tx).await?;
