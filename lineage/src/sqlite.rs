@@ -144,15 +144,10 @@ impl SqliteStore {
         // could both run migrations, or one could meet "database is locked" without waiting. A file
         // lock beside the database serializes opening until both pools are connected.
         let lock = migration_lock(path).await?;
-        // The writer keeps its statement journals in memory (`temp_store`): a statement that may
-        // fail half-way inside a larger transaction journals the pages it changes so that it can
-        // be undone alone, and past 64 KiB SQLite spilled that journal to a temp file, created,
-        // written and read back while recording a bill (its 24 inputs' index entries touch some
-        // 50 pages). Readers keep the default: their sorts of large tables may spill to disk.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
-            .connect_with(options.clone().pragma("temp_store", "memory"))
+            .connect_with(options.clone())
             .await?;
         if !migrations_current(&mut *writer.acquire().await?, &MIGRATOR).await {
             MIGRATOR.run(&writer).await?;
