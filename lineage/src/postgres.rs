@@ -47,11 +47,17 @@ mod dialect {
     /// skipped; `FOR NO KEY UPDATE`, which foreign-key checks of new rows do not conflict with.
     pub(super) const LOCK_ROW_SKIP: &str = " FOR NO KEY UPDATE SKIP LOCKED";
     /// One of run `$1`'s unfinished requests, share-locked unless another transaction holds it
-    /// (see `finish_run`): a transition of it waits for this transaction. `requests_run` leads
-    /// with the waiting ones (`available`, `blocked`), before those a worker may be settling.
+    /// (see `end_or_pin_run`), or NULL: a blocked one if any (nobody claims it), else a running
+    /// one (its settler waits for this commit), else an available one (a claim passes over it
+    /// until this commit). `COALESCE` runs each only when the ones before found none.
     pub(super) const PIN_UNFINISHED: Option<&str> = Some(
-        "SELECT id FROM materialization_requests WHERE run_id = $1 \
-             AND state IN ('available', 'blocked', 'running') LIMIT 1 FOR SHARE SKIP LOCKED",
+        "SELECT coalesce(\
+             (SELECT id FROM materialization_requests WHERE run_id = $1 AND state = 'blocked' \
+                  LIMIT 1 FOR SHARE SKIP LOCKED), \
+             (SELECT id FROM materialization_requests WHERE run_id = $1 AND state = 'running' \
+                  LIMIT 1 FOR SHARE SKIP LOCKED), \
+             (SELECT id FROM materialization_requests WHERE run_id = $1 AND state = 'available' \
+                  LIMIT 1 FOR SHARE SKIP LOCKED))",
     );
     /// The maintenance lock (`i64::MIN`) shared, then each partition's (the `int8[]` bound as
     /// `$1`), in key order: see `lock_staleness`.

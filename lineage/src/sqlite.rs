@@ -44,7 +44,7 @@ mod dialect {
     /// Locks a row (a request, when settling it) unless another transaction holds it, which is
     /// skipped; `FOR NO KEY UPDATE`, which foreign-key checks of new rows do not conflict with.
     pub(super) const LOCK_ROW_SKIP: &str = "";
-    /// No pin before a run's end check: the single writer serializes every check (`finish_run`).
+    /// No pin for a run's end check: the single writer serializes every check (`end_or_pin_run`).
     pub(super) const PIN_UNFINISHED: Option<&str> = None;
     /// Staleness maintenance locks: the single writer serializes every write transaction.
     pub(super) const LOCK_PARTITIONS: Option<&str> = None;

@@ -96,20 +96,7 @@ const FINISH_RUN: &str = "UPDATE runs SET \
 /// running, and the run stayed `running` forever with every request succeeded; with it, the
 /// second one to lock starts its check after the first committed, and finishes the run. (On
 /// SQLite the transaction already holds the single writer lock: no statement to send.)
-///
-/// Before that lock, PostgreSQL pins one of the run's unfinished requests that no other
-/// transaction holds (`db::PIN_UNFINISHED`, a share lock skipping held rows). The run cannot
-/// end before this transaction commits then, and whichever transaction later finishes that
-/// request waits for this commit and checks after it: nothing to check now. Only a transaction
-/// that pins none (the run's last requests, each held by whoever settles it) locks the run's
-/// row. Every completion of a run used to queue on that row, one commit at a time.
 pub(super) async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>) -> Result<()> {
-    if let Some(pin) = db::PIN_UNFINISHED {
-        let pinned: Option<String> = sqlx::query_scalar(pin).bind(run).fetch_optional(&mut *tx).await?;
-        if pinned.is_some() {
-            return Ok(());
-        }
-    }
     if !db::LOCK_ROW.is_empty() {
         let _: Option<String> = sqlx::query_scalar(concatcp!("SELECT id FROM runs WHERE id = $1", db::LOCK_ROW))
             .bind(run)
@@ -123,6 +110,25 @@ pub(super) async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>)
         outbox::alert_if_failed(&mut *tx, run, &status, now).await?;
     }
     Ok(())
+}
+
+/// [`finish_run`], or, on PostgreSQL, a pin that makes it needless: one of the run's other
+/// unfinished requests that no transaction holds, share-locked (`db::PIN_UNFINISHED`). The run
+/// cannot end before this transaction commits then, and whoever later settles that request waits
+/// for this commit and checks after it. Only a completion with no request to pin (the run's last
+/// ones, each held by its settler) locks the run's row, so completions of one run no longer queue
+/// there one commit after another.
+///
+/// Only for the last statement before a commit: a transaction that waited for anything while
+/// holding a pin could deadlock with the pinned request's settler.
+async fn end_or_pin_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>) -> Result<()> {
+    if let Some(pin) = db::PIN_UNFINISHED {
+        let pinned: Option<String> = sqlx::query_scalar(pin).bind(run).fetch_one(&mut *tx).await?;
+        if pinned.is_some() {
+            return Ok(());
+        }
+    }
+    finish_run(tx, run, now).await
 }
 
 /// Work became claimable in `tx`: every listening worker process is told when it commits
@@ -943,8 +949,16 @@ impl RequestQueue for db::Store {
                 }
             }
         }
-        for run in runs.difference(&waiting_runs) {
-            finish_run(&mut tx, run, now).await?;
+        // One run to check, as when a worker drains one: a pin may stand for the check (nothing
+        // follows it but the commit). Several: each run's row in turn, as a pin held while
+        // waiting for the next run's row could close a cycle with that pin's settler.
+        let ending: Vec<&String> = runs.difference(&waiting_runs).collect();
+        if let [run] = ending[..] {
+            end_or_pin_run(&mut tx, run, now).await?;
+        } else {
+            for run in ending {
+                finish_run(&mut tx, run, now).await?;
+            }
         }
         tx.commit().await?;
         // Only when work became claimable (a request unblocked, a pool's slot freed): waking
