@@ -687,6 +687,23 @@ async fn failures_retry_then_fail_and_fail_their_downstream(store: &dyn LineageS
     assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed);
 }
 
+async fn reopening_only_requests_whose_upstream_still_failed_ends_the_run_again(store: &dyn LineageStore) {
+    // `backfill resume` reopens what was canceled or failed upstream; a request whose upstream is
+    // still failed is upstream_failed again at once, and with nothing else to run the run ends
+    // (it used to stay `queued` for good).
+    let run_id = new_run(store).await;
+    let mut up = request(run_id, "up", "usage", "h0");
+    up.max_attempts = 1;
+    let ids = store.submit_requests(&[up, request(run_id, "down", "bill", "d")], &[(0, 1)]).await.unwrap();
+    let claimed = store.claim_requests("w", None, 1, t(0), t(60)).await.unwrap().remove(0);
+    store.fail_request("w", &failed(&claimed, "graph api 503", None), t(1)).await.unwrap();
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed);
+    assert_eq!(store.reopen_requests(run_id, &[RequestState::UpstreamFailed], t(2)).await.unwrap(), 1);
+    assert_eq!(state_of(store, ids[1].id).await, RequestState::UpstreamFailed);
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed, "nothing is left to run");
+    assert!(store.claim_requests("w", None, 10, t(3), t(63)).await.unwrap().is_empty());
+}
+
 async fn cancel_stops_waiting_requests_at_once_and_asks_running_ones(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     let reqs =
@@ -2402,6 +2419,7 @@ lineage_store_tests!(
     completing_every_upstream_in_one_batch_unblocks_the_downstream,
     an_expired_lease_is_reclaimed_and_the_late_completion_rejected,
     failures_retry_then_fail_and_fail_their_downstream,
+    reopening_only_requests_whose_upstream_still_failed_ends_the_run_again,
     cancel_stops_waiting_requests_at_once_and_asks_running_ones,
     a_step_waiting_on_another_runs_request_follows_it,
     pool_limits_hold_across_workers,

@@ -1171,6 +1171,9 @@ impl RequestQueue for db::Store {
                 .bind(run.to_string())
                 .execute(&mut *tx)
                 .await?;
+            // What was reopened may all be upstream_failed again (its upstream still failed):
+            // then nothing is left to run and the run ends now, as it did before.
+            finish_run(&mut tx, &run.to_string(), now).await?;
             announce_work(&mut tx).await?;
         }
         tx.commit().await?;
