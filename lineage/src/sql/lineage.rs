@@ -676,13 +676,25 @@ impl LineageStore for db::Store {
         // can become visible after a higher one: a cursor moved past the higher one would never
         // see it. Every transaction that draws ids holds the maintenance lock shared from before
         // the first (`lock_staleness`); taken exclusively here, it waits for those in flight and
-        // holds off new ones for this one read, which so sees every id there will ever be up to
-        // the largest it returns (an id it skips was rolled back, or wiped).
+        // holds off new ones while the largest id is read. Every id up to that horizon is then
+        // committed or never will be (new ones are drawn above it), so the rows up to it are read
+        // after the lock is let go. READ COMMITTED whatever the server's default: the horizon's
+        // statement must see what committed while the lock was awaited.
         let mut tx = self.begin_write().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED").execute(&mut *tx).await?;
         lock_staleness_all(&mut tx).await?;
-        let rows = sqlx::query_as(AFTER).bind(after).bind(limit).fetch_all(&mut *tx).await?;
+        let horizon: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM materializations").fetch_one(&mut *tx).await?;
         tx.commit().await?;
-        Ok(rows)
+        Ok(sqlx::query_as(
+            "SELECT id, asset_key, partition_key FROM materializations WHERE id > $1 AND id <= $3 \
+             AND wiped_at IS NULL ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .bind(horizon)
+        .fetch_all(self.reader())
+        .await?)
     }
 }
 
