@@ -46,18 +46,22 @@ mod dialect {
     /// Locks a row (a request, when settling it) unless another transaction holds it, which is
     /// skipped; `FOR NO KEY UPDATE`, which foreign-key checks of new rows do not conflict with.
     pub(super) const LOCK_ROW_SKIP: &str = " FOR NO KEY UPDATE SKIP LOCKED";
-    /// One of run `$1`'s unfinished requests, share-locked unless another transaction holds it
-    /// (see `end_or_pin_run`), or NULL: a blocked one if any (nobody claims it), else a running
-    /// one (its settler waits for this commit), else an available one (a claim passes over it
-    /// until this commit). `COALESCE` runs each only when the ones before found none.
+    /// One of run `$1`'s unfinished requests, locked unless another transaction holds it (see
+    /// `end_or_pin_run`), or NULL: a blocked one if any (nobody claims it), else a running one
+    /// (its settler waits for this commit), else an available one (a claim passes over it until
+    /// this commit). `COALESCE` runs each only when the ones before found none. `FOR NO KEY
+    /// UPDATE`, not `FOR SHARE`: share locks do not conflict, so every completion would pin the
+    /// same first row, and a share request takes a row held only in share without queueing
+    /// behind the settler's waiting `UPDATE`, which could wait for good. This way each row has
+    /// one pinner at most, and a settler waiting for it keeps its place.
     pub(super) const PIN_UNFINISHED: Option<&str> = Some(
         "SELECT coalesce(\
              (SELECT id FROM materialization_requests WHERE run_id = $1 AND state = 'blocked' \
-                  LIMIT 1 FOR SHARE SKIP LOCKED), \
+                  LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED), \
              (SELECT id FROM materialization_requests WHERE run_id = $1 AND state = 'running' \
-                  LIMIT 1 FOR SHARE SKIP LOCKED), \
+                  LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED), \
              (SELECT id FROM materialization_requests WHERE run_id = $1 AND state = 'available' \
-                  LIMIT 1 FOR SHARE SKIP LOCKED))",
+                  LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED))",
     );
     /// The maintenance lock (`i64::MIN`) shared, then each partition's (the `int8[]` bound as
     /// `$1`), in key order: see `lock_staleness`.

@@ -319,6 +319,9 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
     let policy = record.policy;
     let bf = plan(app, &spec, policy).await?;
     let added = engine::backfill::submit(&exec, record.id, record.run_id, &bf.plan).await?;
+    // The reopened cells may all have failed upstream again at once, with nothing new: the run
+    // ends now rather than wait, queued, for work that will not come.
+    app.store.end_run_if_done(record.run_id, app.clock.now()).await?;
     println!(
         "Resuming backfill {}: {released} cell{} of a stopped process back in the queue, {reopened} canceled cell{} reopened, {added} new cell{} requested",
         backfill_text(record.id),
@@ -334,6 +337,7 @@ async fn retry_failed(app: &App, record: &BackfillRecord, args: &BackfillRunArgs
         .store
         .reopen_requests(record.run_id, &[RequestState::Failed, RequestState::UpstreamFailed], app.clock.now())
         .await?;
+    app.store.end_run_if_done(record.run_id, app.clock.now()).await?;
     if reopened == 0 {
         println!("Backfill {} has no failed cells.", backfill_text(record.id));
         return Ok(ExitStatus::Success);

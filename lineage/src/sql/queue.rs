@@ -96,7 +96,7 @@ const FINISH_RUN: &str = "UPDATE runs SET \
 /// running, and the run stayed `running` forever with every request succeeded; with it, the
 /// second one to lock starts its check after the first committed, and finishes the run. (On
 /// SQLite the transaction already holds the single writer lock: no statement to send.)
-pub(super) async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>) -> Result<()> {
+pub(super) async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>) -> Result<bool> {
     if !db::LOCK_ROW.is_empty() {
         let _: Option<String> = sqlx::query_scalar(concatcp!("SELECT id FROM runs WHERE id = $1", db::LOCK_ROW))
             .bind(run)
@@ -108,12 +108,13 @@ pub(super) async fn finish_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>)
         let event = outbox::run_ended(run, &status, started, now);
         outbox::enqueue(&mut *tx, event.as_slice()).await?;
         outbox::alert_if_failed(&mut *tx, run, &status, now).await?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// [`finish_run`], or, on PostgreSQL, a pin that makes it needless: one of the run's other
-/// unfinished requests that no transaction holds, share-locked (`db::PIN_UNFINISHED`). The run
+/// unfinished requests that no transaction holds, locked (`db::PIN_UNFINISHED`). The run
 /// cannot end before this transaction commits then, and whoever later settles that request waits
 /// for this commit and checks after it. Only a completion with no request to pin (the run's last
 /// ones, each held by its settler) locks the run's row, so completions of one run no longer queue
@@ -128,7 +129,8 @@ async fn end_or_pin_run(tx: &mut db::Conn, run: &str, now: DateTime<Utc>) -> Res
             return Ok(());
         }
     }
-    finish_run(tx, run, now).await
+    finish_run(tx, run, now).await?;
+    Ok(())
 }
 
 /// Work became claimable in `tx`: every listening worker process is told when it commits
@@ -1171,14 +1173,18 @@ impl RequestQueue for db::Store {
                 .bind(run.to_string())
                 .execute(&mut *tx)
                 .await?;
-            // What was reopened may all be upstream_failed again (its upstream still failed):
-            // then nothing is left to run and the run ends now, as it did before.
-            finish_run(&mut tx, &run.to_string(), now).await?;
             announce_work(&mut tx).await?;
         }
         tx.commit().await?;
         self.woke();
         Ok(ids.len() as u64)
+    }
+
+    async fn end_run_if_done(&self, run: RunId, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let ended = finish_run(&mut tx, &run.to_string(), now).await?;
+        tx.commit().await?;
+        Ok(ended)
     }
 
     async fn pending_requests(&self, cells: &[(String, String)]) -> Result<Vec<PendingRequest>> {
