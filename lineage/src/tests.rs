@@ -651,12 +651,22 @@ async fn an_expired_lease_is_reclaimed_and_the_late_completion_rejected(store: &
     assert_eq!(history[0].data_version, "ok");
 }
 
-async fn failures_retry_then_fail_and_fail_their_downstream(store: &dyn LineageStore) {
+/// A run of an hour (`max_attempts` attempts) and a bill that waits for it; the hour claimed by
+/// worker `w`.
+async fn an_hour_and_its_bill_the_hour_claimed(
+    store: &dyn LineageStore,
+    max_attempts: i64,
+) -> (RunId, Vec<SubmitOutcome>, ClaimedRequest) {
     let run_id = new_run(store).await;
     let mut up = request(run_id, "up", "usage", "h0");
-    up.max_attempts = 2;
+    up.max_attempts = max_attempts;
     let ids = store.submit_requests(&[up, request(run_id, "down", "bill", "d")], &[(0, 1)]).await.unwrap();
-    let first = store.claim_requests("w", None, 1, t(0), t(60)).await.unwrap().remove(0);
+    let claimed = store.claim_requests("w", None, 1, t(0), t(60)).await.unwrap().remove(0);
+    (run_id, ids, claimed)
+}
+
+async fn failures_retry_then_fail_and_fail_their_downstream(store: &dyn LineageStore) {
+    let (run_id, ids, first) = an_hour_and_its_bill_the_hour_claimed(store, 2).await;
     assert_eq!(
         store.fail_request("w", &failed(&first, "graph api 503", Some(t(10))), t(1)).await.unwrap(),
         FailOutcome::Retrying
@@ -692,11 +702,7 @@ async fn reopening_only_requests_whose_upstream_still_failed_ends_the_run_again(
     // still failed is upstream_failed again at once, and with nothing else to run the run ends
     // when `end_run_if_done` checks it after the resume's submission (it used to stay `queued`
     // for good).
-    let run_id = new_run(store).await;
-    let mut up = request(run_id, "up", "usage", "h0");
-    up.max_attempts = 1;
-    let ids = store.submit_requests(&[up, request(run_id, "down", "bill", "d")], &[(0, 1)]).await.unwrap();
-    let claimed = store.claim_requests("w", None, 1, t(0), t(60)).await.unwrap().remove(0);
+    let (run_id, ids, claimed) = an_hour_and_its_bill_the_hour_claimed(store, 1).await;
     store.fail_request("w", &failed(&claimed, "graph api 503", None), t(1)).await.unwrap();
     assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed);
     assert_eq!(store.reopen_requests(run_id, &[RequestState::UpstreamFailed], t(2)).await.unwrap(), 1);
@@ -2142,8 +2148,17 @@ async fn postgres_wakes_the_idle_workers_of_every_process() {
     fixture.teardown().await;
 }
 
+/// Another PostgreSQL session, in a transaction that has run `sql` with `$1` bound to `arg`: a
+/// concurrent transaction holding the locks that statement took.
+async fn session_in_a_transaction(fixture: &crate::test_support::Fixture, sql: &str, arg: &str) -> sqlx::PgConnection {
+    let mut session = fixture.pg_connection().await;
+    sqlx::query("BEGIN").execute(&mut session).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(arg).execute(&mut session).await.unwrap();
+    session
+}
+
 /// Completing a request of a run with work left neither waits for the run's row nor ends the
-/// run: the run's other requests could not end it before this commit (`finish_run`'s pin).
+/// run: the run's other requests could not end it before this commit (`end_or_pin_run`'s pin).
 /// Completions of one run used to queue on its row, one commit after another.
 #[tokio::test]
 async fn postgres_completions_of_a_run_with_work_left_do_not_wait_for_its_row() {
@@ -2155,13 +2170,9 @@ async fn postgres_completions_of_a_run_with_work_left_do_not_wait_for_its_row() 
     let a = store.claim_requests("wa", Some(run), 1, t(0), t(60)).await.unwrap().remove(0);
     let b = store.claim_requests("wb", Some(run), 1, t(0), t(60)).await.unwrap().remove(0);
     // Another session holds the run's row, as a completion checking whether the run ended does.
-    let mut holder = fixture.pg_connection().await;
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT id FROM runs WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(run.to_string())
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder =
+        session_in_a_transaction(&fixture, "SELECT id FROM runs WHERE id = $1 FOR NO KEY UPDATE", &run.to_string())
+            .await;
     let wait = std::time::Duration::from_secs(10);
     tokio::time::timeout(wait, store.complete_requests("wa", &[completion(&a, "v")], t(1)))
         .await
@@ -2187,12 +2198,8 @@ async fn postgres_a_cursor_past_the_read_misses_no_materialization_committed_lat
     let run = new_run(store).await;
     // A writer in flight, as `lock_staleness` and the fence do: the maintenance lock shared,
     // then an id drawn.
-    let mut writer = fixture.pg_connection().await;
-    sqlx::query("BEGIN").execute(&mut writer).await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock_shared('-9223372036854775808'::int8)")
-        .execute(&mut writer)
-        .await
-        .unwrap();
+    let lock = "SELECT pg_advisory_xact_lock_shared($1::int8)";
+    let mut writer = session_in_a_transaction(&fixture, lock, "-9223372036854775808").await;
     let early: i64 =
         sqlx::query_scalar("SELECT nextval('materializations_id_seq')").fetch_one(&mut writer).await.unwrap();
     // Another transaction records a materialization with the next id and commits first.
