@@ -2188,6 +2188,48 @@ async fn postgres_completions_of_a_run_with_work_left_do_not_wait_for_its_row() 
     fixture.teardown().await;
 }
 
+/// A worker's heartbeat and a completion of one of its requests, at once, do not deadlock: the
+/// heartbeat renews the requests' leases before the owned run's, in the completion's order
+/// (requests, then their run). It renewed the run first, then waited for the request the
+/// completion held, which then waited for the run's row.
+#[tokio::test]
+async fn postgres_a_heartbeat_beside_its_workers_completion_does_not_deadlock() {
+    let Some(fixture) = postgres().await else { return };
+    let store = fixture.store();
+    let run = NewRun {
+        id: RunId::new(),
+        trigger: Trigger::Manual,
+        selection: "usage".into(),
+        n_steps: 1,
+        tags: serde_json::json!({}),
+        created_at: t(0),
+        owner: Some(RunOwner { worker: "materialize-1".into(), lease_until: t(30) }),
+    };
+    store.create_run(&run).await.unwrap();
+    store.submit_requests(&[request(run.id, "h0", "usage", "h0")], &[]).await.unwrap();
+    let held = store.claim_requests("materialize-1", Some(run.id), 1, t(1), t(61)).await.unwrap().remove(0);
+    // A completion in flight: its fence holds the request's row.
+    let fence = "UPDATE materialization_requests SET lease_expires_at = lease_expires_at WHERE id = $1";
+    let mut completing = session_in_a_transaction(&fixture, fence, &held.id.to_string()).await;
+    // The heartbeat, the run's ownership due for renewal, waits for that row.
+    let heartbeat = tokio::spawn({
+        let store = fixture.another_store().await;
+        async move { store.heartbeat("materialize-1", &[held.id], t(90)).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The completion goes on to its run's row, as `finish_run` does, and commits.
+    sqlx::query("SELECT id FROM runs WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(run.id.to_string())
+        .execute(&mut completing)
+        .await
+        .expect("the completion is not chosen as a deadlock victim");
+    sqlx::query("COMMIT").execute(&mut completing).await.unwrap();
+    let renewed = tokio::time::timeout(std::time::Duration::from_secs(10), heartbeat).await.unwrap().unwrap();
+    assert_eq!(renewed.expect("the heartbeat is not chosen as a deadlock victim"), [(held.id, false)]);
+    drop(completing);
+    fixture.teardown().await;
+}
+
 /// On PostgreSQL a materialization's id is drawn before its transaction commits: the cursor's
 /// read waits for a transaction that drew a lower id, so a cursor moved to the largest id it
 /// returns never skips that one when it commits.

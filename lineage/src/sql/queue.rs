@@ -763,14 +763,9 @@ impl RequestQueue for db::Store {
     ) -> Result<Vec<(RequestId, bool)>> {
         let mut out = Vec::with_capacity(ids.len());
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE runs SET owner_expires_at = $2 WHERE owner = $1 AND status IN ('queued', 'running') \
-                 AND owner_expires_at < $2",
-        )
-        .bind(worker)
-        .bind(lease_until)
-        .execute(&mut *tx)
-        .await?;
+        // The requests' leases, then the owned runs: a completion locks its requests, then their
+        // run (`finish_run`). In the other order, a heartbeat holding a run's row and waiting for
+        // a request the same worker was completing, which waited for that run's row, deadlocked.
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::new("UPDATE materialization_requests SET lease_expires_at = ");
             q.push_bind(lease_until)
@@ -787,6 +782,14 @@ impl RequestQueue for db::Store {
                 out.push((parse_request_id(&id)?, cancel));
             }
         }
+        sqlx::query(
+            "UPDATE runs SET owner_expires_at = $2 WHERE owner = $1 AND status IN ('queued', 'running') \
+                 AND owner_expires_at < $2",
+        )
+        .bind(worker)
+        .bind(lease_until)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(out)
     }
