@@ -308,9 +308,8 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
     }
     let exec = app.executor().await?;
     let released = engine::release_dead_local_workers(&*exec.store).await?.requests.len();
-    // Cells the first submission did not reach (a crash mid-submission) are requested after the
-    // reopening; requested ones keep their request (same key). Planned first: a plan that fails
-    // leaves the canceled cells as they were.
+    // Cells the first submission did not reach (a crash mid-submission) are requested with the
+    // reopening; requested ones keep their request (same key).
     let spec = BackfillSpec {
         selection: record.selection.clone(),
         from: record.partition_from.clone(),
@@ -318,13 +317,11 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
     };
     let policy = record.policy;
     let bf = plan(app, &spec, policy).await?;
-    let reopened = app.store.reopen_requests(record.run_id, &[RequestState::Canceled], app.clock.now()).await?;
-    let added = engine::backfill::submit(&exec, record.id, record.run_id, &bf.plan).await;
-    // The reopened cells may all have failed upstream again at once, with nothing new: the run
-    // ends now rather than wait, queued, for work that will not come; checked whether or not the
-    // submission went through.
-    app.store.end_run_if_done(record.run_id, app.clock.now()).await?;
-    let added = added?;
+    // One transaction: the reopened cells may all have failed upstream again at once, with
+    // nothing new, and then the run ends now rather than wait, queued, for work that will not come.
+    let (reopened, added) =
+        engine::backfill::reopen(&exec, record.id, record.run_id, &bf.plan, &[RequestState::Canceled]).await?;
+    let reopened = reopened.reopened;
     println!(
         "Resuming backfill {}: {released} cell{} of a stopped process back in the queue, {reopened} canceled cell{} reopened, {added} new cell{} requested",
         backfill_text(record.id),
@@ -338,13 +335,19 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
 async fn retry_failed(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> anyhow::Result<ExitStatus> {
     let reopened = app
         .store
-        .reopen_requests(record.run_id, &[RequestState::Failed, RequestState::UpstreamFailed], app.clock.now())
-        .await?;
+        .reopen_requests(
+            record.run_id,
+            &[RequestState::Failed, RequestState::UpstreamFailed],
+            &[],
+            &[],
+            app.clock.now(),
+        )
+        .await?
+        .reopened;
     if reopened == 0 {
         println!("Backfill {} has no failed cells.", backfill_text(record.id));
         return Ok(ExitStatus::Success);
     }
-    app.store.end_run_if_done(record.run_id, app.clock.now()).await?;
     println!(
         "Backfill {}: {reopened} failed cell{} and cells downstream of them back in the queue",
         backfill_text(record.id),
