@@ -112,8 +112,8 @@ pub async fn migrations_current(conn: &mut sqlx::SqliteConnection, migrator: &sq
 /// The lineage store on a SQLite file.
 ///
 /// Writes go through one dedicated connection, so writers in this process queue in tokio
-/// instead of meeting SQLite's busy handler (which sleeps in whole milliseconds); reads use a
-/// small pool and see the last committed state (WAL).
+/// instead of meeting SQLite's busy handler (which sleeps in whole milliseconds); reads use one
+/// reader connection of their own and see the last committed state (WAL).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -152,7 +152,12 @@ impl SqliteStore {
         if !migrations_current(&mut *writer.acquire().await?, &MIGRATOR).await {
             MIGRATOR.run(&writer).await?;
         }
-        let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
+        // One reader connection. sqlx hands a released connection back to its pool from a task
+        // it spawns (a ping on the connection's thread first), so with room for more, a read
+        // right after another opened a new connection (≈ 1 M instructions of schema parsing and a
+        // thread each): one bill opened three. A read now waits for that hand-back instead,
+        // cheaper than a connection; reads of one process take turns, a few ms at most each.
+        let pool = SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options).await?;
         drop(lock);
         Ok(SqliteStore { pool, writer, path: path.display().to_string(), work: crate::work::Work::new() })
     }
@@ -176,7 +181,7 @@ impl SqliteStore {
         format!("sqlite://{}", self.path)
     }
 
-    /// Where reads go: a small pool that sees the last committed state (WAL).
+    /// Where reads go: one connection that sees the last committed state (WAL).
     fn reader(&self) -> &SqlitePool {
         &self.pool
     }
