@@ -364,24 +364,6 @@ pub async fn submit(exec: &Executor, id: BackfillId, run_id: RunId, plan: &Plan)
     Ok(outcomes.iter().filter(|o| o.inserted).count())
 }
 
-/// Puts the backfill's cells in `states` back in the queue and requests the cells of `plan` its
-/// run does not have yet (a crash mid-submission; requested ones keep their request, same key),
-/// in one transaction that ends the run if nothing is left to run
-/// ([`lineage::RequestQueue::reopen_requests`]). `added` counts the new requests.
-pub async fn reopen(
-    exec: &Executor,
-    id: BackfillId,
-    run_id: RunId,
-    plan: &Plan,
-    states: &[lineage::RequestState],
-) -> Result<(lineage::Reopened, usize), lineage::Error> {
-    let (requests, edges) =
-        plan_requests(&exec.defs, plan, run_id, &format!("backfill:{id}"), Trigger::Backfill, exec.clock.now());
-    let reopened = exec.store.reopen_requests(run_id, states, &requests, &edges, exec.clock.now()).await?;
-    let added = reopened.submitted.iter().filter(|o| o.inserted).count();
-    Ok((reopened, added))
-}
-
 /// Runs `run`'s requests in this process until the run ends; on `cancel`, stops its running
 /// steps and cancels the rest, so the backfill ends canceled.
 pub async fn drive(

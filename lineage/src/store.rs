@@ -283,20 +283,13 @@ pub trait RequestQueue: Send + Sync {
     async fn cancel_run(&self, run: RunId, now: DateTime<Utc>) -> Result<(u64, u64)>;
 
     /// Puts a run's requests in `states` back in the queue with fresh attempts (blocked again
-    /// behind upstream requests that have not succeeded), submits `also` (requests of that run,
-    /// with `edges` among them, as [`RequestQueue::submit_requests`]) and reopens the run, in one
-    /// transaction. When anything was reopened or submitted, the run is then checked as its last
-    /// settler would: what was reopened may all be `upstream_failed` again at once, with nothing
-    /// else to run, and the run ends. One transaction, so workers cannot end the run between the
-    /// reopening and the submission.
-    async fn reopen_requests(
-        &self,
-        run: RunId,
-        states: &[RequestState],
-        also: &[NewRequest],
-        edges: &[(usize, usize)],
-        now: DateTime<Utc>,
-    ) -> Result<Reopened>;
+    /// behind upstream requests that have not succeeded) and reopens the run; returns how many.
+    async fn reopen_requests(&self, run: RunId, states: &[RequestState], now: DateTime<Utc>) -> Result<u64>;
+
+    /// Ends a run that has nothing left waiting or running (as its last settler would), for
+    /// after [`RequestQueue::reopen_requests`] and any submission that follows it: what was
+    /// reopened may all be `upstream_failed` again at once. Returns whether it ended now.
+    async fn end_run_if_done(&self, run: RunId, now: DateTime<Utc>) -> Result<bool>;
 
     /// For each (asset, partition) of `cells`, its oldest request that has not ended (blocked,
     /// available or running), from any run; cells with none are left out.

@@ -700,34 +700,24 @@ async fn failures_retry_then_fail_and_fail_their_downstream(store: &dyn LineageS
 async fn reopening_only_requests_whose_upstream_still_failed_ends_the_run_again(store: &dyn LineageStore) {
     // `backfill resume` reopens what was canceled or failed upstream; a request whose upstream is
     // still failed is upstream_failed again at once, and with nothing else to run the run ends
-    // in the same transaction (it used to stay `queued` for good).
+    // when `end_run_if_done` checks it after the resume's submission (it used to stay `queued`
+    // for good).
     let (run_id, ids, claimed) = an_hour_and_its_bill_the_hour_claimed(store, 1).await;
     store.fail_request("w", &failed(&claimed, "graph api 503", None), t(1)).await.unwrap();
     assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed);
-    let reopened = store.reopen_requests(run_id, &[RequestState::UpstreamFailed], &[], &[], t(2)).await.unwrap();
-    assert_eq!((reopened.reopened, reopened.ended), (1, true));
+    assert_eq!(store.reopen_requests(run_id, &[RequestState::UpstreamFailed], t(2)).await.unwrap(), 1);
     assert_eq!(state_of(store, ids[1].id).await, RequestState::UpstreamFailed);
-    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed, "nothing is left to run");
-    assert!(store.claim_requests("w", None, 10, t(3), t(63)).await.unwrap().is_empty());
-    // Reopened with a request the first submission never made: the run waits for it, and ends
-    // when it is done.
-    let reopened = store
-        .reopen_requests(run_id, &[RequestState::UpstreamFailed], &[request(run_id, "late", "usage", "h1")], &[], t(4))
-        .await
-        .unwrap();
-    assert_eq!((reopened.reopened, reopened.submitted.len(), reopened.ended), (1, 1, false));
-    assert!(reopened.submitted[0].inserted);
+    // Reopened, the run waits for what a resume may still submit to it; then it is checked.
     assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Queued);
-    let late = store.claim_requests("w", None, 10, t(5), t(65)).await.unwrap();
-    assert_eq!(late.iter().map(|c| c.partition_key.as_str()).collect::<Vec<_>>(), ["h1"]);
-    store.complete_requests("w", &[completion(&late[0], "v")], t(6)).await.unwrap();
-    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed, "its bill failed upstream");
-    // Nothing reopened nor submitted: the run is left as it is (a crash before the first
-    // submission leaves a queued run with no request, for `backfill resume` to fill).
-    let empty = new_run(store).await;
-    let reopened = store.reopen_requests(empty, &[RequestState::Failed], &[], &[], t(7)).await.unwrap();
-    assert_eq!((reopened.reopened, reopened.ended), (0, false));
-    assert_eq!(store.run(empty).await.unwrap().unwrap().status, RunStatus::Queued);
+    assert!(store.end_run_if_done(run_id, t(2)).await.unwrap());
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed, "nothing is left to run");
+    assert!(!store.end_run_if_done(run_id, t(3)).await.unwrap(), "it ends once");
+    assert!(store.claim_requests("w", None, 10, t(3), t(63)).await.unwrap().is_empty());
+    // A run with work left is not ended.
+    let busy = new_run(store).await;
+    store.submit_requests(&[request(busy, "busy", "usage", "h9")], &[]).await.unwrap();
+    assert!(!store.end_run_if_done(busy, t(4)).await.unwrap());
+    assert_eq!(store.run(busy).await.unwrap().unwrap().status, RunStatus::Queued);
 }
 
 async fn cancel_stops_waiting_requests_at_once_and_asks_running_ones(store: &dyn LineageStore) {
@@ -1042,11 +1032,7 @@ async fn a_backfill_is_stored_with_its_run_and_its_cells_reopen(store: &dyn Line
 
     // Retry failed: h1 is available with fresh attempts, the bill blocked behind it, the run open.
     assert_eq!(
-        store
-            .reopen_requests(run_id, &[RequestState::Failed, RequestState::UpstreamFailed], &[], &[], t(40))
-            .await
-            .unwrap()
-            .reopened,
+        store.reopen_requests(run_id, &[RequestState::Failed, RequestState::UpstreamFailed], t(40)).await.unwrap(),
         2
     );
     assert_eq!(state_of(store, reqs[2].id).await, RequestState::Blocked);
@@ -1450,7 +1436,7 @@ async fn a_completion_of_a_reopened_request_records_its_new_attempt_beside_an_ol
     let old = last.expect("claimed three times");
     assert_eq!(old.attempt, 3);
     assert_eq!(store.request(old.id).await.unwrap().unwrap().state, RequestState::Failed);
-    assert_eq!(store.reopen_requests(run_id, &[RequestState::Failed], &[], &[], t(186)).await.unwrap().reopened, 1);
+    assert_eq!(store.reopen_requests(run_id, &[RequestState::Failed], t(186)).await.unwrap(), 1);
     let new = store.claim_requests("w", None, 1, t(187), t(247)).await.unwrap().remove(0);
     assert_eq!((new.id, new.attempt), (old.id, 1));
     completing_both_records_the_holder_only(store, &old, &new, t(188)).await;

@@ -308,8 +308,9 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
     }
     let exec = app.executor().await?;
     let released = engine::release_dead_local_workers(&*exec.store).await?.requests.len();
-    // Cells the first submission did not reach (a crash mid-submission) are requested with the
-    // reopening; requested ones keep their request (same key).
+    // Cells the first submission did not reach (a crash mid-submission) are requested after the
+    // reopening; requested ones keep their request (same key). Planned first: a plan that fails
+    // leaves the canceled cells as they were.
     let spec = BackfillSpec {
         selection: record.selection.clone(),
         from: record.partition_from.clone(),
@@ -317,11 +318,13 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
     };
     let policy = record.policy;
     let bf = plan(app, &spec, policy).await?;
-    // One transaction: the reopened cells may all have failed upstream again at once, with
-    // nothing new, and then the run ends now rather than wait, queued, for work that will not come.
-    let (reopened, added) =
-        engine::backfill::reopen(&exec, record.id, record.run_id, &bf.plan, &[RequestState::Canceled]).await?;
-    let reopened = reopened.reopened;
+    let reopened = app.store.reopen_requests(record.run_id, &[RequestState::Canceled], app.clock.now()).await?;
+    let added = engine::backfill::submit(&exec, record.id, record.run_id, &bf.plan).await;
+    // The reopened cells may all have failed upstream again at once, with nothing new: the run
+    // ends now rather than wait, queued, for work that will not come; checked whether or not the
+    // submission went through.
+    app.store.end_run_if_done(record.run_id, app.clock.now()).await?;
+    let added = added?;
     println!(
         "Resuming backfill {}: {released} cell{} of a stopped process back in the queue, {reopened} canceled cell{} reopened, {added} new cell{} requested",
         backfill_text(record.id),
@@ -335,19 +338,13 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
 async fn retry_failed(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> anyhow::Result<ExitStatus> {
     let reopened = app
         .store
-        .reopen_requests(
-            record.run_id,
-            &[RequestState::Failed, RequestState::UpstreamFailed],
-            &[],
-            &[],
-            app.clock.now(),
-        )
-        .await?
-        .reopened;
+        .reopen_requests(record.run_id, &[RequestState::Failed, RequestState::UpstreamFailed], app.clock.now())
+        .await?;
     if reopened == 0 {
         println!("Backfill {} has no failed cells.", backfill_text(record.id));
         return Ok(ExitStatus::Success);
     }
+    app.store.end_run_if_done(record.run_id, app.clock.now()).await?;
     println!(
         "Backfill {}: {reopened} failed cell{} and cells downstream of them back in the queue",
         backfill_text(record.id),

@@ -314,10 +314,9 @@ async fn hourly_daily_monthly_in_dependency_order_and_retry_failed_reruns_the_fa
         sqlx::query_scalar("SELECT count(*) FROM materializations").fetch_one(store.pool()).await.unwrap();
     assert_eq!(
         store
-            .reopen_requests(run, &[RequestState::Failed, RequestState::UpstreamFailed], &[], &[], chrono::Utc::now())
+            .reopen_requests(run, &[RequestState::Failed, RequestState::UpstreamFailed], chrono::Utc::now())
             .await
-            .unwrap()
-            .reopened,
+            .unwrap(),
         2
     );
     engine::backfill::drive(&exec, run, 4, Arc::new(NoObserver), CancellationToken::new()).await.unwrap();

@@ -102,17 +102,6 @@ pub struct PendingRequest {
     pub run_id: RunId,
 }
 
-/// What a reopening did ([`crate::RequestQueue::reopen_requests`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Reopened {
-    /// How many requests were put back in the queue.
-    pub reopened: u64,
-    /// What the submission that came with it did, one per request given.
-    pub submitted: Vec<SubmitOutcome>,
-    /// Whether the run ended at once: what was reopened may all be `upstream_failed` again.
-    pub ended: bool,
-}
-
 /// What a submission did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SubmitOutcome {

@@ -1153,44 +1153,41 @@ impl RequestQueue for db::Store {
         Ok((canceled, asked))
     }
 
-    async fn reopen_requests(
-        &self,
-        run: RunId,
-        states: &[RequestState],
-        also: &[NewRequest],
-        edges: &[(usize, usize)],
-        now: DateTime<Utc>,
-    ) -> Result<Reopened> {
-        let mut tx = self.begin_write().await?;
-        let mut ids: Vec<String> = Vec::new();
-        if !states.is_empty() {
-            let mut q = QueryBuilder::new(
-                "UPDATE materialization_requests SET state = 'available', attempt = 0, last_error = NULL, \
-                     cancel_requested = FALSE, materialization_id = NULL, finished_at = NULL, run_at = ",
-            );
-            q.push_bind(now).push(" WHERE run_id = ").push_bind(run.to_string()).push(" AND state IN (");
-            let mut list = q.separated(", ");
-            for state in states {
-                list.push_bind(state.as_str());
-            }
-            q.push(") RETURNING id");
-            ids = q.build_query_scalar().fetch_all(&mut *tx).await?;
-            // Then each waits again for whatever upstream has not succeeded (reopened ones included).
-            recompute_waiting(&mut tx, &ids).await?;
+    async fn reopen_requests(&self, run: RunId, states: &[RequestState], now: DateTime<Utc>) -> Result<u64> {
+        if states.is_empty() {
+            return Ok(0);
         }
-        let submitted = if also.is_empty() { Vec::new() } else { submit_in(&mut tx, also, edges).await? };
-        let mut ended = false;
-        if !ids.is_empty() || submitted.iter().any(|o| o.inserted) {
+        let mut tx = self.begin_write().await?;
+        let mut q = QueryBuilder::new(
+            "UPDATE materialization_requests SET state = 'available', attempt = 0, last_error = NULL, \
+                 cancel_requested = FALSE, materialization_id = NULL, finished_at = NULL, run_at = ",
+        );
+        q.push_bind(now).push(" WHERE run_id = ").push_bind(run.to_string()).push(" AND state IN (");
+        let mut list = q.separated(", ");
+        for state in states {
+            list.push_bind(state.as_str());
+        }
+        q.push(") RETURNING id");
+        let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+        // Then each waits again for whatever upstream has not succeeded (reopened ones included).
+        recompute_waiting(&mut tx, &ids).await?;
+        if !ids.is_empty() {
             sqlx::query("UPDATE runs SET status = 'queued', finished_at = NULL WHERE id = $1")
                 .bind(run.to_string())
                 .execute(&mut *tx)
                 .await?;
-            ended = finish_run(&mut tx, &run.to_string(), now).await?;
             announce_work(&mut tx).await?;
         }
         tx.commit().await?;
         self.woke();
-        Ok(Reopened { reopened: ids.len() as u64, submitted, ended })
+        Ok(ids.len() as u64)
+    }
+
+    async fn end_run_if_done(&self, run: RunId, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let ended = finish_run(&mut tx, &run.to_string(), now).await?;
+        tx.commit().await?;
+        Ok(ended)
     }
 
     async fn pending_requests(&self, cells: &[(String, String)]) -> Result<Vec<PendingRequest>> {
