@@ -65,10 +65,7 @@ impl SqliteAppDb {
             .await
             .expect("lock task does not panic")
             .map_err(io)?;
-        // One connection, for the reason the lineage store's reader has one (`lineage::SqliteStore`):
-        // the migration check right after connecting opened a second. SQLite writes one at a
-        // time anyway; reads wait for a write transaction instead of running beside it.
-        let pool = SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
         if !lineage::migrations_current(&mut *pool.acquire().await?, &MIGRATOR).await {
             MIGRATOR.run(&pool).await?;
         }
