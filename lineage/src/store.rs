@@ -286,10 +286,11 @@ pub trait RequestQueue: Send + Sync {
     /// behind upstream requests that have not succeeded) and reopens the run; returns how many.
     async fn reopen_requests(&self, run: RunId, states: &[RequestState], now: DateTime<Utc>) -> Result<u64>;
 
-    /// Ends a run that has nothing left waiting or running (as its last settler would), for
-    /// after [`RequestQueue::reopen_requests`] and any submission that follows it: what was
-    /// reopened may all be `upstream_failed` again at once. Returns whether it ended now.
-    async fn end_run_if_done(&self, run: RunId, now: DateTime<Utc>) -> Result<bool>;
+    /// Ends a run that has nothing left waiting or running, as its last settler's check does
+    /// (one name for both: the store's `finish_run`), for after
+    /// [`RequestQueue::reopen_requests`] and any submission that follows it: what was reopened
+    /// may all be `upstream_failed` again at once. Returns whether it ended now.
+    async fn finish_run(&self, run: RunId, now: DateTime<Utc>) -> Result<bool>;
 
     /// For each (asset, partition) of `cells`, its oldest request that has not ended (blocked,
     /// available or running), from any run; cells with none are left out.

@@ -700,7 +700,7 @@ async fn failures_retry_then_fail_and_fail_their_downstream(store: &dyn LineageS
 async fn reopening_only_requests_whose_upstream_still_failed_ends_the_run_again(store: &dyn LineageStore) {
     // `backfill resume` reopens what was canceled or failed upstream; a request whose upstream is
     // still failed is upstream_failed again at once, and with nothing else to run the run ends
-    // when `end_run_if_done` checks it after the resume's submission (it used to stay `queued`
+    // when `finish_run` checks it after the resume's submission (it used to stay `queued`
     // for good).
     let (run_id, ids, claimed) = an_hour_and_its_bill_the_hour_claimed(store, 1).await;
     store.fail_request("w", &failed(&claimed, "graph api 503", None), t(1)).await.unwrap();
@@ -709,14 +709,14 @@ async fn reopening_only_requests_whose_upstream_still_failed_ends_the_run_again(
     assert_eq!(state_of(store, ids[1].id).await, RequestState::UpstreamFailed);
     // Reopened, the run waits for what a resume may still submit to it; then it is checked.
     assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Queued);
-    assert!(store.end_run_if_done(run_id, t(2)).await.unwrap());
+    assert!(store.finish_run(run_id, t(2)).await.unwrap());
     assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed, "nothing is left to run");
-    assert!(!store.end_run_if_done(run_id, t(3)).await.unwrap(), "it ends once");
+    assert!(!store.finish_run(run_id, t(3)).await.unwrap(), "it ends once");
     assert!(store.claim_requests("w", None, 10, t(3), t(63)).await.unwrap().is_empty());
     // A run with work left is not ended.
     let busy = new_run(store).await;
     store.submit_requests(&[request(busy, "busy", "usage", "h9")], &[]).await.unwrap();
-    assert!(!store.end_run_if_done(busy, t(4)).await.unwrap());
+    assert!(!store.finish_run(busy, t(4)).await.unwrap());
     assert_eq!(store.run(busy).await.unwrap().unwrap().status, RunStatus::Queued);
 }
 

@@ -323,7 +323,7 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
     // The reopened cells may all have failed upstream again at once, with nothing new: the run
     // ends now rather than wait, queued, for work that will not come; checked whether or not the
     // submission went through.
-    app.store.end_run_if_done(record.run_id, app.clock.now()).await?;
+    app.store.finish_run(record.run_id, app.clock.now()).await?;
     let added = added?;
     println!(
         "Resuming backfill {}: {released} cell{} of a stopped process back in the queue, {reopened} canceled cell{} reopened, {added} new cell{} requested",
@@ -344,7 +344,7 @@ async fn retry_failed(app: &App, record: &BackfillRecord, args: &BackfillRunArgs
         println!("Backfill {} has no failed cells.", backfill_text(record.id));
         return Ok(ExitStatus::Success);
     }
-    app.store.end_run_if_done(record.run_id, app.clock.now()).await?;
+    app.store.finish_run(record.run_id, app.clock.now()).await?;
     println!(
         "Backfill {}: {reopened} failed cell{} and cells downstream of them back in the queue",
         backfill_text(record.id),

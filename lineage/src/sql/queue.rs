@@ -1183,7 +1183,7 @@ impl RequestQueue for db::Store {
         Ok(ids.len() as u64)
     }
 
-    async fn end_run_if_done(&self, run: RunId, now: DateTime<Utc>) -> Result<bool> {
+    async fn finish_run(&self, run: RunId, now: DateTime<Utc>) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let ended = finish_run(&mut tx, &run.to_string(), now).await?;
         tx.commit().await?;
