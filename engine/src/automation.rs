@@ -17,8 +17,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tz::Tz;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use lineage::{InstigatorKind, InstigatorStatus, NewRun, NewTick, RunId, TickCommit, TickStatus, Trigger};
 
 use crate::definition::{AssetError, BoxFuture};

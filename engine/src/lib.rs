@@ -26,6 +26,7 @@ pub mod retry;
 pub mod selection;
 pub mod staleness;
 pub mod status;
+pub mod tz;
 pub mod worker;
 
 pub use context::{AssetContext, Clock, FixedClock, Inputs, LogLevel, ResourceError, Resources, StepLog, SystemClock};

@@ -10,11 +10,11 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::tz::Tz;
 use chrono::{
     DateTime, Datelike, Days, Duration, LocalResult, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike,
     Utc,
 };
-use chrono_tz::Tz;
 use serde::Serialize;
 
 pub mod multi;
@@ -280,7 +280,8 @@ impl TimeWindowPartitions {
         };
         let start = date.and_time(NaiveTime::MIN);
         let tz = Tz::UTC;
-        TimeWindowPartitions { cadence, tz, start, start_utc: local_to_utc(&tz, start), end_offset: 0 }
+        let start_utc = local_to_utc(&tz, start);
+        TimeWindowPartitions { cadence, tz, start, start_utc, end_offset: 0 }
     }
 
     /// The cadence.
@@ -289,8 +290,8 @@ impl TimeWindowPartitions {
     }
 
     /// The time zone.
-    pub fn timezone(&self) -> Tz {
-        self.tz
+    pub fn timezone(&self) -> &Tz {
+        &self.tz
     }
 
     /// The local start of the first window.
@@ -594,8 +595,8 @@ impl PartitionsDef {
         let tz: Tz = tz.parse().unwrap_or_else(|_| panic!("{tz:?} is not an IANA time zone"));
         match self {
             PartitionsDef::TimeWindow(mut tw) => {
-                tw.tz = tz;
                 tw.start_utc = local_to_utc(&tz, tw.start);
+                tw.tz = tz;
                 PartitionsDef::TimeWindow(tw)
             }
             other => panic!("timezone() applies to time-window partitions, not {}", other.describe()),

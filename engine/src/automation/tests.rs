@@ -6,11 +6,12 @@ fn utc(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
+fn new_york() -> crate::tz::Tz {
+    "America/New_York".parse().unwrap()
+}
+
 fn ny(ticks: &[DateTime<Utc>]) -> Vec<String> {
-    ticks
-        .iter()
-        .map(|t| t.with_timezone(&chrono_tz::America::New_York).format("%Y-%m-%d %H:%M %Z").to_string())
-        .collect()
+    ticks.iter().map(|t| t.with_timezone(&new_york()).format("%Y-%m-%d %H:%M %Z").to_string()).collect()
 }
 
 #[test]
@@ -28,10 +29,8 @@ fn a_daily_0230_schedule_in_new_york_across_both_dst_changes() {
 fn an_hourly_schedule_has_23_and_25_ticks_on_dst_days_and_a_repeated_hour_ticks_twice() {
     let s = schedule("hourly", "5 * * * *", "America/New_York", "usage_snapshot").unwrap();
     let day = |d: &str, next: &str| {
-        let from =
-            chrono_tz::America::New_York.from_local_datetime(&d.parse::<chrono::NaiveDateTime>().unwrap()).unwrap();
-        let to =
-            chrono_tz::America::New_York.from_local_datetime(&next.parse::<chrono::NaiveDateTime>().unwrap()).unwrap();
+        let from = new_york().from_local_datetime(&d.parse::<chrono::NaiveDateTime>().unwrap()).unwrap();
+        let to = new_york().from_local_datetime(&next.parse::<chrono::NaiveDateTime>().unwrap()).unwrap();
         s.ticks_between(from.with_timezone(&Utc), to.with_timezone(&Utc), 100)
     };
     assert_eq!(day("2026-03-08T00:00:00", "2026-03-09T00:00:00").len(), 23);

@@ -42,7 +42,7 @@ proptest! {
         prop_assert!(a.start < a.end, "window {idx} of {def} is empty");
         prop_assert_eq!(a.end, b.start);
         let tz = tw.timezone();
-        let (la, lb) = (a.start.with_timezone(&tz).naive_local(), b.start.with_timezone(&tz).naive_local());
+        let (la, lb) = (a.start.with_timezone(tz).naive_local(), b.start.with_timezone(tz).naive_local());
         match tw.cadence() {
             Cadence::Hourly => prop_assert_eq!((a.end - a.start).num_seconds(), 3600),
             cadence => {

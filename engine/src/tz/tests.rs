@@ -1,0 +1,78 @@
+use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
+
+use super::*;
+
+fn local(s: &str) -> NaiveDateTime {
+    s.parse().unwrap()
+}
+
+fn ny() -> Tz {
+    "America/New_York".parse().unwrap()
+}
+
+#[test]
+fn names_are_looked_up_ignoring_case_and_shown_as_the_database_spells_them() {
+    assert_eq!("america/new_york".parse::<Tz>().unwrap().name(), "America/New_York");
+    assert_eq!("UTC".parse::<Tz>().unwrap(), Tz::UTC);
+    assert_eq!(Tz::UTC.name(), "UTC");
+    assert_eq!("Asia/Kolkata".parse::<Tz>().unwrap().to_string(), "Asia/Kolkata");
+    for bad in ["", "Mars/Olympus_Mons", "Etc/Unknown", "America/New York"] {
+        assert_eq!(bad.parse::<Tz>(), Err(UnknownTimeZone), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_skipped_hour_has_no_instant_and_a_repeated_one_has_two_earlier_first() {
+    let tz = ny();
+    assert_eq!(tz.from_local_datetime(&local("2026-03-08T02:30:00")), LocalResult::None);
+    let LocalResult::Ambiguous(a, b) = tz.from_local_datetime(&local("2026-11-01T01:30:00")) else {
+        panic!("01:30 on 2026-11-01 happens twice in New York")
+    };
+    assert_eq!(a.with_timezone(&Utc).to_rfc3339(), "2026-11-01T05:30:00+00:00");
+    assert_eq!(b.with_timezone(&Utc).to_rfc3339(), "2026-11-01T06:30:00+00:00");
+    assert_eq!(
+        (a.format("%H:%M %Z %:z").to_string(), b.format("%H:%M %Z %:z").to_string()),
+        ("01:30 EDT -04:00".to_owned(), "01:30 EST -05:00".to_owned())
+    );
+    let single = tz.from_local_datetime(&local("2026-07-04T12:00:00")).unwrap();
+    assert_eq!(single.to_rfc3339(), "2026-07-04T12:00:00-04:00");
+}
+
+#[test]
+fn offsets_and_abbreviations_at_instants_in_zones_of_every_shape() {
+    let at = |tz: &str, utc: &str| {
+        let t: DateTime<Utc> = utc.parse().unwrap();
+        t.with_timezone(&tz.parse::<Tz>().unwrap()).format("%Y-%m-%d %H:%M %Z %:z").to_string()
+    };
+    assert_eq!(at("Asia/Kolkata", "2026-01-01T00:00:00Z"), "2026-01-01 05:30 IST +05:30");
+    assert_eq!(at("Asia/Kathmandu", "2026-01-01T00:00:00Z"), "2026-01-01 05:45 +0545 +05:45");
+    assert_eq!(at("America/St_Johns", "2026-07-01T12:00:00Z"), "2026-07-01 09:30 NDT -02:30");
+    assert_eq!(at("Australia/Sydney", "2026-01-15T00:00:00Z"), "2026-01-15 11:00 AEDT +11:00");
+    assert_eq!(at("Europe/London", "2026-03-29T00:59:59Z"), "2026-03-29 00:59 GMT +00:00");
+    assert_eq!(at("Europe/London", "2026-03-29T01:00:00Z"), "2026-03-29 02:00 BST +01:00");
+    assert_eq!(at("UTC", "2026-06-01T00:00:00Z"), "2026-06-01 00:00 UTC +00:00");
+}
+
+#[test]
+fn a_local_wall_time_and_back_agree_for_a_year_of_every_hour() {
+    // Every UTC hour of 2026 in New York maps to a wall time whose offsets include that one.
+    let tz = ny();
+    let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    let (mut repeated, mut hours) = (0, 0);
+    for h in 0..(365 * 24) {
+        let t = start + Duration::hours(h);
+        let local = t.with_timezone(&tz);
+        match tz.from_local_datetime(&local.naive_local()) {
+            LocalResult::Single(back) => assert_eq!(back, t),
+            LocalResult::Ambiguous(a, b) => {
+                assert!(a == t || b == t, "{t}");
+                assert_eq!(b - a, Duration::hours(1));
+                repeated += 1;
+            }
+            LocalResult::None => panic!("{t} is a wall time in New York"),
+        }
+        hours += 1;
+    }
+    // 01:xx on 2026-11-01 is the one repeated hour, seen from both of its instants.
+    assert_eq!((hours, repeated), (8760, 2));
+}
