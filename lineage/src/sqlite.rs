@@ -142,22 +142,25 @@ impl SqliteStore {
         // sqlx takes no lock for SQLite migrations, and the first connection to a new file switches
         // it to WAL, which needs the file to itself: two processes opening a new database at once
         // could both run migrations, or one could meet "database is locked" without waiting. A file
-        // lock beside the database serializes opening until both pools are connected.
+        // lock beside the database serializes opening until the file is in WAL mode and migrated.
         let lock = migration_lock(path).await?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
-        if !migrations_current(&mut *writer.acquire().await?, &MIGRATOR).await {
-            MIGRATOR.run(&writer).await?;
-        }
         // One reader connection. sqlx hands a released connection back to its pool from a task
         // it spawns (a ping on the connection's thread first), so with room for more, a read
         // right after another opened a new connection (≈ 1 M instructions of schema parsing and a
         // thread each): one bill opened three. A read now waits for that hand-back instead,
         // cheaper than a connection; reads of one process take turns, a few ms at most each.
-        let pool = SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
+        // The writer connects on the first write: a command that only reads (`list`, `status`,
+        // `lineage`) opens the file once. The reader checks the migrations; only a database that
+        // needs them connects the writer here, under the lock, to apply them.
+        let writer = SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_lazy_with(options);
+        if !migrations_current(&mut *pool.acquire().await?, &MIGRATOR).await {
+            MIGRATOR.run(&writer).await?;
+        }
         drop(lock);
         Ok(SqliteStore { pool, writer, path: path.display().to_string(), work: crate::work::Work::new() })
     }
