@@ -175,18 +175,16 @@ impl Project {
     /// built-in command's), `run` gets what resource factories get and the parsed arguments. A
     /// [`user_error`] exits with code 2, like the built-in commands' bad input.
     ///
-    /// # Panics
-    /// If the name is a built-in command's: commands are code, and the first run shows it.
+    /// A name that is a built-in command's makes [`Project::main`] panic: commands are code, and
+    /// the first run shows it.
     pub fn command<F, Fut>(mut self, command: clap::Command, run: F) -> Project
     where
         F: Fn(Setup, clap::ArgMatches) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let name = command.get_name().to_owned();
-        assert!(
-            Cli::command().find_subcommand(&name).is_none(),
-            "project command {name:?} has the name of a built-in command"
-        );
+        // A name taken by a built-in command panics in `main`, which builds the command line
+        // anyway: checking here built the whole tree once per project command (1.1 M
+        // instructions of every start for two).
         self.commands.push((command, Box::new(move |setup, matches| Box::pin(run(setup, matches)))));
         self
     }
@@ -207,11 +205,20 @@ impl Project {
                 );
             }
             for (c, _) in &self.commands {
+                let name = c.get_name();
+                assert!(
+                    command.find_subcommand(name).is_none(),
+                    "project command {name:?} has the name of a built-in command"
+                );
                 command = command.subcommand(c.clone());
             }
             crate::cli::grouped_help(command, self.name, &self.settings)
         };
-        let matches = command().get_matches();
+        let mut parser = command();
+        let matches = parser.get_matches_mut();
+        // The command tree is not dropped: it lives as long as the process, and freeing it cost
+        // every start 0.2 M instructions (BENCHMARKS.md).
+        std::mem::forget(parser);
         let json = wants_json(&matches);
         if let Some(("completions", sub)) = matches.subcommand()
             && let Some(shell) = sub.get_one::<clap_complete::Shell>("shell")
