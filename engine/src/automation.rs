@@ -64,7 +64,8 @@ pub struct ScheduleDef {
     /// How many of the latest time windows each tick requests (1: the one that just closed; 2:
     /// that one and the one before it again, for late adjustments).
     pub windows: usize,
-    parsed: croner::Cron,
+    /// The expression parsed in full, on the first evaluation (see [`check_cron`]).
+    parsed: std::sync::OnceLock<croner::Cron>,
 }
 
 impl std::fmt::Debug for ScheduleDef {
@@ -75,12 +76,11 @@ impl std::fmt::Debug for ScheduleDef {
 
 /// A schedule: `cron` (5 fields, strictly parsed) in time zone `tz`, requesting `selection`.
 pub fn schedule(name: &str, cron: &str, tz: &str, selection: &str) -> Result<ScheduleDef, AutomationError> {
-    let parsed = croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Disallowed)
-        .year(croner::parser::Year::Disallowed)
-        .build()
-        .parse(cron)
-        .map_err(|e| AutomationError::Cron { name: name.to_owned(), cron: cron.to_owned(), detail: e.to_string() })?;
+    check_cron(cron).map_err(|e| AutomationError::Cron {
+        name: name.to_owned(),
+        cron: cron.to_owned(),
+        detail: e.to_string(),
+    })?;
     let tz: Tz = tz.parse().map_err(|_| AutomationError::TimeZone { name: name.to_owned(), tz: tz.to_owned() })?;
     Ok(ScheduleDef {
         name: name.to_owned(),
@@ -88,8 +88,42 @@ pub fn schedule(name: &str, cron: &str, tz: &str, selection: &str) -> Result<Sch
         tz,
         selection: selection.to_owned(),
         windows: 1,
-        parsed,
+        parsed: std::sync::OnceLock::new(),
     })
+}
+
+/// How a schedule's expression is parsed: five fields, no seconds, no year.
+fn parse_cron(cron: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(cron)
+}
+
+/// Whether [`parse_cron`] accepts `cron`, with the same error, at a fraction of the cost.
+///
+/// croner gives an expression without a year the year `*` and sets its 5,000 years (1 to 5000)
+/// one bit at a time: 1.8 M instructions for the seven RoboSystems schedules on every start,
+/// though only the daemon and simulations read a tick (BENCHMARKS.md). The five fields are
+/// checked here as croner parses them, between a seconds field of `0` (what croner puts there)
+/// and a year of one year; the full parse waits for the first evaluation.
+fn check_cron(cron: &str) -> Result<(), croner::errors::CronError> {
+    // A nickname (`@daily`) is expanded by croner itself, and a wrong number of fields fails
+    // before any field is parsed: the full parse, cheap for both, says what is wrong.
+    if cron.contains('@') || cron.split_whitespace().count() != 5 {
+        return parse_cron(cron).map(drop);
+    }
+    let checked = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .year(croner::parser::Year::Required)
+        .build()
+        .parse(&format!("0 {} 2000", cron.trim()));
+    match checked {
+        Ok(_) => Ok(()),
+        // The error as the full parse words it (about the expression as written).
+        Err(_) => parse_cron(cron).map(drop),
+    }
 }
 
 impl ScheduleDef {
@@ -101,6 +135,11 @@ impl ScheduleDef {
         self
     }
 
+    /// The expression, parsed in full once.
+    fn parsed(&self) -> &croner::Cron {
+        self.parsed.get_or_init(|| parse_cron(&self.cron).expect("checked by `schedule`"))
+    }
+
     /// Tick times in `(after, until]`, in order, at most `limit`.
     pub fn ticks_between(&self, after: DateTime<Utc>, until: DateTime<Utc>, limit: usize) -> Vec<DateTime<Utc>> {
         let mut out = Vec::new();
@@ -108,7 +147,7 @@ impl ScheduleDef {
         // two passes of a repeated (fall-back) hour stay apart.
         let mut cursor = after.with_timezone(&self.tz);
         while out.len() < limit {
-            let Ok(next) = self.parsed.find_next_occurrence(&cursor, false) else { break };
+            let Ok(next) = self.parsed().find_next_occurrence(&cursor, false) else { break };
             let utc = next.with_timezone(&Utc);
             if utc > until {
                 break;
@@ -121,12 +160,12 @@ impl ScheduleDef {
 
     /// The latest tick at or before `at`.
     pub fn latest_tick(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.parsed.find_previous_occurrence(&at.with_timezone(&self.tz), true).ok().map(|t| t.with_timezone(&Utc))
+        self.parsed().find_previous_occurrence(&at.with_timezone(&self.tz), true).ok().map(|t| t.with_timezone(&Utc))
     }
 
     /// The first tick after `after`.
     pub fn next_tick(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.parsed.find_next_occurrence(&after.with_timezone(&self.tz), false).ok().map(|t| t.with_timezone(&Utc))
+        self.parsed().find_next_occurrence(&after.with_timezone(&self.tz), false).ok().map(|t| t.with_timezone(&Utc))
     }
 }
 

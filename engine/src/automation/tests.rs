@@ -73,3 +73,69 @@ proptest::proptest! {
         }
     }
 }
+
+/// The cheap check accepts what the full parse accepts, with the same error, so a schedule that
+/// passes `schedule` always parses on its first evaluation.
+fn check_agrees_with_parse(cron: &str) {
+    let full = parse_cron(cron).map(drop).map_err(|e| e.to_string());
+    assert_eq!(check_cron(cron).map_err(|e| e.to_string()), full, "{cron:?}");
+}
+
+#[test]
+fn the_cheap_cron_check_agrees_with_the_full_parse() {
+    for cron in [
+        "5 * * * *",
+        "0 2 * * *",
+        "0 6 3 * *",
+        "0 3 * * 1",
+        "*/15 9-17 * * MON-FRI",
+        "0 0 L * *",
+        "0 0 15W * *",
+        "0 0 * * 5#3",
+        "0 0 * * 5L",
+        "0 0 ? * 7",
+        "0 0 1 JAN,JUL *",
+        "  0 0 * * *  ",
+        "0\t0 * * *",
+        "@daily",
+        "@hourly",
+        "@weekly",
+        "",
+        "0 0 * *",
+        "0 0 * * * *",
+        "0 0 * * * 2026",
+        "60 * * * *",
+        "0 24 * * *",
+        "0 0 32 * *",
+        "0 0 0 * *",
+        "0 0 * 13 *",
+        "0 0 * * 8",
+        "a b c d e",
+        "0 0 * * MON#6",
+        "0 0 W * *",
+        "5-1 * * * *",
+        "*/0 * * * *",
+        "@yearly 5",
+    ] {
+        check_agrees_with_parse(cron);
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_cheap_cron_check_agrees_with_the_full_parse_on_any_five_fields(
+        fields in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just("*".to_owned()),
+                "[0-9]{1,2}",
+                "[0-9]{1,2}-[0-9]{1,2}",
+                "[*0-9]/[0-9]{1,2}",
+                "[0-9]{1,2},[0-9]{1,2}",
+                "[0-9*/,#LW?A-Z-]{1,6}",
+            ],
+            5,
+        )
+    ) {
+        check_agrees_with_parse(&fields.join(" "));
+    }
+}
