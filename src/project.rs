@@ -175,14 +175,14 @@ impl Project {
     /// built-in command's), `run` gets what resource factories get and the parsed arguments. A
     /// [`user_error`] exits with code 2, like the built-in commands' bad input.
     ///
-    /// A name that is a built-in command's makes [`Project::main`] panic: commands are code, and
-    /// the first run shows it.
+    /// A name that is already a command's (built in, or another project command) makes
+    /// [`Project::main`] panic: commands are code, and the first run shows it.
     pub fn command<F, Fut>(mut self, command: clap::Command, run: F) -> Project
     where
         F: Fn(Setup, clap::ArgMatches) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        // A name taken by a built-in command panics in `main`, which builds the command line
+        // A name already taken panics in `main`, which builds the command line
         // anyway: checking here built the whole tree once per project command (1.1 M
         // instructions of every start for two).
         self.commands.push((command, Box::new(move |setup, matches| Box::pin(run(setup, matches)))));
@@ -208,7 +208,7 @@ impl Project {
                 let name = c.get_name();
                 assert!(
                     command.find_subcommand(name).is_none(),
-                    "project command {name:?} has the name of a built-in command"
+                    "project command {name:?} is already a command (a built-in one or another of the project's)"
                 );
                 command = command.subcommand(c.clone());
             }

@@ -14,10 +14,9 @@
 //! missed during downtime are caught up, at most `catch_up` back.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::tz::Tz;
 use chrono::{DateTime, Utc};
 use lineage::{InstigatorKind, InstigatorStatus, NewRun, NewTick, RunId, TickCommit, TickStatus, Trigger};
 
@@ -25,6 +24,7 @@ use crate::definition::{AssetError, BoxFuture};
 use crate::exec::{Executor, plan_requests};
 use crate::partition::PartitionsContext;
 use crate::plan::{self, PlanOptions};
+use crate::tz::Tz;
 use crate::{AssetId, Resources};
 
 /// Why a schedule or sensor definition is invalid.
@@ -55,8 +55,9 @@ pub enum AutomationError {
 pub struct ScheduleDef {
     /// Its unique name.
     pub name: String,
-    /// The cron expression, as written.
-    pub cron: String,
+    /// The cron expression, as written: private, since the full parse is made from it later
+    /// ([`ScheduleDef::cron`] reads it).
+    cron: String,
     /// Its time zone.
     pub tz: Tz,
     /// What it requests (the selection syntax).
@@ -64,8 +65,8 @@ pub struct ScheduleDef {
     /// How many of the latest time windows each tick requests (1: the one that just closed; 2:
     /// that one and the one before it again, for late adjustments).
     pub windows: usize,
-    /// The expression parsed in full, on the first evaluation (see [`check_cron`]).
-    parsed: std::sync::OnceLock<croner::Cron>,
+    /// The expression parsed in full, on the first tick read (see [`check_cron`]).
+    parsed: OnceLock<croner::Cron>,
 }
 
 impl std::fmt::Debug for ScheduleDef {
@@ -88,7 +89,7 @@ pub fn schedule(name: &str, cron: &str, tz: &str, selection: &str) -> Result<Sch
         tz,
         selection: selection.to_owned(),
         windows: 1,
-        parsed: std::sync::OnceLock::new(),
+        parsed: OnceLock::new(),
     })
 }
 
@@ -105,12 +106,12 @@ fn parse_cron(cron: &str) -> Result<croner::Cron, croner::errors::CronError> {
 ///
 /// croner gives an expression without a year the year `*` and sets its 5,000 years (1 to 5000)
 /// one bit at a time: 1.8 M instructions for the seven RoboSystems schedules on every start,
-/// though only the daemon and simulations read a tick (BENCHMARKS.md). The five fields are
-/// checked here as croner parses them, between a seconds field of `0` (what croner puts there)
-/// and a year of one year; the full parse waits for the first evaluation.
+/// though most commands never read a tick (BENCHMARKS.md). The five fields are checked here as
+/// croner parses them, between a seconds field of `0` (what croner puts there) and a year of one
+/// year; the full parse waits for the first tick read.
 fn check_cron(cron: &str) -> Result<(), croner::errors::CronError> {
-    // A nickname (`@daily`) is expanded by croner itself, and a wrong number of fields fails
-    // before any field is parsed: the full parse, cheap for both, says what is wrong.
+    // A nickname (`@daily`) is expanded by croner itself: the full parse (and its cost) for
+    // those. A wrong number of fields fails before any field is parsed, cheaply.
     if cron.contains('@') || cron.split_whitespace().count() != 5 {
         return parse_cron(cron).map(drop);
     }
@@ -133,6 +134,11 @@ impl ScheduleDef {
     pub fn windows(mut self, n: usize) -> ScheduleDef {
         self.windows = n.max(1);
         self
+    }
+
+    /// The cron expression, as written.
+    pub fn cron(&self) -> &str {
+        &self.cron
     }
 
     /// The expression, parsed in full once.

@@ -10,12 +10,13 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::tz::Tz;
 use chrono::{
     DateTime, Datelike, Days, Duration, LocalResult, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike,
     Utc,
 };
 use serde::Serialize;
+
+use crate::tz::Tz;
 
 pub mod multi;
 

@@ -149,7 +149,7 @@ impl SqliteStore {
         // right after another opened a new connection (≈ 1 M instructions of schema parsing and a
         // thread each): one bill opened three. A read now waits for that hand-back instead,
         // cheaper than a connection; reads of one process take turns, a few ms at most each.
-        let pool = SqlitePoolOptions::new()
+        let reader = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
             .connect_with(options.clone())
@@ -158,11 +158,11 @@ impl SqliteStore {
         // `lineage`) opens the file once. The reader checks the migrations; only a database that
         // needs them connects the writer here, under the lock, to apply them.
         let writer = SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_lazy_with(options);
-        if !migrations_current(&mut *pool.acquire().await?, &MIGRATOR).await {
+        if !migrations_current(&mut *reader.acquire().await?, &MIGRATOR).await {
             MIGRATOR.run(&writer).await?;
         }
         drop(lock);
-        Ok(SqliteStore { pool, writer, path: path.display().to_string(), work: crate::work::Work::new() })
+        Ok(SqliteStore { pool: reader, writer, path: path.display().to_string(), work: crate::work::Work::new() })
     }
 
     /// The underlying pool, for tests that inspect tables directly.

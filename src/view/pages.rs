@@ -248,7 +248,7 @@ pub(crate) async fn asset(State(app): State<Shared>, Path(key): Path<String>) ->
             tr { th { "Freshness" } td { (freshness(def.freshness)) } }
             tr { th { "Automation condition" } td { (if conditions.is_empty() { "none".to_owned() } else { conditions.join("; ") }) } }
             tr { th { "Schedules" } td {
-                @for s in &schedules { code { (s.name) } " (" (s.cron) " " (s.tz.name()) ") " }
+                @for s in &schedules { code { (s.name) } " (" (s.cron()) " " (s.tz.name()) ") " }
                 @if schedules.is_empty() { "none" }
             } }
         }
@@ -1033,7 +1033,7 @@ pub(crate) async fn automation(State(app): State<Shared>) -> PageResult {
             tbody { @for s in &app.automation.schedules { tr {
                 td { a href={ "#ticks-" (urlenc(&s.name)) } { (s.name) } }
                 td { (state_of(&s.name).map_or("running (not yet seen by a daemon)", |st| st.status.as_str())) }
-                td { code { (s.cron) } } td { (s.tz.name()) }
+                td { code { (s.cron()) } } td { (s.tz.name()) }
                 td { (ticks[&s.name].first().map_or("-".to_owned(), |t| time(t.tick_time))) }
                 td { (s.next_tick(now).map_or("-".to_owned(), time)) }
                 td { code { (s.selection) } }

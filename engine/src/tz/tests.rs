@@ -76,3 +76,51 @@ fn a_local_wall_time_and_back_agree_for_a_year_of_every_hour() {
     // 01:xx on 2026-11-01 is the one repeated hour, seen from both of its instants.
     assert_eq!((hours, repeated), (8760, 2));
 }
+
+#[test]
+fn zones_with_negative_and_half_hour_daylight_saving() {
+    let at = |tz: &str, utc: &str| {
+        let t: DateTime<Utc> = utc.parse().unwrap();
+        t.with_timezone(&tz.parse::<Tz>().unwrap()).format("%H:%M %Z %:z").to_string()
+    };
+    // Dublin's standard time is summer's IST; winter's GMT is, in the database, a negative save.
+    assert_eq!(at("Europe/Dublin", "2026-01-15T12:00:00Z"), "12:00 GMT +00:00");
+    assert_eq!(at("Europe/Dublin", "2026-07-15T12:00:00Z"), "13:00 IST +01:00");
+    // Lord Howe Island moves its clocks by half an hour.
+    assert_eq!(at("Australia/Lord_Howe", "2026-07-15T00:00:00Z"), "10:30 +1030 +10:30");
+    assert_eq!(at("Australia/Lord_Howe", "2026-01-15T00:00:00Z"), "11:00 +11 +11:00");
+    let tz: Tz = "Australia/Lord_Howe".parse().unwrap();
+    // 2026-10-04 02:00 → 02:30: a half-hour gap.
+    assert_eq!(tz.from_local_datetime(&local("2026-10-04T02:15:00")), LocalResult::None);
+    assert!(matches!(tz.from_local_datetime(&local("2026-04-05T01:45:00")), LocalResult::Ambiguous(..)));
+}
+
+#[test]
+fn a_zone_is_one_value_whatever_the_spelling_it_was_looked_up_by() {
+    use std::collections::HashSet;
+    let zones: HashSet<Tz> =
+        ["America/New_York", "america/new_york", "AMERICA/NEW_YORK"].iter().map(|n| n.parse().unwrap()).collect();
+    assert_eq!(zones.len(), 1);
+    assert_ne!(ny(), Tz::UTC);
+    // Links keep their own name, as in the database.
+    assert_eq!("US/Eastern".parse::<Tz>().unwrap().name(), "US/Eastern");
+}
+
+proptest::proptest! {
+    /// Any date-time chrono can hold, leap seconds included, has offsets in any zone: beyond
+    /// the database's years the offset at its bound.
+    #[test]
+    fn any_date_time_has_an_offset_and_local_times_never_panic(
+        secs in chrono::DateTime::<Utc>::MIN_UTC.timestamp()..=chrono::DateTime::<Utc>::MAX_UTC.timestamp(),
+        nanos in 0u32..2_000_000_000,
+        zone in proptest::sample::select(vec!["UTC", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"]),
+    ) {
+        let tz: Tz = zone.parse().unwrap();
+        let Some(t) = DateTime::<Utc>::from_timestamp(secs, nanos) else { return Ok(()) };
+        let local = t.naive_utc();
+        let _ = tz.offset_from_utc_datetime(&local);
+        let _ = tz.offset_from_local_datetime(&local);
+        let _ = tz.offset_from_local_date(&local.date());
+        let _ = tz.offset_from_utc_date(&local.date());
+    }
+}
