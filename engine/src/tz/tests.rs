@@ -10,6 +10,12 @@ fn ny() -> Tz {
     "America/New_York".parse().unwrap()
 }
 
+/// The UTC instant `utc` on the wall clock of `tz`, as `format` writes it.
+fn wall(tz: &str, utc: &str, format: &str) -> String {
+    let t: DateTime<Utc> = utc.parse().unwrap();
+    t.with_timezone(&tz.parse::<Tz>().unwrap()).format(format).to_string()
+}
+
 #[test]
 fn names_are_looked_up_ignoring_case_and_shown_as_the_database_spells_them() {
     assert_eq!("america/new_york".parse::<Tz>().unwrap().name(), "America/New_York");
@@ -40,10 +46,7 @@ fn a_skipped_hour_has_no_instant_and_a_repeated_one_has_two_earlier_first() {
 
 #[test]
 fn offsets_and_abbreviations_at_instants_in_zones_of_every_shape() {
-    let at = |tz: &str, utc: &str| {
-        let t: DateTime<Utc> = utc.parse().unwrap();
-        t.with_timezone(&tz.parse::<Tz>().unwrap()).format("%Y-%m-%d %H:%M %Z %:z").to_string()
-    };
+    let at = |tz: &str, utc: &str| wall(tz, utc, "%Y-%m-%d %H:%M %Z %:z");
     assert_eq!(at("Asia/Kolkata", "2026-01-01T00:00:00Z"), "2026-01-01 05:30 IST +05:30");
     assert_eq!(at("Asia/Kathmandu", "2026-01-01T00:00:00Z"), "2026-01-01 05:45 +0545 +05:45");
     assert_eq!(at("America/St_Johns", "2026-07-01T12:00:00Z"), "2026-07-01 09:30 NDT -02:30");
@@ -79,10 +82,7 @@ fn a_local_wall_time_and_back_agree_for_a_year_of_every_hour() {
 
 #[test]
 fn zones_with_negative_and_half_hour_daylight_saving() {
-    let at = |tz: &str, utc: &str| {
-        let t: DateTime<Utc> = utc.parse().unwrap();
-        t.with_timezone(&tz.parse::<Tz>().unwrap()).format("%H:%M %Z %:z").to_string()
-    };
+    let at = |tz: &str, utc: &str| wall(tz, utc, "%H:%M %Z %:z");
     // Dublin's standard time is summer's IST; winter's GMT is, in the database, a negative save.
     assert_eq!(at("Europe/Dublin", "2026-01-15T12:00:00Z"), "12:00 GMT +00:00");
     assert_eq!(at("Europe/Dublin", "2026-07-15T12:00:00Z"), "13:00 IST +01:00");
