@@ -193,28 +193,7 @@ impl Project {
     /// code (0 success, 1 a run failed, 2 bad input or definitions, 130 canceled).
     pub fn main(self) -> ExitCode {
         exit_quietly_on_broken_pipe();
-        // Made again for `completions` rather than cloned before parsing: the clone cost every
-        // start a million instructions (BENCHMARKS.md), and completions want an unparsed command.
-        let command = || {
-            let mut command = Cli::command().name(self.name).bin_name(self.name);
-            for s in &self.settings {
-                // Settings live as long as the process: leaking the flag's name is how clap takes one.
-                let long: &'static str = Box::leak(s.key().replace('_', "-").into_boxed_str());
-                command = command.arg(
-                    clap::Arg::new(s.name).long(long).env(s.name).hide_env_values(true).hide(true).value_name("VALUE"),
-                );
-            }
-            for (c, _) in &self.commands {
-                let name = c.get_name();
-                assert!(
-                    command.find_subcommand(name).is_none(),
-                    "project command {name:?} is already a command (a built-in one or another of the project's)"
-                );
-                command = command.subcommand(c.clone());
-            }
-            crate::cli::grouped_help(command, self.name, &self.settings)
-        };
-        let mut parser = command();
+        let mut parser = self.command_line();
         let matches = parser.get_matches_mut();
         // The command tree is not dropped: it lives as long as the process, and freeing it cost
         // every start 0.2 M instructions (BENCHMARKS.md).
@@ -223,7 +202,9 @@ impl Project {
         if let Some(("completions", sub)) = matches.subcommand()
             && let Some(shell) = sub.get_one::<clap_complete::Shell>("shell")
         {
-            clap_complete::generate(*shell, &mut command(), self.name, &mut std::io::stdout());
+            // Made again rather than cloned before parsing: the clone cost every start a million
+            // instructions (BENCHMARKS.md), and completions want an unparsed command.
+            clap_complete::generate(*shell, &mut self.command_line(), self.name, &mut std::io::stdout());
             return ExitCode::SUCCESS;
         }
         let given = self
@@ -251,6 +232,31 @@ impl Project {
         let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         init_tracing(cli.log_format);
         exit_code(runtime.block_on(async move { crate::commands::run(cli, self.validate()?).await }), json)
+    }
+
+    /// The command line: the built-in commands, the project's settings as hidden flags and its
+    /// own commands.
+    ///
+    /// # Panics
+    /// If a project command's name is already a command's.
+    fn command_line(&self) -> clap::Command {
+        let mut command = Cli::command().name(self.name).bin_name(self.name);
+        for s in &self.settings {
+            // Settings live as long as the process: leaking the flag's name is how clap takes one.
+            let long: &'static str = Box::leak(s.key().replace('_', "-").into_boxed_str());
+            command = command.arg(
+                clap::Arg::new(s.name).long(long).env(s.name).hide_env_values(true).hide(true).value_name("VALUE"),
+            );
+        }
+        for (c, _) in &self.commands {
+            let name = c.get_name();
+            assert!(
+                command.find_subcommand(name).is_none(),
+                "project command {name:?} is already a command (a built-in one or another of the project's)"
+            );
+            command = command.subcommand(c.clone());
+        }
+        crate::cli::grouped_help(command, self.name, &self.settings)
     }
 
     /// Checks everything that can be checked before a command runs.
@@ -417,4 +423,33 @@ fn exit_quietly_on_broken_pipe() {
         }
         default(info);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_command(project: Project, name: &'static str) -> Project {
+        project.command(clap::Command::new(name).about("a project command"), |_, _| async { Ok(()) })
+    }
+
+    #[test]
+    fn project_commands_join_the_command_line() {
+        let project = with_command(Project::new("robo-assets"), "qbo");
+        let line = project.command_line();
+        assert!(line.find_subcommand("qbo").is_some());
+        assert!(line.find_subcommand("materialize").is_some());
+    }
+
+    #[test]
+    #[should_panic(expected = "project command \"list\" is already a command")]
+    fn a_project_command_named_like_a_built_in_one_panics() {
+        with_command(Project::new("robo-assets"), "list").command_line();
+    }
+
+    #[test]
+    #[should_panic(expected = "project command \"qbo\" is already a command")]
+    fn two_project_commands_of_one_name_panic() {
+        with_command(with_command(Project::new("robo-assets"), "qbo"), "qbo").command_line();
+    }
 }

@@ -75,7 +75,7 @@ proptest::proptest! {
 }
 
 /// The cheap check accepts what the full parse accepts, with the same error, so a schedule that
-/// passes `schedule` always parses on its first evaluation.
+/// passes `schedule` always parses on its first tick read.
 fn check_agrees_with_parse(cron: &str) {
     let full = parse_cron(cron).map(drop).map_err(|e| e.to_string());
     assert_eq!(check_cron(cron).map_err(|e| e.to_string()), full, "{cron:?}");

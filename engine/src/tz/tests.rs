@@ -61,7 +61,7 @@ fn a_local_wall_time_and_back_agree_for_a_year_of_every_hour() {
     // Every UTC hour of 2026 in New York maps to a wall time whose offsets include that one.
     let tz = ny();
     let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
-    let (mut repeated, mut hours) = (0, 0);
+    let mut repeated = 0;
     for h in 0..(365 * 24) {
         let t = start + Duration::hours(h);
         let local = t.with_timezone(&tz);
@@ -74,10 +74,9 @@ fn a_local_wall_time_and_back_agree_for_a_year_of_every_hour() {
             }
             LocalResult::None => panic!("{t} is a wall time in New York"),
         }
-        hours += 1;
     }
     // 01:xx on 2026-11-01 is the one repeated hour, seen from both of its instants.
-    assert_eq!((hours, repeated), (8760, 2));
+    assert_eq!(repeated, 2);
 }
 
 #[test]
