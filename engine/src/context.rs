@@ -13,9 +13,6 @@ use crate::definition::{AssetError, AssetKey};
 use crate::io::IoManager;
 use crate::partition::TimeWindow;
 
-/// How many inputs a step loads at once.
-const LOAD_CONCURRENCY: usize = 8;
-
 /// The source of "now", injected so tests and simulations control time.
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
@@ -232,21 +229,19 @@ impl AssetContext {
     pub async fn load(&self, upstream: &str) -> Result<Vec<(String, RecordBatch)>, AssetError> {
         let (key, versions) =
             self.inputs.find(upstream).ok_or_else(|| format!("asset {} does not depend on {upstream:?}", self.key))?;
-        // Load up to LOAD_CONCURRENCY inputs at once (a bill reads 24 files, a monthly report
-        // hundreds); results keep the partition order.
-        let permits = Arc::new(tokio::sync::Semaphore::new(LOAD_CONCURRENCY));
-        let mut tasks = tokio::task::JoinSet::new();
-        for (idx, input) in versions.iter().cloned().enumerate() {
-            let (io, key, permits) = (self.io.clone(), key.clone(), permits.clone());
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
-                let loaded = io.load(&key, &input.partition_key).await;
-                (idx, input, loaded)
-            });
+        let keys: Vec<String> = versions.iter().map(|input| input.partition_key.clone()).collect();
+        let loaded = self.io.load_many(key, &keys).await;
+        if loaded.len() != keys.len() {
+            return Err(format!(
+                "the IO manager ({}) gave {} results for {} partitions of {key}",
+                self.io.describe(),
+                loaded.len(),
+                keys.len()
+            )
+            .into());
         }
-        let mut out: Vec<Option<(String, RecordBatch)>> = vec![None; versions.len()];
-        while let Some(joined) = tasks.join_next().await {
-            let (idx, input, loaded) = joined.map_err(|e| format!("loading {key}: {e}"))?;
+        let mut out = Vec::with_capacity(versions.len());
+        for (input, loaded) in versions.iter().zip(loaded) {
             let (batch, version) =
                 loaded.map_err(|e| format!("loading {key} partition {:?}: {e}", input.partition_key))?;
             // Outputs are stored in place; one rewritten by a run that died before recording it
@@ -262,9 +257,9 @@ impl AssetContext {
                 )
                 .into());
             }
-            out[idx] = Some((input.partition_key, batch));
+            out.push((input.partition_key.clone(), batch));
         }
-        Ok(out.into_iter().map(|o| o.expect("every input was loaded")).collect())
+        Ok(out)
     }
 
     /// The resource bound to `key`.

@@ -23,6 +23,10 @@ pub struct OutputContext {
     pub run_id: lineage::RunId,
 }
 
+/// How many loads [`IoManager::load_many`] has in flight at once, by default (a bill reads 24
+/// files, a monthly report hundreds).
+pub const LOAD_CONCURRENCY: usize = 8;
+
 /// The error of an IO manager: anything, boxed, shown to people as is.
 pub type IoError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -54,6 +58,21 @@ pub trait IoManager: Send + Sync + 'static {
     /// Loads the stored output of (asset, partition), with the data version of the bytes read
     /// (blake3, hex), so the caller can check it is the version the lineage store recorded.
     async fn load(&self, asset: &AssetKey, partition_key: &str) -> Result<(RecordBatch, String), IoError>;
+
+    /// Loads several partitions of one asset: one result per key, in the keys' order. The
+    /// default runs [`load`](IoManager::load) for up to [`LOAD_CONCURRENCY`] keys at once; a
+    /// manager whose loads cost less together (files read, then decoded, in one blocking task
+    /// instead of a hand-off to another thread per file) overrides it.
+    async fn load_many(
+        &self,
+        asset: &AssetKey,
+        partition_keys: &[String],
+    ) -> Vec<Result<(RecordBatch, String), IoError>> {
+        use futures_util::StreamExt;
+        // The futures are made first: a closure in the stream's type is not `Send` for every lifetime.
+        let loads: Vec<_> = partition_keys.iter().map(|key| self.load(asset, key)).collect();
+        futures_util::stream::iter(loads).buffered(LOAD_CONCURRENCY).collect().await
+    }
 
     /// Describes where outputs go, for people (`local directory …`, `s3://bucket/prefix`).
     fn describe(&self) -> String;

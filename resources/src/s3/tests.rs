@@ -145,3 +145,10 @@ async fn parquet_outputs_round_trip_through_s3() {
     assert_eq!(back, batch);
     assert_eq!(version, stored.data_version);
 }
+
+#[tokio::test]
+async fn many_parquet_partitions_load_through_s3_as_one_at_a_time() {
+    let server = server().await;
+    let io = ParquetIoManager::new(Arc::new(store(&server, SECRET_KEY, 4)));
+    crate::parquet_io::tests::loads_many_as_one_at_a_time(&io).await;
+}
