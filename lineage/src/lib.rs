@@ -19,7 +19,7 @@ mod work;
 
 pub use model::*;
 pub use postgres::PgStore;
-pub use sqlite::{SqliteStore, migrations_current};
+pub use sqlite::{SqliteStore, migration_lock, migrations_current};
 pub use store::{AutomationStore, LineageStore, OutboxStore, RequestQueue, RetentionStore};
 pub use work::WorkSignal;
 

@@ -75,14 +75,20 @@ mod sql;
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// Holds an exclusive lock on `<db>.migrate-lock` until dropped (released on close, also by a
-/// killed process).
-pub(crate) async fn migration_lock(db: &Path) -> Result<std::fs::File> {
-    let io = |e| Error::Database(sqlx::Error::Io(e));
+/// killed process). Used by the app database's open too.
+pub async fn migration_lock(db: &Path) -> std::io::Result<std::fs::File> {
     let mut name = db.as_os_str().to_owned();
     name.push(".migrate-lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(name).map_err(io)?;
-    // Waiting for the lock blocks a thread: do it on the blocking pool.
-    tokio::task::spawn_blocking(move || file.lock().map(|()| file)).await.expect("lock task does not panic").map_err(io)
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(name)?;
+    match file.try_lock() {
+        // Free, as at every open but concurrent first ones: no hand-off to another thread.
+        Ok(()) => Ok(file),
+        // Waiting for the lock blocks a thread: wait on the blocking pool.
+        Err(std::fs::TryLockError::WouldBlock) => {
+            tokio::task::spawn_blocking(move || file.lock().map(|()| file)).await.expect("lock task does not panic")
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
 }
 
 /// Whether the database at `conn` has every migration of `migrator` applied, cleanly and with
@@ -111,13 +117,14 @@ pub async fn migrations_current(conn: &mut sqlx::SqliteConnection, migrator: &sq
 
 /// The lineage store on a SQLite file.
 ///
-/// Writes go through one dedicated connection, so writers in this process queue in tokio
-/// instead of meeting SQLite's busy handler (which sleeps in whole milliseconds); reads use one
-/// reader connection of their own and see the last committed state (WAL).
+/// A process has one connection to the file, which reads and writes take in turn: writers in
+/// this process queue in tokio instead of meeting SQLite's busy handler (which sleeps in whole
+/// milliseconds), and the schema is parsed and each statement prepared once per process, not
+/// once per connection (BENCHMARKS.md). Other processes' connections see the last committed
+/// state (WAL).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    writer: SqlitePool,
     path: String,
     work: Arc<crate::work::Work>,
 }
@@ -143,26 +150,19 @@ impl SqliteStore {
         // it to WAL, which needs the file to itself: two processes opening a new database at once
         // could both run migrations, or one could meet "database is locked" without waiting. A file
         // lock beside the database serializes opening until the file is in WAL mode and migrated.
-        let lock = migration_lock(path).await?;
-        // One reader connection. sqlx hands a released connection back to its pool from a task
-        // it spawns (a ping on the connection's thread first), so with room for more, a read
-        // right after another opened a new connection (≈ 1 M instructions of schema parsing and a
-        // thread each): one bill opened three. A read now waits for that hand-back instead,
-        // cheaper than a connection; reads of one process take turns, a few ms at most each.
-        let reader = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
-        // The writer connects on the first write: a command that only reads (`list`, `status`,
-        // `lineage`) opens the file once. The reader checks the migrations; only a database that
-        // needs them connects the writer here, under the lock, to apply them.
-        let writer = SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_lazy_with(options);
-        if !migrations_current(&mut *reader.acquire().await?, &MIGRATOR).await {
-            MIGRATOR.run(&writer).await?;
+        let lock = migration_lock(path).await.map_err(|e| Error::Database(sqlx::Error::Io(e)))?;
+        // One connection, for reads and writes. sqlx hands a released connection back to its pool
+        // from a task it spawns (a ping on the connection's thread first), so with room for more,
+        // a query right after another opened a new connection (≈ 1 M instructions of schema
+        // parsing and a thread each): one bill opened three. A query now waits for that hand-back
+        // instead, cheaper than a connection; the queries of one process take turns, a few ms at
+        // most each, and a read waits for a write transaction of this process to commit.
+        let pool = SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options).await?;
+        if !migrations_current(&mut *pool.acquire().await?, &MIGRATOR).await {
+            MIGRATOR.run(&pool).await?;
         }
         drop(lock);
-        Ok(SqliteStore { pool: reader, writer, path: path.display().to_string(), work: crate::work::Work::new() })
+        Ok(SqliteStore { pool, path: path.display().to_string(), work: crate::work::Work::new() })
     }
 
     /// The underlying pool, for tests that inspect tables directly.
@@ -184,14 +184,14 @@ impl SqliteStore {
         format!("sqlite://{}", self.path)
     }
 
-    /// Where reads go: one connection that sees the last committed state (WAL).
+    /// Where reads go: the one connection, between write transactions.
     fn reader(&self) -> &SqlitePool {
         &self.pool
     }
 
-    /// A write transaction on the single writer, holding the write lock from its start.
+    /// A write transaction on the one connection, holding the write lock from its start.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// The claim's transaction: a write transaction like any other.

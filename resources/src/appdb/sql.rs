@@ -55,6 +55,11 @@ impl db::Store {
 impl AppDb for db::Store {
     /// Seeds the demo data set if the database has no tenants; returns whether it did.
     async fn seed_demo(&self, now: DateTime<Utc>) -> Result<bool, AppDbError> {
+        // Every open but the first finds tenants: a read, without taking the write lock.
+        let seeded: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants)").fetch_one(&self.pool).await?;
+        if seeded {
+            return Ok(false);
+        }
         let mut tx = self.begin_write().await?;
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut *tx).await?;
         if n > 0 {

@@ -35,9 +35,15 @@ mod sql;
 mod plaid;
 
 /// The embedded app database on SQLite.
+///
+/// One connection for every query, as the lineage store has (a query right after another waits
+/// for sqlx's hand-back instead of opening a connection, parsing the schema again and starting
+/// a thread), and one more, connected on first use, for QuickBooks' token refresh, which holds
+/// its write transaction across an HTTP exchange: the other queries do not wait behind it.
 #[derive(Debug, Clone)]
 pub struct SqliteAppDb {
     pool: SqlitePool,
+    refresh: SqlitePool,
     shown: String,
 }
 
@@ -57,20 +63,15 @@ impl SqliteAppDb {
         // sqlx takes no lock for SQLite migrations, and the first connection switches a new file to
         // WAL, which needs it to itself: serialize concurrent first opens (several workers starting
         // at once) with a file lock beside the database, held until the pool is connected.
-        let mut lock_path = path.as_os_str().to_owned();
-        lock_path.push(".migrate-lock");
-        let io = |e| AppDbError::Database(sqlx::Error::Io(e));
-        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_path).map_err(io)?;
-        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
-            .await
-            .expect("lock task does not panic")
-            .map_err(io)?;
-        let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
+        let lock = lineage::migration_lock(path).await.map_err(|e| AppDbError::Database(sqlx::Error::Io(e)))?;
+        let one = || SqlitePoolOptions::new().max_connections(1).test_before_acquire(false);
+        let refresh = one().connect_lazy_with(options.clone());
+        let pool = one().connect_with(options).await?;
         if !lineage::migrations_current(&mut *pool.acquire().await?, &MIGRATOR).await {
             MIGRATOR.run(&pool).await?;
         }
         drop(lock);
-        Ok(SqliteAppDb { pool, shown: format!("sqlite://{}", path.display()) })
+        Ok(SqliteAppDb { pool, refresh, shown: format!("sqlite://{}", path.display()) })
     }
 
     /// [`SqliteAppDb::open`] for an owned path (for spawning).
@@ -86,5 +87,11 @@ impl SqliteAppDb {
     /// A write transaction, holding the write lock from its start.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, AppDbError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// The write transaction of a token refresh, on its own connection: it is held across the
+    /// token endpoint's HTTP exchange.
+    async fn begin_refresh(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, AppDbError> {
+        Ok(self.refresh.begin_with("BEGIN IMMEDIATE").await?)
     }
 }

@@ -231,3 +231,66 @@ async fn a_plaid_item_is_linked_and_re_linked(db: &dyn crate::plaid::PlaidItems)
     assert_eq!(db.plaid_access_token("item-a").await.unwrap().unwrap().expose(), "access-2");
     assert_eq!(db.plaid_item_ids().await.unwrap(), ["item-a"]);
 }
+
+/// A token exchange that waits until the test lets it answer.
+struct HeldExchange {
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl crate::qbo::TokenExchange for HeldExchange {
+    async fn exchange(
+        &self,
+        _realm: &str,
+        _refresh: &crate::secret::Secret,
+    ) -> Result<crate::qbo::TokenGrant, crate::qbo::QboError> {
+        self.entered.notify_one();
+        self.release.notified().await;
+        Ok(crate::qbo::TokenGrant {
+            access_token: crate::secret::Secret::new("access-1".to_owned()),
+            refresh_token: crate::secret::Secret::new("refresh-1".to_owned()),
+            expires_in: 3600,
+        })
+    }
+}
+
+/// A QuickBooks token refresh holds its write transaction across the HTTP exchange; the app
+/// database's other queries (reads, and a ledger write once the refresh committed) are not held
+/// up behind it, though the database has one connection for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refresh_in_flight_does_not_hold_up_other_queries() {
+    use crate::qbo::QboTokens;
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(SqliteAppDb::open(&dir.path().join("app.db")).await.unwrap());
+    let now = chrono::Utc::now();
+    db.seed_demo(now).await.unwrap();
+    db.connect("realm-1", &crate::secret::Secret::new("refresh-0".to_owned()), now).await.unwrap();
+    let exchange = std::sync::Arc::new(HeldExchange { entered: Default::default(), release: Default::default() });
+    let refresh = tokio::spawn({
+        let (db, exchange) = (db.clone(), exchange.clone());
+        async move { db.access_token("realm-1", None, now, &*exchange).await.unwrap() }
+    });
+    exchange.entered.notified().await;
+    // The refresh holds the write lock now. Reads answer; a deadlock would fail the timeout.
+    let reads = async {
+        let plans = db.tenant_plans().await.unwrap();
+        let realms = db.connected_realms().await.unwrap();
+        (plans.len(), realms)
+    };
+    let (plans, realms) = tokio::time::timeout(std::time::Duration::from_secs(20), reads)
+        .await
+        .expect("reads answer while a refresh holds its transaction");
+    assert_eq!(plans, 3);
+    assert_eq!(realms, ["realm-1"]);
+    assert!(!refresh.is_finished(), "the refresh was still waiting for its exchange");
+    exchange.release.notify_one();
+    assert_eq!(refresh.await.unwrap().expose(), "access-1");
+    // The stored token is the one the exchange bought, and the next write goes through.
+    let stored: (String, String) =
+        sqlx::query_as("SELECT refresh_token, access_token FROM qbo_realms").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(stored, ("refresh-1".to_owned(), "access-1".to_owned()));
+    let written =
+        db.replace_period_entries("storage_charge", "2025-12-15", &[entry("acme", -5_000)], now).await.unwrap();
+    assert_eq!(written.inserted, 1);
+}
