@@ -75,10 +75,4 @@ impl PgAppDb {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, AppDbError> {
         Ok(self.pool.begin().await?)
     }
-
-    /// The write transaction of a token refresh: any of the pool's connections (the realm's row
-    /// is locked `FOR UPDATE`, not the database).
-    async fn begin_refresh(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, AppDbError> {
-        self.begin_write().await
-    }
 }

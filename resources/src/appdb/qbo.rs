@@ -46,7 +46,7 @@ impl QboTokens for db::Store {
         now: DateTime<Utc>,
         exchange: &dyn TokenExchange,
     ) -> Result<Secret, QboError> {
-        let mut tx = self.begin_refresh().await?;
+        let mut tx = self.begin_write().await?;
         let select = format!(
             "SELECT refresh_token, access_token, access_expires_at FROM qbo_realms WHERE realm_id = $1{}",
             db::FOR_UPDATE

@@ -36,14 +36,16 @@ mod plaid;
 
 /// The embedded app database on SQLite.
 ///
-/// One connection for every query, as the lineage store has (a query right after another waits
-/// for sqlx's hand-back instead of opening a connection, parsing the schema again and starting
-/// a thread), and one more, connected on first use, for QuickBooks' token refresh, which holds
-/// its write transaction across an HTTP exchange: the other queries do not wait behind it.
+/// Two connections, as the lineage store once had: reads on one, write transactions on the
+/// other, connected on the first write. Writes of this process queue in tokio rather than in
+/// SQLite's busy handler, and reads never wait behind a write: QuickBooks' token refresh holds
+/// its write transaction across an HTTP exchange (`BEGIN IMMEDIATE`, the database's write lock).
+/// One connection for both was tried and not kept: a write waiting for that lock held the
+/// only connection, and every read of the process waited behind it (BENCHMARKS.md).
 #[derive(Debug, Clone)]
 pub struct SqliteAppDb {
     pool: SqlitePool,
-    refresh: SqlitePool,
+    writer: SqlitePool,
     shown: String,
 }
 
@@ -64,14 +66,16 @@ impl SqliteAppDb {
         // WAL, which needs it to itself: serialize concurrent first opens (several workers starting
         // at once) with a file lock beside the database, held until the pool is connected.
         let lock = lineage::migration_lock(path).await.map_err(|e| AppDbError::Database(sqlx::Error::Io(e)))?;
+        // One connection each (with room for more, sqlx's spawned hand-back of a released
+        // connection made a query right after another open one more).
         let one = || SqlitePoolOptions::new().max_connections(1).test_before_acquire(false);
-        let refresh = one().connect_lazy_with(options.clone());
+        let writer = one().connect_lazy_with(options.clone());
         let pool = one().connect_with(options).await?;
         if !lineage::migrations_current(&mut *pool.acquire().await?, &MIGRATOR).await {
-            MIGRATOR.run(&pool).await?;
+            MIGRATOR.run(&writer).await?;
         }
         drop(lock);
-        Ok(SqliteAppDb { pool, refresh, shown: format!("sqlite://{}", path.display()) })
+        Ok(SqliteAppDb { pool, writer, shown: format!("sqlite://{}", path.display()) })
     }
 
     /// [`SqliteAppDb::open`] for an owned path (for spawning).
@@ -84,14 +88,8 @@ impl SqliteAppDb {
         &self.pool
     }
 
-    /// A write transaction, holding the write lock from its start.
+    /// A write transaction on the writer connection, holding the write lock from its start.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, AppDbError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// The write transaction of a token refresh, on its own connection: it is held across the
-    /// token endpoint's HTTP exchange.
-    async fn begin_refresh(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, AppDbError> {
-        Ok(self.refresh.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }

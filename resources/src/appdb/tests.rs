@@ -256,10 +256,10 @@ impl crate::qbo::TokenExchange for HeldExchange {
 }
 
 /// A QuickBooks token refresh holds its write transaction across the HTTP exchange; the app
-/// database's other queries (reads, and a ledger write once the refresh committed) are not held
-/// up behind it, though the database has one connection for them.
+/// database's reads are not held up behind it, even with a write of the same process queued
+/// behind the refresh, and the queued write goes through once the refresh committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_refresh_in_flight_does_not_hold_up_other_queries() {
+async fn a_token_refresh_in_flight_does_not_hold_up_reads() {
     use crate::qbo::QboTokens;
     let dir = tempfile::tempdir().unwrap();
     let db = std::sync::Arc::new(SqliteAppDb::open(&dir.path().join("app.db")).await.unwrap());
@@ -272,7 +272,13 @@ async fn a_token_refresh_in_flight_does_not_hold_up_other_queries() {
         async move { db.access_token("realm-1", None, now, &*exchange).await.unwrap() }
     });
     exchange.entered.notified().await;
-    // The refresh holds the write lock now. Reads answer; a deadlock would fail the timeout.
+    // The refresh holds the write lock now; a ledger write queues behind it.
+    let write = tokio::spawn({
+        let db = db.clone();
+        async move { db.replace_period_entries("storage_charge", "2025-12-15", &[entry("acme", -5_000)], now).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Reads answer meanwhile; one waiting behind the refresh would fail the timeout.
     let reads = async {
         let plans = db.tenant_plans().await.unwrap();
         let realms = db.connected_realms().await.unwrap();
@@ -284,13 +290,11 @@ async fn a_token_refresh_in_flight_does_not_hold_up_other_queries() {
     assert_eq!(plans, 3);
     assert_eq!(realms, ["realm-1"]);
     assert!(!refresh.is_finished(), "the refresh was still waiting for its exchange");
+    assert!(!write.is_finished(), "the write was still waiting for the refresh");
     exchange.release.notify_one();
     assert_eq!(refresh.await.unwrap().expose(), "access-1");
-    // The stored token is the one the exchange bought, and the next write goes through.
+    assert_eq!(write.await.unwrap().unwrap().inserted, 1, "the queued write went through");
     let stored: (String, String) =
         sqlx::query_as("SELECT refresh_token, access_token FROM qbo_realms").fetch_one(db.pool()).await.unwrap();
-    assert_eq!(stored, ("refresh-1".to_owned(), "access-1".to_owned()));
-    let written =
-        db.replace_period_entries("storage_charge", "2025-12-15", &[entry("acme", -5_000)], now).await.unwrap();
-    assert_eq!(written.inserted, 1);
+    assert_eq!(stored, ("refresh-1".to_owned(), "access-1".to_owned()), "the tokens the exchange bought");
 }
