@@ -170,7 +170,7 @@ impl ObjectStore for LocalObjectStore {
                 .collect()
         })
         .await
-        .expect("read task does not panic")
+        .expect("reading files does not panic")
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError> {

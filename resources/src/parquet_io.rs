@@ -250,13 +250,19 @@ impl IoManager for ParquetIoManager {
             if part.is_empty() {
                 break;
             }
-            tasks.push(tokio::task::spawn_blocking(move || {
-                part.into_iter().map(|bytes| decode(bytes?)).collect::<Vec<_>>()
-            }));
+            let n = part.len();
+            let task =
+                tokio::task::spawn_blocking(move || part.into_iter().map(|bytes| decode(bytes?)).collect::<Vec<_>>());
+            tasks.push((n, task));
         }
         let mut out = Vec::with_capacity(partition_keys.len());
-        for task in tasks {
-            out.extend(task.await.expect("decoding does not panic"));
+        for (n, task) in tasks {
+            match task.await {
+                Ok(decoded) => out.extend(decoded),
+                // A decoder that panicked (a malformed file) fails the files of its task, each
+                // with the panic, as an error of the step rather than a panic of it.
+                Err(e) => out.extend((0..n).map(|_| Err(format!("decoding failed: {e}").into()))),
+            }
         }
         out
     }
@@ -333,6 +339,27 @@ pub(crate) mod tests {
         assert!(loaded[10].as_ref().unwrap_err().to_string().contains("2025-12-31T23:00.parquet"));
         assert!(loaded[40].as_ref().unwrap_err().to_string().contains("not path-safe"));
         assert!(io.load_many(&asset, &[]).await.is_empty());
+    }
+
+    /// A file larger than the reader's batch (1,024 rows) comes back whole, its batches
+    /// concatenated, with the same values and version as stored.
+    #[tokio::test]
+    async fn a_file_of_several_batches_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = ParquetIoManager::new(Arc::new(LocalObjectStore::new(dir.path())));
+        let n = 5_000;
+        let table = RecordBatch::try_new(
+            batch().schema(),
+            vec![
+                Arc::new(StringArray::from((0..n).map(|i| format!("g{}", i % 97)).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from((0..n as i64).map(|i| i * 1_000_003).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap();
+        let stored = io.store(&output("usage_snapshot", "2025-12-15T02:00"), &table).await.unwrap();
+        let asset = AssetKey::parse("usage_snapshot").unwrap();
+        let (back, version) = io.load(&asset, "2025-12-15T02:00").await.unwrap();
+        assert_eq!((back, version), (table, stored.data_version));
     }
 
     #[tokio::test]
