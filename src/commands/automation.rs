@@ -359,15 +359,17 @@ pub async fn instigators(app: &App, kind: InstigatorKind, args: &InstigatorArgs)
         return Ok(ExitStatus::Success);
     }
     if kind == InstigatorKind::Schedule {
+        // The column is as wide as the longest zone name (`America/New_York`), so rows line up.
+        let zone = automation.schedules.iter().map(|s| s.tz.name().len()).max().unwrap_or(0).max("TIMEZONE".len());
         println!(
-            "{:<28} {:<8} {:<14} {:<6} {:<20} {:<20} SELECTION",
-            "SCHEDULE", "STATUS", "CRON", "TZ", "LAST TICK", "NEXT TICK"
+            "{:<28} {:<8} {:<14} {:<zone$} {:<20} {:<20} SELECTION",
+            "SCHEDULE", "STATUS", "CRON", "TIMEZONE", "LAST TICK", "NEXT TICK"
         );
         for s in &automation.schedules {
             let state = states.iter().find(|st| st.name == s.name);
             let last = app.store.ticks(&s.name, None, 1).await?.first().map(|t| t.tick_time);
             println!(
-                "{:<28} {:<8} {:<14} {:<6} {:<20} {:<20} {}",
+                "{:<28} {:<8} {:<14} {:<zone$} {:<20} {:<20} {}",
                 s.name,
                 state.map_or("running", |st| st.status.as_str()),
                 s.cron(),

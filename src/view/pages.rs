@@ -1029,7 +1029,7 @@ pub(crate) async fn automation(State(app): State<Shared>) -> PageResult {
         h1 { "Automation" }
         h2 { "Schedules" }
         table {
-            thead { tr { th { "Schedule" } th { "Status" } th { "Cron" } th { "Zone" } th { "Last tick" } th { "Next tick" } th { "Selection" } } }
+            thead { tr { th { "Schedule" } th { "Status" } th { "Cron" } th { "Timezone" } th { "Last tick" } th { "Next tick" } th { "Selection" } } }
             tbody { @for s in &app.automation.schedules { tr {
                 td { a href={ "#ticks-" (urlenc(&s.name)) } { (s.name) } }
                 td { (state_of(&s.name).map_or("running (not yet seen by a daemon)", |st| st.status.as_str())) }

@@ -71,6 +71,14 @@ async fn a_day_of_downtime_is_caught_up_and_a_first_pass_fires_only_the_latest_t
     assert_eq!(ticks(&robo, "usage_snapshot_hourly").await.len(), 25);
     let list = at(&robo, "2026-01-13T15:30:00Z", &["schedules"]);
     assert!(list.stdout.contains("usage_snapshot_hourly        stopped"), "{}", list.stdout);
+    // The zone column is named as `--json` names it, and every row's last tick starts under its
+    // header.
+    let header = list.stdout.lines().next().unwrap();
+    assert!(header.contains(" TIMEZONE "), "{header}");
+    let col = header.find("LAST TICK").unwrap();
+    for row in list.stdout.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        assert!(row[..col].ends_with(' ') && !row[col..].starts_with(' '), "{row}\n{header}");
+    }
     at(&robo, "2026-01-13T15:30:00Z", &["schedules", "start", "usage_snapshot_hourly"]);
     at(&robo, "2026-01-13T15:30:00Z", &["daemon", "--once", "--no-worker"]);
     assert_eq!(ticks(&robo, "usage_snapshot_hourly").await.len(), 28, "13:05, 14:05, 15:05");
