@@ -212,6 +212,18 @@ pub trait RequestQueue: Send + Sync {
     /// adds nothing. A request with unfinished upstream requests starts `blocked`.
     async fn submit_requests(&self, requests: &[NewRequest], edges: &[(usize, usize)]) -> Result<Vec<SubmitOutcome>>;
 
+    /// Submits requests as the new run `run`, in one transaction: the run is created, its
+    /// `n_steps` the number of new requests, only if some request is new. No worker can claim a
+    /// request of a run that does not exist yet, and a crash leaves both or neither. A run whose
+    /// new requests all wait on upstream requests that failed meanwhile ends at once. When every
+    /// key was known, no run is created and the outcomes name the existing requests.
+    async fn submit_run(
+        &self,
+        run: &NewRun,
+        requests: &[NewRequest],
+        edges: &[(usize, usize)],
+    ) -> Result<Vec<SubmitOutcome>>;
+
     /// Claims up to `limit` available requests for `worker` with a lease until `lease_until`,
     /// highest priority first, never exceeding a pool's slot limit across all workers; only
     /// requests of `only_run` when given (an in-process `materialize` runs only its own run).

@@ -760,6 +760,57 @@ async fn reopening_only_requests_whose_upstream_still_failed_ends_the_run_again(
     assert_eq!(store.run(busy).await.unwrap().unwrap().status, RunStatus::Queued);
 }
 
+/// `submit` creates its run with its requests in one transaction: a worker that claims and ends
+/// them at once finds the run and ends it (the run was created after the requests, and stayed
+/// `queued` for good once a fast worker had finished them).
+async fn a_run_is_submitted_with_its_requests_or_not_at_all(store: &dyn LineageStore) {
+    let new_run = |n_steps| NewRun {
+        id: RunId::new(),
+        trigger: Trigger::Manual,
+        selection: "+bill".into(),
+        n_steps,
+        tags: serde_json::json!({ "idempotency_key": "user:k" }),
+        created_at: t(0),
+        owner: None,
+    };
+    let first = new_run(0);
+    let mut up = request(first.id, "user:k:up", "usage", "h0");
+    up.max_attempts = 1;
+    let reqs = [up, request(first.id, "user:k:down", "bill", "d")];
+    let ids = store.submit_run(&first, &reqs, &[(0, 1)]).await.unwrap();
+    assert!(ids.iter().all(|o| o.inserted));
+    let run = store.run(first.id).await.unwrap().expect("the run is created with its requests");
+    assert_eq!((run.status, run.n_steps), (RunStatus::Queued, 2), "n_steps counts the new requests");
+    // A worker claims the first request at once and it fails: the run ends with its requests.
+    let claimed = store.claim_requests("w", None, 1, t(0), t(60)).await.unwrap().remove(0);
+    assert_eq!(claimed.id, ids[0].id);
+    assert_eq!(store.run(first.id).await.unwrap().unwrap().status, RunStatus::Running);
+    store.fail_request("w", &failed(&claimed, "graph api 503", None), t(1)).await.unwrap();
+    assert_eq!(state_of(store, ids[1].id).await, RequestState::UpstreamFailed);
+    assert_eq!(store.run(first.id).await.unwrap().unwrap().status, RunStatus::Failed);
+
+    // The same keys again: no new request, so no new run; the outcomes name the first ones.
+    let again = new_run(2);
+    let reqs = [request(again.id, "user:k:up", "usage", "h0"), request(again.id, "user:k:down", "bill", "d")];
+    let outcomes = store.submit_run(&again, &reqs, &[(0, 1)]).await.unwrap();
+    assert_eq!(
+        outcomes.iter().map(|o| (o.id, o.inserted)).collect::<Vec<_>>(),
+        [(ids[0].id, false), (ids[1].id, false)]
+    );
+    assert!(store.run(again.id).await.unwrap().is_none(), "nothing new, no run");
+
+    // A new request waiting on a known one that has failed fails at once, and its run, with
+    // nothing left to do, ends in the same transaction.
+    let late = new_run(2);
+    let reqs = [request(late.id, "user:k:up", "usage", "h0"), request(late.id, "user:k2:down", "bill", "d")];
+    let outcomes = store.submit_run(&late, &reqs, &[(0, 1)]).await.unwrap();
+    assert!(!outcomes[0].inserted && outcomes[1].inserted);
+    assert_eq!(state_of(store, outcomes[1].id).await, RequestState::UpstreamFailed);
+    let run = store.run(late.id).await.unwrap().expect("a new request, a new run");
+    assert_eq!((run.status, run.n_steps), (RunStatus::Failed, 1));
+    assert!(store.claim_requests("w", None, 10, t(2), t(62)).await.unwrap().is_empty());
+}
+
 async fn cancel_stops_waiting_requests_at_once_and_asks_running_ones(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     let reqs =
@@ -2519,6 +2570,7 @@ lineage_store_tests!(
     an_expired_lease_is_reclaimed_and_the_late_completion_rejected,
     failures_retry_then_fail_and_fail_their_downstream,
     reopening_only_requests_whose_upstream_still_failed_ends_the_run_again,
+    a_run_is_submitted_with_its_requests_or_not_at_all,
     cancel_stops_waiting_requests_at_once_and_asks_running_ones,
     a_step_waiting_on_another_runs_request_follows_it,
     pool_limits_hold_across_workers,

@@ -55,23 +55,23 @@ pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> 
         }
     };
     let (requests, edges) = engine::exec::plan_requests(&app.defs, &plan, run_id, &key, lineage::Trigger::Manual, now);
-    let outcomes = app.store.submit_requests(&requests, &edges).await?;
+    // The run and its requests in one transaction: a worker claiming a request finds its run
+    // (created after, it would stay queued for good once a fast worker had finished it).
+    let run = NewRun {
+        id: run_id,
+        trigger: lineage::Trigger::Manual,
+        selection: args.selection.clone(),
+        n_steps: 0,
+        tags: match &cells {
+            Some(cells) => serde_json::json!({ "idempotency_key": key, "cells": cells }),
+            None => serde_json::json!({ "idempotency_key": key }),
+        },
+        created_at: now,
+        owner: None,
+    };
+    let outcomes = app.store.submit_run(&run, &requests, &edges).await?;
     let inserted = outcomes.iter().filter(|o| o.inserted).count();
     let run_id = if inserted > 0 {
-        app.store
-            .create_run(&NewRun {
-                id: run_id,
-                trigger: lineage::Trigger::Manual,
-                selection: args.selection.clone(),
-                n_steps: inserted as i64,
-                tags: match &cells {
-                    Some(cells) => serde_json::json!({ "idempotency_key": key, "cells": cells }),
-                    None => serde_json::json!({ "idempotency_key": key }),
-                },
-                created_at: now,
-                owner: None,
-            })
-            .await?;
         run_id
     } else {
         // Everything was already requested: follow the first submission's run.

@@ -10,7 +10,8 @@ use sqlx::QueryBuilder;
 
 use super::outbox::{self, NewOutboxEvent};
 use super::writes::{
-    Writes, insert_check_results, insert_events, lock_partitions_of, push_steps_started, write_materializations,
+    Writes, insert_check_results, insert_events, insert_run, lock_partitions_of, push_steps_started,
+    write_materializations,
 };
 use super::{COMPLETIONS_PER_STATEMENT, REQUEST_COLUMNS, ROWS_PER_STATEMENT, db};
 use crate::model::*;
@@ -584,6 +585,26 @@ impl RequestQueue for db::Store {
         let outcomes = submit_in(&mut tx, requests, edges).await?;
         tx.commit().await?;
         self.woke();
+        Ok(outcomes)
+    }
+
+    async fn submit_run(
+        &self,
+        run: &NewRun,
+        requests: &[NewRequest],
+        edges: &[(usize, usize)],
+    ) -> Result<Vec<SubmitOutcome>> {
+        let mut tx = self.begin_write().await?;
+        let outcomes = submit_in(&mut tx, requests, edges).await?;
+        let created = outcomes.iter().filter(|o| o.inserted).count();
+        if created > 0 {
+            insert_run(&mut tx, &NewRun { n_steps: created as i64, ..run.clone() }).await?;
+            finish_run(&mut tx, &run.id.to_string(), run.created_at).await?;
+        }
+        tx.commit().await?;
+        if created > 0 {
+            self.woke();
+        }
         Ok(outcomes)
     }
 
@@ -1173,9 +1194,9 @@ impl RequestQueue for db::Store {
         recompute_waiting(&mut tx, &ids).await?;
         if !ids.is_empty() {
             sqlx::query("UPDATE runs SET status = 'queued', finished_at = NULL WHERE id = $1")
-                .bind(run.to_string())
-                .execute(&mut *tx)
-                .await?;
+            .bind(run.to_string())
+            .execute(&mut *tx)
+            .await?;
             announce_work(&mut tx).await?;
         }
         tx.commit().await?;
