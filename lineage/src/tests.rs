@@ -811,6 +811,30 @@ async fn a_run_is_submitted_with_its_requests_or_not_at_all(store: &dyn LineageS
     assert!(store.claim_requests("w", None, 10, t(2), t(62)).await.unwrap().is_empty());
 }
 
+/// `backfill retry-failed` while the backfill still runs: the failed cell is reopened and the
+/// run stays running; its claim does not start the run a second time.
+async fn reopening_a_cell_of_a_running_run_keeps_it_running(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    let mut a = request(run_id, "a", "usage", "h0");
+    a.max_attempts = 1;
+    let ids = store.submit_requests(&[a, request(run_id, "b", "usage", "h1")], &[]).await.unwrap();
+    let claimed = store.claim_requests("w", None, 2, t(0), t(60)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    store.fail_request("w", &failed(&claimed[0], "graph api 503", None), t(1)).await.unwrap();
+    assert_eq!(state_of(store, ids[0].id).await, RequestState::Failed);
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Running, "b still runs");
+    assert_eq!(store.reopen_requests(run_id, &[RequestState::Failed], t(2)).await.unwrap(), 1);
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Running);
+    let again = store.claim_requests("w", None, 1, t(3), t(63)).await.unwrap();
+    assert_eq!(again.iter().map(|c| c.id).collect::<Vec<_>>(), [ids[0].id]);
+    let starts = outbox_log(store)
+        .await
+        .into_iter()
+        .filter(|(kind, what, _, _)| *kind == LineageEventType::Start && what.starts_with("run "))
+        .count();
+    assert_eq!(starts, 1, "the run started once");
+}
+
 async fn cancel_stops_waiting_requests_at_once_and_asks_running_ones(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     let reqs =
@@ -2571,6 +2595,7 @@ lineage_store_tests!(
     failures_retry_then_fail_and_fail_their_downstream,
     reopening_only_requests_whose_upstream_still_failed_ends_the_run_again,
     a_run_is_submitted_with_its_requests_or_not_at_all,
+    reopening_a_cell_of_a_running_run_keeps_it_running,
     cancel_stops_waiting_requests_at_once_and_asks_running_ones,
     a_step_waiting_on_another_runs_request_follows_it,
     pool_limits_hold_across_workers,

@@ -1193,7 +1193,12 @@ impl RequestQueue for db::Store {
         // Then each waits again for whatever upstream has not succeeded (reopened ones included).
         recompute_waiting(&mut tx, &ids).await?;
         if !ids.is_empty() {
-            sqlx::query("UPDATE runs SET status = 'queued', finished_at = NULL WHERE id = $1")
+            // An ended run waits again; a running one stays running (queued, its next claim would
+            // start it a second time, with a second lineage START).
+            sqlx::query(
+                "UPDATE runs SET status = 'queued', finished_at = NULL \
+                 WHERE id = $1 AND status IN ('succeeded', 'failed', 'canceled')",
+            )
             .bind(run.to_string())
             .execute(&mut *tx)
             .await?;
