@@ -364,6 +364,22 @@ pub async fn submit(exec: &Executor, id: BackfillId, run_id: RunId, plan: &Plan)
     Ok(outcomes.iter().filter(|o| o.inserted).count())
 }
 
+/// Resumes a backfill in one transaction: its requests in `states` back in the queue, its cells
+/// never requested (a crash before its submission, or cells `plan` holds now) requested, and its
+/// run ended if that leaves nothing to do. Returns how many were reopened and how many are new.
+pub async fn resume(
+    exec: &Executor,
+    id: BackfillId,
+    run_id: RunId,
+    plan: &Plan,
+    states: &[lineage::RequestState],
+) -> Result<(u64, usize), lineage::Error> {
+    let now = exec.clock.now();
+    let (requests, edges) = plan_requests(&exec.defs, plan, run_id, &format!("backfill:{id}"), Trigger::Backfill, now);
+    let (reopened, outcomes) = exec.store.resume_run(run_id, states, &requests, &edges, now).await?;
+    Ok((reopened, outcomes.iter().filter(|o| o.inserted).count()))
+}
+
 /// Runs `run`'s requests in this process until the run ends; on `cancel`, stops its running
 /// steps and cancels the rest, so the backfill ends canceled.
 pub async fn drive(

@@ -298,10 +298,24 @@ pub trait RequestQueue: Send + Sync {
     /// behind upstream requests that have not succeeded) and reopens the run; returns how many.
     async fn reopen_requests(&self, run: RunId, states: &[RequestState], now: DateTime<Utc>) -> Result<u64>;
 
+    /// `backfill resume` in one transaction: reopens the run's requests in `states` (as
+    /// [`RequestQueue::reopen_requests`]), submits `requests` to the run (as
+    /// [`RequestQueue::submit_requests`]: a known key adds nothing), and ends the run if nothing
+    /// of it is left waiting or running. A worker finishing the reopened requests cannot end the
+    /// run before the new ones are in it. Returns how many were reopened, and the outcomes.
+    async fn resume_run(
+        &self,
+        run: RunId,
+        states: &[RequestState],
+        requests: &[NewRequest],
+        edges: &[(usize, usize)],
+        now: DateTime<Utc>,
+    ) -> Result<(u64, Vec<SubmitOutcome>)>;
+
     /// Ends a run that has nothing left waiting or running, as its last settler's check does
     /// (one name for both: the store's `finish_run`), for after
-    /// [`RequestQueue::reopen_requests`] and any submission that follows it: what was reopened
-    /// may all be `upstream_failed` again at once. Returns whether it ended now.
+    /// [`RequestQueue::reopen_requests`]: what was reopened may all be `upstream_failed` again
+    /// at once. Returns whether it ended now.
     async fn finish_run(&self, run: RunId, now: DateTime<Utc>) -> Result<bool>;
 
     /// For each (asset, partition) of `cells`, its oldest request that has not ended (blocked,

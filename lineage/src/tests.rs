@@ -835,6 +835,50 @@ async fn reopening_a_cell_of_a_running_run_keeps_it_running(store: &dyn LineageS
     assert_eq!(starts, 1, "the run started once");
 }
 
+/// `backfill resume` reopens the canceled cells and requests the new ones in one transaction: the
+/// run waits for both, and ends only when both have.
+async fn resuming_reopens_and_submits_at_once_and_ends_the_run_after_both(store: &dyn LineageStore) {
+    let run_id = new_run(store).await;
+    let reqs = |n: usize| {
+        let mut r = [
+            request(run_id, "bf:usage:h0", "usage", "h0"),
+            request(run_id, "bf:bill:d", "bill", "d"),
+            request(run_id, "bf:usage:h1", "usage", "h1"),
+        ];
+        r[0].max_attempts = 1;
+        r[2].max_attempts = 1;
+        r.into_iter().take(n).collect::<Vec<_>>()
+    };
+    let ids = store.submit_requests(&reqs(2), &[(0, 1)]).await.unwrap();
+    assert_eq!(store.cancel_run(run_id, t(1)).await.unwrap(), (2, 0));
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Canceled);
+    // The plan now holds a third cell, which the bill also waits on.
+    let (reopened, outcomes) =
+        store.resume_run(run_id, &[RequestState::Canceled], &reqs(3), &[(0, 1), (2, 1)], t(2)).await.unwrap();
+    assert_eq!(reopened, 2);
+    assert_eq!(outcomes.iter().map(|o| o.inserted).collect::<Vec<_>>(), [false, false, true]);
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Queued);
+    assert_eq!(state_of(store, ids[1].id).await, RequestState::Blocked);
+    let mut claimed = store.claim_requests("w", None, 10, t(3), t(63)).await.unwrap();
+    claimed.sort_by_key(|c| c.id != ids[0].id);
+    assert_eq!(claimed.iter().map(|c| c.id).collect::<Vec<_>>(), [ids[0].id, outcomes[2].id], "both hours");
+    // The reopened hour fails, and its bill with it: the run waits for the new hour still.
+    store.fail_request("w", &failed(&claimed[0], "graph api 503", None), t(4)).await.unwrap();
+    assert_eq!(state_of(store, ids[1].id).await, RequestState::UpstreamFailed);
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Running);
+    store.fail_request("w", &failed(&claimed[1], "graph api 503", None), t(5)).await.unwrap();
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed);
+
+    // Resumed again with nothing new: the reopened bill waits on a failed hour, fails upstream
+    // at once, and the run ends in the same call.
+    let (reopened, outcomes) =
+        store.resume_run(run_id, &[RequestState::UpstreamFailed], &reqs(3), &[(0, 1), (2, 1)], t(6)).await.unwrap();
+    assert_eq!(reopened, 1);
+    assert!(outcomes.iter().all(|o| !o.inserted));
+    assert_eq!(state_of(store, ids[1].id).await, RequestState::UpstreamFailed);
+    assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Failed);
+}
+
 async fn cancel_stops_waiting_requests_at_once_and_asks_running_ones(store: &dyn LineageStore) {
     let run_id = new_run(store).await;
     let reqs =
@@ -2596,6 +2640,7 @@ lineage_store_tests!(
     reopening_only_requests_whose_upstream_still_failed_ends_the_run_again,
     a_run_is_submitted_with_its_requests_or_not_at_all,
     reopening_a_cell_of_a_running_run_keeps_it_running,
+    resuming_reopens_and_submits_at_once_and_ends_the_run_after_both,
     cancel_stops_waiting_requests_at_once_and_asks_running_ones,
     a_step_waiting_on_another_runs_request_follows_it,
     pool_limits_hold_across_workers,

@@ -318,13 +318,11 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
     };
     let policy = record.policy;
     let bf = plan(app, &spec, policy).await?;
-    let reopened = app.store.reopen_requests(record.run_id, &[RequestState::Canceled], app.clock.now()).await?;
-    let added = engine::backfill::submit(&exec, record.id, record.run_id, &bf.plan).await;
-    // The reopened cells may all have failed upstream again at once, with nothing new: the run
-    // ends now rather than wait, queued, for work that will not come; checked whether or not the
-    // submission went through.
-    app.store.finish_run(record.run_id, app.clock.now()).await?;
-    let added = added?;
+    // One transaction: a worker finishing the reopened cells cannot end the run before the new
+    // ones are in it, and if the reopened ones all failed upstream again at once, with nothing
+    // new, the run ends there rather than wait, queued, for work that will not come.
+    let (reopened, added) =
+        engine::backfill::resume(&exec, record.id, record.run_id, &bf.plan, &[RequestState::Canceled]).await?;
     println!(
         "Resuming backfill {}: {released} cell{} of a stopped process back in the queue, {reopened} canceled cell{} reopened, {added} new cell{} requested",
         backfill_text(record.id),

@@ -160,6 +160,41 @@ async fn commit_freeing_slot(store: &db::Store, mut tx: sqlx::Transaction<'stati
     Ok(())
 }
 
+/// Puts run `run`'s requests in `states` back in the queue with fresh attempts, each blocked
+/// again behind upstream requests that have not succeeded; returns their ids.
+async fn reopen_in(tx: &mut db::Conn, run: &str, states: &[RequestState], now: DateTime<Utc>) -> Result<Vec<String>> {
+    if states.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = QueryBuilder::new(
+        "UPDATE materialization_requests SET state = 'available', attempt = 0, last_error = NULL, \
+             cancel_requested = FALSE, materialization_id = NULL, finished_at = NULL, run_at = ",
+    );
+    q.push_bind(now).push(" WHERE run_id = ").push_bind(run).push(" AND state IN (");
+    let mut list = q.separated(", ");
+    for state in states {
+        list.push_bind(state.as_str());
+    }
+    q.push(") RETURNING id");
+    let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+    // Then each waits again for whatever upstream has not succeeded (reopened ones included).
+    recompute_waiting(tx, &ids).await?;
+    Ok(ids)
+}
+
+/// Run `run`, given work again: an ended run waits again; a running one stays running (queued,
+/// its next claim would start it a second time, with a second lineage START).
+async fn wait_again(tx: &mut db::Conn, run: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE runs SET status = 'queued', finished_at = NULL \
+         WHERE id = $1 AND status IN ('succeeded', 'failed', 'canceled')",
+    )
+    .bind(run)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Sets the pending count and state of the requests `ids` from their upstream requests
 /// (`RECOMPUTE_WAITING`), one statement per chunk.
 async fn recompute_waiting(tx: &mut db::Conn, ids: &[String]) -> Result<()> {
@@ -1179,34 +1214,38 @@ impl RequestQueue for db::Store {
             return Ok(0);
         }
         let mut tx = self.begin_write().await?;
-        let mut q = QueryBuilder::new(
-            "UPDATE materialization_requests SET state = 'available', attempt = 0, last_error = NULL, \
-                 cancel_requested = FALSE, materialization_id = NULL, finished_at = NULL, run_at = ",
-        );
-        q.push_bind(now).push(" WHERE run_id = ").push_bind(run.to_string()).push(" AND state IN (");
-        let mut list = q.separated(", ");
-        for state in states {
-            list.push_bind(state.as_str());
-        }
-        q.push(") RETURNING id");
-        let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-        // Then each waits again for whatever upstream has not succeeded (reopened ones included).
-        recompute_waiting(&mut tx, &ids).await?;
+        let run = run.to_string();
+        let ids = reopen_in(&mut tx, &run, states, now).await?;
         if !ids.is_empty() {
-            // An ended run waits again; a running one stays running (queued, its next claim would
-            // start it a second time, with a second lineage START).
-            sqlx::query(
-                "UPDATE runs SET status = 'queued', finished_at = NULL \
-                 WHERE id = $1 AND status IN ('succeeded', 'failed', 'canceled')",
-            )
-            .bind(run.to_string())
-            .execute(&mut *tx)
-            .await?;
+            wait_again(&mut tx, &run).await?;
             announce_work(&mut tx).await?;
         }
         tx.commit().await?;
         self.woke();
         Ok(ids.len() as u64)
+    }
+
+    async fn resume_run(
+        &self,
+        run: RunId,
+        states: &[RequestState],
+        requests: &[NewRequest],
+        edges: &[(usize, usize)],
+        now: DateTime<Utc>,
+    ) -> Result<(u64, Vec<SubmitOutcome>)> {
+        let mut tx = self.begin_write().await?;
+        let run = run.to_string();
+        let ids = reopen_in(&mut tx, &run, states, now).await?;
+        let outcomes = submit_in(&mut tx, requests, edges).await?;
+        if !ids.is_empty() || outcomes.iter().any(|o| o.inserted) {
+            wait_again(&mut tx, &run).await?;
+            announce_work(&mut tx).await?;
+        }
+        // What was reopened may all be upstream_failed again at once, with nothing new.
+        finish_run(&mut tx, &run, now).await?;
+        tx.commit().await?;
+        self.woke();
+        Ok((ids.len() as u64, outcomes))
     }
 
     async fn finish_run(&self, run: RunId, now: DateTime<Utc>) -> Result<bool> {
