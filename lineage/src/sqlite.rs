@@ -157,7 +157,15 @@ impl SqliteStore {
         // parsing and a thread each): one bill opened three. A query now waits for that hand-back
         // instead, cheaper than a connection; the queries of one process take turns, a few ms at
         // most each, and a read waits for a write transaction of this process to commit.
-        let pool = SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options).await?;
+        // Never reaped: closing the one connection to a local file gains nothing, and without
+        // an idle timeout or lifetime the pool runs no maintenance task (vendor/README.md).
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
         if !migrations_current(&mut *pool.acquire().await?, &MIGRATOR).await {
             MIGRATOR.run(&pool).await?;
         }

@@ -68,7 +68,10 @@ impl SqliteAppDb {
         let lock = lineage::migration_lock(path).await.map_err(|e| AppDbError::Database(sqlx::Error::Io(e)))?;
         // One connection each (with room for more, sqlx's spawned hand-back of a released
         // connection made a query right after another open one more).
-        let one = || SqlitePoolOptions::new().max_connections(1).test_before_acquire(false);
+        // Never reaped: no maintenance task (vendor/README.md).
+        let one = || {
+            SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).idle_timeout(None).max_lifetime(None)
+        };
         let writer = one().connect_lazy_with(options.clone());
         let pool = one().connect_with(options).await?;
         if !lineage::migrations_current(&mut *pool.acquire().await?, &MIGRATOR).await {
