@@ -366,7 +366,8 @@ pub async fn submit(exec: &Executor, id: BackfillId, run_id: RunId, plan: &Plan)
 
 /// Resumes a backfill in one transaction: its requests in `states` back in the queue, its cells
 /// never requested (a crash before its submission, or cells `plan` holds now) requested, and its
-/// run ended if that leaves nothing to do. Returns how many were reopened and how many are new.
+/// run ended if that leaves nothing to do. A cell already requested keeps its upstream edges: it
+/// does not wait on a cell requested now. Returns how many were reopened and how many are new.
 pub async fn resume(
     exec: &Executor,
     id: BackfillId,

@@ -295,7 +295,8 @@ pub trait RequestQueue: Send + Sync {
     async fn cancel_run(&self, run: RunId, now: DateTime<Utc>) -> Result<(u64, u64)>;
 
     /// Puts a run's requests in `states` back in the queue with fresh attempts (blocked again
-    /// behind upstream requests that have not succeeded) and reopens the run; returns how many.
+    /// behind upstream requests that have not succeeded); an ended run waits again, a running one
+    /// stays running. Returns how many.
     async fn reopen_requests(&self, run: RunId, states: &[RequestState], now: DateTime<Utc>) -> Result<u64>;
 
     /// `backfill resume` in one transaction: reopens the run's requests in `states` (as

@@ -852,7 +852,8 @@ async fn resuming_reopens_and_submits_at_once_and_ends_the_run_after_both(store:
     let ids = store.submit_requests(&reqs(2), &[(0, 1)]).await.unwrap();
     assert_eq!(store.cancel_run(run_id, t(1)).await.unwrap(), (2, 0));
     assert_eq!(store.run(run_id).await.unwrap().unwrap().status, RunStatus::Canceled);
-    // The plan now holds a third cell, which the bill also waits on.
+    // The plan now holds a third cell (a cell already requested does not wait on a new one:
+    // only a new request's edges are added).
     let (reopened, outcomes) =
         store.resume_run(run_id, &[RequestState::Canceled], &reqs(3), &[(0, 1), (2, 1)], t(2)).await.unwrap();
     assert_eq!(reopened, 2);
@@ -2344,6 +2345,39 @@ async fn postgres_completions_of_a_run_with_work_left_do_not_wait_for_its_row() 
     complete_at_once(store, ("wb", &b), ("wc", &c)).await;
     assert_eq!(store.run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
     drop(holder);
+    fixture.teardown().await;
+}
+
+/// `retry-failed` while a worker ends the run: the reopening waits for the worker's commit and
+/// puts the ended run back in the queue. It used to update the run as it was before that commit
+/// (running: not an ended run, so left alone), and the run stayed failed with its cell queued.
+#[tokio::test]
+async fn postgres_reopening_as_a_worker_ends_the_run_queues_it_again() {
+    let Some(fixture) = postgres().await else { return };
+    let store = fixture.store();
+    let run = new_run(store).await;
+    let mut a = request(run, "a", "usage", "h0");
+    a.max_attempts = 1;
+    let ids = store.submit_requests(&[a, request(run, "b", "usage", "h1")], &[]).await.unwrap();
+    let claimed = store.claim_requests("w", None, 2, t(0), t(60)).await.unwrap();
+    store.fail_request("w", &failed(&claimed[0], "graph api 503", None), t(1)).await.unwrap();
+    assert_eq!(store.run(run).await.unwrap().unwrap().status, RunStatus::Running);
+    // A worker ending the run, not committed yet.
+    let mut ender = session_in_a_transaction(
+        &fixture,
+        "UPDATE runs SET status = 'failed', finished_at = now() WHERE id = $1",
+        &run.to_string(),
+    )
+    .await;
+    let other = fixture.another_store().await;
+    let reopen = tokio::spawn(async move { other.reopen_requests(run, &[RequestState::Failed], t(2)).await.unwrap() });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!reopen.is_finished(), "the reopening waits for the run's row");
+    sqlx::query("COMMIT").execute(&mut ender).await.unwrap();
+    assert_eq!(reopen.await.unwrap(), 1);
+    assert_eq!(state_of(store, ids[0].id).await, RequestState::Available);
+    assert_eq!(store.run(run).await.unwrap().unwrap().status, RunStatus::Queued, "the ended run waits again");
+    drop(ender);
     fixture.teardown().await;
 }
 

@@ -183,8 +183,17 @@ async fn reopen_in(tx: &mut db::Conn, run: &str, states: &[RequestState], now: D
 }
 
 /// Run `run`, given work again: an ended run waits again; a running one stays running (queued,
-/// its next claim would start it a second time, with a second lineage START).
+/// its next claim would start it a second time, with a second lineage START). The run's row is
+/// locked first (after the request rows, the lock order): on PostgreSQL a settler ending the
+/// run at this moment holds it, and the update, started before that commit, would see the run
+/// still running and skip it, leaving it ended with its cells back in the queue.
 async fn wait_again(tx: &mut db::Conn, run: &str) -> Result<()> {
+    if !db::LOCK_ROW.is_empty() {
+        let _: Option<String> = sqlx::query_scalar(concatcp!("SELECT id FROM runs WHERE id = $1", db::LOCK_ROW))
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await?;
+    }
     sqlx::query(
         "UPDATE runs SET status = 'queued', finished_at = NULL \
          WHERE id = $1 AND status IN ('succeeded', 'failed', 'canceled')",
