@@ -346,19 +346,29 @@ async fn a_worker_cut_off_mid_step_loses_its_leases_to_the_other_and_its_late_co
     assert_eq!(expired, lost.len() as i64, "each request it held was reclaimed for its expired lease");
     assert!(cut_off.is_running(), "the cut-off worker is still running, waiting for the network");
 
-    // Plugged back in: its results for the four are refused by the fence.
+    // Plugged back in: its results for the four are refused by the fence. Unless the cut made a
+    // store call fail outright: a connection opened during the cut meets "No route to host" once
+    // the host's address stops resolving (a long cut on a slow machine). Then its worker loop
+    // restarted and abandoned the steps it held, the other way a cut-off worker may end them;
+    // what it recorded is checked below either way, and that it carries on after.
     machines[0].restore();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while cut_off.stderr().matches("Lease lost before completion; result discarded.").count() < lost.len() {
+    loop {
+        let stderr = cut_off.stderr();
+        if stderr.matches("Lease lost before completion; result discarded.").count() >= lost.len() {
+            for (_, partition) in &lost {
+                assert!(stderr.contains(&format!("partition={partition}")), "{partition}:\n{stderr}");
+            }
+            break;
+        }
+        if stderr.contains("Lineage store failed; restarting the worker loop.") {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
-            "the cut-off worker never reported its fenced completions:\n{}",
-            cut_off.stderr()
+            "the cut-off worker neither reported its fenced completions nor restarted its loop:\n{stderr}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for (_, partition) in &lost {
-        assert!(cut_off.stderr().contains(&format!("partition={partition}")), "{partition}:\n{}", cut_off.stderr());
     }
 
     // The store: every cell once (what an uninterrupted run leaves), nothing left running, and
