@@ -53,8 +53,9 @@ mod dialect {
     /// No notifications across processes: only this process's workers are woken.
     pub(super) const NOTIFY_WORK: Option<&str> = None;
     /// Writes whose results nobody reads go to the connection as one query string of several
-    /// statements ([`Writes`](super::sql)): sqlx steps through them in order on the connection's
-    /// thread, one round trip (≈ 90 µs here) instead of one per statement.
+    /// statements ([`Writes`](super::sql)): sqlx steps through them in order, one call instead of
+    /// one per statement (each call was a round trip of ≈ 90 µs to a thread of the connection's
+    /// own, before statements ran on the calling thread; it still saves binding and logging).
     pub(super) const ONE_CALL_WRITES: bool = true;
     /// SQLite has no writable CTEs: the claimed attempts' lineage STARTs are one multi-row
     /// `INSERT` after the claim (triggers doing it cost 4.6 % more instructions per request than
@@ -145,14 +146,20 @@ impl SqliteStore {
             // loss can drop the last commits but never corrupts the file (BENCHMARKS.md).
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Statements run on the thread that awaits them, not on a thread of the connection's
+            // own: each of a bill's 36 statements cost two to four thread wake-ups, and a bill
+            // took 20.0 against 16.0 ms (BENCHMARKS.md). A statement that meets another process's
+            // lock waits on a blocking thread (vendor/README.md); this store's transactions hold
+            // the lock for their statements only, never across other I/O.
+            .calling_thread(true);
         // sqlx takes no lock for SQLite migrations, and the first connection to a new file switches
         // it to WAL, which needs the file to itself: two processes opening a new database at once
         // could both run migrations, or one could meet "database is locked" without waiting. A file
         // lock beside the database serializes opening until the file is in WAL mode and migrated.
         let lock = migration_lock(path).await.map_err(|e| Error::Database(sqlx::Error::Io(e)))?;
         // One connection, for reads and writes. sqlx hands a released connection back to its pool
-        // from a task it spawns (a ping on the connection's thread first), so with room for more,
+        // from a task it spawns (after a ping), so with room for more,
         // a query right after another opened a new connection (≈ 1 M instructions of schema
         // parsing and a thread each): one bill opened three. A query now waits for that hand-back
         // instead, cheaper than a connection; the queries of one process take turns, a few ms at
@@ -207,9 +214,9 @@ impl SqliteStore {
         self.begin_write().await
     }
 
-    /// What status needs of every partition of an asset, as one aggregated JSON row: sqlx hands
-    /// SQLite rows over one by one from its worker thread (≈ 5 µs each), which made reading
-    /// 10,000 partitions take 55 ms; one row of JSON decodes in a few.
+    /// What status needs of every partition of an asset, as one aggregated JSON row: sqlx handed
+    /// SQLite rows over one by one from a thread of the connection's own (≈ 5 µs each), which made
+    /// reading 10,000 partitions take 55 ms; one row of JSON decodes in a few.
     async fn summaries(&self, asset_key: &str, known_keys_hash: Option<&str>) -> Result<Vec<PartitionSummary>> {
         let json: String = sqlx::query_scalar(
             "SELECT json_group_array(json_array(partition_key, current_materialization_id IS NOT NULL, \

@@ -250,6 +250,57 @@ async fn reopening_keeps_everything() {
     assert_eq!(store.run_materializations(run_id).await.unwrap().len(), 1);
 }
 
+/// A store's statements run on the thread that awaits them (vendor/README.md). A write that meets
+/// another connection's write lock waits for it on a blocking thread, not in SQLite's busy
+/// handler on the awaiting thread: here the lock's holder is a task of the same one-thread
+/// runtime, which could not commit if the waiting write held the thread (the write would fail
+/// after the 30 s busy timeout).
+#[tokio::test]
+async fn a_write_waiting_for_another_connections_lock_leaves_the_thread_free() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lineage.db");
+    let (holder, store) = (SqliteStore::open(&path).await.unwrap(), SqliteStore::open(&path).await.unwrap());
+    let lock = holder.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let committed = AtomicBool::new(false);
+    let write = async {
+        let run_id = new_run(&store).await;
+        assert!(committed.load(Ordering::SeqCst), "the write waited for the lock");
+        run_id
+    };
+    let commit_later = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        committed.store(true, Ordering::SeqCst);
+        lock.commit().await.unwrap();
+    };
+    let (run_id, ()) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(write, commit_later) })
+            .await
+            .expect("the holder committed while the write waited");
+    assert!(holder.run(run_id).await.unwrap().is_some(), "the write committed");
+}
+
+/// A write transaction given up while it waits for the lock (a timeout, a canceled task) does not
+/// begin later behind its caller's back: once the lock is free, the other connection takes it
+/// again (within 10 s: a lock left held would keep it waiting for the 30 s busy timeout), and
+/// the given-up write's connection begins anew.
+#[tokio::test]
+async fn a_write_given_up_while_waiting_for_the_lock_leaves_no_transaction_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lineage.db");
+    let (holder, store) = (SqliteStore::open(&path).await.unwrap(), SqliteStore::open(&path).await.unwrap());
+    let lock = holder.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let given_up =
+        tokio::time::timeout(std::time::Duration::from_millis(100), store.pool().begin_with("BEGIN IMMEDIATE")).await;
+    assert!(given_up.is_err(), "the write waited for the lock");
+    lock.commit().await.unwrap();
+    let ten_seconds = std::time::Duration::from_secs(10);
+    let other = tokio::time::timeout(ten_seconds, new_run(&holder)).await.expect("the lock is free again");
+    let run_id =
+        tokio::time::timeout(ten_seconds, new_run(&store)).await.expect("the given-up write's connection begins anew");
+    assert!(holder.run(run_id).await.unwrap().is_some() && store.run(other).await.unwrap().is_some());
+}
+
 /// The SQLite store has one connection, which reads and writes take in turn: many tasks of one
 /// process writing and reading at once all finish, each read seeing what committed before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,7 +61,11 @@ impl SqliteAppDb {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Statements run on the thread that awaits them, as the lineage store's do. A
+            // statement that meets another process's lock (the token refresh's, say) waits on a
+            // blocking thread (vendor/README.md).
+            .calling_thread(true);
         // sqlx takes no lock for SQLite migrations, and the first connection switches a new file to
         // WAL, which needs it to itself: serialize concurrent first opens (several workers starting
         // at once) with a file lock beside the database, held until the pool is connected.

@@ -26,13 +26,15 @@ static THREAD_ID: AtomicUsize = AtomicUsize::new(0);
 pub struct EstablishParams {
     filename: CString,
     open_flags: i32,
-    busy_timeout: Duration,
+    pub(crate) busy_timeout: Duration,
     statement_cache_capacity: usize,
     log_settings: LogSettings,
     #[cfg(feature = "load-extension")]
     extensions: IndexMap<CString, Option<CString>>,
     pub(crate) thread_name: String,
     pub(crate) command_channel_size: usize,
+    // robo-assets: see `SqliteConnectOptions::calling_thread`.
+    pub(crate) calling_thread: bool,
     #[cfg(feature = "regexp")]
     register_regexp_function: bool,
 }
@@ -151,6 +153,7 @@ impl EstablishParams {
             extensions,
             thread_name: (options.thread_name)(thread_id as u64),
             command_channel_size: options.command_channel_size,
+            calling_thread: options.calling_thread,
             #[cfg(feature = "regexp")]
             register_regexp_function: options.register_regexp_function,
         })

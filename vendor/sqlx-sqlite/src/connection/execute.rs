@@ -56,6 +56,11 @@ fn bind(
 }
 
 impl ExecuteIter<'_> {
+    /// robo-assets: the arguments back, to run the query again after it met a lock.
+    pub(crate) fn take_args(&mut self) -> Option<SqliteArguments> {
+        self.args.take()
+    }
+
     pub fn finish(self) -> Result<(), Error> {
         for res in self {
             let _ = res?;

@@ -88,6 +88,9 @@ pub struct SqliteConnectOptions {
     pub(crate) serialized: bool,
     pub(crate) thread_name: Arc<DebugFn<dyn Fn(u64) -> String + Send + Sync + 'static>>,
 
+    // robo-assets: statements run on the thread that polls the query, without a worker thread.
+    pub(crate) calling_thread: bool,
+
     pub(crate) optimize_on_close: OptimizeOnClose,
 
     #[cfg(feature = "regexp")]
@@ -212,6 +215,7 @@ impl SqliteConnectOptions {
             thread_name: Arc::new(DebugFn(|id| format!("sqlx-sqlite-worker-{id}"))),
             command_channel_size: 50,
             row_channel_size: 50,
+            calling_thread: false,
             optimize_on_close: OptimizeOnClose::Disabled,
             #[cfg(feature = "regexp")]
             register_regexp_function: false,
@@ -436,6 +440,22 @@ impl SqliteConnectOptions {
         generator: impl Fn(u64) -> String + Send + Sync + 'static,
     ) -> Self {
         self.thread_name = Arc::new(DebugFn(generator));
+        self
+    }
+
+    /// robo-assets: runs each statement on the thread that polls the query instead of on a
+    /// worker thread of the connection's own.
+    ///
+    /// No thread is started, and no statement costs a hand-off between threads (two to four
+    /// wake-ups each with a worker thread). SQLite's busy timeout is 0 on the calling thread: a
+    /// query whose first step meets another connection's lock runs again on the runtime's
+    /// blocking pool, which waits for the lock up to [`busy_timeout`](Self::busy_timeout). The
+    /// price: a query blocks the thread that polls it for as long as it runs (a big read, a
+    /// `COMMIT` that checkpoints the WAL), a query's rows are all read before the first is
+    /// returned, and a lock met after a query's first step (by a later statement of several)
+    /// fails it at once. Meant for statements that are small; off by default.
+    pub fn calling_thread(mut self, calling_thread: bool) -> Self {
+        self.calling_thread = calling_thread;
         self
     }
 
