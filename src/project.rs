@@ -216,7 +216,11 @@ impl Project {
         if let Err(err) = crate::config::resolve(&self.settings, given, file) {
             return exit_code(Err(err), json);
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+        // Never shut down: every command awaits its own work, and a shutdown at exit only wakes
+        // the worker threads to stop as the process ends (BENCHMARKS.md).
+        let runtime = std::mem::ManuallyDrop::new(
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts"),
+        );
         if let Some((name, sub)) = matches.subcommand()
             && self.commands.iter().any(|(c, _)| c.get_name() == name)
         {

@@ -250,6 +250,17 @@ async fn reopening_keeps_everything() {
     assert_eq!(store.run_materializations(run_id).await.unwrap().len(), 1);
 }
 
+/// Two stores on one SQLite file, as two processes would open it, the first holding the write
+/// lock in an open transaction (the temp dir lives as long as the stores).
+async fn two_stores_the_first_holding_the_lock()
+-> (tempfile::TempDir, SqliteStore, SqliteStore, sqlx::Transaction<'static, sqlx::Sqlite>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lineage.db");
+    let (holder, store) = (SqliteStore::open(&path).await.unwrap(), SqliteStore::open(&path).await.unwrap());
+    let lock = holder.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    (dir, holder, store, lock)
+}
+
 /// A store's statements run on the thread that awaits them (vendor/README.md). A write that meets
 /// another connection's write lock waits for it on a blocking thread, not in SQLite's busy
 /// handler on the awaiting thread: here the lock's holder is a task of the same one-thread
@@ -258,10 +269,7 @@ async fn reopening_keeps_everything() {
 #[tokio::test]
 async fn a_write_waiting_for_another_connections_lock_leaves_the_thread_free() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lineage.db");
-    let (holder, store) = (SqliteStore::open(&path).await.unwrap(), SqliteStore::open(&path).await.unwrap());
-    let lock = holder.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let (_dir, holder, store, lock) = two_stores_the_first_holding_the_lock().await;
     let committed = AtomicBool::new(false);
     let write = async {
         let run_id = new_run(&store).await;
@@ -286,10 +294,7 @@ async fn a_write_waiting_for_another_connections_lock_leaves_the_thread_free() {
 /// the given-up write's connection begins anew.
 #[tokio::test]
 async fn a_write_given_up_while_waiting_for_the_lock_leaves_no_transaction_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lineage.db");
-    let (holder, store) = (SqliteStore::open(&path).await.unwrap(), SqliteStore::open(&path).await.unwrap());
-    let lock = holder.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let (_dir, holder, store, lock) = two_stores_the_first_holding_the_lock().await;
     let given_up =
         tokio::time::timeout(std::time::Duration::from_millis(100), store.pool().begin_with("BEGIN IMMEDIATE")).await;
     assert!(given_up.is_err(), "the write waited for the lock");

@@ -33,13 +33,16 @@ pub(crate) async fn run_project_command(
     matches: clap::ArgMatches,
     deployment: crate::project::Deployment,
 ) -> anyhow::Result<ExitStatus> {
-    let app = App::open(Config::from_env()?, deployment).await?;
+    let app = std::mem::ManuallyDrop::new(App::open(Config::from_env()?, deployment).await?);
     app.run_project_command(name, matches).await?;
     Ok(ExitStatus::Success)
 }
 
 pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> anyhow::Result<ExitStatus> {
-    let app = App::open(Config::from_env()?, deployment).await?;
+    // Not dropped when the command ends: the process ends next, and closing the stores is work
+    // nobody waits for (a thread per SQLite connection to close it, started as the process
+    // exits: about 1 ms a run, BENCHMARKS.md). The long-running commands take it over.
+    let app = std::mem::ManuallyDrop::new(App::open(Config::from_env()?, deployment).await?);
     match cli.command {
         Command::List(args) => list::list(&app, &args).await,
         Command::Materialize(args) => materialize::materialize(&app, &args).await,
@@ -64,14 +67,14 @@ pub(crate) async fn run(cli: Cli, deployment: crate::project::Deployment) -> any
         // Answered by `Project::main` before any store is opened: it needs the whole command.
         Command::Completions(_) => unreachable!("`completions` is answered before commands run"),
         Command::Ui(args) => {
-            let app = std::sync::Arc::new(app);
+            let app = std::sync::Arc::new(std::mem::ManuallyDrop::into_inner(app));
             let cancel = tokio_util::sync::CancellationToken::new();
             tokio::spawn(materialize::cancel_on_signal(cancel.clone()));
             let listener = crate::view::server::bind(args.bind).await?;
             crate::view::server::serve(app, listener, cancel).await?;
             Ok(ExitStatus::Success)
         }
-        Command::Dev(args) => automation::dev(app, &args).await,
+        Command::Dev(args) => automation::dev(std::mem::ManuallyDrop::into_inner(app), &args).await,
         Command::Partitions(args) => {
             let declared: std::collections::BTreeSet<&str> = app
                 .defs
