@@ -227,15 +227,19 @@ impl Project {
             let format = matches.get_one::<LogFormat>("log_format").copied().unwrap_or(LogFormat::Text);
             init_tracing(format);
             let (name, sub) = (name.to_owned(), sub.clone());
-            return exit_code(
+            let code = exit_code(
                 runtime
                     .block_on(async move { crate::commands::run_project_command(&name, sub, self.validate()?).await }),
                 json,
             );
+            resources::object_store::wait_for_local_writes(std::time::Duration::from_secs(10));
+            return code;
         }
         let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         init_tracing(cli.log_format);
-        exit_code(runtime.block_on(async move { crate::commands::run(cli, self.validate()?).await }), json)
+        let code = exit_code(runtime.block_on(async move { crate::commands::run(cli, self.validate()?).await }), json);
+        resources::object_store::wait_for_local_writes(std::time::Duration::from_secs(10));
+        code
     }
 
     /// The command line: the built-in commands, the project's settings as hidden flags and its

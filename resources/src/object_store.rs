@@ -110,6 +110,36 @@ impl LocalObjectStore {
     }
 }
 
+/// Local writes running on the blocking pool (see [`wait_for_local_writes`]).
+static LOCAL_WRITES_RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Waits, up to `limit`, for the local writes still running on the blocking pool: those of a
+/// step canceled mid-write go on after their caller is dropped. The process ends without shutting
+/// its runtime down (which would wait for them), and a write cut short leaves its temp file
+/// behind. Returns at once when none runs, as after almost every command.
+pub fn wait_for_local_writes(limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while LOCAL_WRITES_RUNNING.load(std::sync::atomic::Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Counts a local write as running for as long as it lives.
+struct LocalWrite;
+
+impl LocalWrite {
+    fn start() -> LocalWrite {
+        LOCAL_WRITES_RUNNING.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        LocalWrite
+    }
+}
+
+impl Drop for LocalWrite {
+    fn drop(&mut self) {
+        LOCAL_WRITES_RUNNING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
@@ -123,6 +153,9 @@ impl ObjectStore for LocalObjectStore {
         let dir = path.parent().expect("a key has a file name").to_owned();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write;
+            // A write whose task has not started when the process ends never starts: nothing to
+            // wait for. One that has started is waited for at exit.
+            let _running = LocalWrite::start();
             std::fs::create_dir_all(&dir)?;
             // A unique temp name in the same directory, so `rename` is atomic.
             let file_name = path.file_name().expect("a key has a file name").to_string_lossy();
@@ -233,6 +266,42 @@ mod tests {
         assert_eq!(store.list("usage_snapshot/").await.unwrap(), ["usage_snapshot/2025-12-15T00:00.parquet"]);
         assert_eq!(store.list("").await.unwrap().len(), 2, "temp files never show up");
         assert!(matches!(store.get("nope.parquet").await, Err(ObjectStoreError::NotFound { .. })));
+    }
+
+    /// A write whose caller is dropped mid-write (a canceled step) goes on on the blocking pool;
+    /// the process, which ends without shutting its runtime down, waits for it: the file is
+    /// written whole and no temp file is left behind.
+    #[test]
+    fn a_write_whose_caller_is_gone_is_waited_for_at_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::new(dir.path());
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let big = Bytes::from(vec![7u8; 64 << 20]);
+        let temp_files = || -> Vec<_> {
+            std::fs::read_dir(dir.path().join("big"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+                .collect()
+        };
+        runtime.block_on(async {
+            let mut put = std::pin::pin!(store.put("big/file.bin", big));
+            // Polled until the write has begun on the blocking pool (its temp file exists), then dropped.
+            loop {
+                tokio::select! {
+                    res = &mut put => panic!("64 MiB written before a temp file was seen: {res:?}"),
+                    () = tokio::time::sleep(std::time::Duration::from_micros(200)) => {}
+                }
+                if !temp_files().is_empty() {
+                    break;
+                }
+            }
+        });
+        std::mem::forget(runtime);
+        wait_for_local_writes(std::time::Duration::from_secs(60));
+        assert!(temp_files().is_empty(), "a temp file was left behind");
+        assert_eq!(std::fs::metadata(dir.path().join("big/file.bin")).unwrap().len(), 64 << 20);
     }
 
     #[tokio::test]

@@ -572,7 +572,9 @@ async fn no_secret_reaches_any_output_or_the_lineage_store() {
         run_env(&robo, &url, &["materialize", "qbo_profit_and_loss", "-p", "month=2025-10|realm=1001"], &trace).await;
     assert_eq!(r.code, 1);
     outputs.push(format!("{}{}", r.stdout, r.stderr));
+    // The lineage store's recent writes are in its WAL until a checkpoint: read both.
     let mut files = vec![std::fs::read(robo.home().join("lineage.db")).unwrap()];
+    files.extend(std::fs::read(robo.home().join("lineage.db-wal")));
     for entry in walk(&robo.home().join("storage")) {
         files.push(std::fs::read(entry).unwrap());
     }
