@@ -364,6 +364,13 @@ pub async fn submit(exec: &Executor, id: BackfillId, run_id: RunId, plan: &Plan)
     Ok(outcomes.iter().filter(|o| o.inserted).count())
 }
 
+/// The requests `backfill resume` puts back in the queue: the canceled ones, and those held back
+/// `upstream_failed` by a canceled upstream (a step stopped mid-run by a cancel marks its
+/// downstream so before the waiting rest is canceled). One whose upstream failed for good goes
+/// straight back to `upstream_failed`: `retry-failed` is what reruns failed cells.
+pub const RESUME_REOPENS: &[lineage::RequestState] =
+    &[lineage::RequestState::Canceled, lineage::RequestState::UpstreamFailed];
+
 /// Resumes a backfill in one transaction: its requests in `states` back in the queue, its cells
 /// never requested (a crash before its submission, or cells `plan` holds now) requested, and its
 /// run ended if that leaves nothing to do. A cell already requested keeps its upstream edges: it

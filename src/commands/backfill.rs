@@ -322,9 +322,9 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
     // ones are in it, and if the reopened ones all failed upstream again at once, with nothing
     // new, the run ends there rather than wait, queued, for work that will not come.
     let (reopened, added) =
-        engine::backfill::resume(&exec, record.id, record.run_id, &bf.plan, &[RequestState::Canceled]).await?;
+        engine::backfill::resume(&exec, record.id, record.run_id, &bf.plan, engine::backfill::RESUME_REOPENS).await?;
     println!(
-        "Resuming backfill {}: {released} cell{} of a stopped process back in the queue, {reopened} canceled cell{} reopened, {added} new cell{} requested",
+        "Resuming backfill {}: {released} cell{} of a stopped process back in the queue, {reopened} canceled or held-back cell{} reopened, {added} new cell{} requested",
         backfill_text(record.id),
         if released == 1 { "" } else { "s" },
         if reopened == 1 { "" } else { "s" },

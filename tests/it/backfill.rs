@@ -232,7 +232,7 @@ async fn cancel_stops_a_detached_backfill_and_resume_finishes_it() {
     assert!(list.stdout.contains(&format!("bf-{}  canceled", &id[id.len() - 8..])), "{}", list.stdout);
 
     let resumed = robo.ok(&["backfill", "resume", &id]);
-    assert!(resumed.stdout.contains("50 canceled cells reopened"), "{}", resumed.stdout);
+    assert!(resumed.stdout.contains("50 canceled or held-back cells reopened"), "{}", resumed.stdout);
     assert!(resumed.stdout.contains("policy missing: succeeded"), "{}", resumed.stdout);
     assert_eq!(materializations_per_cell(&robo).await.len(), 50);
 }
@@ -275,6 +275,50 @@ async fn engine_harness(assets: Vec<AssetDef>) -> (tempfile::TempDir, Executor, 
         clock: Arc::new(FixedClock(chrono::Utc.with_ymd_and_hms(2026, 1, 15, 0, 0, 0).unwrap())),
     };
     (dir, exec, store)
+}
+
+/// A Ctrl-C stops a running step first, which marks its downstream `upstream_failed`, then
+/// cancels the waiting rest. `resume` puts both back: the day's bill is done, and the backfill
+/// does not end failed with nothing failed.
+#[tokio::test]
+async fn resume_also_does_the_cells_a_canceled_step_held_back() {
+    let (_dir, exec, store) = engine_harness(chain(Arc::new(AtomicBool::new(false)))).await;
+    let graph = exec.defs.graph();
+    let spec = BackfillSpec { selection: "+bill".into(), from: "2025-12-01".into(), to: "2025-12-01".into() };
+    let selected = engine::selection::resolve(graph, &spec.selection).unwrap();
+    let ctx = exec.partitions_context(None).await.unwrap();
+    let range = PartitionSpec::Range(spec.from.clone(), spec.to.clone());
+    let targets = engine::plan::targets(graph, &selected, &range, &ctx).unwrap();
+    let states = CellStates::load(&*store, graph, graph.upstream_closure(&selected, None)).await.unwrap();
+    let bf = engine::backfill::plan_backfill(graph, &targets, &states, BackfillPolicy::Missing, &ctx).unwrap();
+    let (id, run) = engine::backfill::launch(&exec, &spec, &bf).await.unwrap();
+
+    // One hour is running when the cancel comes: it stops, then the waiting rest is canceled.
+    let now = chrono::Utc::now();
+    let hour =
+        store.claim_requests("w", Some(run), 1, now, now + chrono::Duration::seconds(60)).await.unwrap().remove(0);
+    assert_eq!(store.cancel_request(hour.id, now).await.unwrap(), Some(RequestState::Running));
+    let stopped = lineage::FailedAttempt {
+        id: hour.id,
+        attempt: hour.attempt,
+        error: "canceled".into(),
+        retry_at: None,
+        checks: Vec::new(),
+        messages: Vec::new(),
+    };
+    assert_eq!(store.fail_request("w", &stopped, now).await.unwrap(), lineage::FailOutcome::Canceled);
+    store.cancel_run(run, now).await.unwrap();
+    let counts = store.request_counts(run).await.unwrap();
+    let count =
+        |asset: &str, state: RequestState| counts.iter().find(|(a, s, _)| a == asset && *s == state).map_or(0, |c| c.2);
+    assert_eq!((count("usage", RequestState::Canceled), count("bill", RequestState::UpstreamFailed)), (24, 1));
+
+    let (reopened, added) =
+        engine::backfill::resume(&exec, id, run, &bf.plan, engine::backfill::RESUME_REOPENS).await.unwrap();
+    assert_eq!((reopened, added), (25, 0));
+    engine::backfill::drive(&exec, run, 4, Arc::new(NoObserver), CancellationToken::new()).await.unwrap();
+    assert_eq!(store.run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
+    assert!(mid(&store, "bill", "2025-12-01").await > mid(&store, "usage", "2025-12-01T23:00").await);
 }
 
 #[tokio::test]
