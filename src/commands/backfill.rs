@@ -324,7 +324,7 @@ async fn resume(app: &App, record: &BackfillRecord, args: &BackfillRunArgs) -> a
     let (reopened, added) =
         engine::backfill::resume(&exec, record.id, record.run_id, &bf.plan, engine::backfill::RESUME_REOPENS).await?;
     println!(
-        "Resuming backfill {}: {released} cell{} of a stopped process back in the queue, {reopened} canceled or held-back cell{} reopened, {added} new cell{} requested",
+        "Resuming backfill {}: {released} cell{} of a stopped process back in the queue, {reopened} canceled or upstream_failed cell{} reopened, {added} new cell{} requested",
         backfill_text(record.id),
         if released == 1 { "" } else { "s" },
         if reopened == 1 { "" } else { "s" },

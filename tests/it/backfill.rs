@@ -232,7 +232,7 @@ async fn cancel_stops_a_detached_backfill_and_resume_finishes_it() {
     assert!(list.stdout.contains(&format!("bf-{}  canceled", &id[id.len() - 8..])), "{}", list.stdout);
 
     let resumed = robo.ok(&["backfill", "resume", &id]);
-    assert!(resumed.stdout.contains("50 canceled or held-back cells reopened"), "{}", resumed.stdout);
+    assert!(resumed.stdout.contains("50 canceled or upstream_failed cells reopened"), "{}", resumed.stdout);
     assert!(resumed.stdout.contains("policy missing: succeeded"), "{}", resumed.stdout);
     assert_eq!(materializations_per_cell(&robo).await.len(), 50);
 }
