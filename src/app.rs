@@ -22,6 +22,9 @@ pub struct App {
     pub store: Arc<dyn LineageStore>,
     pub clock: Arc<dyn Clock>,
     deployment: Deployment,
+    /// The executor [`App::executor`] built: one set of resources a process, dropped with the
+    /// `App` (never, for a command that ends the process: see "Exit" in ARCHITECTURE.md).
+    executor: tokio::sync::OnceCell<Executor>,
 }
 
 impl App {
@@ -39,7 +42,7 @@ impl App {
         if let Some(max) = config.max_upstream_fill {
             automation.max_upstream_fill = max;
         }
-        Ok(App { config, defs, automation, store, clock, deployment })
+        Ok(App { config, defs, automation, store, clock, deployment, executor: tokio::sync::OnceCell::new() })
     }
 
     /// The partitions context now, with every dynamic definition's keys.
@@ -108,8 +111,15 @@ impl App {
         engine::alert::AlertConfig::new(self.config.ui_url.clone())
     }
 
-    /// Builds every resource the project binds and an executor around them.
+    /// An executor around every resource the project binds, built once, at the first call, and
+    /// kept by the `App`: a process has one set of resources, and a command that ends the process
+    /// never closes them (each app-database connection was closed on a thread of its own started
+    /// as the process exited).
     pub async fn executor(&self) -> anyhow::Result<Executor> {
+        Ok(self.executor.get_or_try_init(|| self.build_executor()).await?.clone())
+    }
+
+    async fn build_executor(&self) -> anyhow::Result<Executor> {
         let setup = self.setup().await;
         let mut resources = Resources::default().with(OBJECT_STORE, setup.objects.clone());
         for binding in &self.deployment.bindings {
