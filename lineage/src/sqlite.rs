@@ -73,6 +73,9 @@ mod dialect {
 #[path = "sql/mod.rs"]
 mod sql;
 
+#[cfg(test)]
+pub(crate) use sql::REQUESTS_OF_RUN;
+
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// Holds an exclusive lock on `<db>.migrate-lock` until dropped (released on close, also by a

@@ -2531,6 +2531,29 @@ async fn sqlite_wakes_the_idle_workers_of_its_own_process() {
     tokio::time::timeout(std::time::Duration::from_secs(1), signal.changed()).await.expect("woken");
 }
 
+/// The executor reads every run's requests back for its outcome: through the run's index, not a
+/// scan of the whole queue (which made each run slower than the one before, BENCHMARKS.md).
+#[tokio::test]
+async fn sqlite_reads_a_runs_requests_through_the_run_index() {
+    use sqlx::Connection as _;
+    let fixture = sqlite().await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", fixture.path().display())).await.unwrap();
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", crate::sqlite::REQUESTS_OF_RUN)))
+            .bind(RunId::new().to_string())
+            .bind(None::<&str>)
+            .bind(10_i64)
+            .bind(None::<&str>)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let plan: Vec<&str> = plan.iter().map(|(_, _, _, detail)| detail.as_str()).collect();
+    assert!(plan.iter().any(|d| d.contains("USING INDEX requests_run")), "{plan:?}");
+    assert!(!plan.iter().any(|d| d.starts_with("SCAN materialization_requests")), "{plan:?}");
+    drop(conn);
+    fixture.teardown().await;
+}
+
 // --- Retention -------------------------------------------------------------------------------
 
 /// A tick of `instigator` at `at` that requested nothing.

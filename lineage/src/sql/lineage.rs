@@ -381,12 +381,16 @@ impl LineageStore for db::Store {
                 sqlx::query_scalar("SELECT count(*) FROM ticks WHERE instigator = $1").bind(instigator)
             }
             Counted::Backfills => sqlx::query_scalar("SELECT count(*) FROM backfills"),
-            Counted::Requests { run, state } => sqlx::query_scalar(
-                "SELECT count(*) FROM materialization_requests WHERE ($1 IS NULL OR run_id = $1) \
-                 AND ($2 IS NULL OR state = $2)",
+            // A run's through its index (`requests_run`), as `requests` reads them.
+            Counted::Requests { run: Some(run), state } => sqlx::query_scalar(
+                "SELECT count(*) FROM materialization_requests WHERE run_id = $1 AND ($2 IS NULL OR state = $2)",
             )
-            .bind(run.map(|r| r.to_string()))
+            .bind(run.to_string())
             .bind(state.map(RequestState::as_str)),
+            Counted::Requests { run: None, state } => {
+                sqlx::query_scalar("SELECT count(*) FROM materialization_requests WHERE ($1 IS NULL OR state = $1)")
+                    .bind(state.map(RequestState::as_str))
+            }
         };
         Ok(query.fetch_one(self.reader()).await?)
     }

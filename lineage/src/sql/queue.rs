@@ -267,6 +267,16 @@ const FENCE_FAIL: &str = " AND state = 'running' AND lease_owner = $4 AND attemp
 const FENCE_CANCEL: &str = " AND state = 'running' AND lease_owner = $3 AND attempt = $4";
 
 /// The ids of a run's requests that have not ended, in id order.
+/// A run's requests, newest first (`$2` a state or null, `$3` the limit, `$4` an id they are
+/// before or null), read through the run's index `requests_run`.
+pub(crate) const REQUESTS_OF_RUN: &str = concatcp!(
+    "SELECT ",
+    REQUEST_COLUMNS,
+    " FROM materialization_requests \
+     WHERE run_id = $1 AND ($2 IS NULL OR state = $2) AND ($4 IS NULL OR id < $4) \
+     ORDER BY id DESC LIMIT $3"
+);
+
 const UNFINISHED: &str = "SELECT id FROM materialization_requests WHERE run_id = $1 \
      AND state IN ('blocked', 'available', 'running') ORDER BY id";
 
@@ -1379,20 +1389,36 @@ impl RequestQueue for db::Store {
         before: Option<RequestId>,
         limit: i64,
     ) -> Result<Vec<RequestRecord>> {
-        // Ids are UUIDv7: their order is creation order.
-        let rows: Vec<RequestRow> = sqlx::query_as(concatcp!(
-            "SELECT ",
-            REQUEST_COLUMNS,
-            " FROM materialization_requests \
-             WHERE ($1 IS NULL OR run_id = $1) AND ($2 IS NULL OR state = $2) AND ($4 IS NULL OR id < $4) \
-             ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(run_id.map(|r| r.to_string()))
-        .bind(state.map(RequestState::as_str))
-        .bind(limit)
-        .bind(before.map(|b| b.to_string()))
-        .fetch_all(self.reader())
-        .await?;
+        // Ids are UUIDv7: their order is creation order. A run's requests are read through the
+        // run's index ([`REQUESTS_OF_RUN`]): one query with `($1 IS NULL OR run_id = $1)` kept
+        // both planners off it, and a run with fewer requests than the limit (every run the
+        // executor reads back for its outcome) scanned the whole table.
+        let (state, before) = (state.map(RequestState::as_str), before.map(|b| b.to_string()));
+        let rows: Vec<RequestRow> = match run_id {
+            Some(run_id) => {
+                sqlx::query_as(REQUESTS_OF_RUN)
+                    .bind(run_id.to_string())
+                    .bind(state)
+                    .bind(limit)
+                    .bind(before)
+                    .fetch_all(self.reader())
+                    .await?
+            }
+            None => {
+                sqlx::query_as(concatcp!(
+                    "SELECT ",
+                    REQUEST_COLUMNS,
+                    " FROM materialization_requests \
+                     WHERE ($1 IS NULL OR state = $1) AND ($3 IS NULL OR id < $3) \
+                     ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(state)
+                .bind(limit)
+                .bind(before)
+                .fetch_all(self.reader())
+                .await?
+            }
+        };
         rows.into_iter().map(RequestRow::into_record).collect()
     }
 
