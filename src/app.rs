@@ -4,9 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use engine::automation::Automation;
-use engine::{
-    AssetId, Clock, Definitions, Executor, FixedClock, LineageSnapshot, PartitionsContext, Resources, SystemClock,
-};
+use engine::{AssetId, Clock, Definitions, Executor, FixedClock, PartitionsContext, Resources, SystemClock};
 use lineage::LineageStore;
 use resources::{LocalObjectStore, ObjectStore, ParquetIoManager, S3ObjectStore};
 
@@ -53,11 +51,6 @@ impl App {
     /// The partitions context now, with the keys of the dynamic definitions `assets` use only.
     pub async fn partitions_context_of(&self, assets: &[AssetId]) -> anyhow::Result<PartitionsContext> {
         Ok(PartitionsContext::load(&*self.store, self.defs.graph(), Some(assets), self.clock.now()).await?)
-    }
-
-    /// Which partitions of `assets` are materialized, for the planner.
-    pub async fn snapshot(&self, assets: impl IntoIterator<Item = AssetId>) -> anyhow::Result<LineageSnapshot> {
-        Ok(engine::backfill::CellStates::load(&*self.store, self.defs.graph(), assets).await?.snapshot())
     }
 
     /// What resource factories are given: the state directory, the clock, the object store.

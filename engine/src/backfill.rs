@@ -86,10 +86,7 @@ impl CellStates {
         let cells = self.cells.entry(asset).or_default();
         cells.reserve(states.len());
         for s in states {
-            let current = match (s.current_materialization_id, &s.data_version, &s.logical_version, &s.code_version) {
-                (Some(m), Some(d), Some(l), Some(c)) => Some((m, d.clone(), l.clone(), c.clone())),
-                _ => None,
-            };
+            let current = current_of(s);
             cells.insert(
                 s.partition_key.clone(),
                 Cell {
@@ -100,6 +97,45 @@ impl CellStates {
                 },
             );
         }
+    }
+
+    /// The snapshot [`plan::plan`] reads to plan `targets`: the state of each upstream partition
+    /// it will ask about, not of every partition of every upstream asset (a year of hourly
+    /// snapshots for one bill). Read level by level: the targets' upstream partitions, then, with
+    /// `with_upstream`, the upstream of those not materialized, which become steps.
+    pub async fn snapshot_for_plan(
+        store: &dyn lineage::LineageStore,
+        graph: &AssetGraph,
+        targets: &[(AssetId, Vec<String>)],
+        ctx: &PartitionsContext,
+        options: PlanOptions,
+    ) -> Result<LineageSnapshot, lineage::Error> {
+        let mut seen: HashSet<(AssetId, String)> =
+            targets.iter().flat_map(|(asset, keys)| keys.iter().map(|k| (*asset, k.clone()))).collect();
+        let mut frontier: Vec<(AssetId, String)> = seen.iter().cloned().collect();
+        let mut snapshot = LineageSnapshot::default();
+        while !frontier.is_empty() {
+            let mut wanted = Vec::new();
+            for (asset, key) in &frontier {
+                // A key the mappings refuse is the planner's to report.
+                let Ok(upstream) = plan::upstream_partitions(graph, *asset, key, ctx) else { continue };
+                for (up, keys) in upstream {
+                    wanted.extend(keys.into_iter().filter(|k| seen.insert((up, k.clone()))).map(|k| (up, k)));
+                }
+            }
+            let keys: Vec<(String, String)> =
+                wanted.iter().map(|(asset, key)| (graph.asset(*asset).key.to_string(), key.clone())).collect();
+            let states = if keys.is_empty() { Vec::new() } else { store.partition_states_of(&keys).await? };
+            frontier.clear();
+            for ((asset, key), state) in wanted.into_iter().zip(states) {
+                if state.as_ref().and_then(current_of).is_some() {
+                    snapshot.insert(asset, key);
+                } else if options.with_upstream {
+                    frontier.push((asset, key));
+                }
+            }
+        }
+        Ok(snapshot)
     }
 
     /// Notes one cell (tests and benchmarks).
@@ -122,6 +158,15 @@ impl CellStates {
             }
         }
         snapshot
+    }
+}
+
+/// A partition's current materialization as a cell holds it: (id, data, logical and code
+/// versions), or `None` when it has none.
+fn current_of(s: &lineage::PartitionState) -> Option<(i64, String, String, String)> {
+    match (s.current_materialization_id, &s.data_version, &s.logical_version, &s.code_version) {
+        (Some(m), Some(d), Some(l), Some(c)) => Some((m, d.clone(), l.clone(), c.clone())),
+        _ => None,
     }
 }
 

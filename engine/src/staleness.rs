@@ -306,4 +306,4 @@ pub(crate) fn stale_by_logical_version(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

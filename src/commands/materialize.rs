@@ -33,10 +33,10 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
         let skipped = bf.assets.iter().flat_map(|a| &a.skipped).map(|(_, keys)| keys.len()).sum::<usize>();
         (bf.plan, Some(skipped))
     } else {
-        let snapshot = app.snapshot(upstream).await?;
+        let options = PlanOptions { with_upstream: args.with_upstream };
+        let snapshot = CellStates::snapshot_for_plan(&*app.store, graph, &targets, &ctx, options).await?;
         let plan =
-            engine::plan::plan(graph, &targets, &snapshot, &ctx, PlanOptions { with_upstream: args.with_upstream })
-                .map_err(|e| user_error(e.to_string()))?;
+            engine::plan::plan(graph, &targets, &snapshot, &ctx, options).map_err(|e| user_error(e.to_string()))?;
         (plan, None)
     };
     if let Some(fresh) = skipped

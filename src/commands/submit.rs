@@ -16,9 +16,9 @@ pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> 
     let ctx = app.partitions_context().await?;
     let targets = engine::plan::targets(graph, &selected, &partition_spec(&args.partitions), &ctx)
         .map_err(|e| user_error(e.to_string()))?;
-    let snapshot = app.snapshot(graph.upstream_closure(&selected, None)).await?;
-    let plan = engine::plan::plan(graph, &targets, &snapshot, &ctx, PlanOptions { with_upstream: args.with_upstream })
-        .map_err(|e| user_error(e.to_string()))?;
+    let options = PlanOptions { with_upstream: args.with_upstream };
+    let snapshot = engine::backfill::CellStates::snapshot_for_plan(&*app.store, graph, &targets, &ctx, options).await?;
+    let plan = engine::plan::plan(graph, &targets, &snapshot, &ctx, options).map_err(|e| user_error(e.to_string()))?;
 
     let run_id = RunId::new();
     let now = app.clock.now();

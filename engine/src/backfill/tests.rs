@@ -216,3 +216,40 @@ fn policies_parse_and_reject_unknown_names() {
     }
     assert!("newest".parse::<BackfillPolicy>().is_err());
 }
+
+/// The snapshot a plan reads holds the upstream partitions it asks about, not every partition of
+/// every upstream asset, and plans as the snapshot of every partition does.
+#[tokio::test]
+async fn a_plans_snapshot_reads_the_partitions_the_plan_asks_about() {
+    use crate::staleness::tests as recorded;
+    let defs = billing("v1");
+    let graph = defs.graph();
+    let s = recorded::store().await;
+    // Two days of hours but the last one, and the first day's bill.
+    let hours: Vec<String> = ["2025-01-01", "2025-01-02"].iter().flat_map(|d| hours(d)).collect();
+    let cells: Vec<(&str, &str, &str)> = hours[..47].iter().map(|h| ("usage", h.as_str(), "u")).collect();
+    recorded::record_many(&s.store, &defs, &cells).await;
+    recorded::record_many(&s.store, &defs, &[("bill", "2025-01-01", "b")]).await;
+    let id = |key: &str| graph.lookup(key).unwrap();
+    let every = CellStates::load(&s.store, graph, [id("usage"), id("bill"), id("report")]).await.unwrap().snapshot();
+    assert!(every.is_materialized(id("usage"), "2025-01-01T05:00"));
+    // (target, with upstream, whether the first day's hours are read: only its own bill's plan asks).
+    let cases = [
+        ("bill", "2025-01-01", false, true),
+        ("bill", "2025-01-02", false, false),
+        ("bill", "2025-01-02", true, false),
+        ("bill", "2025-01-03", true, false),
+        // The month's missing bills become steps, and their hours are read in turn: the second
+        // day's but one are there.
+        ("report", "2025-01", true, false),
+        ("report", "2025-01", false, false),
+    ];
+    for (asset, key, with_upstream, reads_first_day) in cases {
+        let (targets, options) = (vec![(id(asset), vec![key.to_owned()])], PlanOptions { with_upstream });
+        let snapshot = CellStates::snapshot_for_plan(&s.store, graph, &targets, &ctx(), options).await.unwrap();
+        let lean = plan::plan(graph, &targets, &snapshot, &ctx(), options);
+        let full = plan::plan(graph, &targets, &every, &ctx(), options);
+        assert_eq!(lean, full, "{asset} {key}, with_upstream {with_upstream}");
+        assert_eq!(snapshot.is_materialized(id("usage"), "2025-01-01T05:00"), reads_first_day, "{asset} {key}");
+    }
+}

@@ -35,12 +35,12 @@ fn billing(bill_code: &str) -> Definitions {
     .unwrap()
 }
 
-struct Store {
-    store: SqliteStore,
+pub(crate) struct Store {
+    pub(crate) store: SqliteStore,
     _dir: tempfile::TempDir,
 }
 
-async fn store() -> Store {
+pub(crate) async fn store() -> Store {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("lineage.db")).await.unwrap();
     Store { store, _dir: dir }
@@ -51,7 +51,7 @@ async fn record(store: &dyn LineageStore, defs: &Definitions, asset: &str, key: 
     record_many(store, defs, &[(asset, key, data)]).await;
 }
 
-async fn record_many(store: &dyn LineageStore, defs: &Definitions, cells: &[(&str, &str, &str)]) {
+pub(crate) async fn record_many(store: &dyn LineageStore, defs: &Definitions, cells: &[(&str, &str, &str)]) {
     let graph = defs.graph();
     let now = ctx().now;
     let mut batch = Vec::new();
