@@ -13,7 +13,6 @@
 //! its latest tick at or before now (once: its history is not caught up); after that, ticks
 //! missed during downtime are caught up, at most `catch_up` back.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -481,10 +480,10 @@ pub async fn schedule_tick(
             None,
         ));
     }
-    let closure: BTreeSet<AssetId> = graph.upstream_closure(&selected, None);
-    let states = crate::backfill::CellStates::load(&*exec.store, graph, closure).await?;
     // Missing upstream partitions are requested too: a bill whose hours an outage skipped heals.
-    let plan = match plan::plan(graph, &targets, &states.snapshot(), &ctx, PlanOptions { with_upstream: true }) {
+    let options = PlanOptions { with_upstream: true };
+    let snapshot = crate::backfill::CellStates::snapshot_for_plan(&*exec.store, graph, &targets, &ctx, options).await?;
+    let plan = match plan::plan(graph, &targets, &snapshot, &ctx, options) {
         Ok(p) => p,
         Err(e) => return Ok((base(TickStatus::Skipped, e.to_string()), Vec::new(), None)),
     };
