@@ -266,9 +266,8 @@ const FENCE_FAIL: &str = " AND state = 'running' AND lease_owner = $4 AND attemp
 /// See [`FENCE_RETRY`].
 const FENCE_CANCEL: &str = " AND state = 'running' AND lease_owner = $3 AND attempt = $4";
 
-/// The ids of a run's requests that have not ended, in id order.
-/// A run's requests, newest first (`$2` a state or null, `$3` the limit, `$4` an id they are
-/// before or null), read through the run's index `requests_run`.
+/// The requests of the run `$1`, newest first (`$2` a state or null, `$3` the limit, `$4` an id
+/// they are before or null), read through the run's index `requests_run`.
 pub(crate) const REQUESTS_OF_RUN: &str = concatcp!(
     "SELECT ",
     REQUEST_COLUMNS,
@@ -277,6 +276,7 @@ pub(crate) const REQUESTS_OF_RUN: &str = concatcp!(
      ORDER BY id DESC LIMIT $3"
 );
 
+/// The ids of a run's requests that have not ended, in id order.
 const UNFINISHED: &str = "SELECT id FROM materialization_requests WHERE run_id = $1 \
      AND state IN ('blocked', 'available', 'running') ORDER BY id";
 
