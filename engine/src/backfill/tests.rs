@@ -253,3 +253,54 @@ async fn a_plans_snapshot_reads_the_partitions_the_plan_asks_about() {
         assert_eq!(snapshot.is_materialized(id("usage"), "2025-01-01T05:00"), reads_first_day, "{asset} {key}");
     }
 }
+
+/// Plans `cases` (asset, key, with upstream) from [`CellStates::snapshot_for_plan`] and from
+/// `every` (the snapshot of every cell), which must agree.
+async fn plans_agree(
+    store: &dyn lineage::LineageStore,
+    defs: &Definitions,
+    every: &LineageSnapshot,
+    cases: &[(&str, &str, bool)],
+    label: &str,
+) {
+    let graph = defs.graph();
+    for &(asset, key, with_upstream) in cases {
+        let (targets, options) =
+            (vec![(graph.lookup(asset).unwrap(), vec![key.to_owned()])], PlanOptions { with_upstream });
+        let snapshot = CellStates::snapshot_for_plan(store, graph, &targets, &ctx(), options).await.unwrap();
+        let lean = plan::plan(graph, &targets, &snapshot, &ctx(), options);
+        let full = plan::plan(graph, &targets, every, &ctx(), options);
+        assert_eq!(lean, full, "{label}: {asset} {key}, with_upstream {with_upstream}");
+    }
+}
+
+/// The same through an unpartitioned upstream that every hour and every bill read (a diamond),
+/// before anything is recorded, once part of it is, and for keys the store has never seen.
+#[tokio::test]
+async fn a_plans_snapshot_follows_an_unpartitioned_upstream_read_two_ways() {
+    use crate::staleness::tests as recorded;
+    let defs = Definitions::new(vec![
+        noop(asset("rates")),
+        noop(asset("usage").partitions(PartitionsDef::hourly("2025-01-01")).dep("rates")),
+        noop(asset("bill").partitions(PartitionsDef::daily("2025-01-01")).dep("usage").dep("rates")),
+    ])
+    .unwrap();
+    let graph = defs.graph();
+    let all: Vec<AssetId> = ["rates", "usage", "bill"].iter().map(|k| graph.lookup(k).unwrap()).collect();
+    let cases = [
+        ("bill", "2025-01-01", true),
+        ("bill", "2025-01-01", false),
+        ("bill", "2025-01-02", true),
+        ("usage", "2025-01-02T05:00", false),
+        ("usage", "2025-01-02T05:00", true),
+    ];
+    let s = recorded::store().await;
+    let every = CellStates::load(&s.store, graph, all.clone()).await.unwrap().snapshot();
+    plans_agree(&s.store, &defs, &every, &cases, "nothing recorded").await;
+    recorded::record_many(&s.store, &defs, &[("rates", "", "r")]).await;
+    let day = hours("2025-01-01");
+    let cells: Vec<(&str, &str, &str)> = day.iter().map(|h| ("usage", h.as_str(), "u")).collect();
+    recorded::record_many(&s.store, &defs, &cells).await;
+    let every = CellStates::load(&s.store, graph, all).await.unwrap().snapshot();
+    plans_agree(&s.store, &defs, &every, &cases, "the rates and a day of hours").await;
+}
