@@ -71,8 +71,8 @@ pub async fn history(app: &App, args: &HistoryArgs) -> anyhow::Result<ExitStatus
 /// What changed between `m` and the materialization of the same partition before it: its data,
 /// its code version, and which inputs it read at another version (or newly, or no longer).
 async fn changes(app: &App, m: &lineage::MaterializationRecord) -> anyhow::Result<String> {
-    let earlier = app.store.history(&m.asset_key, Some(&m.partition_key), None, 1_000).await?;
-    let Some(prev) = earlier.into_iter().find(|p| p.id < m.id) else {
+    // The partition's newest materialization older than `m`: one row through the history index.
+    let Some(prev) = app.store.history(&m.asset_key, Some(&m.partition_key), Some(m.id), 1).await?.pop() else {
         return Ok("first materialization".to_owned());
     };
     let mut parts = Vec::new();
