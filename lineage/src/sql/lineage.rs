@@ -381,7 +381,7 @@ impl LineageStore for db::Store {
                 sqlx::query_scalar("SELECT count(*) FROM ticks WHERE instigator = $1").bind(instigator)
             }
             Counted::Backfills => sqlx::query_scalar("SELECT count(*) FROM backfills"),
-            // A run's through its index (`requests_run`), as `requests` reads them.
+            // A run's requests are counted through its index (`requests_run`), as `requests` reads them.
             Counted::Requests { run: Some(run), state } => sqlx::query_scalar(
                 "SELECT count(*) FROM materialization_requests WHERE run_id = $1 AND ($2 IS NULL OR state = $2)",
             )
