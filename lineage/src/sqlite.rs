@@ -74,7 +74,7 @@ mod dialect {
 mod sql;
 
 #[cfg(test)]
-pub(crate) use sql::REQUESTS_OF_RUN;
+pub(crate) use sql::{REQUEST_COUNTS, REQUESTS_OF_RUN};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 

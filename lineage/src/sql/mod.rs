@@ -25,7 +25,7 @@ use super::dialect as db;
 
 #[cfg(test)]
 #[allow(unused_imports)] // the SQLite copy's is read by a test of the plan; the PostgreSQL one's not
-pub(crate) use queue::REQUESTS_OF_RUN;
+pub(crate) use queue::{REQUEST_COUNTS, REQUESTS_OF_RUN};
 
 /// Rows per multi-row statement: 16 columns × 500 rows stays under SQLite's 32,766 variables.
 const ROWS_PER_STATEMENT: usize = 500;

@@ -276,6 +276,11 @@ pub(crate) const REQUESTS_OF_RUN: &str = concatcp!(
      ORDER BY id DESC LIMIT $3"
 );
 
+/// The requests of the run `$1` counted by asset and state, from the run's index alone
+/// (`requests_run` holds the asset).
+pub(crate) const REQUEST_COUNTS: &str = "SELECT asset_key, state, count(*) FROM materialization_requests \
+     WHERE run_id = $1 GROUP BY asset_key, state ORDER BY asset_key, state";
+
 /// The ids of a run's requests that have not ended, in id order.
 const UNFINISHED: &str = "SELECT id FROM materialization_requests WHERE run_id = $1 \
      AND state IN ('blocked', 'available', 'running') ORDER BY id";
@@ -1327,13 +1332,8 @@ impl RequestQueue for db::Store {
     }
 
     async fn request_counts(&self, run: RunId) -> Result<Vec<(String, RequestState, i64)>> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT asset_key, state, count(*) FROM materialization_requests WHERE run_id = $1 \
-             GROUP BY asset_key, state ORDER BY asset_key, state",
-        )
-        .bind(run.to_string())
-        .fetch_all(self.reader())
-        .await?;
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as(REQUEST_COUNTS).bind(run.to_string()).fetch_all(self.reader()).await?;
         rows.into_iter()
             .map(|(asset, state, n)| Ok((asset, decode("materialization_requests.state", &state)?, n)))
             .collect()
