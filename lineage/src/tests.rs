@@ -250,6 +250,26 @@ async fn reopening_keeps_everything() {
     assert_eq!(store.run_materializations(run_id).await.unwrap().len(), 1);
 }
 
+/// Every process's first statement reads the whole WAL back to rebuild its index, so the store
+/// checkpoints it once it holds 250 pages (SQLite's default is 1,000) and the WAL file, reused
+/// from its start after each checkpoint, stays short however much is written.
+#[tokio::test]
+async fn the_wal_is_checkpointed_before_it_grows_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lineage.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let run_id = new_run(&store).await;
+    // One commit each: several thousand pages written in all.
+    for h in 0..1200 {
+        let hour = materialization(run_id, "usage_snapshot", &format!("h{h:04}"), &format!("v{h}"), vec![]);
+        store.record_materialization(&hour).await.unwrap();
+    }
+    let frame = 24 + 4096;
+    let wal = std::fs::metadata(dir.path().join("lineage.db-wal")).unwrap().len();
+    assert!(wal < 300 * frame, "the WAL grew to {} pages", wal / frame);
+    assert_eq!(store.run_materializations(run_id).await.unwrap().len(), 1200);
+}
+
 /// Two stores on one SQLite file, as two processes would open it, the first holding the write
 /// lock in an open transaction (the temp dir lives as long as the stores).
 async fn two_stores_the_first_holding_the_lock()
