@@ -39,30 +39,75 @@ fn main() {
     link_order();
 }
 
-/// The functions `--help`, `list` and a bill run, placed together at the start of the code
-/// instead of scattered through its 26 MB: each page of code a process touches first costs it a
-/// page fault. The linker (rust-lld, the default on x86_64 Linux since Rust 1.90) takes them
-/// from `link/robo-assets.order`; a name it does not find (a function renamed since the file
-/// was made) is skipped. `ROBO_ASSETS_LINK_MAP=FILE` also writes the linker's map, from which
-/// `scripts/link-order.sh` makes the file again.
+/// The functions `--help`, `list`, `status` and a bill run, placed together at the start of the
+/// code instead of scattered through its 26 MB: each page of code a process touches first costs
+/// it a page fault. The linker takes them from `link/robo-assets.order`, made by
+/// `scripts/link-order.sh` from the release build's linker map; a name it does not find (a
+/// function renamed since the file was made) is skipped. Only where the linker is rust-lld: the
+/// default of rustup's toolchains for `x86_64-unknown-linux-gnu` since Rust 1.90, and the only
+/// linker here that reads the file; a build with a linker of its own (`RUSTC_LINKER`,
+/// `-C linker…`, `-fuse-ld`) links without it. `ROBO_ASSETS_LINK_MAP=FILE` also writes the map.
 fn link_order() {
     println!("cargo:rerun-if-env-changed=ROBO_ASSETS_LINK_MAP");
     println!("cargo:rerun-if-changed=link/robo-assets.order");
-    let target = |key: &str| std::env::var(key).unwrap_or_default();
-    if target("CARGO_CFG_TARGET_ARCH") != "x86_64" || target("CARGO_CFG_TARGET_OS") != "linux" {
+    let var = |key: &str| std::env::var(key).unwrap_or_default();
+    let flags = var("CARGO_ENCODED_RUSTFLAGS");
+    let own_linker = std::env::var_os("RUSTC_LINKER").is_some()
+        || ["linker", "link-self-contained", "fuse-ld"].iter().any(|f| flags.contains(f));
+    if var("TARGET") != "x86_64-unknown-linux-gnu" || own_linker || !rust_lld_ships() {
         return;
     }
-    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = var("CARGO_MANIFEST_DIR");
     let order = std::path::Path::new(&dir).join("link/robo-assets.order");
     if order.exists() {
-        println!("cargo:rustc-link-arg-bin=robo-assets=-Wl,--symbol-ordering-file={}", order.display());
-        println!("cargo:rustc-link-arg-bin=robo-assets=-Wl,--no-warn-symbol-ordering");
+        made_with_this_rustc(&order);
+        link_arg(&format!("--symbol-ordering-file={}", order.display()));
+        link_arg("--no-warn-symbol-ordering");
     }
     if let Ok(map) = std::env::var("ROBO_ASSETS_LINK_MAP")
         && !map.is_empty()
     {
-        println!("cargo:rustc-link-arg-bin=robo-assets=-Wl,-Map={map}");
+        link_arg(&format!("-Map={map}"));
         // Symbols as the ordering file names them.
-        println!("cargo:rustc-link-arg-bin=robo-assets=-Wl,--no-demangle");
+        link_arg("--no-demangle");
+    }
+}
+
+/// One argument for the linker itself, whole (`-Wl,` would split a path at its commas).
+fn link_arg(arg: &str) {
+    println!("cargo:rustc-link-arg-bin=robo-assets=-Xlinker");
+    println!("cargo:rustc-link-arg-bin=robo-assets={arg}");
+}
+
+/// Whether the toolchain has the rust-lld it links with by default.
+fn rust_lld_ships() -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let Some(sysroot) = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .and_then(|o| (o.status.success()).then(|| String::from_utf8_lossy(&o.stdout).trim().to_owned()))
+    else {
+        return false;
+    };
+    std::path::Path::new(&sysroot).join("lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld/ld.lld").exists()
+}
+
+/// The Rust names in the order carry hashes of the compiler's version: a release build with
+/// another rustc finds only the C functions, and says how to make the file again.
+fn made_with_this_rustc(order: &std::path::Path) {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let this = Command::new(rustc).arg("-V").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let made = std::fs::read_to_string(order)
+        .ok()
+        .and_then(|text| text.lines().next().and_then(|l| l.strip_prefix("# ")).map(str::to_owned));
+    if let (Ok(this), Some(made)) = (this, made)
+        && this != made
+        && std::env::var("PROFILE").as_deref() == Ok("release")
+    {
+        println!(
+            "cargo:warning=link/robo-assets.order was made with {made}, this build uses {this}: \
+             run scripts/link-order.sh to lay the code out for it"
+        );
     }
 }

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Makes link/robo-assets.order, the functions placed first in the binary's code (build.rs): those
+# Makes link/robo-assets.order, the symbols placed first in the binary's code (build.rs): those
 # that `--help`, `list`, `status` and a bill run, from callgrind's record of every instruction
 # each ran in the shipped build, named by that build's linker map. Run it after a change that
 # renames or adds many functions on these paths; a stale file only places fewer of them.
 #
 #   scripts/link-order.sh        (one release build, ~15 min; then the next build uses the file)
 set -euo pipefail
+for tool in valgrind python3; do
+  command -v "$tool" >/dev/null || { echo "link-order: $tool is needed" >&2; exit 1; }
+done
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$root"
 ROBO_ASSETS_LINK_MAP="$work/robo-assets.map" cargo build --release --locked --bin robo-assets
+[ -s "$work/robo-assets.map" ] || { echo "link-order: no linker map (rust-lld on x86_64-unknown-linux-gnu only)" >&2; exit 1; }
 target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 cp "$target/release/robo-assets" "$work/robo-assets"
 mkdir "$work/home" && cd "$work/home"
@@ -18,11 +22,19 @@ n=0
 for args in "--help" "list" "materialize storage_bill --partition 2025-12-15 --with-upstream" \
   "materialize storage_bill --partition 2025-12-15" "status storage_bill"; do
   n=$((n + 1))
+  # The embedded defaults in a fresh home, whatever this shell's settings name.
   # shellcheck disable=SC2086 # the arguments split on purpose
-  valgrind --tool=callgrind --dump-instr=yes --compress-strings=no --compress-pos=no \
-    --callgrind-out-file="$work/cg.$n" "$work/robo-assets" $args >/dev/null 2>&1
+  if ! env -i PATH="$PATH" HOME="$work/home" valgrind --tool=callgrind --dump-instr=yes --compress-strings=no \
+    --compress-pos=no --callgrind-out-file="$work/cg.$n" "$work/robo-assets" $args >/dev/null 2>"$work/cg.$n.err"; then
+    echo "link-order: robo-assets $args failed:" >&2
+    cat "$work/cg.$n.err" >&2
+    exit 1
+  fi
 done
-python3 - "$work/robo-assets.map" "$work"/cg.* > "$root/link/robo-assets.order" <<'PY'
+{
+  # The compiler's version first: the Rust names carry hashes of it (build.rs compares).
+  echo "# $(rustc -V)"
+  python3 - "$work/robo-assets.map" "$work"/cg.[0-9] <<'PY'
 import bisect, re, sys
 # The linker map (lld): VMA LMA Size Align, then an output section, an input section
 # (file:(section)) or a symbol, each indented one level deeper.
@@ -56,6 +68,9 @@ for path in sys.argv[2:]:
             seen.add(i)
             order.extend(sections[i][2])
 print("\n".join(order))
-print(f"{len(seen)} functions, {len(order)} symbols", file=sys.stderr)
+print(f"{len(seen)} sections of code, {len(order)} symbols", file=sys.stderr)
 PY
-echo "wrote link/robo-assets.order ($(wc -l < "$root/link/robo-assets.order") symbols)"
+} > "$work/order"
+[ "$(wc -l < "$work/order")" -gt 100 ] || { echo "link-order: too few symbols found" >&2; exit 1; }
+mv "$work/order" "$root/link/robo-assets.order"
+echo "wrote link/robo-assets.order ($(($(wc -l < "$root/link/robo-assets.order") - 1)) symbols)"

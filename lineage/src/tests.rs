@@ -264,7 +264,8 @@ async fn the_wal_is_checkpointed_before_it_grows_long() {
         let hour = materialization(run_id, "usage_snapshot", &format!("h{h:04}"), &format!("v{h}"), vec![]);
         store.record_materialization(&hour).await.unwrap();
     }
-    let frame = 24 + 4096;
+    let page: u64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(store.pool()).await.unwrap();
+    let frame = 24 + page;
     let wal = std::fs::metadata(dir.path().join("lineage.db-wal")).unwrap().len();
     assert!(wal < 300 * frame, "the WAL grew to {} pages", wal / frame);
     assert_eq!(store.run_materializations(run_id).await.unwrap().len(), 1200);
