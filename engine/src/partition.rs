@@ -251,6 +251,52 @@ fn local_to_utc(tz: &Tz, local: NaiveDateTime) -> DateTime<Utc> {
     Utc.from_utc_datetime(&local)
 }
 
+/// How much of a local start a key shows: `2025-12`, `2025-12-15` or `2025-12-15T07:00`.
+#[derive(Clone, Copy, PartialEq, PartialOrd)]
+enum KeyUpTo {
+    Month,
+    Day,
+    Minute,
+}
+
+/// A key as `format("%Y-%m")`, `("%Y-%m-%d")` or `("%Y-%m-%dT%H:%M")` writes it, digit by digit:
+/// `format` parses its pattern again on every call, and status, staleness and backfills format
+/// keys by the thousand (a year of hours: half of `status storage_bill`'s instructions,
+/// BENCHMARKS.md). Years outside 0..=9999, which `%Y` writes with a sign, go through `format`.
+fn key_text(at: NaiveDateTime, up_to: KeyUpTo) -> String {
+    let year = at.year();
+    if !(0..=9999).contains(&year) {
+        let pattern = match up_to {
+            KeyUpTo::Month => "%Y-%m",
+            KeyUpTo::Day => "%Y-%m-%d",
+            KeyUpTo::Minute => "%Y-%m-%dT%H:%M",
+        };
+        return at.format(pattern).to_string();
+    }
+    let mut text = String::with_capacity(16);
+    push_digits(&mut text, year as u32, 4);
+    text.push('-');
+    push_digits(&mut text, at.month(), 2);
+    if up_to >= KeyUpTo::Day {
+        text.push('-');
+        push_digits(&mut text, at.day(), 2);
+    }
+    if up_to == KeyUpTo::Minute {
+        text.push('T');
+        push_digits(&mut text, at.hour(), 2);
+        text.push(':');
+        push_digits(&mut text, at.minute(), 2);
+    }
+    text
+}
+
+/// `n`'s last `width` decimal digits, zero-padded.
+fn push_digits(text: &mut String, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        text.push(char::from(b'0' + (n / 10u32.pow(place) % 10) as u8));
+    }
+}
+
 fn months_between(from: NaiveDate, to: NaiveDate) -> i64 {
     (to.year() as i64 * 12 + to.month0() as i64) - (from.year() as i64 * 12 + from.month0() as i64)
 }
@@ -367,10 +413,10 @@ impl TimeWindowPartitions {
     pub fn key(&self, idx: i64) -> String {
         let local = self.local_start(idx);
         match self.cadence {
-            Cadence::Hourly if self.tz == Tz::UTC => local.format("%Y-%m-%dT%H:%M").to_string(),
+            Cadence::Hourly if self.tz == Tz::UTC => key_text(local, KeyUpTo::Minute),
             Cadence::Hourly => self.utc_start(idx).with_timezone(&self.tz).format("%Y-%m-%dT%H:%M%:z").to_string(),
-            Cadence::Daily | Cadence::Weekly => local.format("%Y-%m-%d").to_string(),
-            Cadence::Monthly => local.format("%Y-%m").to_string(),
+            Cadence::Daily | Cadence::Weekly => key_text(local, KeyUpTo::Day),
+            Cadence::Monthly => key_text(local, KeyUpTo::Month),
         }
     }
 

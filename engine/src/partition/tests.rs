@@ -30,6 +30,34 @@ fn defs() -> Vec<PartitionsDef> {
 }
 
 proptest! {
+    /// A key written digit by digit is what chrono's `format` writes for its cadence, across
+    /// years, leap days and time zones (the keys stored in every lineage store so far).
+    #[test]
+    fn keys_are_written_as_chrono_formats_them(def_idx in 0usize..9, idx in -2_000i64..200_000) {
+        let defs = defs();
+        let tw = tw(&defs[def_idx]);
+        let local = tw.local_start(idx);
+        let expected = match tw.cadence {
+            Cadence::Hourly if tw.tz == Tz::UTC => local.format("%Y-%m-%dT%H:%M").to_string(),
+            Cadence::Hourly => tw.utc_start(idx).with_timezone(&tw.tz).format("%Y-%m-%dT%H:%M%:z").to_string(),
+            Cadence::Daily | Cadence::Weekly => local.format("%Y-%m-%d").to_string(),
+            Cadence::Monthly => local.format("%Y-%m").to_string(),
+        };
+        prop_assert_eq!(tw.key(idx), expected);
+    }
+}
+
+#[test]
+fn keys_of_years_with_fewer_or_more_than_four_digits_are_written_as_chrono_formats_them() {
+    for year in [0, 7, 999, 2025, 9999, 10_000, -1] {
+        let at = NaiveDate::from_ymd_opt(year, 2, 3).unwrap().and_hms_opt(4, 5, 0).unwrap();
+        assert_eq!(key_text(at, KeyUpTo::Minute), at.format("%Y-%m-%dT%H:%M").to_string(), "{year}");
+        assert_eq!(key_text(at, KeyUpTo::Day), at.format("%Y-%m-%d").to_string(), "{year}");
+        assert_eq!(key_text(at, KeyUpTo::Month), at.format("%Y-%m").to_string(), "{year}");
+    }
+}
+
+proptest! {
     /// Windows tile time: each starts where the previous ended (by construction), and each is
     /// the calendar unit it claims to be, checked against the local calendar independently:
     /// an hour is 3,600 s; a day, week or month starts at local midnight (or just after a DST
