@@ -2552,46 +2552,39 @@ async fn sqlite_wakes_the_idle_workers_of_its_own_process() {
     tokio::time::timeout(std::time::Duration::from_secs(1), signal.changed()).await.expect("woken");
 }
 
+/// SQLite's plan of `sql`, a statement about the run `$1` with `params` parameters in all (the
+/// others bound null: a plan does not depend on the values), one line a step.
+async fn sqlite_plan_of_a_runs_statement(sql: &str, params: usize) -> Vec<String> {
+    use sqlx::Connection as _;
+    let fixture = sqlite().await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", fixture.path().display())).await.unwrap();
+    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+    let mut query =
+        sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(explain)).bind(RunId::new().to_string());
+    for _ in 1..params {
+        query = query.bind(None::<&str>);
+    }
+    let plan = query.fetch_all(&mut conn).await.unwrap().into_iter().map(|(_, _, _, detail)| detail).collect();
+    drop(conn);
+    fixture.teardown().await;
+    plan
+}
+
 /// The executor reads every run's requests back for its outcome: through the run's index, not a
 /// scan of the whole queue (which made each run slower than the one before, BENCHMARKS.md).
 #[tokio::test]
 async fn sqlite_reads_a_runs_requests_through_the_run_index() {
-    use sqlx::Connection as _;
-    let fixture = sqlite().await;
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", fixture.path().display())).await.unwrap();
-    let plan: Vec<(i64, i64, i64, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", crate::sqlite::REQUESTS_OF_RUN)))
-            .bind(RunId::new().to_string())
-            .bind(None::<&str>)
-            .bind(10_i64)
-            .bind(None::<&str>)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-    let plan: Vec<&str> = plan.iter().map(|(_, _, _, detail)| detail.as_str()).collect();
+    let plan = sqlite_plan_of_a_runs_statement(crate::sqlite::REQUESTS_OF_RUN, 4).await;
     assert!(plan.iter().any(|d| d.contains("USING INDEX requests_run")), "{plan:?}");
     assert!(!plan.iter().any(|d| d.starts_with("SCAN materialization_requests")), "{plan:?}");
-    drop(conn);
-    fixture.teardown().await;
 }
 
 /// A backfill's progress counts its run's requests by asset and state from the run's index alone:
 /// fetching each request from the table took 74 ms for a year of the chain (BENCHMARKS.md).
 #[tokio::test]
 async fn sqlite_counts_a_runs_requests_from_the_run_index_alone() {
-    use sqlx::Connection as _;
-    let fixture = sqlite().await;
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", fixture.path().display())).await.unwrap();
-    let plan: Vec<(i64, i64, i64, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", crate::sqlite::REQUEST_COUNTS)))
-            .bind(RunId::new().to_string())
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-    let plan: Vec<&str> = plan.iter().map(|(_, _, _, detail)| detail.as_str()).collect();
+    let plan = sqlite_plan_of_a_runs_statement(crate::sqlite::REQUEST_COUNTS, 1).await;
     assert!(plan.iter().any(|d| d.contains("USING COVERING INDEX requests_run")), "{plan:?}");
-    drop(conn);
-    fixture.teardown().await;
 }
 
 // --- Retention -------------------------------------------------------------------------------
