@@ -39,6 +39,34 @@ async fn rewriting_a_period_revises_instead_of_double_charging_on_sqlite() {
     assert_eq!(revisions, 2);
 }
 
+/// Every process's first statement reads the whole WAL back to rebuild its index, so the app
+/// database checkpoints it once it holds 250 pages (SQLite's default is 1,000) and the WAL file,
+/// reused from its start after each checkpoint, stays short however many days are billed.
+#[tokio::test]
+async fn the_wal_is_checkpointed_before_it_grows_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = SqliteAppDb::open(&dir.path().join("app.db")).await.unwrap();
+    let now = Utc::now();
+    assert!(db.seed_demo(now).await.unwrap());
+    // A day's bill each, one transaction per day: a few thousand pages written in all.
+    let days: Vec<String> = (0..500)
+        .map(|d| (chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap() + chrono::Duration::days(d)).to_string())
+        .collect();
+    for day in &days {
+        let entry = |tenant: &str| LedgerEntry {
+            idempotency_key: format!("storage_bill:{tenant}:{day}"),
+            period: day.clone(),
+            ..entry(tenant, -1_000)
+        };
+        db.replace_period_entries("storage_charge", day, &[entry("acme"), entry("globex")], now).await.unwrap();
+    }
+    let page: u64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(db.pool()).await.unwrap();
+    let frame = 24 + page;
+    let wal = std::fs::metadata(dir.path().join("app.db-wal")).unwrap().len();
+    assert!(wal < 300 * frame, "the WAL grew to {} pages", wal / frame);
+    assert_eq!(db.balance("acme").await.unwrap(), -500_000);
+}
+
 /// The same on a fresh PostgreSQL database (`ROBO_ASSETS_TEST_PG_URL`, as the lineage suite:
 /// skipped without a server unless `CI` is set).
 #[tokio::test]
