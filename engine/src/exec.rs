@@ -290,24 +290,19 @@ impl Executor {
             worker: worker.id.clone(),
             lease_until: worker.queue_clock.now() + chrono::Duration::from_std(worker.lease).expect("lease fits"),
         };
-        self.store
-            .create_run(&NewRun {
-                id: run_id,
-                trigger: config.trigger,
-                selection: config.selection.clone(),
-                n_steps: plan.steps.len() as i64,
-                tags: config.tags.clone(),
-                created_at: now,
-                owner: Some(owner),
-            })
-            .await
-            .map_err(err)?;
+        let run = NewRun {
+            id: run_id,
+            trigger: config.trigger,
+            selection: config.selection.clone(),
+            n_steps: plan.steps.len() as i64,
+            tags: config.tags.clone(),
+            created_at: now,
+            owner: Some(owner),
+        };
         let (requests, edges) = plan_requests(&self.defs, plan, run_id, &format!("run:{run_id}"), config.trigger, now);
-        let submitted = self.store.submit_requests(&requests, &edges).await.map_err(err)?;
-        self.store
-            .append_event(&RunEvent::run(run_id, now, EventKind::RunStarted, format!("{} steps", plan.steps.len())))
-            .await
-            .map_err(err)?;
+        // The run, its requests and its start event in one transaction: a crash leaves all or none.
+        let start = RunEvent::run(run_id, now, EventKind::RunStarted, steps_text(plan.steps.len()));
+        let submitted = self.store.submit_run(&run, &requests, &edges, Some(&start)).await.map_err(err)?;
         observer.on_event(ExecEvent::RunStarted { run_id, n_steps: plan.steps.len() });
 
         if let Err(source) = run_worker(self, &worker, Until::RunEnded(run_id), observer, cancel.clone()).await {
@@ -411,7 +406,7 @@ impl Executor {
             RunStatus::Failed
         };
         let (kind, message) = match status {
-            RunStatus::Succeeded => (EventKind::RunSucceeded, format!("{} steps materialized", steps.len())),
+            RunStatus::Succeeded => (EventKind::RunSucceeded, format!("{} materialized", steps_text(steps.len()))),
             RunStatus::Canceled => (EventKind::RunCanceled, "canceled".to_owned()),
             _ => (EventKind::RunFailed, "some steps failed".to_owned()),
         };
@@ -423,6 +418,11 @@ impl Executor {
         }
         Ok(RunOutcome { run_id, status, steps, duration: started.elapsed() })
     }
+}
+
+/// "1 step", "25 steps": the run events' count of steps.
+fn steps_text(n: usize) -> String {
+    format!("{n} step{}", if n == 1 { "" } else { "s" })
 }
 
 /// Gathers the current upstream versions a step reads.

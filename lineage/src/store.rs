@@ -216,12 +216,15 @@ pub trait RequestQueue: Send + Sync {
     /// `n_steps` the number of new requests, only if some request is new. No worker can claim a
     /// request of a run that does not exist yet, and a crash leaves both or neither. A run whose
     /// new requests all wait on upstream requests that failed meanwhile ends at once. When every
-    /// key was known, no run is created and the outcomes name the existing requests.
+    /// key was known, no run is created and the outcomes name the existing requests. `event` (the
+    /// run's start, for a run this process carries out) is appended in the same transaction when
+    /// the run is created.
     async fn submit_run(
         &self,
         run: &NewRun,
         requests: &[NewRequest],
         edges: &[(usize, usize)],
+        event: Option<&RunEvent>,
     ) -> Result<Vec<SubmitOutcome>>;
 
     /// Claims up to `limit` available requests for `worker` with a lease until `lease_until`,

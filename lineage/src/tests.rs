@@ -854,10 +854,17 @@ async fn a_run_is_submitted_with_its_requests_or_not_at_all(store: &dyn LineageS
     let mut up = request(first.id, "user:k:up", "usage", "h0");
     up.max_attempts = 1;
     let reqs = [up, request(first.id, "user:k:down", "bill", "d")];
-    let ids = store.submit_run(&first, &reqs, &[(0, 1)]).await.unwrap();
+    let start = |run: &NewRun| RunEvent::run(run.id, t(0), EventKind::RunStarted, "2 steps".to_owned());
+    let ids = store.submit_run(&first, &reqs, &[(0, 1)], Some(&start(&first))).await.unwrap();
     assert!(ids.iter().all(|o| o.inserted));
     let run = store.run(first.id).await.unwrap().expect("the run is created with its requests");
     assert_eq!((run.status, run.n_steps), (RunStatus::Queued, 2), "n_steps counts the new requests");
+    let events = store.run_events(first.id).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| (e.kind, e.message.as_str())).collect::<Vec<_>>(),
+        [(EventKind::RunStarted, "2 steps")],
+        "the start event is written with the run"
+    );
     // A worker claims the first request at once and it fails: the run ends with its requests.
     let claimed = store.claim_requests("w", None, 1, t(0), t(60)).await.unwrap().remove(0);
     assert_eq!(claimed.id, ids[0].id);
@@ -869,18 +876,19 @@ async fn a_run_is_submitted_with_its_requests_or_not_at_all(store: &dyn LineageS
     // The same keys again: no new request, so no new run; the outcomes name the first ones.
     let again = new_run(2);
     let reqs = [request(again.id, "user:k:up", "usage", "h0"), request(again.id, "user:k:down", "bill", "d")];
-    let outcomes = store.submit_run(&again, &reqs, &[(0, 1)]).await.unwrap();
+    let outcomes = store.submit_run(&again, &reqs, &[(0, 1)], Some(&start(&again))).await.unwrap();
     assert_eq!(
         outcomes.iter().map(|o| (o.id, o.inserted)).collect::<Vec<_>>(),
         [(ids[0].id, false), (ids[1].id, false)]
     );
     assert!(store.run(again.id).await.unwrap().is_none(), "nothing new, no run");
+    assert!(store.run_events(again.id).await.unwrap().is_empty(), "no run, no start event");
 
     // A new request waiting on a known one that has failed fails at once, and its run, with
     // nothing left to do, ends in the same transaction.
     let late = new_run(2);
     let reqs = [request(late.id, "user:k:up", "usage", "h0"), request(late.id, "user:k2:down", "bill", "d")];
-    let outcomes = store.submit_run(&late, &reqs, &[(0, 1)]).await.unwrap();
+    let outcomes = store.submit_run(&late, &reqs, &[(0, 1)], None).await.unwrap();
     assert!(!outcomes[0].inserted && outcomes[1].inserted);
     assert_eq!(state_of(store, outcomes[1].id).await, RequestState::UpstreamFailed);
     let run = store.run(late.id).await.unwrap().expect("a new request, a new run");

@@ -69,7 +69,7 @@ pub async fn submit(app: &App, args: &SubmitArgs) -> anyhow::Result<ExitStatus> 
         created_at: now,
         owner: None,
     };
-    let outcomes = app.store.submit_run(&run, &requests, &edges).await?;
+    let outcomes = app.store.submit_run(&run, &requests, &edges, None).await?;
     let inserted = outcomes.iter().filter(|o| o.inserted).count();
     let run_id = if inserted > 0 {
         run_id

@@ -30,6 +30,33 @@ fn key_values(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
     kv.into_iter().map(|kv| (kv.key, kv.value.unwrap_or_default())).collect()
 }
 
+/// A run's event log, as `runs show` prints it, opens with the run's start, written with the
+/// run and its requests, and counts its steps in words a person reads.
+#[test]
+fn a_runs_event_log_starts_with_the_run_and_counts_its_steps() {
+    let robo = Robo::new();
+    robo.ok(&["materialize", "storage_bill", "--partition", DAY, "--with-upstream"]);
+    let run = robo.ok(&["materialize", "storage_bill", "--partition", DAY]);
+    let id = run.stdout.split_whitespace().nth(1).expect("Run <id> succeeded: …");
+    let shown = robo.ok(&["runs", "show", id]).stdout;
+    let events: Vec<(&str, &str)> = shown
+        .lines()
+        .skip_while(|l| !l.starts_with("Events"))
+        .skip(1)
+        .filter_map(|l| {
+            let mut words = l.split_whitespace().skip(1);
+            Some((words.next()?, l))
+        })
+        .collect();
+    assert_eq!(
+        events.iter().map(|e| e.0).collect::<Vec<_>>(),
+        ["run_started", "step_started", "step_message", "step_succeeded", "run_succeeded"],
+        "{shown}"
+    );
+    assert!(events[0].1.trim_end().ends_with("  1 step"), "{shown}");
+    assert!(events[4].1.trim_end().ends_with("  1 step materialized"), "{shown}");
+}
+
 #[tokio::test]
 async fn materialize_with_upstream_writes_parquet_lineage_and_ledger() {
     let robo = Robo::new();

@@ -652,12 +652,16 @@ impl RequestQueue for db::Store {
         run: &NewRun,
         requests: &[NewRequest],
         edges: &[(usize, usize)],
+        event: Option<&RunEvent>,
     ) -> Result<Vec<SubmitOutcome>> {
         let mut tx = self.begin_write().await?;
         let outcomes = submit_in(&mut tx, requests, edges).await?;
         let created = outcomes.iter().filter(|o| o.inserted).count();
         if created > 0 {
             insert_run(&mut tx, &NewRun { n_steps: created as i64, ..run.clone() }).await?;
+            if let Some(event) = event {
+                insert_events(&mut tx, std::slice::from_ref(event)).await?;
+            }
             finish_run(&mut tx, &run.id.to_string(), run.created_at).await?;
         }
         tx.commit().await?;
