@@ -6,8 +6,11 @@
 Each run gets a fresh copy of the store directory SEED (copied before the clock starts) and
 runs there, so every run meets the same store: a bill of a day not yet billed, say, rather than
 the same bill again. A SPEC is a binary, optionally with environment variables before a `|` and
-its own seed after an `@`: `/tmp/new/robo-assets`, `XRT=ct|/tmp/new/robo-assets`,
-`/tmp/old/robo-assets@/tmp/seed-old`. The order of the specs is reversed every other round.
+its own seed after an `@`: `/tmp/new/robo-assets`, `XRT=ct;XB=1|/tmp/new/robo-assets` (`;`
+between variables), `/tmp/old/robo-assets@/tmp/seed-old`. Give each spec once (a copy of a
+binary under another path to run it twice). The caller's `ROBO_ASSETS_*` and `DATABASE_URL`
+are not passed on, so every run uses the copy's embedded stores. The order of the specs is
+reversed every other round.
 Prints, per spec, the median and mean wall time and the median user and system CPU time and
 minor page faults (from `wait4`; the forked child's few faults before its `exec` are counted
 too, the same for every spec). Used for BENCHMARKS.md's issue 17 figures:
@@ -30,6 +33,8 @@ def main():
     if len(sys.argv) < 5:
         sys.exit(__doc__)
     rounds, seed, args, specs = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(), sys.argv[4:]
+    if len(set(specs)) != len(specs):
+        sys.exit("give each spec once")
     work = tempfile.mkdtemp()
     run_dir = os.path.join(work, "run")
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -37,7 +42,7 @@ def main():
     def once(spec):
         envs, _, rest = spec.rpartition("|")
         binary, _, own_seed = rest.partition("@")
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROBO_ASSETS_") and k != "DATABASE_URL"}
         for kv in filter(None, envs.split(";")):
             key, _, value = kv.partition("=")
             env[key] = value

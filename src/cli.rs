@@ -191,6 +191,50 @@ pub enum Command {
     Completions(CompletionsArgs),
 }
 
+impl Command {
+    /// Whether the command runs steps, serves, or runs the project's code (its resources,
+    /// sensors, demo seed): it then runs on a worker thread per core, the rest on the calling
+    /// thread (`project::runtime`). A match without a catch-all, so a new command is placed on
+    /// purpose.
+    pub fn runs_project_code(&self) -> bool {
+        match self {
+            Command::Materialize(_)
+            | Command::Worker(_)
+            | Command::Daemon(_)
+            | Command::Dev(_)
+            | Command::Ui(_)
+            | Command::Simulate(_)
+            | Command::Demo(_) => true,
+            Command::Backfill(args) => match &args.command {
+                None | Some(BackfillCommand::Resume { .. } | BackfillCommand::RetryFailed { .. }) => true,
+                Some(
+                    BackfillCommand::List { .. } | BackfillCommand::Status { .. } | BackfillCommand::Cancel { .. },
+                ) => false,
+            },
+            Command::List(_)
+            | Command::Status(_)
+            | Command::History(_)
+            | Command::Path(_)
+            | Command::Runs(_)
+            | Command::Lineage(_)
+            | Command::Migrate
+            | Command::Submit(_)
+            | Command::Requests(_)
+            | Command::Pools(_)
+            | Command::Checks(_)
+            | Command::Partitions(_)
+            | Command::Schedules(_)
+            | Command::Sensors(_)
+            | Command::Ticks(_)
+            | Command::Why(_)
+            | Command::Wipe(_)
+            | Command::Repair
+            | Command::Prune(_)
+            | Command::Completions(_) => false,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell.

@@ -216,12 +216,13 @@ impl Project {
         if let Err(err) = crate::config::resolve(&self.settings, given, file) {
             return exit_code(Err(err), json);
         }
-        // Never shut down: every command awaits its own work, and a shutdown at exit only wakes
-        // the worker threads to stop as the process ends (BENCHMARKS.md).
-        let runtime = std::mem::ManuallyDrop::new(runtime_for(&matches));
+        // The runtime is never shut down: every command awaits its own work, and a shutdown at
+        // exit only wakes the worker threads to stop as the process ends (BENCHMARKS.md).
         if let Some((name, sub)) = matches.subcommand()
             && self.commands.iter().any(|(c, _)| c.get_name() == name)
         {
+            // A project's own command runs the project's code: a worker thread per core.
+            let runtime = std::mem::ManuallyDrop::new(runtime(true));
             let format = matches.get_one::<LogFormat>("log_format").copied().unwrap_or(LogFormat::Text);
             init_tracing(format);
             let (name, sub) = (name.to_owned(), sub.clone());
@@ -234,6 +235,7 @@ impl Project {
             return code;
         }
         let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let runtime = std::mem::ManuallyDrop::new(runtime(cli.command.runs_project_code()));
         init_tracing(cli.log_format);
         let code = exit_code(runtime.block_on(async move { crate::commands::run(cli, self.validate()?).await }), json);
         resources::object_store::wait_for_local_writes(std::time::Duration::from_secs(10));
@@ -314,62 +316,23 @@ fn check_automation(defs: &Definitions, automation: &Automation) -> anyhow::Resu
     }
 }
 
-/// The runtime a command runs on. A command that runs steps (`materialize`, a backfill's
-/// launch or resume, a project's own command) or serves (`worker`, `daemon`, `dev`, `ui`) gets
-/// one worker thread per core: its steps compute in parallel, and a step whose code blocks its
-/// thread leaves the others, and the leases' renewals, running. Every other command only reads or
-/// writes the stores, one statement after another, and runs on the thread that started it:
-/// no worker threads to start, and no wake-ups between them (`list` 6.20 → 5.66 ms, `status`
-/// 6.46 → 5.96 ms; BENCHMARKS.md). Its blocking work still goes to tokio's blocking pool.
-fn runtime_for(matches: &clap::ArgMatches) -> tokio::runtime::Runtime {
-    let mut builder = if runs_steps_or_serves(matches) {
+/// The runtime a command runs on: tokio's multi-threaded one, a worker thread per core, for a
+/// command that runs steps, serves or runs the project's code ([`Command::runs_project_code`]);
+/// its steps compute in parallel, and code that blocks its thread leaves the rest (the leases'
+/// renewals among them) running. Every other command only reads and writes the stores and runs
+/// on the calling thread: no worker threads to start, and no wake-ups between them (`list`
+/// 6.20 → 5.66 ms, `status` 6.46 → 5.96 ms; BENCHMARKS.md). Blocking work goes to tokio's
+/// blocking pool on either.
+///
+/// [`Command::runs_project_code`]: crate::cli::Command::runs_project_code
+fn runtime(multi_threaded: bool) -> tokio::runtime::Runtime {
+    let mut builder = if multi_threaded {
         tokio::runtime::Builder::new_multi_thread()
     } else {
         tokio::runtime::Builder::new_current_thread()
     };
     builder.enable_all().build().expect("tokio runtime starts")
 }
-
-fn runs_steps_or_serves(matches: &clap::ArgMatches) -> bool {
-    match matches.subcommand() {
-        // `backfill list`, `status` and `cancel` only read and write the store.
-        Some(("backfill", sub)) => matches!(sub.subcommand(), None | Some(("resume", _))),
-        // A project's own command is in neither list: it runs steps as far as anyone knows.
-        Some((name, _)) => RUNS_STEPS_OR_SERVES.contains(&name) || !READS_AND_WRITES.contains(&name),
-        None => false,
-    }
-}
-
-/// The built-in commands that run steps or serve (see [`runtime_for`]).
-const RUNS_STEPS_OR_SERVES: &[&str] = &["materialize", "backfill", "worker", "daemon", "dev", "ui"];
-
-/// The built-in commands that run no steps and serve nothing (see [`runtime_for`]); any other
-/// name, a project's own command say, gets the multi-threaded runtime.
-const READS_AND_WRITES: &[&str] = &[
-    "submit",
-    "list",
-    "status",
-    "why",
-    "lineage",
-    "history",
-    "path",
-    "checks",
-    "runs",
-    "requests",
-    "schedules",
-    "sensors",
-    "ticks",
-    "simulate",
-    "partitions",
-    "pools",
-    "wipe",
-    "repair",
-    "prune",
-    "migrate",
-    "demo",
-    "completions",
-    "help",
-];
 
 /// Whether the command line asked for JSON (`--json` on the command or a subcommand).
 fn wants_json(matches: &clap::ArgMatches) -> bool {
@@ -504,36 +467,44 @@ mod tests {
         assert!(line.find_subcommand("materialize").is_some());
     }
 
-    /// Each built-in command is placed on one side or the other, so a new one is placed on
-    /// purpose; a project's own command runs steps as far as anyone knows.
+    /// The commands that run steps, serve or run the project's code get a worker thread per
+    /// core; the ones that only read and write the stores the calling thread.
     #[test]
-    fn commands_that_run_steps_or_serve_get_a_thread_per_core_and_the_rest_the_calling_thread() {
-        for c in Cli::command().get_subcommands() {
-            let name = c.get_name();
-            assert!(
-                RUNS_STEPS_OR_SERVES.contains(&name) != READS_AND_WRITES.contains(&name),
-                "`{name}` must be in exactly one of RUNS_STEPS_OR_SERVES and READS_AND_WRITES"
-            );
-        }
-        let line = with_command(Project::new("robo-assets"), "qbo").command_line();
-        let flavor = |args: &[&str]| {
-            let matches = line.clone().try_get_matches_from([&["robo-assets"], args].concat()).unwrap();
-            runtime_for(&matches).handle().runtime_flavor()
+    fn commands_that_run_code_get_a_thread_per_core_and_the_rest_the_calling_thread() {
+        let runs_code = |args: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from([&["robo-assets"], args].concat())
+                .unwrap()
+                .command
+                .runs_project_code()
         };
-        use tokio::runtime::RuntimeFlavor::{CurrentThread, MultiThread};
         for args in [
             &["materialize", "storage_bill", "--partition", "2025-12-15"][..],
             &["backfill", "+storage_bill", "--from", "2025-12-01", "--to", "2025-12-31"],
             &["backfill", "resume", "bf-1"],
+            &["backfill", "retry-failed", "bf-1"],
             &["worker"],
+            &["daemon"],
+            &["dev"],
             &["ui"],
-            &["qbo"],
+            &["simulate", "--from", "2025-12-01T00:00:00Z", "--to", "2025-12-02T00:00:00Z"],
+            &["demo", "seed"],
         ] {
-            assert_eq!(flavor(args), MultiThread, "{args:?}");
+            assert!(runs_code(args), "{args:?}");
         }
-        for args in [&["list"][..], &["status", "storage_bill"], &["backfill", "list"], &["runs"], &["submit", "x"]] {
-            assert_eq!(flavor(args), CurrentThread, "{args:?}");
+        for args in [
+            &["list"][..],
+            &["status", "storage_bill"],
+            &["backfill", "list"],
+            &["backfill", "status", "bf-1"],
+            &["backfill", "cancel", "bf-1"],
+            &["runs"],
+            &["submit", "storage_bill", "--partition", "2025-12-15"],
+            &["prune", "--older-than", "30d"],
+        ] {
+            assert!(!runs_code(args), "{args:?}");
         }
+        assert_eq!(runtime(true).handle().runtime_flavor(), tokio::runtime::RuntimeFlavor::MultiThread);
+        assert_eq!(runtime(false).handle().runtime_flavor(), tokio::runtime::RuntimeFlavor::CurrentThread);
     }
 
     #[test]

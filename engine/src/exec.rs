@@ -268,7 +268,8 @@ impl Executor {
 
     /// Runs `plan` to the end (or until `cancel`): submits it to the request queue as one run
     /// (a request per step, edges for its dependencies) and drains that run with an in-process
-    /// worker, the same code `robo-assets worker` runs.
+    /// worker, the same code `robo-assets worker` runs. A plan without steps runs and records
+    /// nothing: its outcome has no steps and names a run the store does not hold.
     pub async fn execute(
         &self,
         plan: &Plan,
@@ -278,6 +279,15 @@ impl Executor {
     ) -> Result<RunOutcome, ExecError> {
         let started = Instant::now();
         let run_id = RunId::new();
+        if plan.steps.is_empty() {
+            // Nothing to run: no run is recorded (a run without requests would never end).
+            return Ok(RunOutcome {
+                run_id,
+                status: RunStatus::Succeeded,
+                steps: Vec::new(),
+                duration: started.elapsed(),
+            });
+        }
         let err = |source| ExecError { run_id, source };
         let now = self.clock.now();
         let graph = self.defs.graph();

@@ -416,6 +416,12 @@ fn materialize_stale_reruns_only_the_bill_whose_hour_changed() {
     let fresh = robo.ok(&["materialize", "+storage_bill", "--from", "2025-12-14", "--to", "2025-12-16", "--stale"]);
     assert_eq!(fresh.stdout.trim(), "Nothing is stale or missing: no step to run.");
     assert!(fresh.stderr.contains("75 fresh partitions skipped"), "{}", fresh.stderr);
+    // The same as JSON: no steps, and no run recorded for nothing.
+    let runs_before = robo.ok(&["runs", "--json"]).stdout;
+    let json =
+        robo.ok(&["materialize", "+storage_bill", "--from", "2025-12-14", "--to", "2025-12-16", "--stale", "--json"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&json.stdout).unwrap(), serde_json::json!({ "steps": [] }));
+    assert_eq!(robo.ok(&["runs", "--json"]).stdout, runs_before);
 
     // The same hour again with the same bytes changes nothing downstream (early cut-off).
     robo.ok(&["materialize", "usage_snapshot", "-p", "2025-12-15T07:00"]);
