@@ -662,7 +662,11 @@ impl RequestQueue for db::Store {
             if let Some(event) = event {
                 insert_events(&mut tx, std::slice::from_ref(event)).await?;
             }
-            finish_run(&mut tx, &run.id.to_string(), run.created_at).await?;
+            // Only a new request waiting on a known one can be finished already (it failed
+            // upstream); when every request is new (a `materialize`), the run cannot have ended.
+            if created < outcomes.len() {
+                finish_run(&mut tx, &run.id.to_string(), run.created_at).await?;
+            }
         }
         tx.commit().await?;
         if created > 0 {
