@@ -3,7 +3,7 @@
 //! From a source tarball (no `.git`, or no `git` program) the commit is `unknown`, unless the
 //! build names it in `ROBO_ASSETS_BUILD_COMMIT` (as an image build that copies no `.git` can).
 //!
-//! And lays out the binary's code: the functions a command runs first, side by side
+//! And lays out the binary's code: the functions a command runs first, laid out together
 //! (`link/robo-assets.order`, made by `scripts/link-order.sh`; BENCHMARKS.md).
 
 use std::process::Command;
@@ -39,7 +39,7 @@ fn main() {
     link_order();
 }
 
-/// The functions `--help`, `list`, `status` and a bill run, placed together at the start of the
+/// The functions `--help`, `list`, `status` and a bill run, laid out together at the start of the
 /// code instead of scattered through its 26 MB: each page of code a process touches first costs
 /// it a page fault. The linker takes them from `link/robo-assets.order`, made by
 /// `scripts/link-order.sh` from the release build's linker map; a name it does not find (a

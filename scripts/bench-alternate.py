@@ -51,10 +51,13 @@ def main():
         start = time.perf_counter()
         pid = os.fork()
         if pid == 0:
-            os.chdir(run_dir)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            os.execve(binary, [binary, *args], env)
+            try:
+                os.chdir(run_dir)
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+                os.execve(binary, [binary, *args], env)
+            finally:
+                os._exit(127)  # never the parent's cleanup
         _, status, usage = os.wait4(pid, 0)
         wall = (time.perf_counter() - start) * 1e3
         if status != 0:

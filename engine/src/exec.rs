@@ -213,7 +213,7 @@ pub fn logical_version(code_version: &str, inputs_hash: &str) -> String {
 }
 
 /// The requests of one run for `plan` (one per step, keyed `{key}:{asset}:{partition}`) and the
-/// edges between them (`(upstream index, downstream index)`), ready for `submit_requests`.
+/// edges between them (`(upstream index, downstream index)`), ready for `submit_run`.
 pub fn plan_requests(
     defs: &Definitions,
     plan: &Plan,

@@ -39,19 +39,21 @@ pub async fn materialize(app: &App, args: &MaterializeArgs) -> anyhow::Result<Ex
             engine::plan::plan(graph, &targets, &snapshot, &ctx, options).map_err(|e| user_error(e.to_string()))?;
         (plan, None)
     };
-    if let Some(fresh) = skipped {
-        if !args.json {
-            eprintln!("--stale: {fresh} fresh partition{} skipped", if fresh == 1 { "" } else { "s" });
+    if let Some(fresh) = skipped
+        && !args.json
+    {
+        eprintln!("--stale: {fresh} fresh partition{} skipped", if fresh == 1 { "" } else { "s" });
+    }
+    if plan.steps.is_empty() {
+        // No run: nothing is recorded, and the JSON says there were no steps.
+        if args.json {
+            print_json(&serde_json::json!({ "steps": [] }))?;
+        } else if skipped.is_some() {
+            println!("Nothing is stale or missing: no step to run.");
+        } else {
+            println!("No step to run.");
         }
-        if plan.steps.is_empty() {
-            // No run: nothing is recorded, and the JSON says there were no steps.
-            if args.json {
-                print_json(&serde_json::json!({ "steps": [] }))?;
-            } else {
-                println!("Nothing is stale or missing: no step to run.");
-            }
-            return Ok(ExitStatus::Success);
-        }
+        return Ok(ExitStatus::Success);
     }
 
     if args.dry_run {
